@@ -1,0 +1,65 @@
+# Track AI — the front door. Every workflow is a target with a `##` help line; CI runs these.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION ?= 0.13.9
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := python3.11
+# uv: the one on PATH, else a private copy bootstrapped from PyPI into .tools/.
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+PY := .venv/bin/python
+
+.PHONY: help env run test test-fast lint fmt migrate proto proto-check bench services clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml sandbox/pyproject.toml) | $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+env: .venv/.synced ## Create/refresh the virtual environment from uv.lock
+
+services: env ## Make sure PostgreSQL and RabbitMQ are reachable (starts local ones if stopped)
+	@$(PY) scripts/devstack.py ensure-services
+
+migrate: services ## Create the database and apply every service's migrations
+	@$(PY) scripts/devstack.py migrate
+
+run: migrate ## Run every service and the sandbox fakes; Ctrl-C stops everything
+	@$(PY) scripts/devstack.py run
+
+test: services ## The whole test suite (unit, integration, e2e, contract, charts)
+	@$(PY) scripts/devstack.py ensure-browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: env ## Unit tests only (no I/O)
+	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
+
+lint: env ## ruff, mypy (strict), import-linter contracts, buf lint, proto drift
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+	.venv/bin/buf lint
+	$(PY) scripts/gen_protos.py --check
+
+fmt: env ## Format and auto-fix
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+proto: env ## Regenerate libs/protos from proto/ (commit the result)
+	$(PY) scripts/gen_protos.py
+
+proto-check: env ## Fail when generated code drifts from proto/
+	$(PY) scripts/gen_protos.py --check
+
+bench: services ## Benchmarks: baselines and service figures (prints a table)
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean: ## Remove the virtual environment and caches
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

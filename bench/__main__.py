@@ -1,0 +1,71 @@
+"""Command line: ``python -m bench [names...] [--quick] [--runs N] [--json out.json] [--list]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import uvloop
+
+from bench import report
+from bench.context import BenchContext
+from bench.harness import run_all
+from bench.registry import REGISTRY, discover
+from bench.settings import BenchSettings
+
+FULL_RUNS = 5
+QUICK_RUNS = 3
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "names", nargs="*", help="benchmark names, groups or dotted prefixes (default: all)"
+    )
+    parser.add_argument("--quick", action="store_true", help="3 runs with fewer operations")
+    parser.add_argument("--runs", type=int, help="override the number of runs per benchmark")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
+    parser.add_argument("--list", action="store_true", help="list benchmarks and exit")
+    return parser.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> int:
+    selected = REGISTRY.select(args.names)
+    runs = args.runs or (QUICK_RUNS if args.quick else FULL_RUNS)
+    machine = report.machine_info()
+    print(report.header(machine, quick=args.quick, runs=runs), end="\n\n", flush=True)
+    started = time.perf_counter()
+    async with AsyncExitStack() as stack:
+        ctx = BenchContext(quick=args.quick, runs=runs, settings=BenchSettings(), stack=stack)
+        results = await run_all(selected, ctx, on_result=report.progress)
+    print(report.table(results))
+    print(f"\nwhat was measured (total {time.perf_counter() - started:.0f} s):")
+    print(report.legend(results))
+    if args.json:
+        document = report.to_json(results, machine, quick=args.quick, runs=runs)
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return 1 if any(r.error for r in results) else 0
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    discover()
+    if args.list:
+        for bench in REGISTRY.all():
+            print(f"{bench.name:40} {bench.group:12} {bench.description}")
+        return 0
+    try:
+        REGISTRY.select(args.names)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # The whole harness (load generator included) runs on uvloop, like the services will.
+    return uvloop.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

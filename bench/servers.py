@@ -1,0 +1,90 @@
+"""Start an ASGI app under uvicorn (uvloop + httptools) in a child process for one benchmark."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Server:
+    port: int
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far (Linux ``/proc``)."""
+        with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
+            # The command name (field 2) may contain spaces; count fields after its ')'.
+            fields = stat.read().rsplit(")", 1)[1].split()
+        utime, stime = int(fields[11]), int(fields[12])
+        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_server(app: str, *, startup_timeout: float = 20.0) -> AsyncIterator[Server]:
+    """Run ``uvicorn <app>`` on a free port; yield it once it accepts connections."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--app-dir",
+        str(REPO_ROOT),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        cwd=REPO_ROOT,
+    )
+    try:
+        await _wait_listening(port, process, startup_timeout)
+        yield Server(port=port, pid=process.pid)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def _wait_listening(port: int, process: asyncio.subprocess.Process, limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if process.returncode is not None:
+            raise RuntimeError(f"uvicorn exited with {process.returncode} before listening")
+        try:
+            _, writer = await asyncio.open_connection(HOST, port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    raise TimeoutError(f"uvicorn did not listen on {HOST}:{port} within {limit_s}s")

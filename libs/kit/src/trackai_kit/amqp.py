@@ -1,0 +1,296 @@
+"""RabbitMQ client: topology declaration, confirmed publishing and manually acknowledged consumers.
+
+A message is acknowledged only after its handler returns (the handler commits its transaction
+first); a failing handler dead-letters the message, a :class:`Retryable` one puts it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+import aio_pika
+import aio_pika.abc
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from trackai_kit.logging import get_logger
+from trackai_kit.settings import AmqpSettings
+from trackai_kit.telemetry import extract_context, inject_headers
+from trackai_kit.topology import Topology
+
+IncomingMessage = aio_pika.abc.AbstractIncomingMessage
+Handler = Callable[[IncomingMessage], Awaitable[None]]
+
+PING_TIMEOUT_S = 2.0
+
+log = get_logger(__name__)
+tracer = trace.get_tracer(__name__)
+
+# Names declared under a non-empty prefix, so test fixtures can delete exactly what a test created.
+# Production runs without a prefix and records nothing here.
+_declared: dict[str, dict[str, set[str]]] = {}
+
+
+def declared_names(prefix: str) -> tuple[set[str], set[str]]:
+    """Queues and exchanges this process declared under ``prefix`` (empty sets if none)."""
+    entry = _declared.get(prefix, {})
+    return set(entry.get("queues", ())), set(entry.get("exchanges", ()))
+
+
+def forget_prefix(prefix: str) -> None:
+    """Drop the record of names declared under ``prefix`` (after they were deleted)."""
+    _declared.pop(prefix, None)
+
+
+class Retryable(Exception):
+    """Raised by a handler when the message should be redelivered instead of dead-lettered."""
+
+
+class PublishFailed(Exception):
+    """The broker did not confirm a publish (nack, unroutable, timeout or connection lost)."""
+
+
+class ConsumerHandle:
+    """A running consumer; :meth:`cancel` stops delivery and closes its channel."""
+
+    def __init__(
+        self, channel: aio_pika.abc.AbstractChannel, queue: aio_pika.abc.AbstractQueue, tag: str
+    ) -> None:
+        self._channel = channel
+        self._queue = queue
+        self.consumer_tag = tag
+
+    async def cancel(self) -> None:
+        """Stop receiving; unacknowledged messages return to the queue when the channel closes."""
+        if self._channel.is_closed:
+            return
+        with contextlib.suppress(Exception):
+            await self._queue.cancel(self.consumer_tag)
+        with contextlib.suppress(Exception):
+            await self._channel.close()
+
+
+class AmqpClient:
+    """One robust connection with a confirm-mode publishing channel; one channel per consumer.
+
+    Queue and exchange names given to every method are logical; ``settings.prefix`` is applied here.
+    """
+
+    def __init__(self, settings: AmqpSettings, *, connection_name: str = "trackai") -> None:
+        self._settings = settings
+        self._connection_name = connection_name
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def prefix(self) -> str:
+        return self._settings.prefix
+
+    def name(self, logical: str) -> str:
+        """The broker-side name of a queue or exchange (the default exchange ``""`` stays as is)."""
+        return f"{self._settings.prefix}{logical}" if logical else logical
+
+    async def __aenter__(self) -> AmqpClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the connection and the publishing channel (no-op when already open)."""
+        async with self._lock:
+            if self._connection is not None and not self._connection.is_closed:
+                return
+            connection = await aio_pika.connect_robust(
+                self._settings.url,
+                timeout=self._settings.connect_timeout_s,
+                client_properties={"connection_name": self._connection_name},
+            )
+            try:
+                self._channel = await connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+            except BaseException:
+                await connection.close()
+                raise
+            self._connection = connection
+            self._exchanges = {}
+
+    async def close(self) -> None:
+        """Close channels and connection; safe to call twice."""
+        connection, self._connection, self._channel = self._connection, None, None
+        self._exchanges = {}
+        if connection is not None and not connection.is_closed:
+            await connection.close()
+
+    async def _connected(self) -> aio_pika.abc.AbstractRobustConnection:
+        if self._connection is None or self._connection.is_closed:
+            await self.connect()
+        assert self._connection is not None
+        return self._connection
+
+    async def ping(self) -> None:
+        """Raise unless the broker answers a channel open/close round trip within a short time."""
+        async with asyncio.timeout(PING_TIMEOUT_S):
+            connection = await self._connected()
+            channel = await connection.channel(publisher_confirms=False)
+            await channel.close()
+
+    async def declare(self, topology: Topology) -> None:
+        """Declare exchanges, queues (DLQs first) and bindings; idempotent."""
+        connection = await self._connected()
+        topo = topology.prefixed(self.prefix)
+        # A mismatching redeclaration closes the channel it happens on: keep it off the publisher.
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            for exchange in topo.exchanges:
+                await channel.declare_exchange(
+                    exchange.name, aio_pika.ExchangeType(exchange.type), durable=True
+                )
+                self._record("exchanges", exchange.name)
+            for spec in topo.all_queues():
+                queue = await channel.declare_queue(
+                    spec.name, durable=True, arguments=spec.arguments()
+                )
+                self._record("queues", spec.name)
+                for exchange_name, routing_key in spec.bindings:
+                    await queue.bind(exchange_name, routing_key)
+        finally:
+            await channel.close()
+
+    def _record(self, kind: str, name: str) -> None:
+        if self.prefix:
+            _declared.setdefault(self.prefix, {}).setdefault(kind, set()).add(name)
+
+    async def _exchange(self, logical: str) -> aio_pika.abc.AbstractExchange:
+        await self._connected()
+        assert self._channel is not None
+        if not logical:
+            return self._channel.default_exchange
+        if logical not in self._exchanges:
+            self._exchanges[logical] = await self._channel.get_exchange(
+                self.name(logical), ensure=False
+            )
+        return self._exchanges[logical]
+
+    async def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        exchange: str = "",
+        message_id: str,
+        message_type: str,
+        headers: dict[str, Any] | None = None,
+        content_type: str = "application/x-protobuf",
+        expiration_ms: int | None = None,
+    ) -> None:
+        """Publish a persistent message and wait for the broker's confirm.
+
+        With the default exchange ``routing_key`` is a queue name (prefixed, and unroutable messages
+        raise); with a named exchange it is a routing key. Raises :class:`PublishFailed`.
+        """
+        target_key = self.name(routing_key) if not exchange else routing_key
+        with tracer.start_as_current_span(
+            f"{exchange or routing_key} publish",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.destination.name": exchange or routing_key,
+                "messaging.message.id": message_id,
+            },
+        ) as span:
+            message_headers: dict[str, Any] = dict(headers or {})
+            inject_headers(message_headers)
+            message = aio_pika.Message(
+                body,
+                message_id=message_id,
+                type=message_type,
+                headers=message_headers,
+                content_type=content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                expiration=timedelta(milliseconds=expiration_ms) if expiration_ms else None,
+            )
+            try:
+                async with asyncio.timeout(self._settings.publish_timeout_s):
+                    target = await self._exchange(exchange)
+                    await target.publish(message, target_key, mandatory=not exchange)
+            except Exception as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise PublishFailed(
+                    f"publish of {message_id} to {exchange or '(default)'}/{target_key} "
+                    f"failed: {type(exc).__name__}: {exc}"
+                ) from exc
+
+    async def consume(
+        self, queue: str, handler: Handler, *, prefetch: int | None = None
+    ) -> ConsumerHandle:
+        """Start consuming ``queue`` on its own channel; returns a handle to cancel it."""
+        connection = await self._connected()
+        channel = await connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=prefetch or self._settings.prefetch)
+        amqp_queue = await channel.get_queue(self.name(queue), ensure=False)
+        tag = await amqp_queue.consume(_acknowledging(queue, handler))
+        return ConsumerHandle(channel, amqp_queue, str(tag))
+
+
+def _acknowledging(queue: str, handler: Handler) -> Callable[[IncomingMessage], Awaitable[None]]:
+    async def on_message(message: IncomingMessage) -> None:
+        context = extract_context(message.headers or {})
+        with tracer.start_as_current_span(
+            f"{queue} process",
+            context=context,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.source.name": queue,
+                "messaging.message.id": message.message_id or "",
+            },
+        ) as span:
+            try:
+                await handler(message)
+            except Retryable as exc:
+                log.warning(
+                    "message handler asked for redelivery",
+                    queue=queue,
+                    message_id=message.message_id,
+                    reason=str(exc),
+                )
+                await _settle(message.nack(requeue=True), message)
+                return
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                log.exception(
+                    "message handler failed; dead-lettering",
+                    queue=queue,
+                    message_id=message.message_id,
+                    message_type=message.type,
+                )
+                await _settle(message.reject(requeue=False), message)
+                return
+            await _settle(message.ack(), message)
+
+    return on_message
+
+
+async def _settle(action: Awaitable[None], message: IncomingMessage) -> None:
+    # The channel may have closed while the handler ran; the broker then redelivers the message,
+    # which idempotent handlers tolerate, so a failed settle is logged rather than raised.
+    try:
+        await action
+    except Exception:
+        log.warning("could not settle message", message_id=message.message_id, exc_info=True)

@@ -1,0 +1,112 @@
+"""Structured JSON logs on stdout: one pipeline for structlog and stdlib loggers.
+
+Every line carries ``service``, ``level``, ``timestamp`` and, inside a span, ``trace_id`` and
+``span_id``; every event dict goes through :func:`redact` before it is rendered.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, cast
+
+import structlog
+from opentelemetry import trace
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from trackai_kit.redaction import redact
+from trackai_kit.settings import LogSettings
+
+__all__ = ["configure_logging", "get_logger", "redact"]
+
+# Libraries whose INFO chatter (per request, per frame) drowns the service's own lines.
+_NOISY_LOGGERS = ("aiormq", "aio_pika", "uvicorn.access", "asyncio", "grpc")
+
+
+def _add_service(service: str) -> Processor:
+    def processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    return processor
+
+
+def _add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event_dict["trace_id"] = format(span_context.trace_id, "032x")
+        event_dict["span_id"] = format(span_context.span_id, "016x")
+    return event_dict
+
+
+def _redact_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    return cast(EventDict, redact(event_dict))
+
+
+def _drop_stdlib_extras(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    event_dict.pop("_record", None)
+    event_dict.pop("_from_structlog", None)
+    return event_dict
+
+
+def configure_logging(settings: LogSettings, service: str) -> None:
+    """Route structlog and stdlib ``logging`` to one JSON (or console) renderer on stdout."""
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        _add_service(service),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        # Redaction runs after the exception is rendered to text (tracebacks may quote values) and
+        # before the trace ids are added (hex ids must not be mistaken for phone numbers).
+        _redact_event,
+        _add_trace_ids,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if settings.json_output
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _drop_stdlib_extras,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.level.upper())
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    """A structlog logger bound to the stdlib logger ``name``."""
+    return structlog.stdlib.get_logger(name)
+
+
+def bind_context(**values: Any) -> None:
+    """Bind values (tenant id, message id...) to every log line of the current task."""
+    structlog.contextvars.bind_contextvars(**values)
+
+
+def clear_context() -> None:
+    """Forget what :func:`bind_context` bound in the current task."""
+    structlog.contextvars.clear_contextvars()

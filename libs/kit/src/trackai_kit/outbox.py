@@ -1,0 +1,274 @@
+"""Transactional outbox: write the message in the business transaction, publish it afterwards.
+
+:func:`enqueue` inserts into ``<schema>.outbox`` inside the caller's transaction;
+:class:`OutboxRelay` publishes committed rows with publisher confirms and marks them published in
+the transaction that locked them, so a crash yields at most a re-publish with the same message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from opentelemetry import trace
+
+from trackai_kit.amqp import AmqpClient
+from trackai_kit.logging import get_logger
+from trackai_kit.postgres import check_identifier
+from trackai_kit.telemetry import extract_context, inject_headers
+
+log = get_logger(__name__)
+tracer = trace.get_tracer(__name__)
+
+MAX_BACKOFF_S = 30.0
+_LAST_ERROR_MAX = 500
+
+
+def notify_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel signalled on every insert into ``<schema>.outbox``."""
+    return f"{check_identifier(schema)}_outbox"
+
+
+def outbox_ddl(schema: str) -> str:
+    """DDL creating ``<schema>.outbox``, its pending-rows index and its NOTIFY trigger."""
+    s = check_identifier(schema)
+    channel = notify_channel(schema)
+    return f"""
+CREATE TABLE {s}.outbox (
+    id bigserial PRIMARY KEY,
+    message_id text NOT NULL UNIQUE,
+    exchange text NOT NULL DEFAULT '',
+    routing_key text NOT NULL,
+    message_type text NOT NULL,
+    body bytea NOT NULL,
+    headers jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    published_at timestamptz,
+    attempts integer NOT NULL DEFAULT 0,
+    last_error text
+);
+CREATE INDEX outbox_unpublished_idx ON {s}.outbox (id) WHERE published_at IS NULL;
+CREATE FUNCTION {s}.outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{channel}', '');
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER outbox_notify AFTER INSERT ON {s}.outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.outbox_notify();
+"""
+
+
+def outbox_drop_ddl(schema: str) -> str:
+    """DDL undoing :func:`outbox_ddl`."""
+    s = check_identifier(schema)
+    return f"""
+DROP TRIGGER IF EXISTS outbox_notify ON {s}.outbox;
+DROP FUNCTION IF EXISTS {s}.outbox_notify();
+DROP TABLE IF EXISTS {s}.outbox;
+"""
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    *,
+    schema: str,
+    routing_key: str,
+    message_id: str,
+    message_type: str,
+    body: bytes,
+    exchange: str = "",
+    headers: dict[str, Any] | None = None,
+) -> bool:
+    """Add a message to the outbox in the caller's transaction; False if the id already exists."""
+    stored_headers = dict(headers or {})
+    inject_headers(stored_headers)
+    status = await conn.execute(
+        f"INSERT INTO {check_identifier(schema)}.outbox "  # noqa: S608 - identifier validated
+        "(message_id, exchange, routing_key, message_type, body, headers) "
+        "VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (message_id) DO NOTHING",
+        message_id,
+        exchange,
+        routing_key,
+        message_type,
+        body,
+        stored_headers,
+    )
+    return bool(status == "INSERT 0 1")
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    message_id: str
+    exchange: str
+    routing_key: str
+    message_type: str
+    body: bytes
+    headers: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RelayResult:
+    """Outcome of one relay batch."""
+
+    published: int
+    failed: int
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows of one schema; several relays may run side by side."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        amqp: AmqpClient,
+        *,
+        schema: str,
+        batch_size: int = 200,
+        poll_interval_s: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._amqp = amqp
+        self._schema = check_identifier(schema)
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+
+    async def relay_once(self) -> int:
+        """Publish one batch; returns how many rows were published (broker errors do not raise)."""
+        return (await self.relay_batch()).published
+
+    async def relay_batch(self) -> RelayResult:
+        """Claim up to ``batch_size`` pending rows, publish them, record the outcome, commit."""
+        s = self._schema
+        async with self._pool.acquire() as conn, conn.transaction():
+            records = await conn.fetch(
+                f"SELECT id, message_id, exchange, routing_key, message_type, body, headers "  # noqa: S608
+                f"FROM {s}.outbox WHERE published_at IS NULL ORDER BY id "
+                f"LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self._batch_size,
+            )
+            if not records:
+                return RelayResult(0, 0)
+            rows = [_Row(**dict(record)) for record in records]
+            outcomes = await asyncio.gather(*(self._publish(row) for row in rows))
+            published = [row.id for row, error in zip(rows, outcomes, strict=True) if error is None]
+            failed = [
+                (row.id, error[:_LAST_ERROR_MAX])
+                for row, error in zip(rows, outcomes, strict=True)
+                if error is not None
+            ]
+            if published:
+                await conn.execute(
+                    f"UPDATE {s}.outbox SET published_at = now(), attempts = attempts + 1, "  # noqa: S608
+                    f"last_error = NULL WHERE id = ANY($1::bigint[])",
+                    published,
+                )
+            if failed:
+                await conn.executemany(
+                    f"UPDATE {s}.outbox SET attempts = attempts + 1, last_error = $2 "  # noqa: S608
+                    f"WHERE id = $1",
+                    failed,
+                )
+        if failed:
+            log.warning(
+                "outbox publish failed",
+                schema=s,
+                failed=len(failed),
+                published=len(published),
+                error=failed[0][1],
+            )
+        return RelayResult(len(published), len(failed))
+
+    async def _publish(self, row: _Row) -> str | None:
+        headers = dict(row.headers)
+        # Continue the trace of the transaction that enqueued the message.
+        with tracer.start_as_current_span(
+            "outbox relay",
+            context=extract_context(headers),
+            attributes={"trackai.outbox.id": row.id},
+        ):
+            try:
+                await self._amqp.publish(
+                    row.routing_key,
+                    row.body,
+                    exchange=row.exchange,
+                    message_id=row.message_id,
+                    message_type=row.message_type,
+                    headers=headers,
+                )
+            except Exception as exc:
+                return f"{type(exc).__name__}: {exc}"
+        return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until ``stop`` is set: woken by NOTIFY, polling as fallback, with back-off."""
+        wake = asyncio.Event()
+        backoff = 0.0
+        listener: PoolConnectionProxy | None = None
+
+        def on_notify(*_: object) -> None:
+            wake.set()
+
+        try:
+            while not stop.is_set():
+                if listener is None or listener.is_closed():
+                    listener = await self._listen(on_notify)
+                wake.clear()
+                try:
+                    result = await self.relay_batch()
+                except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                    log.warning("outbox relay database error", schema=self._schema, error=str(exc))
+                    result = RelayResult(0, 1)
+                    await self._release_listener(listener, on_notify)
+                    listener = None
+                if result.failed and not result.published:
+                    backoff = min(MAX_BACKOFF_S, max(self._poll_interval_s, backoff * 2 or 0.5))
+                    await _wait_any(stop, None, backoff)
+                    continue
+                backoff = 0.0
+                if result.published >= self._batch_size:
+                    continue  # more rows are probably waiting
+                await _wait_any(stop, wake, self._poll_interval_s)
+        finally:
+            await self._release_listener(listener, on_notify)
+
+    async def _listen(self, callback: Callable[..., None]) -> PoolConnectionProxy | None:
+        try:
+            conn: PoolConnectionProxy = await self._pool.acquire()
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            log.warning("outbox relay cannot LISTEN; polling only", error=str(exc))
+            return None
+        try:
+            await conn.add_listener(notify_channel(self._schema), callback)
+        except BaseException:
+            await self._pool.release(conn)
+            raise
+        return conn
+
+    async def _release_listener(
+        self, conn: PoolConnectionProxy | None, callback: Callable[..., None]
+    ) -> None:
+        if conn is None:
+            return
+        # Best effort: a broken connection is discarded by the pool anyway.
+        with contextlib.suppress(Exception):
+            await conn.remove_listener(notify_channel(self._schema), callback)
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, timeout_s: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,61 @@
+"""asyncpg connection pool bound to one service schema, with JSON/JSONB codecs, plus a ping.
+
+Services keep their tables in their own schema; ``search_path`` resolves unqualified names there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import asyncpg
+
+from trackai_kit.settings import PostgresSettings
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+PING_TIMEOUT_S = 2.0
+
+
+def check_identifier(name: str) -> str:
+    """Return ``name`` if it is a safe lower-case SQL identifier (we interpolate schema names)."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not a valid schema/table identifier: {name!r}")
+    return name
+
+
+def asyncpg_dsn(url: str) -> str:
+    """Accept SQLAlchemy-style URLs (``postgresql+asyncpg://``) as well as plain libpq ones."""
+    return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", url)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(settings: PostgresSettings, *, schema: str | None = None) -> asyncpg.Pool:
+    """Open a pool whose connections resolve unqualified names in ``schema``, then ``public``."""
+    server_settings: dict[str, str] = {"application_name": schema or "trackai"}
+    if schema is not None:
+        server_settings["search_path"] = f"{check_identifier(schema)},public"
+    pool = await asyncpg.create_pool(
+        asyncpg_dsn(settings.url),
+        min_size=settings.pool_min,
+        max_size=settings.pool_max,
+        command_timeout=settings.command_timeout_s,
+        server_settings=server_settings,
+        init=_init_connection,
+    )
+    if pool is None:  # asyncpg's stubs allow it; a successful create_pool never returns None
+        raise RuntimeError("asyncpg.create_pool returned no pool")
+    return pool
+
+
+async def ping(pool: asyncpg.Pool, timeout_s: float = PING_TIMEOUT_S) -> None:
+    """Raise unless the database answers ``SELECT 1`` within ``timeout_s``."""
+    async with asyncio.timeout(timeout_s):
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")

@@ -1,0 +1,106 @@
+"""Removes personal data and secrets from anything about to leave the process (logs, Sentry).
+
+One recursive function, :func:`redact`, shared by the log pipeline and the Sentry scrubber so both
+apply the same rules: sensitive keys lose their value; free text loses e-mails, phones, CPFs and
+tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+REDACTED = "[REDACTED]"
+
+# A key is sensitive when one of its "_"-separated words names a credential ("x_hub_signature_256",
+# "meta_access_token") or when it is exactly a personal datum ("email" but not "email_hash").
+# Keys are compared after camelCase/kebab-case become snake_case ("X-Api-Key", "apiKey").
+_CREDENTIAL_WORDS = frozenset(
+    {
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "authorization",
+        "signature",
+        "hottok",
+        "apikey",
+        "cookie",
+        "cookies",
+        "credentials",
+        "dsn",
+    }
+)
+_CREDENTIAL_PHRASES = ("api_key", "private_key", "secret_key", "encryption_key", "set_cookie")
+_PERSONAL_KEYS = frozenset(
+    {
+        "email",
+        "e_mail",
+        "phone",
+        "phone_number",
+        "mobile",
+        "telefone",
+        "celular",
+        "cpf",
+        "cnpj",
+        "document",
+        "doc",
+    }
+)
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
+# "token=...", "access_token: ..." inside query strings or free text.
+_INLINE_SECRET = re.compile(
+    r"(?i)\b(access_token|refresh_token|token|secret|password|api_key|apikey|signature|hottok)"
+    r"(\s*[=:]\s*)([^\s&,;\"']+)"
+)
+_CPF = re.compile(r"(?<![\w.\-/])\d{3}\.\d{3}\.\d{3}-\d{2}(?![\w\-/])")
+# Formatted phones: "+55 (11) 91234-5678", "(11) 91234-5678", "11 91234 5678", "+1 415-555-2671".
+_PHONE_FORMATTED = re.compile(
+    r"(?<![\w.\-/+])(?:\+\d{1,3}[\s.\-]?)?\(?\d{2,3}\)?[\s.\-]?\d{3,5}[\s.\-]\d{4}(?![\w\-/])"
+)
+# Bare runs of 10-13 digits (Brazilian numbers with area code, E.164, unformatted CPF), not when
+# they are a piece of a longer token such as a hex id or a UUID segment.
+_DIGIT_RUN = re.compile(r"(?<![\w.\-/])\+?\d{10,13}(?![\w.\-/])")
+
+
+def is_sensitive_key(key: str) -> bool:
+    """Whether a mapping key names a credential or a personal datum (its value is dropped)."""
+    normalised = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower().replace("-", "_")
+    if normalised in _PERSONAL_KEYS or any(p in normalised for p in _CREDENTIAL_PHRASES):
+        return True
+    return not _CREDENTIAL_WORDS.isdisjoint(normalised.split("_"))
+
+
+def redact_text(text: str) -> str:
+    """Replace e-mails, phones, CPFs, bearer tokens and inline secrets inside free text."""
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _INLINE_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    text = _EMAIL.sub("[EMAIL]", text)
+    text = _CPF.sub("[CPF]", text)
+    text = _PHONE_FORMATTED.sub("[PHONE]", text)
+    return _DIGIT_RUN.sub("[PHONE]", text)
+
+
+def redact(value: object) -> object:
+    """Return a copy of ``value`` without personal data or secrets; recursive on dicts and lists.
+
+    Strings are rewritten with :func:`redact_text`; a mapping entry whose key is sensitive keeps its
+    key and loses its value; raw bytes are replaced by their length (they may hold anything).
+    """
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {
+            key: (REDACTED if isinstance(key, str) and is_sensitive_key(key) else redact(item))
+            for key, item in value.items()
+        }
+    if isinstance(value, tuple):
+        return tuple(redact(item) for item in value)
+    if isinstance(value, list | set | frozenset):
+        return [redact(item) for item in value]
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    return value

@@ -1,0 +1,103 @@
+"""The redactor removes personal data and secrets and leaves ids, hashes and numbers alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trackai_kit.logging import redact
+from trackai_kit.redaction import REDACTED, is_sensitive_key, redact_text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "contact maria.silva+promo@example.com.br now",
+        "phone +55 11 91234-5678 given",
+        "phone (11) 91234-5678 given",
+        "phone 11 91234 5678 given",
+        "phone 5511912345678 given",
+        "phone +5511912345678 given",
+        "phone +1 415-555-2671 given",
+        "phone 11912345678 given",
+        "cpf 123.456.789-09 given",
+        "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.abc.def-ghi",
+        "GET /hook?token=s3cr3tv4lue&x=1",
+        "hottok=AbC123xyz",
+        "access_token: EAAB123secret",
+    ],
+)
+def test_free_text_loses_personal_data_and_secrets(text: str) -> None:
+    out = redact_text(text)
+    for secret in (
+        "maria.silva",
+        "91234",
+        "912345678",
+        "555-2671",
+        "123.456.789",
+        "eyJhbGciOiJIUzI1NiJ9",
+        "s3cr3tv4lue",
+        "AbC123xyz",
+        "EAAB123secret",
+    ):
+        assert secret not in out, out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "trace 4bf92f3577b34da6a3ce929d0e0e4736",
+        "event 123e4567-e89b-12d3-a456-426614174000",
+        "sha e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "at 2024-05-01T12:34:56.123456+00:00",
+        "order 12345 took 350 ms",
+        "v1.2.3",
+    ],
+)
+def test_ids_hashes_and_dates_are_kept(text: str) -> None:
+    assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["token", "Authorization", "X-Api-Key", "apiKey", "accessToken", "GRPC_AUTH_TOKEN",
+     "client_secret", "hottok", "signature", "password", "email", "phone", "cpf", "webhook_secret",
+     "X-Hub-Signature-256", "X-Hotmart-Hottok", "metaAccessToken", "Set-Cookie", "private_key"],
+)
+def test_sensitive_keys(key: str) -> None:
+    assert is_sensitive_key(key)
+
+
+@pytest.mark.parametrize(
+    "key", ["email_hash", "phone_hash", "event_id", "tenant_id", "status", "prompt_tokens"]
+)
+def test_ordinary_keys(key: str) -> None:
+    assert not is_sensitive_key(key)
+
+
+def test_redact_is_recursive_and_keeps_structure() -> None:
+    value = {
+        "tenant_id": "t-1",
+        "count": 12345678901,
+        "email_hash": "ab" * 32,
+        "customer": {"email": "a@b.co", "Phone": "11 91234-5678", "name": "Ana"},
+        "items": [{"note": "call me at +55 (21) 98765-4321"}, ("x@y.io", 3)],
+        "headers": {"Authorization": "Bearer abc", "X-Hotmart-Hottok": "zzz"},
+        "raw": b"email=a@b.co",
+    }
+    out = redact(value)
+    assert isinstance(out, dict)
+    assert out["tenant_id"] == "t-1"
+    assert out["count"] == 12345678901  # numbers are not text; left alone
+    assert out["email_hash"] == "ab" * 32
+    assert out["customer"] == {"email": REDACTED, "Phone": REDACTED, "name": "Ana"}
+    assert out["items"][0] == {"note": "call me at [PHONE]"}
+    assert out["items"][1] == ("[EMAIL]", 3)
+    assert out["headers"] == {"Authorization": REDACTED, "X-Hotmart-Hottok": REDACTED}
+    assert out["raw"] == "<12 bytes>"
+    dumped = json.dumps(out)
+    for leaked in ("a@b.co", "91234", "98765", "abc", "zzz"):
+        assert leaked not in dumped
+    # the input is not modified
+    assert value["customer"]["email"] == "a@b.co"  # type: ignore[index]

@@ -1,0 +1,1 @@
+"""Generated from proto/trackai/agent; regenerate with `make proto`, never edit."""

@@ -1,0 +1,1 @@
+"""Generated from proto/trackai/common; regenerate with `make proto`, never edit."""

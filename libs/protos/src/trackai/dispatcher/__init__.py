@@ -1,0 +1,1 @@
+"""Generated from proto/trackai/dispatcher; regenerate with `make proto`, never edit."""

@@ -1,0 +1,1 @@
+"""Generated from proto/trackai/ingestion; regenerate with `make proto`, never edit."""

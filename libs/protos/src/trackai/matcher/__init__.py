@@ -1,0 +1,1 @@
+"""Generated from proto/trackai/matcher; regenerate with `make proto`, never edit."""

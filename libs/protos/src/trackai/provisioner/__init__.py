@@ -1,0 +1,1 @@
+"""Generated from proto/trackai/provisioner; regenerate with `make proto`, never edit."""

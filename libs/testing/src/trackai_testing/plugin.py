@@ -1,0 +1,260 @@
+"""pytest plugin shared by every suite: real PostgreSQL and RabbitMQ, isolated per test.
+
+Each test gets its own database (cloned from a migrated template) and its own queue-name prefix.
+URLs come from the environment first; testcontainers are used only where Docker exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import asyncpg
+import pytest
+import pytest_asyncio
+from trackai_kit.amqp import declared_names, forget_prefix
+from trackai_kit.postgres import asyncpg_dsn, create_pool
+from trackai_kit.settings import PostgresSettings
+from trackai_kit.topology import (
+    Topology,
+    dispatcher_topology,
+    ingestion_topology,
+    matcher_topology,
+    status_topology,
+)
+
+T = TypeVar("T")
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+_PROBE_TIMEOUT_S = 3.0
+
+
+def in_thread(fn: Callable[[], T]) -> T:
+    """Call ``fn`` in a worker thread and return its result (or raise its exception).
+
+    Sync fixtures may run while pytest-asyncio's session loop exists; code that runs its own event
+    loop (``asyncio.run``, alembic's async engine) must not share that thread.
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="trackai-testing")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on a private event loop in a worker thread."""
+    return in_thread(lambda: asyncio.run(coro))
+
+
+def database_url_for(url: str, database: str) -> str:
+    """``url`` pointing at another database on the same server."""
+    parts = urlsplit(asyncpg_dsn(url))
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _docker_available() -> bool:
+    return shutil.which("docker") is not None or Path("/var/run/docker.sock").exists()
+
+
+async def _postgres_reachable(url: str) -> str | None:
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(url), timeout=_PROBE_TIMEOUT_S)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    await conn.close()
+    return None
+
+
+async def _amqp_reachable(url: str) -> str | None:
+    try:
+        conn = await aio_pika.connect(url, timeout=_PROBE_TIMEOUT_S)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    await conn.close()
+    return None
+
+
+async def _admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(url), timeout=_PROBE_TIMEOUT_S)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a PostgreSQL server the tests may create databases on (admin database)."""
+    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or ""
+    url = url or DEFAULT_POSTGRES_URL
+    problem = run_sync(_postgres_reachable(url))
+    if problem is None:
+        yield url
+        return
+    if not _docker_available():
+        pytest.fail(
+            f"PostgreSQL is not reachable at {url} ({problem}) and Docker is not available. "
+            "Start PostgreSQL locally (e.g. `pg_ctlcluster 15 main start`, or "
+            "`docker run -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:16`) "
+            "or set TEST_DATABASE_URL.",
+            pytrace=False,
+        )
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:16-alpine", driver=None) as container:
+        yield container.get_connection_url()
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """URL of a RabbitMQ broker (3.10+, quorum queues)."""
+    url = os.environ.get("TEST_AMQP_URL") or os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL
+    problem = run_sync(_amqp_reachable(url))
+    if problem is None:
+        yield url
+        return
+    if not _docker_available():
+        pytest.fail(
+            f"RabbitMQ is not reachable at {url} ({problem}) and Docker is not available. "
+            "Start RabbitMQ locally (e.g. `rabbitmq-server -detached`, or "
+            "`docker run -p 5672:5672 rabbitmq:3.13`) or set TEST_AMQP_URL.",
+            pytrace=False,
+        )
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    with RabbitMqContainer("rabbitmq:3.13") as container:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(container.port)
+        yield f"amqp://guest:guest@{host}:{port}/"
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_url: str) -> Iterator[str]:
+    """Name of a template database holding every service's schema at head (built once)."""
+    try:
+        from trackai_kit.migrations import upgrade_all
+    except ModuleNotFoundError as exc:
+        if exc.name != "trackai_kit.migrations":
+            raise
+        pytest.skip("trackai_kit.migrations is not available yet: no migrated template database")
+    name = _unique("trackai_tpl")
+    run_sync(_admin(postgres_url, f'CREATE DATABASE "{name}"'))
+    try:
+        target = database_url_for(postgres_url, name)
+        in_thread(lambda: upgrade_all(target))
+        yield name
+    finally:
+        run_sync(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(postgres_url: str, migrated_template: str) -> Iterator[str]:
+    """A fresh database with every service's schema, dropped after the test."""
+    name = _unique("trackai_test")
+    run_sync(_admin(postgres_url, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"'))
+    try:
+        yield database_url_for(postgres_url, name)
+    finally:
+        run_sync(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def empty_database_url(postgres_url: str) -> Iterator[str]:
+    """A fresh empty database, dropped after the test."""
+    name = _unique("trackai_empty")
+    run_sync(_admin(postgres_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield database_url_for(postgres_url, name)
+    finally:
+        run_sync(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+PoolFactory = Callable[..., Awaitable[asyncpg.Pool]]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pg_pool() -> AsyncIterator[PoolFactory]:
+    """Factory ``await pg_pool(url, schema=None)`` for asyncpg pools closed after the test."""
+    pools: list[asyncpg.Pool] = []
+
+    async def make(url: str, schema: str | None = None, **settings: Any) -> asyncpg.Pool:
+        pool = await create_pool(
+            PostgresSettings(url=url, pool_min=1, pool_max=4, **settings), schema=schema
+        )
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        await pool.close()
+
+
+def _known_topology() -> Topology:
+    return (
+        ingestion_topology()
+        .merge(matcher_topology())
+        .merge(dispatcher_topology())
+        .merge(status_topology())
+    )
+
+
+async def _delete_prefixed(url: str, prefix: str) -> None:
+    queues, exchanges = declared_names(prefix)
+    # Processes started by the test (services run as subprocesses) declare outside this registry;
+    # the service topologies cover what they can have declared.
+    known = _known_topology().prefixed(prefix)
+    queues |= {q.name for q in known.all_queues()}
+    exchanges |= {e.name for e in known.exchanges}
+    connection = await aio_pika.connect(url, timeout=_PROBE_TIMEOUT_S)
+    try:
+        channel = await connection.channel()
+        for queue in sorted(queues):
+            if channel.is_closed:
+                channel = await connection.channel()
+            try:
+                await channel.queue_delete(queue)
+            except Exception:  # noqa: S112 - a queue that never existed is fine to skip
+                continue
+        for exchange in sorted(exchanges):
+            if channel.is_closed:
+                channel = await connection.channel()
+            try:
+                await channel.exchange_delete(exchange)
+            except Exception:  # noqa: S112
+                continue
+    finally:
+        await connection.close()
+    forget_prefix(prefix)
+
+
+@pytest.fixture
+def amqp_prefix(amqp_url: str) -> Iterator[str]:
+    """A unique queue/exchange prefix (``t<hex>.``); what is declared with it is deleted after."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    yield prefix
+    run_sync(_delete_prefixed(amqp_url, prefix))

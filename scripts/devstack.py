@@ -1,0 +1,276 @@
+"""Local stack helper behind `make services`, `make migrate`, `make run` and `make test`.
+
+Checks (and if needed starts) the local PostgreSQL and RabbitMQ, applies migrations, and runs every
+service plus the sandbox fakes as child processes, printing where each listens. Ctrl-C stops all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from trackai_kit.settings import GRPC_PORTS, HTTP_PORTS, ServiceSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+SANDBOX_PORTS = {"meta": 8010}
+#: Health ports of the consumer processes when they share a machine with `serve`.
+CONSUME_HTTP_PORTS = {"matcher": 8102, "dispatcher": 8103}
+
+
+def _say(msg: str) -> None:
+    sys.stdout.write(msg + "\n")
+    sys.stdout.flush()
+
+
+def _reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_reachable(host: str, port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _reachable(host, port):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _host_port(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+def _start_postgres() -> bool:
+    if not shutil.which("pg_ctlcluster"):
+        return False
+    versions = (
+        sorted(p.name for p in Path("/etc/postgresql").glob("*"))
+        if Path("/etc/postgresql").exists()
+        else []
+    )
+    for version in versions:
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+            check=False,
+            capture_output=True,
+        )
+    return bool(versions)
+
+
+def _start_rabbitmq() -> bool:
+    if not shutil.which("rabbitmq-server"):
+        return False
+    subprocess.run(["rabbitmq-server", "-detached"], check=False, capture_output=True)
+    return True
+
+
+def ensure_services() -> None:
+    settings = ServiceSettings()
+    checks = [
+        (
+            "PostgreSQL",
+            settings.database_url,
+            5432,
+            _start_postgres,
+            "install PostgreSQL 15+ (apt-get install postgresql) "
+            "or set DATABASE_URL to a reachable server",
+        ),
+        (
+            "RabbitMQ",
+            settings.amqp_url,
+            5672,
+            _start_rabbitmq,
+            "install RabbitMQ 3.13+ (apt-get install rabbitmq-server) "
+            "or set AMQP_URL to a reachable broker",
+        ),
+    ]
+    for name, url, default_port, start, advice in checks:
+        host, port = _host_port(url, default_port)
+        if _reachable(host, port):
+            _say(f"  {name:<10} reachable at {host}:{port}")
+            continue
+        local = host in ("127.0.0.1", "localhost", "::1")
+        if local and start():
+            _say(f"  {name:<10} was stopped; starting the local server ...")
+            if _wait_reachable(host, port, 90):
+                _say(f"  {name:<10} reachable at {host}:{port}")
+                continue
+        sys.exit(f"{name} is not reachable at {host}:{port}. To fix: {advice}.")
+
+
+def ensure_browser() -> None:
+    """Browser tests drive Debian's Chromium; install it once when it is missing."""
+    if Path("/usr/bin/chromium").exists() or os.environ.get("TRACKAI_SKIP_BROWSER_INSTALL"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        _say(
+            "  chromium not found at /usr/bin/chromium: browser tests will be skipped "
+            "(install Debian's 'chromium' package to run them)"
+        )
+        return
+    _say("  installing Debian's chromium for the browser tests (once) ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env)
+
+
+def migrate() -> None:
+    from trackai_kit.migrations import ensure_database, upgrade_all
+
+    url = ServiceSettings().database_url
+    ensure_database(url)
+    upgrade_all(url)
+    _say(f"  migrations applied to {urlsplit(url).path.lstrip('/') or 'trackai'}")
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    ready_url: str | None = None
+    popen: subprocess.Popen[bytes] | None = None
+
+
+def _stack() -> list[Proc]:
+    base_env: dict[str, str] = {}
+    # Without real credentials, the services talk to the local fakes.
+    if not os.environ.get("META_GRAPH_URL"):
+        base_env["META_GRAPH_URL"] = f"http://127.0.0.1:{SANDBOX_PORTS['meta']}"
+    procs = [
+        Proc(
+            "sandbox",
+            [PY, "-m", "trackai_sandbox", "serve"],
+            dict(base_env),
+            f"http://127.0.0.1:{SANDBOX_PORTS['meta']}/_sandbox/health",
+        ),
+    ]
+    for svc in ("provisioner", "ingestion", "matcher", "dispatcher", "agent", "console"):
+        procs.append(
+            Proc(
+                f"{svc}",
+                [PY, "-m", f"trackai_{svc}", "serve"],
+                dict(base_env),
+                f"http://127.0.0.1:{HTTP_PORTS[svc]}/ready",
+            )
+        )
+    for svc, port in CONSUME_HTTP_PORTS.items():
+        env = dict(base_env)
+        env[f"{svc.upper()}_HTTP_PORT"] = str(port)
+        procs.append(
+            Proc(
+                f"{svc}-consume",
+                [PY, "-m", f"trackai_{svc}", "consume"],
+                env,
+                f"http://127.0.0.1:{port}/ready",
+            )
+        )
+    return procs
+
+
+def _stop(procs: list[Proc], grace: float = 20.0) -> None:
+    for p in procs:
+        if p.popen and p.popen.poll() is None:
+            p.popen.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        if p.popen is None:
+            continue
+        try:
+            p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.popen.kill()
+
+
+def run() -> None:
+    procs = _stack()
+    stopping = False
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    for p in procs:
+        # Own process group: the terminal's Ctrl-C reaches us, and we stop children in order.
+        p.popen = subprocess.Popen(
+            p.argv, cwd=ROOT, env={**os.environ, **p.env}, start_new_session=True
+        )
+    _say("Waiting for every process to be ready ...")
+    pending = [p for p in procs if p.ready_url]
+    deadline = time.monotonic() + 90
+    with httpx.Client(timeout=2.0) as client:
+        while pending and not stopping and time.monotonic() < deadline:
+            for p in list(pending):
+                assert p.popen is not None
+                if p.popen.poll() is not None:
+                    _say(f"!! {p.name} exited with code {p.popen.returncode}; stopping the stack")
+                    _stop(procs)
+                    sys.exit(1)
+                try:
+                    if client.get(p.ready_url or "").status_code == 200:
+                        pending.remove(p)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.3)
+    if pending and not stopping:
+        _say("!! not ready after 90 s: " + ", ".join(p.name for p in pending))
+        _stop(procs)
+        sys.exit(1)
+    if not stopping:
+        _say("\nTrack AI is running (Ctrl-C stops everything):")
+        _say(f"  {'process':<20} {'HTTP':<28} gRPC")
+        for p in procs:
+            svc = p.name.split("-")[0]
+            http = (p.ready_url or "").rsplit("/", 1)[0].replace("/_sandbox", "")
+            grpc = (
+                f"127.0.0.1:{GRPC_PORTS[svc]}" if svc in GRPC_PORTS and "-" not in p.name else "-"
+            )
+            _say(f"  {p.name:<20} {http:<28} {grpc}")
+        _say(
+            "  console UI: http://127.0.0.1:8000/   webhooks: http://127.0.0.1:8001/api/v1/webhooks/{gateway}/{tenant_id}"
+        )
+    while not stopping:
+        for p in procs:
+            assert p.popen is not None
+            if p.popen.poll() is not None:
+                _say(f"!! {p.name} exited with code {p.popen.returncode}; stopping the stack")
+                stopping = True
+                break
+        time.sleep(0.5)
+    _say("Stopping ...")
+    _stop(procs)
+    _say("Stopped.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["ensure-services", "ensure-browser", "migrate", "run"])
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    {
+        "ensure-services": ensure_services,
+        "ensure-browser": ensure_browser,
+        "migrate": migrate,
+        "run": run,
+    }[args.command]()
+
+
+if __name__ == "__main__":
+    main()

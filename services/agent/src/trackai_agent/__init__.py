@@ -1,0 +1,1 @@
+"""Agent: the setup assistant (tools, transcripts, hand-over to a human)."""

@@ -1,0 +1,1 @@
+"""Console: the dashboard (setup wizard, live status, DLQ replay, EMQ)."""

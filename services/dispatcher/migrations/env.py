@@ -1,0 +1,5 @@
+"""Alembic environment of the dispatcher schema (shared logic in trackai_kit.migrations)."""
+
+from trackai_kit.migrations import run_env
+
+run_env("dispatcher")

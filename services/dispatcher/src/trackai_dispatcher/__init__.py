@@ -1,0 +1,1 @@
+"""Dispatcher: delivers `capi-dispatch` events to Meta's Conversions API."""

@@ -1,0 +1,1 @@
+"""Ingestion: verified webhooks and browser hits in, `ingest-events` out."""

@@ -1,0 +1,24 @@
+"""`python -m trackai_ingestion {serve,migrate}`."""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+
+from trackai_kit.service import host, service_main
+
+from trackai_ingestion import bootstrap
+from trackai_ingestion.bootstrap import SCHEMA, TOPOLOGY
+from trackai_ingestion.settings import Settings
+
+
+async def serve(settings: Settings) -> None:
+    await host(settings, schema=SCHEMA, topology=TOPOLOGY, wire=partial(bootstrap.wire, settings))
+
+
+def main() -> int:
+    return service_main("ingestion", Settings, {"serve": serve})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

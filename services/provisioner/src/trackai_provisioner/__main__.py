@@ -1,0 +1,34 @@
+"""`python -m trackai_provisioner {serve,migrate,rotate-keys}`."""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+
+from trackai_kit.postgres import create_pool
+from trackai_kit.service import Resources, host, service_main
+
+from trackai_provisioner.bootstrap import SCHEMA, build_registry, wire
+from trackai_provisioner.settings import Settings
+
+
+async def serve(settings: Settings) -> None:
+    await host(settings, schema=SCHEMA, topology=None, wire=partial(wire, settings))
+
+
+async def rotate_keys(settings: Settings) -> None:
+    """Reseal every credential with the primary key (the first of TRACKAI_ENCRYPTION_KEYS)."""
+    pool = await create_pool(settings.postgres, schema=SCHEMA)
+    try:
+        count = await build_registry(settings, Resources(settings, pool=pool)).rotate_keys()
+        sys.stdout.write(f"resealed {count} credential(s)\n")
+    finally:
+        await pool.close()
+
+
+def main() -> int:
+    return service_main("provisioner", Settings, {"serve": serve, "rotate-keys": rotate_keys})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Domain of the provisioner: tenants, funnels and credentials (no I/O)."""

@@ -1,0 +1,199 @@
+"""gRPC servicer of TenantRegistryService: decode, call the registry use case, encode."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from trackai.provisioner.v1 import provisioner_service_pb2 as pb
+from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
+
+from trackai_provisioner.adapters.crypto import KeyRingError
+from trackai_provisioner.domain.tenants import (
+    AlreadyExistsError,
+    Funnel,
+    MetaDestination,
+    NotFoundError,
+    Tenant,
+    ValidationError,
+)
+from trackai_provisioner.service_layer.registry import TenantRegistry
+
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class TenantRegistryServicer(pb_grpc.TenantRegistryServiceServicer):
+    def __init__(self, registry: TenantRegistry, default_rate_limit: int) -> None:
+        self._registry = registry
+        self._default_rate_limit = default_rate_limit
+
+    def _tenant(self, tenant: Tenant) -> pb.Tenant:
+        created = Timestamp()
+        created.FromDatetime(tenant.created_at)
+        return pb.Tenant(
+            id=str(tenant.id),
+            slug=tenant.slug,
+            name=tenant.name,
+            rate_limit_per_minute=tenant.rate_limit_per_minute or self._default_rate_limit,
+            allowed_domains=tenant.allowed_domains,
+            create_time=created,
+            configured_gateways=tenant.configured_gateways,
+            meta_configured=tenant.meta_configured,
+        )
+
+    @staticmethod
+    def _funnel(funnel: Funnel) -> pb.Funnel:
+        return pb.Funnel(
+            id=str(funnel.id),
+            tenant_id=str(funnel.tenant_id),
+            slug=funnel.slug,
+            name=funnel.name,
+            lookback_days=funnel.lookback_days,
+            landing_url=funnel.landing_url or "",
+            checkout_domains=funnel.checkout_domains,
+            test_event_code=funnel.test_event_code or "",
+            meta_configured=funnel.pixel_id is not None,
+            pixel_id=funnel.pixel_id or "",
+        )
+
+    @staticmethod
+    def _meta(meta: MetaDestination | None) -> pb.MetaDestination | None:
+        if meta is None:
+            return None
+        return pb.MetaDestination(
+            pixel_id=meta.pixel_id,
+            access_token=meta.access_token,
+            test_event_code=meta.test_event_code or "",
+        )
+
+    async def CreateTenant(
+        self, request: pb.CreateTenantRequest, context: Context
+    ) -> pb.CreateTenantResponse:
+        tenant = await _call(
+            context,
+            lambda: self._registry.create_tenant(
+                name=request.name,
+                slug=request.slug,
+                rate_limit_per_minute=request.rate_limit_per_minute,
+                allowed_domains=list(request.allowed_domains),
+            ),
+        )
+        return pb.CreateTenantResponse(tenant=self._tenant(tenant))
+
+    async def GetTenant(
+        self, request: pb.GetTenantRequest, context: Context
+    ) -> pb.GetTenantResponse:
+        ref = request.id if request.WhichOneof("ref") == "id" else request.slug
+        if not ref:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ref: give a tenant id or slug")
+        tenant = await _call(context, lambda: self._registry.get_tenant(ref))
+        return pb.GetTenantResponse(tenant=self._tenant(tenant))
+
+    async def ListTenants(
+        self, request: pb.ListTenantsRequest, context: Context
+    ) -> pb.ListTenantsResponse:
+        page = await _call(
+            context,
+            lambda: self._registry.list_tenants(
+                page_size=request.page_size, page_token=request.page_token
+            ),
+        )
+        return pb.ListTenantsResponse(
+            tenants=[self._tenant(t) for t in page.tenants], next_page_token=page.next_page_token
+        )
+
+    async def CreateFunnel(
+        self, request: pb.CreateFunnelRequest, context: Context
+    ) -> pb.CreateFunnelResponse:
+        funnel = await _call(
+            context,
+            lambda: self._registry.create_funnel(
+                request.tenant_ref,
+                name=request.name,
+                slug=request.slug,
+                lookback_days=request.lookback_days,
+                landing_url=request.landing_url,
+                checkout_domains=list(request.checkout_domains),
+                test_event_code=request.test_event_code,
+            ),
+        )
+        return pb.CreateFunnelResponse(funnel=self._funnel(funnel))
+
+    async def ListFunnels(
+        self, request: pb.ListFunnelsRequest, context: Context
+    ) -> pb.ListFunnelsResponse:
+        funnels = await _call(context, lambda: self._registry.list_funnels(request.tenant_ref))
+        return pb.ListFunnelsResponse(funnels=[self._funnel(f) for f in funnels])
+
+    async def SetGatewayCredential(
+        self, request: pb.SetGatewayCredentialRequest, context: Context
+    ) -> pb.SetGatewayCredentialResponse:
+        tenant = await _call(
+            context,
+            lambda: self._registry.set_gateway_credential(
+                request.tenant_ref,
+                gateway=request.gateway,
+                secret=request.secret,
+                signing_secret=request.signing_secret,
+            ),
+        )
+        return pb.SetGatewayCredentialResponse(tenant=self._tenant(tenant))
+
+    async def SetMetaCredential(
+        self, request: pb.SetMetaCredentialRequest, context: Context
+    ) -> pb.SetMetaCredentialResponse:
+        tenant, funnel = await _call(
+            context,
+            lambda: self._registry.set_meta_credential(
+                request.tenant_ref,
+                pixel_id=request.pixel_id,
+                access_token=request.access_token,
+                test_event_code=request.test_event_code,
+                funnel_slug=request.funnel_slug,
+            ),
+        )
+        return pb.SetMetaCredentialResponse(
+            tenant=self._tenant(tenant), funnel=self._funnel(funnel) if funnel else None
+        )
+
+    async def GetTenantConfig(
+        self, request: pb.GetTenantConfigRequest, context: Context
+    ) -> pb.GetTenantConfigResponse:
+        config = await _call(context, lambda: self._registry.tenant_config(request.tenant_ref))
+        return pb.GetTenantConfigResponse(
+            config=pb.TenantConfig(
+                tenant=self._tenant(config.tenant),
+                gateways=[
+                    pb.GatewayCredential(
+                        gateway=g.gateway, secret=g.secret, signing_secret=g.signing_secret or ""
+                    )
+                    for g in config.gateways
+                ],
+                meta=self._meta(config.meta),
+                funnels=[
+                    pb.FunnelConfig(funnel=self._funnel(f), meta=self._meta(m))
+                    for f, m in config.funnels
+                ],
+            )
+        )
+
+
+_STATUS = (
+    (ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (KeyRingError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+
+async def _call(context: Context, use_case: Callable[[], Awaitable[T]]) -> T:
+    """Run a use case, turning domain errors into gRPC status codes with their message."""
+    try:
+        return await use_case()
+    except (ValidationError, NotFoundError, AlreadyExistsError, KeyRingError) as exc:
+        code = next(code for kind, code in _STATUS if isinstance(exc, kind))
+        await context.abort(code, str(exc))
+        raise  # context.abort always raises; this keeps the type checker honest

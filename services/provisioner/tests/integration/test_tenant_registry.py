@@ -1,0 +1,178 @@
+"""The tenant registry over real gRPC and PostgreSQL: tenants, funnels, sealed credentials."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import grpc
+import pytest
+from trackai.provisioner.v1 import provisioner_service_pb2 as pb
+from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
+from trackai_provisioner.adapters.crypto import KeyRing
+from trackai_provisioner.service_layer.registry import TenantRegistry
+
+pytestmark = pytest.mark.integration
+
+
+async def _create(stub, slug: str = "acme", **kw) -> pb.Tenant:
+    resp = await stub.CreateTenant(pb.CreateTenantRequest(name=f"Loja {slug}", slug=slug, **kw))
+    return resp.tenant
+
+
+async def test_create_then_get_by_id_and_slug(provisioner) -> None:
+    tenant = await _create(provisioner.stub, allowed_domains=["Loja.Example.com"])
+    assert tenant.slug == "acme"
+    assert tenant.rate_limit_per_minute == 100  # the service default when created with 0
+    assert list(tenant.allowed_domains) == ["loja.example.com"]
+    by_id = await provisioner.stub.GetTenant(pb.GetTenantRequest(id=tenant.id))
+    by_slug = await provisioner.stub.GetTenant(pb.GetTenantRequest(slug="acme"))
+    assert by_id.tenant == by_slug.tenant == tenant
+
+
+async def test_duplicate_slug_is_already_exists(provisioner) -> None:
+    await _create(provisioner.stub)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _create(provisioner.stub)
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "acme" in (err.value.details() or "")
+
+
+async def test_invalid_input_names_the_field(provisioner) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _create(provisioner.stub, slug="Not A Slug")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (err.value.details() or "").startswith("slug:")
+
+
+async def test_unknown_tenant_is_not_found(provisioner) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await provisioner.stub.GetTenant(pb.GetTenantRequest(slug="nobody"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_list_pages_in_creation_order(provisioner) -> None:
+    slugs = [f"t{i}" for i in range(5)]
+    for slug in slugs:
+        await _create(provisioner.stub, slug)
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await provisioner.stub.ListTenants(
+            pb.ListTenantsRequest(page_size=2, page_token=token)
+        )
+        seen += [t.slug for t in page.tenants]
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == slugs
+    assert pages == 3
+
+
+async def test_gateway_secret_is_sealed_at_rest_and_opened_for_internal_callers(
+    provisioner,
+) -> None:
+    tenant = await _create(provisioner.stub)
+    resp = await provisioner.stub.SetGatewayCredential(
+        pb.SetGatewayCredentialRequest(
+            tenant_ref="acme",
+            gateway="kiwify",
+            secret="kiwi-secret-9ch0bpzogu9",
+            signing_secret="relay-hmac-key-123",
+        )
+    )
+    assert list(resp.tenant.configured_gateways) == ["kiwify"]
+    # Nothing in the table carries the plaintext.
+    dump = await provisioner.pool.fetchval(
+        "SELECT string_agg(encode(ciphertext, 'escape') || public::text, '|') FROM provisioner.credentials"
+    )
+    assert "kiwi-secret" not in dump and "relay-hmac" not in dump
+    config = (
+        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref=tenant.id))
+    ).config
+    assert [(g.gateway, g.secret, g.signing_secret) for g in config.gateways] == [
+        ("kiwify", "kiwi-secret-9ch0bpzogu9", "relay-hmac-key-123")
+    ]
+    # Replacing keeps one credential per gateway.
+    await provisioner.stub.SetGatewayCredential(
+        pb.SetGatewayCredentialRequest(tenant_ref="acme", gateway="kiwify", secret="second-secret")
+    )
+    config = (
+        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref="acme"))
+    ).config
+    assert [(g.gateway, g.secret, g.signing_secret) for g in config.gateways] == [
+        ("kiwify", "second-secret", "")
+    ]
+
+
+async def test_meta_destination_tenant_default_and_per_funnel(provisioner) -> None:
+    await _create(provisioner.stub)
+    await provisioner.stub.CreateFunnel(
+        pb.CreateFunnelRequest(
+            tenant_ref="acme", name="Curso", slug="curso", landing_url="https://loja.example.com/"
+        )
+    )
+    resp = await provisioner.stub.SetMetaCredential(
+        pb.SetMetaCredentialRequest(
+            tenant_ref="acme", pixel_id="1234567890", access_token="EAAB-default-token"
+        )
+    )
+    assert resp.tenant.meta_configured and not resp.HasField("funnel")
+    resp = await provisioner.stub.SetMetaCredential(
+        pb.SetMetaCredentialRequest(
+            tenant_ref="acme",
+            funnel_slug="curso",
+            pixel_id="99999999",
+            access_token="EAAB-funnel-token",
+            test_event_code="TEST4242",
+        )
+    )
+    assert resp.funnel.pixel_id == "99999999" and resp.funnel.meta_configured
+    config = (
+        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref="acme"))
+    ).config
+    assert (config.meta.pixel_id, config.meta.access_token) == ("1234567890", "EAAB-default-token")
+    [funnel] = config.funnels
+    assert funnel.funnel.lookback_days == 30
+    assert (funnel.meta.pixel_id, funnel.meta.access_token, funnel.meta.test_event_code) == (
+        "99999999",
+        "EAAB-funnel-token",
+        "TEST4242",
+    )
+    listed = await provisioner.stub.ListFunnels(pb.ListFunnelsRequest(tenant_ref="acme"))
+    assert [f.slug for f in listed.funnels] == ["curso"]
+
+
+async def test_meta_credential_for_unknown_funnel_is_not_found(provisioner) -> None:
+    await _create(provisioner.stub)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await provisioner.stub.SetMetaCredential(
+            pb.SetMetaCredentialRequest(
+                tenant_ref="acme", funnel_slug="nope", pixel_id="123456", access_token="EAAB-xxxxxx"
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_calls_without_the_token_are_refused(provisioner, unauthenticated_channel) -> None:
+    stub = pb_grpc.TenantRegistryServiceStub(unauthenticated_channel)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ListTenants(pb.ListTenantsRequest())
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    await unauthenticated_channel.close()
+
+
+async def test_key_rotation_reseals_and_old_key_can_then_retire(provisioner) -> None:
+    await _create(provisioner.stub)
+    await provisioner.stub.SetGatewayCredential(
+        pb.SetGatewayCredentialRequest(tenant_ref="acme", gateway="hotmart", secret="hottok-abcdef")
+    )
+    new_spec = f"k2:{base64.b64encode(os.urandom(32)).decode()}"
+    rotated = TenantRegistry(provisioner.pool, KeyRing.parse(f"{new_spec},{provisioner.key_spec}"))
+    assert await rotated.rotate_keys() == 1
+    assert await rotated.rotate_keys() == 0
+    only_new = TenantRegistry(provisioner.pool, KeyRing.parse(new_spec))
+    config = await only_new.tenant_config("acme")
+    assert config.gateways[0].secret == "hottok-abcdef"

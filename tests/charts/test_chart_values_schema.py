@@ -1,0 +1,202 @@
+"""The closed values schema and the template guards refuse what would deploy something wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+
+#: case -> (values, a fragment of the message that names the offending key)
+REFUSED_BY_SCHEMA: dict[str, tuple[dict[str, Any], str]] = {
+    "unknown top-level key": (
+        {"replicaCount": 3},
+        "'replicaCount' not allowed",
+    ),
+    "unknown key in a service": (
+        {"services": {"ingestion": {"replicas": 3}}},
+        "'replicas' not allowed",
+    ),
+    "unknown key in a process": (
+        {"services": {"dispatcher": {"processes": {"consume": {"gracePeriod": 45}}}}},
+        "'gracePeriod' not allowed",
+    ),
+    "unknown service": (
+        {"services": {"billing": {"enabled": True}}},
+        "'billing' not allowed",
+    ),
+    "misspelt image key": (
+        {"image": {"registery": "ghcr.io"}},
+        "'registery' not allowed",
+    ),
+    "consumer on a service without one": (
+        {
+            "services": {
+                "ingestion": {
+                    "processes": {
+                        "consume": {
+                            "enabled": True,
+                            "replicas": 1,
+                            "terminationGracePeriodSeconds": 30,
+                            "env": {},
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "128Mi"},
+                                "limits": {"cpu": "1", "memory": "256Mi"},
+                            },
+                            "pdb": {"policy": "maxUnavailable", "value": 1},
+                        }
+                    }
+                }
+            }
+        },
+        "invalid propertyName 'consume'",
+    ),
+    "gRPC port on the HTTP-only console": (
+        {"services": {"console": {"ports": {"grpc": 50056}}}},
+        "invalid propertyName 'grpc'",
+    ),
+    "ingress on an internal service": (
+        {
+            "services": {
+                "matcher": {
+                    "ingress": {
+                        "enabled": False,
+                        "className": "",
+                        "annotations": {},
+                        "hosts": [],
+                        "tls": [],
+                    }
+                }
+            }
+        },
+        "/services/matcher': 'not' failed",
+    ),
+    "ingress enabled without hosts": (
+        {"services": {"ingestion": {"ingress": {"enabled": True}}}},
+        "/ingress/hosts': minItems",
+    ),
+    "wrong type": (
+        {"services": {"ingestion": {"processes": {"serve": {"replicas": "two"}}}}},
+        "/serve/replicas': got string, want integer",
+    ),
+    "unknown secrets mode": (
+        {"secrets": {"mode": "vault"}},
+        "/secrets/mode'",
+    ),
+    "unknown secret key": (
+        {"secrets": {"values": {"DB_PASSWORD": "x"}}},
+        "'DB_PASSWORD' not allowed",
+    ),
+    "plain Secret without a database": (
+        {"secrets": {"mode": "secret"}},
+        "/secrets/values/DATABASE_URL': minLength",
+    ),
+    "root containers": (
+        {"containerSecurityContext": {"runAsNonRoot": False}},
+        "/containerSecurityContext/runAsNonRoot'",
+    ),
+    "writable root filesystem": (
+        {"containerSecurityContext": {"readOnlyRootFilesystem": False}},
+        "/containerSecurityContext/readOnlyRootFilesystem'",
+    ),
+    "migrations before their Secret": (
+        {"migrations": {"hookWeight": -10}},
+        "/migrations/hookWeight': minimum",
+    ),
+    "unknown environment": (
+        {"config": {"environment": "prod"}},
+        "/config/environment'",
+    ),
+    "lowercase extra env name": (
+        {"config": {"extraEnv": {"batch_max": "10"}}},
+        "invalid propertyName 'batch_max'",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"), REFUSED_BY_SCHEMA.values(), ids=REFUSED_BY_SCHEMA.keys()
+)
+def test_schema_refuses(chart: helm.Chart, values: dict[str, Any], reason: str) -> None:
+    with pytest.raises(helm.HelmValuesError) as refused:
+        chart.validate_schema(values)
+    assert reason in str(refused.value)
+    # `helm upgrade` renders through the same gate: nothing reaches the cluster.
+    with pytest.raises(helm.HelmValuesError):
+        chart.render(values=values, name="trackai", namespace="trackai")
+
+
+def test_lint_reports_an_unknown_key_as_an_error(chart_dir: Path) -> None:
+    report = helm.lint(chart_dir, values={"services": {"console": {"replica": 1}}})
+
+    assert any("replica" in error for error in report["errors"])
+    assert any(m["severity"] == 3 for m in report["messages"])
+
+
+def test_every_ci_values_file_passes_the_schema(
+    chart: helm.Chart, ci_values_file: Path, values_of: Any
+) -> None:
+    chart.validate_schema(values_of(ci_values_file))
+
+
+def test_a_pdb_policy_override_replaces_the_default_instead_of_adding_one(
+    render_inline: Any,
+) -> None:
+    rendered = render_inline(
+        {
+            "services": {
+                "provisioner": {"processes": {"serve": {"pdb": {"policy": "maxUnavailable"}}}}
+            }
+        }
+    )
+    spec = rendered.one("PodDisruptionBudget", "trackai-provisioner-serve")["spec"]
+    assert spec["maxUnavailable"] == 1
+    assert "minAvailable" not in spec
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"config": {"extraEnv": {"LOG_LEVEL": "DEBUG"}}},
+            "config.extraEnv.LOG_LEVEL collides",
+        ),
+        (
+            {
+                "services": {
+                    "ingestion": {
+                        "processes": {"serve": {"hpa": {"minReplicas": 5, "maxReplicas": 2}}}
+                    }
+                }
+            },
+            "minReplicas (5) exceeds maxReplicas (2)",
+        ),
+        (
+            {
+                "services": {
+                    "console": {
+                        "ingress": {
+                            "enabled": True,
+                            "hosts": [
+                                {
+                                    "host": "c.example.com",
+                                    "paths": [{"path": "/", "pathType": "Prefix"}],
+                                }
+                            ],
+                        },
+                        "processes": {"serve": {"enabled": False}},
+                    }
+                }
+            },
+            "services.console.ingress needs the serve process",
+        ),
+    ],
+    ids=["extra env shadows a managed key", "hpa min above max", "ingress without a server"],
+)
+def test_template_guards_fail_the_render(
+    chart: helm.Chart, values: dict[str, Any], message: str
+) -> None:
+    chart.validate_schema(values)
+    with pytest.raises(helm.HelmRenderError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        chart.render(values=values, name="trackai", namespace="trackai")

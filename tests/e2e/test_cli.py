@@ -1,0 +1,113 @@
+"""The `trackai` operator command against a running provisioner process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import TOKEN, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+TRACKAI = shutil.which("trackai", path=str(Path(sys.executable).parent)) or "trackai"
+
+
+def _cli(addr: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TRACKAI_PROVISIONER_ADDR": addr, "GRPC_AUTH_TOKEN": TOKEN}
+    return subprocess.run([TRACKAI, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def provisioner_addr(stack) -> str:
+    proc = stack.start("provisioner")
+    stack.wait_ready(proc)
+    return f"127.0.0.1:{proc.grpc_port}"
+
+
+def test_operator_registers_a_tenant_with_credentials(provisioner_addr: str) -> None:
+    created = _cli(
+        provisioner_addr,
+        "tenant",
+        "create",
+        "--name",
+        "Loja da Ana",
+        "--slug",
+        "loja-ana",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    tenant = json.loads(created.stdout)
+    assert tenant["slug"] == "loja-ana" and len(tenant["id"]) == 36
+
+    gw = _cli(
+        provisioner_addr,
+        "tenant",
+        "set-gateway",
+        tenant["id"],
+        "--gateway",
+        "kiwify",
+        "--secret",
+        "9ch0bpzogu9-secret",
+    )
+    assert gw.returncode == 0, gw.stderr
+    assert "9ch0bpzogu9" not in gw.stdout  # the secret is never echoed
+    meta = _cli(
+        provisioner_addr,
+        "tenant",
+        "set-meta",
+        "loja-ana",
+        "--pixel-id",
+        "1234567890",
+        "--access-token",
+        "EAAB-sandbox-token",
+        "--test-event-code",
+        "TEST123",
+    )
+    assert meta.returncode == 0, meta.stderr
+
+    listed = _cli(provisioner_addr, "tenant", "list", "--json")
+    [row] = json.loads(listed.stdout)
+    assert row["id"] == tenant["id"]
+    assert row["configured_gateways"] == ["kiwify"] and row["meta_configured"] is True
+
+
+def test_bad_arguments_and_refusals_exit_non_zero_with_a_message(provisioner_addr: str) -> None:
+    missing = _cli(provisioner_addr, "tenant", "create", "--name", "x")
+    assert missing.returncode == 2 and "--slug" in missing.stderr
+    bad_slug = _cli(provisioner_addr, "tenant", "create", "--name", "X", "--slug", "Bad Slug")
+    assert bad_slug.returncode == 1 and "slug" in bad_slug.stderr
+    unknown = _cli(
+        provisioner_addr,
+        "tenant",
+        "set-gateway",
+        "nobody",
+        "--gateway",
+        "kiwify",
+        "--secret",
+        "abcdefgh1",
+    )
+    assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
+    gateway = _cli(provisioner_addr, "tenant", "create", "--name", "Y", "--slug", "y")
+    assert gateway.returncode == 0
+    wrong_gw = _cli(
+        provisioner_addr,
+        "tenant",
+        "set-gateway",
+        "y",
+        "--gateway",
+        "paypal",
+        "--secret",
+        "abcdefgh1",
+    )
+    assert wrong_gw.returncode == 1 and "supported" in wrong_gw.stderr
+
+
+def test_unreachable_provisioner_says_what_to_do() -> None:
+    result = _cli(f"127.0.0.1:{free_port()}", "tenant", "list")
+    assert result.returncode == 3
+    assert "cannot reach the provisioner" in result.stderr
