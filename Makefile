@@ -19,7 +19,7 @@ help: ## Show this help
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 .venv/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml sandbox/pyproject.toml) | $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
-	$(UV) sync --frozen --all-packages
+	$(UV) sync --frozen --all-packages --all-extras
 	@touch $@
 
 env: .venv/.synced ## Create/refresh the virtual environment from uv.lock

@@ -41,13 +41,14 @@ async def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     async with AsyncExitStack() as stack:
         ctx = BenchContext(quick=args.quick, runs=runs, settings=BenchSettings(), stack=stack)
-        results = await run_all(selected, ctx, on_result=report.progress)
-    print(report.table(results))
-    print(f"\nwhat was measured (total {time.perf_counter() - started:.0f} s):")
-    print(report.legend(results))
-    if args.json:
-        document = report.to_json(results, machine, quick=args.quick, runs=runs)
-        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        results = await run_all(selected, ctx, on_round=report.progress)
+        # Printed before shared resources close, so a failing cleanup cannot hide the figures.
+        print(report.table(results))
+        print(f"\nwhat was measured (total {time.perf_counter() - started:.0f} s):")
+        print(report.legend(results))
+        if args.json:
+            document = report.to_json(results, machine, quick=args.quick, runs=runs)
+            args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return 1 if any(r.error for r in results) else 0
 
 

@@ -1,14 +1,23 @@
-"""Runs selected benchmarks N times each and turns the runs into medians and ratios."""
+"""Runs the selected benchmarks in interleaved rounds and turns the runs into medians and ratios.
+
+Every benchmark is set up first; then round r runs each benchmark once, in order, for r = 1..N.
+On a shared machine the load from other work drifts over minutes: interleaving spreads that drift
+over all benchmarks alike, so a ratio compares figures taken under similar conditions.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from bench.context import BenchContext
-from bench.registry import Benchmark, Ref
+from bench.registry import Benchmark, Ref, RunOnce
 from bench.stats import Summary, ratio, summarise_runs
 
 
@@ -20,24 +29,73 @@ class Result:
     summaries: dict[str, Summary] = field(default_factory=dict)
     ratios: dict[str, float | None] = field(default_factory=dict)
     error: str | None = None
+    #: Set-up plus runs (teardown excluded), in seconds.
     seconds: float = 0.0
+    #: One-minute load average when each run started: how busy the shared machine was.
+    loadavg: list[float] = field(default_factory=list)
+    runs: list[dict[str, float]] = field(default_factory=list, repr=False)
+
+    def fail(self, exc: BaseException) -> None:
+        # One broken benchmark must not hide the others' figures: record, print, carry on.
+        if self.error is None:
+            self.error = f"{type(exc).__name__}: {exc}"
+        traceback.print_exception(exc, file=sys.stderr)
 
 
-async def run_benchmark(bench: Benchmark, ctx: BenchContext) -> Result:
-    """Set up once, run ``ctx.runs`` times (once if not repeatable), tear down; never raises."""
+@contextlib.asynccontextmanager
+async def _guarded(result: Result, ctx: BenchContext) -> AsyncIterator[RunOnce | None]:
+    """Enter the benchmark's setup, turning set-up and teardown failures into ``result.error``.
+
+    Yields None when the setup failed, so the rounds skip this benchmark.
+    """
     started = time.perf_counter()
-    result = Result(bench)
-    runs_wanted = ctx.runs if bench.repeat else 1
+    entered = False
     try:
-        async with bench.setup(ctx) as run_once:
-            runs = [await run_once() for _ in range(runs_wanted)]
-        result.summaries = summarise_runs(runs, [m.name for m in bench.metrics])
-    except Exception as exc:  # one broken benchmark must not hide the others' figures
-        result.error = f"{type(exc).__name__}: {exc}"
-        result.summaries = {}
-        traceback.print_exc()
-    result.seconds = time.perf_counter() - started
-    return result
+        async with result.benchmark.setup(ctx) as run_once:
+            entered = True
+            result.seconds += time.perf_counter() - started
+            yield run_once
+    except Exception as exc:
+        result.fail(exc)
+        if not entered:
+            yield None
+
+
+async def run_all(
+    benchmarks: Sequence[Benchmark],
+    ctx: BenchContext,
+    on_round: Callable[[int, int], None] | None = None,
+) -> list[Result]:
+    """Set up every benchmark, run ``ctx.runs`` interleaved rounds, tear down, compute ratios."""
+    results = [Result(bench) for bench in benchmarks]
+    async with AsyncExitStack() as stack:
+        runners: list[RunOnce | None] = []
+        for result in results:
+            runners.append(await stack.enter_async_context(_guarded(result, ctx)))
+        for round_index in range(ctx.runs):
+            for result, run_once in zip(results, runners, strict=True):
+                wanted = ctx.runs if result.benchmark.repeat else 1
+                if run_once is None or result.error or len(result.runs) >= wanted:
+                    continue
+                result.loadavg.append(round(os.getloadavg()[0], 2))
+                started = time.perf_counter()
+                try:
+                    result.runs.append(await run_once())
+                except Exception as exc:
+                    result.fail(exc)
+                result.seconds += time.perf_counter() - started
+            if on_round is not None:
+                on_round(round_index + 1, ctx.runs)
+    for result in results:
+        if result.error is None:
+            try:
+                result.summaries = summarise_runs(
+                    result.runs, [m.name for m in result.benchmark.metrics]
+                )
+            except (KeyError, ValueError) as exc:
+                result.fail(exc)
+    compute_ratios(results)
+    return results
 
 
 def compute_ratios(results: Sequence[Result]) -> None:
@@ -55,19 +113,3 @@ def compute_ratios(results: Sequence[Result]) -> None:
                 if reference is None
                 else ratio(result.summaries[metric.name].median, reference)
             )
-
-
-async def run_all(
-    benchmarks: Sequence[Benchmark],
-    ctx: BenchContext,
-    on_result: Callable[[Result], None] | None = None,
-) -> list[Result]:
-    """Run benchmarks in order, report each as it finishes, then compute the ratios."""
-    results: list[Result] = []
-    for bench in benchmarks:
-        result = await run_benchmark(bench, ctx)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    compute_ratios(results)
-    return results

@@ -57,7 +57,8 @@ def header(machine: dict[str, Any], *, quick: bool, runs: int) -> str:
             f"machine: nproc={machine['nproc']} ({machine['cpu']}), {machine['python']}, "
             f"{machine['platform']}, load average at start {machine['loadavg_at_start']}",
             f"packages: {packages}",
-            f"mode: {'quick' if quick else 'full'}, median of {runs} runs (min/max shown)",
+            f"mode: {'quick' if quick else 'full'}, median of {runs} runs (min/max shown), "
+            "runs interleaved round-robin across benchmarks",
             f"note: servers, PostgreSQL, RabbitMQ and the load generator all share these "
             f"{machine['nproc']} cores; figures are floors for this box, not for production.",
         ]
@@ -115,8 +116,13 @@ def table(results: Sequence[Result]) -> str:
 
 def legend(results: Sequence[Result]) -> str:
     return "\n".join(
-        f"  {r.benchmark.name}: {r.benchmark.description} ({r.seconds:.1f} s)" for r in results
+        f"  {r.benchmark.name}: {r.benchmark.description} ({r.seconds:.1f} s{_load(r.loadavg)})"
+        for r in results
     )
+
+
+def _load(loadavg: Sequence[float]) -> str:
+    return f", load {min(loadavg):g}-{max(loadavg):g}" if loadavg else ""
 
 
 def to_json(results: Sequence[Result], machine: dict[str, Any], *, quick: bool, runs: int) -> Any:
@@ -130,6 +136,7 @@ def to_json(results: Sequence[Result], machine: dict[str, Any], *, quick: bool, 
                 "group": r.benchmark.group,
                 "description": r.benchmark.description,
                 "seconds": round(r.seconds, 3),
+                "loadavg_per_run": r.loadavg,
                 "error": r.error,
                 "metrics": [
                     {
@@ -152,6 +159,5 @@ def to_json(results: Sequence[Result], machine: dict[str, Any], *, quick: bool, 
     }
 
 
-def progress(result: Result) -> None:
-    status = "failed" if result.error else "done"
-    print(f"  {result.benchmark.name}: {status} in {result.seconds:.1f} s", file=sys.stderr)
+def progress(done: int, total: int) -> None:
+    print(f"  round {done}/{total} done", file=sys.stderr, flush=True)

@@ -63,31 +63,30 @@ async def quorum_queue(ctx: BenchContext) -> AsyncIterator[tuple[aio_pika.abc.Ab
 
 
 def publish_run(
-    queue: aio_pika.abc.AbstractQueue, publish: Publish, *, messages: int, in_flight: int
+    queue: aio_pika.abc.AbstractQueue, publish: Publish, *, seconds: float, in_flight: int
 ) -> RunOnce:
-    """A run: empty the queue (untimed), publish with ``in_flight`` concurrent publishers, check
-    the queue holds every message."""
+    """A run: empty the queue (untimed), publish with ``in_flight`` concurrent publishers until
+    the deadline, check the queue holds every confirmed message."""
 
     async def once() -> dict[str, float]:
         await queue.purge()
         latencies: list[float] = []
 
-        async def publisher(count: int) -> None:
-            for _ in range(count):
+        async def publisher(deadline: float) -> None:
+            while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 await publish(BODY)
                 latencies.append(time.perf_counter() - started)
 
-        shares = [messages // in_flight + (i < messages % in_flight) for i in range(in_flight)]
         started = time.perf_counter()
-        await asyncio.gather(*(publisher(n) for n in shares))
+        await asyncio.gather(*(publisher(started + seconds) for _ in range(in_flight)))
         elapsed = time.perf_counter() - started
         declared = await queue.channel.declare_queue(queue.name, passive=True)
         stored = declared.declaration_result.message_count
-        if stored != messages:
-            raise RuntimeError(f"{queue.name} holds {stored} messages, expected {messages}")
+        if stored != len(latencies):
+            raise RuntimeError(f"{queue.name} holds {stored} messages, {len(latencies)} confirmed")
         return {
-            "throughput": messages / elapsed,
+            "throughput": len(latencies) / elapsed,
             "p50": percentile(latencies, 50) * 1000,
             "p99": percentile(latencies, 99) * 1000,
         }
@@ -96,7 +95,7 @@ def publish_run(
 
 
 @contextlib.asynccontextmanager
-async def raw_publisher(ctx: BenchContext, in_flight: int, messages: int) -> AsyncIterator[RunOnce]:
+async def raw_publisher(ctx: BenchContext, in_flight: int) -> AsyncIterator[RunOnce]:
     async with quorum_queue(ctx) as (queue, name):
         connection = await ctx.shared(
             "amqp.connection", lambda: shared_connection(ctx.settings.amqp_url)
@@ -113,13 +112,13 @@ async def raw_publisher(ctx: BenchContext, in_flight: int, messages: int) -> Asy
             await exchange.publish(message, name, mandatory=True)
 
         try:
-            yield publish_run(queue, publish, messages=messages, in_flight=in_flight)
+            yield publish_run(queue, publish, seconds=ctx.seconds(1.5, 0.7), in_flight=in_flight)
         finally:
             await channel.close()
 
 
 @contextlib.asynccontextmanager
-async def kit_publisher(ctx: BenchContext, in_flight: int, messages: int) -> AsyncIterator[RunOnce]:
+async def kit_publisher(ctx: BenchContext, in_flight: int) -> AsyncIterator[RunOnce]:
     # Imported here so a broken kit fails only these benchmarks, not the raw baselines.
     from trackai_kit.amqp import AmqpClient
     from trackai_kit.settings import AmqpSettings
@@ -132,32 +131,32 @@ async def kit_publisher(ctx: BenchContext, in_flight: int, messages: int) -> Asy
         async def publish(body: bytes) -> None:
             await client.publish(name, body, message_id=uuid.uuid4().hex, message_type="bench")
 
-        yield publish_run(queue, publish, messages=messages, in_flight=in_flight)
+        yield publish_run(queue, publish, seconds=ctx.seconds(1.5, 0.7), in_flight=in_flight)
 
 
 @benchmark(RAW_1, metrics=amqp_metrics())
 async def confirm_1(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     """aio-pika, 1 KB persistent messages, quorum queue, confirms, 1 in flight."""
-    async with raw_publisher(ctx, 1, ctx.scale(3000, 1000)) as run:
+    async with raw_publisher(ctx, 1) as run:
         yield run
 
 
 @benchmark(RAW_64, metrics=amqp_metrics())
 async def confirm_64(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     """aio-pika, 1 KB persistent messages, quorum queue, confirms, 64 in flight."""
-    async with raw_publisher(ctx, 64, ctx.scale(20000, 6000)) as run:
+    async with raw_publisher(ctx, 64) as run:
         yield run
 
 
 @benchmark("baseline.amqp.kit_confirm_1", metrics=amqp_metrics(ratio_to=RAW_1))
 async def kit_confirm_1(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     """trackai_kit AmqpClient.publish, same messages and queue type, 1 in flight."""
-    async with kit_publisher(ctx, 1, ctx.scale(3000, 1000)) as run:
+    async with kit_publisher(ctx, 1) as run:
         yield run
 
 
 @benchmark("baseline.amqp.kit_confirm_64", metrics=amqp_metrics(ratio_to=RAW_64))
 async def kit_confirm_64(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     """trackai_kit AmqpClient.publish, same messages and queue type, 64 in flight."""
-    async with kit_publisher(ctx, 64, ctx.scale(20000, 6000)) as run:
+    async with kit_publisher(ctx, 64) as run:
         yield run

@@ -104,25 +104,32 @@ def insert_sql(table: str) -> str:
 
 
 async def timed_run(
-    pool: asyncpg.Pool, table: str, rows: int, body: Callable[[], Awaitable[None]]
+    pool: asyncpg.Pool, table: str, seconds: float, body: Callable[[float], Awaitable[int]]
 ) -> float:
-    """Empty the table (untimed), run ``body``, check every row landed; return rows/s."""
+    """Empty the table (untimed), run ``body(deadline)`` which returns the rows it inserted, check
+    they all landed; return rows/s."""
     await pool.execute(f"TRUNCATE {table}")
     started = time.perf_counter()
-    await body()
+    inserted = await body(started + seconds)
     elapsed = time.perf_counter() - started
     stored = await pool.fetchval(f"SELECT count(*) FROM {table}")
-    if stored != rows:
-        raise RuntimeError(f"expected {rows} rows in {table}, found {stored}")
-    return rows / elapsed
+    if stored != inserted:
+        raise RuntimeError(f"inserted {inserted} rows into {table}, found {stored}")
+    return inserted / elapsed
 
 
-async def insert_each(conn: Any, sql: str, rows: Sequence[Row], latencies: list[float]) -> None:
-    """One INSERT per row in autocommit, so each row is its own committed transaction."""
-    for row in rows:
+async def insert_each(
+    conn: Any, sql: str, rows: Sequence[Row], deadline: float, latencies: list[float]
+) -> int:
+    """One INSERT per row in autocommit (each row its own committed transaction) until the
+    deadline, cycling over ``rows``; returns how many were inserted."""
+    inserted = 0
+    while time.perf_counter() < deadline:
         started = time.perf_counter()
-        await conn.execute(sql, *row)
+        await conn.execute(sql, *rows[inserted % len(rows)])
         latencies.append(time.perf_counter() - started)
+        inserted += 1
+    return inserted
 
 
 def with_latency(throughput: float, latencies: list[float]) -> dict[str, float]:
@@ -133,21 +140,25 @@ def with_latency(throughput: float, latencies: list[float]) -> dict[str, float]:
     }
 
 
+def run_seconds(ctx: BenchContext) -> float:
+    return ctx.seconds(1.5, 0.7)
+
+
 @benchmark("baseline.postgres.insert_single", metrics=(rows_per_second, *latency_metrics))
 async def insert_single(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     """Sequential single-row INSERTs, one committed transaction each, one connection."""
     async with event_table(ctx) as (pool, table):
-        rows = make_rows(ctx.scale(8000, 3000))
+        rows = make_rows(BATCH)
         sql = insert_sql(table)
 
         async def once() -> dict[str, float]:
             latencies: list[float] = []
 
-            async def body() -> None:
+            async def body(deadline: float) -> int:
                 async with pool.acquire() as conn:
-                    await insert_each(conn, sql, rows, latencies)
+                    return await insert_each(conn, sql, rows, deadline, latencies)
 
-            return with_latency(await timed_run(pool, table, len(rows), body), latencies)
+            return with_latency(await timed_run(pool, table, run_seconds(ctx), body), latencies)
 
         yield once
 
@@ -156,21 +167,21 @@ async def insert_single(ctx: BenchContext) -> AsyncIterator[RunOnce]:
 async def insert_pool8(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     """Single-row INSERTs, one transaction each, 8 concurrent connections from a pool."""
     async with event_table(ctx) as (pool, table):
-        rows = make_rows(ctx.scale(24000, 8000))
+        rows = make_rows(BATCH)
         sql = insert_sql(table)
-        shares = [rows[i::POOL_SIZE] for i in range(POOL_SIZE)]
 
         async def once() -> dict[str, float]:
             latencies: list[float] = []
 
-            async def worker(share: Sequence[Row]) -> None:
+            async def worker(deadline: float) -> int:
                 async with pool.acquire() as conn:
-                    await insert_each(conn, sql, share, latencies)
+                    return await insert_each(conn, sql, rows, deadline, latencies)
 
-            async def body() -> None:
-                await asyncio.gather(*(worker(share) for share in shares))
+            async def body(deadline: float) -> int:
+                counts = await asyncio.gather(*(worker(deadline) for _ in range(POOL_SIZE)))
+                return sum(counts)
 
-            return with_latency(await timed_run(pool, table, len(rows), body), latencies)
+            return with_latency(await timed_run(pool, table, run_seconds(ctx), body), latencies)
 
         yield once
 
@@ -179,18 +190,21 @@ async def insert_pool8(ctx: BenchContext) -> AsyncIterator[RunOnce]:
 async def executemany_1000(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     """``executemany`` of 1,000-row batches, one transaction per batch, one connection."""
     async with event_table(ctx) as (pool, table):
-        # Rows need not be distinct (no unique index), so one batch is reused to save memory.
-        batches = [make_rows(BATCH)] * ctx.scale(200, 60)
+        # Rows need not be distinct (no unique index), so one batch is inserted over and over.
+        batch = make_rows(BATCH)
         sql = insert_sql(table)
 
         async def once() -> dict[str, float]:
-            async def body() -> None:
+            async def body(deadline: float) -> int:
+                inserted = 0
                 async with pool.acquire() as conn:
-                    for batch in batches:
+                    while time.perf_counter() < deadline:
                         async with conn.transaction():
                             await conn.executemany(sql, batch)
+                        inserted += len(batch)
+                return inserted
 
-            return {"throughput": await timed_run(pool, table, BATCH * len(batches), body)}
+            return {"throughput": await timed_run(pool, table, run_seconds(ctx), body)}
 
         yield once
 
@@ -199,14 +213,17 @@ async def executemany_1000(ctx: BenchContext) -> AsyncIterator[RunOnce]:
 async def copy_1000(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     """``copy_records_to_table`` of 1,000-row batches (binary COPY), one connection."""
     async with event_table(ctx) as (pool, table):
-        batches = [make_rows(BATCH)] * ctx.scale(250, 80)
+        batch = make_rows(BATCH)
 
         async def once() -> dict[str, float]:
-            async def body() -> None:
+            async def body(deadline: float) -> int:
+                inserted = 0
                 async with pool.acquire() as conn:
-                    for batch in batches:
+                    while time.perf_counter() < deadline:
                         await conn.copy_records_to_table(table, records=batch, columns=COLUMNS)
+                        inserted += len(batch)
+                return inserted
 
-            return {"throughput": await timed_run(pool, table, BATCH * len(batches), body)}
+            return {"throughput": await timed_run(pool, table, run_seconds(ctx), body)}
 
         yield once

@@ -62,8 +62,10 @@ def load_values(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def render(chart: helm.Chart, values: dict[str, Any], name: str = "inline") -> Render:
-    templates = chart.render(values=values, name=RELEASE_NAME, namespace=NAMESPACE, is_install=True)
+def render(
+    chart: helm.Chart, values: dict[str, Any], name: str = "inline", release: str = RELEASE_NAME
+) -> Render:
+    templates = chart.render(values=values, name=release, namespace=NAMESPACE, is_install=True)
     objects = [
         obj
         for path, text in sorted(templates.items())
@@ -105,8 +107,8 @@ def values_of() -> Any:
 def render_inline(chart: helm.Chart) -> Any:
     """Render values given in the test (not memoised: each test builds its own)."""
 
-    def _render(values: dict[str, Any]) -> Render:
-        return render(chart, values)
+    def _render(values: dict[str, Any], release: str = RELEASE_NAME) -> Render:
+        return render(chart, values, release=release)
 
     return _render
 

@@ -248,6 +248,17 @@ def test_plain_secret_mode_renders_every_key_and_no_external_secret(by_name: Any
         assert "checksum/secret" in deployment["spec"]["template"]["metadata"]["annotations"]
 
 
+def test_process_env_overrides_the_config_map_for_that_process_only(render_inline: Any) -> None:
+    rendered = render_inline(
+        {"services": {"matcher": {"processes": {"consume": {"env": {"LOG_LEVEL": "DEBUG"}}}}}}
+    )
+    consumer = rendered.one("Deployment", "trackai-matcher-consume")
+    server = rendered.one("Deployment", "trackai-matcher-serve")
+    # Kubernetes gives `env` precedence over `envFrom`.
+    assert _pod_spec(consumer)["containers"][0]["env"] == [{"name": "LOG_LEVEL", "value": "DEBUG"}]
+    assert "env" not in _pod_spec(server)["containers"][0]
+
+
 def test_a_config_change_rolls_every_pod(render_inline: Any) -> None:
     def checksums(level: str) -> set[str]:
         rendered = render_inline({"config": {"logLevel": level}})
@@ -379,3 +390,47 @@ def test_a_disabled_service_leaves_no_trace(by_name: Any) -> None:
     assert "trackai-matcher-consume" in names
     assert "trackai-matcher-serve" not in names
     assert "trackai-matcher" not in {s["metadata"]["name"] for s in rendered.of_kind("Service")}
+
+
+# --- references between objects ----------------------------------------------------------------
+
+
+def _assert_references_resolve(rendered: Any) -> None:
+    names = {(obj["kind"], obj["metadata"]["name"]) for obj in rendered.objects}
+    secret_names = {name for kind, name in names if kind == "Secret"} | {
+        es["spec"]["target"]["name"] for es in rendered.of_kind("ExternalSecret")
+    }
+    accounts = {name for kind, name in names if kind == "ServiceAccount"}
+    for workload in [*rendered.of_kind("Deployment"), *rendered.of_kind("Job")]:
+        pod = _pod_spec(workload)
+        if workload["kind"] == "Deployment":
+            assert pod["serviceAccountName"] in accounts
+        for container in _containers(workload):
+            for source in container["envFrom"]:
+                if "configMapRef" in source:
+                    assert ("ConfigMap", source["configMapRef"]["name"]) in names
+                else:
+                    assert source["secretRef"]["name"] in secret_names
+    for hpa in rendered.of_kind("HorizontalPodAutoscaler"):
+        assert ("Deployment", hpa["spec"]["scaleTargetRef"]["name"]) in names
+    for ingress in rendered.of_kind("Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                assert ("Service", path["backend"]["service"]["name"]) in names
+    config = rendered.of_kind("ConfigMap")[0]["data"]
+    for key, target in config.items():
+        if key.endswith("_GRPC_TARGET"):
+            host, port = target.split(":")
+            service = rendered.one("Service", host)
+            assert int(port) in [p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"]
+
+
+def test_every_reference_resolves_to_a_rendered_object(ci_render: Any) -> None:
+    _assert_references_resolve(ci_render)
+
+
+def test_another_release_name_prefixes_every_object_and_reference(render_inline: Any) -> None:
+    rendered = render_inline({}, release="acme")
+    assert {obj["metadata"]["name"].split("-")[0] for obj in rendered.objects} == {"acme"}
+    assert rendered.one("Service", "acme-trackai-ingestion")
+    _assert_references_resolve(rendered)

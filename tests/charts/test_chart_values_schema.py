@@ -108,6 +108,10 @@ REFUSED_BY_SCHEMA: dict[str, tuple[dict[str, Any], str]] = {
         {"config": {"environment": "prod"}},
         "/config/environment'",
     ),
+    "unquoted number in extra env": (
+        {"config": {"extraEnv": {"DISPATCHER_BATCH_MAX": 1000}}},
+        "/config/extraEnv/DISPATCHER_BATCH_MAX': got number, want string",
+    ),
     "lowercase extra env name": (
         {"config": {"extraEnv": {"batch_max": "10"}}},
         "invalid propertyName 'batch_max'",

@@ -20,7 +20,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from bench import report  # noqa: E402
 from bench.context import BenchContext  # noqa: E402
-from bench.harness import Result, compute_ratios, run_all, run_benchmark  # noqa: E402
+from bench.harness import Result, compute_ratios, run_all  # noqa: E402
 from bench.registry import (  # noqa: E402
     REGISTRY,
     Benchmark,
@@ -75,21 +75,23 @@ def test_ratio_divides_and_refuses_zero_reference() -> None:
     assert ratio(1.0, 0.0) is None
 
 
-def fixed_runs(values: list[dict[str, float]], log: list[str]) -> BenchmarkFunction:
-    """A benchmark function yielding canned runs, recording setup/teardown in ``log``."""
+def fixed_runs(
+    values: list[dict[str, float]], log: list[str], label: str = ""
+) -> BenchmarkFunction:
+    """A benchmark function yielding canned runs, recording setup/run/teardown in ``log``."""
 
     async def function(ctx: BenchContext) -> AsyncIterator[RunOnce]:
-        log.append("setup")
+        log.append(f"setup{label}")
         remaining = iter(values)
 
         async def once() -> dict[str, float]:
-            log.append("run")
+            log.append(f"run{label}")
             return next(remaining)
 
         try:
             yield once
         finally:
-            log.append("teardown")
+            log.append(f"teardown{label}")
 
     return function
 
@@ -100,7 +102,11 @@ def make_registry(log: list[str]) -> Registry:
         "base.noop",
         metrics=[Metric("throughput", "req/s"), Metric("p99", "ms", higher_is_better=False)],
         registry=registry,
-    )(fixed_runs([{"throughput": v, "p99": 2.0} for v in (100.0, 90.0, 110.0, 1.0, 105.0)], log))
+    )(
+        fixed_runs(
+            [{"throughput": v, "p99": 2.0} for v in (100.0, 90.0, 110.0, 1.0, 105.0)], log, " base"
+        )
+    )
     benchmark(
         "feature.thing",
         metrics=[
@@ -113,6 +119,7 @@ def make_registry(log: list[str]) -> Registry:
         fixed_runs(
             [{"throughput": v, "bound": 100.0, "efficiency": v} for v in (40.0, 50.0, 60.0, 0, 55)],
             log,
+            " feature",
         )
     )
     return registry
@@ -157,7 +164,7 @@ def test_duplicate_names_are_refused() -> None:
         )
 
 
-async def test_run_all_takes_medians_and_ratios_from_the_same_run() -> None:
+async def test_run_all_interleaves_rounds_and_takes_medians_and_ratios() -> None:
     log: list[str] = []
     registry = make_registry(log)
     async with AsyncExitStack() as stack:
@@ -170,7 +177,12 @@ async def test_run_all_takes_medians_and_ratios_from_the_same_run() -> None:
     assert feature.ratios["throughput"] == pytest.approx(0.5)
     assert feature.ratios["efficiency"] == pytest.approx(0.5)  # ratio within one benchmark
     assert "p99" not in base.ratios  # no reference declared, no ratio
-    assert log == (["setup"] + ["run"] * 5 + ["teardown"]) * 2
+    assert log == (
+        ["setup base", "setup feature"]
+        + ["run base", "run feature"] * 5
+        + ["teardown feature", "teardown base"]
+    )
+    assert len(base.loadavg) == 5
 
 
 async def test_non_repeatable_benchmark_runs_once() -> None:
@@ -180,7 +192,7 @@ async def test_non_repeatable_benchmark_runs_once() -> None:
         "accuracy.corpus", metrics=[Metric("precision", "%")], repeat=False, registry=registry
     )(fixed_runs([{"precision": 99.6}], log))
     async with AsyncExitStack() as stack:
-        result = await run_benchmark(registry.get("accuracy.corpus"), context(5, stack))
+        (result,) = await run_all(registry.select([]), context(5, stack))
     assert result.summaries["precision"].runs == (99.6,)
     assert log == ["setup", "run", "teardown"]
 
@@ -260,3 +272,39 @@ def test_compute_ratios_gives_none_for_a_zero_reference() -> None:
     )
     compute_ratios([base, feature])
     assert feature.ratios == {"throughput": None, "efficiency": 0.25}
+
+
+async def test_quick_mode_scales_operations_and_durations_down() -> None:
+    async with AsyncExitStack() as stack:
+        full = context(5, stack)
+        quick = BenchContext(quick=True, runs=3, settings=BenchSettings(), stack=stack)
+        assert (full.scale(1000, 100), quick.scale(1000, 100)) == (1000, 100)
+        assert (full.seconds(2.0, 0.5), quick.seconds(2.0, 0.5)) == (2.0, 0.5)
+
+
+async def test_setup_and_teardown_failures_are_reported_without_stopping_others() -> None:
+    log: list[str] = []
+    registry = Registry()
+
+    async def broken_setup(ctx: BenchContext) -> AsyncIterator[RunOnce]:
+        raise ConnectionError("broker down")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def broken_teardown(ctx: BenchContext) -> AsyncIterator[RunOnce]:
+        async def once() -> dict[str, float]:
+            return {"x": 1.0}
+
+        yield once
+        raise OSError("could not drop database")
+
+    benchmark("a.setup", metrics=[Metric("x", "u")], registry=registry)(broken_setup)
+    benchmark("b.teardown", metrics=[Metric("x", "u")], registry=registry)(broken_teardown)
+    benchmark("c.fine", metrics=[Metric("x", "u")], registry=registry)(
+        fixed_runs([{"x": 3.0}] * 3, log)
+    )
+    async with AsyncExitStack() as stack:
+        a, b, c = await run_all(registry.select([]), context(3, stack))
+    assert a.error == "ConnectionError: broker down" and a.runs == []
+    assert b.error == "OSError: could not drop database" and len(b.runs) == 3
+    assert c.error is None and c.summaries["x"].median == 3.0
+    assert log == ["setup", "run", "run", "run", "teardown"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from pathlib import Path
 
@@ -17,6 +18,7 @@ SETTINGS_CLASSES = [
     "trackai_agent.settings:Settings",
     "trackai_console.settings:Settings",
     "trackai_cli.main:CliSettings",
+    "trackai_sandbox.settings:SandboxSettings",
 ]
 #: Identity of the process, fixed in code, not configuration.
 NOT_SETTINGS = {"service_name"}
@@ -68,3 +70,17 @@ def test_env_example_has_the_seed_fields() -> None:
         assert required in documented
     assert any(n.startswith("GTM_") for n in documented)
     assert any(n.startswith("OTEL_") for n in documented)
+
+
+def test_every_process_starts_from_env_example_as_is(tmp_path, monkeypatch) -> None:
+    """Copying .env.example to .env must give a working local configuration."""
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
+    monkeypatch.chdir(tmp_path)
+    documented = _all_settings()
+    for name in list(os.environ):
+        if name in documented:
+            monkeypatch.delenv(name)
+    for ref in SETTINGS_CLASSES:
+        module, _, attr = ref.partition(":")
+        settings = getattr(importlib.import_module(module), attr)()
+        assert settings.model_dump()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import subprocess
+import sys
 import textwrap
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -313,7 +315,7 @@ def test_a_failing_migration_leaves_nothing_behind(
     root = _fake_root(
         tmp_path,
         "agent",
-        '''
+        """
         from alembic import op
 
         revision = "20990101_0000_broken"
@@ -323,7 +325,7 @@ def test_a_failing_migration_leaves_nothing_behind(
         def upgrade() -> None:
             op.execute("CREATE TABLE agent.half_done (id int); CREATE TABLE agent.t2 (id int);")
             op.execute("SELECT no_such_function()")
-        ''',
+        """,
     )
     monkeypatch.setenv("TRACKAI_MIGRATIONS_ROOT", str(root))
     with pytest.raises(Exception, match="no_such_function"):
@@ -333,13 +335,26 @@ def test_a_failing_migration_leaves_nothing_behind(
 
 
 def test_concurrent_upgrades_of_one_schema_serialise(empty_database_url: str) -> None:
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    # Replicas starting together are separate processes; the advisory lock orders them.
+    code = "import sys; from trackai_kit.migrations import upgrade; upgrade('matcher', sys.argv[1])"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, empty_database_url], stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    assert migrations.current("matcher", empty_database_url) == head_of("matcher")
+
+
+def test_in_process_upgrades_from_several_threads(empty_database_url: str) -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         futures = [
-            pool.submit(migrations.upgrade, "matcher", empty_database_url) for _ in range(3)
+            pool.submit(migrations.upgrade, s, empty_database_url) for s in ("agent", "console")
         ]
         for future in futures:
             future.result()
-    assert migrations.current("matcher", empty_database_url) == head_of("matcher")
+    assert migrations.current("agent", empty_database_url) == head_of("agent")
 
 
 async def test_upgrade_works_from_inside_a_running_event_loop(empty_database_url: str) -> None:

@@ -95,7 +95,7 @@ the kit defaults to loopback, which a kubelet probe or a peer pod cannot reach.
 {{- if hasKey $env $key -}}
 {{- fail (printf "config.extraEnv.%s collides with a variable the chart manages; set it through its own value" $key) -}}
 {{- end -}}
-{{- $_ := set $env $key (toString $value) -}}
+{{- $_ := set $env $key $value -}}
 {{- end -}}
 {{- toYaml $env -}}
 {{- end -}}

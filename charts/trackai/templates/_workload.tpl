@@ -87,7 +87,7 @@ spec:
           env:
             {{- range $key, $value := . }}
             - name: {{ $key }}
-              value: {{ $value | toString | quote }}
+              value: {{ $value | quote }}
             {{- end }}
           {{- end }}
           startupProbe:

@@ -13,6 +13,7 @@ class SandboxSettings(KitSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
+        env_ignore_empty=True,
         extra="ignore",
         populate_by_name=True,
         env_prefix="SANDBOX_",

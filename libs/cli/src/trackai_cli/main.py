@@ -35,7 +35,7 @@ EXIT_UNREACHABLE = 3
 
 
 class CliSettings(KitSettings):
-    provisioner_addr: str = Field("127.0.0.1:50054", alias="TRACKAI_PROVISIONER_ADDR")
+    provisioner_addr: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
     grpc_auth_token: SecretStr = Field(SecretStr("local-dev-token"), alias="GRPC_AUTH_TOKEN")
     timeout_s: float = Field(10.0, alias="TRACKAI_CLI_TIMEOUT")
 
@@ -199,7 +199,7 @@ async def _run(args: argparse.Namespace, settings: CliSettings) -> int:
             sys.stderr.write(
                 f"error: cannot reach the provisioner at {settings.provisioner_addr} "
                 f"({exc.code().name}); is it running? (`make run`, or set "
-                "TRACKAI_PROVISIONER_ADDR)\n"
+                "PROVISIONER_GRPC_TARGET)\n"
             )
             return EXIT_UNREACHABLE
         sys.stderr.write(f"error: {exc.code().name}: {exc.details()}\n")

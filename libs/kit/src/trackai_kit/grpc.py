@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import grpc.aio
@@ -28,9 +28,11 @@ _EXEMPT_PREFIXES = (
     "/grpc.reflection.v1.ServerReflection/",
 )
 AUTHORIZATION = "authorization"
+# A string: grpc.RpcMethodHandler is generic only in the type stubs.
+_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
-def _denied_handler(handler: grpc.RpcMethodHandler, detail: str) -> grpc.RpcMethodHandler:
+def _denied_handler(handler: _Handler, detail: str) -> _Handler:
     """A handler of the same kind as ``handler`` that fails every call with UNAUTHENTICATED."""
 
     async def deny(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -53,7 +55,7 @@ def _denied_handler(handler: grpc.RpcMethodHandler, detail: str) -> grpc.RpcMeth
     return grpc.stream_stream_rpc_method_handler(deny_stream, **kwargs)
 
 
-class TokenAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     """Rejects calls without the expected bearer token (constant-time comparison)."""
 
     def __init__(self, token: str) -> None:
@@ -63,9 +65,9 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> _Handler | None:
         method: str = handler_call_details.method
         if method.startswith(_EXEMPT_PREFIXES):
             return await continuation(handler_call_details)
@@ -146,19 +148,13 @@ async def start_grpc_server(
     return started
 
 
-# grpc ships no type information, hence the ignores on its base classes.
-class _BearerTokenInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
-    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.aio.StreamStreamClientInterceptor,  # type: ignore[misc]
-):
-    """Adds ``authorization: Bearer <token>`` to the metadata of every outgoing call."""
+class _BearerToken:
+    """Adds ``authorization: Bearer <token>`` to the metadata of an outgoing call."""
 
     def __init__(self, token: str) -> None:
         self._value = f"Bearer {token}"
 
-    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
         metadata[AUTHORIZATION] = self._value
         return grpc.aio.ClientCallDetails(
@@ -169,37 +165,44 @@ class _BearerTokenInterceptor(
             details.wait_for_ready,
         )
 
+
+# grpc.aio files an interceptor under the first call kind it matches, so each kind needs its own
+# object.
+class _UnaryUnaryToken(_BearerToken, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        return await continuation(self._details(client_call_details), request)
+        return await continuation(self.details(client_call_details), request)
 
+
+class _UnaryStreamToken(_BearerToken, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(
         self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        return await continuation(self._details(client_call_details), request)
+        return await continuation(self.details(client_call_details), request)
 
+
+class _StreamUnaryToken(_BearerToken, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(
-        self,
-        continuation: Any,
-        client_call_details: grpc.aio.ClientCallDetails,
-        request_iterator: Any,
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, requests: Any
     ) -> Any:
-        return await continuation(self._details(client_call_details), request_iterator)
+        return await continuation(self.details(client_call_details), requests)
 
+
+class _StreamStreamToken(_BearerToken, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(
-        self,
-        continuation: Any,
-        client_call_details: grpc.aio.ClientCallDetails,
-        request_iterator: Any,
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, requests: Any
     ) -> Any:
-        return await continuation(self._details(client_call_details), request_iterator)
+        return await continuation(self.details(client_call_details), requests)
 
 
 def client_channel(target: str, token: str) -> grpc.aio.Channel:
     """An insecure channel (in-cluster traffic) that sends the bearer token and trace context."""
     interceptors: list[grpc.aio.ClientInterceptor] = [
-        _BearerTokenInterceptor(token),
+        _UnaryUnaryToken(token),
+        _UnaryStreamToken(token),
+        _StreamUnaryToken(token),
+        _StreamStreamToken(token),
         *aio_client_interceptors(),  # type: ignore[no-untyped-call]
     ]
     return grpc.aio.insecure_channel(target, interceptors=interceptors)

@@ -49,6 +49,21 @@ def _drop_stdlib_extras(_: WrappedLogger, __: str, event_dict: EventDict) -> Eve
     return event_dict
 
 
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stdout`` is when a record is emitted (test capture replaces it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        """The stream is always the current ``sys.stdout``; assignments are ignored."""
+
+
 def configure_logging(settings: LogSettings, service: str) -> None:
     """Route structlog and stdlib ``logging`` to one JSON (or console) renderer on stdout."""
     shared: list[Processor] = [
@@ -88,7 +103,7 @@ def configure_logging(settings: LogSettings, service: str) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

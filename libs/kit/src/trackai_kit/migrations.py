@@ -36,6 +36,8 @@ MAINTENANCE_DATABASE = "postgres"
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
+# alembic.context is a module-level proxy: two migrations in one process must not overlap.
+_ALEMBIC_LOCK = threading.Lock()
 
 
 class MigrationSettings(KitSettings):
@@ -99,12 +101,16 @@ def _config(service: str, database_url: str) -> Config:
 
 def upgrade(service: str, database_url: str, revision: str = "head") -> None:
     """Apply ``service``'s migrations up to ``revision`` (its schema is created if missing)."""
-    command.upgrade(_config(service, database_url), revision)
+    config = _config(service, database_url)
+    with _ALEMBIC_LOCK:
+        command.upgrade(config, revision)
 
 
 def downgrade(service: str, database_url: str, revision: str = "base") -> None:
     """Revert ``service``'s migrations down to ``revision``."""
-    command.downgrade(_config(service, database_url), revision)
+    config = _config(service, database_url)
+    with _ALEMBIC_LOCK:
+        command.downgrade(config, revision)
 
 
 def current(service: str, database_url: str) -> str | None:

@@ -36,6 +36,13 @@ def bootstrap_observability(settings: ServiceSettings) -> None:
     configure_sentry(settings.service_name, settings.sentry, settings.environment)
 
 
+class ServiceCrashed(RuntimeError):
+    """A background task or the HTTP server failed; raised after an orderly shutdown.
+
+    Left uncaught by ``asyncio.run`` it ends the process with a non-zero status.
+    """
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handlers: the runner owns SIGTERM/SIGINT."""
 
@@ -78,7 +85,7 @@ async def run_service(
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut everything down in order.
 
-    Raises ``SystemExit(1)`` after shutdown when a background task or the HTTP server crashed.
+    Raises :class:`ServiceCrashed` after shutdown when a background task or the HTTP server crashed.
     """
     stop = stop or asyncio.Event()
     signals = _install_signal_handlers(stop)
@@ -119,7 +126,7 @@ async def run_service(
                 log.exception("shutdown hook failed", hook=getattr(hook, "__qualname__", "?"))
         log.info("stopped", crashed=crashed)
     if crashed:
-        raise SystemExit(1)
+        raise ServiceCrashed("a background task or the HTTP server crashed; see the log above")
 
 
 async def _start_http(

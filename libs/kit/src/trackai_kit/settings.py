@@ -41,7 +41,11 @@ class KitSettings(BaseSettings):
     """Base class: reads the environment and a local ``.env``; unknown keys are ignored."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        populate_by_name=True,
     )
 
 
@@ -50,6 +54,7 @@ def service_config(service: str) -> SettingsConfigDict:
     return SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
+        env_ignore_empty=True,
         extra="ignore",
         populate_by_name=True,
         env_prefix=f"{service.upper()}_",

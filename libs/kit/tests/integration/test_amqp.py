@@ -10,7 +10,6 @@ import aio_pika
 import pytest
 import pytest_asyncio
 from opentelemetry import trace
-
 from trackai_kit.amqp import AmqpClient, IncomingMessage, PublishFailed, Retryable
 from trackai_kit.settings import AmqpSettings
 from trackai_kit.topology import (
@@ -34,7 +33,9 @@ async def amqp(amqp_url: str, amqp_prefix: str) -> AsyncIterator[AmqpClient]:
         yield client
 
 
-async def _get(client: AmqpClient, queue: str, timeout_s: float = 3.0) -> aio_pika.abc.AbstractIncomingMessage:
+async def _get(
+    client: AmqpClient, queue: str, timeout_s: float = 3.0
+) -> aio_pika.abc.AbstractIncomingMessage:
     """Poll ``queue`` with basic.get until a message arrives (acknowledged on return)."""
     connection = await aio_pika.connect(client._settings.url)
     try:
@@ -166,7 +167,9 @@ async def test_publish_to_unreachable_broker_raises_quickly() -> None:
 
 
 async def test_trace_context_travels_in_headers(amqp: AmqpClient) -> None:
-    received: asyncio.Future[tuple[int, dict[str, object]]] = asyncio.get_running_loop().create_future()
+    received: asyncio.Future[tuple[int, dict[str, object]]] = (
+        asyncio.get_running_loop().create_future()
+    )
 
     async def handler(message: IncomingMessage) -> None:
         ctx = trace.get_current_span().get_span_context()
@@ -191,9 +194,7 @@ async def test_trace_context_travels_in_headers(amqp: AmqpClient) -> None:
     assert str(headers["traceparent"]).split("-")[1] == format(trace_id, "032x")
 
 
-async def test_delay_queue_returns_message_to_work_queue(
-    amqp_url: str, amqp_prefix: str
-) -> None:
+async def test_delay_queue_returns_message_to_work_queue(amqp_url: str, amqp_prefix: str) -> None:
     fast = Topology(
         queues=(
             QueueSpec(CAPI_DISPATCH),
@@ -218,7 +219,9 @@ async def test_full_dispatcher_and_status_topologies_declare(
     async with AmqpClient(AmqpSettings(url=amqp_url, prefix=amqp_prefix)) as client:
         await client.declare(dispatcher_topology())
         await client.declare(
-            Topology(queues=(QueueSpec("status-reader", bindings=((STATUS_EXCHANGE, "tenant.#"),)),))
+            Topology(
+                queues=(QueueSpec("status-reader", bindings=((STATUS_EXCHANGE, "tenant.#"),)),)
+            )
         )
         await client.publish(
             "tenant.t1.event",

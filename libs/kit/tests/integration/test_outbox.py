@@ -11,7 +11,6 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from opentelemetry import trace
-
 from trackai_kit.amqp import AmqpClient, IncomingMessage
 from trackai_kit.outbox import OutboxRelay, enqueue, outbox_ddl, outbox_drop_ddl
 from trackai_kit.postgres import create_pool
@@ -139,9 +138,7 @@ async def test_broker_outage_leaves_rows_pending_then_they_go_out(
     assert received == Counter({"o1": 1, "o2": 1, "o3": 1})
 
 
-async def test_run_wakes_on_notify_and_stops_promptly(
-    pool: asyncpg.Pool, amqp: AmqpClient
-) -> None:
+async def test_run_wakes_on_notify_and_stops_promptly(pool: asyncpg.Pool, amqp: AmqpClient) -> None:
     # The poll interval is far longer than the test: only NOTIFY can explain a quick publish.
     relay = OutboxRelay(pool, amqp, schema=SCHEMA, poll_interval_s=30)
     stop = asyncio.Event()
@@ -174,12 +171,16 @@ async def test_run_backs_off_while_broker_is_down(pool: asyncpg.Pool, amqp_prefi
         AmqpSettings(url="amqp://guest:guest@127.0.0.1:9/", prefix=amqp_prefix, connect_timeout_s=1)
     )
     stop = asyncio.Event()
-    runner = asyncio.create_task(OutboxRelay(pool, down, schema=SCHEMA, poll_interval_s=0.1).run(stop))
+    runner = asyncio.create_task(
+        OutboxRelay(pool, down, schema=SCHEMA, poll_interval_s=0.1).run(stop)
+    )
     await asyncio.sleep(1.5)
     stop.set()
     await asyncio.wait_for(runner, 2)  # returns promptly, did not raise
     async with pool.acquire() as conn:
-        attempts = await conn.fetchval(f"SELECT attempts FROM {SCHEMA}.outbox WHERE message_id='b1'")
+        attempts = await conn.fetchval(
+            f"SELECT attempts FROM {SCHEMA}.outbox WHERE message_id='b1'"
+        )
     # Without back-off a 0.1 s poll would have tried ~15 times in 1.5 s.
     assert 1 <= attempts <= 5
     await down.close()
@@ -189,7 +190,7 @@ async def test_drop_ddl_removes_table_and_trigger(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         await conn.execute(outbox_drop_ddl(SCHEMA))
         assert await conn.fetchval("SELECT to_regclass('kitbox.outbox')") is None
-        assert await conn.fetchval(
-            "SELECT count(*) FROM pg_proc WHERE proname = 'outbox_notify'"
-        ) == 0
+        assert (
+            await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'outbox_notify'") == 0
+        )
         await conn.execute(outbox_ddl(SCHEMA))  # and it can be created again

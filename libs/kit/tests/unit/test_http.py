@@ -6,7 +6,6 @@ import asyncio
 
 import httpx
 from pydantic import BaseModel
-
 from trackai_kit.http import create_app
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from trackai_kit.logging import redact
 from trackai_kit.redaction import REDACTED, is_sensitive_key, redact_text
 
@@ -61,9 +60,27 @@ def test_ids_hashes_and_dates_are_kept(text: str) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["token", "Authorization", "X-Api-Key", "apiKey", "accessToken", "GRPC_AUTH_TOKEN",
-     "client_secret", "hottok", "signature", "password", "email", "phone", "cpf", "webhook_secret",
-     "X-Hub-Signature-256", "X-Hotmart-Hottok", "metaAccessToken", "Set-Cookie", "private_key"],
+    [
+        "token",
+        "Authorization",
+        "X-Api-Key",
+        "apiKey",
+        "accessToken",
+        "GRPC_AUTH_TOKEN",
+        "client_secret",
+        "hottok",
+        "signature",
+        "password",
+        "email",
+        "phone",
+        "cpf",
+        "webhook_secret",
+        "X-Hub-Signature-256",
+        "X-Hotmart-Hottok",
+        "metaAccessToken",
+        "Set-Cookie",
+        "private_key",
+    ],
 )
 def test_sensitive_keys(key: str) -> None:
     assert is_sensitive_key(key)

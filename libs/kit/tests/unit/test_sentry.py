@@ -11,11 +11,17 @@ import sentry_sdk
 from pydantic import SecretStr
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
-
 from trackai_kit.sentry import configure_sentry, scrub_breadcrumb, scrub_event
 from trackai_kit.settings import SentrySettings
 
-PII = ("joao@example.com", "91234-5678", "11912345678", "tok_live_abc123", "s3cret", "123.456.789-09")
+PII = (
+    "joao@example.com",
+    "91234-5678",
+    "11912345678",
+    "tok_live_abc123",
+    "s3cret",
+    "123.456.789-09",
+)
 # Built at run time: Sentry ships source lines around the failing frame, and literals would show.
 EMAIL = "joao" + "@example.com"
 TOKEN = "tok_live_" + "abc123"

@@ -33,7 +33,9 @@ def test_work_queue_dead_letters_at_least_once_to_its_dlq() -> None:
 def test_dispatcher_has_retry_delay_queues_back_to_capi_dispatch() -> None:
     topo = dispatcher_topology()
     delays = {q.name: q for q in topo.queues if ".retry." in q.name}
-    assert sorted(delays) == sorted(f"capi-dispatch.retry.{ms}" for ms in (1000, 2000, 4000, 8000, 16000))
+    assert sorted(delays) == sorted(
+        f"capi-dispatch.retry.{ms}" for ms in (1000, 2000, 4000, 8000, 16000)
+    )
     retry = delays["capi-dispatch.retry.4000"]
     assert retry.arguments()["x-message-ttl"] == 4000
     assert retry.arguments()["x-dead-letter-routing-key"] == CAPI_DISPATCH
@@ -46,9 +48,7 @@ def test_matcher_declares_both_work_queues() -> None:
 
 
 def test_prefix_applies_to_every_name_and_dead_letter_target() -> None:
-    topo = dispatcher_topology().merge(
-        status_topology()
-    )
+    topo = dispatcher_topology().merge(status_topology())
     topo = type(topo)(
         exchanges=topo.exchanges,
         queues=(*topo.queues, QueueSpec("console-status", bindings=((STATUS_EXCHANGE, "#"),))),

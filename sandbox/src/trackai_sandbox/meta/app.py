@@ -44,7 +44,7 @@ from trackai_sandbox.meta.state import (
     TokenState,
     TokenType,
 )
-from trackai_sandbox.meta.validation import parse_data, validate_events
+from trackai_sandbox.meta.validation import decode_event, parse_data, validate_events
 
 logger = logging.getLogger("trackai_sandbox.meta")
 
@@ -399,7 +399,9 @@ def _recordable(params: dict[str, Any]) -> dict[str, Any]:
     data = recorded.get("data")
     if isinstance(data, str):
         with contextlib.suppress(ValueError):
-            recorded["data"] = json.loads(data)
+            data = json.loads(data)
+    if isinstance(data, list):
+        recorded["data"] = [decode_event(item) for item in data]
     return recorded
 
 

@@ -143,10 +143,10 @@ def parse_data(raw: Any) -> list[Any]:
         )
     # The official SDKs encode each event as its own JSON string inside the array; Graph
     # decodes those, so the fake does too.
-    return [_decoded(item) for item in raw]
+    return [decode_event(item) for item in raw]
 
 
-def _decoded(item: Any) -> Any:
+def decode_event(item: Any) -> Any:
     if isinstance(item, str):
         try:
             return json.loads(item)

@@ -17,4 +17,4 @@ class Settings(ServiceSettings):
     meta_timeout_s: float = Field(1.5, alias="META_TIMEOUT_S")
     batch_max: int = 1000
     batch_deadline_ms: int = 200
-    provisioner_addr: str = Field("127.0.0.1:50054", alias="TRACKAI_PROVISIONER_ADDR")
+    provisioner_addr: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")

@@ -14,4 +14,4 @@ class Settings(ServiceSettings):
     rate_limit_per_minute: int = Field(100, alias="INGESTION_RATE_LIMIT_PER_MINUTE")
     #: Shared limiter state across replicas.
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
-    provisioner_addr: str = Field("127.0.0.1:50054", alias="TRACKAI_PROVISIONER_ADDR")
+    provisioner_addr: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")

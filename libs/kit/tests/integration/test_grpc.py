@@ -1,0 +1,118 @@
+"""Token auth, health and trace propagation on a real grpc.aio server bound to an ephemeral port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import trace
+from pydantic import SecretStr
+from trackai_kit.grpc import GrpcServer, client_channel, start_grpc_server
+from trackai_kit.settings import GrpcSettings
+
+pytestmark = pytest.mark.integration
+TOKEN = "test-token-123"
+SERVICE = "trackai.test.v1.EchoService"
+seen_trace_ids: list[int] = []
+
+
+async def _echo(request: bytes, context: Any) -> bytes:
+    seen_trace_ids.append(trace.get_current_span().get_span_context().trace_id)
+    return b"echo:" + request
+
+
+async def _count(request: bytes, context: Any) -> AsyncIterator[bytes]:
+    for i in range(3):
+        yield str(i).encode()
+
+
+async def _join(requests: AsyncIterator[bytes], context: Any) -> bytes:
+    return b"".join([r async for r in requests])
+
+
+def _register(server: grpc.aio.Server) -> None:
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                SERVICE,
+                {
+                    "Echo": grpc.unary_unary_rpc_method_handler(_echo),
+                    "Count": grpc.unary_stream_rpc_method_handler(_count),
+                    "Join": grpc.stream_unary_rpc_method_handler(_join),
+                },
+            ),
+        )
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def server() -> AsyncIterator[GrpcServer]:
+    started = await start_grpc_server(
+        GrpcSettings(port=0, auth_token=SecretStr(TOKEN)), _register, [SERVICE]
+    )
+    yield started
+    await started.stop(0)
+
+
+async def test_calls_without_or_with_a_wrong_token_are_unauthenticated(server: GrpcServer) -> None:
+    target = f"127.0.0.1:{server.port}"
+    async with grpc.aio.insecure_channel(target) as bare:
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await bare.unary_unary(f"/{SERVICE}/Echo")(b"hi")
+        assert missing.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.aio.AioRpcError) as streamed:
+            async for _ in bare.unary_stream(f"/{SERVICE}/Count")(b""):
+                pass
+        assert streamed.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    async with client_channel(target, "wrong-token") as wrong:
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await wrong.unary_unary(f"/{SERVICE}/Echo")(b"hi")
+        assert bad.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_token_channel_calls_succeed_and_carry_trace_context(server: GrpcServer) -> None:
+    seen_trace_ids.clear()
+    async with client_channel(f"127.0.0.1:{server.port}", TOKEN) as channel:
+        with trace.get_tracer("test").start_as_current_span("caller") as span:
+            reply = await channel.unary_unary(f"/{SERVICE}/Echo")(b"hi")
+            trace_id = span.get_span_context().trace_id
+        chunks = [c async for c in channel.unary_stream(f"/{SERVICE}/Count")(b"")]
+        joined = await channel.stream_unary(f"/{SERVICE}/Join")(iter([b"a", b"b"]))
+    assert reply == b"echo:hi"
+    assert joined == b"ab"
+    assert chunks == [b"0", b"1", b"2"]
+    assert seen_trace_ids == [trace_id]
+
+
+async def test_health_needs_no_token_and_reports_not_serving_on_shutdown(
+    server: GrpcServer,
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for name in ("", SERVICE):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=name))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        await server.set_serving(False)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_reflection_lists_services_without_a_token(server: GrpcServer) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        responses = [r async for r in stub.ServerReflectionInfo(iter([request]))]
+    names = {s.name for s in responses[0].list_services_response.service}
+    assert {SERVICE, "grpc.health.v1.Health"} <= names
+
+
+async def test_empty_token_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="token"):
+        await start_grpc_server(GrpcSettings(port=0), _register, [SERVICE])

@@ -1,0 +1,289 @@
+"""The matching stages' queries use their indexes on a realistic volume (500,000 clicks).
+
+Data is generated server-side (``generate_series``) over 200 tenants with a skewed size
+distribution; each stage query is checked with ``EXPLAIN (ANALYZE, FORMAT JSON)`` both as a
+custom plan (literal values) and as the generic plan a cached prepared statement gets.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from trackai_kit.postgres import asyncpg_dsn
+from trackai_testing.plugin import database_url_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CLICKS = 500_000
+TENANTS = 200
+
+# Tenant k gets a share proportional to the density of floor(TENANTS * random()^2): a few large
+# tenants, a long tail of small ones. Traffic over the last 30 days; 45% of sessions come from an
+# ad click (fbclid + _fbc), 75% carry _fbp; IPs concentrate on carrier ranges (shared /24s), user
+# agents on a few hundred common builds; 20% of sessions leave an e-mail, 12% a phone.
+LOAD_SQL = f"""
+INSERT INTO matcher.clicks (
+    tenant_id, session_id, first_seen_at, last_seen_at, hits, fbclid, fbc, fbp,
+    client_ip, user_agent, browser_family, os_family, device_type, landing_url, utm)
+SELECT
+    md5('tenant' || t)::uuid,
+    'sess-' || g,
+    seen,
+    seen + (r_dur * interval '45 minutes'),
+    1 + (r_dur * 12)::int,
+    CASE WHEN r_ad < 0.45 THEN 'IwAR' || substr(md5('clid' || g), 1, 24) END,
+    CASE WHEN r_ad < 0.45
+         THEN 'fb.1.' || (extract(epoch FROM seen) * 1000)::bigint
+              || '.IwAR' || substr(md5('clid' || g), 1, 24) END,
+    CASE WHEN r_fbp < 0.75
+         THEN 'fb.1.' || (extract(epoch FROM seen) * 1000)::bigint || '.' || (g::bigint * 7919 % 2147483647)
+    END,
+    CASE WHEN r_ip < 0.90
+             THEN ('177.' || (r_net * 40)::int || '.' || (r_net * 250)::int || '.'
+                   || (1 + r_host * 253)::int)::inet
+         WHEN r_ip < 0.97
+             THEN ('2804:14c:' || to_hex((r_net * 4000)::int) || ':' || to_hex((r_host * 60000)::int)
+                   || '::' || to_hex(g % 65535))::inet
+    END,
+    'Mozilla/5.0 (Linux; Android 1' || (r_ua * 4)::int || '; SM-A' || (r_ua * 300)::int
+        || ') AppleWebKit/537.36 Chrome/12' || (r_ua * 9)::int || '.0 Mobile Safari/537.36',
+    'Chrome Mobile', 'Android', 'mobile',
+    'https://lp' || t || '.example.com/oferta?utm_source=facebook',
+    jsonb_build_object('utm_source', 'facebook', 'utm_campaign', 'camp-' || (r_ua * 20)::int)
+FROM (
+    SELECT g,
+           floor({TENANTS} * power(random(), 2))::int AS t,
+           now() - random() * interval '30 days' AS seen,
+           random() AS r_dur, random() AS r_ad, random() AS r_fbp, random() AS r_ip,
+           power(random(), 3) AS r_net, random() AS r_host, power(random(), 2) AS r_ua
+    FROM generate_series(1, {CLICKS}) AS g
+) AS s
+"""
+
+IDENTITIES_SQL = """
+INSERT INTO matcher.identities (
+    tenant_id, session_id, email_hash, phone_hash, external_id, source, first_seen_at,
+    last_seen_at)
+SELECT tenant_id, session_id,
+       encode(sha256(convert_to('buyer' || (id % 70000) || '@example.com', 'UTF8')), 'hex'),
+       CASE WHEN id % 10 < 6
+            THEN encode(sha256(convert_to('55119' || lpad((id % 70000)::text, 8, '0'), 'UTF8')),
+                        'hex') END,
+       'ext-' || id, 'lead', last_seen_at, last_seen_at
+FROM matcher.clicks
+WHERE id % 5 = 0
+"""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One stage query, the sample values bound to $1..$n, and the index that must serve it."""
+
+    name: str
+    sql: str
+    params: tuple[str, ...]
+    index: str
+    table: str = "clicks"
+
+
+PARAM_TYPES = {
+    "tenant_id": "uuid",
+    "session_id": "text",
+    # char(64) columns: a text parameter would cast the column and miss the index.
+    "email_hash": "bpchar",
+    "phone_hash": "bpchar",
+    "fbclid": "text",
+    "fbc": "text",
+    "fbp": "text",
+    "ip": "text",
+    "user_agent": "text",
+    "purchase_time": "timestamptz",
+}
+WINDOW = "BETWEEN $3 - interval '{}' AND $3"
+PROBES = [
+    Probe(
+        "stage1_session_id",
+        "SELECT id, first_seen_at FROM matcher.clicks WHERE tenant_id = $1 AND session_id = $2",
+        ("tenant_id", "session_id"),
+        "clicks_session_uq",
+    ),
+    Probe(
+        "stage1_email_hash",
+        """SELECT session_id, last_seen_at FROM matcher.identities
+           WHERE tenant_id = $1 AND email_hash = $2 AND last_seen_at <= $3
+             AND last_seen_at > $3 - interval '30 days'
+           ORDER BY last_seen_at DESC LIMIT 1""",
+        ("tenant_id", "email_hash", "purchase_time"),
+        "identities_email_idx",
+        "identities",
+    ),
+    Probe(
+        "stage1_phone_hash",
+        """SELECT session_id, last_seen_at FROM matcher.identities
+           WHERE tenant_id = $1 AND phone_hash = $2 AND last_seen_at <= $3
+             AND last_seen_at > $3 - interval '30 days'
+           ORDER BY last_seen_at DESC LIMIT 1""",
+        ("tenant_id", "phone_hash", "purchase_time"),
+        "identities_phone_idx",
+        "identities",
+    ),
+    *(
+        Probe(
+            f"stage2_{key}",
+            f"""SELECT id, session_id FROM matcher.clicks
+                WHERE tenant_id = $1 AND {key} = $2 AND first_seen_at {WINDOW.format("7 days")}
+                ORDER BY first_seen_at DESC LIMIT 1""",
+            ("tenant_id", key, "purchase_time"),
+            f"clicks_{key}_idx",
+        )
+        for key in ("fbclid", "fbc", "fbp")
+    ),
+    Probe(
+        "stage3_same_ip",
+        f"""SELECT id, user_agent, last_seen_at FROM matcher.clicks
+            WHERE tenant_id = $1 AND client_ip = $2::inet AND last_seen_at {WINDOW.format("3 days")}""",
+        ("tenant_id", "ip", "purchase_time"),
+        "clicks_ip_idx",
+    ),
+    Probe(
+        "stage3_same_network",
+        f"""SELECT id, client_ip, last_seen_at FROM matcher.clicks
+            WHERE tenant_id = $1
+              AND ip_prefix = network(set_masklen($2::inet,
+                                      CASE WHEN family($2::inet) = 4 THEN 24 ELSE 64 END))
+              AND last_seen_at {WINDOW.format("3 days")}""",
+        ("tenant_id", "ip", "purchase_time"),
+        "clicks_ip_prefix_idx",
+    ),
+    Probe(
+        "stage3_same_user_agent",
+        f"""SELECT id, client_ip, last_seen_at FROM matcher.clicks
+            WHERE tenant_id = $1 AND ua_digest = md5($2)::uuid
+              AND last_seen_at {WINDOW.format("3 days")}""",
+        ("tenant_id", "user_agent", "purchase_time"),
+        "clicks_ua_idx",
+    ),
+    Probe(
+        "stage3_time_window",
+        f"""SELECT id, client_ip, ua_digest, utm FROM matcher.clicks
+            WHERE tenant_id = $1 AND last_seen_at {WINDOW.format("2 hours")}""",
+        ("tenant_id", "purchase_time"),
+        "clicks_tenant_last_seen_idx",
+    ),
+]
+
+# One real session of the tenant (with an ad click, _fbp and an IPv4) plus one e-mail and one
+# phone hash seen on that tenant's lead forms; the purchase happens an hour after the session.
+SAMPLE_SQL = """
+SELECT c.tenant_id, c.session_id, i.email_hash, p.phone_hash, c.fbclid, c.fbc, c.fbp,
+       host(c.client_ip) AS ip, c.user_agent, c.last_seen_at + interval '1 hour' AS purchase_time
+FROM matcher.clicks c
+JOIN LATERAL (SELECT email_hash FROM matcher.identities
+              WHERE tenant_id = c.tenant_id AND email_hash IS NOT NULL
+              ORDER BY id LIMIT 1) i ON true
+JOIN LATERAL (SELECT phone_hash FROM matcher.identities
+              WHERE tenant_id = c.tenant_id AND phone_hash IS NOT NULL
+              ORDER BY id LIMIT 1) p ON true
+WHERE c.tenant_id = $1 AND c.fbclid IS NOT NULL AND c.fbp IS NOT NULL
+  AND family(c.client_ip) = 4
+ORDER BY c.id LIMIT 1
+"""
+
+
+@dataclass
+class Loaded:
+    url: str
+    timings: dict[str, float]
+    tenants: dict[str, uuid.UUID]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loaded]:
+    name = f"trackai_idx_matcher_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    url = database_url_for(postgres_url, name)
+    timings: dict[str, float] = {}
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            started = time.perf_counter()
+            await conn.execute(LOAD_SQL)
+            timings["load_clicks_s"] = time.perf_counter() - started
+            started = time.perf_counter()
+            await conn.execute(IDENTITIES_SQL)
+            timings["load_identities_s"] = time.perf_counter() - started
+            started = time.perf_counter()
+            await conn.execute("ANALYZE matcher.clicks; ANALYZE matcher.identities")
+            timings["analyze_s"] = time.perf_counter() - started
+            sizes = await conn.fetch(
+                "SELECT tenant_id, count(*) AS n FROM matcher.clicks GROUP BY 1 ORDER BY 2 DESC"
+            )
+        finally:
+            await conn.close()
+        assert sum(r["n"] for r in sizes) == CLICKS
+        assert len(sizes) >= TENANTS * 0.9
+        tenants = {"largest": sizes[0]["tenant_id"], "median": sizes[len(sizes) // 2]["tenant_id"]}
+        yield Loaded(url, timings, tenants)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes.extend(plan_nodes(child))
+    return nodes
+
+
+INDEX_NODES = {"Index Scan", "Index Only Scan", "Bitmap Index Scan"}
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
+@pytest.mark.parametrize("tenant", ["largest", "median"])
+@pytest.mark.parametrize("probe", PROBES, ids=[p.name for p in PROBES])
+async def test_stage_query_uses_its_index(
+    loaded: Loaded, probe: Probe, tenant: str, generic: bool
+) -> None:
+    conn = await asyncpg.connect(loaded.url)
+    try:
+        sample = await conn.fetchrow(SAMPLE_SQL, loaded.tenants[tenant])
+        assert sample is not None, "generated data lacks a usable sample"
+        # A named prepared statement, as asyncpg's statement cache holds it: after five runs
+        # PostgreSQL may switch to the generic plan, so both plans must use the index.
+        mode = "force_generic_plan" if generic else "force_custom_plan"
+        await conn.execute(f"SET plan_cache_mode = {mode}")
+        types = ", ".join(PARAM_TYPES[key] for key in probe.params)
+        await conn.execute(f"PREPARE probe ({types}) AS {probe.sql}")
+        placeholders = ", ".join(f"${i}" for i in range(1, len(probe.params) + 1))
+        args = [sample[key] for key in probe.params]
+        started = time.perf_counter()
+        raw = await conn.fetchval(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE probe ({placeholders})", *args
+        )
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    finally:
+        await conn.close()
+    plan = json.loads(raw)[0]
+    nodes = plan_nodes(plan["Plan"])
+    seq_scans = [
+        n for n in nodes if n["Node Type"] == "Seq Scan" and n["Relation Name"] == probe.table
+    ]
+    indexes = {n["Index Name"] for n in nodes if n["Node Type"] in INDEX_NODES}
+    print(
+        f"\n{probe.name} [{tenant}, {'generic' if generic else 'custom'}]: "
+        f"indexes={sorted(indexes)} execution={plan['Execution Time']:.2f} ms "
+        f"round-trip={elapsed_ms:.1f} ms load={loaded.timings}"
+    )
+    assert seq_scans == [], f"{probe.name} scans {probe.table} sequentially"
+    assert probe.index in indexes, f"{probe.name} used {indexes or 'no index'}"
