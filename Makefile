@@ -34,7 +34,6 @@ run: migrate ## Run every service and the sandbox fakes; Ctrl-C stops everything
 	@$(PY) scripts/devstack.py run
 
 test: services ## The whole test suite (unit, integration, e2e, contract, charts)
-	@$(PY) scripts/devstack.py ensure-browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: env ## Unit tests only (no I/O)

@@ -1,8 +1,9 @@
-"""Closed-loop HTTP/1.1 keep-alive load generator on raw asyncio protocols.
+"""HTTP/1.1 keep-alive load generator on raw asyncio protocols, closed loop or paced.
 
-C connections each send one request, wait for the full response, and send the next, until a
-deadline. Built on ``asyncio.Protocol`` rather than an HTTP client library so the generator spends
-as little of the shared CPU as possible and the figure reflects the server.
+C connections each keep one request in flight until a deadline: closed loop (next request as soon
+as the response is in: maximum throughput) or paced at a fixed total rate (latency at a given load,
+e.g. half the maximum). Raw ``asyncio.Protocol`` rather than an HTTP client library, so the
+generator spends as little of the shared CPU as possible and the figure reflects the server.
 """
 
 from __future__ import annotations
@@ -62,16 +63,30 @@ def json_body(size: int = 1024) -> bytes:
 
 
 class _Client(asyncio.Protocol):
-    """One keep-alive connection with exactly one request in flight."""
+    """One keep-alive connection with exactly one request in flight.
 
-    def __init__(self, request: bytes, expected_status: int, latencies: list[float]) -> None:
+    Closed loop (``interval`` None): the next request leaves as soon as the response is in.
+    Paced: request k is due at ``first + k * interval``; its latency counts from that due time, so
+    a server that falls behind is charged for the queueing it causes (no coordinated omission).
+    """
+
+    def __init__(
+        self,
+        request: bytes,
+        expected_status: int,
+        latencies: list[float],
+        interval: float | None,
+    ) -> None:
         self._request = request
         self._expected = expected_status
         self._latencies = latencies
+        self._interval = interval
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._sent_at = 0.0
+        self._due = 0.0
         self._deadline = 0.0
+        self._done = False
         self.errors = 0
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -82,16 +97,28 @@ class _Client(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def start(self, deadline: float) -> None:
+    def start(self, deadline: float, first_due: float) -> None:
         self._deadline = deadline
-        self._send()
+        self._due = first_due
+        self._next()
 
-    def _send(self) -> None:
+    def _next(self) -> None:
+        if self._interval is None:
+            self._send(time.perf_counter())
+            return
+        delay = self._due - time.perf_counter()
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._send, self._due)
+        else:
+            self._send(self._due)
+
+    def _send(self, counted_from: float) -> None:
         assert self._transport is not None
-        if time.perf_counter() >= self._deadline:
+        if max(time.perf_counter(), counted_from) >= self._deadline:
+            self._done = True
             self._transport.close()
             return
-        self._sent_at = time.perf_counter()
+        self._sent_at = counted_from
         self._transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
@@ -106,11 +133,13 @@ class _Client(asyncio.Protocol):
         if int(self._buffer[9:12]) != self._expected:
             self.errors += 1
         del self._buffer[:]
-        self._send()
+        if self._interval is not None:
+            self._due += self._interval
+        self._next()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.finished.done():
-            if exc is None and time.perf_counter() >= self._deadline:
+            if self._done:
                 self.finished.set_result(None)
             else:
                 self.finished.set_exception(exc or ConnectionError("server closed the connection"))
@@ -133,19 +162,23 @@ async def run_load(
     connections: int,
     seconds: float,
     expected_status: int,
+    rate: float | None = None,
 ) -> LoadResult:
-    """Open ``connections`` sockets, then drive them closed-loop for ``seconds``."""
+    """Open ``connections`` sockets, then drive them for ``seconds``: closed loop, or paced at
+    ``rate`` requests/s in total (connections staggered evenly over one interval)."""
     loop = asyncio.get_running_loop()
+    interval = connections / rate if rate else None
     latencies: list[float] = []
     clients: list[_Client] = []
     for _ in range(connections):
         _, client = await loop.create_connection(
-            lambda: _Client(request, expected_status, latencies), host, port
+            lambda: _Client(request, expected_status, latencies, interval), host, port
         )
         clients.append(client)
     started = time.perf_counter()
-    for client in clients:
-        client.start(started + seconds)
+    for index, client in enumerate(clients):
+        offset = index * interval / connections if interval else 0.0
+        client.start(started + seconds, started + offset)
     await asyncio.gather(*(c.finished for c in clients))
     elapsed = time.perf_counter() - started
     return LoadResult(

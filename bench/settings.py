@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import Field
+
 from trackai_kit.settings import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL, KitSettings
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+
 from trackai_kit.settings import GRPC_PORTS, HTTP_PORTS, ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,22 +112,6 @@ def ensure_services() -> None:
                 _say(f"  {name:<10} reachable at {host}:{port}")
                 continue
         sys.exit(f"{name} is not reachable at {host}:{port}. To fix: {advice}.")
-
-
-def ensure_browser() -> None:
-    """Browser tests drive Debian's Chromium; install it once when it is missing."""
-    if Path("/usr/bin/chromium").exists() or os.environ.get("TRACKAI_SKIP_BROWSER_INSTALL"):
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        _say(
-            "  chromium not found at /usr/bin/chromium: browser tests will be skipped "
-            "(install Debian's 'chromium' package to run them)"
-        )
-        return
-    _say("  installing Debian's chromium for the browser tests (once) ...")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env)
 
 
 def migrate() -> None:
@@ -261,12 +246,11 @@ def run() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["ensure-services", "ensure-browser", "migrate", "run"])
+    parser.add_argument("command", choices=["ensure-services", "migrate", "run"])
     args = parser.parse_args()
     os.chdir(ROOT)
     {
         "ensure-services": ensure_services,
-        "ensure-browser": ensure_browser,
         "migrate": migrate,
         "run": run,
     }[args.command]()

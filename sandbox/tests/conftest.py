@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from trackai_sandbox.meta import build_app
 from trackai_sandbox.server import BackgroundServer
 from trackai_sandbox.settings import SandboxSettings

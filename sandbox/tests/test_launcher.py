@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+
 from trackai_sandbox.launcher import FAKES, listeners
 from trackai_sandbox.settings import SandboxSettings
 

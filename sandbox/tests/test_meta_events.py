@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from trackai_sandbox.testing import (
     DEMO_PIXEL_ID,
     DEMO_TOKEN,

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from trackai_sandbox.testing import (
     DEMO_APP_TOKEN,
     DEMO_PIXEL_ID,

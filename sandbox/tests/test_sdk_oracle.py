@@ -4,6 +4,7 @@ accepts, and the hashes it stores are the SDK's own."""
 from __future__ import annotations
 
 import pytest
+
 from trackai_sandbox.testing import DEMO_PIXEL_ID, DEMO_TOKEN, MetaSandboxClient, sha256_hex
 
 pytest.importorskip("facebook_business", reason="install the sandbox 'test' extra")

@@ -18,6 +18,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FileDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from trackai.common.v1 import events_pb2 as common_events
 from trackai.ingestion.v1 import events_pb2 as ingestion_events
 from trackai.matcher.v1 import events_pb2 as matcher_events

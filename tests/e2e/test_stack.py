@@ -6,11 +6,14 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.e2e.conftest import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -39,8 +42,11 @@ async def test_all_services_become_healthy_and_ready(stack) -> None:
         assert "postgres" in ready["checks"]
         if proc.grpc_port:
             assert await _grpc_health(proc.grpc_port) == health_pb2.HealthCheckResponse.SERVING
-    # Services on the broker check it too.
-    assert "rabbitmq" in httpx.get(stack.procs["ingestion-serve"].http + "/ready").json()["checks"]
+    # Consumers need the broker to be ready; ingestion does not (it accepts into its outbox).
+    assert "rabbitmq" in httpx.get(stack.procs["matcher-consume"].http + "/ready").json()["checks"]
+    assert (
+        "rabbitmq" not in httpx.get(stack.procs["ingestion-serve"].http + "/ready").json()["checks"]
+    )
 
 
 def test_sigterm_stops_a_service_cleanly(stack) -> None:
@@ -74,3 +80,16 @@ def test_unsafe_configuration_refuses_to_start(stack) -> None:
     )
     assert result.returncode == 2
     assert "TRACKAI_ENCRYPTION_KEYS" in result.stderr
+
+
+def test_ingestion_starts_and_stays_ready_while_the_broker_is_down(stack) -> None:
+    closed = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    ingestion = stack.start("ingestion", AMQP_URL=closed)
+    stack.wait_ready(ingestion)
+    matcher = stack.start("matcher", "consume", grpc=False, AMQP_URL=closed)
+    time_limit = time.monotonic() + 5
+    while time.monotonic() < time_limit:
+        assert matcher.popen.poll() is None, matcher.logs()
+        time.sleep(0.5)
+    resp = httpx.get(matcher.http + "/ready")
+    assert resp.status_code == 503 and resp.json()["checks"]["rabbitmq"] != "ok"

@@ -18,6 +18,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from pydantic import Field, SecretStr
+
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
 from trackai_kit.grpc import client_channel

@@ -143,8 +143,8 @@ def downgrade_all(database_url: str) -> None:
 
 
 def _libpq_dsn(database_url: str) -> str:
-    return async_url(database_url).set(drivername="postgresql").render_as_string(
-        hide_password=False
+    return (
+        async_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     )
 
 

@@ -233,11 +233,11 @@ def normalize_birth_date(value: object) -> str | None:
         parsed = None
         for fmt in _DATE_FORMATS:
             try:
-                parsed = dt.datetime.strptime(text, fmt).date()  # noqa: DTZ007 - a calendar date
+                parsed = dt.datetime.strptime(text, fmt).date()
             except ValueError:
                 continue
             break
-    if parsed is None or not 1900 <= parsed.year <= dt.date.today().year:  # noqa: DTZ011
+    if parsed is None or not 1900 <= parsed.year <= dt.date.today().year:
         return None
     return parsed.strftime("%Y%m%d")
 

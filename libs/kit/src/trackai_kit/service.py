@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
@@ -19,12 +21,14 @@ from pydantic import ValidationError
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.grpc import GrpcServer, start_grpc_server
 from trackai_kit.http import ReadinessCheck, create_app
+from trackai_kit.logging import get_logger
 from trackai_kit.postgres import create_pool, ping
-from trackai_kit.runner import bootstrap_observability, run_service
+from trackai_kit.runner import ServiceCrashed, bootstrap_observability, run_service
 from trackai_kit.settings import ServiceSettings
 from trackai_kit.topology import Topology
 
 S = TypeVar("S", bound=ServiceSettings)
+log = get_logger(__name__)
 
 #: A function that adds one servicer to a gRPC server (the generated ``add_*_to_server``, bound).
 GrpcRegistration = Callable[[grpc.aio.Server], None]
@@ -52,6 +56,24 @@ class Wiring:
     readiness: Sequence[ReadinessCheck] = ()
 
 
+async def _declare_when_reachable(
+    amqp: AmqpClient, topology: Topology, stop: asyncio.Event
+) -> None:
+    """Declare the topology as soon as the broker answers; retried with back-off until it does."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await amqp.declare(topology)
+        except Exception as exc:
+            log.warning("broker not reachable; topology not declared yet", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 15.0)
+            continue
+        log.info("topology declared", queues=len(topology.all_queues()))
+        return
+
+
 async def host(
     settings: ServiceSettings,
     *,
@@ -59,21 +81,28 @@ async def host(
     topology: Topology | None,
     wire: Callable[[Resources], Awaitable[Wiring]],
     with_grpc: bool = True,
+    ready_needs_broker: bool = True,
 ) -> None:
-    """Open the shared resources, let ``wire`` build the service on them, and run until SIGTERM."""
+    """Open the shared resources, let ``wire`` build the service on them, and run until SIGTERM.
+
+    The broker is not needed to start: the topology is declared as soon as it answers. With
+    ``ready_needs_broker=False`` (ingestion, which keeps accepting into its outbox while RabbitMQ is
+    down) a broker outage does not take the service out of its load balancer.
+    """
     bootstrap_observability(settings)
     resources = Resources(settings)
     checks: list[ReadinessCheck] = []
+    background: list[Background] = []
     if schema is not None:
         pool = await create_pool(settings.postgres, schema=schema)
         resources.pool = pool
         checks.append(("postgres", lambda: ping(pool)))
     if topology is not None:
         amqp = AmqpClient(settings.amqp, connection_name=settings.service_name)
-        await amqp.connect()
-        await amqp.declare(topology)
         resources.amqp = amqp
-        checks.append(("rabbitmq", amqp.ping))
+        background.append(partial(_declare_when_reachable, amqp, topology))
+        if ready_needs_broker:
+            checks.append(("rabbitmq", amqp.ping))
     try:
         wiring = await wire(resources)
         app = create_app(settings.service_name, readiness=[*checks, *wiring.readiness])
@@ -93,7 +122,7 @@ async def host(
             http_app=app,
             http=settings.http,
             grpc_server_factory=grpc_factory if with_grpc else None,
-            background=wiring.background,
+            background=[*background, *wiring.background],
             on_shutdown=wiring.on_shutdown,
         )
     finally:
@@ -134,4 +163,8 @@ def service_main(
         asyncio.run(commands[args.command](settings))
     except KeyboardInterrupt:
         return 130
+    except ServiceCrashed as exc:
+        # Already logged with its cause during the orderly shutdown.
+        sys.stderr.write(f"trackai_{service}: stopped after a failure: {exc}\n")
+        return 1
     return 0

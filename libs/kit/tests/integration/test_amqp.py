@@ -10,6 +10,7 @@ import aio_pika
 import pytest
 import pytest_asyncio
 from opentelemetry import trace
+
 from trackai_kit.amqp import AmqpClient, IncomingMessage, PublishFailed, Retryable
 from trackai_kit.settings import AmqpSettings
 from trackai_kit.topology import (

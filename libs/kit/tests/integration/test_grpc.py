@@ -12,6 +12,7 @@ import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
 from pydantic import SecretStr
+
 from trackai_kit.grpc import GrpcServer, client_channel, start_grpc_server
 from trackai_kit.settings import GrpcSettings
 

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from opentelemetry import trace
+
 from trackai_kit.amqp import AmqpClient, IncomingMessage
 from trackai_kit.outbox import OutboxRelay, enqueue, outbox_ddl, outbox_drop_ddl
 from trackai_kit.postgres import create_pool

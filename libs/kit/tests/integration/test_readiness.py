@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi import FastAPI
+
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.http import create_app
 from trackai_kit.postgres import create_pool, ping

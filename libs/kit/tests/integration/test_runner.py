@@ -17,6 +17,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
+
 from trackai_kit.grpc import GrpcServer, start_grpc_server
 from trackai_kit.http import create_app
 from trackai_kit.logging import configure_logging

@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 from pydantic import BaseModel
+
 from trackai_kit.http import create_app
 
 

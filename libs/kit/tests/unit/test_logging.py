@@ -7,6 +7,7 @@ import logging
 
 import pytest
 from opentelemetry import trace
+
 from trackai_kit.logging import configure_logging, get_logger
 from trackai_kit.settings import LogSettings
 

@@ -16,7 +16,11 @@ def sha(text: str) -> str:
 
 # Meta's own examples (Conversions API, customer information parameters page).
 META_VECTORS = [
-    ("em", "John_Smith@gmail.com", "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"),
+    (
+        "em",
+        "John_Smith@gmail.com",
+        "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f",
+    ),
     ("fn", "Mary", "6915771be1c5aa0c886870b6951b03d7eafc121fea0e80a5ea83beb7c449f4ec"),
     ("fn", "정", "8fa8cd9c440be61d0151429310034083132b35975c4bea67fdd74158eb51db14"),
     ("fn", "Valéry", "08e1996b5dd49e62a4b4c010d44e4345592a863bb9f8e3976219bac29417149c"),
@@ -102,7 +106,11 @@ def test_names(raw: str, normalized: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "normalized"),
-    [("São Paulo", "sãopaulo"), ("Menlo Park", "menlopark"), ("Rio de Janeiro - RJ", "riodejaneirorj")],
+    [
+        ("São Paulo", "sãopaulo"),
+        ("Menlo Park", "menlopark"),
+        ("Rio de Janeiro - RJ", "riodejaneirorj"),
+    ],
 )
 def test_city(raw: str, normalized: str) -> None:
     assert pii.normalize_city(raw) == normalized

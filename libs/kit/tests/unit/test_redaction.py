@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from trackai_kit.logging import redact
 from trackai_kit.redaction import REDACTED, is_sensitive_key, redact_text
 

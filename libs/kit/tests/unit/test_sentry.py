@@ -11,6 +11,7 @@ import sentry_sdk
 from pydantic import SecretStr
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
+
 from trackai_kit.sentry import configure_sentry, scrub_breadcrumb, scrub_event
 from trackai_kit.settings import SentrySettings
 

@@ -20,6 +20,7 @@ import aio_pika
 import asyncpg
 import pytest
 import pytest_asyncio
+
 from trackai_kit.amqp import declared_names, forget_prefix
 from trackai_kit.postgres import asyncpg_dsn, create_pool
 from trackai_kit.settings import PostgresSettings

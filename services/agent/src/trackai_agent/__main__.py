@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 from functools import partial
 
-from trackai_kit.service import host, service_main
-
 from trackai_agent import bootstrap
 from trackai_agent.bootstrap import SCHEMA, TOPOLOGY
 from trackai_agent.settings import Settings
+from trackai_kit.service import host, service_main
 
 
 async def serve(settings: Settings) -> None:

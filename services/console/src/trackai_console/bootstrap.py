@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from trackai_kit.service import Resources, Wiring
-
 from trackai_console.settings import Settings
+from trackai_kit.service import Resources, Wiring
 
 SCHEMA = "console"
 TOPOLOGY = None

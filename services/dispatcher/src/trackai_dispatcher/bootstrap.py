@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from trackai_dispatcher.settings import Settings
 from trackai_kit import topology
 from trackai_kit.service import Resources, Wiring
-
-from trackai_dispatcher.settings import Settings
 
 SCHEMA = "dispatcher"
 TOPOLOGY = topology.dispatcher_topology().merge(topology.status_topology())

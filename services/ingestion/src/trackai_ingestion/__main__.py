@@ -5,15 +5,21 @@ from __future__ import annotations
 import sys
 from functools import partial
 
-from trackai_kit.service import host, service_main
-
 from trackai_ingestion import bootstrap
 from trackai_ingestion.bootstrap import SCHEMA, TOPOLOGY
 from trackai_ingestion.settings import Settings
+from trackai_kit.service import host, service_main
 
 
 async def serve(settings: Settings) -> None:
-    await host(settings, schema=SCHEMA, topology=TOPOLOGY, wire=partial(bootstrap.wire, settings))
+    # Webhooks are accepted into the outbox while RabbitMQ is down: stay in the load balancer.
+    await host(
+        settings,
+        schema=SCHEMA,
+        topology=TOPOLOGY,
+        wire=partial(bootstrap.wire, settings),
+        ready_needs_broker=False,
+    )
 
 
 def main() -> int:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from trackai_ingestion.settings import Settings
 from trackai_kit import topology
 from trackai_kit.outbox import OutboxRelay
 from trackai_kit.service import Resources, Wiring
-
-from trackai_ingestion.settings import Settings
 
 SCHEMA = "ingestion"
 TOPOLOGY = topology.ingestion_topology().merge(topology.status_topology())

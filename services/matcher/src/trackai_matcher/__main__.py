@@ -6,7 +6,6 @@ import sys
 from functools import partial
 
 from trackai_kit.service import host, service_main
-
 from trackai_matcher import bootstrap
 from trackai_matcher.bootstrap import SCHEMA, TOPOLOGY
 from trackai_matcher.settings import Settings

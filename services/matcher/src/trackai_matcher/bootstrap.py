@@ -5,7 +5,6 @@ from __future__ import annotations
 from trackai_kit import topology
 from trackai_kit.outbox import OutboxRelay
 from trackai_kit.service import Resources, Wiring
-
 from trackai_matcher.settings import Settings
 
 SCHEMA = "matcher"

@@ -7,7 +7,6 @@ from functools import partial
 
 from trackai_kit.postgres import create_pool
 from trackai_kit.service import Resources, host, service_main
-
 from trackai_provisioner.bootstrap import SCHEMA, build_registry, wire
 from trackai_provisioner.settings import Settings
 

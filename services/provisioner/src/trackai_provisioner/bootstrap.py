@@ -7,7 +7,6 @@ from functools import partial
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
 from trackai_kit.service import Resources, Wiring
-
 from trackai_provisioner.adapters.crypto import KeyRing
 from trackai_provisioner.entrypoints.grpc_registry import TenantRegistryServicer
 from trackai_provisioner.service_layer.registry import TenantRegistry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
+
 from trackai_kit.settings import ServiceSettings, service_config
 
 #: Used only when TRACKAI_ENV is local or test and no key ring is configured. Never a real key.

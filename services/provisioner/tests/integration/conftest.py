@@ -11,6 +11,7 @@ from functools import partial
 import asyncpg
 import grpc
 import pytest
+
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
 from trackai_kit.grpc import client_channel, start_grpc_server
 from trackai_kit.postgres import create_pool

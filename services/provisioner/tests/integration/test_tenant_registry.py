@@ -7,6 +7,7 @@ import os
 
 import grpc
 import pytest
+
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
 from trackai_provisioner.adapters.crypto import KeyRing

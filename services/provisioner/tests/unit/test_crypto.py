@@ -5,6 +5,7 @@ import os
 import uuid
 
 import pytest
+
 from trackai_provisioner.adapters.crypto import KeyRing, KeyRingError, Sealed
 from trackai_provisioner.domain.tenants import credential_associated_data
 

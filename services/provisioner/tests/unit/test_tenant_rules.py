@@ -1,6 +1,7 @@
 """Operator-facing validation rules of tenants, funnels and credentials."""
 
 import pytest
+
 from trackai_provisioner.domain import tenants as t
 
 

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
-
 from trackai_provisioner.adapters.crypto import KeyRingError
 from trackai_provisioner.domain.tenants import (
     AlreadyExistsError,

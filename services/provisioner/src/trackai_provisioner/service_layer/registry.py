@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-from trackai_kit.logging import get_logger
 
+from trackai_kit.logging import get_logger
 from trackai_provisioner.adapters.crypto import KeyRing, Sealed
 from trackai_provisioner.adapters.repository import PostgresTenantRepository
 from trackai_provisioner.domain.tenants import (

@@ -1,0 +1,221 @@
+"""The dashboard's, the DLQ's and the expiry sweep's queries on the dispatcher tables use indexes.
+
+300,000 dispatches over 200 tenants (skewed sizes, 7 days; mostly sent, some retrying, parked,
+dead or expired) and their batch attempts. Each query is checked with
+``EXPLAIN (ANALYZE, FORMAT JSON)`` as a custom plan and as a cached statement's generic plan.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from trackai_kit.postgres import asyncpg_dsn
+from trackai_testing.plugin import database_url_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DISPATCHES = 300_000
+TENANTS = 200
+BATCH = 50
+
+LOAD_SQL = f"""
+INSERT INTO dispatcher.dispatches (
+    event_id, tenant_id, pixel_id, event_name, event_time, state, attempts, payload,
+    last_batch_id, reason, created_at, updated_at, sent_at)
+SELECT
+    encode(sha256(convert_to('event' || g, 'UTF8')), 'hex'),
+    md5('tenant' || t)::uuid,
+    (100000000000000 + t)::text,
+    'Purchase',
+    created - interval '2 minutes',
+    state,
+    CASE WHEN state = 'sent' THEN 1 ELSE 1 + (r_state * 5)::int END,
+    jsonb_build_object('event_name', 'Purchase', 'action_source', 'website'),
+    md5('batch' || (g / {BATCH}))::uuid,
+    CASE WHEN state IN ('dead', 'expired') THEN
+        (ARRAY['meta_100_invalid_parameter', 'meta_190_token', 'event_too_old'])[1 + g % 3] END,
+    created,
+    created + interval '3 seconds',
+    CASE WHEN state = 'sent' THEN created + interval '3 seconds' END
+FROM (
+    SELECT g, t, created, r_state,
+           CASE WHEN r_state < 0.94 THEN 'sent'
+                WHEN r_state < 0.96 THEN 'retrying'
+                WHEN r_state < 0.975 THEN 'parked'
+                WHEN r_state < 0.99 THEN 'dead'
+                WHEN r_state < 0.995 THEN 'expired'
+                ELSE 'pending' END AS state
+    FROM (
+        SELECT g, floor({TENANTS} * power(random(), 2))::int AS t,
+               now() - random() * interval '7 days' AS created, random() AS r_state
+        FROM generate_series(1, {DISPATCHES}) AS g
+    ) AS r
+) AS s
+"""
+
+ATTEMPTS_SQL = """
+INSERT INTO dispatcher.dispatch_attempts (
+    batch_id, tenant_id, pixel_id, attempt, event_ids, started_at, finished_at, latency_ms,
+    outcome, http_status, fbtrace_id, events_received)
+SELECT last_batch_id, min(tenant_id::text)::uuid, min(pixel_id), 1, array_agg(event_id::text),
+       min(created_at), min(created_at) + interval '300 milliseconds', 300, 'sent', 200,
+       'trace', count(*)
+FROM dispatcher.dispatches
+GROUP BY last_batch_id
+"""
+
+SAMPLE_SQL = """
+SELECT tenant_id, event_id::text AS event_id, 'dead'::text AS dead, 'sent'::text AS sent,
+       pixel_id, now() - interval '6 days' AS horizon
+FROM dispatcher.dispatches WHERE tenant_id = $1 ORDER BY created_at LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    sql: str
+    params: tuple[str, ...]
+    index: str
+
+
+PARAM_TYPES = {
+    "tenant_id": "uuid",
+    "event_id": "text",
+    "dead": "text",
+    "sent": "text",
+    "pixel_id": "text",
+    "horizon": "timestamptz",
+}
+
+PROBES = [
+    Probe(
+        "dashboard_sent",
+        """SELECT event_id, event_name, state, updated_at FROM dispatcher.dispatches
+           WHERE tenant_id = $1 AND state = $2 ORDER BY updated_at DESC LIMIT 50""",
+        ("tenant_id", "sent"),
+        "dispatches_tenant_state_updated_idx",
+    ),
+    Probe(
+        "dlq_list",
+        """SELECT event_id, reason, updated_at FROM dispatcher.dispatches
+           WHERE tenant_id = $1 AND state = $2 ORDER BY updated_at DESC LIMIT 50""",
+        ("tenant_id", "dead"),
+        "dispatches_tenant_state_updated_idx",
+    ),
+    Probe(
+        "expiry_sweep",
+        """SELECT event_id FROM dispatcher.dispatches
+           WHERE state IN ('pending', 'retrying', 'parked') AND event_time < $1""",
+        ("horizon",),
+        "dispatches_undelivered_event_time_idx",
+    ),
+    Probe(
+        "breaker_release_parked",
+        """SELECT event_id FROM dispatcher.dispatches
+           WHERE tenant_id = $1 AND pixel_id = $2 AND state = 'parked' ORDER BY created_at""",
+        ("tenant_id", "pixel_id"),
+        "dispatches_parked_destination_idx",
+    ),
+    Probe(
+        "attempts_of_one_event",
+        """SELECT batch_id, attempt, outcome, http_status FROM dispatcher.dispatch_attempts
+           WHERE event_ids @> ARRAY[$1]""",
+        ("event_id",),
+        "dispatch_attempts_event_ids_idx",
+    ),
+]
+
+
+@dataclass
+class Loaded:
+    url: str
+    tenants: dict[str, uuid.UUID]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loaded]:
+    name = f"trackai_idx_dispatcher_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    url = database_url_for(postgres_url, name)
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            started = time.perf_counter()
+            await conn.execute(LOAD_SQL)
+            await conn.execute(ATTEMPTS_SQL)
+            loaded_s = time.perf_counter() - started
+            await conn.execute("ANALYZE dispatcher.dispatches; ANALYZE dispatcher.dispatch_attempts")
+            sizes = await conn.fetch(
+                "SELECT tenant_id, count(*) AS n FROM dispatcher.dispatches "
+                "GROUP BY 1 ORDER BY 2 DESC"
+            )
+            attempts = await conn.fetchval("SELECT count(*) FROM dispatcher.dispatch_attempts")
+        finally:
+            await conn.close()
+        assert sum(r["n"] for r in sizes) == DISPATCHES
+        print(
+            f"\ndispatcher load: {DISPATCHES} dispatches over {len(sizes)} tenants (largest "
+            f"{sizes[0]['n']}), {attempts} attempts, in {loaded_s:.1f} s"
+        )
+        yield Loaded(
+            url, {"largest": sizes[0]["tenant_id"], "median": sizes[len(sizes) // 2]["tenant_id"]}
+        )
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes.extend(plan_nodes(child))
+    return nodes
+
+
+INDEX_NODES = {"Index Scan", "Index Only Scan", "Bitmap Index Scan"}
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
+@pytest.mark.parametrize("tenant", ["largest", "median"])
+@pytest.mark.parametrize("probe", PROBES, ids=[p.name for p in PROBES])
+async def test_dispatcher_query_uses_its_index(
+    loaded: Loaded, probe: Probe, tenant: str, generic: bool
+) -> None:
+    conn = await asyncpg.connect(loaded.url)
+    try:
+        sample = await conn.fetchrow(SAMPLE_SQL, loaded.tenants[tenant])
+        assert sample is not None
+        mode = "force_generic_plan" if generic else "force_custom_plan"
+        await conn.execute(f"SET plan_cache_mode = {mode}")
+        types = ", ".join(PARAM_TYPES[key] for key in probe.params)
+        await conn.execute(f"PREPARE probe ({types}) AS {probe.sql}")
+        literals = [
+            await conn.fetchval("SELECT quote_literal($1::text)", str(sample[key]))
+            for key in probe.params
+        ]
+        raw = await conn.fetchval(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE probe ({', '.join(literals)})"
+        )
+    finally:
+        await conn.close()
+    plan = json.loads(raw)[0]
+    nodes = plan_nodes(plan["Plan"])
+    seq_scans = [n for n in nodes if n["Node Type"] == "Seq Scan"]
+    indexes = {n["Index Name"] for n in nodes if n["Node Type"] in INDEX_NODES}
+    print(
+        f"\n{probe.name} [{tenant}, {'generic' if generic else 'custom'}]: "
+        f"indexes={sorted(indexes)} execution={plan['Execution Time']:.2f} ms"
+    )
+    assert seq_scans == [], f"{probe.name} scans sequentially"
+    assert probe.index in indexes, f"{probe.name} used {indexes or 'no index'}"
