@@ -21,13 +21,22 @@ FULL_RUNS = 5
 QUICK_RUNS = 3
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "names", nargs="*", help="benchmark names, groups or dotted prefixes (default: all)"
     )
     parser.add_argument("--quick", action="store_true", help="3 runs with fewer operations")
-    parser.add_argument("--runs", type=int, help="override the number of runs per benchmark")
+    parser.add_argument(
+        "--runs", type=_positive, help="override the number of measured runs per benchmark"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
     parser.add_argument("--list", action="store_true", help="list benchmarks and exit")
     return parser.parse_args(argv)

@@ -1,6 +1,7 @@
 """Runs the selected benchmarks in interleaved rounds and turns the runs into medians and ratios.
 
-Every benchmark is set up first; then round r runs each benchmark once, in order, for r = 1..N.
+Every benchmark is set up first and warmed up by one discarded run; then round r runs each
+benchmark once, in order, for r = 1..N.
 On a shared machine the load from other work drifts over minutes: interleaving spreads that drift
 over all benchmarks alike, so a ratio compares figures taken under similar conditions.
 """
@@ -29,7 +30,7 @@ class Result:
     summaries: dict[str, Summary] = field(default_factory=dict)
     ratios: dict[str, float | None] = field(default_factory=dict)
     error: str | None = None
-    #: Set-up plus runs (teardown excluded), in seconds.
+    #: Set-up, warm-up and runs (teardown excluded), in seconds.
     seconds: float = 0.0
     #: One-minute load average when each run started: how busy the shared machine was.
     loadavg: list[float] = field(default_factory=list)
@@ -72,18 +73,15 @@ async def run_all(
         runners: list[RunOnce | None] = []
         for result in results:
             runners.append(await stack.enter_async_context(_guarded(result, ctx)))
+        for result, run_once in zip(results, runners, strict=True):
+            bench = result.benchmark
+            if run_once is not None and bench.repeat and bench.warmup:
+                await _run(result, run_once, keep=False)
         for round_index in range(ctx.runs):
             for result, run_once in zip(results, runners, strict=True):
                 wanted = ctx.runs if result.benchmark.repeat else 1
-                if run_once is None or result.error or len(result.runs) >= wanted:
-                    continue
-                result.loadavg.append(round(os.getloadavg()[0], 2))
-                started = time.perf_counter()
-                try:
-                    result.runs.append(await run_once())
-                except Exception as exc:
-                    result.fail(exc)
-                result.seconds += time.perf_counter() - started
+                if run_once is not None and not result.error and len(result.runs) < wanted:
+                    await _run(result, run_once, keep=True)
             if on_round is not None:
                 on_round(round_index + 1, ctx.runs)
     for result in results:
@@ -96,6 +94,20 @@ async def run_all(
                 result.fail(exc)
     compute_ratios(results)
     return results
+
+
+async def _run(result: Result, run_once: RunOnce, *, keep: bool) -> None:
+    if keep:
+        result.loadavg.append(round(os.getloadavg()[0], 2))
+    started = time.perf_counter()
+    try:
+        figures = await run_once()
+    except Exception as exc:
+        result.fail(exc)
+    else:
+        if keep:
+            result.runs.append(figures)
+    result.seconds += time.perf_counter() - started
 
 
 def compute_ratios(results: Sequence[Result]) -> None:

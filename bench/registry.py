@@ -55,6 +55,9 @@ class Benchmark:
     setup: Callable[[BenchContext], AbstractAsyncContextManager[RunOnce]]
     #: False for deterministic figures (precision/recall of a fixed corpus): measured once.
     repeat: bool = True
+    #: Run once, discarded, before the measured rounds: cold caches, first connections, lazy
+    #: imports and statement preparation do not land in the first figure. Ignored unless ``repeat``.
+    warmup: bool = True
 
     def metric(self, name: str) -> Metric:
         for metric in self.metrics:
@@ -137,6 +140,7 @@ def benchmark(
     metrics: Iterable[Metric],
     group: str | None = None,
     repeat: bool = True,
+    warmup: bool = True,
     registry: Registry = REGISTRY,
 ) -> Callable[[BenchmarkFunction], BenchmarkFunction]:
     """Register an async generator ``f(ctx)`` that yields a one-run coroutine function.
@@ -155,6 +159,7 @@ def benchmark(
                 metrics=tuple(metrics),
                 setup=contextlib.asynccontextmanager(function),
                 repeat=repeat,
+                warmup=warmup,
             )
         )
         return function

@@ -1,4 +1,4 @@
-"""Start an ASGI app under uvicorn (uvloop + httptools) in a child process for one benchmark."""
+"""Servers under test as child processes: uvicorn apps (uvloop + httptools) or any command."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +38,39 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def uvicorn_server(app: str, *, startup_timeout: float = 20.0) -> AsyncIterator[Server]:
-    """Run ``uvicorn <app>`` on a free port; yield it once it accepts connections."""
+async def process_server(
+    argv: Sequence[str],
+    port: int,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    startup_timeout: float = 20.0,
+) -> AsyncIterator[Server]:
+    """Run ``argv`` (a server that will listen on ``port``); yield it once it accepts
+    connections; terminate it (then kill after 10 s) on exit.
+
+    Later suites start real services this way, e.g. ``python -m trackai_ingestion serve`` with
+    ``INGESTION_HTTP_PORT`` and ``DATABASE_URL`` in ``extra_env``.
+    """
+    # The child inherits this environment, plus what the benchmark sets for it.
+    env = {**os.environ, **extra_env} if extra_env else None
+    process = await asyncio.create_subprocess_exec(*argv, cwd=REPO_ROOT, env=env)
+    try:
+        await _wait_listening(port, process, startup_timeout)
+        yield Server(port=port, pid=process.pid)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+def uvicorn_server(app: str) -> contextlib.AbstractAsyncContextManager[Server]:
+    """``uvicorn <app>`` (one worker, uvloop, httptools, no access log) on a free port."""
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
+    argv = [
         sys.executable,
         "-m",
         "uvicorn",
@@ -59,19 +88,8 @@ async def uvicorn_server(app: str, *, startup_timeout: float = 20.0) -> AsyncIte
         "--no-access-log",
         "--log-level",
         "warning",
-        cwd=REPO_ROOT,
-    )
-    try:
-        await _wait_listening(port, process, startup_timeout)
-        yield Server(port=port, pid=process.pid)
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+    ]
+    return process_server(argv, port)
 
 
 async def _wait_listening(port: int, process: asyncio.subprocess.Process, limit_s: float) -> None:

@@ -105,12 +105,10 @@ def http_run(
 async def serve_and_drive(
     ctx: BenchContext, app: str, path: str, expected_status: int, *, half_rate: bool = False
 ) -> AsyncIterator[RunOnce]:
-    """Serve ``app`` under uvicorn, warm it up, yield runs POSTing a 1 KB JSON body to ``path``."""
+    """Serve ``app`` under uvicorn; yield runs POSTing a 1 KB JSON body to ``path``."""
     async with uvicorn_server(app) as server:
         request = build_request(HOST, server.port, "POST", path, json_body(1024))
-        once = http_run(ctx, server, request, expected_status, half_rate=half_rate)
-        await once()  # warm-up, discarded
-        yield once
+        yield http_run(ctx, server, request, expected_status, half_rate=half_rate)
 
 
 @benchmark(BARE, metrics=http_metrics())

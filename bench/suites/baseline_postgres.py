@@ -68,7 +68,7 @@ async def bench_pool(ctx: BenchContext) -> AsyncIterator[asyncpg.Pool]:
 
 @contextlib.asynccontextmanager
 async def event_table(ctx: BenchContext) -> AsyncIterator[tuple[asyncpg.Pool, str]]:
-    """A table shaped like a normalised conversion (uuid, 64-hex id, time, ~300 B jsonb)."""
+    """A table shaped like a normalised conversion (uuid, 64-hex id, time, ~260 B jsonb)."""
     pool = await ctx.shared("postgres.pool", lambda: bench_pool(ctx))
     table = f"events_{secrets.token_hex(4)}"
     await pool.execute(
@@ -188,7 +188,7 @@ async def insert_pool8(ctx: BenchContext) -> AsyncIterator[RunOnce]:
 
 @benchmark("baseline.postgres.executemany_1000", metrics=(rows_per_second,))
 async def executemany_1000(ctx: BenchContext) -> AsyncIterator[RunOnce]:
-    """``executemany`` of 1,000-row batches, one transaction per batch, one connection."""
+    """executemany of 1,000-row batches, one transaction per batch, one connection."""
     async with event_table(ctx) as (pool, table):
         # Rows need not be distinct (no unique index), so one batch is inserted over and over.
         batch = make_rows(BATCH)
@@ -211,7 +211,7 @@ async def executemany_1000(ctx: BenchContext) -> AsyncIterator[RunOnce]:
 
 @benchmark("baseline.postgres.copy_1000", metrics=(rows_per_second,))
 async def copy_1000(ctx: BenchContext) -> AsyncIterator[RunOnce]:
-    """``copy_records_to_table`` of 1,000-row batches (binary COPY), one connection."""
+    """copy_records_to_table of 1,000-row batches (binary COPY), one connection."""
     async with event_table(ctx) as (pool, table):
         batch = make_rows(BATCH)
 

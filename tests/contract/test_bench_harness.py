@@ -104,7 +104,10 @@ def make_registry(log: list[str]) -> Registry:
         registry=registry,
     )(
         fixed_runs(
-            [{"throughput": v, "p99": 2.0} for v in (100.0, 90.0, 110.0, 1.0, 105.0)], log, " base"
+            # the first value feeds the discarded warm-up run
+            [{"throughput": v, "p99": 2.0} for v in (1e9, 100.0, 90.0, 110.0, 1.0, 105.0)],
+            log,
+            " base",
         )
     )
     benchmark(
@@ -117,7 +120,10 @@ def make_registry(log: list[str]) -> Registry:
         registry=registry,
     )(
         fixed_runs(
-            [{"throughput": v, "bound": 100.0, "efficiency": v} for v in (40.0, 50.0, 60.0, 0, 55)],
+            [
+                {"throughput": v, "bound": 100.0, "efficiency": v}
+                for v in (1e9, 40.0, 50.0, 60.0, 0, 55)
+            ],
             log,
             " feature",
         )
@@ -173,13 +179,14 @@ async def test_run_all_interleaves_rounds_and_takes_medians_and_ratios() -> None
     assert base.error is None and feature.error is None
     assert base.summaries["throughput"].median == 100.0
     assert base.summaries["throughput"].minimum == 1.0
+    assert base.summaries["throughput"].maximum == 110.0  # the warm-up figure is discarded
     assert feature.summaries["throughput"].median == 50.0
     assert feature.ratios["throughput"] == pytest.approx(0.5)
     assert feature.ratios["efficiency"] == pytest.approx(0.5)  # ratio within one benchmark
     assert "p99" not in base.ratios  # no reference declared, no ratio
     assert log == (
         ["setup base", "setup feature"]
-        + ["run base", "run feature"] * 5
+        + ["run base", "run feature"] * 6  # warm-up, then five interleaved rounds
         + ["teardown feature", "teardown base"]
     )
     assert len(base.loadavg) == 5
@@ -199,7 +206,7 @@ async def test_non_repeatable_benchmark_runs_once() -> None:
 
 async def test_a_failing_benchmark_is_reported_torn_down_and_yields_no_ratio() -> None:
     log: list[str] = []
-    # Only two canned runs for five wanted: the third run raises StopIteration -> RuntimeError.
+    # Warm-up and one round only, five wanted: the next run raises StopIteration -> RuntimeError.
     registry = Registry()
     benchmark("base.noop", metrics=[Metric("throughput", "req/s")], registry=registry)(
         fixed_runs([{"throughput": 1.0}, {"throughput": 2.0}], log)
@@ -208,13 +215,13 @@ async def test_a_failing_benchmark_is_reported_torn_down_and_yields_no_ratio() -
         "feature.thing",
         metrics=[Metric("throughput", "req/s", ratio_to=Ref("base.noop", "throughput"))],
         registry=registry,
-    )(fixed_runs([{"throughput": 1.0}] * 5, []))
+    )(fixed_runs([{"throughput": 1.0}] * 6, []))
     async with AsyncExitStack() as stack:
         results = await run_all(registry.select([]), context(5, stack))
     base, feature = results
     assert base.error is not None and base.summaries == {}
     assert log[-1] == "teardown"
-    assert feature.ratios["throughput"] is None
+    assert feature.error is None and feature.ratios["throughput"] is None
     rendered = report.table(results)
     assert "FAILED" in rendered and "n/a" in rendered
 
@@ -300,11 +307,11 @@ async def test_setup_and_teardown_failures_are_reported_without_stopping_others(
     benchmark("a.setup", metrics=[Metric("x", "u")], registry=registry)(broken_setup)
     benchmark("b.teardown", metrics=[Metric("x", "u")], registry=registry)(broken_teardown)
     benchmark("c.fine", metrics=[Metric("x", "u")], registry=registry)(
-        fixed_runs([{"x": 3.0}] * 3, log)
+        fixed_runs([{"x": 3.0}] * 4, log)
     )
     async with AsyncExitStack() as stack:
         a, b, c = await run_all(registry.select([]), context(3, stack))
     assert a.error == "ConnectionError: broker down" and a.runs == []
     assert b.error == "OSError: could not drop database" and len(b.runs) == 3
     assert c.error is None and c.summaries["x"].median == 3.0
-    assert log == ["setup", "run", "run", "run", "teardown"]
+    assert log == ["setup", "run", "run", "run", "run", "teardown"]

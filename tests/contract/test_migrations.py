@@ -411,3 +411,31 @@ def test_ensure_database_creates_once(postgres_url: str) -> None:
         assert len(rows) == 1
     finally:
         execute(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ---------------------------------------------------------------------------------------------
+# Documentation
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "schema"
+
+
+@pytest.mark.parametrize("schema", migrations.SERVICES)
+def test_every_table_and_index_is_documented(schema: str, database_url: str) -> None:
+    doc = (DOCS / f"{schema}.md").read_text()
+    rows = query(
+        database_url,
+        """
+        SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relkind IN ('r', 'i')
+          AND c.relname NOT LIKE 'alembic_version%'
+        """,
+        schema,
+    )
+    # Primary keys and single-column UNIQUE keys are documented as "PK" / "unique" on the column.
+    missing = sorted(
+        r["relname"]
+        for r in rows
+        if f"`{r['relname']}" not in doc and not r["relname"].endswith(("_pkey", "_key"))
+    )
+    assert missing == [], f"docs/schema/{schema}.md does not mention {missing}"

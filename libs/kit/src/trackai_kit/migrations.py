@@ -223,7 +223,9 @@ def _execute_scripts_natively(
     """
     if parameters or ";" not in statement.strip().rstrip(";"):
         return False
-    cursor.execute("SELECT 1")  # makes the adapter open its transaction first, as usual
+    # An empty SELECT through the adapter opens its transaction as usual and, having no columns,
+    # leaves the cursor without a result description (the script returns no rows).
+    cursor.execute("SELECT")
     driver = ctx.root_connection.connection.driver_connection
     if driver is None:
         return False

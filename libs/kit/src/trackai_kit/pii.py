@@ -194,7 +194,7 @@ def normalize_state(value: object, country: str | None = None) -> str | None:
 
 
 def normalize_zip(value: object, country: str | None = None) -> str | None:
-    """Postal code: US first five digits; Brazilian CEP eight digits; else lowercase, no spaces or dashes."""
+    """Postal code: US first five digits, Brazil all eight; else lowercase, no spaces or dashes."""
     text = _clean(value)
     if text is None:
         return None

@@ -57,15 +57,15 @@ def upgrade() -> None:
         CREATE INDEX dispatches_dead_reason_idx ON dispatcher.dispatches
             (tenant_id, reason, updated_at DESC) WHERE state = 'dead';
 
-        -- Every POST to Meta (or its failure to happen), one row per batch attempt.
+        -- Every POST to Meta (or its failure to happen), one row per batch attempt; the events
+        -- it carried are in dispatch_attempt_events.
         CREATE TABLE dispatcher.dispatch_attempts (
             id bigserial PRIMARY KEY,
             batch_id uuid NOT NULL,
             tenant_id uuid NOT NULL,
             pixel_id text NOT NULL,
             attempt smallint NOT NULL CHECK (attempt >= 1),
-            event_ids text[] NOT NULL CHECK (cardinality(event_ids) BETWEEN 1 AND 1000),
-            event_count integer GENERATED ALWAYS AS (cardinality(event_ids)) STORED,
+            event_count integer NOT NULL CHECK (event_count BETWEEN 1 AND 1000),
             started_at timestamptz NOT NULL,
             finished_at timestamptz NOT NULL,
             latency_ms double precision NOT NULL CHECK (latency_ms >= 0),
@@ -81,15 +81,27 @@ def upgrade() -> None:
             error_message text,
             test_event_code text
         );
-        -- Attempts of one event ("why was this event not sent?").
-        CREATE INDEX dispatch_attempts_event_ids_idx ON dispatcher.dispatch_attempts
-            USING gin (event_ids);
         CREATE INDEX dispatch_attempts_batch_idx ON dispatcher.dispatch_attempts (batch_id);
         -- A tenant's recent attempts; and, across tenants, recent failures (Meta-wide outage).
         CREATE INDEX dispatch_attempts_tenant_time_idx ON dispatcher.dispatch_attempts
             (tenant_id, started_at DESC);
         CREATE INDEX dispatch_attempts_failures_time_idx ON dispatcher.dispatch_attempts
             (started_at DESC) WHERE outcome <> 'sent';
+
+        -- Which events each attempt carried. A link table rather than an array column: the
+        -- planner cannot cost a GIN lookup into TOASTed arrays well and falls back to scanning.
+        -- No foreign key to dispatches: attempts are written while dispatch rows are updated by
+        -- the same batch, and the audit trail must outlive a purged dispatch.
+        CREATE TABLE dispatcher.dispatch_attempt_events (
+            event_id char(64) NOT NULL CHECK (event_id ~ '^[0-9a-f]{64}$'),
+            attempt_id bigint NOT NULL
+                REFERENCES dispatcher.dispatch_attempts (id) ON DELETE CASCADE,
+            PRIMARY KEY (event_id, attempt_id)
+        );
+        -- The primary key serves "attempts of one event"; this serves "events of one attempt"
+        -- and the cascade from dispatch_attempts.
+        CREATE INDEX dispatch_attempt_events_attempt_idx ON dispatcher.dispatch_attempt_events
+            (attempt_id);
 
         -- Circuit breaker per destination (tenant + pixel), shared by every dispatcher replica.
         CREATE TABLE dispatcher.breaker_states (
@@ -144,6 +156,7 @@ def downgrade() -> None:
         DROP TABLE dispatcher.dlq_replay_items;
         DROP TABLE dispatcher.dlq_replays;
         DROP TABLE dispatcher.breaker_states;
+        DROP TABLE dispatcher.dispatch_attempt_events;
         DROP TABLE dispatcher.dispatch_attempts;
         DROP TABLE dispatcher.dispatches;
         """

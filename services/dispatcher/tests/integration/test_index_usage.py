@@ -64,17 +64,20 @@ FROM (
 
 ATTEMPTS_SQL = """
 INSERT INTO dispatcher.dispatch_attempts (
-    batch_id, tenant_id, pixel_id, attempt, event_ids, started_at, finished_at, latency_ms,
+    batch_id, tenant_id, pixel_id, attempt, event_count, started_at, finished_at, latency_ms,
     outcome, http_status, fbtrace_id, events_received)
-SELECT last_batch_id, min(tenant_id::text)::uuid, min(pixel_id), 1, array_agg(event_id::text),
+SELECT last_batch_id, min(tenant_id::text)::uuid, min(pixel_id), 1, count(*),
        min(created_at), min(created_at) + interval '300 milliseconds', 300, 'sent', 200,
        'trace', count(*)
 FROM dispatcher.dispatches
-GROUP BY last_batch_id
+GROUP BY last_batch_id;
+INSERT INTO dispatcher.dispatch_attempt_events (event_id, attempt_id)
+SELECT d.event_id, a.id
+FROM dispatcher.dispatches d JOIN dispatcher.dispatch_attempts a ON a.batch_id = d.last_batch_id;
 """
 
 SAMPLE_SQL = """
-SELECT tenant_id, event_id::text AS event_id, 'dead'::text AS dead, 'sent'::text AS sent,
+SELECT tenant_id, event_id, 'dead'::text AS dead, 'sent'::text AS sent,
        pixel_id, now() - interval '6 days' AS horizon
 FROM dispatcher.dispatches WHERE tenant_id = $1 ORDER BY created_at LIMIT 1
 """
@@ -85,12 +88,13 @@ class Probe:
     name: str
     sql: str
     params: tuple[str, ...]
-    index: str
+    #: Any of these serves the query (the planner may prefer a narrower partial index).
+    indexes: tuple[str, ...]
 
 
 PARAM_TYPES = {
     "tenant_id": "uuid",
-    "event_id": "text",
+    "event_id": "bpchar",
     "dead": "text",
     "sent": "text",
     "pixel_id": "text",
@@ -103,35 +107,37 @@ PROBES = [
         """SELECT event_id, event_name, state, updated_at FROM dispatcher.dispatches
            WHERE tenant_id = $1 AND state = $2 ORDER BY updated_at DESC LIMIT 50""",
         ("tenant_id", "sent"),
-        "dispatches_tenant_state_updated_idx",
+        ("dispatches_tenant_state_updated_idx",),
     ),
     Probe(
         "dlq_list",
         """SELECT event_id, reason, updated_at FROM dispatcher.dispatches
            WHERE tenant_id = $1 AND state = $2 ORDER BY updated_at DESC LIMIT 50""",
         ("tenant_id", "dead"),
-        "dispatches_tenant_state_updated_idx",
+        ("dispatches_tenant_state_updated_idx", "dispatches_dead_reason_idx"),
     ),
     Probe(
         "expiry_sweep",
         """SELECT event_id FROM dispatcher.dispatches
            WHERE state IN ('pending', 'retrying', 'parked') AND event_time < $1""",
         ("horizon",),
-        "dispatches_undelivered_event_time_idx",
+        ("dispatches_undelivered_event_time_idx",),
     ),
     Probe(
         "breaker_release_parked",
         """SELECT event_id FROM dispatcher.dispatches
            WHERE tenant_id = $1 AND pixel_id = $2 AND state = 'parked' ORDER BY created_at""",
         ("tenant_id", "pixel_id"),
-        "dispatches_parked_destination_idx",
+        ("dispatches_parked_destination_idx",),
     ),
     Probe(
         "attempts_of_one_event",
-        """SELECT batch_id, attempt, outcome, http_status FROM dispatcher.dispatch_attempts
-           WHERE event_ids @> ARRAY[$1]""",
+        """SELECT a.batch_id, a.attempt, a.outcome, a.http_status, a.meta_code
+           FROM dispatcher.dispatch_attempt_events e
+           JOIN dispatcher.dispatch_attempts a ON a.id = e.attempt_id
+           WHERE e.event_id = $1 ORDER BY a.started_at""",
         ("event_id",),
-        "dispatch_attempts_event_ids_idx",
+        ("dispatch_attempt_events_pkey",),
     ),
 ]
 
@@ -155,7 +161,10 @@ async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loa
             await conn.execute(LOAD_SQL)
             await conn.execute(ATTEMPTS_SQL)
             loaded_s = time.perf_counter() - started
-            await conn.execute("ANALYZE dispatcher.dispatches; ANALYZE dispatcher.dispatch_attempts")
+            await conn.execute(
+                "ANALYZE dispatcher.dispatches, dispatcher.dispatch_attempts, "
+                "dispatcher.dispatch_attempt_events"
+            )
             sizes = await conn.fetch(
                 "SELECT tenant_id, count(*) AS n FROM dispatcher.dispatches "
                 "GROUP BY 1 ORDER BY 2 DESC"
@@ -218,4 +227,4 @@ async def test_dispatcher_query_uses_its_index(
         f"indexes={sorted(indexes)} execution={plan['Execution Time']:.2f} ms"
     )
     assert seq_scans == [], f"{probe.name} scans sequentially"
-    assert probe.index in indexes, f"{probe.name} used {indexes or 'no index'}"
+    assert indexes & set(probe.indexes), f"{probe.name} used {indexes or 'no index'}"

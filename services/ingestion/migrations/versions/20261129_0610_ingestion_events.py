@@ -65,7 +65,8 @@ def upgrade() -> None:
         );
 
         -- Idempotent accept: a repeated webhook (same tenant, gateway, order, status) is absorbed
-        -- by INSERT ... ON CONFLICT (tenant_id, gateway, order_id, status) WHERE kind = 'conversion'.
+        -- by INSERT ... ON CONFLICT (tenant_id, gateway, order_id, status)
+        --     WHERE kind = 'conversion' DO NOTHING.
         CREATE UNIQUE INDEX events_conversion_dedupe_uq ON ingestion.events
             (tenant_id, gateway, order_id, status) WHERE kind = 'conversion';
         -- A browser beacon sent twice (sendBeacon retries) carries the same event id.

@@ -139,7 +139,8 @@ def upgrade() -> None:
             match_id bigint REFERENCES matcher.matches (id) ON DELETE SET NULL,
             emq numeric(4, 2) CHECK (emq BETWEEN 0 AND 10),
             registered_at timestamptz NOT NULL DEFAULT now(),
-            CONSTRAINT dedupe_registry_order_event_uq UNIQUE (tenant_id, gateway, order_id, event_name)
+            CONSTRAINT dedupe_registry_order_event_uq
+                UNIQUE (tenant_id, gateway, order_id, event_name)
         );
         -- Export and review of a tenant's conversions by time.
         CREATE INDEX dedupe_registry_tenant_time_idx ON matcher.dedupe_registry
