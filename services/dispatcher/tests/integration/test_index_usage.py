@@ -7,19 +7,16 @@ dead or expired) and their batch attempts. Each query is checked with
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
-from trackai_kit.postgres import asyncpg_dsn
-from trackai_testing.plugin import database_url_for
+from trackai_testing.explain import explain_prepared, template_clone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -150,11 +147,7 @@ class Loaded:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loaded]:
-    name = f"trackai_idx_dispatcher_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-    url = database_url_for(postgres_url, name)
-    try:
+    async with template_clone(postgres_url, migrated_template, "dispatcher") as url:
         conn = await asyncpg.connect(url)
         try:
             started = time.perf_counter()
@@ -180,19 +173,6 @@ async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loa
         yield Loaded(
             url, {"largest": sizes[0]["tenant_id"], "median": sizes[len(sizes) // 2]["tenant_id"]}
         )
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    nodes = [plan]
-    for child in plan.get("Plans", []):
-        nodes.extend(plan_nodes(child))
-    return nodes
-
-
-INDEX_NODES = {"Index Scan", "Index Only Scan", "Bitmap Index Scan"}
 
 
 @pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
@@ -204,27 +184,16 @@ async def test_dispatcher_query_uses_its_index(
     conn = await asyncpg.connect(loaded.url)
     try:
         sample = await conn.fetchrow(SAMPLE_SQL, loaded.tenants[tenant])
-        assert sample is not None
-        mode = "force_generic_plan" if generic else "force_custom_plan"
-        await conn.execute(f"SET plan_cache_mode = {mode}")
-        types = ", ".join(PARAM_TYPES[key] for key in probe.params)
-        await conn.execute(f"PREPARE probe ({types}) AS {probe.sql}")
-        literals = [
-            await conn.fetchval("SELECT quote_literal($1::text)", str(sample[key]))
-            for key in probe.params
-        ]
-        raw = await conn.fetchval(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE probe ({', '.join(literals)})"
-        )
     finally:
         await conn.close()
-    plan = json.loads(raw)[0]
-    nodes = plan_nodes(plan["Plan"])
-    seq_scans = [n for n in nodes if n["Node Type"] == "Seq Scan"]
-    indexes = {n["Index Name"] for n in nodes if n["Node Type"] in INDEX_NODES}
-    print(
-        f"\n{probe.name} [{tenant}, {'generic' if generic else 'custom'}]: "
-        f"indexes={sorted(indexes)} execution={plan['Execution Time']:.2f} ms"
+    assert sample is not None
+    result = await explain_prepared(
+        loaded.url,
+        probe.sql,
+        [PARAM_TYPES[key] for key in probe.params],
+        [sample[key] for key in probe.params],
+        generic=generic,
     )
-    assert seq_scans == [], f"{probe.name} scans sequentially"
-    assert indexes & set(probe.indexes), f"{probe.name} used {indexes or 'no index'}"
+    print(f"\n{probe.name} [{tenant}, {'generic' if generic else 'custom'}]: {result.describe()}")
+    assert result.seq_scans == [], f"{probe.name} scans sequentially"
+    assert result.indexes & set(probe.indexes), f"{probe.name} used {result.indexes or 'no index'}"

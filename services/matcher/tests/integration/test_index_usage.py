@@ -7,19 +7,16 @@ custom plan (literal values) and as the generic plan a cached prepared statement
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
-from trackai_kit.postgres import asyncpg_dsn
-from trackai_testing.plugin import database_url_for
+from trackai_testing.explain import explain_prepared, template_clone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -208,12 +205,8 @@ class Loaded:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loaded]:
-    name = f"trackai_idx_matcher_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-    url = database_url_for(postgres_url, name)
     timings: dict[str, float] = {}
-    try:
+    async with template_clone(postgres_url, migrated_template, "matcher") as url:
         conn = await asyncpg.connect(url)
         try:
             started = time.perf_counter()
@@ -239,19 +232,6 @@ async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loa
             + ", ".join(f"{k}={v:.1f}" for k, v in timings.items())
         )
         yield Loaded(url, timings, tenants)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    nodes = [plan]
-    for child in plan.get("Plans", []):
-        nodes.extend(plan_nodes(child))
-    return nodes
-
-
-INDEX_NODES = {"Index Scan", "Index Only Scan", "Bitmap Index Scan"}
 
 
 @pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
@@ -263,35 +243,16 @@ async def test_stage_query_uses_its_index(
     conn = await asyncpg.connect(loaded.url)
     try:
         sample = await conn.fetchrow(SAMPLE_SQL, loaded.tenants[tenant])
-        assert sample is not None, "generated data lacks a usable sample"
-        # A named prepared statement, as asyncpg's statement cache holds it: after five runs
-        # PostgreSQL may switch to the generic plan, so both plans must use the index.
-        mode = "force_generic_plan" if generic else "force_custom_plan"
-        await conn.execute(f"SET plan_cache_mode = {mode}")
-        types = ", ".join(PARAM_TYPES[key] for key in probe.params)
-        await conn.execute(f"PREPARE probe ({types}) AS {probe.sql}")
-        # EXECUTE takes no bind parameters: the sample values go in as quoted literals.
-        literals = [
-            await conn.fetchval("SELECT quote_literal($1::text)", str(sample[key]))
-            for key in probe.params
-        ]
-        started = time.perf_counter()
-        raw = await conn.fetchval(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE probe ({', '.join(literals)})"
-        )
-        elapsed_ms = (time.perf_counter() - started) * 1000
     finally:
         await conn.close()
-    plan = json.loads(raw)[0]
-    nodes = plan_nodes(plan["Plan"])
-    seq_scans = [
-        n for n in nodes if n["Node Type"] == "Seq Scan" and n["Relation Name"] == probe.table
-    ]
-    indexes = {n["Index Name"] for n in nodes if n["Node Type"] in INDEX_NODES}
-    print(
-        f"\n{probe.name} [{tenant}, {'generic' if generic else 'custom'}]: "
-        f"indexes={sorted(indexes)} execution={plan['Execution Time']:.2f} ms "
-        f"round-trip={elapsed_ms:.1f} ms"
+    assert sample is not None, "generated data lacks a usable sample"
+    result = await explain_prepared(
+        loaded.url,
+        probe.sql,
+        [PARAM_TYPES[key] for key in probe.params],
+        [sample[key] for key in probe.params],
+        generic=generic,
     )
-    assert seq_scans == [], f"{probe.name} scans {probe.table} sequentially"
-    assert probe.index in indexes, f"{probe.name} used {indexes or 'no index'}"
+    print(f"\n{probe.name} [{tenant}, {'generic' if generic else 'custom'}]: {result.describe()}")
+    assert probe.table not in result.seq_scans, f"{probe.name} scans {probe.table} sequentially"
+    assert probe.index in result.indexes, f"{probe.name} used {result.indexes or 'no index'}"

@@ -1,14 +1,17 @@
 # syntax=docker/dockerfile:1.7
-# Track AI provisioner image: one image for every process of the service
-# (`python -m trackai_provisioner serve|migrate`; the Helm chart sets the command).
+# Track AI service image. One Dockerfile for the six services (they differ only in which
+# workspace member is installed); one image per service, run as several processes
+# (`python -m trackai_<svc> serve|consume|migrate`; the Helm chart sets the command).
 # Build from the workspace root, which holds uv.lock and every member's pyproject.toml:
-#   docker build -f services/provisioner/Dockerfile -t <registry>/trackai/provisioner:<tag> .
+#   docker build --build-arg SERVICE=ingestion -t <registry>/trackai/ingestion:<tag> .
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
 
 FROM ${PYTHON_IMAGE} AS build
+ARG SERVICE
+RUN test -n "$SERVICE" || (echo 'build with --build-arg SERVICE=<service>' >&2; exit 1)
 COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
@@ -32,17 +35,18 @@ COPY services/provisioner/pyproject.toml services/provisioner/
 COPY services/agent/pyproject.toml services/agent/
 COPY services/console/pyproject.toml services/console/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --package trackai-provisioner --no-install-workspace
+    uv sync --frozen --no-dev --package trackai-${SERVICE} --no-install-workspace
 
 # Then the workspace code this service runs on. Installed editable on purpose: the service
 # finds its alembic.ini and migrations/ next to its sources, exactly as in a checkout.
 COPY libs ./libs
-COPY services/provisioner ./services/provisioner
+COPY services/${SERVICE} ./services/${SERVICE}
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --package trackai-provisioner \
- && python -m compileall -q libs services/provisioner/src
+    uv sync --frozen --no-dev --package trackai-${SERVICE} \
+ && python -m compileall -q libs services/${SERVICE}/src
 
 FROM ${PYTHON_IMAGE}
+ARG SERVICE
 # Fixed ids: the chart's securityContext runs as 10001:10001 and checks runAsNonRoot.
 RUN groupadd --system --gid 10001 trackai \
  && useradd --system --uid 10001 --gid trackai --no-create-home --home-dir /nonexistent \
@@ -52,8 +56,8 @@ RUN groupadd --system --gid 10001 trackai \
 COPY --from=build /app /app
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
-WORKDIR /app/services/provisioner
+    PYTHONDONTWRITEBYTECODE=1 \
+    TRACKAI_SERVICE=${SERVICE}
+WORKDIR /app/services/${SERVICE}
 USER 10001:10001
-EXPOSE 8004 50054
-CMD ["python", "-m", "trackai_provisioner", "serve"]
+CMD ["sh", "-c", "exec python -m trackai_${TRACKAI_SERVICE} serve"]

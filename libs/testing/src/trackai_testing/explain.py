@@ -1,0 +1,81 @@
+"""Index-usage checks: a database cloned from the migrated template, loaded once, and
+``EXPLAIN (ANALYZE, FORMAT JSON)`` of a prepared query as a custom and as a generic plan.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from trackai_kit.postgres import asyncpg_dsn
+from trackai_testing.plugin import database_url_for
+
+INDEX_NODES = {"Index Scan", "Index Only Scan", "Bitmap Index Scan"}
+
+
+@asynccontextmanager
+async def template_clone(postgres_url: str, template: str, label: str) -> AsyncIterator[str]:
+    """A database created from ``template`` for a module's worth of tests, dropped after."""
+    name = f"trackai_idx_{label}_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        yield database_url_for(postgres_url, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of a JSON plan tree, depth first."""
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes.extend(plan_nodes(child))
+    return nodes
+
+
+@dataclass(frozen=True)
+class Explained:
+    seq_scans: list[str]
+    indexes: set[str]
+    execution_ms: float
+
+    def describe(self) -> str:
+        return f"indexes={sorted(self.indexes)} execution={self.execution_ms:.2f} ms"
+
+
+async def explain_prepared(
+    url: str, sql: str, param_types: list[str], values: list[object], *, generic: bool
+) -> Explained:
+    """Plan ``sql`` as asyncpg would run it: prepared, then forced to a custom or generic plan.
+
+    A generic plan is what a statement cached by asyncpg switches to after a few executions, so a
+    query that only uses its index with literal values would pass a plain EXPLAIN and still scan
+    in production.
+    """
+    conn = await asyncpg.connect(url)
+    try:
+        mode = "force_generic_plan" if generic else "force_custom_plan"
+        await conn.execute(f"SET plan_cache_mode = {mode}")
+        await conn.execute(f"PREPARE probe ({', '.join(param_types)}) AS {sql}")
+        literals = [
+            await conn.fetchval("SELECT quote_literal($1::text)", str(value)) for value in values
+        ]
+        raw = await conn.fetchval(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE probe ({', '.join(literals)})"
+        )
+    finally:
+        await conn.close()
+    plan = json.loads(raw)[0]
+    nodes = plan_nodes(plan["Plan"])
+    return Explained(
+        seq_scans=[n.get("Relation Name", "?") for n in nodes if n["Node Type"] == "Seq Scan"],
+        indexes={n["Index Name"] for n in nodes if n["Node Type"] in INDEX_NODES},
+        execution_ms=float(plan["Execution Time"]),
+    )
