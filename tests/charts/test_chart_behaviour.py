@@ -6,22 +6,10 @@ from typing import Any
 
 import pytest
 
+# The chart must agree with the ports the services default to.
+from trackai_kit.settings import GRPC_PORTS, HTTP_PORTS
+
 SERVICES = ("ingestion", "matcher", "dispatcher", "provisioner", "agent", "console")
-HTTP_PORTS = {
-    "console": 8000,
-    "ingestion": 8001,
-    "matcher": 8002,
-    "dispatcher": 8003,
-    "provisioner": 8004,
-    "agent": 8005,
-}
-GRPC_PORTS = {
-    "ingestion": 50051,
-    "matcher": 50052,
-    "dispatcher": 50053,
-    "provisioner": 50054,
-    "agent": 50055,
-}
 SECRET_KEYS = {
     "DATABASE_URL",
     "AMQP_URL",
