@@ -17,7 +17,7 @@ SETTINGS_CLASSES = [
     "trackai_provisioner.settings:Settings",
     "trackai_agent.settings:Settings",
     "trackai_console.settings:Settings",
-    "trackai_cli.main:CliSettings",
+    "trackai_cli.core:CliSettings",
     "trackai_sandbox.settings:SandboxSettings",
 ]
 #: Identity of the process, fixed in code, not configuration.

@@ -1,0 +1,132 @@
+"""Cached client of the provisioner's ``GetTenantConfig`` for internal callers (ingestion,
+dispatcher): answers are kept briefly, one call per tenant is in flight at a time, and a stale
+answer is served while the provisioner is unreachable, so a registry outage does not stop
+webhooks or deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+
+from trackai.provisioner.v1 import provisioner_service_pb2 as pb
+from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
+from trackai_kit.grpc import client_channel
+from trackai_kit.logging import get_logger
+
+if TYPE_CHECKING:
+    from trackai.provisioner.v1.provisioner_service_pb2_grpc import (
+        TenantRegistryServiceAsyncStub,
+    )
+
+log = get_logger(__name__)
+
+#: Codes that mean "the registry could not answer now", as opposed to a definitive answer.
+_TRANSIENT = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+}
+
+
+class TenantConfigUnavailable(RuntimeError):
+    """The registry cannot be reached and no recent enough answer is cached."""
+
+
+@dataclass
+class _Entry:
+    config: pb.TenantConfig | None  # None: the registry said NOT_FOUND
+    fetched_at: float
+
+
+class TenantConfigClient:
+    """``await client.get(tenant_ref)`` → the tenant's config, or None for an unknown tenant."""
+
+    def __init__(
+        self,
+        target: str,
+        token: str,
+        *,
+        ttl_s: float = 30.0,
+        negative_ttl_s: float = 5.0,
+        max_stale_s: float = 600.0,
+        call_timeout_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._channel = client_channel(target, token)
+        self._stub: TenantRegistryServiceAsyncStub = pb_grpc.TenantRegistryServiceStub(
+            self._channel
+        )
+        self._ttl = ttl_s
+        self._negative_ttl = negative_ttl_s
+        self._max_stale = max_stale_s
+        self._timeout = call_timeout_s
+        self._clock = clock
+        self._cache: dict[str, _Entry] = {}
+        self._inflight: dict[str, asyncio.Future[pb.TenantConfig | None]] = {}
+
+    async def get(self, tenant_ref: str) -> pb.TenantConfig | None:
+        entry = self._cache.get(tenant_ref)
+        now = self._clock()
+        if entry is not None:
+            ttl = self._ttl if entry.config is not None else self._negative_ttl
+            if now - entry.fetched_at < ttl:
+                return entry.config
+        pending = self._inflight.get(tenant_ref)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[pb.TenantConfig | None] = asyncio.get_running_loop().create_future()
+        self._inflight[tenant_ref] = future
+        try:
+            config = await self._fetch(tenant_ref, entry)
+        except BaseException as exc:
+            future.set_exception(exc)
+            # Mark retrieved: concurrent waiters get the exception, a lone caller re-raises it.
+            future.exception()
+            raise
+        else:
+            future.set_result(config)
+            return config
+        finally:
+            del self._inflight[tenant_ref]
+
+    async def _fetch(self, tenant_ref: str, entry: _Entry | None) -> pb.TenantConfig | None:
+        try:
+            resp = await self._stub.GetTenantConfig(
+                pb.GetTenantConfigRequest(tenant_ref=tenant_ref), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                self._cache[tenant_ref] = _Entry(None, self._clock())
+                return None
+            if exc.code() in _TRANSIENT and entry is not None:
+                age = self._clock() - entry.fetched_at
+                if age < self._max_stale:
+                    log.warning(
+                        "tenant registry unreachable; serving cached config",
+                        tenant_ref=tenant_ref,
+                        age_s=round(age, 1),
+                        code=exc.code().name,
+                    )
+                    return entry.config
+            if exc.code() in _TRANSIENT:
+                raise TenantConfigUnavailable(
+                    f"tenant registry unreachable ({exc.code().name}) and nothing cached for "
+                    f"{tenant_ref!r}"
+                ) from exc
+            raise
+        self._cache[tenant_ref] = _Entry(resp.config, self._clock())
+        return resp.config
+
+    def invalidate(self, tenant_ref: str) -> None:
+        self._cache.pop(tenant_ref, None)
+
+    async def close(self) -> None:
+        await self._channel.close()

@@ -1,0 +1,121 @@
+"""The cached GetTenantConfig client against a real gRPC server with a scripted registry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from functools import partial
+
+import grpc
+import pytest
+
+from trackai.provisioner.v1 import provisioner_service_pb2 as pb
+from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
+from trackai_kit.grpc import start_grpc_server
+from trackai_kit.settings import GrpcSettings
+from trackai_kit.tenant_config import TenantConfigClient, TenantConfigUnavailable
+
+pytestmark = pytest.mark.integration
+TOKEN = "tc-token"
+
+
+class ScriptedRegistry(pb_grpc.TenantRegistryServiceServicer):
+    def __init__(self) -> None:
+        self.calls = 0
+        self.down = False
+        self.delay = 0.0
+        self.secret = "first-secret"
+
+    async def GetTenantConfig(self, request, context):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.down:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "registry restarting")
+        if request.tenant_ref != "acme":
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no tenant")
+        return pb.GetTenantConfigResponse(
+            config=pb.TenantConfig(
+                tenant=pb.Tenant(id="t-1", slug="acme"),
+                gateways=[pb.GatewayCredential(gateway="kiwify", secret=self.secret)],
+            )
+        )
+
+
+@dataclass
+class Clock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Setup:
+    registry: ScriptedRegistry
+    client: TenantConfigClient
+    clock: Clock = field(default_factory=Clock)
+
+
+@pytest.fixture
+async def setup() -> AsyncIterator[Setup]:
+    registry = ScriptedRegistry()
+    server = await start_grpc_server(
+        GrpcSettings(port=0, auth_token=TOKEN),  # type: ignore[arg-type]
+        partial(pb_grpc.add_TenantRegistryServiceServicer_to_server, registry),
+        ["trackai.provisioner.v1.TenantRegistryService"],
+    )
+    clock = Clock()
+    client = TenantConfigClient(
+        f"127.0.0.1:{server.port}", TOKEN, ttl_s=30, negative_ttl_s=5, max_stale_s=600, clock=clock
+    )
+    try:
+        yield Setup(registry, client, clock)
+    finally:
+        await client.close()
+        await server.stop(0)
+
+
+async def test_answers_are_cached_for_the_ttl(setup: Setup) -> None:
+    first = await setup.client.get("acme")
+    assert first is not None and first.gateways[0].secret == "first-secret"
+    setup.registry.secret = "rotated"
+    assert (await setup.client.get("acme")).gateways[0].secret == "first-secret"  # type: ignore[union-attr]
+    assert setup.registry.calls == 1
+    setup.clock.now += 31
+    assert (await setup.client.get("acme")).gateways[0].secret == "rotated"  # type: ignore[union-attr]
+    assert setup.registry.calls == 2
+
+
+async def test_unknown_tenant_is_none_and_cached_briefly(setup: Setup) -> None:
+    assert await setup.client.get("nobody") is None
+    assert await setup.client.get("nobody") is None
+    assert setup.registry.calls == 1
+    setup.clock.now += 6
+    assert await setup.client.get("nobody") is None
+    assert setup.registry.calls == 2
+
+
+async def test_concurrent_misses_make_one_call(setup: Setup) -> None:
+    setup.registry.delay = 0.2
+    results = await asyncio.gather(*(setup.client.get("acme") for _ in range(20)))
+    assert all(r is not None for r in results)
+    assert setup.registry.calls == 1
+
+
+async def test_stale_answer_served_while_the_registry_is_down(setup: Setup) -> None:
+    await setup.client.get("acme")
+    setup.registry.down = True
+    setup.clock.now += 120
+    cached = await setup.client.get("acme")
+    assert cached is not None and cached.tenant.slug == "acme"
+    setup.clock.now += 600
+    with pytest.raises(TenantConfigUnavailable):
+        await setup.client.get("acme")
+
+
+async def test_nothing_cached_and_registry_down_is_unavailable(setup: Setup) -> None:
+    setup.registry.down = True
+    with pytest.raises(TenantConfigUnavailable, match="nothing cached"):
+        await setup.client.get("acme")
