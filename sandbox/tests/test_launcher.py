@@ -1,4 +1,5 @@
-"""The launcher: ``python -m trackai_sandbox serve`` starts the Meta fake with its demo pixel."""
+"""The launcher: ``python -m trackai_sandbox serve --only meta`` starts the Meta fake with its
+demo pixel (the provisioning fakes have their own launcher test, ``test_stape_launcher.py``)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ from trackai_sandbox.settings import SandboxSettings
 
 
 def test_listeners_follow_settings() -> None:
-    settings = SandboxSettings(meta_port=18999, host="0.0.0.0")
-    [meta] = listeners(settings)
+    settings = SandboxSettings(meta_port=18999, gtm_port=18998, host="0.0.0.0")
+    [meta] = listeners(settings, only=["meta"])
     assert (meta.name, meta.host, meta.port) == ("meta", "0.0.0.0", 18999)
-    assert [fake.name for fake in FAKES] == ["meta"]
+    assert [fake.name for fake in FAKES] == ["meta", "cloudflare", "stape", "gtm"]
+    assert [(x.name, x.port) for x in listeners(settings)][-1] == ("gtm", 18998)
     with pytest.raises(ValueError, match="unknown fake"):
-        listeners(settings, only=["stape"])
+        listeners(settings, only=["llm"])
 
 
 def _free_port() -> int:
@@ -36,7 +38,8 @@ def test_serve_answers_with_the_demo_pixel_and_stops_on_sigterm() -> None:
     port = _free_port()
     env = {**os.environ, "SANDBOX_META_PORT": str(port), "LOG_JSON": "false"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "trackai_sandbox", "serve"],
+        # Only Meta: the other fakes would bind their default ports 8011-8013.
+        [sys.executable, "-m", "trackai_sandbox", "serve", "--only", "meta"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

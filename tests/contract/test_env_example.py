@@ -19,6 +19,9 @@ SETTINGS_CLASSES = [
     "trackai_console.settings:Settings",
     "trackai_cli.core:CliSettings",
     "trackai_sandbox.settings:SandboxSettings",
+    "trackai_sandbox.cloudflare:CloudflareFakeSettings",
+    "trackai_sandbox.stape:StapeFakeSettings",
+    "trackai_sandbox.gtm:GtmFakeSettings",
 ]
 #: Identity of the process, fixed in code, not configuration.
 NOT_SETTINGS = {"service_name"}

@@ -237,6 +237,15 @@ def _migrate(connection: Connection, schema: str) -> None:
     connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": _lock_key(schema)})
     try:
         connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
+        # Alembic's own table caps revision ids at 32 characters; our `YYYYMMDD_HHMM_slug` names
+        # can be longer, so the table is created first with room for them.
+        connection.execute(
+            text(
+                f"CREATE TABLE IF NOT EXISTS {schema}.{VERSION_TABLE} ("
+                "version_num varchar(128) NOT NULL, "
+                f"CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
+            )
+        )
         connection.commit()
         context.configure(
             connection=connection,

@@ -19,7 +19,7 @@ from opentelemetry import trace
 
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.logging import get_logger
-from trackai_kit.postgres import check_identifier
+from trackai_kit.postgres import Connection, check_identifier
 from trackai_kit.telemetry import extract_context, inject_headers
 
 log = get_logger(__name__)
@@ -75,7 +75,7 @@ DROP TABLE IF EXISTS {s}.outbox;
 
 
 async def enqueue(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     schema: str,
     routing_key: str,

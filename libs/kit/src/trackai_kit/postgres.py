@@ -10,8 +10,12 @@ import json
 import re
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from trackai_kit.settings import PostgresSettings
+
+#: A connection, whether opened directly or borrowed from a pool (``async with pool.acquire()``).
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 PING_TIMEOUT_S = 2.0

@@ -134,8 +134,15 @@ async def _start_http(
 ) -> tuple[_Server, asyncio.Future[None], str]:
     settings = settings or HttpSettings()
     sock = _bind(settings)
+    # proxy_headers=False: uvicorn would otherwise rewrite the client address from
+    # X-Forwarded-For for loopback peers, before the service's own trusted-proxy rules run.
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", server_header=False
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        proxy_headers=False,
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="http")

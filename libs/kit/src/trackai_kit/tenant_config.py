@@ -58,6 +58,7 @@ class TenantConfigClient:
         negative_ttl_s: float = 5.0,
         max_stale_s: float = 600.0,
         call_timeout_s: float = 2.0,
+        max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._channel = client_channel(target, token)
@@ -69,6 +70,9 @@ class TenantConfigClient:
         self._max_stale = max_stale_s
         self._timeout = call_timeout_s
         self._clock = clock
+        self._max_entries = max_entries
+        # Insertion-ordered: the oldest entries are evicted first once the bound is reached, so
+        # requests for made-up tenant refs cannot grow the cache without limit.
         self._cache: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Future[pb.TenantConfig | None]] = {}
 
@@ -104,7 +108,7 @@ class TenantConfigClient:
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                self._cache[tenant_ref] = _Entry(None, self._clock())
+                self._store(tenant_ref, None)
                 return None
             if exc.code() in _TRANSIENT and entry is not None:
                 age = self._clock() - entry.fetched_at
@@ -122,8 +126,14 @@ class TenantConfigClient:
                     f"{tenant_ref!r}"
                 ) from exc
             raise
-        self._cache[tenant_ref] = _Entry(resp.config, self._clock())
+        self._store(tenant_ref, resp.config)
         return resp.config
+
+    def _store(self, tenant_ref: str, config: pb.TenantConfig | None) -> None:
+        self._cache.pop(tenant_ref, None)
+        while len(self._cache) >= self._max_entries:
+            del self._cache[next(iter(self._cache))]
+        self._cache[tenant_ref] = _Entry(config, self._clock())
 
     def invalidate(self, tenant_ref: str) -> None:
         self._cache.pop(tenant_ref, None)

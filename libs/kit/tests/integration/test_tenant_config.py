@@ -56,6 +56,7 @@ class Setup:
     registry: ScriptedRegistry
     client: TenantConfigClient
     clock: Clock = field(default_factory=Clock)
+    target: str = ""
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ async def setup() -> AsyncIterator[Setup]:
         f"127.0.0.1:{server.port}", TOKEN, ttl_s=30, negative_ttl_s=5, max_stale_s=600, clock=clock
     )
     try:
-        yield Setup(registry, client, clock)
+        yield Setup(registry, client, clock, f"127.0.0.1:{server.port}")
     finally:
         await client.close()
         await server.stop(0)
@@ -119,3 +120,16 @@ async def test_nothing_cached_and_registry_down_is_unavailable(setup: Setup) -> 
     setup.registry.down = True
     with pytest.raises(TenantConfigUnavailable, match="nothing cached"):
         await setup.client.get("acme")
+
+
+async def test_cache_is_bounded_oldest_evicted_first(setup: Setup) -> None:
+    small = TenantConfigClient(setup.target, TOKEN, max_entries=3, clock=setup.clock)
+    try:
+        for ref in ("x1", "x2", "x3", "acme"):
+            await small.get(ref)
+        assert list(small._cache) == ["x2", "x3", "acme"]
+        calls = setup.registry.calls
+        await small.get("x1")  # evicted: asked again
+        assert setup.registry.calls == calls + 1
+    finally:
+        await small.close()
