@@ -35,9 +35,11 @@ def notify_channel(schema: str) -> str:
 
 
 def outbox_ddl(schema: str) -> str:
-    """DDL creating ``<schema>.outbox``, its pending-rows index and its NOTIFY trigger."""
+    """DDL creating ``<schema>.outbox``, its pending-rows index and its NOTIFY trigger.
+
+    Never change what this returns for an applied revision: outbox changes go in a new revision.
+    """
     s = check_identifier(schema)
-    channel = notify_channel(schema)
     return f"""
 CREATE TABLE {s}.outbox (
     id bigserial PRIMARY KEY,
@@ -53,9 +55,19 @@ CREATE TABLE {s}.outbox (
     last_error text
 );
 CREATE INDEX outbox_unpublished_idx ON {s}.outbox (id) WHERE published_at IS NULL;
-CREATE FUNCTION {s}.outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+{outbox_notify_ddl(schema)}"""
+
+
+def outbox_notify_ddl(schema: str) -> str:
+    """The trigger that wakes the relay at once after each committing insert.
+
+    Every transaction that NOTIFYs takes a cluster-wide lock at commit, which serialises
+    commits; a high-rate writer (ingestion) drops the trigger and lets its relay poll briefly.
+    """
+    s = check_identifier(schema)
+    return f"""CREATE FUNCTION {s}.outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('{channel}', '');
+    PERFORM pg_notify('{notify_channel(schema)}', '');
     RETURN NULL;
 END;
 $$;
@@ -64,13 +76,19 @@ CREATE TRIGGER outbox_notify AFTER INSERT ON {s}.outbox
 """
 
 
-def outbox_drop_ddl(schema: str) -> str:
-    """DDL undoing :func:`outbox_ddl`."""
+def outbox_notify_drop_ddl(schema: str) -> str:
+    """DDL undoing :func:`outbox_notify_ddl`."""
     s = check_identifier(schema)
     return f"""
 DROP TRIGGER IF EXISTS outbox_notify ON {s}.outbox;
 DROP FUNCTION IF EXISTS {s}.outbox_notify();
-DROP TABLE IF EXISTS {s}.outbox;
+"""
+
+
+def outbox_drop_ddl(schema: str) -> str:
+    """DDL undoing :func:`outbox_ddl`."""
+    s = check_identifier(schema)
+    return f"""{outbox_notify_drop_ddl(schema)}DROP TABLE IF EXISTS {s}.outbox;
 """
 
 

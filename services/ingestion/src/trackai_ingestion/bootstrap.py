@@ -1,18 +1,92 @@
-"""Composition root of the ingestion service."""
+"""Composition root of the ingestion service: webhooks, browser collection, the read API and the
+outbox relay, wired on the resources `host()` opened.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+import asyncpg
+from fastapi import FastAPI
+
+from trackai.ingestion.v1 import ingestion_service_pb2 as pb
+from trackai.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
+from trackai_ingestion.adapters.rate_limit import RedisRateLimiter
+from trackai_ingestion.adapters.repository import ConversionStore
+from trackai_ingestion.entrypoints.collect import build_collect_router
+from trackai_ingestion.entrypoints.grpc_ingestion import IngestionServicer
+from trackai_ingestion.entrypoints.webhooks import build_webhook_router
+from trackai_ingestion.service_layer.collect import RecordBrowserHit
+from trackai_ingestion.service_layer.conversions import ConversionQueries
+from trackai_ingestion.service_layer.webhooks import WebhookService
 from trackai_ingestion.settings import Settings
 from trackai_kit import topology
 from trackai_kit.outbox import OutboxRelay
 from trackai_kit.service import Resources, Wiring
+from trackai_kit.tenant_config import TenantConfigClient
 
 SCHEMA = "ingestion"
 TOPOLOGY = topology.ingestion_topology().merge(topology.status_topology())
+INGESTION_SERVICE = pb.DESCRIPTOR.services_by_name["IngestionService"].full_name
+
+
+@dataclass
+class Components:
+    """The service's parts on one pool: what `wire` registers, and what tests drive directly."""
+
+    webhooks: WebhookService
+    collect: RecordBrowserHit
+    servicer: IngestionServicer
+    closers: list[Callable[[], Awaitable[None]]]
+
+    def configure_http(self, app: FastAPI, settings: Settings) -> None:
+        app.include_router(build_webhook_router(self.webhooks))
+        app.include_router(
+            build_collect_router(self.collect, trusted_proxies=settings.trusted_proxy_networks)
+        )
+
+
+def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
+    tenants = TenantConfigClient(
+        settings.provisioner_addr, settings.grpc_auth_token.get_secret_value()
+    )
+    limiter = RedisRateLimiter(settings.redis_url)
+    store = ConversionStore(pool)
+    return Components(
+        webhooks=WebhookService(
+            tenants, limiter, store, default_rate_limit=settings.rate_limit_per_minute
+        ),
+        collect=RecordBrowserHit(pool, tenants),
+        servicer=IngestionServicer(ConversionQueries(store)),
+        closers=[tenants.close, limiter.close],
+    )
 
 
 async def wire(settings: Settings, resources: Resources) -> Wiring:
-    """HTTP health/readiness and gRPC health; the service's APIs are registered here."""
+    """HTTP webhooks + collect, gRPC IngestionService, and the outbox relay to ``ingest-events``.
+
+    Readiness checks only PostgreSQL: webhooks are accepted into the outbox while RabbitMQ is
+    down, and the rate limiter fails open while Redis is down.
+    """
     assert resources.pool is not None and resources.amqp is not None
-    relay = OutboxRelay(resources.pool, resources.amqp, schema=SCHEMA)
-    return Wiring(background=[relay.run])
+    # Ingestion's outbox has no NOTIFY trigger (it would serialise webhook commits): poll briefly.
+    relay = OutboxRelay(
+        resources.pool,
+        resources.amqp,
+        schema=SCHEMA,
+        poll_interval_s=settings.relay_poll_interval_s,
+    )
+    parts = build_components(settings, resources.pool)
+    return Wiring(
+        grpc_services=[
+            (
+                INGESTION_SERVICE,
+                partial(pb_grpc.add_IngestionServiceServicer_to_server, parts.servicer),
+            )
+        ],
+        background=[relay.run],
+        on_shutdown=parts.closers,
+        configure_http=partial(parts.configure_http, settings=settings),
+    )

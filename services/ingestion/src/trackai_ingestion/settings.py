@@ -12,7 +12,18 @@ class Settings(ServiceSettings):
 
     service_name: str = "ingestion"
     #: Default per-tenant webhook rate limit (requests per minute); tenants may override it.
-    rate_limit_per_minute: int = Field(100, alias="INGESTION_RATE_LIMIT_PER_MINUTE")
+    rate_limit_per_minute: int = Field(100, alias="INGESTION_RATE_LIMIT_PER_MINUTE", ge=1)
     #: Shared limiter state across replicas.
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     provisioner_addr: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
+    #: Comma-separated CIDRs of the proxies (ingress, load balancer) whose X-Forwarded-For is
+    #: believed by the collect endpoint; empty: the TCP peer is the client.
+    trusted_proxies: str = Field("", alias="INGESTION_TRUSTED_PROXIES")
+
+    @property
+    def trusted_proxy_networks(self) -> list[str]:
+        return [cidr.strip() for cidr in self.trusted_proxies.split(",") if cidr.strip()]
+
+    #: How often the outbox relay looks for new rows when idle (seconds): the upper bound of
+    #: the publish delay, since ingestion's outbox does not NOTIFY (see the 0700 migration).
+    relay_poll_interval_s: float = Field(0.1, gt=0, le=5)

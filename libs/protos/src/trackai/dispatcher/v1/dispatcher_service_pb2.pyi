@@ -75,6 +75,10 @@ class _AttemptOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Attemp
     """A permanent Meta code (100, 190, 10, 200-299, 3): dead-lettered."""
     ATTEMPT_OUTCOME_INVALID: _AttemptOutcome.ValueType  # 4
     """Rejected by our own validation before sending."""
+    ATTEMPT_OUTCOME_BREAKER_OPEN: _AttemptOutcome.ValueType  # 5
+    """Not sent: the destination's circuit breaker was open; the event was parked."""
+    ATTEMPT_OUTCOME_TIMEOUT: _AttemptOutcome.ValueType  # 6
+    """No answer within the client timeout (or the connection failed); retried like RETRYABLE."""
 
 class AttemptOutcome(_AttemptOutcome, metaclass=_AttemptOutcomeEnumTypeWrapper):
     """AttemptOutcome classifies one attempt to deliver an event."""
@@ -87,6 +91,10 @@ ATTEMPT_OUTCOME_PERMANENT: AttemptOutcome.ValueType  # 3
 """A permanent Meta code (100, 190, 10, 200-299, 3): dead-lettered."""
 ATTEMPT_OUTCOME_INVALID: AttemptOutcome.ValueType  # 4
 """Rejected by our own validation before sending."""
+ATTEMPT_OUTCOME_BREAKER_OPEN: AttemptOutcome.ValueType  # 5
+"""Not sent: the destination's circuit breaker was open; the event was parked."""
+ATTEMPT_OUTCOME_TIMEOUT: AttemptOutcome.ValueType  # 6
+"""No answer within the client timeout (or the connection failed); retried like RETRYABLE."""
 Global___AttemptOutcome: _TypeAlias = AttemptOutcome  # noqa: Y015
 
 @_typing.final
@@ -493,6 +501,7 @@ class ReplayDeadLettersResponse(_message.Message):
     REPLAYED_FIELD_NUMBER: _builtins.int
     SKIPPED_ALREADY_SENT_FIELD_NUMBER: _builtins.int
     EXPIRED_FIELD_NUMBER: _builtins.int
+    SELECTED_FIELD_NUMBER: _builtins.int
     replay_id: _builtins.str
     """Identifies this replay in the audit records."""
     replayed: _builtins.int
@@ -501,6 +510,8 @@ class ReplayDeadLettersResponse(_message.Message):
     """Skipped because already sent."""
     expired: _builtins.int
     """Marked expired instead, past Meta's 7-day limit."""
+    selected: _builtins.int
+    """Events the selector matched."""
     def __init__(
         self,
         *,
@@ -508,10 +519,11 @@ class ReplayDeadLettersResponse(_message.Message):
         replayed: _builtins.int = ...,
         skipped_already_sent: _builtins.int = ...,
         expired: _builtins.int = ...,
+        selected: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expired", b"expired", "replay_id", b"replay_id", "replayed", b"replayed", "skipped_already_sent", b"skipped_already_sent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expired", b"expired", "replay_id", b"replay_id", "replayed", b"replayed", "selected", b"selected", "skipped_already_sent", b"skipped_already_sent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

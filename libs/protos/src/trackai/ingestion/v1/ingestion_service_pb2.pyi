@@ -107,7 +107,7 @@ class ListConversionsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     page_size: _builtins.int
-    """0 means the service default; larger values are capped."""
+    """0 means the service default (50); values above 500 are capped."""
     page_token: _builtins.str
     """Token from a previous response; empty for the first page."""
     @_builtins.property
@@ -116,7 +116,7 @@ class ListConversionsRequest(_message.Message):
 
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
-        """Received in [start_time, end_time); either bound may be unset."""
+        """Event time in [start_time, end_time); either bound may be unset."""
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp: ...

@@ -59,7 +59,9 @@ class IngestionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListConversions(self, request, context):
-        """ListConversions pages through a tenant's conversions, newest received first.
+        """ListConversions pages through a tenant's conversions, newest event time first (the time the
+        status happened at the gateway; ties by id). INVALID_ARGUMENT for a malformed tenant id,
+        page token (or one issued for another tenant) or an inverted time range.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,7 +36,10 @@ class IngestionServiceStub:
     GetConversion: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetConversionRequest, _ingestion_service_pb2.GetConversionResponse]
     """GetConversion returns one conversion. NOT_FOUND when absent or owned by another tenant."""
     ListConversions: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.ListConversionsRequest, _ingestion_service_pb2.ListConversionsResponse]
-    """ListConversions pages through a tenant's conversions, newest received first."""
+    """ListConversions pages through a tenant's conversions, newest event time first (the time the
+    status happened at the gateway; ties by id). INVALID_ARGUMENT for a malformed tenant id,
+    page token (or one issued for another tenant) or an inverted time range.
+    """
 
 @_typing.type_check_only
 class IngestionServiceAsyncStub(IngestionServiceStub):
@@ -46,7 +49,10 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     GetConversion: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetConversionRequest, _ingestion_service_pb2.GetConversionResponse]  # type: ignore[assignment]
     """GetConversion returns one conversion. NOT_FOUND when absent or owned by another tenant."""
     ListConversions: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.ListConversionsRequest, _ingestion_service_pb2.ListConversionsResponse]  # type: ignore[assignment]
-    """ListConversions pages through a tenant's conversions, newest received first."""
+    """ListConversions pages through a tenant's conversions, newest event time first (the time the
+    status happened at the gateway; ties by id). INVALID_ARGUMENT for a malformed tenant id,
+    page token (or one issued for another tenant) or an inverted time range.
+    """
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
     """IngestionService reads stored conversions (webhooks are received over HTTP, not gRPC)."""
@@ -65,6 +71,9 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_service_pb2.ListConversionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_service_pb2.ListConversionsResponse, _abc.Awaitable[_ingestion_service_pb2.ListConversionsResponse]]:
-        """ListConversions pages through a tenant's conversions, newest received first."""
+        """ListConversions pages through a tenant's conversions, newest event time first (the time the
+        status happened at the gateway; ties by id). INVALID_ARGUMENT for a malformed tenant id,
+        page token (or one issued for another tenant) or an inverted time range.
+        """
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -220,6 +220,7 @@ class DispatchRequest(_message.Message):
     EMQ_FIELD_NUMBER: _builtins.int
     CONVERSION_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    TEST_EVENT_CODE_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     """Unique per message (the matcher's outbox row id)."""
     tenant_id: _builtins.str
@@ -236,6 +237,10 @@ class DispatchRequest(_message.Message):
     """Estimated Event Match Quality, 0 to 10."""
     conversion_id: _builtins.str
     """Ingestion's conversion id, for tracing a delivery back to its webhook."""
+    test_event_code: _builtins.str
+    """Meta test event code of the funnel (or of the tenant default destination) when the event
+    was built; empty for live traffic. Sent as the request's `test_event_code`.
+    """
     @_builtins.property
     def event(self) -> Global___ServerEvent: ...
     @_builtins.property
@@ -253,10 +258,11 @@ class DispatchRequest(_message.Message):
         emq: _builtins.float = ...,
         conversion_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        test_event_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversion_id", b"conversion_id", "create_time", b"create_time", "emq", b"emq", "event", b"event", "funnel_id", b"funnel_id", "match_score", b"match_score", "match_stage", b"match_stage", "message_id", b"message_id", "pixel_id", b"pixel_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversion_id", b"conversion_id", "create_time", b"create_time", "emq", b"emq", "event", b"event", "funnel_id", b"funnel_id", "match_score", b"match_score", "match_stage", b"match_stage", "message_id", b"message_id", "pixel_id", b"pixel_id", "tenant_id", b"tenant_id", "test_event_code", b"test_event_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -708,18 +708,26 @@ class Snippet(_message.Message):
 
     PLATFORM_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    WHERE_FIELD_NUMBER: _builtins.int
     platform: _builtins.str
     """"html", "wordpress", "kiwify_thank_you", ..."""
     content: _builtins.str
+    title: _builtins.str
+    """Human-readable platform name."""
+    where: _builtins.str
+    """Where the code goes on that platform."""
     def __init__(
         self,
         *,
         platform: _builtins.str = ...,
         content: _builtins.str = ...,
+        title: _builtins.str = ...,
+        where: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "platform", b"platform"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "platform", b"platform", "title", b"title", "where", b"where"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -738,6 +746,9 @@ class ProvisioningResult(_message.Message):
     GTM_WEB_CONTAINER_ID_FIELD_NUMBER: _builtins.int
     GTM_VERSION_ID_FIELD_NUMBER: _builtins.int
     SNIPPETS_FIELD_NUMBER: _builtins.int
+    DNS_RECORD_ID_FIELD_NUMBER: _builtins.int
+    GTM_SERVER_VERSION_ID_FIELD_NUMBER: _builtins.int
+    STAPE_DOMAIN_ID_FIELD_NUMBER: _builtins.int
     custom_domain: _builtins.str
     """e.g. "acme.track.example.com"."""
     tagging_server_url: _builtins.str
@@ -746,6 +757,12 @@ class ProvisioningResult(_message.Message):
     gtm_web_container_id: _builtins.str
     gtm_version_id: _builtins.str
     """GTM web container version created for review (not yet published)."""
+    dns_record_id: _builtins.str
+    """Cloudflare DNS record id of the CNAME."""
+    gtm_server_version_id: _builtins.str
+    """GTM server container version created for review (not yet published)."""
+    stape_domain_id: _builtins.str
+    """Stape's identifier of the custom domain."""
     @_builtins.property
     def snippets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Snippet]: ...
     def __init__(
@@ -758,10 +775,13 @@ class ProvisioningResult(_message.Message):
         gtm_web_container_id: _builtins.str = ...,
         gtm_version_id: _builtins.str = ...,
         snippets: _abc.Iterable[Global___Snippet] | None = ...,
+        dns_record_id: _builtins.str = ...,
+        gtm_server_version_id: _builtins.str = ...,
+        stape_domain_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_domain", b"custom_domain", "gtm_server_container_id", b"gtm_server_container_id", "gtm_version_id", b"gtm_version_id", "gtm_web_container_id", b"gtm_web_container_id", "snippets", b"snippets", "stape_container_id", b"stape_container_id", "tagging_server_url", b"tagging_server_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_domain", b"custom_domain", "dns_record_id", b"dns_record_id", "gtm_server_container_id", b"gtm_server_container_id", "gtm_server_version_id", b"gtm_server_version_id", "gtm_version_id", b"gtm_version_id", "gtm_web_container_id", b"gtm_web_container_id", "snippets", b"snippets", "stape_container_id", b"stape_container_id", "stape_domain_id", b"stape_domain_id", "tagging_server_url", b"tagging_server_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -870,11 +890,16 @@ class ApproveAndPublishResponse(_message.Message):
     RUN_STATUS_FIELD_NUMBER: _builtins.int
     PUBLISHED_VERSION_ID_FIELD_NUMBER: _builtins.int
     PREVIOUS_VERSION_ID_FIELD_NUMBER: _builtins.int
+    PUBLISHED_SERVER_VERSION_ID_FIELD_NUMBER: _builtins.int
+    PREVIOUS_SERVER_VERSION_ID_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     run_status: Global___RunStatus.ValueType
     published_version_id: _builtins.str
     previous_version_id: _builtins.str
     """Live version before this publish, kept for rollback; empty on the first publish."""
+    published_server_version_id: _builtins.str
+    """The same for the GTM server container."""
+    previous_server_version_id: _builtins.str
     def __init__(
         self,
         *,
@@ -882,11 +907,230 @@ class ApproveAndPublishResponse(_message.Message):
         run_status: Global___RunStatus.ValueType = ...,
         published_version_id: _builtins.str = ...,
         previous_version_id: _builtins.str = ...,
+        published_server_version_id: _builtins.str = ...,
+        previous_server_version_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_version_id", b"previous_version_id", "published_version_id", b"published_version_id", "run_id", b"run_id", "run_status", b"run_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_server_version_id", b"previous_server_version_id", "previous_version_id", b"previous_version_id", "published_server_version_id", b"published_server_version_id", "published_version_id", b"published_version_id", "run_id", b"run_id", "run_status", b"run_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ApproveAndPublishResponse: _TypeAlias = ApproveAndPublishResponse  # noqa: Y015
+
+@_typing.final
+class SendTestEventRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendTestEventRequest: _TypeAlias = SendTestEventRequest  # noqa: Y015
+
+@_typing.final
+class SendTestEventResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    EVENTS_RECEIVED_FIELD_NUMBER: _builtins.int
+    FBTRACE_ID_FIELD_NUMBER: _builtins.int
+    TEST_EVENT_CODE_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    event_id: _builtins.str
+    """The event_id sent (trackai_kit.identity rule, gateway "trackai-test")."""
+    events_received: _builtins.int
+    fbtrace_id: _builtins.str
+    test_event_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        event_id: _builtins.str = ...,
+        events_received: _builtins.int = ...,
+        fbtrace_id: _builtins.str = ...,
+        test_event_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "events_received", b"events_received", "fbtrace_id", b"fbtrace_id", "run_id", b"run_id", "test_event_code", b"test_event_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendTestEventResponse: _TypeAlias = SendTestEventResponse  # noqa: Y015
+
+@_typing.final
+class GetProvisioningRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    FUNNEL_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    @_builtins.property
+    def funnel(self) -> Global___FunnelRef:
+        """The latest run of this tenant's funnel."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        funnel: Global___FunnelRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["funnel", b"funnel", "ref", b"ref", "run_id", b"run_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["funnel", b"funnel", "ref", b"ref", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_ref: _TypeAlias = _typing.Literal["run_id", "funnel"]  # noqa: Y015
+    _WhichOneofArgType_ref: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_ref) -> _WhichOneofReturnType_ref | None: ...
+
+Global___GetProvisioningRunRequest: _TypeAlias = GetProvisioningRunRequest  # noqa: Y015
+
+@_typing.final
+class FunnelRef(_message.Message):
+    """FunnelRef names a funnel by its tenant (id or slug) and slug."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_REF_FIELD_NUMBER: _builtins.int
+    FUNNEL_SLUG_FIELD_NUMBER: _builtins.int
+    tenant_ref: _builtins.str
+    funnel_slug: _builtins.str
+    """Empty selects the tenant's only funnel."""
+    def __init__(
+        self,
+        *,
+        tenant_ref: _builtins.str = ...,
+        funnel_slug: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["funnel_slug", b"funnel_slug", "tenant_ref", b"tenant_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FunnelRef: _TypeAlias = FunnelRef  # noqa: Y015
+
+@_typing.final
+class ProvisioningStep(_message.Message):
+    """ProvisioningStep is one stored step of a run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    step: _builtins.str
+    status: Global___StepStatus.ValueType
+    detail: _builtins.str
+    attempts: _builtins.int
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        step: _builtins.str = ...,
+        status: Global___StepStatus.ValueType = ...,
+        detail: _builtins.str = ...,
+        attempts: _builtins.int = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "detail", b"detail", "status", b"status", "step", b"step", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProvisioningStep: _TypeAlias = ProvisioningStep  # noqa: Y015
+
+@_typing.final
+class ProvisioningRun(_message.Message):
+    """ProvisioningRun is a stored run: its steps, result and review state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    FUNNEL_ID_FIELD_NUMBER: _builtins.int
+    RUN_STATUS_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    APPROVE_TIME_FIELD_NUMBER: _builtins.int
+    TEST_EVENT_ID_FIELD_NUMBER: _builtins.int
+    TEST_EVENT_TIME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    tenant_id: _builtins.str
+    funnel_id: _builtins.str
+    run_status: Global___RunStatus.ValueType
+    error: _builtins.str
+    """Why the run failed or rolled back; empty otherwise."""
+    approved_by: _builtins.str
+    test_event_id: _builtins.str
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProvisioningStep]: ...
+    @_builtins.property
+    def result(self) -> Global___ProvisioningResult: ...
+    @_builtins.property
+    def approve_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def test_event_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        funnel_id: _builtins.str = ...,
+        run_status: Global___RunStatus.ValueType = ...,
+        steps: _abc.Iterable[Global___ProvisioningStep] | None = ...,
+        result: Global___ProvisioningResult | None = ...,
+        error: _builtins.str = ...,
+        approved_by: _builtins.str = ...,
+        approve_time: _timestamp_pb2.Timestamp | None = ...,
+        test_event_id: _builtins.str = ...,
+        test_event_time: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "create_time", b"create_time", "result", b"result", "test_event_time", b"test_event_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "approved_by", b"approved_by", "create_time", b"create_time", "error", b"error", "funnel_id", b"funnel_id", "result", b"result", "run_id", b"run_id", "run_status", b"run_status", "steps", b"steps", "tenant_id", b"tenant_id", "test_event_id", b"test_event_id", "test_event_time", b"test_event_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProvisioningRun: _TypeAlias = ProvisioningRun  # noqa: Y015
+
+@_typing.final
+class GetProvisioningRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___ProvisioningRun: ...
+    def __init__(
+        self,
+        *,
+        run: Global___ProvisioningRun | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProvisioningRunResponse: _TypeAlias = GetProvisioningRunResponse  # noqa: Y015

@@ -436,6 +436,16 @@ class ProvisioningServiceStub:
                 request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.ApproveAndPublishRequest.SerializeToString,
                 response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.ApproveAndPublishResponse.FromString,
                 _registered_method=True)
+        self.SendTestEvent = channel.unary_unary(
+                '/trackai.provisioner.v1.ProvisioningService/SendTestEvent',
+                request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.SendTestEventRequest.SerializeToString,
+                response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.SendTestEventResponse.FromString,
+                _registered_method=True)
+        self.GetProvisioningRun = channel.unary_unary(
+                '/trackai.provisioner.v1.ProvisioningService/GetProvisioningRun',
+                request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetProvisioningRunRequest.SerializeToString,
+                response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetProvisioningRunResponse.FromString,
+                _registered_method=True)
 
 
 class ProvisioningServiceServicer:
@@ -459,6 +469,22 @@ class ProvisioningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendTestEvent(self, request, context):
+        """SendTestEvent sends a test Purchase to the run's Meta pixel with the funnel's
+        test_event_code and records the outcome; publishing requires one that succeeded.
+        FAILED_PRECONDITION when the run is not awaiting approval or the funnel has no test code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProvisioningRun(self, request, context):
+        """GetProvisioningRun reads a run (by id, or the latest of a tenant's funnel) with its steps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProvisioningServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -471,6 +497,16 @@ def add_ProvisioningServiceServicer_to_server(servicer, server):
                     servicer.ApproveAndPublish,
                     request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.ApproveAndPublishRequest.FromString,
                     response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.ApproveAndPublishResponse.SerializeToString,
+            ),
+            'SendTestEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendTestEvent,
+                    request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.SendTestEventRequest.FromString,
+                    response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.SendTestEventResponse.SerializeToString,
+            ),
+            'GetProvisioningRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProvisioningRun,
+                    request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetProvisioningRunRequest.FromString,
+                    response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetProvisioningRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -528,6 +564,60 @@ class ProvisioningService:
             '/trackai.provisioner.v1.ProvisioningService/ApproveAndPublish',
             trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.ApproveAndPublishRequest.SerializeToString,
             trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.ApproveAndPublishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendTestEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.provisioner.v1.ProvisioningService/SendTestEvent',
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.SendTestEventRequest.SerializeToString,
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.SendTestEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProvisioningRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.provisioner.v1.ProvisioningService/GetProvisioningRun',
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetProvisioningRunRequest.SerializeToString,
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetProvisioningRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -174,6 +174,13 @@ class ProvisioningServiceStub:
     """ApproveAndPublish records a human approval and publishes the GTM version.
     FAILED_PRECONDITION (with the reason) while no successful test event has been seen.
     """
+    SendTestEvent: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.SendTestEventRequest, _provisioner_service_pb2.SendTestEventResponse]
+    """SendTestEvent sends a test Purchase to the run's Meta pixel with the funnel's
+    test_event_code and records the outcome; publishing requires one that succeeded.
+    FAILED_PRECONDITION when the run is not awaiting approval or the funnel has no test code.
+    """
+    GetProvisioningRun: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetProvisioningRunRequest, _provisioner_service_pb2.GetProvisioningRunResponse]
+    """GetProvisioningRun reads a run (by id, or the latest of a tenant's funnel) with its steps."""
 
 @_typing.type_check_only
 class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
@@ -189,6 +196,13 @@ class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
     """ApproveAndPublish records a human approval and publishes the GTM version.
     FAILED_PRECONDITION (with the reason) while no successful test event has been seen.
     """
+    SendTestEvent: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.SendTestEventRequest, _provisioner_service_pb2.SendTestEventResponse]  # type: ignore[assignment]
+    """SendTestEvent sends a test Purchase to the run's Meta pixel with the funnel's
+    test_event_code and records the outcome; publishing requires one that succeeded.
+    FAILED_PRECONDITION when the run is not awaiting approval or the funnel has no test code.
+    """
+    GetProvisioningRun: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetProvisioningRunRequest, _provisioner_service_pb2.GetProvisioningRunResponse]  # type: ignore[assignment]
+    """GetProvisioningRun reads a run (by id, or the latest of a tenant's funnel) with its steps."""
 
 class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
     """ProvisioningService runs the per-funnel tracking setup as a resumable saga."""
@@ -213,5 +227,24 @@ class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
         """ApproveAndPublish records a human approval and publishes the GTM version.
         FAILED_PRECONDITION (with the reason) while no successful test event has been seen.
         """
+
+    @_abc_1.abstractmethod
+    def SendTestEvent(
+        self,
+        request: _provisioner_service_pb2.SendTestEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioner_service_pb2.SendTestEventResponse, _abc.Awaitable[_provisioner_service_pb2.SendTestEventResponse]]:
+        """SendTestEvent sends a test Purchase to the run's Meta pixel with the funnel's
+        test_event_code and records the outcome; publishing requires one that succeeded.
+        FAILED_PRECONDITION when the run is not awaiting approval or the funnel has no test code.
+        """
+
+    @_abc_1.abstractmethod
+    def GetProvisioningRun(
+        self,
+        request: _provisioner_service_pb2.GetProvisioningRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioner_service_pb2.GetProvisioningRunResponse, _abc.Awaitable[_provisioner_service_pb2.GetProvisioningRunResponse]]:
+        """GetProvisioningRun reads a run (by id, or the latest of a tenant's funnel) with its steps."""
 
 def add_ProvisioningServiceServicer_to_server(servicer: ProvisioningServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

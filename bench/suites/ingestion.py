@@ -1,0 +1,284 @@
+"""Ingestion webhook acceptance against the real ``python -m trackai_ingestion serve`` process:
+verify the Kiwify signature, normalise, hash, commit conversion + outbox + receipt, answer.
+
+Every request is a different order (a repeated one would only measure the duplicate path), so the
+load generator's request is built per send; figures are ratios to the FastAPI no-op baseline of
+the same run. Around the service: its own database (``bench_<random>``, ingestion schema
+migrated), a RabbitMQ prefix ``bench.<random>.`` (the outbox relay publishes for real), Redis for
+the rate limiter, and an in-process tenant registry answering GetTenantConfig over gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import grpc
+from pydantic import SecretStr
+
+from bench.context import BenchContext
+from bench.http_load import LoadResult, _Client, build_request
+from bench.registry import Metric, Ref, RunOnce, benchmark
+from bench.servers import HOST, free_port, process_server
+from bench.suites.baseline_http import CONNECTIONS, FASTAPI, http_metrics
+from bench.suites.baseline_postgres import temporary_database
+from trackai.provisioner.v1 import provisioner_service_pb2 as prov
+from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
+from trackai_kit import migrations
+from trackai_kit.amqp import AmqpClient
+from trackai_kit.grpc import start_grpc_server
+from trackai_kit.settings import AmqpSettings, GrpcSettings
+from trackai_kit.topology import ingestion_topology
+
+WEBHOOK = "ingestion.webhook_accept"
+TOKEN = "bench-grpc-token"
+KIWIFY_SECRET = "bench-kiwify-token"
+
+
+def _order_template() -> bytes:
+    """A Kiwify ``order_approved`` (real shape, ~1.3 KB) with ``@ORDER@`` in place of the id."""
+    body = {
+        "order_id": "@ORDER@",
+        "order_ref": "cbQHbMQ",
+        "order_status": "paid",
+        "product_type": "payment",
+        "payment_method": "credit_card",
+        "store_id": "IUuICjDIMZh18ff",
+        "installments": 1,
+        "card_type": "visa",
+        "created_at": "2026-06-08 11:53",
+        "updated_at": "2026-06-08 11:53",
+        "approved_date": "2026-06-08 11:53",
+        "refunded_at": None,
+        "webhook_event_type": "order_approved",
+        "Product": {"product_id": str(uuid.UUID(int=7)), "product_name": "Curso de exemplo"},
+        "Customer": {
+            "full_name": "Maria Souza Lima",
+            "first_name": "Maria",
+            "email": "maria.souza@cliente-exemplo.com.br",
+            "mobile": "+5511987654321",
+            "CPF": "00000000000",
+            "ip": "203.0.113.10",
+            "city": "São Paulo",
+            "state": "SP",
+            "zipcode": "01001-000",
+            "country": "br",
+        },
+        "Commissions": {
+            "charge_amount": 19700,
+            "product_base_price": 19700,
+            "product_base_price_currency": "BRL",
+            "kiwify_fee": 1500,
+            "currency": "BRL",
+            "my_commission": 18200,
+        },
+        "TrackingParameters": {
+            "src": None,
+            "sck": "s-0123456789abcdef",
+            "utm_source": "facebook",
+            "utm_medium": "cpc",
+            "utm_campaign": "lancamento",
+            "utm_content": None,
+            "utm_term": None,
+            "s1": None,
+            "s2": None,
+            "s3": None,
+        },
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _requests(port: int, tenant_id: str) -> Iterator[bytes]:
+    """Signed webhook requests, each a new order."""
+    template = _order_template()
+    run = secrets.token_hex(4)
+    for n in itertools.count():
+        body = template.replace(b"@ORDER@", f"bench-{run}-{n}".encode())
+        signature = hmac.new(KIWIFY_SECRET.encode(), body, hashlib.sha1).hexdigest()
+        path = f"/api/v1/webhooks/kiwify/{tenant_id}?signature={signature}"
+        yield build_request(HOST, port, "POST", path, body)
+
+
+class _VaryingClient(_Client):
+    """The harness' keep-alive client, sending the next request of a shared generator each time."""
+
+    def __init__(self, requests: Iterator[bytes], *args: Any) -> None:
+        self._requests = requests
+        super().__init__(b"", *args)
+
+    @property
+    def _request(self) -> bytes:
+        return next(self._requests)
+
+    @_request.setter
+    def _request(self, _: bytes) -> None:
+        """The base class stores its fixed request here; this client has none."""
+
+
+async def _load(
+    port: int, requests: Iterator[bytes], seconds: float, rate: float | None = None
+) -> LoadResult:
+    """``bench.http_load.run_load`` with a new request per send (same pacing rules)."""
+    loop = asyncio.get_running_loop()
+    interval = CONNECTIONS / rate if rate else None
+    latencies: list[float] = []
+    clients: list[_VaryingClient] = []
+    for _ in range(CONNECTIONS):
+        _, client = await loop.create_connection(
+            partial(_VaryingClient, requests, 200, latencies, interval), HOST, port
+        )
+        clients.append(client)
+    started = time.perf_counter()
+    for index, client in enumerate(clients):
+        offset = index * interval / CONNECTIONS if interval else 0.0
+        client.start(started + seconds, started + offset)
+    await asyncio.gather(*(c.finished for c in clients))
+    return LoadResult(
+        requests=len(latencies),
+        errors=sum(c.errors for c in clients),
+        seconds=time.perf_counter() - started,
+        latencies=latencies,
+    )
+
+
+class _Registry(prov_grpc.TenantRegistryServiceServicer):
+    def __init__(self, config: prov.TenantConfig) -> None:
+        self._config = config
+
+    async def GetTenantConfig(
+        self, request: prov.GetTenantConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> prov.GetTenantConfigResponse:
+        if request.tenant_ref != self._config.tenant.id:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such tenant")
+        return prov.GetTenantConfigResponse(config=self._config)
+
+
+@contextlib.asynccontextmanager
+async def _tenant_registry(tenant_id: str) -> AsyncIterator[int]:
+    """An in-process registry serving one tenant (Kiwify secret; a limit the load never hits, so
+    the Redis script still runs on every request but never refuses)."""
+    config = prov.TenantConfig(
+        tenant=prov.Tenant(id=tenant_id, slug="bench", rate_limit_per_minute=100_000_000),
+        gateways=[prov.GatewayCredential(gateway="kiwify", secret=KIWIFY_SECRET)],
+    )
+    name = prov.DESCRIPTOR.services_by_name["TenantRegistryService"].full_name
+    server = await start_grpc_server(
+        GrpcSettings(port=0, auth_token=SecretStr(TOKEN)),
+        # The generated stub marks every RPC abstract; only GetTenantConfig is served here.
+        partial(
+            prov_grpc.add_TenantRegistryServiceServicer_to_server,
+            _Registry(config),  # type: ignore[abstract]
+        ),
+        [name],
+    )
+    try:
+        yield server.port
+    finally:
+        await server.stop(0)
+
+
+@contextlib.asynccontextmanager
+async def _queues(amqp_url: str, prefix: str) -> AsyncIterator[None]:
+    async with AmqpClient(AmqpSettings(url=amqp_url, prefix=prefix)) as amqp:
+        await amqp.declare(ingestion_topology())
+    try:
+        yield
+    finally:
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            channel = await connection.channel()
+            for queue in ingestion_topology().prefixed(prefix).all_queues():
+                await channel.queue_delete(queue.name)
+        finally:
+            await connection.close()
+
+
+def _figures(closed: LoadResult, paced: LoadResult, cpu: dict[str, float]) -> dict[str, float]:
+    if closed.errors or paced.errors:
+        raise RuntimeError(f"{closed.errors + paced.errors} webhooks were not answered 200")
+    return {
+        "throughput": closed.rate,
+        "p50": closed.latency_ms(50),
+        "p99": closed.latency_ms(99),
+        **cpu,
+        "half_rate": paced.rate,
+        "p50_at_half": paced.latency_ms(50),
+        "p99_at_half": paced.latency_ms(99),
+    }
+
+
+def _metrics() -> list[Metric]:
+    metrics = http_metrics(ratio_to=FASTAPI, half_rate=True)
+    # p99 at half rate compared with the no-op's own p99 at half rate.
+    return [
+        Metric(m.name, m.unit, m.higher_is_better, Ref(FASTAPI, m.name))
+        if m.name == "p99_at_half"
+        else m
+        for m in metrics
+    ]
+
+
+@benchmark(WEBHOOK, metrics=_metrics())
+async def webhook_accept(ctx: BenchContext) -> AsyncIterator[RunOnce]:
+    """Kiwify webhook, new order each: verify + normalise + commit, real service process."""
+    settings = ctx.settings
+    database = await ctx.shared(
+        "ingestion.database", lambda: temporary_database(settings.database_url)
+    )
+    db_url = _database_url(settings.database_url, database)
+    await asyncio.to_thread(migrations.upgrade, "ingestion", db_url)
+    tenant_id = str(uuid.uuid4())
+    prefix = f"bench.{secrets.token_hex(6)}."
+    port, grpc_port = free_port(), free_port()
+    env = {
+        "DATABASE_URL": db_url,
+        "AMQP_URL": settings.amqp_url,
+        "AMQP_PREFIX": prefix,
+        "GRPC_AUTH_TOKEN": TOKEN,
+        "INGESTION_HTTP_PORT": str(port),
+        "INGESTION_GRPC_PORT": str(grpc_port),
+        "TRACKAI_ENV": "test",
+        # One log line per accepted webhook would go to this terminal; warnings still show.
+        "LOG_LEVEL": "WARNING",
+    }
+    async with (
+        _queues(settings.amqp_url, prefix),
+        _tenant_registry(tenant_id) as registry_port,
+        process_server(
+            [sys.executable, "-m", "trackai_ingestion", "serve"],
+            port,
+            extra_env={**env, "PROVISIONER_GRPC_TARGET": f"127.0.0.1:{registry_port}"},
+        ) as server,
+    ):
+        requests = _requests(port, tenant_id)
+        seconds = ctx.seconds(2.0, 1.0)
+
+        async def once() -> dict[str, float]:
+            server_cpu, own_cpu = server.cpu_seconds(), time.process_time()
+            closed = await _load(port, requests, seconds)
+            cpu = {
+                "server_cpu": 100 * (server.cpu_seconds() - server_cpu) / closed.seconds,
+                "loadgen_cpu": 100 * (time.process_time() - own_cpu) / closed.seconds,
+            }
+            paced = await _load(port, requests, seconds, rate=closed.rate / 2)
+            return _figures(closed, paced, cpu)
+
+        yield once
+
+
+def _database_url(server_url: str, database: str) -> str:
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{database}"))

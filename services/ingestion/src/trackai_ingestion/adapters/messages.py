@@ -1,0 +1,107 @@
+"""Domain conversions as protobuf: the ``ingest-events`` message and the read API's record."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from trackai.ingestion.v1 import events_pb2 as pb
+from trackai_ingestion.domain.model import CanonicalStatus, Conversion, PaymentMethod
+
+INGEST_EVENT_TYPE = pb.IngestEvent.DESCRIPTOR.full_name
+
+STATUS_TO_PB = {
+    CanonicalStatus.APPROVED: pb.CONVERSION_STATUS_APPROVED,
+    CanonicalStatus.PENDING_PAYMENT: pb.CONVERSION_STATUS_PENDING_PAYMENT,
+    CanonicalStatus.REFUSED: pb.CONVERSION_STATUS_REFUSED,
+    CanonicalStatus.REFUNDED: pb.CONVERSION_STATUS_REFUNDED,
+    CanonicalStatus.CHARGEBACK: pb.CONVERSION_STATUS_CHARGEBACK,
+    CanonicalStatus.CANCELED: pb.CONVERSION_STATUS_CANCELED,
+    CanonicalStatus.ABANDONED: pb.CONVERSION_STATUS_ABANDONED,
+    CanonicalStatus.COMPLETED: pb.CONVERSION_STATUS_COMPLETED,
+    CanonicalStatus.EXPIRED: pb.CONVERSION_STATUS_EXPIRED,
+    CanonicalStatus.DISPUTED: pb.CONVERSION_STATUS_DISPUTED,
+}
+PB_TO_STATUS = {value: key for key, value in STATUS_TO_PB.items()}
+_METHOD_TO_PB = {
+    PaymentMethod.CREDIT_CARD: pb.PAYMENT_METHOD_CREDIT_CARD,
+    PaymentMethod.DEBIT_CARD: pb.PAYMENT_METHOD_DEBIT_CARD,
+    PaymentMethod.PIX: pb.PAYMENT_METHOD_PIX,
+    PaymentMethod.BOLETO: pb.PAYMENT_METHOD_BOLETO,
+    PaymentMethod.PAYPAL: pb.PAYMENT_METHOD_PAYPAL,
+    PaymentMethod.OTHER: pb.PAYMENT_METHOD_OTHER,
+    PaymentMethod.UNKNOWN: pb.PAYMENT_METHOD_UNSPECIFIED,
+}
+
+
+def timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def amount_text(amount: Decimal | None) -> str:
+    """Plain decimal string with at least two decimals ("5.00", "29.90", "1.2345"); "" if absent."""
+    if amount is None:
+        return ""
+    if amount == amount.quantize(Decimal("0.01")):
+        amount = amount.quantize(Decimal("0.01"))
+    return format(amount, "f")
+
+
+def conversion_pb(conversion: Conversion, conversion_id: str) -> pb.Conversion:
+    tracking = conversion.tracking
+    user = conversion.user_data
+    return pb.Conversion(
+        order_id=conversion.order_id,
+        gateway=conversion.gateway,
+        status=STATUS_TO_PB[conversion.status],
+        gateway_status=conversion.gateway_status,
+        event_time=timestamp(conversion.event_time),
+        amount=amount_text(conversion.amount),
+        currency=conversion.currency or "",
+        product_id=conversion.product_id or "",
+        product_name=conversion.product_name or "",
+        payment_method=_METHOD_TO_PB[conversion.payment_method],
+        tracking=pb.TrackingParameters(
+            src=tracking.src or "",
+            sck=tracking.sck or "",
+            utm_source=tracking.utm.get("utm_source", ""),
+            utm_medium=tracking.utm.get("utm_medium", ""),
+            utm_campaign=tracking.utm.get("utm_campaign", ""),
+            utm_content=tracking.utm.get("utm_content", ""),
+            utm_term=tracking.utm.get("utm_term", ""),
+            fbclid=tracking.fbclid or "",
+            fbc=tracking.fbc or "",
+            fbp=tracking.fbp or "",
+            extra=dict(tracking.extra),
+        ),
+        client_ip=conversion.client_ip or "",
+        user_agent=conversion.user_agent or "",
+        user_data=pb.HashedUserData(
+            em=user.em or "",
+            ph=user.ph or "",
+            fn=user.fn or "",
+            ln=user.ln or "",
+            ct=user.ct or "",
+            st=user.st or "",
+            zp=user.zp or "",
+            country=user.country or "",
+            external_id=user.external_id or "",
+        ),
+        conversion_id=conversion_id,
+    )
+
+
+def ingest_event(
+    *, message_id: str, tenant_id: str, received_at: datetime, conversion: Conversion,
+    conversion_id: str,
+) -> pb.IngestEvent:  # fmt: skip
+    return pb.IngestEvent(
+        message_id=message_id,
+        tenant_id=tenant_id,
+        received_time=timestamp(received_at),
+        conversion=conversion_pb(conversion, conversion_id),
+    )

@@ -1,0 +1,399 @@
+"""The interface every checkout-gateway adapter implements, and the parsing helpers they share.
+
+An adapter authenticates a request on its raw bytes and turns the parsed body into an
+:class:`~trackai_ingestion.domain.model.Interpretation`; it does no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from trackai_ingestion.domain.model import (
+    Accept,
+    AuthenticationFailed,
+    CanonicalStatus,
+    HashedUserData,
+    Ignore,
+    InvalidPayload,
+    MalformedBody,
+    PaymentMethod,
+    Tracking,
+)
+from trackai_kit.pii import hash_user_data
+
+#: Brazilian gateways that send local time without an offset mean Brasília time.
+BRASILIA = ZoneInfo("America/Sao_Paulo")
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_MAX_TEXT = 200
+#: ``ingestion.events.amount`` is numeric(18, 4).
+_MAX_AMOUNT = Decimal(10) ** 14
+
+
+class WebhookRequest:
+    """What arrived: the raw bytes (authenticated as is), headers (lower-case names), query."""
+
+    def __init__(
+        self, raw: bytes, headers: Mapping[str, str], query: Mapping[str, str] | None = None
+    ) -> None:
+        self.raw = raw
+        self.headers = {name.lower(): value for name, value in headers.items()}
+        self.query = dict(query or {})
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of a header; repeated header lines arrive joined by commas (RFC 9110)."""
+        value = self.headers.get(name.lower())
+        if value is None:
+            return []
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        """The JSON object; decimals stay exact (``Decimal``). Raises :class:`MalformedBody`."""
+        try:
+            parsed = json.loads(self.raw, parse_float=Decimal)
+        except UnicodeDecodeError as exc:
+            raise MalformedBody(f"body is not UTF-8 text ({exc.reason})") from exc
+        except json.JSONDecodeError as exc:
+            raise MalformedBody(
+                f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from exc
+        if not isinstance(parsed, dict):
+            raise MalformedBody(f"body must be a JSON object, got a JSON {type(parsed).__name__}")
+        return parsed
+
+
+class GatewayAdapter(ABC):
+    """One checkout platform: how it authenticates, and how its payloads read.
+
+    Adding a platform is one subclass in its own module, registered in
+    :data:`trackai_ingestion.domain.gateways.ADAPTERS`, plus its tests.
+    """
+
+    #: URL slug (``/api/v1/webhooks/<name>/...``) and the ``gateway`` of its conversions.
+    name: ClassVar[str]
+    display_name: ClassVar[str]
+    #: Where the operator finds the secret to store, quoted in 401 answers.
+    credential_location: ClassVar[str]
+
+    @abstractmethod
+    def authenticate(self, request: WebhookRequest, secret: str) -> None:
+        """Raise :class:`AuthenticationFailed` unless the request carries ``secret``."""
+
+    @abstractmethod
+    def interpret(self, body: Mapping[str, Any]) -> Accept | Ignore:
+        """Normalise the parsed body; raise :class:`InvalidPayload` naming the bad field."""
+
+    def check_body_secret(
+        self, request: WebhookRequest, key: str, secret: str, *, what: str
+    ) -> None:
+        """For gateways that put a static secret in the JSON body (Perfect Pay, Cakto): the body
+        is parsed to read it, and nothing else of it is looked at before it matches."""
+        received = request.body.get(key)
+        credential = f"{self.name}_{key}"
+        if not isinstance(received, str) or not received:
+            raise AuthenticationFailed(
+                credential,
+                f"missing `{key}` in the {self.display_name} payload: {self.display_name} sends "
+                f"its {what} in the body; check that this URL is configured as a "
+                f"{self.display_name} webhook",
+            )
+        if not secrets_match(received.strip(), secret):
+            raise AuthenticationFailed(
+                credential,
+                f"{self.display_name} {key} does not match the {what} stored for this tenant; "
+                f"copy it from {self.credential_location}",
+            )
+
+    def fix_hint(self, tenant_id: str) -> str:
+        """The command that stores the right secret, for 401 messages."""
+        return (
+            f"store it with `trackai tenant set-gateway {tenant_id} --gateway {self.name} "
+            "--secret <value>`"
+        )
+
+
+def secrets_match(received: str | bytes | None, expected: str) -> bool:
+    """Constant-time comparison; a missing value never matches (nor does an empty secret)."""
+    if received is None or not expected:
+        return False
+    given = received.encode() if isinstance(received, str) else received
+    return hmac.compare_digest(given, expected.encode())
+
+
+def hmac_hex(algorithm: str, key: str, raw: bytes) -> str:
+    return hmac.new(key.encode(), raw, algorithm).hexdigest()
+
+
+def signature_matches(received: str | None, algorithm: str, key: str, raw: bytes) -> bool:
+    """Whether ``received`` (hex, any case) is HMAC-``algorithm`` of ``raw`` under ``key``."""
+    if received is None or not key:
+        return False
+    return secrets_match(received.strip().lower(), hmac_hex(algorithm, key, raw))
+
+
+def verify_relay_signature(request: WebhookRequest, signing_secret: str, tenant_id: str) -> None:
+    """``X-Signature: sha256=<hex>`` (HMAC-SHA256 of the raw body), required when configured."""
+    # Eduzz's own signature travels in a header of the same name (bare hex): ours is the value
+    # with the ``sha256=`` scheme, so a relay in front of Eduzz sends both header lines.
+    ours = [v for v in request.header_values("x-signature") if v.lower().startswith("sha256=")]
+    if not ours:
+        raise AuthenticationFailed(
+            "x_signature",
+            "missing X-Signature header: this tenant has a signing secret for this gateway, so "
+            "every webhook must carry `X-Signature: sha256=<hex HMAC-SHA256 of the body>`; "
+            "configure the relay with that secret, or remove it with `trackai tenant "
+            f"set-gateway {tenant_id} ...` without --signing-secret",
+        )
+    if not any(signature_matches(v[7:], "sha256", signing_secret, request.raw) for v in ours):
+        raise AuthenticationFailed(
+            "x_signature",
+            "X-Signature does not match the signing secret stored for this tenant and gateway "
+            "(expected `sha256=<hex HMAC-SHA256 of the raw body>`); check the relay's key against "
+            f"`trackai tenant set-gateway {tenant_id} --signing-secret ...`",
+        )
+
+
+# -- reading fields --------------------------------------------------------------------------
+
+
+def get_path(body: Mapping[str, Any], path: str) -> Any:
+    """``a.b.c`` inside nested objects; ``None`` when any step is missing or not an object."""
+    node: Any = body
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def text(value: Any) -> str | None:
+    """A scalar as trimmed text; ``None`` for null, empty, objects and lists."""
+    if value is None or isinstance(value, bool | Mapping | list):
+        return None
+    if isinstance(value, Decimal):
+        value = format(value, "f")
+    result = str(value).strip()
+    return result[:_MAX_TEXT] if result else None
+
+
+def opt_text(body: Mapping[str, Any], path: str) -> str | None:
+    return text(get_path(body, path))
+
+
+def require_text(body: Mapping[str, Any], path: str) -> str:
+    value = opt_text(body, path)
+    if value is None:
+        raise InvalidPayload(path, "is required")
+    return value
+
+
+def require_object(body: Mapping[str, Any], path: str) -> Mapping[str, Any]:
+    value = get_path(body, path)
+    if not isinstance(value, Mapping):
+        raise InvalidPayload(path, "is required and must be an object")
+    return value
+
+
+# -- amounts ----------------------------------------------------------------------------------
+
+
+def _decimal(value: Any, path: str) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise InvalidPayload(path, "must be a number")
+    try:
+        amount = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
+    except InvalidOperation as exc:
+        raise InvalidPayload(path, f"must be a number, got {str(value)[:40]!r}") from exc
+    if not amount.is_finite() or amount < 0:
+        raise InvalidPayload(path, "must be a finite amount >= 0")
+    if amount >= _MAX_AMOUNT:
+        raise InvalidPayload(path, "is too large")
+    if amount != amount.quantize(Decimal("0.0001")):
+        raise InvalidPayload(path, "has more than 4 decimal places")
+    return amount
+
+
+def amount_from_units(body: Mapping[str, Any], path: str) -> Decimal | None:
+    """An amount the gateway sends in currency units (reais), exact."""
+    value = get_path(body, path)
+    return None if value is None or value == "" else _decimal(value, path)
+
+
+def amount_from_cents(body: Mapping[str, Any], path: str) -> Decimal | None:
+    """An amount the gateway sends as integer cents, in currency units."""
+    value = get_path(body, path)
+    if value is None or value == "":
+        return None
+    cents = _decimal(value, path)
+    if cents != cents.to_integral_value():
+        raise InvalidPayload(path, "must be a whole number of cents")
+    return cents.scaleb(-2)
+
+
+def currency(value: str | None, path: str, default: str = "BRL") -> str:
+    code = (value or default).strip().upper()
+    if not _CURRENCY.fullmatch(code):
+        raise InvalidPayload(path, f"must be an ISO 4217 code, got {code[:10]!r}")
+    return code
+
+
+# -- times ------------------------------------------------------------------------------------
+
+
+def brasilia_time(body: Mapping[str, Any], path: str, formats: tuple[str, ...]) -> datetime | None:
+    """Brasília local time without an offset (Kiwify, Perfect Pay), converted to UTC."""
+    value = opt_text(body, path)
+    if value is None:
+        return None
+    for fmt in formats:
+        try:
+            local = datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+        return local.replace(tzinfo=BRASILIA).astimezone(UTC)
+    raise InvalidPayload(path, f"is not a date in the form {formats[0]!r}")
+
+
+def epoch_ms_time(body: Mapping[str, Any], path: str) -> datetime | None:
+    """Unix epoch milliseconds (Hotmart), as UTC."""
+    value = get_path(body, path)
+    if value is None or value == "":
+        return None
+    millis = _decimal(value, path)
+    try:
+        return datetime.fromtimestamp(float(millis) / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise InvalidPayload(path, "is not a valid epoch in milliseconds") from exc
+
+
+def iso_time(body: Mapping[str, Any], path: str) -> datetime | None:
+    """ISO 8601 with an offset or ``Z`` (Cakto, Eduzz v3), as UTC; no offset means Brasília."""
+    value = opt_text(body, path)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidPayload(path, "is not an ISO 8601 date-time") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=BRASILIA)
+    return parsed.astimezone(UTC)
+
+
+def first_time(*candidates: datetime | None) -> datetime | None:
+    return next((c for c in candidates if c is not None), None)
+
+
+# -- people and tracking ----------------------------------------------------------------------
+
+
+def split_name(full_name: str | None) -> tuple[str | None, str | None]:
+    """First and last word of a full name (Meta's ``fn`` / ``ln``)."""
+    words = (full_name or "").split()
+    if not words:
+        return None, None
+    return words[0], (words[-1] if len(words) > 1 else None)
+
+
+def hashed_user_data(
+    *,
+    email: Any = None,
+    phone: Any = None,
+    first_name: Any = None,
+    last_name: Any = None,
+    city: Any = None,
+    state: Any = None,
+    zip_code: Any = None,
+    country: Any = None,
+) -> HashedUserData:
+    """Hash what is present as Meta normalises it; plaintext does not leave this function."""
+    hashed = hash_user_data(
+        {
+            "em": email,
+            "ph": phone,
+            "fn": first_name,
+            "ln": last_name,
+            "ct": city,
+            "st": state,
+            "zp": zip_code,
+            "country": country,
+        }
+    )
+    return HashedUserData(
+        em=hashed.get("em"),
+        ph=hashed.get("ph"),
+        fn=hashed.get("fn"),
+        ln=hashed.get("ln"),
+        ct=hashed.get("ct"),
+        st=hashed.get("st"),
+        zp=hashed.get("zp"),
+        country=hashed.get("country"),
+    )
+
+
+def tracking_from(
+    source: Mapping[str, Any] | None,
+    *,
+    extra_keys: tuple[str, ...] = (),
+    aliases: Mapping[str, str] | None = None,
+) -> Tracking:
+    """Tracking fields found in one object: ``src``, ``sck``, ``utm_*``, fbclid/fbc/fbp, extras.
+
+    ``aliases`` maps a gateway's own key to ours (``_fbp`` -> ``fbp``, ``source`` ->
+    ``utm_source``).
+    """
+    if not isinstance(source, Mapping):
+        return Tracking()
+    values: dict[str, str] = {}
+    for key, raw in source.items():
+        value = text(raw)
+        if value is None or value.lower() in ("null", "undefined", "não informado"):
+            continue
+        values[(aliases or {}).get(key, key)] = value
+    return Tracking(
+        src=values.get("src"),
+        sck=values.get("sck"),
+        utm={key: values[key] for key in UTM_KEYS if key in values},
+        fbclid=values.get("fbclid"),
+        fbc=values.get("fbc") or values.get("_fbc"),
+        fbp=values.get("fbp") or values.get("_fbp"),
+        extra={key: values[key] for key in extra_keys if key in values},
+    )
+
+
+def client_ip(value: Any) -> str | None:
+    """A valid IPv4/IPv6 address as text, else ``None`` (the column is ``inet``)."""
+    candidate = text(value)
+    if candidate is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
+
+
+def status_from(table: Mapping[str, CanonicalStatus], key: str | None) -> CanonicalStatus | None:
+    return table.get(key.strip().lower()) if key is not None else None
+
+
+def sha256_hex(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def payment_method(table: Mapping[str, PaymentMethod], raw: str | None) -> PaymentMethod:
+    """The canonical method: unknown when not sent, other when sent but not one we know."""
+    if raw is None:
+        return PaymentMethod.UNKNOWN
+    return table.get(raw.strip().lower(), PaymentMethod.OTHER)

@@ -1,0 +1,230 @@
+"""HTTP side of browser collection: ``POST /api/v1/collect/{tenant}`` with its CORS preflight, and
+the tracking script at ``GET /sdk/v1/track.js``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from trackai_ingestion.domain.collect import (
+    MAX_BODY_BYTES,
+    CollectTenant,
+    InvalidHit,
+    client_ip,
+    origin_allowed,
+    parse_networks,
+    request_origin,
+)
+from trackai_ingestion.service_layer.collect import RecordBrowserHit, TenantUnavailable
+from trackai_kit.logging import get_logger
+
+log = get_logger(__name__)
+
+COLLECT_PATH = "/api/v1/collect/{tenant_ref}"
+SCRIPT_PATH = "/sdk/v1/track.js"
+#: Chromium caps preflight caching at 2 hours; asking for more is ignored.
+PREFLIGHT_MAX_AGE_S = 7200
+#: sendBeacon sends a string as text/plain; fetch() may send JSON (which needs a preflight).
+_ACCEPTED_MEDIA_TYPES = {"application/json", "text/plain", ""}
+_REGISTRY_RETRY_AFTER_S = "5"
+#: A tenant UUID or slug (the registry's slug rule), checked before asking the registry.
+_TENANT_REF = re.compile(
+    r"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|[a-z0-9][a-z0-9-]{0,39}"
+)
+
+
+class _Refused(Exception):
+    """An answer other than 204; raised anywhere in a request, turned into JSON once."""
+
+    def __init__(
+        self, status: int, error: str, detail: Any, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            status_code=self.status,
+            content={"error": self.error, "detail": self.detail},
+            headers=self.headers or None,
+        )
+
+
+async def _read_limited(request: Request) -> bytes | None:
+    """The body, or None as soon as it is known to exceed :data:`MAX_BODY_BYTES`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _Script:
+    """The tracking script, loaded once, served with a strong ETag and gzip when accepted."""
+
+    def __init__(self, max_age_s: int) -> None:
+        self.body = resources.files("trackai_ingestion").joinpath("static/track.js").read_bytes()
+        self.gzipped = gzip.compress(self.body, compresslevel=9, mtime=0)
+        digest = hashlib.sha256(self.body).hexdigest()[:32]
+        # Each encoding is its own representation, hence its own strong ETag.
+        self.etags = {"identity": f'"{digest}"', "gzip": f'"{digest}-gzip"'}
+        self.headers = {
+            "Cache-Control": f"public, max-age={max_age_s}, stale-while-revalidate=86400",
+            "Vary": "Accept-Encoding",
+            "X-Content-Type-Options": "nosniff",
+            # Lets pages load it with `crossorigin` + Subresource Integrity.
+            "Access-Control-Allow-Origin": "*",
+        }
+
+    def response(self, request: Request) -> Response:
+        encoding = "gzip" if "gzip" in request.headers.get("accept-encoding", "") else "identity"
+        headers = {**self.headers, "ETag": self.etags[encoding]}
+        if self.etags[encoding] in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        body = self.body
+        if encoding == "gzip":
+            body = self.gzipped
+            headers["Content-Encoding"] = "gzip"
+        return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
+
+
+async def _lookup(record: RecordBrowserHit, tenant_ref: str) -> CollectTenant:
+    # Junk paths never reach the registry (nor its negative cache).
+    if not _TENANT_REF.fullmatch(tenant_ref):
+        raise _Refused(404, "unknown_tenant", "no tenant with this id or slug")
+    try:
+        tenant = await record.tenant(tenant_ref)
+    except TenantUnavailable:
+        log.warning("tenant registry unavailable for collect", tenant_ref=tenant_ref)
+        raise _Refused(
+            503,
+            "registry_unavailable",
+            "tenant configuration temporarily unavailable; retry",
+            {"Retry-After": _REGISTRY_RETRY_AFTER_S},
+        ) from None
+    if tenant is None:
+        raise _Refused(404, "unknown_tenant", "no tenant with this id or slug")
+    return tenant
+
+
+def _allowed_origin(origin: str | None, tenant: CollectTenant) -> str:
+    if origin is None or not origin_allowed(origin, tenant.allowed_domains):
+        log.info("collect origin refused", tenant_id=tenant.tenant_id, origin=origin)
+        raise _Refused(
+            403,
+            "origin_not_allowed",
+            "this page's domain is not in the tenant's allowed domains"
+            if origin
+            else "an Origin header from one of the tenant's allowed domains is required",
+        )
+    return origin
+
+
+def build_collect_router(
+    record: RecordBrowserHit,
+    *,
+    trusted_proxies: Sequence[str] = (),
+    script_max_age_s: int = 3600,
+) -> APIRouter:
+    """Routes of browser collection. ``trusted_proxies``: CIDRs whose ``X-Forwarded-For`` is
+    believed (the load balancer / ingress); from anyone else the TCP peer is the client.
+    """
+    trusted = parse_networks(trusted_proxies)
+    script = _Script(script_max_age_s)
+    router = APIRouter()
+
+    async def answer_preflight(tenant_ref: str, request: Request) -> Response:
+        tenant = await _lookup(record, tenant_ref)
+        origin = _allowed_origin(request.headers.get("origin"), tenant)
+        return Response(
+            status_code=204,
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": "POST, OPTIONS",
+                "Access-Control-Allow-Headers": "Content-Type",
+                "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
+                "Vary": "Origin",
+            },
+        )
+
+    async def accept_hit(tenant_ref: str, request: Request) -> Response:
+        body = await _read_limited(request)
+        if body is None:
+            raise _Refused(413, "body_too_large", f"a hit is limited to {MAX_BODY_BYTES} bytes")
+        tenant = await _lookup(record, tenant_ref)
+        # Browsers always send Origin on cross-origin POSTs; without it, the Referer's origin.
+        origin = _allowed_origin(
+            request_origin(request.headers.get("origin"), request.headers.get("referer")), tenant
+        )
+        cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type not in _ACCEPTED_MEDIA_TYPES:
+            raise _Refused(
+                415, "unsupported_media_type", "send JSON as application/json or text/plain", cors
+            )
+        try:
+            payload = json.loads(body)
+        except ValueError:  # UnicodeDecodeError included
+            raise _Refused(400, "invalid_json", "the body is not valid UTF-8 JSON", cors) from None
+        peer = request.client.host if request.client else None
+        try:
+            recorded = await record(
+                tenant,
+                payload,
+                client_ip=client_ip(peer, request.headers.getlist("x-forwarded-for"), trusted),
+                user_agent=request.headers.get("user-agent"),
+            )
+        except InvalidHit as exc:
+            # Field names only in the log: the values may be personal data.
+            log.info(
+                "collect hit refused",
+                tenant_id=tenant.tenant_id,
+                fields=[".".join(map(str, e.loc)) for e in exc.errors],
+            )
+            detail = [
+                {"loc": ["body", *error.loc], "msg": error.msg, "type": error.type}
+                for error in exc.errors
+            ]
+            raise _Refused(422, "invalid_request", detail, cors) from None
+        if not recorded.stored:
+            log.debug("duplicate hit absorbed", tenant_id=tenant.tenant_id)
+        return Response(status_code=204, headers=cors)
+
+    @router.options(COLLECT_PATH, include_in_schema=False)
+    async def preflight(tenant_ref: str, request: Request) -> Response:
+        try:
+            return await answer_preflight(tenant_ref, request)
+        except _Refused as refused:
+            return refused.response()
+
+    @router.post(COLLECT_PATH, status_code=204, response_class=Response)
+    async def collect(tenant_ref: str, request: Request) -> Response:
+        """Record a page view, lead or checkout start (JSON, sent as text/plain by beacons)."""
+        try:
+            return await accept_hit(tenant_ref, request)
+        except _Refused as refused:
+            return refused.response()
+
+    @router.api_route(SCRIPT_PATH, methods=["GET", "HEAD"], include_in_schema=False)
+    async def tracking_script(request: Request) -> Response:
+        return script.response(request)
+
+    return router

@@ -1,0 +1,298 @@
+"""Receive one checkout webhook: find the tenant's credential, authenticate the raw bytes, limit
+the rate, normalise, and store durably before answering.
+
+Every outcome is a :class:`WebhookOutcome` (status, JSON body, headers); nothing here knows HTTP
+frameworks. The order of the checks is deliberate: a refused credential is decided before the
+body is interpreted and before the request counts against the tenant's rate, so an
+unauthenticated flood cannot use up a tenant's budget and delay its real sales.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import asyncpg
+import grpc
+
+from trackai.provisioner.v1 import provisioner_service_pb2 as prov
+from trackai_ingestion.adapters.rate_limit import RateDecision
+from trackai_ingestion.adapters.repository import ConversionStore, Receipt
+from trackai_ingestion.domain.gateways import ADAPTERS, GatewayAdapter, WebhookRequest
+from trackai_ingestion.domain.gateways.base import sha256_hex, verify_relay_signature
+from trackai_ingestion.domain.model import (
+    Accept,
+    AuthenticationFailed,
+    Ignore,
+    InvalidPayload,
+    MalformedBody,
+)
+from trackai_ingestion.domain.redaction import redact_body
+from trackai_kit.logging import get_logger
+from trackai_kit.tenant_config import TenantConfigUnavailable
+
+log = get_logger(__name__)
+
+#: Seconds a gateway is asked to wait when we cannot decide now (registry or database down).
+RETRY_LATER_S = 30
+#: Request headers kept in receipts: never credentials, never the buyer's data.
+_KEPT_HEADERS = ("content-type", "content-length", "user-agent", "x-request-id")
+
+
+class TenantConfigs(Protocol):
+    async def get(self, tenant_ref: str) -> prov.TenantConfig | None: ...
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, tenant_id: str, limit_per_minute: int) -> RateDecision: ...
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _error(status: int, code: str, detail: str, **extra: Any) -> WebhookOutcome:
+    return WebhookOutcome(status, {"error": code, "detail": detail, **extra})
+
+
+def _retry_later(code: str, why: str) -> WebhookOutcome:
+    return WebhookOutcome(
+        503, {"error": code, "detail": f"{why}; retry later"}, {"Retry-After": str(RETRY_LATER_S)}
+    )
+
+
+class _Stop(Exception):
+    """Ends the handling of a request early with ``outcome``."""
+
+    def __init__(self, outcome: WebhookOutcome) -> None:
+        super().__init__(outcome.body.get("error"))
+        self.outcome = outcome
+
+
+def unknown_gateway(gateway: str) -> WebhookOutcome:
+    return _error(
+        404,
+        "unknown_gateway",
+        f"no webhook receiver for gateway {gateway[:40]!r}; "
+        f"supported: {', '.join(sorted(ADAPTERS))}",
+    )
+
+
+class WebhookService:
+    def __init__(
+        self,
+        tenants: TenantConfigs,
+        limiter: RateLimiter,
+        store: ConversionStore,
+        *,
+        default_rate_limit: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._tenants = tenants
+        self._limiter = limiter
+        self._store = store
+        self._default_rate_limit = default_rate_limit
+        self._clock = clock
+
+    async def receive(
+        self,
+        gateway: str,
+        tenant_ref: str,
+        request: WebhookRequest,
+        *,
+        source_ip: str | None = None,
+    ) -> WebhookOutcome:
+        received_at = self._clock()
+        adapter = ADAPTERS.get(gateway)
+        if adapter is None:
+            return unknown_gateway(gateway)
+        try:
+            tenant_id, config = await self._tenant(tenant_ref, adapter)
+            self._authenticate(adapter, tenant_id, config, request, source_ip)
+            await self._within_rate(tenant_id, config)
+        except _Stop as stop:
+            return stop.outcome
+        return await self._interpret_and_store(adapter, tenant_id, request, received_at)
+
+    async def _tenant(
+        self, tenant_ref: str, adapter: GatewayAdapter
+    ) -> tuple[uuid.UUID, prov.TenantConfig]:
+        try:
+            tenant_id = uuid.UUID(tenant_ref)
+        except ValueError:
+            raise _Stop(_unknown_tenant(tenant_ref)) from None
+        try:
+            config = await self._tenants.get(str(tenant_id))
+        except (TenantConfigUnavailable, grpc.aio.AioRpcError) as exc:
+            log.warning(
+                "tenant registry unavailable; asking the gateway to retry",
+                gateway=adapter.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise _Stop(
+                _retry_later("tenant_registry_unavailable", "the tenant registry cannot be reached")
+            ) from None
+        if config is None:
+            raise _Stop(_unknown_tenant(tenant_ref))
+        return tenant_id, config
+
+    def _authenticate(
+        self,
+        adapter: GatewayAdapter,
+        tenant_id: uuid.UUID,
+        config: prov.TenantConfig,
+        request: WebhookRequest,
+        source_ip: str | None,
+    ) -> None:
+        credential = next((c for c in config.gateways if c.gateway == adapter.name), None)
+        if credential is None or not (credential.secret or credential.signing_secret):
+            raise _Stop(
+                _error(
+                    404,
+                    "gateway_not_configured",
+                    f"tenant {tenant_id} has no {adapter.display_name} credential; store it with "
+                    f"`trackai tenant set-gateway {tenant_id} --gateway {adapter.name} "
+                    f"--secret ...` ({adapter.credential_location})",
+                )
+            )
+        try:
+            if credential.signing_secret:
+                verify_relay_signature(request, credential.signing_secret, str(tenant_id))
+            if credential.secret:
+                adapter.authenticate(request, credential.secret)
+        except AuthenticationFailed as exc:
+            # Security log line: who, which credential, from where; never the body.
+            log.warning(
+                "webhook refused: credential mismatch",
+                tenant_id=str(tenant_id),
+                gateway=adapter.name,
+                credential=exc.credential,
+                source_ip=source_ip,
+                body_bytes=len(request.raw),
+            )
+            hint = (
+                "" if exc.credential == "x_signature" else "; " + adapter.fix_hint(str(tenant_id))
+            )
+            raise _Stop(
+                _error(401, "invalid_credentials", f"{exc}{hint}", credential=exc.credential)
+            ) from None
+        except MalformedBody as exc:
+            # Only for gateways whose credential is inside the body: not authenticated, so
+            # nothing is stored.
+            raise _Stop(_error(400, "malformed_body", str(exc))) from None
+
+    async def _within_rate(self, tenant_id: uuid.UUID, config: prov.TenantConfig) -> None:
+        limit = config.tenant.rate_limit_per_minute or self._default_rate_limit
+        decision = await self._limiter.acquire(str(tenant_id), limit)
+        if not decision.allowed:
+            retry = max(1, decision.retry_after_s)
+            raise _Stop(
+                WebhookOutcome(
+                    429,
+                    {
+                        "error": "rate_limited",
+                        "detail": f"tenant {tenant_id} is over its limit of {limit} webhooks "
+                        f"per minute; retry after {retry} s",
+                    },
+                    {"Retry-After": str(retry)},
+                )
+            )
+
+    async def _interpret_and_store(
+        self,
+        adapter: GatewayAdapter,
+        tenant_id: uuid.UUID,
+        request: WebhookRequest,
+        received_at: datetime,
+    ) -> WebhookOutcome:
+        def receipt(
+            outcome: str,
+            status: int,
+            *,
+            reason: str | None = None,
+            order_id: str | None = None,
+            body: Mapping[str, Any] | None = None,
+        ) -> Receipt:
+            return Receipt(
+                received_at=received_at,
+                gateway=adapter.name,
+                outcome=outcome,
+                http_status=status,
+                body_sha256=sha256_hex(request.raw),
+                body_redacted=redact_body(body) if body is not None else {},
+                headers={k: v for k, v in request.headers.items() if k in _KEPT_HEADERS},
+                content_type=request.headers.get("content-type"),
+                reason=reason,
+                order_id=order_id,
+            )
+
+        try:
+            try:
+                body = request.body
+            except MalformedBody as exc:
+                await self._store.record(tenant_id, receipt("invalid", 400, reason=str(exc)))
+                return _error(400, "malformed_body", str(exc))
+            try:
+                result = adapter.interpret(body)
+            except InvalidPayload as exc:
+                await self._store.record(
+                    tenant_id, receipt("invalid", 422, reason=str(exc), body=body)
+                )
+                return _error(422, "invalid_payload", str(exc), field=exc.field)
+            if isinstance(result, Ignore):
+                outcome = "test" if result.is_test else "ignored"
+                await self._store.record(
+                    tenant_id,
+                    receipt(
+                        outcome, 200, reason=result.reason, order_id=result.order_id, body=body
+                    ),
+                )
+                return WebhookOutcome(200, {"status": "ignored", "reason": result.reason})
+            return await self._accept(adapter, tenant_id, result, receipt(
+                "accepted", 200, order_id=result.conversion.order_id, body=body
+            ))  # fmt: skip
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, TimeoutError):
+            log.exception("webhook not stored: database unavailable", gateway=adapter.name)
+            return _retry_later("storage_unavailable", "the webhook could not be stored")
+
+    async def _accept(
+        self, adapter: GatewayAdapter, tenant_id: uuid.UUID, result: Accept, receipt: Receipt
+    ) -> WebhookOutcome:
+        if result.test_reason is not None:
+            await self._store.record(
+                tenant_id,
+                replace(receipt, outcome="test", reason=result.test_reason),
+            )
+            return WebhookOutcome(200, {"status": "ignored", "reason": result.test_reason})
+        accepted = await self._store.accept(tenant_id, result.conversion, receipt)
+        log.info(
+            "webhook accepted",
+            tenant_id=str(tenant_id),
+            gateway=adapter.name,
+            conversion_id=str(accepted.conversion_id),
+            status=result.conversion.status.value,
+            duplicate=accepted.duplicate,
+        )
+        return WebhookOutcome(
+            200,
+            {
+                "status": "accepted",
+                "conversion_id": str(accepted.conversion_id),
+                "duplicate": accepted.duplicate,
+            },
+        )
+
+
+def _unknown_tenant(tenant_ref: str) -> WebhookOutcome:
+    return _error(
+        404,
+        "unknown_tenant",
+        f"no tenant {tenant_ref[:64]!r}; the webhook URL must carry the tenant id shown by "
+        "`trackai tenant get <slug>`",
+    )

@@ -1,0 +1,171 @@
+"""Integration fixtures of the webhook receiver: a real gRPC tenant registry (serving
+GetTenantConfig from memory to the real ``TenantConfigClient``), a migrated database, and the
+ingestion HTTP app driven through httpx's ASGI transport.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from trackai.provisioner.v1 import provisioner_service_pb2 as prov
+from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
+from trackai_ingestion.bootstrap import Components, build_components
+from trackai_ingestion.settings import Settings
+from trackai_kit import migrations
+from trackai_kit.grpc import GrpcServer, start_grpc_server
+from trackai_kit.http import create_app
+from trackai_kit.settings import GrpcSettings
+from trackai_testing.plugin import in_thread
+
+TOKEN = "test-token-ingestion"
+REGISTRY_SERVICE = prov.DESCRIPTOR.services_by_name["TenantRegistryService"].full_name
+#: Secrets of the test tenants, one per gateway (the fixtures' own values where they carry one).
+SECRETS = {
+    "kiwify": "9ch0bpzogu9",
+    "perfectpay": "0123456789abcdef0123456789abcdef",
+    "hotmart": "hottok-of-the-test-account",
+    "eduzz": "eduzz-signing-secret",
+    "cakto": "f8c3de3d-1fea-4d7c-a8b0-29f63c4c3454",
+}
+
+
+class _Registry(prov_grpc.TenantRegistryServiceServicer):
+    def __init__(self, configs: dict[str, prov.TenantConfig]) -> None:
+        self._configs = configs
+        self.calls = 0
+
+    async def GetTenantConfig(
+        self, request: prov.GetTenantConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> prov.GetTenantConfigResponse:
+        self.calls += 1
+        config = self._configs.get(request.tenant_ref)
+        if config is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such tenant")
+        return prov.GetTenantConfigResponse(config=config)
+
+
+@dataclass
+class Registry:
+    """A real gRPC TenantRegistryService on an ephemeral port, configurable per test."""
+
+    server: GrpcServer
+    servicer: _Registry
+    configs: dict[str, prov.TenantConfig] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    def add_tenant(
+        self,
+        *,
+        rate_limit: int = 10_000,
+        signing_secrets: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
+    ) -> str:
+        tenant_id = str(uuid.uuid4())
+        gateways = [
+            prov.GatewayCredential(
+                gateway=name, secret=secret, signing_secret=(signing_secrets or {}).get(name, "")
+            )
+            for name, secret in (secrets if secrets is not None else SECRETS).items()
+        ]
+        self.configs[tenant_id] = prov.TenantConfig(
+            tenant=prov.Tenant(
+                id=tenant_id, slug=f"t{tenant_id[:8]}", rate_limit_per_minute=rate_limit
+            ),
+            gateways=gateways,
+        )
+        return tenant_id
+
+
+@pytest.fixture
+def database_url(empty_database_url: str) -> str:
+    """A fresh database with only this service's schema: other services' migrations (built in
+    parallel) cannot break these tests."""
+    in_thread(lambda: migrations.upgrade("ingestion", empty_database_url))
+    return empty_database_url
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def registry() -> AsyncIterator[Registry]:
+    configs: dict[str, prov.TenantConfig] = {}
+    servicer = _Registry(configs)
+    server = await start_grpc_server(
+        GrpcSettings(port=0, auth_token=TOKEN),  # type: ignore[arg-type]
+        partial(prov_grpc.add_TenantRegistryServiceServicer_to_server, servicer),
+        [REGISTRY_SERVICE],
+    )
+    try:
+        yield Registry(server, servicer, configs)
+    finally:
+        await server.stop(0)
+
+
+def ingestion_settings(database_url: str, registry_target: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "DATABASE_URL": database_url,
+        "PROVISIONER_GRPC_TARGET": registry_target,
+        "GRPC_AUTH_TOKEN": TOKEN,
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "TRACKAI_ENV": "test",
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@dataclass
+class App:
+    client: httpx.AsyncClient
+    components: Components
+
+
+AppFactory = Callable[..., Awaitable[App]]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def make_app(
+    database_url: str, registry: Registry, pg_pool: Any
+) -> AsyncIterator[AppFactory]:
+    """``await make_app(**settings)``: an ingestion HTTP app (its own pool, limiter, registry
+    client) on the test database; several calls give several independent replicas."""
+    opened: list[App] = []
+
+    async def make(**overrides: Any) -> App:
+        settings = ingestion_settings(database_url, registry.target, **overrides)
+        pool = await pg_pool(database_url, schema="ingestion")
+        components = build_components(settings, pool)
+        app: FastAPI = create_app("ingestion")
+        components.configure_http(app, settings)
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 4711)),
+            base_url="http://ingestion.test",
+        )
+        opened.append(App(client, components))
+        return opened[-1]
+
+    yield make
+    for app in opened:
+        await app.client.aclose()
+        for close in app.components.closers:
+            await close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def app(make_app: AppFactory) -> App:
+    return await make_app()
+
+
+@pytest.fixture
+def tenant(registry: Registry) -> str:
+    return registry.add_tenant()

@@ -1,0 +1,230 @@
+"""The real ``python -m trackai_ingestion serve`` process with RabbitMQ cut away mid-run: webhooks
+keep being acknowledged, and once the broker is back every acknowledged one reaches
+``ingest-events`` exactly once. Its logs never carry the buyers' personal data."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import httpx
+import pytest
+import pytest_asyncio
+
+from trackai.ingestion.v1 import events_pb2 as ev
+from trackai_kit.amqp import AmqpClient
+from trackai_kit.settings import AmqpSettings
+from trackai_kit.topology import INGEST_EVENTS, ingestion_topology
+
+from ..conftest import PLAINTEXT, fixture_bytes
+from .conftest import TOKEN, Registry
+from .test_webhooks_api import EXPECTED, credentials, with_changes
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[4]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class FaultProxy:
+    """A TCP proxy in front of RabbitMQ that can be cut (listener closed, connections reset) and
+    restored on the same port."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.port = free_port()
+        self._upstream = upstream_port
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def proxy(amqp_url: str) -> AsyncIterator[FaultProxy]:
+    upstream = httpx.URL(amqp_url).port or 5672
+    fault = FaultProxy(upstream)
+    await fault.start()
+    yield fault
+    with contextlib.suppress(Exception):
+        await fault.cut()
+
+
+async def _start_service(env: dict[str, str], log_path: Path) -> asyncio.subprocess.Process:
+    with log_path.open("wb") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "trackai_ingestion", "serve",
+            cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+
+
+async def _wait_ready(url: str, process: asyncio.subprocess.Process, log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            assert process.returncode is None, log_path.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{url}/ready")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"ingestion not ready:\n{log_path.read_text()}")
+
+
+async def _queue_depth(amqp_url: str, queue: str) -> int:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+    finally:
+        await connection.close()
+
+
+async def _wait_depth(amqp_url: str, queue: str, expected: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    depth = 0
+    while time.monotonic() < deadline:
+        depth = await _queue_depth(amqp_url, queue)
+        if depth >= expected:
+            await asyncio.sleep(1.0)  # a late duplicate would show up here
+            return await _queue_depth(amqp_url, queue)
+        await asyncio.sleep(0.5)
+    return depth
+
+
+async def _drain(amqp_url: str, queue: str) -> list[str]:
+    connection = await aio_pika.connect(amqp_url)
+    ids: list[str] = []
+    try:
+        channel = await connection.channel()
+        q = await channel.get_queue(queue, ensure=False)
+        while (message := await q.get(no_ack=False, fail=False)) is not None:
+            event = ev.IngestEvent.FromString(message.body)
+            assert message.message_id == event.message_id
+            ids.append(event.message_id)
+            await message.ack()
+    finally:
+        await connection.close()
+    return ids
+
+
+async def _post(client: httpx.AsyncClient, url: str, gateway: str, raw: bytes) -> httpx.Response:
+    extra = credentials(gateway, raw)
+    headers = {"Content-Type": "application/json", **extra.pop("headers", {})}
+    return await client.post(url, content=raw, headers=headers, **extra)
+
+
+async def test_acknowledged_webhooks_reach_ingest_events_after_a_broker_outage(
+    registry: Registry,
+    database_url: str,
+    amqp_url: str,
+    amqp_prefix: str,
+    proxy: FaultProxy,
+    tmp_path: Path,
+) -> None:
+    # The queue exists before the service starts, so nothing depends on its declaration timing.
+    async with AmqpClient(AmqpSettings(url=amqp_url, prefix=amqp_prefix)) as amqp:
+        await amqp.declare(ingestion_topology())
+    queue = f"{amqp_prefix}{INGEST_EVENTS}"
+    tenant = registry.add_tenant()
+    http_port = free_port()
+    url = f"http://127.0.0.1:{http_port}"
+    log_path = tmp_path / "ingestion.log"
+    process = await _start_service(
+        {
+            "DATABASE_URL": database_url,
+            "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/",
+            "AMQP_PREFIX": amqp_prefix,
+            "GRPC_AUTH_TOKEN": TOKEN,
+            "PROVISIONER_GRPC_TARGET": registry.target,
+            "INGESTION_HTTP_PORT": str(http_port),
+            "INGESTION_GRPC_PORT": str(free_port()),
+            "TRACKAI_ENV": "test",
+            "LOG_JSON": "true",
+        },
+        log_path,
+    )
+    acknowledged: list[str] = []
+
+    async def send(client: httpx.AsyncClient, count: int, tag: str) -> None:
+        for index in range(count):
+            raw = with_changes("kiwify-3.json", order_id=f"{tag}-{index}")
+            response = await _post(client, f"{url}/api/v1/webhooks/kiwify/{tenant}", "kiwify", raw)
+            assert response.status_code == 200, response.text
+            acknowledged.append(response.json()["conversion_id"])
+
+    try:
+        await _wait_ready(url, process, log_path)
+        async with httpx.AsyncClient(timeout=10) as client:
+            await send(client, 20, "before")
+            assert await _wait_depth(amqp_url, queue, 20, 30) == 20
+
+            await proxy.cut()
+            await send(client, 30, "during")
+            # RabbitMQ down does not take ingestion out of its load balancer.
+            assert (await client.get(f"{url}/ready")).status_code == 200
+            await asyncio.sleep(2)
+            assert await _queue_depth(amqp_url, queue) == 20
+
+            await proxy.start()
+            await send(client, 10, "after")
+            # Every real fixture too (their personal data must not reach the logs).
+            for name in sorted(EXPECTED):
+                raw = fixture_bytes(name)
+                gateway = name.split("-")[0]
+                response = await _post(
+                    client, f"{url}/api/v1/webhooks/{gateway}/{tenant}", gateway, raw
+                )
+                assert response.status_code == 200
+                if response.json()["status"] == "accepted":
+                    acknowledged.append(response.json()["conversion_id"])
+
+        depth = await _wait_depth(amqp_url, queue, len(acknowledged), 90)
+        assert depth == len(acknowledged), log_path.read_text()[-3000:]
+        delivered = await _drain(amqp_url, queue)
+        assert sorted(delivered) == sorted(acknowledged)  # each exactly once
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 20)
+    logs = log_path.read_text()
+    assert "webhook accepted" in logs and "outbox publish failed" in logs
+    assert [value for value in PLAINTEXT if value in logs] == []
