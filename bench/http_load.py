@@ -12,6 +12,7 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -72,7 +73,7 @@ class _Client(asyncio.Protocol):
 
     def __init__(
         self,
-        request: bytes,
+        request: Callable[[], bytes],
         expected_status: int,
         latencies: list[float],
         interval: float | None,
@@ -119,7 +120,7 @@ class _Client(asyncio.Protocol):
             self._transport.close()
             return
         self._sent_at = counted_from
-        self._transport.write(self._request)
+        self._transport.write(self._request())
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -158,21 +159,26 @@ async def run_load(
     host: str,
     port: int,
     *,
-    request: bytes,
+    request: bytes | Callable[[], bytes],
     connections: int,
     seconds: float,
     expected_status: int,
     rate: float | None = None,
 ) -> LoadResult:
     """Open ``connections`` sockets, then drive them for ``seconds``: closed loop, or paced at
-    ``rate`` requests/s in total (connections staggered evenly over one interval)."""
+    ``rate`` requests/s in total (connections staggered evenly over one interval).
+
+    ``request`` is the raw HTTP request, or a function returning the next one (a benchmark whose
+    every request must differ, e.g. a new order per webhook).
+    """
     loop = asyncio.get_running_loop()
     interval = connections / rate if rate else None
     latencies: list[float] = []
     clients: list[_Client] = []
+    next_request = request if callable(request) else (lambda: request)
     for _ in range(connections):
         _, client = await loop.create_connection(
-            lambda: _Client(request, expected_status, latencies, interval), host, port
+            lambda: _Client(next_request, expected_status, latencies, interval), host, port
         )
         clients.append(client)
     started = time.perf_counter()

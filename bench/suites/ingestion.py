@@ -30,7 +30,7 @@ import grpc
 from pydantic import SecretStr
 
 from bench.context import BenchContext
-from bench.http_load import LoadResult, _Client, build_request
+from bench.http_load import LoadResult, build_request, run_load
 from bench.registry import Metric, Ref, RunOnce, benchmark
 from bench.servers import HOST, free_port, process_server
 from bench.suites.baseline_http import CONNECTIONS, FASTAPI, http_metrics
@@ -112,45 +112,18 @@ def _requests(port: int, tenant_id: str) -> Iterator[bytes]:
         yield build_request(HOST, port, "POST", path, body)
 
 
-class _VaryingClient(_Client):
-    """The harness' keep-alive client, sending the next request of a shared generator each time."""
-
-    def __init__(self, requests: Iterator[bytes], *args: Any) -> None:
-        self._requests = requests
-        super().__init__(b"", *args)
-
-    @property
-    def _request(self) -> bytes:
-        return next(self._requests)
-
-    @_request.setter
-    def _request(self, _: bytes) -> None:
-        """The base class stores its fixed request here; this client has none."""
-
-
 async def _load(
     port: int, requests: Iterator[bytes], seconds: float, rate: float | None = None
 ) -> LoadResult:
-    """``bench.http_load.run_load`` with a new request per send (same pacing rules)."""
-    loop = asyncio.get_running_loop()
-    interval = CONNECTIONS / rate if rate else None
-    latencies: list[float] = []
-    clients: list[_VaryingClient] = []
-    for _ in range(CONNECTIONS):
-        _, client = await loop.create_connection(
-            partial(_VaryingClient, requests, 200, latencies, interval), HOST, port
-        )
-        clients.append(client)
-    started = time.perf_counter()
-    for index, client in enumerate(clients):
-        offset = index * interval / CONNECTIONS if interval else 0.0
-        client.start(started + seconds, started + offset)
-    await asyncio.gather(*(c.finished for c in clients))
-    return LoadResult(
-        requests=len(latencies),
-        errors=sum(c.errors for c in clients),
-        seconds=time.perf_counter() - started,
-        latencies=latencies,
+    """A load run in which every request is a new signed order."""
+    return await run_load(
+        HOST,
+        port,
+        request=partial(next, requests),
+        connections=CONNECTIONS,
+        seconds=seconds,
+        expected_status=200,
+        rate=rate,
     )
 
 
