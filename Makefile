@@ -33,7 +33,8 @@ migrate: services ## Create the database and apply every service's migrations
 run: migrate ## Run every service and the sandbox fakes; Ctrl-C stops everything
 	@$(PY) scripts/devstack.py run
 
-test: services ## The whole test suite (unit, integration, e2e, contract, charts)
+test: services ## The whole test suite (unit, integration, e2e, contract, charts, browser)
+	@$(PY) scripts/devstack.py ensure-browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: env ## Unit tests only (no I/O)

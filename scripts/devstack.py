@@ -7,12 +7,14 @@ service plus the sandbox fakes as child processes, printing where each listens. 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,8 @@ from trackai_kit.settings import GRPC_PORTS, HTTP_PORTS, ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-SANDBOX_PORTS = {"meta": 8010}
+SANDBOX_PORTS = {"meta": 8010, "cloudflare": 8011, "stape": 8012, "gtm": 8013}
+CHROMIUM = "/usr/bin/chromium"
 #: Health ports of the consumer processes when they share a machine with `serve`.
 CONSUME_HTTP_PORTS = {"matcher": 8102, "dispatcher": 8103}
 
@@ -114,6 +117,21 @@ def ensure_services() -> None:
         sys.exit(f"{name} is not reachable at {host}:{port}. To fix: {advice}.")
 
 
+def ensure_browser() -> None:
+    """Browser tests drive Debian's Chromium (Playwright cannot download its own here)."""
+    if Path(CHROMIUM).exists():
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit(
+            f"{CHROMIUM} is missing and this user cannot install it: run "
+            "`sudo apt-get install chromium` (Debian's package), then `make test` again."
+        )
+    _say("  installing Debian's chromium for the browser tests (once) ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+
+
 def migrate() -> None:
     from trackai_kit.migrations import ensure_database, upgrade_all
 
@@ -128,30 +146,35 @@ class Proc:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
-    ready_url: str | None = None
+    #: Every URL that must answer 200 before the process counts as ready (name, url).
+    ready: list[tuple[str, str]] = field(default_factory=list)
+    grpc: str = "-"
     popen: subprocess.Popen[bytes] | None = None
 
 
 def _stack() -> list[Proc]:
     base_env: dict[str, str] = {}
-    # Without real credentials, the services talk to the local fakes.
+    # Without real credentials, the services talk to the local fakes (the provisioner points
+    # itself at the Cloudflare/Stape/GTM fakes when TRACKAI_ENV=local and none is configured).
     if not os.environ.get("META_GRAPH_URL"):
         base_env["META_GRAPH_URL"] = f"http://127.0.0.1:{SANDBOX_PORTS['meta']}"
+    base_env.setdefault("PROVISIONING_POLL_INTERVAL_S", "2")
     procs = [
         Proc(
             "sandbox",
             [PY, "-m", "trackai_sandbox", "serve"],
             dict(base_env),
-            f"http://127.0.0.1:{SANDBOX_PORTS['meta']}/_sandbox/health",
-        ),
+            [(f"{fake} fake", f"http://127.0.0.1:{port}") for fake, port in SANDBOX_PORTS.items()],
+        )
     ]
     for svc in ("provisioner", "ingestion", "matcher", "dispatcher", "agent", "console"):
         procs.append(
             Proc(
-                f"{svc}",
+                svc,
                 [PY, "-m", f"trackai_{svc}", "serve"],
                 dict(base_env),
-                f"http://127.0.0.1:{HTTP_PORTS[svc]}/ready",
+                [("http", f"http://127.0.0.1:{HTTP_PORTS[svc]}")],
+                f"127.0.0.1:{GRPC_PORTS[svc]}" if svc in GRPC_PORTS else "-",
             )
         )
     for svc, port in CONSUME_HTTP_PORTS.items():
@@ -162,10 +185,14 @@ def _stack() -> list[Proc]:
                 f"{svc}-consume",
                 [PY, "-m", f"trackai_{svc}", "consume"],
                 env,
-                f"http://127.0.0.1:{port}/ready",
+                [("http", f"http://127.0.0.1:{port}")],
             )
         )
     return procs
+
+
+def _ready_url(proc: Proc, base: str) -> str:
+    return base + ("/_sandbox/health" if proc.name == "sandbox" else "/ready")
 
 
 def _stop(procs: list[Proc], grace: float = 20.0) -> None:
@@ -182,63 +209,60 @@ def _stop(procs: list[Proc], grace: float = 20.0) -> None:
             p.popen.kill()
 
 
+def _exited(procs: list[Proc]) -> Proc | None:
+    return next((p for p in procs if p.popen is not None and p.popen.poll() is not None), None)
+
+
+def _wait_ready(procs: list[Proc], stop: threading.Event) -> None:
+    """Until every ready URL answers 200; exits the stack if a process dies or 90 s pass."""
+    pending = [_ready_url(p, base) for p in procs for _, base in p.ready]
+    deadline = time.monotonic() + 90
+    with httpx.Client(timeout=2.0) as client:
+        while pending and not stop.is_set() and time.monotonic() < deadline:
+            dead = _exited(procs)
+            if dead is not None:
+                _stop(procs)
+                sys.exit(f"!! {dead.name} exited before it was ready; see its log lines above")
+            for url in list(pending):
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(url).status_code == 200:
+                        pending.remove(url)
+            time.sleep(0.3)
+    if pending and not stop.is_set():
+        _stop(procs)
+        sys.exit("!! not ready after 90 s: " + ", ".join(pending))
+
+
+def _print_table(procs: list[Proc]) -> None:
+    _say("\nTrack AI is running (Ctrl-C stops everything):")
+    _say(f"  {'process':<20} {'':<12} {'HTTP':<28} gRPC")
+    for p in procs:
+        for label, base in p.ready:
+            _say(f"  {p.name:<20} {label:<12} {base:<28} {p.grpc}")
+    _say("  webhooks:     http://127.0.0.1:8001/api/v1/webhooks/{gateway}/{tenant_id}")
+    _say("  tracking:     http://127.0.0.1:8001/sdk/v1/track.js")
+
+
 def run() -> None:
     procs = _stack()
-    stopping = False
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     for p in procs:
         # Own process group: the terminal's Ctrl-C reaches us, and we stop children in order.
         p.popen = subprocess.Popen(
             p.argv, cwd=ROOT, env={**os.environ, **p.env}, start_new_session=True
         )
     _say("Waiting for every process to be ready ...")
-    pending = [p for p in procs if p.ready_url]
-    deadline = time.monotonic() + 90
-    with httpx.Client(timeout=2.0) as client:
-        while pending and not stopping and time.monotonic() < deadline:
-            for p in list(pending):
-                assert p.popen is not None
-                if p.popen.poll() is not None:
-                    _say(f"!! {p.name} exited with code {p.popen.returncode}; stopping the stack")
-                    _stop(procs)
-                    sys.exit(1)
-                try:
-                    if client.get(p.ready_url or "").status_code == 200:
-                        pending.remove(p)
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.3)
-    if pending and not stopping:
-        _say("!! not ready after 90 s: " + ", ".join(p.name for p in pending))
-        _stop(procs)
-        sys.exit(1)
-    if not stopping:
-        _say("\nTrack AI is running (Ctrl-C stops everything):")
-        _say(f"  {'process':<20} {'HTTP':<28} gRPC")
-        for p in procs:
-            svc = p.name.split("-")[0]
-            http = (p.ready_url or "").rsplit("/", 1)[0].replace("/_sandbox", "")
-            grpc = (
-                f"127.0.0.1:{GRPC_PORTS[svc]}" if svc in GRPC_PORTS and "-" not in p.name else "-"
-            )
-            _say(f"  {p.name:<20} {http:<28} {grpc}")
-        _say(
-            "  console UI: http://127.0.0.1:8000/   webhooks: http://127.0.0.1:8001/api/v1/webhooks/{gateway}/{tenant_id}"
-        )
-    while not stopping:
-        for p in procs:
-            assert p.popen is not None
-            if p.popen.poll() is not None:
-                _say(f"!! {p.name} exited with code {p.popen.returncode}; stopping the stack")
-                stopping = True
-                break
-        time.sleep(0.5)
+    _wait_ready(procs, stop)
+    if not stop.is_set():
+        _print_table(procs)
+    while not stop.is_set():
+        dead = _exited(procs)
+        if dead is not None:
+            _say(f"!! {dead.name} exited; stopping the stack")
+            break
+        stop.wait(0.5)
     _say("Stopping ...")
     _stop(procs)
     _say("Stopped.")
@@ -246,14 +270,16 @@ def run() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["ensure-services", "migrate", "run"])
-    args = parser.parse_args()
-    os.chdir(ROOT)
-    {
+    commands = {
         "ensure-services": ensure_services,
+        "ensure-browser": ensure_browser,
         "migrate": migrate,
         "run": run,
-    }[args.command]()
+    }
+    parser.add_argument("command", choices=list(commands))
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    commands[args.command]()
 
 
 if __name__ == "__main__":

@@ -51,15 +51,24 @@ def test_service_imports_with_only_its_declared_dependencies(service: str, tmp_p
     }
     sync = subprocess.run(
         [_uv(), "sync", "--frozen", "--no-dev", "--package", f"trackai-{service}", "--quiet"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert sync.returncode == 0, sync.stderr
     python = tmp_path / "venv" / "bin" / "python"
     result = subprocess.run(
         [str(python), "-c", IMPORT_EVERY_MODULE, f"trackai_{service}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert result.returncode == 0, f"modules that need undeclared packages:\n{result.stdout}{result.stderr}"
+    assert result.returncode == 0, (
+        f"modules that need undeclared packages:\n{result.stdout}{result.stderr}"
+    )
     # Dev and test tooling must not leak into a service image.
     listed = subprocess.run(
         [_uv(), "pip", "list", "--python", str(python)], capture_output=True, text=True, timeout=60

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp
 
-from trackai_sandbox import meta
+from trackai_sandbox import cloudflare, gtm, meta, stape
 from trackai_sandbox.server import Listener, serve_all
 from trackai_sandbox.settings import SandboxSettings
 
@@ -23,7 +23,12 @@ class Fake:
     build_app: Callable[[SandboxSettings], ASGIApp]
 
 
-FAKES: tuple[Fake, ...] = (Fake("meta", lambda s: s.meta_port, meta.build_app),)
+FAKES: tuple[Fake, ...] = (
+    Fake("meta", lambda s: s.meta_port, meta.build_app),
+    Fake("cloudflare", lambda s: s.cloudflare_port, cloudflare.build_app),
+    Fake("stape", lambda s: s.stape_port, stape.build_app),
+    Fake("gtm", lambda s: s.gtm_port, gtm.build_app),
+)
 
 
 def listeners(settings: SandboxSettings, only: Sequence[str] = ()) -> list[Listener]:

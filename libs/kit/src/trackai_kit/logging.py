@@ -20,7 +20,9 @@ from trackai_kit.settings import LogSettings
 __all__ = ["configure_logging", "get_logger", "redact"]
 
 # Libraries whose INFO chatter (per request, per frame) drowns the service's own lines.
-_NOISY_LOGGERS = ("aiormq", "aio_pika", "uvicorn.access", "asyncio", "grpc")
+# httpx logs every request URL at INFO, and some provider APIs (Meta's debug_token) carry a
+# token in the query string: keep it at WARNING.
+_NOISY_LOGGERS = ("aiormq", "aio_pika", "uvicorn.access", "asyncio", "grpc", "httpx", "httpcore")
 
 
 def _add_service(service: str) -> Processor:

@@ -246,6 +246,10 @@ def _migrate(connection: Connection, schema: str) -> None:
                 f"CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
             )
         )
+        # Databases migrated before that have alembic's varchar(32): widen in place (no rewrite).
+        connection.execute(
+            text(f"ALTER TABLE {schema}.{VERSION_TABLE} ALTER COLUMN version_num TYPE varchar(128)")
+        )
         connection.commit()
         context.configure(
             connection=connection,

@@ -6,21 +6,27 @@ import sys
 from functools import partial
 
 from trackai_dispatcher import bootstrap
-from trackai_dispatcher.bootstrap import SCHEMA, TOPOLOGY
+from trackai_dispatcher.bootstrap import SCHEMA, dispatch_topology
 from trackai_dispatcher.settings import Settings
 from trackai_kit.service import host, service_main
 
 
 async def serve(settings: Settings) -> None:
-    await host(settings, schema=SCHEMA, topology=TOPOLOGY, wire=partial(bootstrap.wire, settings))
-
-
-async def consume(settings: Settings) -> None:
-    """Consumer process: declares the topology and runs this service.s queue work."""
+    """gRPC DispatcherService and health; publishes replays to ``capi-dispatch``."""
     await host(
         settings,
         schema=SCHEMA,
-        topology=TOPOLOGY,
+        topology=dispatch_topology(settings),
+        wire=partial(bootstrap.wire, settings),
+    )
+
+
+async def consume(settings: Settings) -> None:
+    """Consumer process: batches ``capi-dispatch`` to Meta (HTTP health only, no gRPC)."""
+    await host(
+        settings,
+        schema=SCHEMA,
+        topology=dispatch_topology(settings),
         wire=partial(bootstrap.wire_consumer, settings),
         with_grpc=False,
     )

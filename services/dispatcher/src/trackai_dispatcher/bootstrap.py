@@ -1,24 +1,108 @@
-"""Composition root of the dispatcher service."""
+"""Composition root of the dispatcher: the ``capi-dispatch`` consumer (``consume``) and the
+DispatcherService gRPC API (``serve``) on the shared resources."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from functools import partial
+
+from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
+from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from trackai_dispatcher.adapters.broker import DispatchPublisher
+from trackai_dispatcher.adapters.destinations import DestinationResolver, RegistryDestinations
+from trackai_dispatcher.adapters.meta import MetaClient
+from trackai_dispatcher.domain.breaker import BreakerPolicy
+from trackai_dispatcher.domain.model import RetryLadder
+from trackai_dispatcher.entrypoints.consumer import ConsumerTask, Monitor
+from trackai_dispatcher.entrypoints.grpc_dispatcher import DispatcherServicer
+from trackai_dispatcher.service_layer.delivery import Dispatcher
+from trackai_dispatcher.service_layer.dlq import DeadLetters
 from trackai_dispatcher.settings import Settings
 from trackai_kit import topology
 from trackai_kit.service import Resources, Wiring
+from trackai_kit.tenant_config import TenantConfigClient
 
 SCHEMA = "dispatcher"
-TOPOLOGY = topology.dispatcher_topology().merge(topology.status_topology())
+DISPATCHER_SERVICE = pb.DESCRIPTOR.services_by_name["DispatcherService"].full_name
+
+
+def dispatch_topology(settings: Settings) -> topology.Topology:
+    """``capi-dispatch``, one TTL queue per step of the configured retry ladder, the status
+    exchange. With the default ladder this is exactly the kit's dispatcher topology."""
+    delays = tuple(
+        topology.QueueSpec(
+            topology.retry_queue_name(topology.CAPI_DISPATCH, delay),
+            message_ttl_ms=delay,
+            dead_letter_to=topology.CAPI_DISPATCH,
+        )
+        for delay in settings.retry_ladder_ms
+    )
+    return topology.dispatcher_topology().merge(topology.Topology(queues=delays))
+
+
+def build_dispatcher(
+    settings: Settings,
+    resources: Resources,
+    meta: MetaClient,
+    destinations: DestinationResolver,
+) -> Dispatcher:
+    assert resources.pool is not None and resources.amqp is not None
+    return Dispatcher(
+        resources.pool,
+        meta,
+        destinations,
+        DispatchPublisher(resources.amqp),
+        policy=BreakerPolicy(
+            threshold=settings.breaker_threshold,
+            cooldown=timedelta(seconds=settings.breaker_cooldown_s),
+            # Long enough for one probe POST; a crashed prober is replaced after it.
+            probe_lease=timedelta(seconds=max(5.0, 4 * settings.meta_timeout_s)),
+        ),
+        ladder=RetryLadder(settings.retry_ladder_ms),
+        claim_lease_s=settings.claim_lease_s,
+    )
 
 
 async def wire(settings: Settings, resources: Resources) -> Wiring:
-    """HTTP health/readiness and gRPC health; the service's APIs are registered here."""
-    return Wiring()
+    """``serve``: DispatcherService (attempts, event state, DLQ list and replay)."""
+    assert resources.pool is not None and resources.amqp is not None
+    dead_letters = DeadLetters(resources.pool, DispatchPublisher(resources.amqp))
+    servicer = DispatcherServicer(resources.pool, dead_letters)
+    return Wiring(
+        grpc_services=[
+            (DISPATCHER_SERVICE, partial(pb_grpc.add_DispatcherServiceServicer_to_server, servicer))
+        ]
+    )
 
 
 async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
-    """Consumer process: declares the dispatch topology (queues, delay ladder, DLQ).
-
-    The `capi-dispatch` handler is registered here with the delivery use case; until then
-    messages wait, durable, in the quorum queue.
-    """
-    return Wiring()
+    """``consume``: the batching consumer of ``capi-dispatch`` and the monitor."""
+    assert resources.pool is not None and resources.amqp is not None
+    meta = MetaClient(
+        settings.meta_graph_url,
+        settings.meta_api_version,
+        timeout_s=settings.meta_timeout_s,
+        partner_agent=settings.partner_agent,
+        max_connections=max(8, 2 * settings.concurrency),
+    )
+    registry = TenantConfigClient(
+        settings.provisioner_addr, settings.grpc_auth_token.get_secret_value()
+    )
+    dispatcher = build_dispatcher(settings, resources, meta, RegistryDestinations(registry))
+    consumer = ConsumerTask(
+        dispatcher,
+        resources.amqp,
+        settings.amqp_url,
+        prefetch=settings.effective_prefetch,
+        batch_max=settings.batch_max,
+        deadline_s=settings.batch_deadline_ms / 1000,
+        workers=settings.concurrency,
+        shutdown_grace_s=settings.shutdown_grace_s,
+    )
+    monitor = Monitor(
+        resources.pool,
+        DispatchPublisher(resources.amqp),
+        outage_destinations=settings.outage_destinations,
+        outage_window_s=settings.outage_window_s,
+    )
+    return Wiring(background=[consumer, monitor], on_shutdown=[meta.close, registry.close])

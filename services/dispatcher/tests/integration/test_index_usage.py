@@ -128,6 +128,21 @@ PROBES = [
         ("dispatches_parked_destination_idx",),
     ),
     Probe(
+        "dlq_list_all_tenants",
+        """SELECT event_id, reason, updated_at FROM dispatcher.dispatches
+           WHERE state = 'dead' AND ($1::timestamptz IS NULL OR updated_at < $1)
+           ORDER BY updated_at DESC, event_id DESC LIMIT 50""",
+        ("horizon",),
+        ("dispatches_dead_updated_idx",),
+    ),
+    Probe(
+        "failing_destinations",
+        """SELECT count(DISTINCT (tenant_id, pixel_id)) FROM dispatcher.dispatch_attempts
+           WHERE outcome <> 'sent' AND started_at > $1 AND outcome IN ('retryable', 'timeout')""",
+        ("horizon",),
+        ("dispatch_attempts_failures_time_idx",),
+    ),
+    Probe(
         "attempts_of_one_event",
         """SELECT a.batch_id, a.attempt, a.outcome, a.http_status, a.meta_code
            FROM dispatcher.dispatch_attempt_events e

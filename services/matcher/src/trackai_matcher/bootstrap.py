@@ -2,26 +2,121 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
+from functools import partial
+
+from trackai.matcher.v1 import matcher_service_pb2 as pb
+from trackai.matcher.v1 import matcher_service_pb2_grpc as pb_grpc
 from trackai_kit import topology
+from trackai_kit.amqp import AmqpClient, ConsumerHandle
+from trackai_kit.logging import get_logger
 from trackai_kit.outbox import OutboxRelay
 from trackai_kit.service import Resources, Wiring
+from trackai_kit.tenant_config import TenantConfigClient
+from trackai_matcher.adapters import repository as repo
+from trackai_matcher.adapters.telemetry import MatcherMetrics
+from trackai_matcher.adapters.tenants import TenantDirectory
+from trackai_matcher.domain.policy import StatusPolicy
+from trackai_matcher.domain.scoring import ModelParams, ProbabilisticModel
+from trackai_matcher.entrypoints.consumer import IngestConsumer
+from trackai_matcher.entrypoints.grpc_matcher import MatcherServicer
+from trackai_matcher.service_layer.ingest import IngestService, MatcherConfig
+from trackai_matcher.service_layer.matching import MatchEngine
+from trackai_matcher.service_layer.queries import MatchQueries
 from trackai_matcher.settings import Settings
 
 SCHEMA = "matcher"
 TOPOLOGY = topology.matcher_topology().merge(topology.status_topology())
+MATCHER_SERVICE = pb.DESCRIPTOR.services_by_name["MatcherService"].full_name
+INBOX_PURGE_INTERVAL_S = 3600.0
+log = get_logger(__name__)
+
+
+def model_params(settings: Settings) -> ModelParams:
+    return ModelParams(
+        window=dt.timedelta(hours=settings.probabilistic_window_hours),
+        threshold=settings.probabilistic_threshold,
+    )
+
+
+def matcher_config(settings: Settings) -> MatcherConfig:
+    return MatcherConfig(
+        default_lookback=dt.timedelta(days=settings.default_lookback_days),
+        policy=StatusPolicy(pending_event=settings.pending_payment_event or None),
+    )
 
 
 async def wire(settings: Settings, resources: Resources) -> Wiring:
-    """HTTP health/readiness and gRPC health; the service's APIs are registered here."""
-    return Wiring()
+    """The read API: MatcherService on the gRPC server."""
+    assert resources.pool is not None
+    servicer = MatcherServicer(MatchQueries(resources.pool))
+    return Wiring(
+        grpc_services=[
+            (MATCHER_SERVICE, partial(pb_grpc.add_MatcherServiceServicer_to_server, servicer))
+        ]
+    )
+
+
+async def _consume_when_reachable(
+    amqp: AmqpClient, consumer: IngestConsumer, stop: asyncio.Event
+) -> None:
+    """Start consuming once the broker answers (the host declares the topology meanwhile), then
+    hold the consumer until shutdown; unacknowledged messages go back to the queue."""
+    delay = 0.5
+    handle: ConsumerHandle | None = None
+    while not stop.is_set() and handle is None:
+        try:
+            handle = await amqp.consume(topology.INGEST_EVENTS, consumer)
+        except Exception as exc:
+            log.warning("cannot consume ingest-events yet", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 15.0)
+    if handle is None:
+        return
+    log.info("consuming", queue=topology.INGEST_EVENTS)
+    try:
+        await stop.wait()
+    finally:
+        await handle.cancel()
+
+
+async def _purge_inbox(settings: Settings, resources: Resources, stop: asyncio.Event) -> None:
+    assert resources.pool is not None
+    keep = dt.timedelta(days=settings.inbox_retention_days)
+    while not stop.is_set():
+        try:
+            async with repo.transaction(resources.pool) as conn:
+                removed = await repo.purge_inbox(conn, keep)
+            if removed:
+                log.info("inbox purged", removed=removed)
+        except Exception as exc:  # retention retries next round
+            log.warning("inbox purge failed", error=repr(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), INBOX_PURGE_INTERVAL_S)
 
 
 async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
-    """Consumer process: relays the outbox.
-
-    The `ingest-events` handler is registered here with the matching use case; until then
-    messages wait, durable, in the quorum queue.
-    """
+    """Consumer process: `ingest-events` handler, outbox relay to `capi-dispatch`, retention."""
     assert resources.pool is not None and resources.amqp is not None
+    config_client = TenantConfigClient(
+        settings.provisioner_grpc_target, settings.grpc_auth_token.get_secret_value()
+    )
+    service = IngestService(
+        resources.pool,
+        directory=TenantDirectory(config_client),
+        engine=MatchEngine(ProbabilisticModel(model_params(settings))),
+        config=matcher_config(settings),
+        metrics=MatcherMetrics(),
+    )
     relay = OutboxRelay(resources.pool, resources.amqp, schema=SCHEMA)
-    return Wiring(background=[relay.run])
+    return Wiring(
+        background=[
+            relay.run,
+            partial(_consume_when_reachable, resources.amqp, IngestConsumer(service)),
+            partial(_purge_inbox, settings, resources),
+        ],
+        on_shutdown=[config_client.close],
+    )

@@ -1,19 +1,108 @@
-"""Composition root of the provisioner: builds the registry on the shared resources."""
+"""Composition root of the provisioner: the registry and the provisioning saga on the shared
+resources, with the provider adapters built from settings.
+"""
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
+from trackai_kit.logging import get_logger
 from trackai_kit.service import Resources, Wiring
+from trackai_provisioner.adapters.cloudflare_dns import CloudflareDns
 from trackai_provisioner.adapters.crypto import KeyRing
+from trackai_provisioner.adapters.gtm import GtmApi, gtm_credentials
+from trackai_provisioner.adapters.meta import MetaGraph
+from trackai_provisioner.adapters.stape import StapeApi
+from trackai_provisioner.adapters.templates import load_gtm_templates
+from trackai_provisioner.domain.provisioning import ProvisioningError
+from trackai_provisioner.entrypoints.grpc_provisioning import ProvisioningServicer
 from trackai_provisioner.entrypoints.grpc_registry import TenantRegistryServicer
+from trackai_provisioner.service_layer.provisioning import (
+    Providers,
+    ProvisioningService,
+    SagaConfig,
+)
 from trackai_provisioner.service_layer.registry import TenantRegistry
+from trackai_provisioner.service_layer.review import ReviewService
 from trackai_provisioner.settings import Settings
 
 SCHEMA = "provisioner"
 REGISTRY_SERVICE = pb.DESCRIPTOR.services_by_name["TenantRegistryService"].full_name
+PROVISIONING_SERVICE = pb.DESCRIPTOR.services_by_name["ProvisioningService"].full_name
+log = get_logger(__name__)
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _pair(value: str) -> tuple[str, str]:
+    owner, _, repository = value.partition("/")
+    return owner, repository
+
+
+def saga_config(settings: Settings) -> SagaConfig:
+    return SagaConfig(
+        base_domain=settings.cf_base_domain,
+        script_url=settings.tracking_script_url,
+        stape_timeout_s=settings.stape_timeout_s,
+        stape_poll_interval_s=settings.poll_interval_s,
+        stape_running_statuses=_csv(settings.stape_running_statuses),
+        stape_failed_statuses=_csv(settings.stape_failed_statuses),
+        domain_timeout_s=settings.domain_timeout_s,
+        domain_poll_interval_s=settings.poll_interval_s,
+        domain_ready_statuses=_csv(settings.stape_domain_ready_statuses),
+        stape_zone=settings.stape_container_zone,
+        stape_plan=settings.stape_container_plan,
+        capi_template=_pair(settings.gtm_capi_template),
+        pixel_template=_pair(settings.gtm_pixel_template),
+        google_tag_id=settings.gtm_google_tag_id,
+    )
+
+
+class LazyGtm:
+    """Builds the GTM client on first use, so a missing credential fails the GTM step with its
+    fix instead of stopping the whole service (the registry must keep serving)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._api: GtmApi | None = None
+
+    def __getattr__(self, name: str) -> object:
+        if self._api is None:
+            s = self._settings
+            if not s.gtm_account_id:
+                raise ProvisioningError(
+                    "GTM_ACCOUNT_ID is empty. To fix: set it to the numeric id of the GTM account "
+                    "(tagmanager.google.com → Admin → Account settings)"
+                )
+            self._api = GtmApi(
+                s.gtm_api_url,
+                s.gtm_account_id,
+                gtm_credentials(s.gtm_credentials_json.get_secret_value()),
+                requests_per_second=s.gtm_requests_per_second,
+            )
+        return getattr(self._api, name)
+
+
+def build_providers(settings: Settings) -> tuple[Providers, list[object]]:
+    """The adapters, and the ones with an ``aclose`` to call at shutdown."""
+    meta = MetaGraph(
+        settings.meta_graph_url,
+        settings.meta_api_version,
+        settings.meta_app_token.get_secret_value(),
+    )
+    stape = StapeApi(settings.stape_api_url, settings.stape_api_key.get_secret_value())
+    dns = CloudflareDns(
+        settings.cloudflare_api_url,
+        settings.cloudflare_api_token.get_secret_value(),
+        settings.cloudflare_zone_id,
+    )
+    gtm = LazyGtm(settings)
+    return Providers(meta=meta, gtm=gtm, stape=stape, dns=dns), [meta, stape, dns]  # type: ignore[arg-type]
 
 
 def build_registry(settings: Settings, resources: Resources) -> TenantRegistry:
@@ -24,13 +113,40 @@ def build_registry(settings: Settings, resources: Resources) -> TenantRegistry:
 
 
 async def wire(settings: Settings, resources: Resources) -> Wiring:
+    assert resources.pool is not None
+    # httpx logs every request URL at INFO, and Graph's debug_token carries the customer's token
+    # in its query string: keep those loggers at WARNING.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     registry = build_registry(settings, resources)
-    servicer = TenantRegistryServicer(registry, settings.default_rate_limit_per_minute)
+    providers, closable = build_providers(settings)
+    if settings.sandbox_providers:
+        log.info("provisioning against the sandbox fakes", providers=settings.sandbox_providers)
+    saga = ProvisioningService(
+        resources.pool, registry, providers, saga_config(settings), load_gtm_templates()
+    )
+    review = ReviewService(resources.pool, registry, providers.meta, providers.gtm)
+
+    async def close() -> None:
+        for adapter in closable:
+            await adapter.aclose()  # type: ignore[attr-defined]
+
     return Wiring(
         grpc_services=[
             (
                 REGISTRY_SERVICE,
-                partial(pb_grpc.add_TenantRegistryServiceServicer_to_server, servicer),
-            )
-        ]
+                partial(
+                    pb_grpc.add_TenantRegistryServiceServicer_to_server,
+                    TenantRegistryServicer(registry, settings.default_rate_limit_per_minute),
+                ),
+            ),
+            (
+                PROVISIONING_SERVICE,
+                partial(
+                    pb_grpc.add_ProvisioningServiceServicer_to_server,
+                    ProvisioningServicer(saga, review),
+                ),
+            ),
+        ],
+        on_shutdown=[close],
     )

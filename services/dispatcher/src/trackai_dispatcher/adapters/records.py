@@ -1,0 +1,248 @@
+"""Read side and replay writes of the dispatcher schema: attempts per event, event state, the
+dead-letter list (keyset-paged, newest first) and the replay audit rows."""
+
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from trackai_dispatcher.adapters.repository import Conn
+
+PAGE_DEFAULT = 50
+PAGE_MAX = 500
+
+
+@dataclass(frozen=True)
+class DeadFilter:
+    tenant_id: str | None = None
+    reason: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            key: value.isoformat() if isinstance(value, datetime) else value
+            for key, value in (
+                ("tenant_id", self.tenant_id),
+                ("reason", self.reason),
+                ("start_time", self.start),
+                ("end_time", self.end),
+            )
+            if value is not None
+        }
+
+
+def page_size(requested: int) -> int:
+    return PAGE_DEFAULT if requested <= 0 else min(requested, PAGE_MAX)
+
+
+_ATTEMPT_COLUMNS = """
+    a.id, a.batch_id, a.tenant_id, a.pixel_id, e.event_id, a.started_at, a.latency_ms,
+    a.outcome, a.http_status, a.meta_code, a.meta_subcode, a.fbtrace_id, a.error_message,
+    (SELECT count(*) FROM dispatch_attempt_events p
+     WHERE p.event_id = e.event_id AND p.attempt_id <= e.attempt_id) AS attempt_number
+"""
+
+
+async def list_attempts(
+    conn: Conn,
+    tenant_id: str,
+    *,
+    event_id: str | None,
+    batch_id: uuid.UUID | None,
+    after: tuple[datetime, int, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """One row per event per attempt, newest first; ``after`` is the last row of the previous
+    page (started_at, attempt id, event id)."""
+    if event_id is not None:
+        source = "dispatch_attempt_events e JOIN dispatch_attempts a ON a.id = e.attempt_id"
+        where = "e.event_id = $5"
+    elif batch_id is not None:
+        source = "dispatch_attempts a JOIN dispatch_attempt_events e ON e.attempt_id = a.id"
+        where = "a.batch_id = $5"
+    else:
+        source = "dispatch_attempts a JOIN dispatch_attempt_events e ON e.attempt_id = a.id"
+        where = "$5::text IS NULL"
+    return list(
+        await conn.fetch(
+            f"""
+            SELECT {_ATTEMPT_COLUMNS} FROM {source}
+            WHERE a.tenant_id = $1 AND {where}
+              AND ($2::timestamptz IS NULL
+                   OR (a.started_at, a.id, e.event_id) < ($2, $3::bigint, $4::bpchar))
+            ORDER BY a.started_at DESC, a.id DESC, e.event_id DESC
+            LIMIT $6
+            """,
+            tenant_id,
+            after[0] if after else None,
+            after[1] if after else None,
+            after[2] if after else None,
+            event_id if event_id is not None else batch_id,
+            limit,
+        )
+    )
+
+
+async def event_state(conn: Conn, tenant_id: str, event_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """
+        SELECT event_id, tenant_id, pixel_id, event_name, state, attempts, reason, detail,
+               next_attempt_at, updated_at
+        FROM dispatches WHERE event_id = $1 AND tenant_id = $2
+        """,
+        event_id,
+        tenant_id,
+    )
+    return row
+
+
+_DEAD_COLUMNS = """
+    event_id, tenant_id, pixel_id, funnel_id, conversion_id, event_name, event_time, payload,
+    match_stage, match_score, emq, attempts, reason, detail, last_code, last_subcode, updated_at
+"""
+_DEAD_WHERE = """
+    state = 'dead'
+    AND ($1::uuid IS NULL OR tenant_id = $1)
+    AND ($2::text IS NULL OR reason = $2)
+    AND ($3::timestamptz IS NULL OR updated_at >= $3)
+    AND ($4::timestamptz IS NULL OR updated_at < $4)
+"""
+
+
+async def list_dead(
+    conn: Conn, where: DeadFilter, after: tuple[datetime, str] | None, limit: int
+) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            f"""
+            SELECT {_DEAD_COLUMNS} FROM dispatches
+            WHERE {_DEAD_WHERE}
+              AND ($5::timestamptz IS NULL OR (updated_at, event_id) < ($5, $6::bpchar))
+            ORDER BY updated_at DESC, event_id DESC
+            LIMIT $7
+            """,
+            where.tenant_id,
+            where.reason,
+            where.start,
+            where.end,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit,
+        )
+    )
+
+
+async def lock_dead_chunk(
+    conn: Conn, where: DeadFilter, before: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """Dead events matching ``where`` that died before the replay began, row-locked."""
+    return list(
+        await conn.fetch(
+            f"""
+            SELECT {_DEAD_COLUMNS}, state FROM dispatches
+            WHERE {_DEAD_WHERE} AND updated_at <= $5
+            ORDER BY event_id LIMIT $6 FOR UPDATE SKIP LOCKED
+            """,
+            where.tenant_id,
+            where.reason,
+            where.start,
+            where.end,
+            before,
+            limit,
+        )
+    )
+
+
+async def lock_one(conn: Conn, event_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {_DEAD_COLUMNS}, state FROM dispatches WHERE event_id = $1 FOR UPDATE",
+        event_id,
+    )
+    return row
+
+
+async def start_replay(
+    conn: Conn, requested_by: str, scope: str, where: DeadFilter, note: str
+) -> tuple[uuid.UUID, datetime]:
+    row = await conn.fetchrow(
+        """
+        INSERT INTO dlq_replays (requested_by, scope, filter, note) VALUES ($1, $2, $3, $4)
+        RETURNING id, requested_at
+        """,
+        requested_by,
+        scope,
+        where.as_json(),
+        note,
+    )
+    assert row is not None
+    return row["id"], row["requested_at"]
+
+
+async def record_items(conn: Conn, replay_id: uuid.UUID, outcomes: dict[str, str]) -> None:
+    """Items of one chunk, and the replay's counters."""
+    if not outcomes:
+        return
+    await conn.execute(
+        """
+        WITH items AS (
+            INSERT INTO dlq_replay_items (replay_id, event_id, outcome)
+            SELECT $1, u.event_id, u.outcome
+            FROM unnest($2::bpchar[], $3::text[]) AS u(event_id, outcome)
+            RETURNING outcome
+        )
+        UPDATE dlq_replays SET
+            selected = selected + (SELECT count(*) FROM items),
+            replayed = replayed + (SELECT count(*) FROM items WHERE outcome = 'replayed'),
+            skipped_sent = skipped_sent
+                + (SELECT count(*) FROM items WHERE outcome = 'skipped_sent'),
+            skipped_expired = skipped_expired
+                + (SELECT count(*) FROM items WHERE outcome = 'skipped_expired')
+        WHERE id = $1
+        """,
+        replay_id,
+        list(outcomes),
+        list(outcomes.values()),
+    )
+
+
+async def finish_replay(conn: Conn, replay_id: uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        """
+        UPDATE dlq_replays SET finished_at = now() WHERE id = $1
+        RETURNING selected, replayed, skipped_sent, skipped_expired
+        """,
+        replay_id,
+    )
+    assert row is not None
+    return row
+
+
+async def requeue_for_replay(conn: Conn, event_ids: list[str]) -> None:
+    """Dead → pending with a fresh retry ladder."""
+    await conn.execute(
+        """
+        UPDATE dispatches SET state = 'pending', reason = NULL, detail = NULL, retry_step = 0,
+               next_attempt_at = NULL, claim_expires_at = NULL, updated_at = now()
+        WHERE event_id = ANY($1::bpchar[])
+        """,
+        event_ids,
+    )
+
+
+async def mark_expired(conn: Conn, event_ids: list[str], detail: str) -> None:
+    await conn.execute(
+        """
+        UPDATE dispatches SET state = 'expired', reason = 'event_too_old', detail = $2,
+               next_attempt_at = NULL, updated_at = now()
+        WHERE event_id = ANY($1::bpchar[])
+        """,
+        event_ids,
+        detail,
+    )

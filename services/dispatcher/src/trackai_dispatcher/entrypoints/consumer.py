@@ -1,0 +1,184 @@
+"""The ``consume`` process's background tasks: the ``capi-dispatch`` consumer with its graceful
+hand-back on SIGTERM, and the monitor (expiry sweep, Meta-wide outage detection)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import aio_pika.abc
+import asyncpg
+from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry.metrics import Observation
+
+from trackai.common.v1 import events_pb2 as common_pb
+from trackai.matcher.v1 import events_pb2 as matcher_pb
+from trackai_dispatcher.adapters import repository as repo
+from trackai_dispatcher.adapters.broker import (
+    DispatchConsumer,
+    DispatchPublisher,
+    destination_of,
+    settle,
+)
+from trackai_dispatcher.domain.model import EXPIRY_MARGIN_S, META_MAX_AGE_S
+from trackai_dispatcher.service_layer.batching import Batcher, Pending
+from trackai_dispatcher.service_layer.delivery import (
+    TOO_OLD_DETAIL,
+    Delivery,
+    Dispatcher,
+    Disposition,
+)
+from trackai_kit.amqp import AmqpClient
+from trackai_kit.logging import get_logger
+from trackai_kit.telemetry import get_meter
+
+log = get_logger(__name__)
+_meter = get_meter("trackai.dispatcher")
+
+
+class ConsumerTask:
+    """Background task: consume until stop, then drain (finish or hand back) and close."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        amqp: AmqpClient,
+        amqp_url: str,
+        *,
+        prefetch: int,
+        batch_max: int,
+        deadline_s: float,
+        workers: int,
+        shutdown_grace_s: float,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._amqp = amqp
+        self._url = amqp_url
+        self._prefetch = prefetch
+        self._batch_max = batch_max
+        self._deadline_s = deadline_s
+        self._workers = workers
+        self._grace_s = shutdown_grace_s
+
+    async def __call__(self, stop: asyncio.Event) -> None:
+        batcher = Batcher(
+            self._dispatcher,
+            batch_max=self._batch_max,
+            deadline_s=self._deadline_s,
+            workers=self._workers,
+        )
+
+        def on_delivery(
+            request: matcher_pb.DispatchRequest,
+            copy: int,
+            message: aio_pika.abc.AbstractIncomingMessage,
+        ) -> None:
+            async def settle_message(disposition: Disposition) -> None:
+                if disposition is Disposition.ACK:
+                    await settle(message.ack())
+                else:
+                    await settle(message.nack(requeue=True))
+
+            batcher.add(destination_of(request), Pending(Delivery(request, copy), settle_message))
+
+        consumer = DispatchConsumer(self._amqp, self._url, self._prefetch, on_delivery)
+        await self._start(consumer, stop)
+        try:
+            await stop.wait()
+        finally:
+            await consumer.stop()
+            log.info("consumer stopped; draining in-flight batches", grace_s=self._grace_s)
+            await batcher.drain(self._grace_s)
+            await consumer.close()
+            log.info("consumer drained")
+
+    async def _start(self, consumer: DispatchConsumer, stop: asyncio.Event) -> None:
+        # The broker may not be up yet (the host declares the topology once it is).
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self._amqp.ping()
+                await consumer.start()
+                log.info("consuming", prefetch=self._prefetch, batch_max=self._batch_max)
+                return
+            except Exception as exc:
+                log.warning("cannot consume yet", error=repr(exc))
+                await consumer.close()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 15.0)
+
+
+class Monitor:
+    """Every ``interval_s``: expire undelivered events past Meta's limit, and tell whether Meta
+    looks down for everyone (many destinations failing on Meta's side at once)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publisher: DispatchPublisher,
+        *,
+        outage_destinations: int,
+        outage_window_s: float,
+        interval_s: float = 10.0,
+    ) -> None:
+        self._pool = pool
+        self._publisher = publisher
+        self._threshold = outage_destinations
+        self._window_s = outage_window_s
+        self._interval_s = interval_s
+        self.failing = 0
+        self.outage = False
+        _meter.create_observable_gauge(
+            "dispatcher.meta_outage",
+            callbacks=[lambda _: [Observation(int(self.outage))]],
+            description="1 while failures on Meta's side span many destinations",
+        )
+        _meter.create_observable_gauge(
+            "dispatcher.failing_destinations",
+            callbacks=[lambda _: [Observation(self.failing)]],
+        )
+
+    async def __call__(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.check()
+            except Exception:
+                log.warning("monitor round failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval_s)
+
+    async def check(self) -> None:
+        now = datetime.now(UTC)
+        horizon = now - timedelta(seconds=META_MAX_AGE_S - EXPIRY_MARGIN_S)
+        async with self._pool.acquire() as conn:
+            expired = await repo.expire_overdue(conn, horizon, TOO_OLD_DETAIL)
+            self.failing = await repo.failing_destinations(conn, self._window_s)
+        if expired:
+            stamp = Timestamp()
+            stamp.FromDatetime(now)
+            log.warning("undelivered events expired", count=len(expired))
+            await self._publisher.statuses(
+                [
+                    common_pb.StatusUpdate(
+                        tenant_id=str(row["tenant_id"]),
+                        entity=common_pb.STATUS_ENTITY_DISPATCH,
+                        entity_id=row["event_id"],
+                        status="expired",
+                        detail="event_too_old",
+                        time=stamp,
+                    )
+                    for row in expired
+                ]
+            )
+        outage = self.failing >= self._threshold
+        if outage and not self.outage:
+            log.error(
+                "META-WIDE OUTAGE suspected: Meta-side failures across many destinations",
+                failing_destinations=self.failing,
+                window_s=self._window_s,
+            )
+        elif self.outage and not outage:
+            log.info("Meta-wide outage over", failing_destinations=self.failing)
+        self.outage = outage

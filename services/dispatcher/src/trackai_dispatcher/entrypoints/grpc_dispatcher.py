@@ -1,0 +1,246 @@
+"""gRPC servicer of DispatcherService: attempts, event state, dead letters and their replay."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
+from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from trackai_dispatcher.adapters import records
+from trackai_dispatcher.adapters.records import DeadFilter, page_size
+from trackai_dispatcher.domain.model import is_expired
+from trackai_dispatcher.service_layer.dlq import (
+    DeadLetters,
+    NotFoundError,
+    NotReplayableError,
+    ReplayResult,
+)
+from trackai_kit.identity import is_event_id
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_STATES = {
+    "pending": pb.EVENT_STATE_PENDING,
+    "sent": pb.EVENT_STATE_SENT,
+    "retrying": pb.EVENT_STATE_RETRYING,
+    "parked": pb.EVENT_STATE_PARKED,
+    "dead": pb.EVENT_STATE_DEAD,
+    "expired": pb.EVENT_STATE_EXPIRED,
+}
+_OUTCOMES = {
+    "sent": pb.ATTEMPT_OUTCOME_SUCCEEDED,
+    "retryable": pb.ATTEMPT_OUTCOME_RETRYABLE,
+    "timeout": pb.ATTEMPT_OUTCOME_TIMEOUT,
+    "permanent": pb.ATTEMPT_OUTCOME_PERMANENT,
+    "invalid": pb.ATTEMPT_OUTCOME_INVALID,
+    "breaker_open": pb.ATTEMPT_OUTCOME_BREAKER_OPEN,
+}
+
+
+def _ts(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _token(*parts: object) -> str:
+    text = "|".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def _untoken(token: str, count: int) -> list[str] | None:
+    if not token:
+        return None
+    try:
+        parts = base64.urlsafe_b64decode(token.encode()).decode().split("|")
+    except (ValueError, UnicodeDecodeError):
+        parts = []
+    if len(parts) != count:
+        raise ValueError("page_token is not one this service issued")
+    return parts
+
+
+def _uuid(value: str, field: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"{field} must be a UUID") from None
+
+
+def _filter(message: pb.DeadLetterFilter) -> DeadFilter:
+    return DeadFilter(
+        tenant_id=_uuid(message.tenant_id, "filter.tenant_id") if message.tenant_id else None,
+        reason=message.reason or None,
+        start=message.start_time.ToDatetime(UTC) if message.HasField("start_time") else None,
+        end=message.end_time.ToDatetime(UTC) if message.HasField("end_time") else None,
+    )
+
+
+class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
+    def __init__(self, pool: asyncpg.Pool, dead_letters: DeadLetters) -> None:
+        self._pool = pool
+        self._dead = dead_letters
+
+    async def ListAttempts(
+        self, request: pb.ListAttemptsRequest, context: Context
+    ) -> pb.ListAttemptsResponse:
+        try:
+            tenant = _uuid(request.tenant_id, "tenant_id")
+            batch = uuid.UUID(request.batch_id) if request.batch_id else None
+            after = _untoken(request.page_token, 3)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        limit = page_size(request.page_size)
+        async with self._pool.acquire() as conn:
+            rows = await records.list_attempts(
+                conn,
+                tenant,
+                event_id=request.event_id or None,
+                batch_id=batch,
+                after=(datetime.fromisoformat(after[0]), int(after[1]), after[2])
+                if after
+                else None,
+                limit=limit,
+            )
+        response = pb.ListAttemptsResponse()
+        for row in rows:
+            latency = Duration()
+            latency.FromMilliseconds(int(row["latency_ms"]))
+            response.attempts.append(
+                pb.DispatchAttempt(
+                    id=str(row["id"]),
+                    tenant_id=str(row["tenant_id"]),
+                    pixel_id=row["pixel_id"],
+                    event_id=row["event_id"],
+                    batch_id=str(row["batch_id"]),
+                    attempt_number=row["attempt_number"],
+                    outcome=_OUTCOMES.get(row["outcome"], pb.ATTEMPT_OUTCOME_UNSPECIFIED),
+                    http_status=row["http_status"] or 0,
+                    meta_code=row["meta_code"] or 0,
+                    meta_subcode=row["meta_subcode"] or 0,
+                    fbtrace_id=row["fbtrace_id"] or "",
+                    latency=latency,
+                    detail=row["error_message"] or "",
+                    attempt_time=_ts(row["started_at"]),
+                )
+            )
+        if len(rows) == limit:
+            last = rows[-1]
+            response.next_page_token = _token(last["started_at"], last["id"], last["event_id"])
+        return response
+
+    async def GetEventState(
+        self, request: pb.GetEventStateRequest, context: Context
+    ) -> pb.GetEventStateResponse:
+        try:
+            tenant = _uuid(request.tenant_id, "tenant_id")
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        row = None
+        if is_event_id(request.event_id):
+            async with self._pool.acquire() as conn:
+                row = await records.event_state(conn, tenant, request.event_id)
+        if row is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"event {request.event_id} not found")
+        return pb.GetEventStateResponse(
+            event=pb.EventDelivery(
+                event_id=row["event_id"],
+                tenant_id=str(row["tenant_id"]),
+                pixel_id=row["pixel_id"],
+                event_name=row["event_name"],
+                state=_STATES[row["state"]],
+                attempts=row["attempts"],
+                reason=" - ".join(p for p in (row["reason"], row["detail"]) if p),
+                next_attempt_time=_ts(row["next_attempt_at"]),
+                update_time=_ts(row["updated_at"]),
+            )
+        )
+
+    async def ListDeadLetters(
+        self, request: pb.ListDeadLettersRequest, context: Context
+    ) -> pb.ListDeadLettersResponse:
+        try:
+            where = _filter(request.filter)
+            after = _untoken(request.page_token, 2)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        limit = page_size(request.page_size)
+        async with self._pool.acquire() as conn:
+            rows = await records.list_dead(
+                conn, where, (datetime.fromisoformat(after[0]), after[1]) if after else None, limit
+            )
+        now = datetime.now(UTC).timestamp()
+        response = pb.ListDeadLettersResponse()
+        for row in rows:
+            response.dead_letters.append(
+                pb.DeadLetter(
+                    event_id=row["event_id"],
+                    tenant_id=str(row["tenant_id"]),
+                    pixel_id=row["pixel_id"],
+                    event_name=row["event_name"],
+                    reason=row["reason"] or "",
+                    detail=row["detail"] or "",
+                    meta_code=row["last_code"] or 0,
+                    meta_subcode=row["last_subcode"] or 0,
+                    attempts=row["attempts"],
+                    event_time=_ts(row["event_time"]),
+                    dead_time=_ts(row["updated_at"]),
+                    replayable=not is_expired(int(row["event_time"].timestamp()), now),
+                )
+            )
+        if len(rows) == limit:
+            response.next_page_token = _token(rows[-1]["updated_at"], rows[-1]["event_id"])
+        return response
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Context
+    ) -> pb.ReplayDeadLettersResponse:
+        requested_by = request.requested_by.strip()
+        if not requested_by or len(requested_by) > 200:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "requested_by (who replays) is required"
+            )
+        note = request.note[:500]
+        selector = request.WhichOneof("selector")
+        try:
+            result: ReplayResult
+            if selector == "event_id":
+                if not is_event_id(request.event_id):
+                    raise NotFoundError(f"event {request.event_id} not found")
+                result = await self._dead.replay_one(request.event_id, requested_by, note)
+            elif selector == "filter":
+                where = _filter(request.filter)
+                if where == DeadFilter():
+                    raise ValueError("an empty filter replays everything: send all = true")
+                result = await self._dead.replay_matching(
+                    where, requested_by, note, everything=False
+                )
+            elif selector == "all" and request.all:
+                result = await self._dead.replay_matching(
+                    DeadFilter(), requested_by, note, everything=True
+                )
+            else:
+                raise ValueError("give exactly one selector: event_id, filter or all = true")
+        except NotFoundError as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except NotReplayableError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return pb.ReplayDeadLettersResponse(
+            replay_id=str(result.replay_id),
+            replayed=result.replayed,
+            skipped_already_sent=result.skipped_sent,
+            expired=result.skipped_expired,
+            selected=result.selected,
+        )

@@ -1,0 +1,119 @@
+"""Groups deliveries per destination into batches flushed by size or deadline, and runs them on a
+fixed number of workers; each message is settled (acked or handed back) only after its batch
+committed.
+
+Back-pressure is the broker's prefetch: messages held here are unacknowledged, so once
+``prefetch`` of them wait, the broker stops delivering. With ``prefetch`` at least
+``(workers + 1) x batch_max`` every worker can post a full batch while the next one fills; with
+less, batches close on the deadline instead of on size, which only makes them smaller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from trackai_dispatcher.domain.model import Destination
+from trackai_dispatcher.service_layer.delivery import Delivery, Dispatcher, Disposition
+from trackai_kit.logging import get_logger
+
+log = get_logger(__name__)
+
+#: Pause before handing a failed batch back, so a database or broker outage is not a hot loop.
+FAILURE_BACKOFF_S = 1.0
+
+Settle = Callable[[Disposition], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Pending:
+    delivery: Delivery
+    settle: Settle
+
+
+class Batcher:
+    def __init__(
+        self, dispatcher: Dispatcher, *, batch_max: int, deadline_s: float, workers: int
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._batch_max = batch_max
+        self._deadline_s = deadline_s
+        self._open: dict[Destination, list[Pending]] = {}
+        self._timers: dict[Destination, asyncio.TimerHandle] = {}
+        self._ready: asyncio.Queue[tuple[Destination, list[Pending]]] = asyncio.Queue()
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"batch-{i}") for i in range(workers)
+        ]
+        self._busy = 0
+        #: Set when the shutdown grace ran out: unstarted batches and unsplit halves go back.
+        self._hand_back = False
+
+    def add(self, destination: Destination, pending: Pending) -> None:
+        items = self._open.setdefault(destination, [])
+        items.append(pending)
+        if len(items) >= self._batch_max:
+            self._flush(destination)
+        elif len(items) == 1:
+            loop = asyncio.get_running_loop()
+            self._timers[destination] = loop.call_later(self._deadline_s, self._flush, destination)
+
+    def _flush(self, destination: Destination) -> None:
+        timer = self._timers.pop(destination, None)
+        if timer is not None:
+            timer.cancel()
+        items = self._open.pop(destination, None)
+        if items:
+            self._ready.put_nowait((destination, items))
+
+    @property
+    def idle(self) -> bool:
+        return not self._open and self._ready.empty() and self._busy == 0
+
+    async def _work(self) -> None:
+        while True:
+            destination, items = await self._ready.get()
+            self._busy += 1
+            try:
+                await self._run(destination, items)
+            finally:
+                self._busy -= 1
+
+    async def _run(self, destination: Destination, items: list[Pending]) -> None:
+        if self._hand_back:
+            await _settle_all(items, [Disposition.REQUEUE] * len(items))
+            return
+        try:
+            dispositions = await self._dispatcher.dispatch(
+                destination, [p.delivery for p in items], stopping=lambda: self._hand_back
+            )
+        except Exception:
+            log.exception("batch failed; handing its messages back", destination=str(destination))
+            await asyncio.sleep(FAILURE_BACKOFF_S)
+            dispositions = [Disposition.REQUEUE] * len(items)
+        await _settle_all(items, dispositions)
+
+    async def drain(self, grace_s: float) -> None:
+        """Flush what is accumulating, finish in-flight batches within ``grace_s``, then hand
+        back whatever has not started (and stop splitting the batches still running)."""
+        for destination in list(self._open):
+            self._flush(destination)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while not self.idle and loop.time() < deadline:  # noqa: ASYNC110 - several conditions
+            await asyncio.sleep(0.05)
+        self._hand_back = True
+        while not self.idle:  # noqa: ASYNC110
+            # Running batches end within one Meta timeout once they stop splitting.
+            await asyncio.sleep(0.05)
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        await self._dispatcher.flush_notifications()
+
+
+async def _settle_all(items: list[Pending], dispositions: list[Disposition]) -> None:
+    await asyncio.gather(*(p.settle(d) for p, d in zip(items, dispositions, strict=True)))

@@ -1,0 +1,44 @@
+"""Tenant set-up from the registry's ``GetTenantConfig`` (through the kit's cached client)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from trackai.provisioner.v1 import provisioner_service_pb2 as prov
+from trackai_matcher.domain.tenants import Destination, FunnelSetup, TenantSetup, unknown_tenant
+
+
+class TenantConfigSource(Protocol):
+    """What :class:`trackai_kit.tenant_config.TenantConfigClient` offers."""
+
+    async def get(self, tenant_ref: str) -> prov.TenantConfig | None: ...
+
+
+def _destination(meta: prov.MetaDestination) -> Destination | None:
+    return Destination(meta.pixel_id, meta.test_event_code) if meta.pixel_id else None
+
+
+def setup_from_config(tenant_id: str, config: prov.TenantConfig | None) -> TenantSetup:
+    if config is None:
+        return unknown_tenant(tenant_id)
+    funnels = {
+        fc.funnel.id: FunnelSetup(
+            id=fc.funnel.id,
+            lookback_days=fc.funnel.lookback_days,
+            destination=_destination(fc.meta) if fc.HasField("meta") else None,
+            test_event_code=fc.funnel.test_event_code,
+        )
+        for fc in config.funnels
+    }
+    default = _destination(config.meta) if config.HasField("meta") else None
+    return TenantSetup(tenant_id, default, funnels)
+
+
+class TenantDirectory:
+    """``await directory.setup(tenant_id)``; raises the client's ``TenantConfigUnavailable``."""
+
+    def __init__(self, source: TenantConfigSource) -> None:
+        self._source = source
+
+    async def setup(self, tenant_id: str) -> TenantSetup:
+        return setup_from_config(tenant_id, await self._source.get(tenant_id))

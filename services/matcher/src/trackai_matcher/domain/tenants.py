@@ -1,0 +1,69 @@
+"""A tenant's matching set-up: funnels, their look-back and where their events go in Meta."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A Meta pixel (the dispatcher fetches its token) and the test event code in force."""
+
+    pixel_id: str
+    test_event_code: str = ""
+
+
+@dataclass(frozen=True)
+class FunnelSetup:
+    id: str
+    lookback_days: int
+    #: The funnel's own destination; None = the tenant default applies.
+    destination: Destination | None
+    test_event_code: str = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one conversion goes: the funnel it belongs to (None = tenant default) and pixel."""
+
+    funnel_id: str | None
+    destination: Destination | None
+
+    @property
+    def reason(self) -> str:
+        return "" if self.destination is not None else "no Meta destination configured"
+
+
+@dataclass(frozen=True)
+class TenantSetup:
+    tenant_id: str
+    default_destination: Destination | None
+    funnels: Mapping[str, FunnelSetup] = field(default_factory=dict)
+
+    def lookback(self, funnel_id: str | None, default: dt.timedelta) -> dt.timedelta:
+        """The conversion's funnel look-back; unknown funnel: the longest the tenant uses."""
+        funnel = self.funnels.get(funnel_id or "")
+        if funnel is not None and funnel.lookback_days > 0:
+            return dt.timedelta(days=funnel.lookback_days)
+        days = [f.lookback_days for f in self.funnels.values() if f.lookback_days > 0]
+        return dt.timedelta(days=max(days)) if days else default
+
+    def route(self, funnel_id: str | None) -> Route:
+        """The funnel's own destination, else the tenant default (with the funnel's test code)."""
+        funnel = self.funnels.get(funnel_id or "")
+        if funnel is None:
+            return Route(None, self.default_destination)
+        if funnel.destination is not None:
+            code = funnel.destination.test_event_code or funnel.test_event_code
+            return Route(funnel.id, Destination(funnel.destination.pixel_id, code))
+        if self.default_destination is None:
+            return Route(funnel.id, None)
+        code = funnel.test_event_code or self.default_destination.test_event_code
+        return Route(funnel.id, Destination(self.default_destination.pixel_id, code))
+
+
+#: What the matcher knows about a tenant the registry does not know.
+def unknown_tenant(tenant_id: str) -> TenantSetup:
+    return TenantSetup(tenant_id, None)

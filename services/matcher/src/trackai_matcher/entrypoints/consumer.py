@@ -1,0 +1,172 @@
+"""The ``ingest-events`` consumer: decodes ``IngestEvent`` messages and calls the use cases.
+
+The kit acknowledges a message after this handler returns (the use case committed first), dead-
+letters it when decoding fails, and puts it back on :class:`Retryable` (registry or database
+briefly unavailable), after a short pause so an outage does not become a hot redelivery loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import asyncpg
+import grpc
+from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from trackai.ingestion.v1 import events_pb2 as ingest
+from trackai_kit.amqp import IncomingMessage, Retryable
+from trackai_kit.identity import canonical_gateway, canonical_order_id, canonical_tenant_id
+from trackai_kit.logging import get_logger
+from trackai_kit.pii import is_sha256_hex
+from trackai_kit.tenant_config import TenantConfigUnavailable
+from trackai_matcher.domain.model import Hit, HitKind, Purchase, Tracking
+from trackai_matcher.service_layer.ingest import IngestService
+
+INGEST_TYPE = ingest.IngestEvent.DESCRIPTOR.full_name
+RETRY_PAUSE_S = 1.0
+log = get_logger(__name__)
+
+_HIT_KINDS = {
+    ingest.HIT_TYPE_PAGE_VIEW: HitKind.PAGE_VIEW,
+    ingest.HIT_TYPE_LEAD: HitKind.LEAD,
+    ingest.HIT_TYPE_INITIATE_CHECKOUT: HitKind.INITIATE_CHECKOUT,
+}
+_TRANSIENT_DB = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class BadMessage(ValueError):
+    """A message that can never be processed (dead-lettered with this reason)."""
+
+
+def _time(ts: Timestamp, fallback: dt.datetime | None) -> dt.datetime:
+    if ts.seconds or ts.nanos:
+        return ts.ToDatetime(tzinfo=dt.UTC)
+    if fallback is None:
+        raise BadMessage("message carries no time")
+    return fallback
+
+
+def _enum_word(name: str, prefix: str) -> str:
+    return name.removeprefix(prefix).lower() if not name.endswith("_UNSPECIFIED") else ""
+
+
+def tracking_from_proto(t: ingest.TrackingParameters) -> Tracking:
+    utm = {
+        key: value
+        for key, value in (
+            ("utm_source", t.utm_source),
+            ("utm_medium", t.utm_medium),
+            ("utm_campaign", t.utm_campaign),
+            ("utm_content", t.utm_content),
+            ("utm_term", t.utm_term),
+        )
+        if value
+    }
+    return Tracking(
+        src=t.src, sck=t.sck, utm=utm, fbclid=t.fbclid, fbc=t.fbc, fbp=t.fbp, extra=dict(t.extra)
+    )
+
+
+def _hash_or_none(value: str) -> str | None:
+    return value if value and is_sha256_hex(value) else None
+
+
+def hit_from_proto(event: ingest.IngestEvent, received: dt.datetime | None) -> Hit | None:
+    h = event.hit
+    if not h.session_id or len(h.session_id) > 128:
+        return None
+    u = h.user_data
+    return Hit(
+        tenant_id=canonical_tenant_id(event.tenant_id),
+        session_id=h.session_id,
+        kind=_HIT_KINDS.get(h.hit_type, HitKind.PAGE_VIEW),
+        # Our clock, not the browser's: a skewed device must not move a click past a purchase.
+        seen_at=received or _time(h.event_time, None),
+        page_url=h.page_url,
+        referrer=h.referrer,
+        tracking=tracking_from_proto(h.tracking),
+        client_ip=h.client_ip or None,
+        user_agent=h.user_agent,
+        email_hash=_hash_or_none(u.em),
+        phone_hash=_hash_or_none(u.ph),
+        external_id=u.external_id[:128] or None,
+        funnel_id=h.funnel_id or None,
+    )
+
+
+def purchase_from_proto(event: ingest.IngestEvent, received: dt.datetime | None) -> Purchase:
+    c = event.conversion
+    u = c.user_data
+    hashed = {
+        key: value
+        for key in ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "external_id")
+        if (value := getattr(u, key)) and is_sha256_hex(value)
+    }
+    return Purchase(
+        tenant_id=canonical_tenant_id(event.tenant_id),
+        gateway=canonical_gateway(c.gateway),
+        order_id=canonical_order_id(c.order_id),
+        conversion_id=c.conversion_id or None,
+        status=_enum_word(ingest.ConversionStatus.Name(c.status), "CONVERSION_STATUS_"),
+        payment_method=_enum_word(ingest.PaymentMethod.Name(c.payment_method), "PAYMENT_METHOD_"),
+        event_time=_time(c.event_time, received),
+        amount=c.amount,
+        currency=c.currency,
+        product_id=c.product_id,
+        funnel_id=c.funnel_id or None,
+        tracking=tracking_from_proto(c.tracking),
+        client_ip=c.client_ip or None,
+        user_agent=c.user_agent,
+        hashed=hashed,
+    )
+
+
+class IngestConsumer:
+    """``await consumer(message)`` for :meth:`trackai_kit.amqp.AmqpClient.consume`."""
+
+    def __init__(self, service: IngestService) -> None:
+        self._service = service
+
+    async def __call__(self, message: IncomingMessage) -> None:
+        if message.type and message.type != INGEST_TYPE:
+            raise BadMessage(f"unexpected message type {message.type!r}")
+        try:
+            event = ingest.IngestEvent.FromString(message.body)
+        except DecodeError as exc:
+            raise BadMessage(f"undecodable IngestEvent: {exc}") from exc
+        message_id = event.message_id or message.message_id or ""
+        if not message_id:
+            raise BadMessage("IngestEvent without message_id")
+        received = _time(event.received_time, None) if event.HasField("received_time") else None
+        try:
+            await self._dispatch(message_id, event, received)
+        except ValueError as exc:
+            raise BadMessage(str(exc)) from exc
+        except (TenantConfigUnavailable, grpc.aio.AioRpcError, *_TRANSIENT_DB) as exc:
+            await asyncio.sleep(RETRY_PAUSE_S)
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _dispatch(
+        self, message_id: str, event: ingest.IngestEvent, received: dt.datetime | None
+    ) -> None:
+        kind = event.WhichOneof("payload")
+        if kind == "hit":
+            hit = hit_from_proto(event, received)
+            if hit is None:
+                log.warning("hit without a usable session id ignored", message_id=message_id)
+                return
+            await self._service.handle_hit(message_id, hit)
+        elif kind == "conversion":
+            await self._service.handle_conversion(message_id, purchase_from_proto(event, received))
+        else:
+            raise BadMessage("IngestEvent without payload")

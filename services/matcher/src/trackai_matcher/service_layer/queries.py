@@ -1,0 +1,125 @@
+"""Read use cases of MatcherService: validation, paging and date ranges over the reports."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from trackai_kit.identity import is_event_id
+from trackai_matcher.adapters import reports
+from trackai_matcher.domain.model import Stage
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+MAX_STATS_DAYS = 366
+
+
+class InvalidArgument(ValueError):
+    """A request the caller must fix (INVALID_ARGUMENT)."""
+
+
+class NotFound(LookupError):
+    """Nothing of this tenant under that id (NOT_FOUND, also for another tenant's ids)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[reports.SummaryRow]
+    next_token: str
+
+
+def tenant(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise InvalidArgument("tenant_id: give the tenant's UUID") from exc
+
+
+def _encode(row: reports.SummaryRow) -> str:
+    raw = json.dumps([row.event_time.isoformat(), row.event_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode(token: str) -> tuple[dt.datetime, str] | None:
+    if not token:
+        return None
+    try:
+        when, event_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        parsed = dt.datetime.fromisoformat(when)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument("page_token: not a token this service issued") from exc
+    if not isinstance(event_id, str) or not is_event_id(event_id):
+        raise InvalidArgument("page_token: not a token this service issued")
+    return parsed, event_id
+
+
+class MatchQueries:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def page(
+        self,
+        tenant_id: str,
+        *,
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+        stages: Sequence[Stage] = (),
+        max_margin: float | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Page:
+        if page_size < 0:
+            raise InvalidArgument("page_size: must not be negative")
+        size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
+        rows = await reports.list_summaries(
+            self._pool,
+            reports.PageFilter(
+                tenant(tenant_id), start, end, stages, max_margin, _decode(page_token), size + 1
+            ),
+        )
+        more = len(rows) > size
+        rows = rows[:size]
+        return Page(rows, _encode(rows[-1]) if more else "")
+
+    async def explain(
+        self, tenant_id: str, *, event_id: str = "", conversion_id: str = ""
+    ) -> reports.SummaryRow:
+        t = tenant(tenant_id)
+        if event_id:
+            row = await reports.by_event_id(self._pool, t, event_id)
+        elif conversion_id:
+            try:
+                conversion = str(uuid.UUID(conversion_id))
+            except ValueError as exc:
+                raise InvalidArgument("conversion_id: not a UUID") from exc
+            row = await reports.by_conversion_id(self._pool, t, conversion)
+        else:
+            raise InvalidArgument("subject: give a conversion_id or an event_id")
+        if row is None:
+            raise NotFound("no match recorded for that conversion")
+        return row
+
+    async def stats(self, tenant_id: str, start_day: str, end_day: str) -> list[reports.DayStats]:
+        t = tenant(tenant_id)
+        try:
+            first = dt.date.fromisoformat(start_day)
+            last = dt.date.fromisoformat(end_day)
+        except ValueError as exc:
+            raise InvalidArgument("start_day/end_day: ISO dates (YYYY-MM-DD)") from exc
+        if last < first:
+            raise InvalidArgument("end_day: before start_day")
+        if (last - first).days >= MAX_STATS_DAYS:
+            raise InvalidArgument(f"range: at most {MAX_STATS_DAYS} days")
+        found = await reports.daily_stats(self._pool, t, first, last)
+        days = []
+        day = first
+        while day <= last:
+            days.append(found.get(day) or reports.DayStats(day, 0, 0, 0, 0, 0, 0.0, 0))
+            day += dt.timedelta(days=1)
+        return days

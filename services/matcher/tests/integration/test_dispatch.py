@@ -1,0 +1,243 @@
+"""What reaches `capi-dispatch`: Meta-valid events, one per (order, event), routed per funnel,
+with the EMQ estimate, its daily aggregate and the low-EMQ alert."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from google.protobuf.json_format import MessageToDict
+from structlog.testing import capture_logs
+
+from bench.traffic import ANDROID, EMAIL, PHONE
+from bench.traffic import conversion_event as conversion
+from bench.traffic import hit_event as hit
+from trackai.ingestion.v1 import events_pb2 as ingest
+from trackai.matcher.v1 import events_pb2 as mpb
+from trackai.provisioner.v1 import provisioner_service_pb2 as prov
+from trackai_matcher.entrypoints.consumer import IngestConsumer
+from trackai_sandbox.meta import build_app
+from trackai_sandbox.server import BackgroundServer
+from trackai_sandbox.settings import SandboxSettings
+from trackai_sandbox.testing import DEMO_PIXEL_ID, DEMO_TOKEN, MetaSandboxClient
+
+pytestmark = pytest.mark.integration
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def meta() -> Iterator[MetaSandboxClient]:
+    with (
+        BackgroundServer(build_app(SandboxSettings(meta_seed=3))) as server,
+        httpx.Client(base_url=server.base_url, timeout=10) as http,
+    ):
+        yield MetaSandboxClient(http)
+
+
+def meta_event(request: mpb.DispatchRequest) -> dict[str, Any]:
+    """The dispatcher's rendering: proto field names; value and event_time as JSON numbers
+    (MessageToDict renders int64 as a string, which Meta refuses)."""
+    event = MessageToDict(request.event, preserving_proto_field_name=True)
+    event["event_time"] = int(event["event_time"])
+    custom = event.get("custom_data", {})
+    if "value" in custom:
+        custom["value"] = float(Decimal(custom["value"]))
+    return event
+
+
+async def test_every_dispatch_request_passes_meta_validation(
+    matcher: Any, consumer: Any, meta: MetaSandboxClient
+) -> None:
+    tenant = matcher.registry.add_tenant(test_event_code="TEST42")
+    ms = int((NOW - dt.timedelta(hours=3)).timestamp() * 1000)
+    await matcher.feed(
+        consumer,
+        hit(
+            tenant,
+            "sess-web-00001",
+            NOW - dt.timedelta(hours=3),
+            ip="189.10.20.30",
+            fbclid="IwAR1xYz",
+            fbc=f"fb.1.{ms}.IwAR1xYz",
+            fbp=f"fb.1.{ms}.98765",
+        ),
+        hit(
+            tenant,
+            "sess-web-00001",
+            NOW - dt.timedelta(hours=2),
+            kind=ingest.HIT_TYPE_LEAD,
+            em=EMAIL,
+            ph=PHONE,
+        ),
+        # Deterministic with the click's URL and UA: a website event.
+        conversion(tenant, "ORD-1", NOW, sck="sess-web-00001", em=""),
+        # Unmatched, with nothing but an e-mail: a system-generated event.
+        conversion(tenant, "ORD-2", NOW, gateway="hotmart", em="c" * 64),
+        # Unmatched, with IP and UA from the gateway.
+        conversion(tenant, "ORD-3", NOW, gateway="cakto", ip="200.1.2.3", ua=ANDROID),
+    )
+    requests = await matcher.dispatched()
+    assert len(requests) == 3
+    web = requests[0]
+    assert web.event.action_source == "website"
+    assert web.event.event_source_url == "https://lp.example.com/oferta"
+    ud = web.event.user_data
+    assert list(ud.em) == [EMAIL] and list(ud.ph) == [PHONE]  # from the session's lead form
+    assert ud.fbc == f"fb.1.{ms}.IwAR1xYz" and ud.fbp == f"fb.1.{ms}.98765"
+    assert ud.client_ip_address == "189.10.20.30" and ud.client_user_agent == ANDROID
+    assert len(ud.external_id) == 1 and len(ud.external_id[0]) == 64
+    assert web.test_event_code == "TEST42" and web.pixel_id == DEMO_PIXEL_ID
+    assert web.event.custom_data.value == "197.00" and web.event.custom_data.order_id == "ORD-1"
+    assert requests[1].event.action_source == "system_generated"
+    answer = meta.post_events([meta_event(r) for r in requests], token=DEMO_TOKEN)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["events_received"] == 3
+
+
+async def test_emq_is_estimated_aggregated_and_low_values_alert(
+    matcher: Any, consumer: Any
+) -> None:
+    tenant = matcher.registry.add_tenant()
+    with capture_logs() as logs:
+        await matcher.feed(
+            consumer,
+            conversion(
+                tenant,
+                "ORD-RICH",
+                NOW,
+                em=EMAIL,
+                ph=PHONE,
+                ip="200.1.2.3",
+                ua=ANDROID,
+                fbp="fb.1.1700000000000.1",
+            ),
+            conversion(tenant, "ORD-POOR", NOW, em="", ip="200.1.2.4", ua=ANDROID),
+        )
+    rich, poor = await matcher.dispatched()
+    # em .5, ph .4, fbp .2, ip+ua .15: 1 - .5*.6*.8*.85 = 0.796
+    assert rich.emq == pytest.approx(7.96)
+    assert poor.emq == pytest.approx(1.5)
+    alerts = [e for e in logs if e["event"] == "low event match quality"]
+    assert [a["event_id"] for a in alerts] == [poor.event.event_id]
+    assert alerts[0]["log_level"] == "warning" and alerts[0]["tenant_id"] == tenant
+    assert "200.1.2.4" not in json.dumps(alerts, default=str)
+    assert matcher.counter("trackai.matcher.emq_low") == 1
+    [day] = await matcher.fetch(
+        "SELECT conversions, unmatched, emq_sum, emq_events, low_emq_events "
+        "FROM matcher.match_daily_stats WHERE tenant_id = $1",
+        tenant,
+    )
+    assert dict(day) == {
+        "conversions": 2,
+        "unmatched": 2,
+        "emq_sum": Decimal("9.46"),
+        "emq_events": 2,
+        "low_emq_events": 1,
+    }
+
+
+async def test_status_mapping_refunds_and_pending_pix(matcher: Any, make_service: Any) -> None:
+    tenant = matcher.registry.add_tenant()
+    consumer = IngestConsumer(make_service(pending_event="InitiateCheckout"))
+    pending = dict(
+        status=ingest.CONVERSION_STATUS_PENDING_PAYMENT, method=ingest.PAYMENT_METHOD_PIX
+    )
+    await matcher.feed(
+        consumer,
+        conversion(tenant, "ORD-1", NOW, **pending),
+        conversion(tenant, "ORD-1", NOW + dt.timedelta(hours=5), method=ingest.PAYMENT_METHOD_PIX),
+        conversion(
+            tenant, "ORD-1", NOW + dt.timedelta(hours=6), status=ingest.CONVERSION_STATUS_COMPLETED
+        ),
+        conversion(
+            tenant, "ORD-1", NOW + dt.timedelta(hours=7), status=ingest.CONVERSION_STATUS_REFUNDED
+        ),
+        conversion(
+            tenant, "ORD-1", NOW + dt.timedelta(hours=8), status=ingest.CONVERSION_STATUS_CHARGEBACK
+        ),
+    )
+    names = [r.event.event_name for r in await matcher.dispatched()]
+    assert names == ["InitiateCheckout", "Purchase"]
+    log = await matcher.fetch(
+        "SELECT status, disposition FROM matcher.conversion_log WHERE tenant_id = $1 ORDER BY id",
+        tenant,
+    )
+    assert [(r["status"], r["disposition"]) for r in log] == [
+        ("pending_payment", "queued"),
+        ("approved", "queued"),
+        ("completed", "duplicate"),
+        ("refunded", "not_dispatched"),
+        ("chargeback", "not_dispatched"),
+    ]
+    # The match was decided at the pix order, not at the payment hours later.
+    [match] = await matcher.fetch(
+        "SELECT purchase_time FROM matcher.matches WHERE tenant_id = $1", tenant
+    )
+    assert match["purchase_time"] == NOW
+
+
+async def test_pending_pix_is_silent_by_default(matcher: Any, consumer: Any) -> None:
+    tenant = matcher.registry.add_tenant()
+    await matcher.feed(
+        consumer,
+        conversion(
+            tenant,
+            "ORD-1",
+            NOW,
+            status=ingest.CONVERSION_STATUS_PENDING_PAYMENT,
+            method=ingest.PAYMENT_METHOD_BOLETO,
+        ),
+    )
+    assert await matcher.dispatched() == []
+
+
+async def test_no_meta_destination_records_but_does_not_publish(
+    matcher: Any, consumer: Any
+) -> None:
+    tenant = matcher.registry.add_tenant(meta=False)
+    with capture_logs() as logs:
+        await matcher.feed(consumer, conversion(tenant, "ORD-1", NOW))
+    assert await matcher.dispatched() == []
+    [reg] = await matcher.fetch(
+        "SELECT outcome FROM matcher.dedupe_registry WHERE tenant_id = $1", tenant
+    )
+    assert reg["outcome"] == "no_destination"
+    assert any("no Meta destination" in e["event"] for e in logs)
+    assert matcher.counter("trackai.matcher.conversions") == 1
+
+
+async def test_the_matched_clicks_funnel_picks_the_destination(matcher: Any, consumer: Any) -> None:
+    funnel = prov.FunnelConfig(
+        funnel=prov.Funnel(
+            id="0b4d3a8e-1111-4c1e-9f00-000000000001",
+            lookback_days=60,
+            test_event_code="FUNNELTEST",
+        ),
+        meta=prov.MetaDestination(pixel_id="99887766", access_token="x"),
+    )
+    tenant = matcher.registry.add_tenant(funnels=(funnel,))
+    await matcher.feed(
+        consumer,
+        hit(
+            tenant,
+            "sess-funnel-001",
+            NOW - dt.timedelta(days=45),
+            kind=ingest.HIT_TYPE_LEAD,
+            em=EMAIL,
+            funnel=funnel.funnel.id,
+        ),
+        conversion(tenant, "ORD-1", NOW),  # found by e-mail 45 days back: the funnel's 60 days
+        conversion(tenant, "ORD-2", NOW, em="", gateway="eduzz"),
+    )
+    funneled, default = await matcher.dispatched()
+    assert (funneled.funnel_id, funneled.pixel_id, funneled.test_event_code) == (
+        funnel.funnel.id,
+        "99887766",
+        "FUNNELTEST",
+    )
+    assert (default.funnel_id, default.pixel_id) == ("", "1234567890")
