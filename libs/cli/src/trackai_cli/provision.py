@@ -4,6 +4,7 @@
     trackai provision show RUN|TENANT [--funnel F] [--snippet PLATFORM]
     trackai provision test-event RUN               test Purchase with the funnel's test code
     trackai provision approve RUN --by NAME [--note TEXT]   record approval and publish
+    trackai provision rollback RUN --by NAME [--note TEXT]  re-publish what was live before
 
 Exit codes: 0 done (awaiting approval / published), 1 failed, rolled back or refused.
 """
@@ -22,7 +23,7 @@ from trackai_cli.core import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Context, SubPars
 if TYPE_CHECKING:
     from trackai.provisioner.v1.provisioner_service_pb2_grpc import ProvisioningServiceAsyncStub
 
-ACTIONS = ("show", "test-event", "approve")
+ACTIONS = ("show", "test-event", "approve", "rollback")
 _FAILED = (prov.RUN_STATUS_FAILED, prov.RUN_STATUS_ROLLED_BACK)
 
 
@@ -142,6 +143,30 @@ async def _approve(args: argparse.Namespace, ctx: Context, run_id: str) -> int:
     return EXIT_OK
 
 
+async def _rollback(args: argparse.Namespace, ctx: Context, run_id: str) -> int:
+    resp = await _stub(ctx).RollbackPublish(
+        prov.RollbackPublishRequest(run_id=run_id, rolled_back_by=args.by or "", note=args.note),
+        timeout=max(ctx.deadline_s, 120.0),
+    )
+
+    def side(name: str, restored: str, replaced: str) -> str:
+        if not restored:
+            return f"{name}: nothing was live before, left as is"
+        return f"{name} version {restored} live again (was {replaced})"
+
+    ctx.out.record(
+        resp,
+        "publish rolled back: "
+        + "; ".join(
+            (
+                side("web", resp.restored_version_id, resp.replaced_version_id),
+                side("server", resp.restored_server_version_id, resp.replaced_server_version_id),
+            )
+        ),
+    )
+    return EXIT_OK
+
+
 async def _dispatch(args: argparse.Namespace, ctx: Context) -> int:
     if args.target not in ACTIONS:
         if args.rest:
@@ -151,7 +176,12 @@ async def _dispatch(args: argparse.Namespace, ctx: Context) -> int:
     if len(args.rest) != 1:
         sys.stderr.write(f"error: `trackai provision {args.target}` takes one RUN id\n")
         return EXIT_USAGE
-    handler = {"show": _show, "test-event": _test_event, "approve": _approve}[args.target]
+    handler = {
+        "show": _show,
+        "test-event": _test_event,
+        "approve": _approve,
+        "rollback": _rollback,
+    }[args.target]
     return await handler(args, ctx, args.rest[0])
 
 
@@ -163,9 +193,11 @@ def register(groups: SubParsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("target", help=f"tenant id or slug, or one of: {', '.join(ACTIONS)}")
-    parser.add_argument("rest", nargs="*", help="RUN id (or tenant) for show/test-event/approve")
+    parser.add_argument(
+        "rest", nargs="*", help="RUN id (or tenant) for show/test-event/approve/rollback"
+    )
     parser.add_argument("--funnel", help="funnel slug (default: the tenant's only funnel)")
     parser.add_argument("--snippet", help="show: print this platform's snippet")
-    parser.add_argument("--by", help="approve: who reviewed and approves")
-    parser.add_argument("--note", default="", help="approve: a note kept with the approval")
+    parser.add_argument("--by", help="approve/rollback: who reviewed and approves (or rolls back)")
+    parser.add_argument("--note", default="", help="approve/rollback: a note kept on the run")
     command(parser, _dispatch)

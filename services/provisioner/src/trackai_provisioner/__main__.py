@@ -7,12 +7,20 @@ from functools import partial
 
 from trackai_kit.postgres import create_pool
 from trackai_kit.service import Resources, host, service_main
-from trackai_provisioner.bootstrap import SCHEMA, build_registry, wire
+from trackai_provisioner.bootstrap import SCHEMA, TOPOLOGY, build_registry, wire
 from trackai_provisioner.settings import Settings
 
 
 async def serve(settings: Settings) -> None:
-    await host(settings, schema=SCHEMA, topology=None, wire=partial(wire, settings))
+    # Readiness does not wait for RabbitMQ: ingestion and the dispatcher read tenant configs here
+    # on their hot path, and progress updates wait in the outbox while the broker is away.
+    await host(
+        settings,
+        schema=SCHEMA,
+        topology=TOPOLOGY,
+        wire=partial(wire, settings),
+        ready_needs_broker=False,
+    )
 
 
 async def rotate_keys(settings: Settings) -> None:

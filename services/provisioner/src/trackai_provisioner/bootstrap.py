@@ -10,7 +10,9 @@ from functools import partial
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
 from trackai_kit.logging import get_logger
+from trackai_kit.outbox import OutboxRelay
 from trackai_kit.service import Resources, Wiring
+from trackai_kit.topology import Topology, status_topology
 from trackai_provisioner.adapters.cloudflare_dns import CloudflareDns
 from trackai_provisioner.adapters.crypto import KeyRing
 from trackai_provisioner.adapters.gtm import GtmApi, gtm_credentials
@@ -33,6 +35,9 @@ SCHEMA = "provisioner"
 REGISTRY_SERVICE = pb.DESCRIPTOR.services_by_name["TenantRegistryService"].full_name
 PROVISIONING_SERVICE = pb.DESCRIPTOR.services_by_name["ProvisioningService"].full_name
 log = get_logger(__name__)
+
+#: The provisioner publishes provisioning progress on `trackai.status` and consumes nothing.
+TOPOLOGY: Topology = status_topology()
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -126,6 +131,11 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
         resources.pool, registry, providers, saga_config(settings), load_gtm_templates()
     )
     review = ReviewService(resources.pool, registry, providers.meta, providers.gtm)
+    # Progress StatusUpdates wait in provisioner.outbox until the broker takes them.
+    background = []
+    if resources.amqp is not None:
+        relay = OutboxRelay(resources.pool, resources.amqp, schema=SCHEMA)
+        background.append(relay.run)
 
     async def close() -> None:
         for adapter in closable:
@@ -148,5 +158,6 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
                 ),
             ),
         ],
+        background=background,
         on_shutdown=[close],
     )

@@ -3,9 +3,11 @@ four provider fakes (Meta, Cloudflare, Stape, GTM) wired the way `make run` wire
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -270,3 +272,23 @@ def provisioning(database_url: str, sandboxes: Sandboxes) -> Any:
 def saga_env(sandboxes: Sandboxes) -> dict[str, str]:
     """The environment a provisioner process needs to provision against the fakes."""
     return {key: str(value) for key, value in saga_env_values(sandboxes).items()}
+
+
+async def run_cli(port: int, *args: str) -> tuple[int, str, str]:
+    """`trackai ARGS...` as a separate process against the provisioner on ``port``."""
+    env = {
+        **os.environ,
+        "PROVISIONER_GRPC_TARGET": f"127.0.0.1:{port}",
+        "GRPC_AUTH_TOKEN": TOKEN,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "trackai_cli.main",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return int(proc.returncode or 0), out.decode(), err.decode()

@@ -3,33 +3,13 @@ exiting 0 on success and 1 when the run rolls back; `show --snippet` prints the 
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from typing import Any
 
 import pytest
 
+from .conftest import run_cli as _cli
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-async def _cli(port: int, *args: str) -> tuple[int, str, str]:
-    env = {
-        **os.environ,
-        "PROVISIONER_GRPC_TARGET": f"127.0.0.1:{port}",
-        "GRPC_AUTH_TOKEN": "test-token-provisioner",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "trackai_cli.main",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    return int(proc.returncode or 0), out.decode(), err.decode()
 
 
 async def test_provision_streams_progress_and_prints_the_result(provisioning: Any) -> None:

@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
 from trackai_kit.grpc import client_channel
+from trackai_kit.postgres import asyncpg_dsn
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 TOKEN = "crash-test-token"
@@ -54,8 +56,27 @@ async def _wait_ready(channel: grpc.aio.Channel) -> None:
             await asyncio.sleep(0.2)
 
 
+async def _outbox_pending(database_url: str) -> tuple[int, int]:
+    """(rows, rows not yet published) in provisioner.outbox."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS total, count(*) FILTER (WHERE published_at IS NULL) AS pending "
+            "FROM provisioner.outbox"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["total"]), int(row["pending"])
+
+
 async def test_killed_process_resumes_the_run(
-    database_url: str, sandboxes: Any, saga_env: dict[str, str], tmp_path: Path
+    database_url: str,
+    sandboxes: Any,
+    saga_env: dict[str, str],
+    tmp_path: Path,
+    amqp_url: str,
+    amqp_prefix: str,
 ) -> None:
     log = tmp_path / "provisioner.log"
     grpc_port = _free_port()
@@ -67,6 +88,8 @@ async def test_killed_process_resumes_the_run(
         "PROVISIONER_HTTP_PORT": str(_free_port()),
         "GRPC_AUTH_TOKEN": TOKEN,
         "LOG_JSON": "true",
+        "AMQP_URL": amqp_url,
+        "AMQP_PREFIX": amqp_prefix,
     }
     sandboxes.control(sandboxes.stape, "POST", "/_sandbox/behaviour", json={"never_running": True})
     process = _start(env, log)
@@ -111,10 +134,15 @@ async def test_killed_process_resumes_the_run(
                 pb.ProvisionTenantRequest(tenant_ref="acme")
             )
         ]
+        # `serve` relays the progress StatusUpdates of both processes from the outbox.
+        deadline = time.monotonic() + 15
+        while (counts := await _outbox_pending(database_url))[1] and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
     finally:
         await channel.close()
         process.send_signal(signal.SIGTERM)
         process.wait(15)
+    assert counts[0] > 12 and counts[1] == 0, counts
     assert messages[0].detail.startswith(f"resuming run {run_id}")
     assert {m.run_id for m in messages} == {run_id}
     done_earlier = [m.step for m in messages if m.detail.startswith("done earlier")]

@@ -13,11 +13,15 @@ from trackai_provisioner.adapters.throttle import SlidingWindow
 from trackai_provisioner.domain import gtm_templates, snippets
 from trackai_provisioner.domain.provisioning import (
     Names,
+    PublishRefused,
     Run,
     RunStatus,
+    StepStatus,
     custom_domain,
     publish_refusal,
+    rollback_plan,
     secret_free,
+    status_detail,
 )
 
 
@@ -51,6 +55,30 @@ def test_publish_gate_needs_test_event_then_approval() -> None:
     assert publish_refusal(_run(test_event_at=datetime.now(UTC), approved_by="ana")) is None
     assert "failed" in (publish_refusal(_run(status=RunStatus.FAILED)) or "")
     assert "already published" in (publish_refusal(_run(status=RunStatus.PUBLISHED)) or "")
+
+
+def test_rollback_plan_restores_only_while_this_publish_is_live() -> None:
+    published = _run(
+        status=RunStatus.PUBLISHED,
+        published_versions={"server": "5", "web": "3"},
+        previous_live_versions={"server": "4"},  # the web container was new: nothing before
+    )
+    assert rollback_plan(published, {"server": "5"}) == {"server": "4"}
+    # An interrupted rollback that already restored the server side may run again.
+    assert rollback_plan(published, {"server": "4"}) == {"server": "4"}
+    with pytest.raises(PublishRefused, match="live version is 6, not 5"):
+        rollback_plan(published, {"server": "6"})  # a newer publish happened
+    with pytest.raises(PublishRefused, match="live version is none"):
+        rollback_plan(published, {"server": None})
+    with pytest.raises(PublishRefused, match="nothing was live"):
+        rollback_plan(_run(status=RunStatus.PUBLISHED, published_versions={"web": "1"}), {})
+    with pytest.raises(PublishRefused, match="the run is awaiting_approval"):
+        rollback_plan(_run(), {})
+
+
+def test_status_detail_names_the_step() -> None:
+    assert status_detail("stape_running", StepStatus.FAILED, "late") == "stape_running failed: late"
+    assert status_detail("run", StepStatus.RUNNING, "new run for acme") == "new run for acme"
 
 
 def test_secret_free_masks_tokens_at_any_depth() -> None:

@@ -51,3 +51,34 @@ def test_rate_limit_and_lookback_defaults() -> None:
 def test_short_secret_tells_the_operator_to_copy_it_again() -> None:
     with pytest.raises(t.ValidationError, match="copy it again"):
         t.validate_secret("abc", "secret")
+
+
+def test_pending_payment_event_is_one_of_the_matcher_events() -> None:
+    assert t.validate_pending_payment_event(" AddPaymentInfo ") == "AddPaymentInfo"
+    assert t.validate_pending_payment_event("InitiateCheckout") == "InitiateCheckout"
+    assert t.validate_pending_payment_event("") is None
+    with pytest.raises(t.ValidationError, match="pending_payment_event") as refused:
+        t.validate_pending_payment_event("Purchase")
+    assert refused.value.field == "pending_payment_event"
+
+
+def test_update_mask_zero_values_reset_and_absent_fields_stay() -> None:
+    changes = t.validated_changes(
+        {"rate_limit_per_minute": 0, "allowed_domains": []}, t.TENANT_UPDATABLE
+    )
+    assert changes == {"rate_limit_per_minute": None, "allowed_domains": []}
+    funnel = t.validated_changes(
+        {"lookback_days": 0, "landing_url": "", "pending_payment_event": "AddPaymentInfo"},
+        t.FUNNEL_UPDATABLE,
+    )
+    assert funnel == {
+        "lookback_days": t.DEFAULT_LOOKBACK_DAYS,
+        "landing_url": None,
+        "pending_payment_event": "AddPaymentInfo",
+    }
+    with pytest.raises(t.ValidationError, match="name at least one field"):
+        t.validated_changes({}, t.TENANT_UPDATABLE)
+    with pytest.raises(t.ValidationError, match="cannot update slug; updatable fields: name"):
+        t.validated_changes({"slug": "x"}, t.FUNNEL_UPDATABLE)
+    with pytest.raises(t.ValidationError, match="name: must have"):
+        t.validated_changes({"name": ""}, t.TENANT_UPDATABLE)  # a name cannot be reset

@@ -27,7 +27,7 @@ _TENANT_COLUMNS = """
 
 _FUNNEL_COLUMNS = """
     f.id, f.tenant_id, f.slug, f.name, f.lookback_days, f.landing_url, f.checkout_domains,
-    f.test_event_code,
+    f.test_event_code, f.status_mapping->>'pending_payment_event' AS pending_payment_event,
     (SELECT c.public->>'pixel_id' FROM provisioner.credentials c
      WHERE c.funnel_id = f.id AND c.kind = 'meta') AS pixel_id
 """
@@ -61,7 +61,13 @@ def _funnel(row: asyncpg.Record) -> Funnel:
         checkout_domains=list(row["checkout_domains"]),
         test_event_code=row["test_event_code"],
         pixel_id=row["pixel_id"],
+        pending_payment_event=row["pending_payment_event"],
     )
+
+
+def _status_mapping(pending_payment_event: str | None) -> dict[str, str]:
+    """The ``status_mapping`` document of a new funnel (only non-default keys are stored)."""
+    return {"pending_payment_event": pending_payment_event} if pending_payment_event else {}
 
 
 class PostgresTenantRepository:
@@ -139,8 +145,8 @@ class PostgresTenantRepository:
         try:
             await conn.execute(
                 "INSERT INTO provisioner.funnels (id, tenant_id, slug, name, lookback_days, "
-                "landing_url, checkout_domains, test_event_code) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "landing_url, checkout_domains, test_event_code, status_mapping) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
                 funnel_id,
                 tenant_id,
                 values["slug"],
@@ -149,12 +155,67 @@ class PostgresTenantRepository:
                 values["landing_url"],
                 values["checkout_domains"],
                 values["test_event_code"],
+                _status_mapping(values.get("pending_payment_event")),
             )
         except asyncpg.UniqueViolationError as exc:
             raise AlreadyExistsError(
                 f"the tenant already has a funnel with slug {values['slug']!r}"
             ) from exc
         return await self.get_funnel(conn, tenant_id, values["slug"])
+
+    async def update_tenant(
+        self, conn: Conn, tenant_id: uuid.UUID, changes: dict[str, Any]
+    ) -> Tenant:
+        """Set the columns named in ``changes`` (validated values); the others stay as they are.
+
+        One static statement with a "change it" flag per column, so no SQL is built from input.
+        """
+        await conn.execute(
+            "UPDATE provisioner.tenants SET "
+            "name = CASE WHEN $2 THEN $3 ELSE name END, "
+            "rate_limit_per_minute = CASE WHEN $4 THEN $5::integer ELSE rate_limit_per_minute END, "
+            "allowed_domains = CASE WHEN $6 THEN $7::text[] ELSE allowed_domains END, "
+            "updated_at = now() WHERE id = $1",
+            tenant_id,
+            "name" in changes,
+            changes.get("name"),
+            "rate_limit_per_minute" in changes,
+            changes.get("rate_limit_per_minute"),
+            "allowed_domains" in changes,
+            changes.get("allowed_domains"),
+        )
+        return await self.get_tenant(conn, str(tenant_id))
+
+    async def update_funnel(self, conn: Conn, funnel: Funnel, changes: dict[str, Any]) -> Funnel:
+        """Set the fields named in ``changes``; ``pending_payment_event`` lives in the
+        ``status_mapping`` document, whose other keys are kept."""
+        await conn.execute(
+            "UPDATE provisioner.funnels SET "
+            "name = CASE WHEN $2 THEN $3 ELSE name END, "
+            "lookback_days = CASE WHEN $4 THEN $5::integer ELSE lookback_days END, "
+            "landing_url = CASE WHEN $6 THEN $7::text ELSE landing_url END, "
+            "checkout_domains = CASE WHEN $8 THEN $9::text[] ELSE checkout_domains END, "
+            "test_event_code = CASE WHEN $10 THEN $11::text ELSE test_event_code END, "
+            "status_mapping = CASE WHEN NOT $12 THEN status_mapping "
+            "    WHEN $13::text IS NULL THEN status_mapping - 'pending_payment_event' "
+            "    ELSE status_mapping || jsonb_build_object('pending_payment_event', $13::text) "
+            "END, "
+            "updated_at = now() WHERE id = $1",
+            funnel.id,
+            "name" in changes,
+            changes.get("name"),
+            "lookback_days" in changes,
+            changes.get("lookback_days"),
+            "landing_url" in changes,
+            changes.get("landing_url"),
+            "checkout_domains" in changes,
+            changes.get("checkout_domains"),
+            "test_event_code" in changes,
+            changes.get("test_event_code"),
+            "pending_payment_event" in changes,
+            changes.get("pending_payment_event"),
+        )
+        return await self.get_funnel(conn, funnel.tenant_id, funnel.slug)
 
     async def get_funnel(self, conn: Conn, tenant_id: uuid.UUID, slug: str) -> Funnel:
         row = await conn.fetchrow(

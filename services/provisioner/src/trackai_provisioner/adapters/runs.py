@@ -29,7 +29,7 @@ from trackai_provisioner.domain.provisioning import (
 _RUN_COLUMNS = """
     id, tenant_id, funnel_id, status, custom_domain, resources, snippets, error, approved_by,
     approved_at, test_event_id, test_event_at, published_versions, previous_live_versions,
-    created_at, updated_at
+    rolled_back_by, rolled_back_at, restored_versions, created_at, updated_at
 """
 _STEP_COLUMNS = """
     step, position, status, attempts, detail, state, created, request, response, started_at,
@@ -122,6 +122,9 @@ class PostgresRunRepository:
             test_event_at=row["test_event_at"],
             published_versions=_json(row["published_versions"]),
             previous_live_versions=_json(row["previous_live_versions"]),
+            rolled_back_by=row["rolled_back_by"],
+            rolled_back_at=row["rolled_back_at"],
+            restored_versions=_json(row["restored_versions"]),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
@@ -286,3 +289,26 @@ class PostgresRunRepository:
             previous,
             at,
         )
+
+    async def record_publish_rollback(
+        self,
+        conn: Conn,
+        run_id: uuid.UUID,
+        *,
+        rolled_back_by: str,
+        note: str,
+        restored: dict[str, str],
+        at: datetime,
+    ) -> bool:
+        """Mark a published run as rolled back; False when it was no longer published."""
+        status = await conn.execute(
+            "UPDATE provisioner.provisioning_runs SET status = 'publish_rolled_back', "
+            "rolled_back_by = $2, rollback_note = $3, restored_versions = $4::jsonb, "
+            "rolled_back_at = $5, updated_at = now() WHERE id = $1 AND status = 'published'",
+            run_id,
+            rolled_back_by,
+            note or None,
+            restored,
+            at,
+        )
+        return bool(status == "UPDATE 1")

@@ -27,6 +27,8 @@ class RunStatus(StrEnum):
     PUBLISHED = "published"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
+    #: Was published; RollbackPublish re-published the versions live before.
+    PUBLISH_ROLLED_BACK = "publish_rolled_back"
 
 
 #: Statuses of a run that ProvisionTenant resumes rather than replaces.
@@ -140,6 +142,9 @@ class Run:
     test_event_at: datetime | None = None
     published_versions: dict[str, str] | None = None
     previous_live_versions: dict[str, str] | None = None
+    rolled_back_by: str | None = None
+    rolled_back_at: datetime | None = None
+    restored_versions: dict[str, str] | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -204,6 +209,44 @@ def publish_refusal(run: Run) -> str | None:
     if not run.approved_by:
         return "no human approval recorded: a reviewer must approve with their name"
     return None
+
+
+def status_detail(step: str, status: StepStatus, detail: str) -> str:
+    """The ``detail`` of a provisioning StatusUpdate: which step did what (its ``status`` field
+    is the run's status); run-level changes carry their detail alone."""
+    if step == "run":
+        return detail
+    return f"{step} {status.value}: {detail}"
+
+
+def rollback_plan(run: Run, live: dict[str, str | None]) -> dict[str, str]:
+    """The version to re-publish per GTM side ("server", "web") to undo ``run``'s publish.
+
+    ``live`` is each container's live version id now. A side is restored only while this run's
+    version is still live, so rolling back never overwrites a newer publish; a side already back
+    on its previous version (an interrupted rollback) is restored again harmlessly. Raises
+    :class:`PublishRefused` with the reason otherwise.
+    """
+    if run.status != RunStatus.PUBLISHED:
+        raise PublishRefused(
+            f"the run is {run.status.value}: only a published run can have its publish rolled back"
+        )
+    previous = run.previous_live_versions or {}
+    if not previous:
+        raise PublishRefused(
+            "nothing was live in these GTM containers before this run published, so there is no "
+            "version to go back to (GTM cannot unpublish): publish a corrected version instead"
+        )
+    published = run.published_versions or {}
+    for side, version_id in previous.items():
+        now = live.get(side)
+        if now not in (published.get(side), version_id):
+            raise PublishRefused(
+                f"the GTM {side} container's live version is {now or 'none'}, not "
+                f"{published.get(side)} published by this run: a newer publish happened; roll "
+                "that run back first (or choose the version in Tag Manager → Versions)"
+            )
+    return dict(previous)
 
 
 _SECRET_MARKERS = ("token", "secret", "password", "api_key", "apikey", "authorization")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -28,6 +30,10 @@ GATEWAYS = (
 )
 
 DEFAULT_LOOKBACK_DAYS = 30
+
+#: Meta events a funnel may send for a pending pix/boleto (the matcher's ``PENDING_EVENTS``);
+#: no value means nothing is sent until the payment is approved.
+PENDING_PAYMENT_EVENTS = ("InitiateCheckout", "AddPaymentInfo")
 
 
 class ValidationError(ValueError):
@@ -142,6 +148,61 @@ def validate_landing_url(value: str) -> str | None:
     return url
 
 
+def validate_pending_payment_event(value: str) -> str | None:
+    event = value.strip()
+    if not event:
+        return None
+    if event not in PENDING_PAYMENT_EVENTS:
+        raise ValidationError(
+            "pending_payment_event",
+            f"{value!r} is not one of {', '.join(PENDING_PAYMENT_EVENTS)} (empty = send nothing "
+            "for a pending pix/boleto)",
+        )
+    return event
+
+
+def _checkout_domains(values: list[str]) -> list[str]:
+    return validate_domains(values, "checkout_domains")
+
+
+#: Fields UpdateTenant may change, each with the validator that also turns the zero value into
+#: the reset (rate limit 0 → service default, no domains → cleared).
+TENANT_UPDATABLE: Mapping[str, Callable[[Any], Any]] = {
+    "name": validate_name,
+    "rate_limit_per_minute": validate_rate_limit,
+    "allowed_domains": validate_domains,
+}
+
+#: Fields UpdateFunnel may change (the slug is the funnel's identity and never changes).
+FUNNEL_UPDATABLE: Mapping[str, Callable[[Any], Any]] = {
+    "name": validate_name,
+    "lookback_days": validate_lookback_days,
+    "landing_url": validate_landing_url,
+    "checkout_domains": _checkout_domains,
+    "test_event_code": validate_test_event_code,
+    "pending_payment_event": validate_pending_payment_event,
+}
+
+
+def validated_changes(
+    requested: Mapping[str, Any], updatable: Mapping[str, Callable[[Any], Any]]
+) -> dict[str, Any]:
+    """The validated new values of the fields named in an update mask.
+
+    A field absent from ``requested`` keeps its value; a field present with its zero value is
+    reset by its validator. An empty request or an unknown field name is refused.
+    """
+    allowed = ", ".join(updatable)
+    if not requested:
+        raise ValidationError("update_mask", f"name at least one field to change: {allowed}")
+    unknown = sorted(set(requested) - set(updatable))
+    if unknown:
+        raise ValidationError(
+            "update_mask", f"cannot update {', '.join(unknown)}; updatable fields: {allowed}"
+        )
+    return {name: updatable[name](value) for name, value in requested.items()}
+
+
 @dataclass(frozen=True)
 class Tenant:
     id: uuid.UUID
@@ -165,6 +226,7 @@ class Funnel:
     checkout_domains: list[str]
     test_event_code: str | None
     pixel_id: str | None = None
+    pending_payment_event: str | None = None
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,8 @@ def run_message(run: Run) -> pb.ProvisioningRun:
         test_event_id=run.test_event_id or "",
         test_event_time=_ts(run.test_event_at),
         create_time=_ts(run.created_at),
+        rolled_back_by=run.rolled_back_by or "",
+        rollback_time=_ts(run.rolled_back_at),
     )
 
 
@@ -132,6 +134,24 @@ class ProvisioningServicer(pb_grpc.ProvisioningServiceServicer):
             previous_version_id=outcome.previous.get("web", ""),
             published_server_version_id=outcome.published.get("server", ""),
             previous_server_version_id=outcome.previous.get("server", ""),
+        )
+
+    async def RollbackPublish(
+        self, request: pb.RollbackPublishRequest, context: Context
+    ) -> pb.RollbackPublishResponse:
+        outcome = await _review_call(
+            context,
+            lambda: self._review.rollback_publish(
+                request.run_id, request.rolled_back_by, request.note
+            ),
+        )
+        return pb.RollbackPublishResponse(
+            run_id=str(outcome.run.id),
+            run_status=_RUN[outcome.run.status],
+            restored_version_id=outcome.restored.get("web", ""),
+            restored_server_version_id=outcome.restored.get("server", ""),
+            replaced_version_id=outcome.replaced.get("web", ""),
+            replaced_server_version_id=outcome.replaced.get("server", ""),
         )
 
     async def SendTestEvent(

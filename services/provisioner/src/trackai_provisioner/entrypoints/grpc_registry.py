@@ -42,6 +42,7 @@ class TenantRegistryServicer(pb_grpc.TenantRegistryServiceServicer):
             create_time=created,
             configured_gateways=tenant.configured_gateways,
             meta_configured=tenant.meta_configured,
+            rate_limit_default=tenant.rate_limit_per_minute is None,
         )
 
     @staticmethod
@@ -57,6 +58,7 @@ class TenantRegistryServicer(pb_grpc.TenantRegistryServiceServicer):
             test_event_code=funnel.test_event_code or "",
             meta_configured=funnel.pixel_id is not None,
             pixel_id=funnel.pixel_id or "",
+            pending_payment_event=funnel.pending_payment_event or "",
         )
 
     @staticmethod
@@ -118,9 +120,30 @@ class TenantRegistryServicer(pb_grpc.TenantRegistryServiceServicer):
                 landing_url=request.landing_url,
                 checkout_domains=list(request.checkout_domains),
                 test_event_code=request.test_event_code,
+                pending_payment_event=request.pending_payment_event,
             ),
         )
         return pb.CreateFunnelResponse(funnel=self._funnel(funnel))
+
+    async def UpdateTenant(
+        self, request: pb.UpdateTenantRequest, context: Context
+    ) -> pb.UpdateTenantResponse:
+        tenant = await _call(
+            context,
+            lambda: self._registry.update_tenant(request.tenant_ref, _masked(request)),
+        )
+        return pb.UpdateTenantResponse(tenant=self._tenant(tenant))
+
+    async def UpdateFunnel(
+        self, request: pb.UpdateFunnelRequest, context: Context
+    ) -> pb.UpdateFunnelResponse:
+        funnel = await _call(
+            context,
+            lambda: self._registry.update_funnel(
+                request.tenant_ref, request.funnel_slug, _masked(request)
+            ),
+        )
+        return pb.UpdateFunnelResponse(funnel=self._funnel(funnel))
 
     async def ListFunnels(
         self, request: pb.ListFunnelsRequest, context: Context
@@ -179,6 +202,26 @@ class TenantRegistryServicer(pb_grpc.TenantRegistryServiceServicer):
                 ],
             )
         )
+
+
+#: Request fields that identify the target; never updatable, whatever the mask says.
+_IDENTITY_FIELDS = frozenset({"tenant_ref", "funnel_slug", "update_mask"})
+
+
+def _masked(request: pb.UpdateTenantRequest | pb.UpdateFunnelRequest) -> dict[str, Any]:
+    """The values of the fields named in ``update_mask``; unknown names are passed through as
+    None for the domain to refuse with the list of updatable fields."""
+    fields = request.DESCRIPTOR.fields_by_name
+    values: dict[str, Any] = {}
+    for path in request.update_mask.paths:
+        descriptor = fields.get(path)
+        if descriptor is None or path in _IDENTITY_FIELDS:
+            values[path] = None
+        elif descriptor.is_repeated:
+            values[path] = list(getattr(request, path))
+        else:
+            values[path] = getattr(request, path)
+    return values
 
 
 _STATUS = (

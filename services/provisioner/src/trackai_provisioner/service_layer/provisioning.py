@@ -11,13 +11,15 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import asyncpg
 
 from trackai_kit.logging import get_logger
 from trackai_provisioner.adapters.repository import Conn
 from trackai_provisioner.adapters.runs import PostgresRunRepository
+from trackai_provisioner.adapters.status_outbox import enqueue_status
 from trackai_provisioner.domain import gtm_templates, snippets
 from trackai_provisioner.domain.ports import DnsPort, GtmEntity, GtmPort, MetaPort, StapePort
 from trackai_provisioner.domain.provisioning import (
@@ -36,6 +38,7 @@ from trackai_provisioner.domain.provisioning import (
     StepStatus,
     custom_domain,
     secret_free,
+    status_detail,
 )
 from trackai_provisioner.domain.tenants import (
     Funnel,
@@ -50,6 +53,18 @@ log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class Reporter(Protocol):
+    """Records a status change (``write``) with its StatusUpdate, then streams it."""
+
+    async def __call__(
+        self,
+        step: str,
+        status: StepStatus,
+        detail: str,
+        write: Callable[[], Awaitable[object]] | None = None,
+    ) -> None: ...
 
 
 class RunInProgressError(Exception):
@@ -264,63 +279,105 @@ class ProvisioningService:
         queue: asyncio.Queue[Progress | None],
     ) -> None:
         run = await self._repo.unfinished_run(conn, funnel.id)
-        if run is None:
-            run = await self._repo.create_run(
-                conn,
-                tenant_id=tenant.id,
-                funnel_id=funnel.id,
-                custom_domain=custom_domain(tenant.slug, self._cfg.base_domain),
-            )
-            opening = f"new run for {tenant.slug}/{funnel.slug} ({run.custom_domain})"
-        else:
-            await self._repo.set_run_status(conn, run.id, RunStatus.RUNNING)
-            run.status = RunStatus.RUNNING
-            opening = f"resuming run {run.id} for {tenant.slug}/{funnel.slug}"
+        async with conn.transaction():
+            if run is None:
+                run = await self._repo.create_run(
+                    conn,
+                    tenant_id=tenant.id,
+                    funnel_id=funnel.id,
+                    custom_domain=custom_domain(tenant.slug, self._cfg.base_domain),
+                )
+                opening = f"new run for {tenant.slug}/{funnel.slug} ({run.custom_domain})"
+            else:
+                await self._set_run(conn, run, RunStatus.RUNNING)
+                opening = f"resuming run {run.id} for {tenant.slug}/{funnel.slug}"
+            await self._status(conn, run, "run", StepStatus.RUNNING, opening)
         log.info("provisioning run", run_id=str(run.id), tenant_id=str(tenant.id))
+        current = run
 
         def emit(step: str, status: StepStatus, detail: str, final: Run | None = None) -> None:
             queue.put_nowait(
-                Progress(run.id, step, status, detail, self._clock(), run.status, final)
+                Progress(current.id, step, status, detail, self._clock(), current.status, final)
             )
+
+        async def report(
+            step: str,
+            status: StepStatus,
+            detail: str,
+            write: Callable[[], Awaitable[object]] | None = None,
+        ) -> None:
+            """Record a change and its StatusUpdate in one transaction, then stream it."""
+            async with conn.transaction():
+                if write is not None:
+                    await write()
+                await self._status(conn, current, step, status, detail)
+            emit(step, status, detail)
 
         emit("run", StepStatus.RUNNING, opening)
         names = Names(tenant.slug, funnel.slug)
         for step_name in STEPS:
             record = run.steps[step_name]
             if record.status in DONE_STEP:
+                # Streamed for the operator, not published: nothing changed.
                 emit(step_name, record.status, f"done earlier: {record.detail}")
                 continue
-            record = await self._repo.start_step(conn, run.id, step_name)
+            async with conn.transaction():
+                record = await self._repo.start_step(conn, run.id, step_name)
+                await self._status(
+                    conn, run, step_name, StepStatus.RUNNING, f"attempt {record.attempts}"
+                )
             run.steps[step_name] = record
             emit(step_name, StepStatus.RUNNING, f"attempt {record.attempts}")
 
             async def notify(detail: str, step: str = step_name) -> None:
+                # Poll chatter is streamed only; the console sees the step's recorded outcome.
                 emit(step, StepStatus.RUNNING, detail)
 
             ctx = _Ctx(run, tenant, funnel, meta, names, record, conn, self._repo, notify)
-            try:
-                outcome = await getattr(self, f"_step_{step_name}")(ctx)
-            except DeadlineExceeded as exc:
-                await self._repo.set_step_status(
-                    conn, run.id, step_name, StepStatus.FAILED, str(exc)
-                )
-                emit(step_name, StepStatus.FAILED, str(exc))
-                await self._rollback(conn, run, str(exc), emit)
+            if not await self._execute(ctx, report):
                 return
-            except ProvisioningError as exc:
-                await self._fail(conn, run, step_name, str(exc), emit)
-                return
-            except Exception as exc:
-                log.exception("provisioning step crashed", run_id=str(run.id), step=step_name)
-                await self._fail(
-                    conn,
-                    run,
-                    step_name,
-                    f"unexpected error ({type(exc).__name__}); re-run to resume this step",
-                    emit,
-                )
-                return
-            await self._repo.finish_step(
+        done = "GTM versions created, not published: send a test event, then approve and publish"
+        async with conn.transaction():
+            await self._set_run(conn, run, RunStatus.AWAITING_APPROVAL)
+            await self._status(conn, run, "run", StepStatus.SUCCEEDED, done)
+        emit("run", StepStatus.SUCCEEDED, done, await self._repo.get_run(conn, run.id))
+
+    async def _execute(self, ctx: _Ctx, report: Reporter) -> bool:
+        """Run one step and record its outcome; False when the run stopped (failed or rolled
+        back)."""
+        conn, run, step_name = ctx.conn, ctx.run, ctx.step.step
+        try:
+            outcome: StepOutcome = await getattr(self, f"_step_{step_name}")(ctx)
+        except DeadlineExceeded as exc:
+            await report(
+                step_name,
+                StepStatus.FAILED,
+                str(exc),
+                partial(
+                    self._repo.set_step_status, conn, run.id, step_name, StepStatus.FAILED, str(exc)
+                ),
+            )
+            await self._rollback(conn, run, str(exc), report)
+            return False
+        except ProvisioningError as exc:
+            await self._fail(conn, run, step_name, str(exc), report)
+            return False
+        except Exception as exc:
+            log.exception("provisioning step crashed", run_id=str(run.id), step=step_name)
+            await self._fail(
+                conn,
+                run,
+                step_name,
+                f"unexpected error ({type(exc).__name__}); re-run to resume this step",
+                report,
+            )
+            return False
+        await report(
+            step_name,
+            outcome.status,
+            outcome.detail,
+            partial(
+                self._repo.finish_step,
                 conn,
                 run.id,
                 step_name,
@@ -329,35 +386,40 @@ class ProvisioningService:
                 request=secret_free(outcome.request),
                 response=secret_free(outcome.response),
                 outputs=outcome.outputs,
-            )
-            run.resources.update(outcome.outputs)
-            record.status, record.detail = outcome.status, outcome.detail
-            emit(step_name, outcome.status, outcome.detail)
-        await self._repo.set_run_status(conn, run.id, RunStatus.AWAITING_APPROVAL)
-        final = await self._repo.get_run(conn, run.id)
-        run.status = final.status
-        emit(
+            ),
+        )
+        run.resources.update(outcome.outputs)
+        ctx.step.status, ctx.step.detail = outcome.status, outcome.detail
+        return True
+
+    async def _set_run(
+        self, conn: Conn, run: Run, status: RunStatus, error: str | None = None
+    ) -> None:
+        await self._repo.set_run_status(conn, run.id, status, error)
+        run.status = status
+
+    async def _status(
+        self, conn: Conn, run: Run, step: str, status: StepStatus, detail: str
+    ) -> None:
+        """Enqueue the StatusUpdate of a change recorded in the caller's transaction: the run's
+        status, and what happened to which step in the detail."""
+        await enqueue_status(conn, run, status_detail(step, status, detail), self._clock())
+
+    async def _fail(self, conn: Conn, run: Run, step: str, detail: str, report: Reporter) -> None:
+        await report(
+            step,
+            StepStatus.FAILED,
+            detail,
+            partial(self._repo.set_step_status, conn, run.id, step, StepStatus.FAILED, detail),
+        )
+        await report(
             "run",
-            StepStatus.SUCCEEDED,
-            "GTM versions created, not published: send a test event, then approve and publish",
-            final,
+            StepStatus.FAILED,
+            f"stopped at {step}; fix the cause and re-run to resume",
+            partial(self._set_run, conn, run, RunStatus.FAILED, f"{step}: {detail}"),
         )
 
-    async def _fail(
-        self,
-        conn: Conn,
-        run: Run,
-        step: str,
-        detail: str,
-        emit: Callable[..., None],
-    ) -> None:
-        await self._repo.set_step_status(conn, run.id, step, StepStatus.FAILED, detail)
-        await self._repo.set_run_status(conn, run.id, RunStatus.FAILED, f"{step}: {detail}")
-        run.status = RunStatus.FAILED
-        emit(step, StepStatus.FAILED, detail)
-        emit("run", StepStatus.FAILED, f"stopped at {step}; fix the cause and re-run to resume")
-
-    async def _rollback(self, conn: Conn, run: Run, reason: str, emit: Callable[..., None]) -> None:
+    async def _rollback(self, conn: Conn, run: Run, reason: str, report: Reporter) -> None:
         """Delete what this run created, newest first; resources of earlier runs stay."""
         stored = await self._repo.get_run(conn, run.id)
         deleting_containers = {
@@ -368,10 +430,19 @@ class ProvisioningService:
         for record in sorted(stored.steps.values(), key=lambda s: s.position, reverse=True):
             if not record.created:
                 continue
-            await self._repo.set_step_status(
-                conn, run.id, record.step, StepStatus.ROLLING_BACK, "rolling back"
+            await report(
+                record.step,
+                StepStatus.ROLLING_BACK,
+                "deleting what this run created",
+                partial(
+                    self._repo.set_step_status,
+                    conn,
+                    run.id,
+                    record.step,
+                    StepStatus.ROLLING_BACK,
+                    "rolling back",
+                ),
             )
-            emit(record.step, StepStatus.ROLLING_BACK, "deleting what this run created")
             for resource in reversed(record.created):
                 if resource.kind == "gtm_entity" and any(
                     resource.ref.startswith(c + "/") for c in deleting_containers
@@ -383,16 +454,28 @@ class ProvisioningService:
                 except Exception as exc:
                     log.warning("rollback left a resource", kind=resource.kind, error=repr(exc))
                     left.append(f"{resource.label} ({exc})")
-            await self._repo.set_step_status(
-                conn, run.id, record.step, StepStatus.ROLLED_BACK, "rolled back"
+            await report(
+                record.step,
+                StepStatus.ROLLED_BACK,
+                "rolled back",
+                partial(
+                    self._repo.set_step_status,
+                    conn,
+                    run.id,
+                    record.step,
+                    StepStatus.ROLLED_BACK,
+                    "rolled back",
+                ),
             )
-            emit(record.step, StepStatus.ROLLED_BACK, "rolled back")
         summary = f"{reason}. Rolled back: {', '.join(removed) or 'nothing (nothing was created)'}"
         if left:
             summary += f". NOT removed, delete by hand: {'; '.join(left)}"
-        await self._repo.set_run_status(conn, run.id, RunStatus.ROLLED_BACK, summary)
-        run.status = RunStatus.ROLLED_BACK
-        emit("run", StepStatus.ROLLED_BACK, summary + ". Re-run to start a new attempt.")
+        await report(
+            "run",
+            StepStatus.ROLLED_BACK,
+            summary + ". Re-run to start a new attempt.",
+            partial(self._set_run, conn, run, RunStatus.ROLLED_BACK, summary),
+        )
 
     async def _delete(self, resource: Resource) -> None:
         if resource.kind == "gtm_container":

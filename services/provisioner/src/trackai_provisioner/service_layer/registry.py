@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -18,6 +20,8 @@ from trackai_kit.logging import get_logger
 from trackai_provisioner.adapters.crypto import KeyRing, Sealed
 from trackai_provisioner.adapters.repository import PostgresTenantRepository
 from trackai_provisioner.domain.tenants import (
+    FUNNEL_UPDATABLE,
+    TENANT_UPDATABLE,
     Funnel,
     GatewayCredential,
     MetaDestination,
@@ -30,11 +34,13 @@ from trackai_provisioner.domain.tenants import (
     validate_landing_url,
     validate_lookback_days,
     validate_name,
+    validate_pending_payment_event,
     validate_pixel_id,
     validate_rate_limit,
     validate_secret,
     validate_slug,
     validate_test_event_code,
+    validated_changes,
 )
 
 log = get_logger(__name__)
@@ -117,6 +123,7 @@ class TenantRegistry:
         landing_url: str = "",
         checkout_domains: list[str] | None = None,
         test_event_code: str = "",
+        pending_payment_event: str = "",
     ) -> Funnel:
         values = {
             "name": validate_name(name),
@@ -125,10 +132,32 @@ class TenantRegistry:
             "landing_url": validate_landing_url(landing_url),
             "checkout_domains": validate_domains(checkout_domains or [], "checkout_domains"),
             "test_event_code": validate_test_event_code(test_event_code),
+            "pending_payment_event": validate_pending_payment_event(pending_payment_event),
         }
         async with self._pool.acquire() as conn, conn.transaction():
             tenant = await self._repo.get_tenant(conn, tenant_ref)
             return await self._repo.insert_funnel(conn, tenant.id, **values)
+
+    async def update_tenant(self, tenant_ref: str, requested: Mapping[str, Any]) -> Tenant:
+        """Change the fields in ``requested`` (an update mask with values); see
+        ``validated_changes`` for what an empty value means."""
+        changes = validated_changes(requested, TENANT_UPDATABLE)
+        async with self._pool.acquire() as conn, conn.transaction():
+            tenant = await self._repo.get_tenant(conn, tenant_ref)
+            tenant = await self._repo.update_tenant(conn, tenant.id, changes)
+        log.info("tenant updated", tenant_id=str(tenant.id), fields=sorted(changes))
+        return tenant
+
+    async def update_funnel(
+        self, tenant_ref: str, funnel_slug: str, requested: Mapping[str, Any]
+    ) -> Funnel:
+        changes = validated_changes(requested, FUNNEL_UPDATABLE)
+        async with self._pool.acquire() as conn, conn.transaction():
+            tenant = await self._repo.get_tenant(conn, tenant_ref)
+            funnel = await self._repo.get_funnel(conn, tenant.id, funnel_slug.strip())
+            funnel = await self._repo.update_funnel(conn, funnel, changes)
+        log.info("funnel updated", funnel_id=str(funnel.id), fields=sorted(changes))
+        return funnel
 
     async def list_funnels(self, tenant_ref: str) -> list[Funnel]:
         async with self._pool.acquire() as conn:

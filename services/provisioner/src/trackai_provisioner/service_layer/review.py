@@ -1,6 +1,6 @@
 """The review gate after a run (seed: mandatory human review; STORY-009): a test Purchase sent to
 the pixel with the funnel's test code, a recorded approval, and only then the GTM publish, keeping
-the previously live versions for rollback.
+the previously live versions so RollbackPublish can put them back.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import asyncpg
 from trackai_kit.identity import event_id as shared_event_id
 from trackai_kit.logging import get_logger
 from trackai_provisioner.adapters.runs import PostgresRunRepository
+from trackai_provisioner.adapters.status_outbox import enqueue_status
 from trackai_provisioner.domain.ports import GtmPort, MetaPort
 from trackai_provisioner.domain.provisioning import (
     PublishRefused,
     Run,
     RunStatus,
     publish_refusal,
+    rollback_plan,
 )
 from trackai_provisioner.domain.tenants import NotFoundError, ValidationError
 from trackai_provisioner.service_layer.registry import TenantRegistry
@@ -49,6 +51,15 @@ class PublishOutcome:
     run: Run
     published: dict[str, str]
     previous: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RollbackOutcome:
+    run: Run
+    #: Version live again per side ("server", "web"); a side with nothing before is absent.
+    restored: dict[str, str]
+    #: What the run had published, per side, now replaced.
+    replaced: dict[str, str]
 
 
 class ReviewService:
@@ -157,16 +168,76 @@ class ReviewService:
             published: dict[str, str] = {}
             previous: dict[str, str] = {}
             for side in ("server", "web"):
-                container = str(run.resources[f"gtm_{side}_container_path"])
-                live = await self._gtm.live_version(container)
+                live = await self._gtm.live_version(_container(run, side))
                 if live is not None:
                     previous[side] = live.version_id
                 version = await self._gtm.publish(str(run.resources[f"gtm_{side}_version_path"]))
                 published[side] = version.version_id
-            await self._repo.record_publish(conn, run.id, published, previous, self._clock())
+            async with conn.transaction():
+                await self._repo.record_publish(conn, run.id, published, previous, self._clock())
+                await enqueue_status(
+                    conn,
+                    run,
+                    f"published by {reviewer}: " + _versions(published),
+                    self._clock(),
+                    RunStatus.PUBLISHED,
+                )
             run = await self._repo.get_run(conn, run.id)
         log.info("gtm published", run_id=str(run.id), published=published, previous=previous)
         return PublishOutcome(run, published, previous)
+
+    async def rollback_publish(
+        self, run_id: str, rolled_back_by: str, note: str = ""
+    ) -> RollbackOutcome:
+        """Re-publish the versions that were live before ``run_id``'s publish."""
+        operator = rolled_back_by.strip()
+        if not operator:
+            raise PublishRefused(
+                "rolled_back_by is empty: give your name "
+                "(`trackai provision rollback RUN --by NAME`)"
+            )
+        run = await self.get_run(run_id)
+        if run.status != RunStatus.PUBLISHED:
+            rollback_plan(run, {})  # refuses with the reason before any GTM call
+        live: dict[str, str | None] = {}
+        for side in run.previous_live_versions or {}:
+            version = await self._gtm.live_version(_container(run, side))
+            live[side] = version.version_id if version is not None else None
+        plan = rollback_plan(run, live)
+        restored: dict[str, str] = {}
+        for side in ("server", "web"):
+            if side in plan:
+                path = f"{_container(run, side)}/versions/{plan[side]}"
+                restored[side] = (await self._gtm.publish(path)).version_id
+        replaced = {s: v for s, v in (run.published_versions or {}).items() if s in restored}
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await self._repo.record_publish_rollback(
+                conn,
+                run.id,
+                rolled_back_by=operator,
+                note=note,
+                restored=restored,
+                at=self._clock(),
+            ):
+                raise PublishRefused("the run was rolled back meanwhile by another call")
+            await enqueue_status(
+                conn,
+                run,
+                f"publish rolled back by {operator}: live again " + _versions(restored),
+                self._clock(),
+                RunStatus.PUBLISH_ROLLED_BACK,
+            )
+            run = await self._repo.get_run(conn, run.id)
+        log.info("gtm publish rolled back", run_id=str(run.id), restored=restored)
+        return RollbackOutcome(run, restored, replaced)
+
+
+def _container(run: Run, side: str) -> str:
+    return str(run.resources[f"gtm_{side}_container_path"])
+
+
+def _versions(by_side: dict[str, str]) -> str:
+    return ", ".join(f"{side} version {version}" for side, version in sorted(by_side.items()))
 
 
 def _run_uuid(run_id: str) -> uuid.UUID:

@@ -7,6 +7,7 @@ provisioning saga (Cloudflare, Stape, GTM) with a human review gate before publi
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -65,6 +66,8 @@ class _RunStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunStatus.V
     RUN_STATUS_PUBLISHED: _RunStatus.ValueType  # 3
     RUN_STATUS_FAILED: _RunStatus.ValueType  # 4
     RUN_STATUS_ROLLED_BACK: _RunStatus.ValueType  # 5
+    RUN_STATUS_PUBLISH_ROLLED_BACK: _RunStatus.ValueType  # 6
+    """Was published; RollbackPublish re-published the versions live before it."""
 
 class RunStatus(_RunStatus, metaclass=_RunStatusEnumTypeWrapper):
     """RunStatus is the state of a whole provisioning run."""
@@ -76,6 +79,8 @@ RUN_STATUS_AWAITING_APPROVAL: RunStatus.ValueType  # 2
 RUN_STATUS_PUBLISHED: RunStatus.ValueType  # 3
 RUN_STATUS_FAILED: RunStatus.ValueType  # 4
 RUN_STATUS_ROLLED_BACK: RunStatus.ValueType  # 5
+RUN_STATUS_PUBLISH_ROLLED_BACK: RunStatus.ValueType  # 6
+"""Was published; RollbackPublish re-published the versions live before it."""
 Global___RunStatus: _TypeAlias = RunStatus  # noqa: Y015
 
 @_typing.final
@@ -92,6 +97,7 @@ class Tenant(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     CONFIGURED_GATEWAYS_FIELD_NUMBER: _builtins.int
     META_CONFIGURED_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_DEFAULT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier (UUID text)."""
     slug: _builtins.str
@@ -101,6 +107,8 @@ class Tenant(_message.Message):
     """Webhook requests per minute accepted by ingestion (the service default when created with 0)."""
     meta_configured: _builtins.bool
     """True once a tenant-default Meta pixel and access token are stored."""
+    rate_limit_default: _builtins.bool
+    """True when rate_limit_per_minute is the service default (no per-tenant value stored)."""
     @_builtins.property
     def allowed_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Origins allowed by the collect endpoint's CORS policy (host names, e.g. "shop.example.com")."""
@@ -122,10 +130,11 @@ class Tenant(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         configured_gateways: _abc.Iterable[_builtins.str] | None = ...,
         meta_configured: _builtins.bool = ...,
+        rate_limit_default: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_domains", b"allowed_domains", "configured_gateways", b"configured_gateways", "create_time", b"create_time", "id", b"id", "meta_configured", b"meta_configured", "name", b"name", "rate_limit_per_minute", b"rate_limit_per_minute", "slug", b"slug"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_domains", b"allowed_domains", "configured_gateways", b"configured_gateways", "create_time", b"create_time", "id", b"id", "meta_configured", b"meta_configured", "name", b"name", "rate_limit_default", b"rate_limit_default", "rate_limit_per_minute", b"rate_limit_per_minute", "slug", b"slug"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -147,6 +156,7 @@ class Funnel(_message.Message):
     TEST_EVENT_CODE_FIELD_NUMBER: _builtins.int
     META_CONFIGURED_FIELD_NUMBER: _builtins.int
     PIXEL_ID_FIELD_NUMBER: _builtins.int
+    PENDING_PAYMENT_EVENT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant_id: _builtins.str
     slug: _builtins.str
@@ -161,6 +171,10 @@ class Funnel(_message.Message):
     """True when this funnel has its own Meta destination (otherwise the tenant default applies)."""
     pixel_id: _builtins.str
     """Pixel of the funnel's own Meta destination; empty when it uses the tenant default."""
+    pending_payment_event: _builtins.str
+    """Meta event sent for a pending pix/boleto: "InitiateCheckout", "AddPaymentInfo", or empty
+    (nothing is sent until the payment is approved). Read by the matcher.
+    """
     @_builtins.property
     def checkout_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Checkout host names whose links the tracking script decorates with the session id."""
@@ -178,10 +192,11 @@ class Funnel(_message.Message):
         test_event_code: _builtins.str = ...,
         meta_configured: _builtins.bool = ...,
         pixel_id: _builtins.str = ...,
+        pending_payment_event: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_domains", b"checkout_domains", "id", b"id", "landing_url", b"landing_url", "lookback_days", b"lookback_days", "meta_configured", b"meta_configured", "name", b"name", "pixel_id", b"pixel_id", "slug", b"slug", "tenant_id", b"tenant_id", "test_event_code", b"test_event_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_domains", b"checkout_domains", "id", b"id", "landing_url", b"landing_url", "lookback_days", b"lookback_days", "meta_configured", b"meta_configured", "name", b"name", "pending_payment_event", b"pending_payment_event", "pixel_id", b"pixel_id", "slug", b"slug", "tenant_id", b"tenant_id", "test_event_code", b"test_event_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -461,6 +476,7 @@ class CreateFunnelRequest(_message.Message):
     LANDING_URL_FIELD_NUMBER: _builtins.int
     CHECKOUT_DOMAINS_FIELD_NUMBER: _builtins.int
     TEST_EVENT_CODE_FIELD_NUMBER: _builtins.int
+    PENDING_PAYMENT_EVENT_FIELD_NUMBER: _builtins.int
     tenant_ref: _builtins.str
     """Tenant id or slug."""
     name: _builtins.str
@@ -469,6 +485,8 @@ class CreateFunnelRequest(_message.Message):
     """0 means the default look-back (30 days)."""
     landing_url: _builtins.str
     test_event_code: _builtins.str
+    pending_payment_event: _builtins.str
+    """"", "InitiateCheckout" or "AddPaymentInfo" (see Funnel.pending_payment_event)."""
     @_builtins.property
     def checkout_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -481,10 +499,11 @@ class CreateFunnelRequest(_message.Message):
         landing_url: _builtins.str = ...,
         checkout_domains: _abc.Iterable[_builtins.str] | None = ...,
         test_event_code: _builtins.str = ...,
+        pending_payment_event: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_domains", b"checkout_domains", "landing_url", b"landing_url", "lookback_days", b"lookback_days", "name", b"name", "slug", b"slug", "tenant_ref", b"tenant_ref", "test_event_code", b"test_event_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_domains", b"checkout_domains", "landing_url", b"landing_url", "lookback_days", b"lookback_days", "name", b"name", "pending_payment_event", b"pending_payment_event", "slug", b"slug", "tenant_ref", b"tenant_ref", "test_event_code", b"test_event_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -509,6 +528,140 @@ class CreateFunnelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateFunnelResponse: _TypeAlias = CreateFunnelResponse  # noqa: Y015
+
+@_typing.final
+class UpdateTenantRequest(_message.Message):
+    """UpdateTenantRequest changes exactly the fields named in update_mask; the others keep their
+    value. A named field with its zero value resets it: rate_limit_per_minute 0 = the service
+    default, an empty allowed_domains clears the list. Paths: "name", "rate_limit_per_minute",
+    "allowed_domains". An empty mask or an unknown path is INVALID_ARGUMENT.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_REF_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    ALLOWED_DOMAINS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    tenant_ref: _builtins.str
+    """Tenant id or slug."""
+    name: _builtins.str
+    rate_limit_per_minute: _builtins.int
+    @_builtins.property
+    def allowed_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        tenant_ref: _builtins.str = ...,
+        name: _builtins.str = ...,
+        rate_limit_per_minute: _builtins.int = ...,
+        allowed_domains: _abc.Iterable[_builtins.str] | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_domains", b"allowed_domains", "name", b"name", "rate_limit_per_minute", b"rate_limit_per_minute", "tenant_ref", b"tenant_ref", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateTenantRequest: _TypeAlias = UpdateTenantRequest  # noqa: Y015
+
+@_typing.final
+class UpdateTenantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tenant(self) -> Global___Tenant: ...
+    def __init__(
+        self,
+        *,
+        tenant: Global___Tenant | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tenant", b"tenant"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateTenantResponse: _TypeAlias = UpdateTenantResponse  # noqa: Y015
+
+@_typing.final
+class UpdateFunnelRequest(_message.Message):
+    """UpdateFunnelRequest changes exactly the fields named in update_mask; the others keep their
+    value. A named field with its zero value resets it: lookback_days 0 = the default (30), an
+    empty landing_url, checkout_domains or test_event_code clears it, an empty
+    pending_payment_event sends nothing for pending payments. Paths: "name", "lookback_days",
+    "landing_url", "checkout_domains", "test_event_code", "pending_payment_event". An empty mask or
+    an unknown path is INVALID_ARGUMENT. The slug is the funnel's identity and cannot change.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_REF_FIELD_NUMBER: _builtins.int
+    FUNNEL_SLUG_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    LOOKBACK_DAYS_FIELD_NUMBER: _builtins.int
+    LANDING_URL_FIELD_NUMBER: _builtins.int
+    CHECKOUT_DOMAINS_FIELD_NUMBER: _builtins.int
+    TEST_EVENT_CODE_FIELD_NUMBER: _builtins.int
+    PENDING_PAYMENT_EVENT_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    tenant_ref: _builtins.str
+    """Tenant id or slug."""
+    funnel_slug: _builtins.str
+    name: _builtins.str
+    lookback_days: _builtins.int
+    landing_url: _builtins.str
+    test_event_code: _builtins.str
+    pending_payment_event: _builtins.str
+    @_builtins.property
+    def checkout_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        tenant_ref: _builtins.str = ...,
+        funnel_slug: _builtins.str = ...,
+        name: _builtins.str = ...,
+        lookback_days: _builtins.int = ...,
+        landing_url: _builtins.str = ...,
+        checkout_domains: _abc.Iterable[_builtins.str] | None = ...,
+        test_event_code: _builtins.str = ...,
+        pending_payment_event: _builtins.str = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_domains", b"checkout_domains", "funnel_slug", b"funnel_slug", "landing_url", b"landing_url", "lookback_days", b"lookback_days", "name", b"name", "pending_payment_event", b"pending_payment_event", "tenant_ref", b"tenant_ref", "test_event_code", b"test_event_code", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateFunnelRequest: _TypeAlias = UpdateFunnelRequest  # noqa: Y015
+
+@_typing.final
+class UpdateFunnelResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNNEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def funnel(self) -> Global___Funnel: ...
+    def __init__(
+        self,
+        *,
+        funnel: Global___Funnel | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["funnel", b"funnel"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["funnel", b"funnel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateFunnelResponse: _TypeAlias = UpdateFunnelResponse  # noqa: Y015
 
 @_typing.final
 class ListFunnelsRequest(_message.Message):
@@ -1073,6 +1226,8 @@ class ProvisioningRun(_message.Message):
     TEST_EVENT_ID_FIELD_NUMBER: _builtins.int
     TEST_EVENT_TIME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    ROLLED_BACK_BY_FIELD_NUMBER: _builtins.int
+    ROLLBACK_TIME_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     tenant_id: _builtins.str
     funnel_id: _builtins.str
@@ -1081,6 +1236,8 @@ class ProvisioningRun(_message.Message):
     """Why the run failed or rolled back; empty otherwise."""
     approved_by: _builtins.str
     test_event_id: _builtins.str
+    rolled_back_by: _builtins.str
+    """Who rolled the publish back with RollbackPublish, and when; empty/unset otherwise."""
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProvisioningStep]: ...
     @_builtins.property
@@ -1091,6 +1248,8 @@ class ProvisioningRun(_message.Message):
     def test_event_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def rollback_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -1106,10 +1265,12 @@ class ProvisioningRun(_message.Message):
         test_event_id: _builtins.str = ...,
         test_event_time: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        rolled_back_by: _builtins.str = ...,
+        rollback_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "create_time", b"create_time", "result", b"result", "test_event_time", b"test_event_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "create_time", b"create_time", "result", b"result", "rollback_time", b"rollback_time", "test_event_time", b"test_event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "approved_by", b"approved_by", "create_time", b"create_time", "error", b"error", "funnel_id", b"funnel_id", "result", b"result", "run_id", b"run_id", "run_status", b"run_status", "steps", b"steps", "tenant_id", b"tenant_id", "test_event_id", b"test_event_id", "test_event_time", b"test_event_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "approved_by", b"approved_by", "create_time", b"create_time", "error", b"error", "funnel_id", b"funnel_id", "result", b"result", "rollback_time", b"rollback_time", "rolled_back_by", b"rolled_back_by", "run_id", b"run_id", "run_status", b"run_status", "steps", b"steps", "tenant_id", b"tenant_id", "test_event_id", b"test_event_id", "test_event_time", b"test_event_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1134,3 +1295,66 @@ class GetProvisioningRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetProvisioningRunResponse: _TypeAlias = GetProvisioningRunResponse  # noqa: Y015
+
+@_typing.final
+class RollbackPublishRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    ROLLED_BACK_BY_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    rolled_back_by: _builtins.str
+    """Operator who rolls back (user id or login name); recorded on the run."""
+    note: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        rolled_back_by: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note", "rolled_back_by", b"rolled_back_by", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RollbackPublishRequest: _TypeAlias = RollbackPublishRequest  # noqa: Y015
+
+@_typing.final
+class RollbackPublishResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    RUN_STATUS_FIELD_NUMBER: _builtins.int
+    RESTORED_VERSION_ID_FIELD_NUMBER: _builtins.int
+    RESTORED_SERVER_VERSION_ID_FIELD_NUMBER: _builtins.int
+    REPLACED_VERSION_ID_FIELD_NUMBER: _builtins.int
+    REPLACED_SERVER_VERSION_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    run_status: Global___RunStatus.ValueType
+    restored_version_id: _builtins.str
+    """Web container version live again; empty when nothing was live before (left as is)."""
+    restored_server_version_id: _builtins.str
+    """The same for the GTM server container."""
+    replaced_version_id: _builtins.str
+    """What this run had published and is no longer live (web, then server)."""
+    replaced_server_version_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        run_status: Global___RunStatus.ValueType = ...,
+        restored_version_id: _builtins.str = ...,
+        restored_server_version_id: _builtins.str = ...,
+        replaced_version_id: _builtins.str = ...,
+        replaced_server_version_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replaced_server_version_id", b"replaced_server_version_id", "replaced_version_id", b"replaced_version_id", "restored_server_version_id", b"restored_server_version_id", "restored_version_id", b"restored_version_id", "run_id", b"run_id", "run_status", b"run_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RollbackPublishResponse: _TypeAlias = RollbackPublishResponse  # noqa: Y015

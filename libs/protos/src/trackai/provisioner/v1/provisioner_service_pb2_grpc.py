@@ -57,6 +57,16 @@ class TenantRegistryServiceStub:
                 request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.CreateFunnelRequest.SerializeToString,
                 response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.CreateFunnelResponse.FromString,
                 _registered_method=True)
+        self.UpdateTenant = channel.unary_unary(
+                '/trackai.provisioner.v1.TenantRegistryService/UpdateTenant',
+                request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.UpdateTenantRequest.SerializeToString,
+                response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.UpdateTenantResponse.FromString,
+                _registered_method=True)
+        self.UpdateFunnel = channel.unary_unary(
+                '/trackai.provisioner.v1.TenantRegistryService/UpdateFunnel',
+                request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.UpdateFunnelRequest.SerializeToString,
+                response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.UpdateFunnelResponse.FromString,
+                _registered_method=True)
         self.ListFunnels = channel.unary_unary(
                 '/trackai.provisioner.v1.TenantRegistryService/ListFunnels',
                 request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.ListFunnelsRequest.SerializeToString,
@@ -113,6 +123,20 @@ class TenantRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateTenant(self, request, context):
+        """UpdateTenant changes the fields named in update_mask (see UpdateTenantRequest).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateFunnel(self, request, context):
+        """UpdateFunnel changes the fields named in update_mask (see UpdateFunnelRequest).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFunnels(self, request, context):
         """ListFunnels returns every funnel of a tenant.
         """
@@ -164,6 +188,16 @@ def add_TenantRegistryServiceServicer_to_server(servicer, server):
                     servicer.CreateFunnel,
                     request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.CreateFunnelRequest.FromString,
                     response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.CreateFunnelResponse.SerializeToString,
+            ),
+            'UpdateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenant,
+                    request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.UpdateTenantRequest.FromString,
+                    response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.UpdateTenantResponse.SerializeToString,
+            ),
+            'UpdateFunnel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateFunnel,
+                    request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.UpdateFunnelRequest.FromString,
+                    response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.UpdateFunnelResponse.SerializeToString,
             ),
             'ListFunnels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFunnels,
@@ -297,6 +331,60 @@ class TenantRegistryService:
             '/trackai.provisioner.v1.TenantRegistryService/CreateFunnel',
             trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.CreateFunnelRequest.SerializeToString,
             trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.CreateFunnelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.provisioner.v1.TenantRegistryService/UpdateTenant',
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.UpdateTenantRequest.SerializeToString,
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.UpdateTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateFunnel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.provisioner.v1.TenantRegistryService/UpdateFunnel',
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.UpdateFunnelRequest.SerializeToString,
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.UpdateFunnelResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -446,6 +534,11 @@ class ProvisioningServiceStub:
                 request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetProvisioningRunRequest.SerializeToString,
                 response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetProvisioningRunResponse.FromString,
                 _registered_method=True)
+        self.RollbackPublish = channel.unary_unary(
+                '/trackai.provisioner.v1.ProvisioningService/RollbackPublish',
+                request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.RollbackPublishRequest.SerializeToString,
+                response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.RollbackPublishResponse.FromString,
+                _registered_method=True)
 
 
 class ProvisioningServiceServicer:
@@ -485,6 +578,17 @@ class ProvisioningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RollbackPublish(self, request, context):
+        """RollbackPublish re-publishes the GTM versions that were live before this run's
+        ApproveAndPublish (previous_live_versions). A side with nothing live before is left as is.
+        FAILED_PRECONDITION when the run is not published, when nothing was live before, or when a
+        container's live version is no longer the one this run published (a newer publish happened:
+        roll that one back first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProvisioningServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -507,6 +611,11 @@ def add_ProvisioningServiceServicer_to_server(servicer, server):
                     servicer.GetProvisioningRun,
                     request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetProvisioningRunRequest.FromString,
                     response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetProvisioningRunResponse.SerializeToString,
+            ),
+            'RollbackPublish': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackPublish,
+                    request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.RollbackPublishRequest.FromString,
+                    response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.RollbackPublishResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -618,6 +727,33 @@ class ProvisioningService:
             '/trackai.provisioner.v1.ProvisioningService/GetProvisioningRun',
             trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetProvisioningRunRequest.SerializeToString,
             trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetProvisioningRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackPublish(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.provisioner.v1.ProvisioningService/RollbackPublish',
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.RollbackPublishRequest.SerializeToString,
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.RollbackPublishResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,10 @@ class TenantRegistryServiceStub:
     """ListTenants pages through tenants ordered by creation time."""
     CreateFunnel: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.CreateFunnelRequest, _provisioner_service_pb2.CreateFunnelResponse]
     """CreateFunnel adds a funnel to a tenant. ALREADY_EXISTS when the slug is taken in that tenant."""
+    UpdateTenant: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.UpdateTenantRequest, _provisioner_service_pb2.UpdateTenantResponse]
+    """UpdateTenant changes the fields named in update_mask (see UpdateTenantRequest)."""
+    UpdateFunnel: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.UpdateFunnelRequest, _provisioner_service_pb2.UpdateFunnelResponse]
+    """UpdateFunnel changes the fields named in update_mask (see UpdateFunnelRequest)."""
     ListFunnels: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.ListFunnelsRequest, _provisioner_service_pb2.ListFunnelsResponse]
     """ListFunnels returns every funnel of a tenant."""
     SetGatewayCredential: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.SetGatewayCredentialRequest, _provisioner_service_pb2.SetGatewayCredentialResponse]
@@ -73,6 +77,10 @@ class TenantRegistryServiceAsyncStub(TenantRegistryServiceStub):
     """ListTenants pages through tenants ordered by creation time."""
     CreateFunnel: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.CreateFunnelRequest, _provisioner_service_pb2.CreateFunnelResponse]  # type: ignore[assignment]
     """CreateFunnel adds a funnel to a tenant. ALREADY_EXISTS when the slug is taken in that tenant."""
+    UpdateTenant: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.UpdateTenantRequest, _provisioner_service_pb2.UpdateTenantResponse]  # type: ignore[assignment]
+    """UpdateTenant changes the fields named in update_mask (see UpdateTenantRequest)."""
+    UpdateFunnel: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.UpdateFunnelRequest, _provisioner_service_pb2.UpdateFunnelResponse]  # type: ignore[assignment]
+    """UpdateFunnel changes the fields named in update_mask (see UpdateFunnelRequest)."""
     ListFunnels: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.ListFunnelsRequest, _provisioner_service_pb2.ListFunnelsResponse]  # type: ignore[assignment]
     """ListFunnels returns every funnel of a tenant."""
     SetGatewayCredential: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.SetGatewayCredentialRequest, _provisioner_service_pb2.SetGatewayCredentialResponse]  # type: ignore[assignment]
@@ -121,6 +129,22 @@ class TenantRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_provisioner_service_pb2.CreateFunnelResponse, _abc.Awaitable[_provisioner_service_pb2.CreateFunnelResponse]]:
         """CreateFunnel adds a funnel to a tenant. ALREADY_EXISTS when the slug is taken in that tenant."""
+
+    @_abc_1.abstractmethod
+    def UpdateTenant(
+        self,
+        request: _provisioner_service_pb2.UpdateTenantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioner_service_pb2.UpdateTenantResponse, _abc.Awaitable[_provisioner_service_pb2.UpdateTenantResponse]]:
+        """UpdateTenant changes the fields named in update_mask (see UpdateTenantRequest)."""
+
+    @_abc_1.abstractmethod
+    def UpdateFunnel(
+        self,
+        request: _provisioner_service_pb2.UpdateFunnelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioner_service_pb2.UpdateFunnelResponse, _abc.Awaitable[_provisioner_service_pb2.UpdateFunnelResponse]]:
+        """UpdateFunnel changes the fields named in update_mask (see UpdateFunnelRequest)."""
 
     @_abc_1.abstractmethod
     def ListFunnels(
@@ -181,6 +205,13 @@ class ProvisioningServiceStub:
     """
     GetProvisioningRun: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetProvisioningRunRequest, _provisioner_service_pb2.GetProvisioningRunResponse]
     """GetProvisioningRun reads a run (by id, or the latest of a tenant's funnel) with its steps."""
+    RollbackPublish: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.RollbackPublishRequest, _provisioner_service_pb2.RollbackPublishResponse]
+    """RollbackPublish re-publishes the GTM versions that were live before this run's
+    ApproveAndPublish (previous_live_versions). A side with nothing live before is left as is.
+    FAILED_PRECONDITION when the run is not published, when nothing was live before, or when a
+    container's live version is no longer the one this run published (a newer publish happened:
+    roll that one back first).
+    """
 
 @_typing.type_check_only
 class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
@@ -203,6 +234,13 @@ class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
     """
     GetProvisioningRun: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetProvisioningRunRequest, _provisioner_service_pb2.GetProvisioningRunResponse]  # type: ignore[assignment]
     """GetProvisioningRun reads a run (by id, or the latest of a tenant's funnel) with its steps."""
+    RollbackPublish: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.RollbackPublishRequest, _provisioner_service_pb2.RollbackPublishResponse]  # type: ignore[assignment]
+    """RollbackPublish re-publishes the GTM versions that were live before this run's
+    ApproveAndPublish (previous_live_versions). A side with nothing live before is left as is.
+    FAILED_PRECONDITION when the run is not published, when nothing was live before, or when a
+    container's live version is no longer the one this run published (a newer publish happened:
+    roll that one back first).
+    """
 
 class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
     """ProvisioningService runs the per-funnel tracking setup as a resumable saga."""
@@ -246,5 +284,18 @@ class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_provisioner_service_pb2.GetProvisioningRunResponse, _abc.Awaitable[_provisioner_service_pb2.GetProvisioningRunResponse]]:
         """GetProvisioningRun reads a run (by id, or the latest of a tenant's funnel) with its steps."""
+
+    @_abc_1.abstractmethod
+    def RollbackPublish(
+        self,
+        request: _provisioner_service_pb2.RollbackPublishRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioner_service_pb2.RollbackPublishResponse, _abc.Awaitable[_provisioner_service_pb2.RollbackPublishResponse]]:
+        """RollbackPublish re-publishes the GTM versions that were live before this run's
+        ApproveAndPublish (previous_live_versions). A side with nothing live before is left as is.
+        FAILED_PRECONDITION when the run is not published, when nothing was live before, or when a
+        container's live version is no longer the one this run published (a newer publish happened:
+        roll that one back first).
+        """
 
 def add_ProvisioningServiceServicer_to_server(servicer: ProvisioningServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
