@@ -1,6 +1,7 @@
 """Transactional outbox: write the message in the business transaction, publish it afterwards.
 
-:func:`enqueue` inserts into ``<schema>.outbox`` inside the caller's transaction;
+:func:`enqueue` inserts into ``<schema>.outbox`` inside the caller's transaction (or
+:func:`enqueue_sql` / :func:`enqueue_from_sql` fold that insert into the caller's own statement);
 :class:`OutboxRelay` publishes committed rows with publisher confirms and marks them published in
 the transaction that locked them, so a crash yields at most a re-publish with the same message id.
 """
@@ -92,6 +93,52 @@ def outbox_drop_ddl(schema: str) -> str:
 """
 
 
+#: The outbox columns a message fills, in the order of :func:`enqueue_params`.
+ENQUEUE_COLUMNS = ("message_id", "exchange", "routing_key", "message_type", "body", "headers")
+
+
+def enqueue_sql(schema: str, *, first_param: int = 1) -> str:
+    """The ``INSERT`` :func:`enqueue` runs, for callers that fold it into their own statement.
+
+    Its parameters are numbered from ``first_param`` and take :func:`enqueue_params` in order.
+    """
+    params = [f"${first_param + i}" for i in range(len(ENQUEUE_COLUMNS))]
+    params[-1] += "::jsonb"
+    return _insert(schema, f"VALUES ({', '.join(params)})")
+
+
+def enqueue_from_sql(schema: str, relation: str) -> str:
+    """An ``INSERT`` enqueueing one message per row of ``relation`` (a CTE of the caller's
+    statement with the :data:`ENQUEUE_COLUMNS`), e.g. only the rows a data-modifying CTE just
+    inserted: messages and business rows written by one statement, in one round trip.
+    """
+    columns = ", ".join(ENQUEUE_COLUMNS)
+    return _insert(schema, f"SELECT {columns} FROM {check_identifier(relation)}")  # noqa: S608
+
+
+def _insert(schema: str, source: str) -> str:
+    # Identifiers are validated; values are always bind parameters or the caller's columns.
+    return (
+        f"INSERT INTO {check_identifier(schema)}.outbox ({', '.join(ENQUEUE_COLUMNS)}) "
+        f"{source} ON CONFLICT (message_id) DO NOTHING"
+    )
+
+
+def enqueue_params(
+    *,
+    routing_key: str,
+    message_id: str,
+    message_type: str,
+    body: bytes,
+    exchange: str = "",
+    headers: dict[str, Any] | None = None,
+) -> list[Any]:
+    """The parameters of :func:`enqueue_sql`, with the current trace context in the headers."""
+    stored_headers = dict(headers or {})
+    inject_headers(stored_headers)
+    return [message_id, exchange, routing_key, message_type, body, stored_headers]
+
+
 async def enqueue(
     conn: Connection,
     *,
@@ -104,18 +151,16 @@ async def enqueue(
     headers: dict[str, Any] | None = None,
 ) -> bool:
     """Add a message to the outbox in the caller's transaction; False if the id already exists."""
-    stored_headers = dict(headers or {})
-    inject_headers(stored_headers)
     status = await conn.execute(
-        f"INSERT INTO {check_identifier(schema)}.outbox "  # noqa: S608 - identifier validated
-        "(message_id, exchange, routing_key, message_type, body, headers) "
-        "VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (message_id) DO NOTHING",
-        message_id,
-        exchange,
-        routing_key,
-        message_type,
-        body,
-        stored_headers,
+        enqueue_sql(schema),
+        *enqueue_params(
+            routing_key=routing_key,
+            message_id=message_id,
+            message_type=message_type,
+            body=body,
+            exchange=exchange,
+            headers=headers,
+        ),
     )
     return bool(status == "INSERT 0 1")
 

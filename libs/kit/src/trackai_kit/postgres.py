@@ -40,8 +40,18 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(settings: PostgresSettings, *, schema: str | None = None) -> asyncpg.Pool:
-    """Open a pool whose connections resolve unqualified names in ``schema``, then ``public``."""
+async def _no_reset(_: asyncpg.Connection) -> None:
+    """Release a connection without asyncpg's RESET ALL / UNLISTEN / unlock round trip."""
+
+
+async def create_pool(
+    settings: PostgresSettings, *, schema: str | None = None, reset_on_release: bool = True
+) -> asyncpg.Pool:
+    """Open a pool whose connections resolve unqualified names in ``schema``, then ``public``.
+
+    ``reset_on_release=False`` skips the reset query on every release: only for callers that
+    never leave session state (SET, LISTEN, session advisory locks) on a pooled connection.
+    """
     server_settings: dict[str, str] = {"application_name": schema or "trackai"}
     if schema is not None:
         server_settings["search_path"] = f"{check_identifier(schema)},public"
@@ -52,6 +62,7 @@ async def create_pool(settings: PostgresSettings, *, schema: str | None = None) 
         command_timeout=settings.command_timeout_s,
         server_settings=server_settings,
         init=_init_connection,
+        reset=None if reset_on_release else _no_reset,
     )
     if pool is None:  # asyncpg's stubs allow it; a successful create_pool never returns None
         raise RuntimeError("asyncpg.create_pool returned no pool")

@@ -6,8 +6,9 @@ Trace context crosses process boundaries in AMQP headers and gRPC metadata throu
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import metrics, propagate, trace
@@ -17,9 +18,18 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
 
 from trackai_kit.settings import TelemetrySettings
 
@@ -27,11 +37,59 @@ _lock = threading.Lock()
 _configured = False
 
 
+class _SampleWhileExported(Sampler):
+    """Records spans only once a span processor exists; until then every span is dropped.
+
+    A dropped span still gets real ids (log lines carry ``trace_id``/``span_id`` and the context
+    still propagates, unsampled), but no attributes, events or timing are collected for nobody:
+    without an exporter the per-request and per-query spans of the instrumentations cost little.
+    """
+
+    def __init__(self, delegate: Sampler) -> None:
+        self._delegate = delegate
+        self.exporting = False
+
+    def should_sample(  # noqa: PLR0917 - the Sampler interface's signature
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if self.exporting:
+            return self._delegate.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+        parent = trace.get_current_span(parent_context).get_span_context()
+        return SamplingResult(Decision.DROP, None, parent.trace_state if parent.is_valid else None)
+
+    def get_description(self) -> str:
+        return f"SampleWhileExported{{{self._delegate.get_description()}}}"
+
+
+class _TracerProvider(TracerProvider):
+    """Opens its :class:`_SampleWhileExported` gate when the first span processor is added."""
+
+    def __init__(self, sampler: _SampleWhileExported, **kwargs: Any) -> None:
+        super().__init__(sampler=sampler, **kwargs)
+        self._gate = sampler
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        self._gate.exporting = True
+
+
 def configure_telemetry(service: str, settings: TelemetrySettings) -> None:
     """Install the SDK tracer and meter providers (idempotent: later calls do nothing).
 
-    Without ``OTEL_EXPORTER_OTLP_ENDPOINT`` spans still get real ids (so logs carry them) but are
-    not exported anywhere.
+    Without ``OTEL_EXPORTER_OTLP_ENDPOINT`` (and no span processor added later) spans are not
+    recorded: they still get real ids, so logs carry them. With an exporter, spans are sampled by
+    ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG`` (OpenTelemetry's standard variables;
+    default ``parentbased_always_on``), e.g. ``parentbased_traceidratio`` and ``0.1`` to keep one
+    trace in ten where per-request spans cost too much.
     """
     global _configured  # noqa: PLW0603 - OpenTelemetry providers are process-global by design
     with _lock:
@@ -40,7 +98,7 @@ def configure_telemetry(service: str, settings: TelemetrySettings) -> None:
         resource = Resource.create(
             {"service.name": service, "service.namespace": settings.service_namespace}
         )
-        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider = _TracerProvider(_SampleWhileExported(_env_sampler()), resource=resource)
         readers: list[MetricReader] = []
         if settings.exporter_otlp_endpoint:
             # Imported lazily: the exporter pulls in grpc channels we do not want in unit tests.
@@ -62,6 +120,13 @@ def configure_telemetry(service: str, settings: TelemetrySettings) -> None:
         )
         _instrument_asyncpg()
         _configured = True
+
+
+def _env_sampler() -> Sampler:
+    """The sampler ``OTEL_TRACES_SAMPLER`` names (the SDK's own reading), else parent-based on."""
+    if os.environ.get("OTEL_TRACES_SAMPLER"):
+        return TracerProvider(shutdown_on_exit=False).sampler
+    return ParentBased(ALWAYS_ON)
 
 
 def _instrument_asyncpg() -> None:

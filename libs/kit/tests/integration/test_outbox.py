@@ -13,7 +13,15 @@ import pytest_asyncio
 from opentelemetry import trace
 
 from trackai_kit.amqp import AmqpClient, IncomingMessage
-from trackai_kit.outbox import OutboxRelay, enqueue, outbox_ddl, outbox_drop_ddl
+from trackai_kit.outbox import (
+    OutboxRelay,
+    enqueue,
+    enqueue_from_sql,
+    enqueue_params,
+    enqueue_sql,
+    outbox_ddl,
+    outbox_drop_ddl,
+)
 from trackai_kit.postgres import create_pool
 from trackai_kit.settings import AmqpSettings, PostgresSettings
 from trackai_kit.topology import INGEST_EVENTS, ingestion_topology
@@ -88,6 +96,36 @@ async def test_enqueue_is_idempotent_and_transactional(pool: asyncpg.Pool) -> No
         rows = await conn.fetch(f"SELECT message_id, body, headers FROM {SCHEMA}.outbox")
     assert [(r["message_id"], r["body"]) for r in rows] == [("a", b"1")]
     assert isinstance(rows[0]["headers"], dict)
+
+
+async def test_enqueue_folds_into_the_callers_own_statement(pool: asyncpg.Pool) -> None:
+    """One statement writes business rows and enqueues messages for exactly the rows it inserted
+    (``enqueue_from_sql``), or one row and its message from parameters (``enqueue_sql``)."""
+    things = f"{SCHEMA}.things"
+    per_row = f"""
+WITH inserted AS (
+    INSERT INTO {things} SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING id
+), to_enqueue AS (
+    SELECT id AS message_id, '' AS exchange, 'q' AS routing_key, 't' AS message_type,
+           convert_to(id, 'UTF8') AS body, '{{}}'::jsonb AS headers
+    FROM inserted
+), enqueued AS ({enqueue_from_sql(SCHEMA, "to_enqueue")})
+SELECT count(*) FROM inserted"""
+    one = f"""
+WITH thing AS (INSERT INTO {things} VALUES ($1)), enqueued AS ({enqueue_sql(SCHEMA, first_param=2)})
+SELECT 1"""
+    async with pool.acquire() as conn:
+        await conn.execute(f"CREATE TABLE {things} (id text PRIMARY KEY)")
+        await conn.execute(f"INSERT INTO {things} VALUES ('old')")
+        assert await conn.fetchval(per_row, ["old", "new"]) == 1
+        with trace.get_tracer(__name__).start_as_current_span("accept"):
+            params = enqueue_params(routing_key="q", message_id="p", message_type="t", body=b"p")
+        await conn.execute(one, "p", *params)
+        rows = await conn.fetch(
+            f"SELECT message_id, body, headers FROM {SCHEMA}.outbox ORDER BY id"
+        )
+    assert [(r["message_id"], r["body"]) for r in rows] == [("new", b"new"), ("p", b"p")]
+    assert "traceparent" in rows[1]["headers"]
 
 
 async def test_concurrent_relays_publish_each_committed_row_once(

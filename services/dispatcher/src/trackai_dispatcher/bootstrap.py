@@ -8,7 +8,7 @@ from functools import partial
 
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
-from trackai_dispatcher.adapters.broker import DispatchPublisher
+from trackai_dispatcher.adapters.broker import DispatchPublisher, StatusPublisher
 from trackai_dispatcher.adapters.destinations import DestinationResolver, RegistryDestinations
 from trackai_dispatcher.adapters.meta import MetaClient
 from trackai_dispatcher.domain.breaker import BreakerPolicy
@@ -45,6 +45,7 @@ def build_dispatcher(
     resources: Resources,
     meta: MetaClient,
     destinations: DestinationResolver,
+    notifier: StatusPublisher,
 ) -> Dispatcher:
     assert resources.pool is not None and resources.amqp is not None
     return Dispatcher(
@@ -52,6 +53,7 @@ def build_dispatcher(
         meta,
         destinations,
         DispatchPublisher(resources.amqp),
+        notifier,
         policy=BreakerPolicy(
             threshold=settings.breaker_threshold,
             cooldown=timedelta(seconds=settings.breaker_cooldown_s),
@@ -60,6 +62,7 @@ def build_dispatcher(
         ),
         ladder=RetryLadder(settings.retry_ladder_ms),
         claim_lease_s=settings.claim_lease_s,
+        concurrency=settings.concurrency,
     )
 
 
@@ -88,7 +91,14 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
     registry = TenantConfigClient(
         settings.provisioner_addr, settings.grpc_auth_token.get_secret_value()
     )
-    dispatcher = build_dispatcher(settings, resources, meta, RegistryDestinations(registry))
+    notifier = StatusPublisher(
+        settings.amqp_url,
+        resources.amqp.name(topology.STATUS_EXCHANGE),
+        timeout_s=settings.amqp.publish_timeout_s,
+    )
+    dispatcher = build_dispatcher(
+        settings, resources, meta, RegistryDestinations(registry), notifier
+    )
     consumer = ConsumerTask(
         dispatcher,
         resources.amqp,
@@ -96,13 +106,15 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
         prefetch=settings.effective_prefetch,
         batch_max=settings.batch_max,
         deadline_s=settings.batch_deadline_ms / 1000,
-        workers=settings.concurrency,
+        workers=settings.pipeline,
         shutdown_grace_s=settings.shutdown_grace_s,
     )
     monitor = Monitor(
         resources.pool,
-        DispatchPublisher(resources.amqp),
+        notifier,
         outage_destinations=settings.outage_destinations,
         outage_window_s=settings.outage_window_s,
     )
-    return Wiring(background=[consumer, monitor], on_shutdown=[meta.close, registry.close])
+    return Wiring(
+        background=[consumer, monitor], on_shutdown=[meta.close, registry.close, notifier.close]
+    )

@@ -7,6 +7,9 @@ from pydantic import Field, field_validator
 from trackai_kit.settings import ServiceSettings, service_config
 from trackai_kit.topology import CAPI_RETRY_DELAYS_MS
 
+#: AMQP's prefetch count is an unsigned short.
+MAX_PREFETCH = 65535
+
 
 class Settings(ServiceSettings):
     model_config = service_config("dispatcher")
@@ -21,9 +24,10 @@ class Settings(ServiceSettings):
     batch_deadline_ms: int = Field(200, ge=1)
     #: Batches posted to Meta at the same time by one consumer process.
     concurrency: int = Field(4, ge=1)
-    #: Unacknowledged deliveries the broker may hand this consumer; 0 = (concurrency + 1) x
-    #: batch_max, so every in-flight batch can be full while the next one fills.
-    prefetch: int = Field(0, ge=0)
+    #: Unacknowledged deliveries the broker may hand this consumer; 0 = (2 x concurrency + 1) x
+    #: batch_max: a full batch in every POST slot, as many being stored or committed around
+    #: them, and the next one filling.
+    prefetch: int = Field(0, ge=0, le=MAX_PREFETCH)
     #: The retry ladder, milliseconds; each delay is a `capi-dispatch.retry.<ms>` TTL queue.
     retry_delays_ms: str = ",".join(str(d) for d in CAPI_RETRY_DELAYS_MS)
     #: Consecutive failures that open a destination's breaker, and its cool-down before a probe.
@@ -53,5 +57,10 @@ class Settings(ServiceSettings):
         return tuple(int(part) for part in self.retry_delays_ms.split(","))
 
     @property
+    def pipeline(self) -> int:
+        """Batches in progress at once: ``concurrency`` posting, as many storing or committing."""
+        return 2 * self.concurrency
+
+    @property
     def effective_prefetch(self) -> int:
-        return self.prefetch or (self.concurrency + 1) * self.batch_max
+        return self.prefetch or min(MAX_PREFETCH, (self.pipeline + 1) * self.batch_max)

@@ -19,6 +19,9 @@ async def serve(settings: Settings) -> None:
         topology=TOPOLOGY,
         wire=partial(bootstrap.wire, settings),
         ready_needs_broker=False,
+        # Ingestion keeps no session state on pooled connections (no SET, LISTEN or session
+        # locks), so the RESET round trip on every release is pure cost on the webhook path.
+        pool_reset_on_release=False,
     )
 
 

@@ -2,7 +2,8 @@
 they are batched), copies to the retry delay queues, replays, and status updates.
 
 The consumer has its own connection: the broker throttles a publishing connection under memory
-pressure, and that must not stall the acks that would relieve it.
+pressure, and that must not stall the acks that would relieve it. Status updates have their own
+connection too: one per event, they are the dispatcher's most frequent publish.
 """
 
 from __future__ import annotations
@@ -10,9 +11,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 import aio_pika
 import aio_pika.abc
+import aiormq
+import aiormq.abc
+from aiormq import spec
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from trackai.common.v1 import events_pb2 as common_pb
 from trackai.matcher.v1 import events_pb2 as matcher_pb
@@ -20,9 +28,11 @@ from trackai_dispatcher.domain.model import Destination
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.identity import is_event_id
 from trackai_kit.logging import get_logger
+from trackai_kit.telemetry import inject_headers
 from trackai_kit.topology import CAPI_DISPATCH, STATUS_EXCHANGE, retry_queue_name
 
 log = get_logger(__name__)
+tracer = trace.get_tracer(__name__)
 
 DISPATCH_TYPE = matcher_pb.DispatchRequest.DESCRIPTOR.full_name
 STATUS_TYPE = common_pb.StatusUpdate.DESCRIPTOR.full_name
@@ -58,7 +68,87 @@ def destination_of(request: matcher_pb.DispatchRequest) -> Destination:
     return Destination(str(uuid.UUID(request.tenant_id)), request.pixel_id)
 
 
-OnDelivery = Callable[[matcher_pb.DispatchRequest, int, aio_pika.abc.AbstractIncomingMessage], None]
+#: How long a settled ack may wait for the deliveries before it, so that one frame acks them all.
+ACK_COALESCE_S = 0.1
+
+
+class AckWindow:
+    """Acknowledges one channel's deliveries with as few frames as it can.
+
+    Delivery tags on a channel run 1, 2, 3...; once every tag up to N is settled, one
+    ``basic.ack(N, multiple)`` acknowledges all those still waiting (never a tag that is not
+    settled: the run must be unbroken). A settled tag stuck behind an unsettled one is acked on
+    its own after ``coalesce_s``, so a slow batch does not hold back the others' prefetch credit.
+    Deciding what to ack and queueing the frame happen under one lock: an ack of a single tag
+    must reach the broker before a multiple ack that would cover it (a second ack of a tag is a
+    channel error).
+    """
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel, coalesce_s: float) -> None:
+        self.channel = channel
+        self._coalesce_s = coalesce_s
+        #: Every tag up to this one is settled and its ack sent (or covered by a later one).
+        self._through = 0
+        #: Settled tags past ``_through``: True while their ack is still to be sent.
+        self._settled: dict[int, bool] = {}
+        self._waiting = 0
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._stragglers: asyncio.Task[None] | None = None
+
+    def handled(self, tag: int) -> None:
+        """The delivery was rejected or handed back on its own (its frame already queued)."""
+        self._settled[tag] = False
+
+    async def ack(self, tags: Sequence[int]) -> None:
+        async with self._lock:
+            for tag in tags:
+                self._settled[tag] = True
+            self._waiting += len(tags)
+            last = 0
+            while (waiting := self._settled.pop(self._through + 1, None)) is not None:
+                self._through += 1
+                if waiting:
+                    last = self._through
+                    self._waiting -= 1
+            if last:
+                await self.channel.basic_ack(last, multiple=True, wait=False)
+        if self._waiting and self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._coalesce_s, self._start_stragglers)
+
+    def _start_stragglers(self) -> None:
+        self._timer = None
+        self._stragglers = asyncio.create_task(settle(self.flush()))
+
+    async def flush(self) -> None:
+        """Send the acks still waiting, each on its own."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        async with self._lock:
+            for tag, waiting in list(self._settled.items()):
+                if waiting:
+                    self._settled[tag] = False
+                    self._waiting -= 1
+                    await self.channel.basic_ack(tag, wait=False)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What settling a delivery needs: its message and the ack window of its channel."""
+
+    message: aio_pika.abc.AbstractIncomingMessage
+    window: AckWindow
+
+    @property
+    def tag(self) -> int:
+        tag = self.message.delivery_tag
+        assert tag is not None  # manual acks: every delivery has one
+        return tag
+
+
+OnDelivery = Callable[[matcher_pb.DispatchRequest, int, Receipt], None]
 
 
 class DispatchConsumer:
@@ -73,6 +163,8 @@ class DispatchConsumer:
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._tag: str | None = None
+        #: The current channel's; a reconnect opens a new channel whose tags start again at 1.
+        self._window: AckWindow | None = None
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(
@@ -83,7 +175,14 @@ class DispatchConsumer:
         self._queue = await channel.get_queue(self._queue_name, ensure=False)
         self._tag = await self._queue.consume(self._receive)
 
+    def _window_of(self, message: aio_pika.abc.AbstractIncomingMessage) -> AckWindow:
+        channel = message.channel
+        if self._window is None or self._window.channel is not channel:
+            self._window = AckWindow(channel, ACK_COALESCE_S)
+        return self._window
+
     async def _receive(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        receipt = Receipt(message, self._window_of(message))
         try:
             request, copy = parse(message)
         except Malformed as exc:
@@ -93,14 +192,27 @@ class DispatchConsumer:
                 reason=str(exc),
             )
             await settle(message.reject(requeue=False))
+            receipt.window.handled(receipt.tag)
             return
         try:
-            self._on_delivery(request, copy, message)
+            self._on_delivery(request, copy, receipt)
         except Exception:
             log.exception(
                 "could not take a delivery; handing it back", message_id=message.message_id
             )
             await settle(message.nack(requeue=True))
+            receipt.window.handled(receipt.tag)
+
+    async def settle(self, acked: Sequence[Receipt], handed_back: Sequence[Receipt]) -> None:
+        """Hand back (nack, requeue) one by one, then ack through the channels' windows."""
+        for receipt in handed_back:
+            await settle(receipt.message.nack(requeue=True))
+            receipt.window.handled(receipt.tag)
+        acks: dict[AckWindow, list[int]] = {}
+        for receipt in acked:
+            acks.setdefault(receipt.window, []).append(receipt.tag)
+        for window, tags in acks.items():
+            await settle(window.ack(tags))
 
     async def stop(self) -> None:
         if self._queue is not None and self._tag is not None:
@@ -111,6 +223,9 @@ class DispatchConsumer:
             self._tag = None
 
     async def close(self) -> None:
+        if self._window is not None:
+            await settle(self._window.flush())
+            self._window = None
         if self._connection is not None and not self._connection.is_closed:
             await self._connection.close()
         self._connection = None
@@ -145,16 +260,76 @@ class DispatchPublisher:
             headers={COPY_HEADER: copy},
         )
 
-    async def statuses(self, updates: Sequence[common_pb.StatusUpdate]) -> None:
-        await asyncio.gather(
-            *(
-                self._amqp.publish(
-                    f"dispatch.{update.tenant_id}",
-                    update.SerializeToString(),
-                    exchange=STATUS_EXCHANGE,
-                    message_id=uuid.uuid4().hex,
-                    message_type=STATUS_TYPE,
+
+class StatusPublisher:
+    """Publishes ``StatusUpdate``s on ``trackai.status`` (routing key ``dispatch.<tenant_id>``),
+    persistent and confirmed, over its own connection.
+
+    A batch's updates go out under one span with one set of trace headers, straight on the
+    channel, and their confirms are awaited together: the kit's traced publish per message cost
+    the consumer more CPU than everything else it does for an event.
+    """
+
+    def __init__(self, url: str, exchange: str, *, timeout_s: float) -> None:
+        self._url = url
+        self._exchange = exchange
+        self._timeout_s = timeout_s
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def _underlay(self) -> aiormq.Channel:
+        async with self._lock:
+            if self._channel is None:
+                connection = await aio_pika.connect_robust(
+                    self._url, client_properties={"connection_name": "dispatcher-status"}
                 )
-                for update in updates
-            )
-        )
+                try:
+                    self._channel = await connection.channel(publisher_confirms=True)
+                except BaseException:
+                    await connection.close()
+                    raise
+                self._connection = connection
+        # The concrete channel: its publish can skip waiting for the socket (``wait``).
+        return cast(aiormq.Channel, await self._channel.get_underlay_channel())
+
+    async def statuses(self, updates: Sequence[common_pb.StatusUpdate]) -> None:
+        if not updates:
+            return
+        with tracer.start_as_current_span(
+            f"{STATUS_EXCHANGE} publish",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.destination.name": STATUS_EXCHANGE,
+                "messaging.batch.message_count": len(updates),
+            },
+        ):
+            headers: dict[str, Any] = {}
+            inject_headers(headers)
+            async with asyncio.timeout(self._timeout_s):
+                channel = await self._underlay()
+                await asyncio.gather(
+                    *(
+                        channel.basic_publish(
+                            update.SerializeToString(),
+                            exchange=self._exchange,
+                            routing_key=f"dispatch.{update.tenant_id}",
+                            properties=spec.Basic.Properties(
+                                content_type="application/x-protobuf",
+                                delivery_mode=2,
+                                message_id=uuid.uuid4().hex,
+                                message_type=STATUS_TYPE,
+                                headers=headers,
+                            ),
+                            # Written without waiting for the socket; the confirm is awaited.
+                            wait=False,
+                        )
+                        for update in updates
+                    )
+                )
+
+    async def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and not connection.is_closed:
+            await connection.close()

@@ -5,6 +5,8 @@ Bulk statements take arrays and ``unnest`` them, so a batch of 1,000 events cost
 round trips. Every value is a bind parameter; only constant SQL fragments are spliced in.
 """
 
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 import json
@@ -231,6 +233,22 @@ async def record_attempt(conn: Conn, record: AttemptRecord) -> int:
 # --- circuit breakers -------------------------------------------------------------------------
 
 
+_BREAKER_COLUMNS = """
+    state, consecutive_failures, opened_at, probe_after, last_code, last_subcode, reason
+"""
+
+
+async def read_breaker(conn: Conn, destination: Destination) -> Breaker:
+    """The destination's breaker as last committed, without a lock (closed when it has none):
+    enough to see that a closed breaker with no failures has nothing to change."""
+    row = await conn.fetchrow(
+        f"SELECT {_BREAKER_COLUMNS} FROM breaker_states WHERE tenant_id = $1 AND pixel_id = $2",
+        destination.tenant_id,
+        destination.pixel_id,
+    )
+    return Breaker() if row is None else _breaker(row)
+
+
 async def lock_breaker(conn: Conn, destination: Destination) -> Breaker:
     """The destination's breaker, row-locked until the transaction ends (created closed)."""
     await conn.execute(
@@ -242,15 +260,18 @@ async def lock_breaker(conn: Conn, destination: Destination) -> Breaker:
         destination.pixel_id,
     )
     row = await conn.fetchrow(
-        """
-        SELECT state, consecutive_failures, opened_at, probe_after, last_code, last_subcode,
-               reason
+        f"""
+        SELECT {_BREAKER_COLUMNS}
         FROM breaker_states WHERE tenant_id = $1 AND pixel_id = $2 FOR UPDATE
         """,
         destination.tenant_id,
         destination.pixel_id,
     )
     assert row is not None
+    return _breaker(row)
+
+
+def _breaker(row: asyncpg.Record) -> Breaker:
     return Breaker(
         state=BreakerState(row["state"]),
         consecutive_failures=row["consecutive_failures"],

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-import aio_pika.abc
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.metrics import Observation
@@ -15,12 +15,7 @@ from opentelemetry.metrics import Observation
 from trackai.common.v1 import events_pb2 as common_pb
 from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.adapters import repository as repo
-from trackai_dispatcher.adapters.broker import (
-    DispatchConsumer,
-    DispatchPublisher,
-    destination_of,
-    settle,
-)
+from trackai_dispatcher.adapters.broker import DispatchConsumer, Receipt, destination_of
 from trackai_dispatcher.domain.model import EXPIRY_MARGIN_S, META_MAX_AGE_S
 from trackai_dispatcher.service_layer.batching import Batcher, Pending
 from trackai_dispatcher.service_layer.delivery import (
@@ -28,6 +23,7 @@ from trackai_dispatcher.service_layer.delivery import (
     Delivery,
     Dispatcher,
     Disposition,
+    Notifier,
 )
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.logging import get_logger
@@ -62,27 +58,26 @@ class ConsumerTask:
         self._grace_s = shutdown_grace_s
 
     async def __call__(self, stop: asyncio.Event) -> None:
+        def on_delivery(request: matcher_pb.DispatchRequest, copy: int, receipt: Receipt) -> None:
+            batcher.add(destination_of(request), Pending(Delivery(request, copy), receipt))
+
+        consumer = DispatchConsumer(self._amqp, self._url, self._prefetch, on_delivery)
+
+        async def settle(receipts: Sequence[tuple[object, Disposition]]) -> None:
+            acked: list[Receipt] = []
+            handed_back: list[Receipt] = []
+            for receipt, disposition in receipts:
+                assert isinstance(receipt, Receipt)
+                (acked if disposition is Disposition.ACK else handed_back).append(receipt)
+            await consumer.settle(acked, handed_back)
+
         batcher = Batcher(
             self._dispatcher,
+            settle,
             batch_max=self._batch_max,
             deadline_s=self._deadline_s,
             workers=self._workers,
         )
-
-        def on_delivery(
-            request: matcher_pb.DispatchRequest,
-            copy: int,
-            message: aio_pika.abc.AbstractIncomingMessage,
-        ) -> None:
-            async def settle_message(disposition: Disposition) -> None:
-                if disposition is Disposition.ACK:
-                    await settle(message.ack())
-                else:
-                    await settle(message.nack(requeue=True))
-
-            batcher.add(destination_of(request), Pending(Delivery(request, copy), settle_message))
-
-        consumer = DispatchConsumer(self._amqp, self._url, self._prefetch, on_delivery)
         await self._start(consumer, stop)
         try:
             await stop.wait()
@@ -117,14 +112,14 @@ class Monitor:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        publisher: DispatchPublisher,
+        notifier: Notifier,
         *,
         outage_destinations: int,
         outage_window_s: float,
         interval_s: float = 10.0,
     ) -> None:
         self._pool = pool
-        self._publisher = publisher
+        self._notifier = notifier
         self._threshold = outage_destinations
         self._window_s = outage_window_s
         self._interval_s = interval_s
@@ -159,7 +154,7 @@ class Monitor:
             stamp = Timestamp()
             stamp.FromDatetime(now)
             log.warning("undelivered events expired", count=len(expired))
-            await self._publisher.statuses(
+            await self._notifier.statuses(
                 [
                     common_pb.StatusUpdate(
                         tenant_id=str(row["tenant_id"]),

@@ -1,10 +1,11 @@
 """Groups deliveries per destination into batches flushed by size or deadline, and runs them on a
-fixed number of workers; each message is settled (acked or handed back) only after its batch
+fixed number of workers (twice the POST concurrency: the dispatcher bounds the POSTs, the rest of
+a batch overlaps them); each message is settled (acked or handed back) only after its batch
 committed.
 
 Back-pressure is the broker's prefetch: messages held here are unacknowledged, so once
 ``prefetch`` of them wait, the broker stops delivering. With ``prefetch`` at least
-``(workers + 1) x batch_max`` every worker can post a full batch while the next one fills; with
+``(workers + 1) x batch_max`` every batch in progress can be full while the next one fills; with
 less, batches close on the deadline instead of on size, which only makes them smaller.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from trackai_dispatcher.domain.model import Destination
@@ -24,20 +25,30 @@ log = get_logger(__name__)
 #: Pause before handing a failed batch back, so a database or broker outage is not a hot loop.
 FAILURE_BACKOFF_S = 1.0
 
-Settle = Callable[[Disposition], Awaitable[None]]
-
 
 @dataclass(frozen=True)
 class Pending:
     delivery: Delivery
-    settle: Settle
+    #: The transport's handle of the message, given back to ``Settle`` with its disposition.
+    receipt: object
+
+
+#: Acks or hands back a batch's messages (together, so the transport can coalesce the acks).
+Settle = Callable[[Sequence[tuple[object, Disposition]]], Awaitable[None]]
 
 
 class Batcher:
     def __init__(
-        self, dispatcher: Dispatcher, *, batch_max: int, deadline_s: float, workers: int
+        self,
+        dispatcher: Dispatcher,
+        settle: Settle,
+        *,
+        batch_max: int,
+        deadline_s: float,
+        workers: int,
     ) -> None:
         self._dispatcher = dispatcher
+        self._settle = settle
         self._batch_max = batch_max
         self._deadline_s = deadline_s
         self._open: dict[Destination, list[Pending]] = {}
@@ -82,7 +93,7 @@ class Batcher:
 
     async def _run(self, destination: Destination, items: list[Pending]) -> None:
         if self._hand_back:
-            await _settle_all(items, [Disposition.REQUEUE] * len(items))
+            await self._settle_all(items, [Disposition.REQUEUE] * len(items))
             return
         try:
             dispositions = await self._dispatcher.dispatch(
@@ -92,7 +103,10 @@ class Batcher:
             log.exception("batch failed; handing its messages back", destination=str(destination))
             await asyncio.sleep(FAILURE_BACKOFF_S)
             dispositions = [Disposition.REQUEUE] * len(items)
-        await _settle_all(items, dispositions)
+        await self._settle_all(items, dispositions)
+
+    async def _settle_all(self, items: list[Pending], dispositions: list[Disposition]) -> None:
+        await self._settle([(p.receipt, d) for p, d in zip(items, dispositions, strict=True)])
 
     async def drain(self, grace_s: float) -> None:
         """Flush what is accumulating, finish in-flight batches within ``grace_s``, then hand
@@ -113,7 +127,3 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         await self._dispatcher.flush_notifications()
-
-
-async def _settle_all(items: list[Pending], dispositions: list[Disposition]) -> None:
-    await asyncio.gather(*(p.settle(d) for p, d in zip(items, dispositions, strict=True)))

@@ -1,6 +1,7 @@
-"""Delivering one destination's batch to Meta: claim the events, validate them, ask the breaker,
-POST (splitting on a refused payload), then commit every event's new state, every attempt and
-the breaker in one transaction, publishing retry and park copies before that commit.
+"""Delivering one destination's batch to Meta: claim the events, validate them, then, holding one
+of the ``concurrency`` POST slots, ask the breaker and POST (splitting on a refused payload), then
+commit every event's new state, every attempt and the breaker in one transaction, publishing
+retry and park copies before that commit.
 
 Copies and the stale rule: every message copy carries the number of POSTs recorded for its event
 when the copy was made (``copy``). A copy is published before the transaction that raises
@@ -30,7 +31,13 @@ from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.adapters import repository as repo
 from trackai_dispatcher.adapters.destinations import Credentials, DestinationResolver
 from trackai_dispatcher.adapters.meta import event_payload
-from trackai_dispatcher.domain.breaker import BreakerPolicy, Gate, Transition
+from trackai_dispatcher.domain.breaker import (
+    Breaker,
+    BreakerPolicy,
+    BreakerState,
+    Gate,
+    Transition,
+)
 from trackai_dispatcher.domain.classification import MetaAnswer, Verdict, classify
 from trackai_dispatcher.domain.model import (
     AttemptOutcome,
@@ -72,7 +79,10 @@ class Publisher(Protocol):
     async def delay(self, request: matcher_pb.DispatchRequest, copy: int, delay_ms: int) -> None:
         """Publish a copy to the delay queue of ``delay_ms`` (confirmed before returning)."""
 
-    async def statuses(self, updates: Sequence[common_pb.StatusUpdate]) -> None: ...
+
+class Notifier(Protocol):
+    async def statuses(self, updates: Sequence[common_pb.StatusUpdate]) -> None:
+        """Publish status updates (notifications: the state itself is in the database)."""
 
 
 class MetaPoster(Protocol):
@@ -137,20 +147,26 @@ class Dispatcher:
         meta: MetaPoster,
         destinations: DestinationResolver,
         publisher: Publisher,
+        notifier: Notifier,
         *,
         policy: BreakerPolicy,
         ladder: RetryLadder,
         claim_lease_s: float,
+        concurrency: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pool = pool
         self._meta = meta
         self._destinations = destinations
         self._publisher = publisher
+        self._notifier = notifier
         self._policy = policy
         self._ladder = ladder
         self._lease_s = claim_lease_s
         self._clock = clock
+        # Only the POSTs are limited to ``concurrency``: batches store, claim and commit around
+        # them, so each POST slot goes from one answer straight to the next prepared batch.
+        self._posting = asyncio.Semaphore(concurrency)
         # Status notifications go out in the background: a batch's messages are acked (and its
         # worker freed) once its state is committed, not once the console was told.
         self._notifying: set[asyncio.Task[None]] = set()
@@ -173,8 +189,21 @@ class Dispatcher:
         go = await self._prepare(batch, list(chosen.values()), credentials)
         self._notify(batch)
         if go:
-            await self._send_all(batch, go, credentials, stopping)
-            await self._finish(batch, go)
+            await self._posting.acquire()
+            holding = True
+            try:
+                go, quiet = await self._admit(batch, go)
+                if go:
+                    await self._send_all(batch, go, credentials, stopping)
+                    if quiet and not any(classify(a).breaker_failure for a in batch.verdicts):
+                        # Nothing for the breaker to record: the next batch may post before
+                        # this one commits. Otherwise it waits, and sees what this one counted.
+                        self._posting.release()
+                        holding = False
+                    await self._finish(batch, go)
+            finally:
+                if holding:
+                    self._posting.release()
             self._notify(batch)
         return [
             Disposition.REQUEUE if d.event_id in batch.handed_back else Disposition.ACK
@@ -231,14 +260,19 @@ class Dispatcher:
                     continue
                 go.append((delivery, row))
             if go:
-                go = await self._gate(conn, batch, go, now)
-            for record in batch.attempts:
-                await repo.record_attempt(conn, record)
-            batch.attempts.clear()
-            await repo.apply_changes(conn, batch.changes)
-            batch.changes.clear()
-            await self._publish_redelays(batch)
+                await repo.claim(conn, [d.event_id for d, _ in go], batch.id, self._lease_s)
+            await self._write_decided(conn, batch)
         return go
+
+    async def _write_decided(self, conn: repo.Conn, batch: _Batch) -> None:
+        """Inside a transaction: the attempts and state changes decided so far, and the copies
+        to delay (published before the commit, see the module docstring)."""
+        for record in batch.attempts:
+            await repo.record_attempt(conn, record)
+        batch.attempts.clear()
+        await repo.apply_changes(conn, batch.changes)
+        batch.changes.clear()
+        await self._publish_redelays(batch)
 
     def _admissible(
         self,
@@ -284,43 +318,62 @@ class Dispatcher:
             error_message=change.detail,
         )
 
-    async def _gate(
+    # --- the breaker, holding a POST slot ------------------------------------------------------
+    async def _admit(
+        self, batch: _Batch, go: list[tuple[Delivery, repo.Current]]
+    ) -> tuple[list[tuple[Delivery, repo.Current]], bool]:
+        """What the breaker lets through now, and whether it was closed without failures.
+
+        Asked once the batch holds a POST slot, so it sees what the batches posted before it
+        recorded. A closed breaker admits without changing: no lock, so batches of one
+        destination do not queue on its row. An open one parks the claimed events.
+        """
+        now = self._clock()
+        async with self._pool.acquire() as conn:
+            breaker = await repo.read_breaker(conn, batch.destination)
+            if breaker.state is BreakerState.CLOSED:
+                return go, breaker.consecutive_failures == 0
+            async with conn.transaction():
+                breaker = await repo.lock_breaker(conn, batch.destination)
+                gate, admitted = self._policy.admit(breaker, now)
+                if gate is Gate.SEND:
+                    return go, False
+                if gate is Gate.PROBE:
+                    await repo.save_breaker(conn, batch.destination, admitted)
+                    log.info("breaker half-open: probing", destination=str(batch.destination))
+                    return go, False
+                self._park(batch, go, admitted, now)
+                await self._write_decided(conn, batch)
+        return [], False
+
+    def _park(
         self,
-        conn: repo.Conn,
         batch: _Batch,
         go: list[tuple[Delivery, repo.Current]],
+        breaker: Breaker,
         now: datetime,
-    ) -> list[tuple[Delivery, repo.Current]]:
-        breaker = await repo.lock_breaker(conn, batch.destination)
-        gate, admitted = self._policy.admit(breaker, now)
-        if gate is Gate.PARK:
-            release = admitted.probe_after or now + self._policy.cooldown
-            wait_ms = max(0, int((release - now).total_seconds() * 1000))
-            for delivery, row in go:
-                batch.change(
-                    repo.Change(row.event_id, State.PARKED, next_attempt_at=release),
-                    f"destination breaker open ({admitted.reason or 'failures'})",
-                )
-                batch.redelays.append((delivery, delivery.copy, self._ladder.park_delay(wait_ms)))
-            batch.attempts.append(
-                repo.AttemptRecord(
-                    batch_id=batch.id,
-                    destination=batch.destination,
-                    attempt=1,
-                    event_ids=[d.event_id for d, _ in go],
-                    started_at=now,
-                    finished_at=now,
-                    latency_ms=0.0,
-                    outcome=AttemptOutcome.BREAKER_OPEN,
-                    error_message=f"breaker {admitted.state.value}: {admitted.reason or ''}",
-                )
+    ) -> None:
+        release = breaker.probe_after or now + self._policy.cooldown
+        wait_ms = max(0, int((release - now).total_seconds() * 1000))
+        for delivery, row in go:
+            batch.change(
+                repo.Change(row.event_id, State.PARKED, next_attempt_at=release),
+                f"destination breaker open ({breaker.reason or 'failures'})",
             )
-            return []
-        if gate is Gate.PROBE:
-            await repo.save_breaker(conn, batch.destination, admitted)
-            log.info("breaker half-open: probing", destination=str(batch.destination))
-        await repo.claim(conn, [d.event_id for d, _ in go], batch.id, self._lease_s)
-        return go
+            batch.redelays.append((delivery, delivery.copy, self._ladder.park_delay(wait_ms)))
+        batch.attempts.append(
+            repo.AttemptRecord(
+                batch_id=batch.id,
+                destination=batch.destination,
+                attempt=1,
+                event_ids=[d.event_id for d, _ in go],
+                started_at=now,
+                finished_at=now,
+                latency_ms=0.0,
+                outcome=AttemptOutcome.BREAKER_OPEN,
+                error_message=f"breaker {breaker.state.value}: {breaker.reason or ''}",
+            )
+        )
 
     # --- the POSTs ----------------------------------------------------------------------------
     async def _send_all(
@@ -416,9 +469,10 @@ class Dispatcher:
             self._settle_event(batch, delivery, row, batch.results[delivery.event_id], now)
         async with self._pool.acquire() as conn, conn.transaction():
             await repo.apply_changes(conn, batch.changes)
-            await self._record_breaker(conn, batch, now)
             for record in batch.attempts:
                 await repo.record_attempt(conn, record)
+            # Last, so a breaker row locked here is held only until the commit.
+            await self._record_breaker(conn, batch, now)
             await self._publish_redelays(batch)
 
     def _settle_event(
@@ -483,6 +537,12 @@ class Dispatcher:
         batch.change(change(State.DEAD, reason=reason, detail=detail), reason)
 
     async def _record_breaker(self, conn: repo.Conn, batch: _Batch, now: datetime) -> None:
+        if not any(classify(answer).breaker_failure for answer in batch.verdicts):
+            # Answers only: they reset a count that a closed breaker without failures does not
+            # have, so there is nothing to write and no row to lock.
+            current = await repo.read_breaker(conn, batch.destination)
+            if current.state is BreakerState.CLOSED and current.consecutive_failures == 0:
+                return
         breaker = await repo.lock_breaker(conn, batch.destination)
         before = breaker
         for answer in batch.verdicts:
@@ -566,7 +626,7 @@ class Dispatcher:
             for event_id, state, detail in statuses
         ]
         try:
-            await self._publisher.statuses(updates)
+            await self._notifier.statuses(updates)
         except Exception:
             # A notification: the state is committed and readable through the gRPC API.
             log.warning("status updates not published", count=len(updates), exc_info=True)

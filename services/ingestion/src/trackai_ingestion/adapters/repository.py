@@ -4,8 +4,10 @@ receipts of requests that produce no conversion, and the read API's queries.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -37,30 +39,98 @@ _HASH_COLUMNS = (
     ("external_id_hash", "external_id"),
 )
 
-_INSERT_CONVERSION = f"""
-INSERT INTO ingestion.events (
-    id, tenant_id, kind, gateway, order_id, status, gateway_status, event_time, received_at,
-    amount, currency, product_id, product_name, payment_method,
-    {", ".join(column for column, _ in _HASH_COLUMNS)},
-    fbclid, fbc, fbp, client_ip, user_agent, utm, tracking)
-VALUES ($1, $2, 'conversion', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-        $14, $15, $16, $17, $18, $19, $20, $21, $22,
-        $23, $24, $25, $26::inet, $27, $28::jsonb, $29::jsonb)
-ON CONFLICT (tenant_id, gateway, order_id, status) WHERE kind = 'conversion' DO NOTHING
-RETURNING id
+_RECEIPT_COLUMNS = """tenant_id, outcome, conversion_id, received_at, gateway, reason, http_status,
+    order_id, content_type, body_sha256, body_redacted, headers"""
+
+_INSERT_RECEIPT = f"""
+INSERT INTO ingestion.webhook_receipts ({_RECEIPT_COLUMNS})
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb)
 """  # noqa: S608 - column names are constants
 
-_EXISTING = """
-SELECT id FROM ingestion.events
-WHERE tenant_id = $1 AND gateway = $2 AND order_id = $3 AND status = $4 AND kind = 'conversion'
-"""
+#: One input row of :data:`_ACCEPT`: (column, PostgreSQL type), in the order of `_accept_row`.
+_ACCEPT_INPUT = (
+    ("id", "uuid"),
+    ("tenant_id", "uuid"),
+    ("gateway", "text"),
+    ("order_id", "text"),
+    ("status", "text"),
+    ("gateway_status", "text"),
+    ("event_time", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("amount", "numeric"),
+    ("currency", "text"),
+    ("product_id", "text"),
+    ("product_name", "text"),
+    ("payment_method", "text"),
+    *((column, "text") for column, _ in _HASH_COLUMNS),
+    ("fbclid", "text"),
+    ("fbc", "text"),
+    ("fbp", "text"),
+    ("client_ip", "inet"),
+    ("user_agent", "text"),
+    ("utm", "jsonb"),
+    ("tracking", "jsonb"),
+    # The outbox message (trackai_kit.outbox.enqueue_params).
+    ("message_id", "text"),
+    ("exchange", "text"),
+    ("routing_key", "text"),
+    ("message_type", "text"),
+    ("body", "bytea"),
+    ("headers", "jsonb"),
+    # The receipt (_receipt_details).
+    ("r_received_at", "timestamptz"),
+    ("r_gateway", "text"),
+    ("r_reason", "text"),
+    ("r_http_status", "int"),
+    ("r_order_id", "text"),
+    ("r_content_type", "text"),
+    ("r_body_sha256", "text"),
+    ("r_body_redacted", "jsonb"),
+    ("r_headers", "jsonb"),
+)
+_EVENT_COLUMNS = [column for column, _ in _ACCEPT_INPUT[:29]]
+_RECEIPT_INPUT = ", ".join(column for column, _ in _ACCEPT_INPUT[35:])
+_UNNEST_ARGS = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(_ACCEPT_INPUT, 1))
 
-_INSERT_RECEIPT = """
-INSERT INTO ingestion.webhook_receipts (
-    received_at, tenant_id, gateway, outcome, reason, http_status, conversion_id, order_id,
-    content_type, body_sha256, body_redacted, headers)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb)
-"""
+# Accept transactions of several webhooks as ONE statement (one round trip, one commit): each
+# row's conversion (absorbed by the unique index when already known), its outbox message only
+# when it was inserted, and its receipt pointing at the new or the existing conversion. Every
+# part of the statement sees the same snapshot, so `target` finds conversions committed before
+# it started; the only way to find neither is a concurrent accept of the same order committing
+# meanwhile (the insert then waits and does nothing): that row writes nothing and is run again.
+_ACCEPT = f"""
+WITH input AS (
+    SELECT * FROM unnest({_UNNEST_ARGS})
+        WITH ORDINALITY AS i({", ".join(column for column, _ in _ACCEPT_INPUT)}, n)
+), inserted AS (
+    INSERT INTO ingestion.events (kind, {", ".join(_EVENT_COLUMNS)})
+    SELECT 'conversion', {", ".join(_EVENT_COLUMNS)} FROM input ORDER BY n
+    ON CONFLICT (tenant_id, gateway, order_id, status) WHERE kind = 'conversion' DO NOTHING
+    RETURNING id
+), to_enqueue AS (
+    SELECT input.* FROM input JOIN inserted USING (id)
+), outboxed AS (
+    {outbox.enqueue_from_sql(SCHEMA, "to_enqueue")}
+), target AS (
+    SELECT n, id, false AS duplicate FROM to_enqueue
+    UNION ALL
+    SELECT input.n, e.id, true FROM input JOIN ingestion.events e
+        ON e.tenant_id = input.tenant_id AND e.gateway = input.gateway
+       AND e.order_id = input.order_id AND e.status = input.status AND e.kind = 'conversion'
+), receipt AS (
+    INSERT INTO ingestion.webhook_receipts ({_RECEIPT_COLUMNS})
+    SELECT input.tenant_id, CASE WHEN duplicate THEN 'duplicate' ELSE 'accepted' END,
+           target.id, {_RECEIPT_INPUT}
+    FROM target JOIN input USING (n)
+)
+SELECT n, id, duplicate FROM target
+"""  # noqa: S608 - identifiers are constants, values are parameters
+
+#: How often a webhook's accept is run when a concurrent duplicate hid the conversion.
+_ACCEPT_ATTEMPTS = 3
+#: Webhooks written by one accept statement at most, and accept statements in flight at once.
+MAX_BATCH = 64
+MAX_IN_FLIGHT = 4
 
 _SELECT = f"""
 SELECT id, tenant_id, received_at, gateway, order_id, status, gateway_status, event_time, amount,
@@ -101,54 +171,116 @@ class StoredConversion:
     conversion: Conversion
 
 
+@dataclass
+class _Pending:
+    """One webhook waiting for an accept statement."""
+
+    key: tuple[uuid.UUID, str, str, str]
+    row: list[Any]
+    done: asyncio.Future[Accepted]
+    attempts: int = 0
+
+
 class ConversionStore:
-    """Writes and reads ``ingestion.events`` / ``webhook_receipts`` / ``outbox``."""
+    """Writes and reads ``ingestion.events`` / ``webhook_receipts`` / ``outbox``.
+
+    Accepts are group-committed: webhooks that arrive while accept statements are in flight are
+    written together by the next one (at most :data:`MAX_BATCH` rows, :data:`MAX_IN_FLIGHT`
+    statements at once), so under load a round trip and a WAL flush serve many webhooks; alone, a
+    webhook is written at once. Each caller still returns only after its own rows are committed.
+    """
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._pending: deque[_Pending] = deque()
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def accept(
         self, tenant_id: uuid.UUID, conversion: Conversion, receipt: Receipt
     ) -> Accepted:
-        """One transaction: the conversion (absorbed if already known), its outbox message when
-        new, and the receipt. Returns once committed."""
+        """The conversion (absorbed if already known), its outbox message when new, and the
+        receipt, committed together. Returns once committed."""
         candidate = uuid.uuid4()
-        async with self._pool.acquire() as conn, conn.transaction():
-            inserted = await conn.fetchval(
-                _INSERT_CONVERSION, *_conversion_args(candidate, tenant_id, conversion, receipt)
-            )
-            if inserted is not None:
-                message = ingest_event(
-                    message_id=str(candidate),
-                    tenant_id=str(tenant_id),
-                    received_at=receipt.received_at,
-                    conversion=conversion,
-                    conversion_id=str(candidate),
-                )
-                await outbox.enqueue(
-                    conn,
-                    schema=SCHEMA,
-                    routing_key=INGEST_EVENTS,
-                    message_id=str(candidate),
-                    message_type=INGEST_EVENT_TYPE,
-                    body=message.SerializeToString(),
-                )
-                result = Accepted(candidate, duplicate=False)
+        message = ingest_event(
+            message_id=str(candidate),
+            tenant_id=str(tenant_id),
+            received_at=receipt.received_at,
+            conversion=conversion,
+            conversion_id=str(candidate),
+        )
+        row = [
+            *_conversion_args(candidate, tenant_id, conversion, receipt),
+            # In the caller's context: the message carries this request's trace.
+            *outbox.enqueue_params(
+                routing_key=INGEST_EVENTS,
+                message_id=str(candidate),
+                message_type=INGEST_EVENT_TYPE,
+                body=message.SerializeToString(),
+            ),
+            *_receipt_details(receipt),
+        ]
+        key = (tenant_id, conversion.gateway, conversion.order_id, conversion.status.value)
+        pending = _Pending(key, row, asyncio.get_running_loop().create_future())
+        self._pending.append(pending)
+        if len(self._writers) < MAX_IN_FLIGHT:
+            writer = asyncio.create_task(self._write_pending())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        return await pending.done
+
+    async def _write_pending(self) -> None:
+        while batch := self._take_batch():
+            await self._write(batch)
+
+    def _take_batch(self) -> list[_Pending]:
+        """Up to MAX_BATCH waiting webhooks, one per conversion key (a repeat waits for the next
+        statement, which then finds the first one committed), sorted by key so that concurrent
+        statements take the unique index's locks in the same order and cannot deadlock."""
+        batch: dict[tuple[uuid.UUID, str, str, str], _Pending] = {}
+        deferred: list[_Pending] = []
+        while self._pending and len(batch) < MAX_BATCH:
+            pending = self._pending.popleft()
+            if pending.done.done():  # the caller went away before it was written
+                continue
+            if pending.key in batch:
+                deferred.append(pending)
             else:
-                existing = await conn.fetchval(
-                    _EXISTING,
-                    tenant_id,
-                    conversion.gateway,
-                    conversion.order_id,
-                    conversion.status.value,
+                batch[pending.key] = pending
+        self._pending.extendleft(reversed(deferred))
+        return [batch[key] for key in sorted(batch, key=lambda k: (str(k[0]), *k[1:]))]
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(_ACCEPT, *_columns(p.row for p in batch))
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1 or isinstance(exc, asyncpg.PostgresConnectionError):
+                _fail(batch, exc)
+                return
+            # One row the database refuses must not fail the others: write them one by one.
+            for pending in batch:
+                await self._write([pending])
+            return
+        except Exception as exc:  # e.g. the connection is gone: each caller answers 503
+            _fail(batch, exc)
+            return
+        except BaseException as exc:
+            _fail(batch, exc)
+            raise
+        found = {row["n"]: Accepted(row["id"], duplicate=row["duplicate"]) for row in rows}
+        for n, pending in enumerate(batch, 1):
+            if pending.done.done():
+                continue
+            if n in found:
+                pending.done.set_result(found[n])
+            elif pending.attempts + 1 < _ACCEPT_ATTEMPTS:
+                pending.attempts += 1
+                self._pending.appendleft(pending)
+            else:
+                order = pending.key[2]
+                pending.done.set_exception(
+                    RuntimeError(f"conversion {order!r} neither inserted nor found")
                 )
-                result = Accepted(existing, duplicate=True)
-            outcome = "duplicate" if result.duplicate else "accepted"
-            await conn.execute(
-                _INSERT_RECEIPT,
-                *_receipt_args(tenant_id, receipt, outcome, result.conversion_id),
-            )
-        return result
 
     async def record(self, tenant_id: uuid.UUID, receipt: Receipt) -> None:
         """A receipt without a conversion (ignored, test payload, invalid)."""
@@ -202,6 +334,17 @@ class ConversionStore:
         return [_stored(row) for row in rows]
 
 
+def _columns(rows: Iterable[list[Any]]) -> list[list[Any]]:
+    """Rows to the column arrays :data:`_ACCEPT` unnests."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    for pending in batch:
+        if not pending.done.done():
+            pending.done.set_exception(exc)
+
+
 def _conversion_args(
     event_id: uuid.UUID, tenant_id: uuid.UUID, conversion: Conversion, receipt: Receipt
 ) -> list[Any]:
@@ -239,14 +382,15 @@ def _conversion_args(
 def _receipt_args(
     tenant_id: uuid.UUID, receipt: Receipt, outcome: str | None, conversion_id: uuid.UUID | None
 ) -> list[Any]:
+    return [tenant_id, outcome or receipt.outcome, conversion_id, *_receipt_details(receipt)]
+
+
+def _receipt_details(receipt: Receipt) -> list[Any]:
     return [
         receipt.received_at,
-        tenant_id,
         receipt.gateway,
-        outcome or receipt.outcome,
         receipt.reason,
         receipt.http_status,
-        conversion_id,
         receipt.order_id,
         receipt.content_type,
         receipt.body_sha256,
