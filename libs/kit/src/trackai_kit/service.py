@@ -24,7 +24,12 @@ from trackai_kit.grpc import GrpcServer, start_grpc_server
 from trackai_kit.http import ReadinessCheck, create_app
 from trackai_kit.logging import get_logger
 from trackai_kit.postgres import create_pool, ping
-from trackai_kit.runner import ServiceCrashed, bootstrap_observability, run_service
+from trackai_kit.runner import (
+    DEFAULT_GRACE_S,
+    ServiceCrashed,
+    bootstrap_observability,
+    run_service,
+)
 from trackai_kit.settings import ServiceSettings
 from trackai_kit.topology import Topology
 
@@ -84,12 +89,14 @@ async def host(
     with_grpc: bool = True,
     ready_needs_broker: bool = True,
     pool_reset_on_release: bool = True,
+    drain_s: float = DEFAULT_GRACE_S,
 ) -> None:
     """Open the shared resources, let ``wire`` build the service on them, and run until SIGTERM.
 
     The broker is not needed to start: the topology is declared as soon as it answers. With
     ``ready_needs_broker=False`` (ingestion, which keeps accepting into its outbox while RabbitMQ is
-    down) a broker outage does not take the service out of its load balancer.
+    down) a broker outage does not take the service out of its load balancer. ``drain_s`` bounds
+    how long background tasks get to finish after SIGTERM (keep it under the pod's grace period).
     """
     bootstrap_observability(settings)
     resources = Resources(settings)
@@ -128,6 +135,7 @@ async def host(
             grpc_server_factory=grpc_factory if with_grpc else None,
             background=[*background, *wiring.background],
             on_shutdown=wiring.on_shutdown,
+            grace_s=drain_s,
         )
     finally:
         if resources.amqp is not None:

@@ -29,6 +29,9 @@ async def consume(settings: Settings) -> None:
         topology=dispatch_topology(settings),
         wire=partial(bootstrap.wire_consumer, settings),
         with_grpc=False,
+        # The batcher's own hand-back deadline plus room to commit and nack; the chart's
+        # terminationGracePeriodSeconds (45 s) covers both.
+        drain_s=settings.shutdown_grace_s + 5,
     )
 
 
