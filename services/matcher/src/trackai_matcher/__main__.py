@@ -23,6 +23,10 @@ async def consume(settings: Settings) -> None:
         topology=TOPOLOGY,
         wire=partial(bootstrap.wire_consumer, settings),
         with_grpc=False,
+        # Conversions leave no session state on pooled connections (no SET, session locks; the
+        # outbox relay's LISTEN connection unlistens before release): asyncpg's RESET round
+        # trip on every release would be one more per message.
+        pool_reset_on_release=False,
     )
 
 

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from trackai_matcher.adapters.repository import EXACT_BRANCHES, exact_query
 from trackai_testing.explain import explain_prepared, template_clone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -234,18 +235,23 @@ async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loa
         yield Loaded(url, timings, tenants)
 
 
+async def fetch_sample(loaded: Loaded, sql: str, tenant: str) -> asyncpg.Record:
+    conn = await asyncpg.connect(loaded.url)
+    try:
+        sample = await conn.fetchrow(sql, loaded.tenants[tenant])
+    finally:
+        await conn.close()
+    assert sample is not None, "generated data lacks a usable sample"
+    return sample
+
+
 @pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
 @pytest.mark.parametrize("tenant", ["largest", "median"])
 @pytest.mark.parametrize("probe", PROBES, ids=[p.name for p in PROBES])
 async def test_stage_query_uses_its_index(
     loaded: Loaded, probe: Probe, tenant: str, generic: bool
 ) -> None:
-    conn = await asyncpg.connect(loaded.url)
-    try:
-        sample = await conn.fetchrow(SAMPLE_SQL, loaded.tenants[tenant])
-    finally:
-        await conn.close()
-    assert sample is not None, "generated data lacks a usable sample"
+    sample = await fetch_sample(loaded, SAMPLE_SQL, tenant)
     result = await explain_prepared(
         loaded.url,
         probe.sql,
@@ -256,3 +262,75 @@ async def test_stage_query_uses_its_index(
     print(f"\n{probe.name} [{tenant}, {'generic' if generic else 'custom'}]: {result.describe()}")
     assert probe.table not in result.seq_scans, f"{probe.name} scans {probe.table} sequentially"
     assert probe.index in result.indexes, f"{probe.name} used {result.indexes or 'no index'}"
+
+
+# The production statement of stages 1-2 (``repository.exact_query``), not a hand-written copy:
+# the e-mail branch goes identity -> its session -> the visitor's most recent session with the
+# same _fbp (a lateral ``id = s.id OR fbp = s.fbp``, which must stay a BitmapOr of two indexes).
+EXACT_PARAM_TYPES = {
+    "tenant": "uuid",
+    "at": "timestamptz",
+    "carrier0": "text",
+    "email_hash": "bpchar",
+    "phone_hash": "bpchar",
+    "lookback": "interval",
+    "fbclid": "text",
+    "fbc": "text",
+    "fbp": "text",
+    "semi": "interval",
+}
+# An identity whose own session carries _fbp, and a purchase an hour after that session.
+EMAIL_SESSION_SQL = """
+SELECT i.tenant_id AS tenant, s.session_id AS carrier0, i.email_hash, p.phone_hash, s.fbclid,
+       s.fbc, s.fbp, s.last_seen_at + interval '1 hour' AS at
+FROM matcher.identities i
+JOIN matcher.clicks s ON s.tenant_id = i.tenant_id AND s.session_id = i.session_id
+JOIN LATERAL (SELECT phone_hash FROM matcher.identities
+              WHERE tenant_id = i.tenant_id AND phone_hash IS NOT NULL
+              ORDER BY id LIMIT 1) p ON true
+WHERE i.tenant_id = $1 AND i.email_hash IS NOT NULL AND s.fbp IS NOT NULL AND s.fbc IS NOT NULL
+ORDER BY i.id LIMIT 1
+"""
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
+@pytest.mark.parametrize("tenant", ["largest", "median"])
+@pytest.mark.parametrize(
+    ("branches", "expected"),
+    [
+        (
+            ("email_hash",),
+            {"identities_email_idx", "clicks_session_uq", "clicks_pkey", "clicks_fbp_idx"},
+        ),
+        (
+            EXACT_BRANCHES,
+            {
+                "clicks_session_uq",
+                "identities_email_idx",
+                "identities_phone_idx",
+                "clicks_fbp_idx",
+                "clicks_fbclid_idx",
+                "clicks_fbc_idx",
+            },
+        ),
+    ],
+    ids=["email_to_fbp_session", "all_branches"],
+)
+async def test_exact_stages_statement_uses_its_indexes(
+    loaded: Loaded, branches: tuple[str, ...], expected: set[str], tenant: str, generic: bool
+) -> None:
+    query = exact_query(branches, carriers=1 if "carrier" in branches else 0)
+    sample = await fetch_sample(loaded, EMAIL_SESSION_SQL, tenant)
+    values = dict(sample) | {"lookback": "30 days", "semi": "7 days"}
+    result = await explain_prepared(
+        loaded.url,
+        query.sql,
+        [EXACT_PARAM_TYPES[name] for name in query.params],
+        [values[name] for name in query.params],
+        generic=generic,
+    )
+    print(
+        f"\nexact {branches} [{tenant}, {'generic' if generic else 'custom'}]: {result.describe()}"
+    )
+    assert not {"clicks", "identities"} & set(result.seq_scans), result.seq_scans
+    assert expected <= result.indexes, f"missing {expected - result.indexes}"

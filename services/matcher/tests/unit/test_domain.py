@@ -47,7 +47,7 @@ def click(ip: str | None, network: str | None, ua: str | None, minutes: int, n: 
         os_family="Android",
         device_type="mobile",
         landing_url=None,
-        utm={"utm_campaign": "black"},
+        campaign="black",
         funnel_id=None,
     )
 

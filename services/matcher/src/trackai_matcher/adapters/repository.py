@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
@@ -24,7 +25,8 @@ Connection = asyncpg.Connection
 #: Columns of a click as :func:`click_from_row` reads them (``c`` is the clicks alias).
 CLICK_COLUMNS = """c.id, c.session_id, c.first_seen_at, c.last_seen_at, c.fbclid, c.fbc, c.fbp,
     host(c.client_ip) AS client_ip, c.ip_prefix::text AS ip_network, c.user_agent,
-    c.browser_family, c.os_family, c.device_type, c.landing_url, c.utm, c.funnel_id"""
+    c.browser_family, c.os_family, c.device_type, c.landing_url,
+    coalesce(c.utm->>'utm_campaign', '') AS campaign, c.funnel_id"""
 
 #: Sessions retrieved per candidate source in stage 3, and the cap on value counts (a value
 #: shared by more sessions than this weighs next to nothing anyway).
@@ -60,7 +62,7 @@ def click_from_row(row: asyncpg.Record) -> Click:
         os_family=row["os_family"],
         device_type=row["device_type"],
         landing_url=row["landing_url"],
-        utm=row["utm"] or {},
+        campaign=row["campaign"] or "",
         funnel_id=str(funnel) if funnel is not None else None,
     )
 
@@ -151,69 +153,105 @@ async def upsert_identity(conn: Connection, hit: Hit, source: str) -> None:
     )
 
 
-def _identity_branch(column: str, param: int) -> str:
+def _identity_branch(column: str, value: str, lookback: str) -> str:
     """Stage 1 by e-mail or phone: the identity's latest sighting in the look-back, then the
     visitor's most recent session before the purchase (that one or a later one, same _fbp)."""
-    return f"""(SELECT '{column}', {CLICK_COLUMNS} FROM (
+    return f"""(SELECT '{column}' AS method, {CLICK_COLUMNS} FROM (
     SELECT i.session_id FROM matcher.identities i
-     WHERE i.tenant_id = $1 AND i.{column} = ${param} AND i.last_seen_at <= $3
-       AND i.last_seen_at > $3 - $6::interval
+     WHERE i.tenant_id = $1 AND i.{column} = {value} AND i.last_seen_at <= $2::timestamptz
+       AND i.last_seen_at > $2::timestamptz - {lookback}::interval
      ORDER BY i.last_seen_at DESC LIMIT 1) i
   JOIN matcher.clicks s ON s.tenant_id = $1 AND s.session_id = i.session_id
   CROSS JOIN LATERAL (
     SELECT * FROM matcher.clicks c
      WHERE c.tenant_id = $1 AND (c.id = s.id OR c.fbp = s.fbp)
-       AND c.first_seen_at BETWEEN s.first_seen_at AND $3
+       AND c.first_seen_at BETWEEN s.first_seen_at AND $2::timestamptz
      ORDER BY c.first_seen_at DESC LIMIT 1) c)"""  # noqa: S608 - constant fragments only
 
 
-def _semi_branch(column: str, param: int) -> str:
+def _semi_branch(column: str, value: str, window: str) -> str:
     """Stage 2: the most recent session with this fbclid / fbc / fbp within 7 days before."""
-    return f"""(SELECT '{column}', {CLICK_COLUMNS} FROM matcher.clicks c
-  WHERE c.tenant_id = $1 AND c.{column} = ${param}
-    AND c.first_seen_at BETWEEN $3 - $10::interval AND $3
+    return f"""(SELECT '{column}' AS method, {CLICK_COLUMNS} FROM matcher.clicks c
+  WHERE c.tenant_id = $1 AND c.{column} = {value}
+    AND c.first_seen_at BETWEEN $2::timestamptz - {window}::interval AND $2::timestamptz
   ORDER BY c.first_seen_at DESC LIMIT 1)"""  # noqa: S608 - constant fragments only
 
 
-# Stages 1 and 2 in one round trip: each branch uses its own index and returns at most what the
-# decision needs; the use case picks the strongest branch that answered. The e-mail / phone
-# branches take the identity's most recent sighting, then the visitor's most recent session
-# before the purchase: that session, or a later one from the same browser (same _fbp).
-_EXACT_SQL = f"""
-(SELECT 'carrier' AS method, {CLICK_COLUMNS} FROM matcher.clicks c
-  WHERE c.tenant_id = $1 AND c.session_id = ANY($2::text[]) AND c.first_seen_at <= $3)
-UNION ALL
-{_identity_branch("email_hash", 4)}
-UNION ALL
-{_identity_branch("phone_hash", 5)}
-UNION ALL
-{_semi_branch("fbclid", 7)}
-UNION ALL
-{_semi_branch("fbc", 8)}
-UNION ALL
-{_semi_branch("fbp", 9)}
-"""  # noqa: S608 - constant fragments only; every value is a bound parameter
+def _carrier_branch(values: list[str]) -> str:
+    """Stage 1 by session id: a pass-through value naming a session that began by then (one
+    parameter per value: an array would make every custom plan look cheaper than the generic)."""
+    return f"""(SELECT 'carrier' AS method, {CLICK_COLUMNS} FROM matcher.clicks c
+  WHERE c.tenant_id = $1 AND c.session_id IN ({", ".join(values)})
+    AND c.first_seen_at <= $2::timestamptz)"""  # noqa: S608 - constant fragments only
+
+
+#: The stage 1 and 2 branches, in the order the query lists them.
+EXACT_BRANCHES = ("carrier", "email_hash", "phone_hash", "fbclid", "fbc", "fbp")
+
+
+@dataclass(frozen=True)
+class ExactQuery:
+    sql: str
+    #: What $1..$n are bound to: ``tenant``, ``at``, a branch name, ``carrier<i>`` (the i-th
+    #: session id carried), ``lookback`` or ``semi``.
+    params: tuple[str, ...]
+
+
+@functools.cache
+def exact_query(branches: tuple[str, ...], carriers: int = 0) -> ExactQuery:
+    """Stages 1 and 2 in one round trip, with only the branches the purchase has values for.
+
+    Each branch uses its own index and returns at most what the decision needs; the use case
+    picks the strongest branch that answered. One statement per combination of branches (a
+    handful occur), each a stable string that asyncpg prepares once per connection: with every
+    parameter present, PostgreSQL settles on the statement's generic plan instead of planning
+    it again on every execution (as it does when absent values make each custom plan look
+    cheaper).
+    """
+    params = ["tenant", "at"]
+
+    def ref(name: str) -> str:
+        if name not in params:
+            params.append(name)
+        return f"${params.index(name) + 1}"
+
+    parts = []
+    for branch in branches:
+        if branch == "carrier":
+            parts.append(_carrier_branch([ref(f"carrier{i}") for i in range(carriers)]))
+        elif branch in ("email_hash", "phone_hash"):
+            parts.append(_identity_branch(branch, ref(branch), ref("lookback")))
+        else:
+            parts.append(_semi_branch(branch, ref(branch), ref("semi")))
+    return ExactQuery("\nUNION ALL\n".join(parts), tuple(params))
 
 
 async def exact_candidates(
     conn: Connection, purchase: Purchase, at: dt.datetime, lookback: dt.timedelta
 ) -> list[tuple[str, Click]]:
     """Sessions found by stage 1 (session id carriers, e-mail, phone) and stage 2 (fbclid, fbc,
-    fbp), as (branch, click) pairs."""
+    fbp), as (branch, click) pairs; no round trip when the purchase carries none of them."""
     t = purchase.tracking
-    rows = await conn.fetch(
-        _EXACT_SQL,
-        purchase.tenant_id,
-        [value for _, value in purchase.session_carriers()],
-        at,
-        purchase.email_hash,
-        purchase.phone_hash,
-        lookback,
-        t.fbclid_or_from_fbc() or None,
-        t.fbc or None,
-        t.fbp or None,
-        SEMI_WINDOW,
-    )
+    carriers = [value for _, value in purchase.session_carriers()]
+    values: dict[str, object] = {
+        "carrier": carriers,
+        "email_hash": purchase.email_hash,
+        "phone_hash": purchase.phone_hash,
+        "fbclid": t.fbclid_or_from_fbc(),
+        "fbc": t.fbc,
+        "fbp": t.fbp,
+    }
+    branches = tuple(branch for branch in EXACT_BRANCHES if values[branch])
+    if not branches:
+        return []
+    values |= {"tenant": purchase.tenant_id, "at": at, "lookback": lookback, "semi": SEMI_WINDOW}
+    # Padded to a power of two with the last value (same result): the number of statement
+    # variants stays small whatever a webhook carries.
+    slots = 1 << (len(carriers) - 1).bit_length() if carriers else 0
+    padded = carriers + carriers[-1:] * (slots - len(carriers))
+    values |= {f"carrier{i}": value for i, value in enumerate(padded)}
+    query = exact_query(branches, slots)
+    rows = await conn.fetch(query.sql, *(values[name] for name in query.params))
     return [(row["method"], click_from_row(row)) for row in rows]
 
 
@@ -288,6 +326,30 @@ async def tenant_sample(conn: Connection, tenant_id: str, size: int) -> list[asy
 
 
 @dataclass(frozen=True)
+class SessionIdentity:
+    email_hash: str | None
+    phone_hash: str | None
+    external_id: str | None
+
+
+#: The matched session's identities, most recent first, as an array of (email_hash, phone_hash,
+#: external_id) records: read in the statement that reads or records the decision.
+IDENTITIES_LIMIT = 3
+
+
+def _identities_of(tenant: str, session: str) -> str:
+    return f"""array(SELECT (i.email_hash, i.phone_hash, i.external_id) FROM matcher.identities i
+    WHERE i.tenant_id = {tenant} AND i.session_id = {session}
+    ORDER BY i.last_seen_at DESC LIMIT {IDENTITIES_LIMIT})"""  # noqa: S608 - constant fragments
+
+
+def _identities(
+    values: Sequence[tuple[str | None, str | None, str | None]] | None,
+) -> list[SessionIdentity]:
+    return [SessionIdentity(*v) for v in values or ()]
+
+
+@dataclass(frozen=True)
 class StoredMatch:
     id: int
     stage: Stage
@@ -295,11 +357,13 @@ class StoredMatch:
     click: Click | None
     score: float | None
     purchase_time: dt.datetime
+    #: Identities seen on the matched session (up to ``IDENTITIES_LIMIT``, most recent first).
+    identities: list[SessionIdentity] = field(default_factory=list)
 
 
 _MATCH_SQL = f"""
 SELECT m.id AS match_id, m.stage, m.method, m.score, m.purchase_time,
-       {CLICK_COLUMNS}
+       {CLICK_COLUMNS}, {_identities_of("m.tenant_id", "c.session_id")} AS identities
 FROM matcher.matches m LEFT JOIN matcher.clicks c ON c.id = m.click_id
 WHERE m.tenant_id = $1 AND m.gateway = $2 AND m.order_id = $3
 """  # noqa: S608 - constant fragments only
@@ -313,6 +377,7 @@ def _stored(row: asyncpg.Record) -> StoredMatch:
         click=click_from_row(row) if row["id"] is not None else None,
         score=row["score"],
         purchase_time=row["purchase_time"],
+        identities=_identities(row["identities"]),
     )
 
 
@@ -356,6 +421,17 @@ def _match_values(decision: MatchDecision) -> tuple[Any, ...]:
     )
 
 
+_SAVE_MATCH_SQL = f"""
+WITH saved AS (
+    INSERT INTO matcher.matches (tenant_id, gateway, order_id, conversion_id, purchase_time,
+        stage, method, click_id, session_id, score, runner_up_score, evidence)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)
+    ON CONFLICT (tenant_id, gateway, order_id) DO NOTHING RETURNING id
+)
+SELECT (SELECT id FROM saved) AS id, {_identities_of("$1", "$9")} AS identities
+"""  # noqa: S608 - constant fragments only
+
+
 async def save_match(
     conn: Connection, purchase: Purchase, decision: MatchDecision, at: dt.datetime
 ) -> StoredMatch:
@@ -363,14 +439,10 @@ async def save_match(
 
     Concurrent consumers deciding the same order serialise on ``matches_order_uq``: the second
     one's insert does nothing and it reads the first one's committed decision.
+    The matched session's identities come back in the same round trip.
     """
-    inserted = await conn.fetchval(
-        """
-        INSERT INTO matcher.matches (tenant_id, gateway, order_id, conversion_id, purchase_time,
-            stage, method, click_id, session_id, score, runner_up_score, evidence)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)
-        ON CONFLICT (tenant_id, gateway, order_id) DO NOTHING RETURNING id
-        """,
+    row = await conn.fetchrow(
+        _SAVE_MATCH_SQL,
         purchase.tenant_id,
         purchase.gateway,
         purchase.order_id,
@@ -378,9 +450,16 @@ async def save_match(
         at,
         *_match_values(decision),
     )
-    if inserted is not None:
+    assert row is not None
+    if row["id"] is not None:
         return StoredMatch(
-            inserted, decision.stage, decision.method, decision.click, decision.score, at
+            row["id"],
+            decision.stage,
+            decision.method,
+            decision.click,
+            decision.score,
+            at,
+            _identities(row["identities"]),
         )
     stored = await find_match(conn, purchase)
     assert stored is not None, "the conflicting decision is committed before the insert returns"
@@ -402,26 +481,14 @@ async def upgrade_unmatched(conn: Connection, match_id: int, decision: MatchDeci
     return bool(status == "UPDATE 1")
 
 
-@dataclass(frozen=True)
-class SessionIdentity:
-    email_hash: str | None
-    phone_hash: str | None
-    external_id: str | None
+_SESSION_IDENTITIES_SQL = f"SELECT {_identities_of('$1', '$2')}"
 
 
 async def session_identities(
-    conn: Connection, tenant_id: str, session_id: str, limit: int = 3
+    conn: Connection, tenant_id: str, session_id: str
 ) -> list[SessionIdentity]:
-    rows = await conn.fetch(
-        """
-        SELECT email_hash, phone_hash, external_id FROM matcher.identities
-        WHERE tenant_id = $1 AND session_id = $2 ORDER BY last_seen_at DESC LIMIT $3
-        """,
-        tenant_id,
-        session_id,
-        limit,
-    )
-    return [SessionIdentity(r["email_hash"], r["phone_hash"], r["external_id"]) for r in rows]
+    identities = await conn.fetchval(_SESSION_IDENTITIES_SQL, tenant_id, session_id)
+    return _identities(identities)
 
 
 @dataclass(frozen=True)
@@ -437,10 +504,13 @@ class Registration:
     funnel_id: str | None
     pixel_id: str | None
     outcome: str
+    #: Why the event will not be sent (``conversion_log.reason`` when it is registered).
+    reason: str | None = None
 
 
 # One statement: the registry row decides, and only when it was inserted do the match's EMQ and
-# the day's statistics move (the day row is locked last, for as short as possible).
+# the day's statistics move (the day row is locked last, for as short as possible); the message's
+# conversion_log row records the outcome, or ``duplicate`` when another message registered it.
 _REGISTER_SQL = """
 WITH reg AS (
     INSERT INTO matcher.dedupe_registry (event_id, tenant_id, gateway, order_id, event_name,
@@ -467,14 +537,23 @@ WITH reg AS (
         emq_events = s.emq_events + 1,
         low_emq_events = s.low_emq_events + excluded.low_emq_events
     RETURNING 1
+), logged AS (
+    INSERT INTO matcher.conversion_log (tenant_id, gateway, order_id, message_id,
+        conversion_id, status, event_time, event_name, event_id, disposition, reason)
+    SELECT $2, $3, $4, $16, $9, $6, $10, $5, $1,
+        CASE WHEN EXISTS (SELECT 1 FROM reg) THEN $13 ELSE 'duplicate' END,
+        CASE WHEN EXISTS (SELECT 1 FROM reg) THEN $17 END
 )
 SELECT (SELECT count(*) FROM reg) AS registered, (SELECT count(*) FROM m) AS m,
        (SELECT count(*) FROM stats) AS stats
 """
 
 
-async def register_event(conn: Connection, purchase: Purchase, registration: Registration) -> bool:
-    """Claim the event id; True only for the one transaction that registered it."""
+async def register_event(
+    conn: Connection, purchase: Purchase, message_id: str, registration: Registration
+) -> bool:
+    """Claim the event id and log the message; True only for the one transaction that
+    registered it."""
     r = registration
     row = await conn.fetchrow(
         _REGISTER_SQL,
@@ -493,6 +572,8 @@ async def register_event(conn: Connection, purchase: Purchase, registration: Reg
         r.outcome,
         r.stage.value,
         r.low_emq,
+        message_id,
+        r.reason,
     )
     assert row is not None
     return bool(row["registered"])

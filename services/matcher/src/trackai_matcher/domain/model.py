@@ -138,12 +138,9 @@ class Click:
     os_family: str | None
     device_type: str | None
     landing_url: str | None
-    utm: Mapping[str, str]
+    #: The session's ``utm_campaign`` ("" when none): the only UTM value matching compares.
+    campaign: str
     funnel_id: str | None
-
-    @property
-    def campaign(self) -> str:
-        return str(self.utm.get("utm_campaign", "") or "")
 
 
 @dataclass(frozen=True)

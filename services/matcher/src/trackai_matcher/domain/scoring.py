@@ -13,6 +13,7 @@ window and against "no tracked session". The score stored is that posterior prob
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -124,17 +125,52 @@ class ProbabilisticModel:
         profile: TenantProfile,
         sessions: float,
     ) -> Candidate:
+        return self.score_all(purchase, [click], counts, profile, sessions)[0]
+
+    def score_all(
+        self,
+        purchase: PurchaseTraits,
+        clicks: Sequence[Click],
+        counts: ValueCounts,
+        profile: TenantProfile,
+        sessions: float,
+    ) -> list[Candidate]:
+        """Score every candidate. The IP, user agent and campaign comparisons depend only on a
+        candidate's level (its values are compared with the purchase's, the frequencies are the
+        purchase's), so each level is weighed once per purchase, not once per candidate."""
         floor = 1.0 / max(sessions, 1.0)
-        evidence = [
-            self._ip(purchase, click, counts, sessions, floor),
-            self._ua(
-                purchase, click=click, counts=counts, profile=profile, n=sessions, floor=floor
-            ),
-            self._time(purchase, click),
-            self._campaign(purchase, click, profile, floor),
-        ]
-        total = sum(e.weight for e in evidence)
-        return Candidate(click=click, score=total, evidence=tuple(evidence))
+        ip_levels: dict[tuple[bool, bool, bool], Evidence] = {}
+        ua_levels: dict[tuple[bool, bool, bool], Evidence] = {}
+        campaign_levels: dict[str, Evidence] = {}
+        scored = []
+        for click in clicks:
+            ip_key = (
+                bool(click.client_ip),
+                click.client_ip == purchase.client_ip,
+                click.ip_network == purchase.ip_network,
+            )
+            ip = ip_levels.get(ip_key)
+            if ip is None:
+                ip = ip_levels[ip_key] = self._ip(purchase, click, counts, sessions, floor)
+            ua_key = (
+                bool(click.user_agent),
+                click.user_agent == purchase.user_agent,
+                (click.browser_family, click.os_family, click.device_type) == purchase.ua.key,
+            )
+            ua = ua_levels.get(ua_key)
+            if ua is None:
+                ua = ua_levels[ua_key] = self._ua(
+                    purchase, click=click, counts=counts, profile=profile, n=sessions, floor=floor
+                )
+            campaign = campaign_levels.get(click.campaign)
+            if campaign is None:
+                campaign = campaign_levels[click.campaign] = self._campaign(
+                    purchase, click, profile, floor
+                )
+            evidence = (ip, ua, self._time(purchase, click), campaign)
+            total = sum(e.weight for e in evidence)
+            scored.append(Candidate(click=click, score=total, evidence=evidence))
+        return scored
 
     def _ip(
         self, purchase: PurchaseTraits, click: Click, counts: ValueCounts, n: float, floor: float
@@ -192,20 +228,29 @@ class ProbabilisticModel:
             "user_agent", "differ", _weight(m["differ"], max(1 - u_exact - u_family, 0.05))
         )
 
-    def _time(self, purchase: PurchaseTraits, click: Click) -> Evidence:
+    @functools.cached_property
+    def _time_weights(self) -> tuple[tuple[dt.timedelta, str, float], ...]:
+        """(upper bound, label, weight) per time bucket; the last one takes any longer gap."""
         window = self.params.window
-        gap = max(purchase.time - click.last_seen_at, dt.timedelta(0))
+        weights = []
         lower = dt.timedelta(0)
         for bucket in self.params.time_buckets:
-            if gap < bucket.upper or bucket is self.params.time_buckets[-1]:
-                # Sessions of other people are spread evenly over the window.
-                u = (min(bucket.upper, window) - lower) / window
-                minutes = int(gap.total_seconds() // 60)
-                return Evidence(
-                    "time_gap", bucket.label, _weight(bucket.m, max(u, 1e-6)), f"gap {minutes}m"
-                )
+            # Sessions of other people are spread evenly over the window.
+            u = (min(bucket.upper, window) - lower) / window
+            weights.append((bucket.upper, bucket.label, _weight(bucket.m, max(u, 1e-6))))
             lower = bucket.upper
-        raise AssertionError("unreachable: the last bucket always matches")
+        return tuple(weights)
+
+    def _time(self, purchase: PurchaseTraits, click: Click) -> Evidence:
+        gap = max(purchase.time - click.last_seen_at, dt.timedelta(0))
+        buckets = self._time_weights
+        level = buckets[-1]  # the last bucket takes any longer gap
+        for bucket in buckets:
+            if gap < bucket[0]:
+                level = bucket
+                break
+        _, label, weight = level
+        return Evidence("time_gap", label, weight, f"gap {int(gap.total_seconds() // 60)}m")
 
     def _campaign(
         self, purchase: PurchaseTraits, click: Click, profile: TenantProfile, floor: float

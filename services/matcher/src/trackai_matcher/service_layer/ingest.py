@@ -152,8 +152,14 @@ class IngestService:
         if decision.stage is not Stage.NONE and await repo.upgrade_unmatched(
             conn, match.id, decision
         ):
+            click = decision.click
+            identities = (
+                await repo.session_identities(conn, purchase.tenant_id, click.session_id)
+                if click is not None
+                else []
+            )
             return repo.StoredMatch(
-                match.id, decision.stage, decision.method, decision.click, decision.score, at
+                match.id, decision.stage, decision.method, click, decision.score, at, identities
             )
         return match
 
@@ -171,9 +177,8 @@ class IngestService:
             purchase.tenant_id, purchase.gateway, purchase.order_id, event_name
         )
         click = match.click
-        identities = []
-        if click is not None and not (purchase.email_hash and purchase.phone_hash):
-            identities = await repo.session_identities(conn, purchase.tenant_id, click.session_id)
+        # A purchase with both its own hashes takes none from the session.
+        identities = [] if purchase.email_hash and purchase.phone_hash else match.identities
         route = setup.route(purchase.funnel_id or (click.funnel_id if click else None))
         built = build_dispatch(
             purchase=purchase,
@@ -190,6 +195,7 @@ class IngestService:
         registered = await repo.register_event(
             conn,
             purchase,
+            message_id,
             repo.Registration(
                 event_id=event_id,
                 event_name=event_name,
@@ -202,6 +208,7 @@ class IngestService:
                 funnel_id=route.funnel_id,
                 pixel_id=route.destination.pixel_id if route.destination else None,
                 outcome=outcome.value,
+                reason=route.reason if outcome is Outcome.NO_DESTINATION else None,
             ),
         )
         if not registered:
@@ -215,15 +222,6 @@ class IngestService:
                 message_type=DISPATCH_TYPE,
                 body=built.request.SerializeToString(),
             )
-        await repo.log_conversion(
-            conn,
-            purchase,
-            message_id,
-            event_name=event_name,
-            event_id=event_id,
-            disposition=outcome.value,
-            reason=route.reason if outcome is Outcome.NO_DESTINATION else None,
-        )
         return ConversionResult(outcome, match.stage, event_id, built.emq)
 
     def _after_commit(self, purchase: Purchase, result: ConversionResult, reason: str) -> None:

@@ -134,10 +134,7 @@ class MatchEngine:
             purchase.tracking.campaign,
             at,
         )
-        scored = [
-            self.model.score(traits, click, found.counts, profile, sessions)
-            for click in found.clicks
-        ]
+        scored = self.model.score_all(traits, found.clicks, found.counts, profile, sessions)
         return self.model.decide(traits, scored, sessions)
 
 
