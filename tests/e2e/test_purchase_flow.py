@@ -57,7 +57,9 @@ def meta() -> Iterator[tuple[str, MetaSandboxClient]]:
 def _trackai(stack: Stack, provisioner_port: int, *args: str) -> dict[str, Any]:
     env = {**stack.env, "PROVISIONER_GRPC_TARGET": f"127.0.0.1:{provisioner_port}"}
     trackai = Path(sys.executable).parent / "trackai"
-    done = subprocess.run([str(trackai), *args, "--json"], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(trackai), *args, "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result
@@ -67,7 +69,12 @@ def _kiwify_webhook(order_id: str) -> bytes:
     """The real approved-sale payload, as of now, carrying our session id in `sck`."""
     payload = json.loads(FIXTURE.read_text())
     brasilia_now = datetime.now(ZoneInfo("America/Sao_Paulo")).strftime("%Y-%m-%d %H:%M")
-    payload.update(order_id=order_id, created_at=brasilia_now, updated_at=brasilia_now, approved_date=brasilia_now)
+    payload.update(
+        order_id=order_id,
+        created_at=brasilia_now,
+        updated_at=brasilia_now,
+        approved_date=brasilia_now,
+    )
     payload["TrackingParameters"]["sck"] = SESSION_ID
     return json.dumps(payload).encode()
 
@@ -91,13 +98,41 @@ def test_click_and_purchase_reach_meta_once_with_the_shared_event_id(stack: Stac
     target = f"127.0.0.1:{provisioner.grpc_port}"
     stack.env["PROVISIONER_GRPC_TARGET"] = target
 
-    tenant = _trackai(stack, provisioner.grpc_port, "tenant", "create", "--name", "Loja E2E",
-                      "--slug", "loja-e2e", "--domain", "loja.example.com")
+    tenant = _trackai(
+        stack,
+        provisioner.grpc_port,
+        "tenant",
+        "create",
+        "--name",
+        "Loja E2E",
+        "--slug",
+        "loja-e2e",
+        "--domain",
+        "loja.example.com",
+    )
     tenant_id = tenant["id"]
-    _trackai(stack, provisioner.grpc_port, "tenant", "set-gateway", tenant_id, "--gateway", "kiwify",
-             "--secret", KIWIFY_TOKEN)
-    _trackai(stack, provisioner.grpc_port, "tenant", "set-meta", tenant_id, "--pixel-id", PIXEL_ID,
-             "--access-token", META_TOKEN)
+    _trackai(
+        stack,
+        provisioner.grpc_port,
+        "tenant",
+        "set-gateway",
+        tenant_id,
+        "--gateway",
+        "kiwify",
+        "--secret",
+        KIWIFY_TOKEN,
+    )
+    _trackai(
+        stack,
+        provisioner.grpc_port,
+        "tenant",
+        "set-meta",
+        tenant_id,
+        "--pixel-id",
+        PIXEL_ID,
+        "--access-token",
+        META_TOKEN,
+    )
 
     ingestion = stack.start("ingestion")
     procs = [
@@ -112,7 +147,10 @@ def test_click_and_purchase_reach_meta_once_with_the_shared_event_id(stack: Stac
     with httpx.Client(base_url=ingestion.http, timeout=10) as http:
         hit = http.post(
             f"/api/v1/collect/{tenant_id}",
-            headers={"Origin": "https://loja.example.com", "User-Agent": "Mozilla/5.0 (E2E) Chrome/126"},
+            headers={
+                "Origin": "https://loja.example.com",
+                "User-Agent": "Mozilla/5.0 (E2E) Chrome/126",
+            },
             json={
                 "type": "page_view",
                 "session_id": SESSION_ID,
@@ -138,7 +176,9 @@ def test_click_and_purchase_reach_meta_once_with_the_shared_event_id(stack: Stac
     # 3. Meta receives exactly one Purchase, under the event_id the thank-you pixel computes.
     expected_id = event_id(tenant_id, "kiwify", order_id, "Purchase")
     events = _wait_for(
-        lambda: meta_client.events(pixel_id=PIXEL_ID, event_id=expected_id), 60, "the Purchase at Meta"
+        lambda: meta_client.events(pixel_id=PIXEL_ID, event_id=expected_id),
+        60,
+        "the Purchase at Meta",
     )
     [event] = events
     data = event.get("event", event)
@@ -164,10 +204,24 @@ def test_click_and_purchase_reach_meta_once_with_the_shared_event_id(stack: Stac
     # 4. The operator sees how the sale was attributed.
     matcher_api = stack.start("matcher")
     stack.wait_ready(matcher_api)
-    env = {**stack.env, "MATCHER_GRPC_TARGET": f"127.0.0.1:{matcher_api.grpc_port}", "GRPC_AUTH_TOKEN": TOKEN}
+    env = {
+        **stack.env,
+        "MATCHER_GRPC_TARGET": f"127.0.0.1:{matcher_api.grpc_port}",
+        "GRPC_AUTH_TOKEN": TOKEN,
+    }
     export = subprocess.run(
-        [str(Path(sys.executable).parent / "trackai"), "matches", "export", "--tenant", tenant_id, "--json"],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+        [
+            str(Path(sys.executable).parent / "trackai"),
+            "matches",
+            "export",
+            "--tenant",
+            tenant_id,
+            "--json",
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert export.returncode == 0, export.stderr
     rows = [json.loads(line) for line in export.stdout.splitlines() if line.strip()]
