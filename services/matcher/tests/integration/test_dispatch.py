@@ -241,3 +241,37 @@ async def test_the_matched_clicks_funnel_picks_the_destination(matcher: Any, con
         "FUNNELTEST",
     )
     assert (default.funnel_id, default.pixel_id) == ("", "1234567890")
+
+
+async def test_the_funnels_pending_payment_event_overrides_the_service_default(
+    matcher: Any, make_service: Any
+) -> None:
+    """A funnel configured with AddPaymentInfo sends it for a pending pix of its session even
+    though the service default is InitiateCheckout."""
+    sends = prov.FunnelConfig(
+        funnel=prov.Funnel(
+            id="0b4d3a8e-2222-4c1e-9f00-000000000002", pending_payment_event="AddPaymentInfo"
+        )
+    )
+    tenant = matcher.registry.add_tenant(funnels=(sends,))
+    consumer = IngestConsumer(make_service(pending_event="InitiateCheckout"))
+    pending = dict(
+        status=ingest.CONVERSION_STATUS_PENDING_PAYMENT, method=ingest.PAYMENT_METHOD_PIX
+    )
+    await matcher.feed(
+        consumer,
+        hit(
+            tenant,
+            "sess-sends-0001",
+            NOW - dt.timedelta(hours=1),
+            kind=ingest.HIT_TYPE_LEAD,
+            em=EMAIL,
+            funnel=sends.funnel.id,
+        ),
+        conversion(tenant, "ORD-A", NOW, **pending),
+        conversion(tenant, "ORD-B", NOW, em="", gateway="eduzz", **pending),
+    )
+    # ORD-A matched the session of the funnel that sends AddPaymentInfo; ORD-B has no funnel:
+    # the service default applies.
+    names = sorted(r.event.event_name for r in await matcher.dispatched())
+    assert names == ["AddPaymentInfo", "InitiateCheckout"]

@@ -199,3 +199,26 @@ def test_session_carriers_skip_short_tags_and_keep_priority() -> None:
         hashed={},
     )
     assert purchase.session_carriers() == [("sck", "sess-0000001"), ("xcod", "sess-2222222")]
+
+
+def test_candidate_cutoff_allows_for_minute_precision_but_never_past_receipt() -> None:
+    import dataclasses
+    import datetime as dt
+
+    from trackai_matcher.domain.model import PURCHASE_TIME_TOLERANCE, Purchase
+
+    fields = {f.name: None for f in dataclasses.fields(Purchase)}
+    at = dt.datetime(2026, 11, 29, 10, 0, tzinfo=dt.UTC)  # Kiwify said "10:00"
+    # Received 40 s later: sessions that began up to then may have produced it, not after.
+    received = at + dt.timedelta(seconds=40)
+    purchase = Purchase(**{**fields, "received_at": received, "hashed": {}})  # type: ignore[arg-type]
+    assert purchase.candidates_as_of(at) == received
+    # Unknown receipt time: the tolerance alone.
+    unknown = Purchase(**{**fields, "hashed": {}})  # type: ignore[arg-type]
+    assert unknown.candidates_as_of(at) == at + PURCHASE_TIME_TOLERANCE
+    # A re-evaluation days later (pix approved) keeps the original purchase time plus tolerance.
+    late = Purchase(**{**fields, "received_at": at + dt.timedelta(days=3), "hashed": {}})  # type: ignore[arg-type]
+    assert late.candidates_as_of(at) == at + PURCHASE_TIME_TOLERANCE
+    # A receipt stamped before the gateway's time (clock skew) never moves the cut-off earlier.
+    early = Purchase(**{**fields, "received_at": at - dt.timedelta(seconds=30), "hashed": {}})  # type: ignore[arg-type]
+    assert early.candidates_as_of(at) == at

@@ -27,6 +27,7 @@ def setup_from_config(tenant_id: str, config: prov.TenantConfig | None) -> Tenan
             lookback_days=fc.funnel.lookback_days,
             destination=_destination(fc.meta) if fc.HasField("meta") else None,
             test_event_code=fc.funnel.test_event_code,
+            pending_event=fc.funnel.pending_payment_event or None,
         )
         for fc in config.funnels
     }

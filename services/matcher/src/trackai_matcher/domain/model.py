@@ -71,6 +71,10 @@ class Hit:
     funnel_id: str | None
 
 
+#: Precision of gateway purchase times plus clock skew (see ``Purchase.candidates_as_of``).
+PURCHASE_TIME_TOLERANCE = dt.timedelta(minutes=2)
+
+
 @dataclass(frozen=True)
 class Purchase:
     """One conversion message (any status of an order), as the matcher uses it."""
@@ -94,6 +98,21 @@ class Purchase:
     #: Meta key -> SHA-256 hex (``em``, ``ph``, ``fn``, ``ln``, ``ct``, ``st``, ``zp``,
     #: ``country``, ``external_id``), only the keys present.
     hashed: Mapping[str, str]
+    #: When ingestion received the webhook (the purchase cannot be later than that).
+    received_at: dt.datetime | None = None
+
+    def candidates_as_of(self, at: dt.datetime) -> dt.datetime:
+        """Latest session start a match may use for a purchase at ``at``.
+
+        Gateways report purchase times to the minute (Kiwify, Perfect Pay: ``YYYY-MM-DD HH:mm``)
+        and their clocks drift, so a session started in the same minute would otherwise look
+        "later" than the purchase it produced. The tolerance never reaches past the moment the
+        webhook arrived, and never lets a session begun after that steal the purchase.
+        """
+        as_of = at + PURCHASE_TIME_TOLERANCE
+        if self.received_at is not None:
+            as_of = min(as_of, max(at, self.received_at))
+        return as_of
 
     @property
     def email_hash(self) -> str | None:

@@ -6,6 +6,8 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from trackai_matcher.domain.policy import StatusPolicy
+
 
 @dataclass(frozen=True)
 class Destination:
@@ -22,6 +24,9 @@ class FunnelSetup:
     #: The funnel's own destination; None = the tenant default applies.
     destination: Destination | None
     test_event_code: str = ""
+    #: The funnel's event for a pending pix/boleto (``InitiateCheckout``/``AddPaymentInfo``);
+    #: None: the funnel sends none.
+    pending_event: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,15 @@ class TenantSetup:
             return dt.timedelta(days=funnel.lookback_days)
         days = [f.lookback_days for f in self.funnels.values() if f.lookback_days > 0]
         return dt.timedelta(days=max(days)) if days else default
+
+    def policy(self, funnel_id: str | None, default: StatusPolicy) -> StatusPolicy:
+        """The funnel's status mapping; a conversion of no known funnel uses ``default``."""
+        funnel = self.funnels.get(funnel_id or "")
+        if funnel is None:
+            return default
+        return StatusPolicy(
+            approved_event=default.approved_event, pending_event=funnel.pending_event
+        )
 
     def route(self, funnel_id: str | None) -> Route:
         """The funnel's own destination, else the tenant default (with the funnel's test code)."""

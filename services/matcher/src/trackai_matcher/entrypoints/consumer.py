@@ -128,6 +128,7 @@ def purchase_from_proto(event: ingest.IngestEvent, received: dt.datetime | None)
         client_ip=c.client_ip or None,
         user_agent=c.user_agent,
         hashed=hashed,
+        received_at=received,
     )
 
 

@@ -101,13 +101,17 @@ class IngestService:
         # Read before the transaction: a registry call must not hold row locks.
         setup = await self._directory.setup(purchase.tenant_id)
         lookback = setup.lookback(purchase.funnel_id, self._config.default_lookback)
-        event_name, reason = self._config.policy.event_for(purchase.status, purchase.payment_method)
         async with repo.transaction(self._pool) as conn:
             claimed, match = await repo.claim_and_find_match(conn, message_id, purchase)
             if not claimed:
                 return ConversionResult(Outcome.REDELIVERY)
             if purchase.status in SALE_STATUSES:
                 match = await self._decide(conn, purchase, match, lookback)
+            # The status mapping is the funnel's: the conversion's own, else its session's.
+            click = match.click if match is not None else None
+            funnel_id = purchase.funnel_id or (click.funnel_id if click else None)
+            policy = setup.policy(funnel_id, self._config.policy)
+            event_name, reason = policy.event_for(purchase.status, purchase.payment_method)
             if event_name is None or match is None:
                 await repo.log_conversion(
                     conn,

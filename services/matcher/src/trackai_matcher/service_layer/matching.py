@@ -65,11 +65,14 @@ class MatchEngine:
     async def decide(
         self, conn: repo.Connection, purchase: Purchase, at: dt.datetime, lookback: dt.timedelta
     ) -> MatchDecision:
-        found = await repo.exact_candidates(conn, purchase, at, lookback)
+        # Windows count back from the purchase; "began before it" allows for the gateway's
+        # time precision (Purchase.candidates_as_of).
+        as_of = purchase.candidates_as_of(at)
+        found = await repo.exact_candidates(conn, purchase, as_of, lookback)
         decision = self._exact(purchase, found)
         if decision is not None:
             return decision
-        return await self._probabilistic(conn, purchase, at)
+        return await self._probabilistic(conn, purchase, at, as_of)
 
     def _exact(
         self, purchase: Purchase, found: Sequence[tuple[str, Click]]
@@ -98,7 +101,7 @@ class MatchEngine:
         return None
 
     async def _probabilistic(
-        self, conn: repo.Connection, purchase: Purchase, at: dt.datetime
+        self, conn: repo.Connection, purchase: Purchase, at: dt.datetime, as_of: dt.datetime
     ) -> MatchDecision:
         params = self.model.params
         if not purchase.client_ip and not purchase.user_agent:
@@ -114,7 +117,7 @@ class MatchEngine:
             purchase.tenant_id,
             client_ip=purchase.client_ip,
             user_agent=purchase.user_agent or None,
-            at=at,
+            at=as_of,
             window=params.window,
         )
         if not found.clicks:
