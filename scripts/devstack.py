@@ -28,8 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 SANDBOX_PORTS = {"meta": 8010, "cloudflare": 8011, "stape": 8012, "gtm": 8013}
 CHROMIUM = "/usr/bin/chromium"
-#: Health ports of the consumer processes when they share a machine with `serve`.
-CONSUME_HTTP_PORTS = {"matcher": 8102, "dispatcher": 8103}
+#: Health ports of the second process of a service when it shares a machine with `serve`:
+#: ingestion's outbox relay and the queue consumers (as the Helm chart deploys them).
+WORKER_PROCESSES = {
+    "ingestion": ("relay", 8101),
+    "matcher": ("consume", 8102),
+    "dispatcher": ("consume", 8103),
+}
 
 
 def _say(msg: str) -> None:
@@ -167,6 +172,8 @@ def _stack() -> list[Proc]:
             [(f"{fake} fake", f"http://127.0.0.1:{port}") for fake, port in SANDBOX_PORTS.items()],
         )
     ]
+    # Ingestion publishes from its own relay process, so `serve` only answers webhooks.
+    base_env["INGESTION_RELAY_IN_SERVE"] = "false"
     for svc in ("provisioner", "ingestion", "matcher", "dispatcher", "agent", "console"):
         procs.append(
             Proc(
@@ -177,13 +184,13 @@ def _stack() -> list[Proc]:
                 f"127.0.0.1:{GRPC_PORTS[svc]}" if svc in GRPC_PORTS else "-",
             )
         )
-    for svc, port in CONSUME_HTTP_PORTS.items():
+    for svc, (command, port) in WORKER_PROCESSES.items():
         env = dict(base_env)
         env[f"{svc.upper()}_HTTP_PORT"] = str(port)
         procs.append(
             Proc(
-                f"{svc}-consume",
-                [PY, "-m", f"trackai_{svc}", "consume"],
+                f"{svc}-{command}",
+                [PY, "-m", f"trackai_{svc}", command],
                 env,
                 [("http", f"http://127.0.0.1:{port}")],
             )

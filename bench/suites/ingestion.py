@@ -232,7 +232,10 @@ async def webhook_accept(ctx: BenchContext) -> AsyncIterator[RunOnce]:
         "TRACKAI_ENV": "test",
         # One log line per accepted webhook would go to this terminal; warnings still show.
         "LOG_LEVEL": "WARNING",
+        # As deployed by the chart: the relay runs in its own process, beside `serve`.
+        "INGESTION_RELAY_IN_SERVE": "false",
     }
+    relay_port = free_port()
     async with (
         _queues(settings.amqp_url, prefix),
         _tenant_registry(tenant_id) as registry_port,
@@ -241,6 +244,11 @@ async def webhook_accept(ctx: BenchContext) -> AsyncIterator[RunOnce]:
             port,
             extra_env={**env, "PROVISIONER_GRPC_TARGET": f"127.0.0.1:{registry_port}"},
         ) as server,
+        process_server(
+            [sys.executable, "-m", "trackai_ingestion", "relay"],
+            relay_port,
+            extra_env={**env, "INGESTION_HTTP_PORT": str(relay_port)},
+        ),
     ):
         requests = _requests(port, tenant_id)
         seconds = ctx.seconds(2.0, 1.0)

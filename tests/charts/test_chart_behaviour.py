@@ -10,6 +10,11 @@ import pytest
 from trackai_kit.settings import GRPC_PORTS, HTTP_PORTS
 
 SERVICES = ("ingestion", "matcher", "dispatcher", "provisioner", "agent", "console")
+PROCESSES = {
+    "ingestion": ("serve", "relay"),
+    "matcher": ("serve", "consume"),
+    "dispatcher": ("serve", "consume"),
+}
 SECRET_KEYS = {
     "DATABASE_URL",
     "AMQP_URL",
@@ -50,9 +55,17 @@ def test_every_process_of_every_service_is_a_deployment_running_its_command(by_n
     expected = {
         f"trackai-{svc}-{proc}": ["python", "-m", f"trackai_{svc}", proc]
         for svc in SERVICES
-        for proc in (("serve", "consume") if svc in ("matcher", "dispatcher") else ("serve",))
+        for proc in PROCESSES.get(svc, ("serve",))
     }
     assert commands == expected
+
+
+def test_ingestion_relays_in_its_own_process_not_in_serve(ci_render: Any) -> None:
+    serve = _pod_spec(ci_render.one("Deployment", "trackai-ingestion-serve"))["containers"][0]
+    env = {e["name"]: e.get("value") for e in serve.get("env", [])}
+    assert env.get("INGESTION_RELAY_IN_SERVE") == "false"
+    relay = ci_render.one("Deployment", "trackai-ingestion-relay")
+    assert _pod_spec(relay)["containers"][0]["command"][-1] == "relay"
 
 
 def test_every_deployment_probes_health_and_ready_on_its_http_port(ci_render: Any) -> None:

@@ -1,4 +1,4 @@
-"""`python -m trackai_ingestion {serve,migrate}`."""
+"""`python -m trackai_ingestion {serve,relay,migrate}`."""
 
 from __future__ import annotations
 
@@ -25,8 +25,19 @@ async def serve(settings: Settings) -> None:
     )
 
 
+async def relay(settings: Settings) -> None:
+    """Outbox relay only (HTTP health and readiness on INGESTION_HTTP_PORT, no gRPC)."""
+    await host(
+        settings,
+        schema=SCHEMA,
+        topology=TOPOLOGY,
+        wire=partial(bootstrap.wire_relay, settings),
+        with_grpc=False,
+    )
+
+
 def main() -> int:
-    return service_main("ingestion", Settings, {"serve": serve})
+    return service_main("ingestion", Settings, {"serve": serve, "relay": relay})
 
 
 if __name__ == "__main__":

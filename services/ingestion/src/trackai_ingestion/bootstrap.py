@@ -70,14 +70,7 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     Readiness checks only PostgreSQL: webhooks are accepted into the outbox while RabbitMQ is
     down, and the rate limiter fails open while Redis is down.
     """
-    assert resources.pool is not None and resources.amqp is not None
-    # Ingestion's outbox has no NOTIFY trigger (it would serialise webhook commits): poll briefly.
-    relay = OutboxRelay(
-        resources.pool,
-        resources.amqp,
-        schema=SCHEMA,
-        poll_interval_s=settings.relay_poll_interval_s,
-    )
+    assert resources.pool is not None
     parts = build_components(settings, resources.pool)
     return Wiring(
         grpc_services=[
@@ -86,7 +79,27 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
                 partial(pb_grpc.add_IngestionServiceServicer_to_server, parts.servicer),
             )
         ],
-        background=[relay.run],
+        background=[_relay(settings, resources).run] if settings.relay_in_serve else [],
         on_shutdown=parts.closers,
         configure_http=partial(parts.configure_http, settings=settings),
     )
+
+
+def _relay(settings: Settings, resources: Resources) -> OutboxRelay:
+    assert resources.pool is not None and resources.amqp is not None
+    # Ingestion's outbox has no NOTIFY trigger (it would serialise webhook commits): poll briefly.
+    return OutboxRelay(
+        resources.pool,
+        resources.amqp,
+        schema=SCHEMA,
+        poll_interval_s=settings.relay_poll_interval_s,
+    )
+
+
+async def wire_relay(settings: Settings, resources: Resources) -> Wiring:
+    """The `relay` process: publishes the outbox to ``ingest-events``, nothing else.
+
+    Run beside `serve` (with INGESTION_RELAY_IN_SERVE=false) so publishing bursts never share an
+    event loop with webhook acknowledgements.
+    """
+    return Wiring(background=[_relay(settings, resources).run])

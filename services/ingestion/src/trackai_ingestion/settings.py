@@ -27,3 +27,6 @@ class Settings(ServiceSettings):
     #: How often the outbox relay looks for new rows when idle (seconds): the upper bound of
     #: the publish delay, since ingestion's outbox does not NOTIFY (see the 0700 migration).
     relay_poll_interval_s: float = Field(0.1, gt=0, le=5)
+    #: Run the outbox relay inside `serve` (simplest). Production runs it as its own `relay`
+    #: process and sets this to false, so publishing never delays webhook acknowledgements.
+    relay_in_serve: bool = True
