@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from trackai_ingestion.settings import Settings as IngestionSettings
 from trackai_kit.settings import GRPC_PORTS, HTTP_PORTS, ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,8 +89,33 @@ def _start_rabbitmq() -> bool:
     return True
 
 
+def _start_redis() -> bool:
+    if not shutil.which("redis-server"):
+        return False
+    # Nothing to persist: the rate limiter's counters are short-lived by design.
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        check=False,
+        capture_output=True,
+    )
+    return True
+
+
 def ensure_services() -> None:
     settings = ServiceSettings()
+    redis_url = IngestionSettings().redis_url
     checks = [
         (
             "PostgreSQL",
@@ -106,6 +132,14 @@ def ensure_services() -> None:
             _start_rabbitmq,
             "install RabbitMQ 3.13+ (apt-get install rabbitmq-server) "
             "or set AMQP_URL to a reachable broker",
+        ),
+        (
+            "Redis",
+            redis_url,
+            6379,
+            _start_redis,
+            "install Redis 7 (apt-get install redis-server) or set REDIS_URL "
+            "(ingestion's shared rate limiter)",
         ),
     ]
     for name, url, default_port, start, advice in checks:
