@@ -130,9 +130,8 @@ class GtmApi:
         timeout_s: float = 30.0,
     ) -> None:
         self._account = f"accounts/{account_id}"
-        http = google_auth_httplib2.AuthorizedHttp(
-            credentials, http=httplib2.Http(timeout=timeout_s)
-        )
+        self._connections = httplib2.Http(timeout=timeout_s)
+        http = google_auth_httplib2.AuthorizedHttp(credentials, http=self._connections)
         self._service: Any = build(
             "tagmanager",
             "v2",
@@ -146,13 +145,25 @@ class GtmApi:
         self._backoff = backoff_s
         self._lock = asyncio.Lock()
 
+    def _fresh_connection_execute(self, request: Callable[[Any], Any]) -> Any:
+        """Run one request on a new connection.
+
+        At 0.25 requests/s (and after back-offs) a kept-alive connection has usually been closed
+        by the server in between; httplib2 does not resend a POST on such a dead socket, so a
+        create would fail as "unreachable". One handshake per call costs nothing at this rate.
+        """
+        for connection in self._connections.connections.values():
+            connection.close()
+        self._connections.connections.clear()
+        return request(self._service).execute()
+
     async def _exec(self, what: str, request: Callable[[Any], Any]) -> Any:
         """Throttle, run in a thread, back off on rate answers, map errors to saga errors."""
         async with self._lock:
             for attempt in range(1, self._attempts + 1):
                 await self._limit.acquire()
                 try:
-                    return await asyncio.to_thread(lambda: request(self._service).execute())
+                    return await asyncio.to_thread(self._fresh_connection_execute, request)
                 except HttpError as exc:
                     status = int(exc.resp.status)
                     reasons = _reasons(exc)
