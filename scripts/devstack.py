@@ -185,9 +185,11 @@ class Proc:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
-    #: Every URL that must answer 200 before the process counts as ready (name, url).
+    #: Every listener the process opens, as (label, base URL); each must answer 200 on
+    #: ``ready_path`` before the process counts as ready.
     ready: list[tuple[str, str]] = field(default_factory=list)
     grpc: str = "-"
+    ready_path: str = "/ready"
     popen: subprocess.Popen[bytes] | None = None
 
 
@@ -204,6 +206,7 @@ def _stack() -> list[Proc]:
             [PY, "-m", "trackai_sandbox", "serve"],
             dict(base_env),
             [(f"{fake} fake", f"http://127.0.0.1:{port}") for fake, port in SANDBOX_PORTS.items()],
+            ready_path="/_sandbox/health",
         )
     ]
     # Ingestion publishes from its own relay process, so `serve` only answers webhooks.
@@ -232,10 +235,6 @@ def _stack() -> list[Proc]:
     return procs
 
 
-def _ready_url(proc: Proc, base: str) -> str:
-    return base + ("/_sandbox/health" if proc.name == "sandbox" else "/ready")
-
-
 def _stop(procs: list[Proc], grace: float = 20.0) -> None:
     for p in procs:
         if p.popen and p.popen.poll() is None:
@@ -256,7 +255,7 @@ def _exited(procs: list[Proc]) -> Proc | None:
 
 def _wait_ready(procs: list[Proc], stop: threading.Event) -> None:
     """Until every ready URL answers 200; exits the stack if a process dies or 90 s pass."""
-    pending = [_ready_url(p, base) for p in procs for _, base in p.ready]
+    pending = [base + p.ready_path for p in procs for _, base in p.ready]
     deadline = time.monotonic() + 90
     with httpx.Client(timeout=2.0) as client:
         while pending and not stop.is_set() and time.monotonic() < deadline:

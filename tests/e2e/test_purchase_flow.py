@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.e2e.conftest import TOKEN, Stack
+from tests.e2e.conftest import Stack
 from trackai_kit.identity import event_id
 from trackai_kit.pii import email_hash
 from trackai_sandbox.meta import build_app
@@ -54,15 +53,14 @@ def meta() -> Iterator[tuple[str, MetaSandboxClient]]:
         server.stop()
 
 
-def _trackai(stack: Stack, provisioner_port: int, *args: str) -> dict[str, Any]:
-    env = {**stack.env, "PROVISIONER_GRPC_TARGET": f"127.0.0.1:{provisioner_port}"}
+def _trackai(stack: Stack, *args: str) -> str:
+    """Run the operator command against the stack's processes (targets set in ``stack.env``)."""
     trackai = Path(sys.executable).parent / "trackai"
     done = subprocess.run(
-        [str(trackai), *args, "--json"], env=env, capture_output=True, text=True, timeout=60
+        [str(trackai), *args, "--json"], env=stack.env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    return done.stdout
 
 
 def _kiwify_webhook(order_id: str) -> bytes:
@@ -95,25 +93,24 @@ def test_click_and_purchase_reach_meta_once_with_the_shared_event_id(stack: Stac
     provisioner = stack.start("provisioner")
     stack.wait_ready(provisioner)
     assert provisioner.grpc_port is not None
-    target = f"127.0.0.1:{provisioner.grpc_port}"
-    stack.env["PROVISIONER_GRPC_TARGET"] = target
+    stack.env["PROVISIONER_GRPC_TARGET"] = f"127.0.0.1:{provisioner.grpc_port}"
 
-    tenant = _trackai(
-        stack,
-        provisioner.grpc_port,
-        "tenant",
-        "create",
-        "--name",
-        "Loja E2E",
-        "--slug",
-        "loja-e2e",
-        "--domain",
-        "loja.example.com",
+    tenant = json.loads(
+        _trackai(
+            stack,
+            "tenant",
+            "create",
+            "--name",
+            "Loja E2E",
+            "--slug",
+            "loja-e2e",
+            "--domain",
+            "loja.example.com",
+        )
     )
     tenant_id = tenant["id"]
     _trackai(
         stack,
-        provisioner.grpc_port,
         "tenant",
         "set-gateway",
         tenant_id,
@@ -124,7 +121,6 @@ def test_click_and_purchase_reach_meta_once_with_the_shared_event_id(stack: Stac
     )
     _trackai(
         stack,
-        provisioner.grpc_port,
         "tenant",
         "set-meta",
         tenant_id,
@@ -204,27 +200,9 @@ def test_click_and_purchase_reach_meta_once_with_the_shared_event_id(stack: Stac
     # 4. The operator sees how the sale was attributed.
     matcher_api = stack.start("matcher")
     stack.wait_ready(matcher_api)
-    env = {
-        **stack.env,
-        "MATCHER_GRPC_TARGET": f"127.0.0.1:{matcher_api.grpc_port}",
-        "GRPC_AUTH_TOKEN": TOKEN,
-    }
-    export = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "trackai"),
-            "matches",
-            "export",
-            "--tenant",
-            tenant_id,
-            "--json",
-        ],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert export.returncode == 0, export.stderr
-    rows = [json.loads(line) for line in export.stdout.splitlines() if line.strip()]
+    stack.env["MATCHER_GRPC_TARGET"] = f"127.0.0.1:{matcher_api.grpc_port}"
+    export = _trackai(stack, "matches", "export", "--tenant", tenant_id)
+    rows = [json.loads(line) for line in export.splitlines() if line.strip()]
     [row] = [r for r in rows if r["order_id"] == order_id]
     assert row["event_id"] == expected_id
     assert row["stage"] == "deterministic" and row["session_id"] == SESSION_ID
