@@ -39,6 +39,11 @@ def http_metrics(ratio_to: str | None = None, *, half_rate: bool = False) -> lis
         # one thread); a load generator near 100% means the figure is the generator's limit.
         Metric("server_cpu", "% core", higher_is_better=False),
         Metric("loadgen_cpu", "% core", higher_is_better=False),
+        # Server CPU per request: comparable across runs even when the shared cores, not the
+        # server, limited the throughput.
+        Metric(
+            "server_ms_per_req", "ms cpu", higher_is_better=False, ratio_to=ref("server_ms_per_req")
+        ),
     ]
     if half_rate:
         metrics += [
@@ -77,6 +82,7 @@ def http_run(
             "server_cpu": 100 * (server.cpu_seconds() - server_cpu) / result.seconds,
             "loadgen_cpu": 100 * (time.process_time() - own_cpu) / result.seconds,
         }
+        figures["server_ms_per_req"] = figures["server_cpu"] * 10 / result.rate
         errors = result.errors
         if half_rate:
             paced = await run_load(

@@ -12,6 +12,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Literal
 
 import phonenumbers
@@ -210,6 +211,16 @@ def normalize_zip(value: object, country: str | None = None) -> str | None:
 
 def normalize_country(value: object) -> str | None:
     """ISO 3166-1 alpha-2 in lowercase (``br``); ``None`` for anything that is not one."""
+    return _country(value) if isinstance(value, str) else _country_uncached(value)
+
+
+@lru_cache(maxsize=1024)
+def _country(value: str) -> str | None:
+    # Countries are a small vocabulary read several times per payload (and per key).
+    return _country_uncached(value)
+
+
+def _country_uncached(value: object) -> str | None:
     text = _clean(value)
     if text is None:
         return None
@@ -256,21 +267,26 @@ def normalize_external_id(value: object) -> str | None:
     return text.lower() if text is not None else None
 
 
-def _normalizer(key: MatchKey, country: str | None, region: str) -> Callable[[object], str | None]:
-    table: Mapping[MatchKey, Callable[[object], str | None]] = {
-        "em": normalize_email,
-        "ph": lambda v: normalize_phone(v, region),
-        "fn": normalize_name,
-        "ln": normalize_name,
-        "ct": normalize_city,
-        "st": lambda v: normalize_state(v, country),
-        "zp": lambda v: normalize_zip(v, country),
-        "country": normalize_country,
-        "db": normalize_birth_date,
-        "ge": normalize_gender,
-        "external_id": normalize_external_id,
-    }
-    return table[key]
+_NORMALIZERS: Mapping[MatchKey, Callable[[object], str | None]] = {
+    "em": normalize_email,
+    "fn": normalize_name,
+    "ln": normalize_name,
+    "ct": normalize_city,
+    "country": normalize_country,
+    "db": normalize_birth_date,
+    "ge": normalize_gender,
+    "external_id": normalize_external_id,
+}
+
+
+def _normalize(key: MatchKey, value: object, country: str | None, region: str) -> str | None:
+    if key == "ph":
+        return normalize_phone(value, region)
+    if key == "st":
+        return normalize_state(value, country)
+    if key == "zp":
+        return normalize_zip(value, country)
+    return _NORMALIZERS[key](value)
 
 
 def hash_value(
@@ -286,9 +302,9 @@ def hash_value(
     """
     if value is None:
         return None
-    if isinstance(value, str) and _SHA256_ANY_CASE.fullmatch(value.strip()):
+    if isinstance(value, str) and len(value) >= 64 and _SHA256_ANY_CASE.fullmatch(value.strip()):
         return value.strip().lower()
-    normalized = _normalizer(key, country, default_region)(value)
+    normalized = _normalize(key, value, country, default_region)
     return sha256_hex(normalized) if normalized is not None else None
 
 

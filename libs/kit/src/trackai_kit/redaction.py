@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 REDACTED = "[REDACTED]"
 
@@ -66,8 +67,22 @@ _PHONE_FORMATTED = re.compile(
 _DIGIT_RUN = re.compile(r"(?<![\w.\-/])\+?\d{10,13}(?![\w.\-/])")
 
 
+# A piece every pattern above needs before it can match, searched first because most text
+# (statuses, ids, product names, timestamps) has none: an "@" (e-mail), the last two digit groups
+# of a formatted phone, a 10-digit run, a formatted CPF, or a word the secret patterns start with.
+_MAY_MATCH = re.compile(
+    r"@|\d{3}[\s.\-]\d{4}|\d{10}|\d{3}\.\d{3}\.\d{3}-\d{2}"
+    r"|(?i:bearer|basic|token|secret|password|api_?key|signature|hottok)"
+)
+
+
+@lru_cache(maxsize=4096)
 def is_sensitive_key(key: str) -> bool:
-    """Whether a mapping key names a credential or a personal datum (its value is dropped)."""
+    """Whether a mapping key names a credential or a personal datum (its value is dropped).
+
+    Cached: keys come from a small vocabulary (payload schemas, log fields); the cache is bounded,
+    so unusual keys only cost the uncached check.
+    """
     normalised = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower().replace("-", "_")
     if normalised in _PERSONAL_KEYS or any(p in normalised for p in _CREDENTIAL_PHRASES):
         return True
@@ -76,6 +91,10 @@ def is_sensitive_key(key: str) -> bool:
 
 def redact_text(text: str) -> str:
     """Replace e-mails, phones, CPFs, bearer tokens and inline secrets inside free text."""
+    return _apply_patterns(text) if _MAY_MATCH.search(text) else text
+
+
+def _apply_patterns(text: str) -> str:
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _INLINE_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     text = _EMAIL.sub("[EMAIL]", text)

@@ -119,3 +119,53 @@ def test_redact_is_recursive_and_keeps_structure() -> None:
         assert leaked not in dumped
     # the input is not modified
     assert value["customer"]["email"] == "a@b.co"  # type: ignore[index]
+
+
+def test_shortest_formatted_phone_is_redacted() -> None:
+    # Nine digits is the fewest the formatted-phone pattern matches: the pre-screen must let it in.
+    assert "234-5678" not in redact_text("call (11) 234-5678 today")
+    assert "234" not in redact_text("ligar 11 234 5678")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_prescreen_never_changes_the_result(seed: int) -> None:
+    """The cheap check that skips the patterns must agree with running them, on text built to sit
+    at its edges: digit counts around 9-13, separators, "@", secret words, non-ASCII digits."""
+    import random
+
+    from trackai_kit.redaction import _apply_patterns
+
+    rng = random.Random(seed)
+    pieces = [
+        *"0123456789",
+        *"0123456789",
+        " ",
+        "-",
+        ".",
+        "(",
+        ")",
+        "+",
+        "/",
+        "@",
+        "a",
+        "Z",
+        "_",
+        "=",
+        ":",
+        "\u0663",  # ARABIC-INDIC DIGIT THREE: \d matches it
+        "é",
+        "token",
+        "Bearer ",
+        "basic ",
+        "apikey",
+        "api_key",
+        "hottok",
+        "Secret",
+        "signature",
+        "password",
+        "x.com",
+        ".br",
+    ]
+    for _ in range(4000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
+        assert redact_text(text) == _apply_patterns(text), text

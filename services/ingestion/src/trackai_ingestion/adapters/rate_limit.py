@@ -7,8 +7,10 @@ not ask Redis again until the cool-down has passed, so an outage costs no latenc
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,29 +28,55 @@ _fail_open = get_meter(__name__).create_counter(
 
 WINDOW_S = 60
 KEY_PREFIX = "trackai:ingestion:rate:"
+#: Decisions taken by one script call at most, and script calls in flight at once.
+MAX_BATCH = 128
+MAX_IN_FLIGHT = 2
 
 # GCRA (generic cell rate algorithm): one key per tenant holding the theoretical arrival time
 # (TAT) in microseconds of Redis' own clock, so every replica agrees on "now". ``limit`` requests
-# fit in a burst, then one per ``period / limit``. Returns {allowed, retry_after_us, remaining}.
+# fit in a burst, then one per ``period / limit``. One call decides several requests in order:
+# KEYS[i] and ARGV[i + 1] (its limit) are request i, ARGV[1] the period. A key repeated in the
+# batch sees the TAT its earlier requests left, rounded as if it had been stored, so the answers
+# are those of one call per request at the same instant. Returns {allowed, retry_after_us,
+# remaining} per request, flattened.
 _GCRA = """
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local period_us = tonumber(ARGV[2])
-local emission = period_us / limit
-local tolerance = period_us - emission
+local period_us = tonumber(ARGV[1])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local tat = tonumber(redis.call('GET', key) or '0')
-if tat < now then tat = now end
-local allow_at = tat - tolerance
-if now < allow_at then
-  return {0, math.ceil(allow_at - now), 0}
+local tats = {}
+local written = {}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[i + 1])
+  local emission = period_us / limit
+  local tolerance = period_us - emission
+  local tat = tats[key]
+  if tat == nil then
+    tat = tonumber(redis.call('GET', key) or '0')
+    if tat < now then tat = now end
+    tats[key] = tat
+  end
+  local allow_at = tat - tolerance
+  if now < allow_at then
+    out[#out + 1] = 0
+    out[#out + 1] = math.ceil(allow_at - now)
+    out[#out + 1] = 0
+  else
+    local new_tat = tat + emission
+    local stored = string.format('%.0f', new_tat)
+    tats[key] = tonumber(stored)
+    written[key] = stored
+    local remaining = math.floor((tolerance - (new_tat - now)) / emission + 1)
+    if remaining < 0 then remaining = 0 end
+    out[#out + 1] = 1
+    out[#out + 1] = 0
+    out[#out + 1] = remaining
+  end
 end
-local new_tat = tat + emission
-redis.call('SET', key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
-local remaining = math.floor((tolerance - (new_tat - now)) / emission + 1)
-if remaining < 0 then remaining = 0 end
-return {1, 0, remaining}
+for key, stored in pairs(written) do
+  redis.call('SET', key, stored, 'PX', math.ceil((tonumber(stored) - now) / 1000) + 1)
+end
+return out
 """
 
 
@@ -62,8 +90,26 @@ class RateDecision:
     degraded: bool = False
 
 
+_DEGRADED = RateDecision(True, degraded=True)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """One request waiting for a script call."""
+
+    key: str
+    limit: int
+    done: asyncio.Future[RateDecision]
+
+
 class RedisRateLimiter:
-    """``await limiter.acquire(tenant_id, limit_per_minute)`` -> :class:`RateDecision`."""
+    """``await limiter.acquire(tenant_id, limit_per_minute)`` -> :class:`RateDecision`.
+
+    Decisions are batched: requests that arrive while script calls are in flight are decided
+    together, in arrival order, by the next call (at most :data:`MAX_BATCH` requests,
+    :data:`MAX_IN_FLIGHT` calls at once), so under load one round trip serves many webhooks;
+    alone, a request is decided at once.
+    """
 
     def __init__(
         self,
@@ -85,30 +131,89 @@ class RedisRateLimiter:
         self._prefix = key_prefix
         self._clock = clock
         self._skip_until = 0.0
+        self._pending: deque[_Pending] = deque()
+        self._deciders: set[asyncio.Task[None]] = set()
 
     async def acquire(self, tenant_id: str, limit_per_minute: int) -> RateDecision:
         if self._clock() < self._skip_until:
             _fail_open.add(1)
-            return RateDecision(True, degraded=True)
-        try:
-            allowed, retry_after_us, remaining = await self._script(
-                keys=[self._prefix + tenant_id],
-                args=[max(1, limit_per_minute), WINDOW_S * 1_000_000],
-            )
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._skip_until = self._clock() + self._cooldown_s
-            _fail_open.add(1)
-            log.warning(
-                "rate limiter unavailable; accepting webhooks without a limit",
-                error=f"{type(exc).__name__}: {exc}",
-                retry_in_s=self._cooldown_s,
-            )
-            return RateDecision(True, degraded=True)
-        return RateDecision(
-            bool(allowed),
-            retry_after_s=math.ceil(int(retry_after_us) / 1_000_000),
-            remaining=int(remaining),
+            return _DEGRADED
+        pending = _Pending(
+            self._prefix + tenant_id,
+            max(1, limit_per_minute),
+            asyncio.get_running_loop().create_future(),
         )
+        self._pending.append(pending)
+        if len(self._deciders) < MAX_IN_FLIGHT:
+            # A task of its own, so that a cancelled caller cannot cancel a call that also
+            # decides for others.
+            decider = asyncio.create_task(self._decide_pending())
+            self._deciders.add(decider)
+            decider.add_done_callback(self._deciders.discard)
+        return await pending.done
+
+    async def _decide_pending(self) -> None:
+        while self._pending:
+            if self._clock() < self._skip_until:
+                # Another call failed meanwhile: no call until the cool-down has passed.
+                self._let_through(self._drain(len(self._pending)))
+                return
+            if batch := self._drain(MAX_BATCH):
+                await self._decide(batch)
+
+    def _drain(self, most: int) -> list[_Pending]:
+        """Up to ``most`` waiting requests, oldest first, skipping callers that went away."""
+        batch: list[_Pending] = []
+        while self._pending and len(batch) < most:
+            pending = self._pending.popleft()
+            if not pending.done.done():
+                batch.append(pending)
+        return batch
+
+    async def _decide(self, batch: list[_Pending]) -> None:
+        args: list[int] = [WINDOW_S * 1_000_000]
+        args.extend(p.limit for p in batch)
+        try:
+            flat = await self._script(keys=[p.key for p in batch], args=args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            if self._clock() >= self._skip_until:  # once per cool-down, not once per call
+                log.warning(
+                    "rate limiter unavailable; accepting webhooks without a limit",
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=self._cooldown_s,
+                )
+            self._skip_until = self._clock() + self._cooldown_s
+            # Whatever waits behind this call fails open too, without asking Redis again.
+            self._let_through(batch + self._drain(len(self._pending)))
+            return
+        except Exception as exc:  # not an outage: each caller sees the error, as before
+            for pending in batch:
+                if not pending.done.done():
+                    pending.done.set_exception(exc)
+            return
+        except BaseException:
+            for pending in batch:
+                pending.done.cancel()
+            raise
+        for n, pending in enumerate(batch):
+            allowed, retry_after_us, remaining = flat[3 * n : 3 * n + 3]
+            if not pending.done.done():
+                pending.done.set_result(
+                    RateDecision(
+                        bool(allowed),
+                        retry_after_s=math.ceil(int(retry_after_us) / 1_000_000),
+                        remaining=int(remaining),
+                    )
+                )
+
+    @staticmethod
+    def _let_through(batch: list[_Pending]) -> None:
+        for pending in batch:
+            if not pending.done.done():
+                _fail_open.add(1)
+                pending.done.set_result(_DEGRADED)
 
     async def close(self) -> None:
+        # Calls in flight end within the socket timeout; their callers get their answers.
+        await asyncio.gather(*self._deciders, return_exceptions=True)
         await self._redis.aclose()

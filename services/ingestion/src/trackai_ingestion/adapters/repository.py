@@ -93,30 +93,30 @@ _RECEIPT_INPUT = ", ".join(column for column, _ in _ACCEPT_INPUT[35:])
 _UNNEST_ARGS = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(_ACCEPT_INPUT, 1))
 
 # Accept transactions of several webhooks as ONE statement (one round trip, one commit): each
-# row's conversion (absorbed by the unique index when already known), its outbox message only
-# when it was inserted, and its receipt pointing at the new or the existing conversion. Every
-# part of the statement sees the same snapshot, so `target` finds conversions committed before
-# it started; the only way to find neither is a concurrent accept of the same order committing
-# meanwhile (the insert then waits and does nothing): that row writes nothing and is run again.
+# row's conversion, its outbox message only when it is new, and its receipt pointing at the new or
+# the existing conversion. A known order (same tenant, gateway, order and status) is found through
+# the unique index that arbitrates the conflict, never through a separate lookup whose plan would
+# depend on the table's statistics: ``DO UPDATE`` with an unchanged value makes the insert return
+# the existing row's id (a duplicate costs one row version, and is rare). A concurrent accept of
+# the same order that commits meanwhile is waited for and then found the same way. A returned id
+# other than the row's own candidate id means "already known".
 _ACCEPT = f"""
 WITH input AS (
     SELECT * FROM unnest({_UNNEST_ARGS})
         WITH ORDINALITY AS i({", ".join(column for column, _ in _ACCEPT_INPUT)}, n)
-), inserted AS (
-    INSERT INTO ingestion.events (kind, {", ".join(_EVENT_COLUMNS)})
+), upserted AS (
+    INSERT INTO ingestion.events AS e (kind, {", ".join(_EVENT_COLUMNS)})
     SELECT 'conversion', {", ".join(_EVENT_COLUMNS)} FROM input ORDER BY n
-    ON CONFLICT (tenant_id, gateway, order_id, status) WHERE kind = 'conversion' DO NOTHING
-    RETURNING id
+    ON CONFLICT (tenant_id, gateway, order_id, status) WHERE kind = 'conversion'
+        DO UPDATE SET kind = e.kind
+    RETURNING e.id, e.tenant_id, e.gateway, e.order_id, e.status
+), target AS (
+    SELECT input.n, u.id, u.id <> input.id AS duplicate
+    FROM input JOIN upserted u USING (tenant_id, gateway, order_id, status)
 ), to_enqueue AS (
-    SELECT input.* FROM input JOIN inserted USING (id)
+    SELECT input.* FROM input JOIN target USING (n) WHERE NOT target.duplicate
 ), outboxed AS (
     {outbox.enqueue_from_sql(SCHEMA, "to_enqueue")}
-), target AS (
-    SELECT n, id, false AS duplicate FROM to_enqueue
-    UNION ALL
-    SELECT input.n, e.id, true FROM input JOIN ingestion.events e
-        ON e.tenant_id = input.tenant_id AND e.gateway = input.gateway
-       AND e.order_id = input.order_id AND e.status = input.status AND e.kind = 'conversion'
 ), receipt AS (
     INSERT INTO ingestion.webhook_receipts ({_RECEIPT_COLUMNS})
     SELECT input.tenant_id, CASE WHEN duplicate THEN 'duplicate' ELSE 'accepted' END,
@@ -181,6 +181,29 @@ class _Pending:
     attempts: int = 0
 
 
+def accept_row(tenant_id: uuid.UUID, conversion: Conversion, receipt: Receipt) -> list[Any]:
+    """One input row of the accept statement: the conversion under a new id, its outbox message
+    (the ``ingest-events`` body, in the caller's trace context) and the receipt's details."""
+    candidate = uuid.uuid4()
+    message = ingest_event(
+        message_id=str(candidate),
+        tenant_id=str(tenant_id),
+        received_at=receipt.received_at,
+        conversion=conversion,
+        conversion_id=str(candidate),
+    )
+    return [
+        *_conversion_args(candidate, tenant_id, conversion, receipt),
+        *outbox.enqueue_params(
+            routing_key=INGEST_EVENTS,
+            message_id=str(candidate),
+            message_type=INGEST_EVENT_TYPE,
+            body=message.SerializeToString(),
+        ),
+        *_receipt_details(receipt),
+    ]
+
+
 class ConversionStore:
     """Writes and reads ``ingestion.events`` / ``webhook_receipts`` / ``outbox``.
 
@@ -200,26 +223,8 @@ class ConversionStore:
     ) -> Accepted:
         """The conversion (absorbed if already known), its outbox message when new, and the
         receipt, committed together. Returns once committed."""
-        candidate = uuid.uuid4()
-        message = ingest_event(
-            message_id=str(candidate),
-            tenant_id=str(tenant_id),
-            received_at=receipt.received_at,
-            conversion=conversion,
-            conversion_id=str(candidate),
-        )
-        row = [
-            *_conversion_args(candidate, tenant_id, conversion, receipt),
-            # In the caller's context: the message carries this request's trace.
-            *outbox.enqueue_params(
-                routing_key=INGEST_EVENTS,
-                message_id=str(candidate),
-                message_type=INGEST_EVENT_TYPE,
-                body=message.SerializeToString(),
-            ),
-            *_receipt_details(receipt),
-        ]
         key = (tenant_id, conversion.gateway, conversion.order_id, conversion.status.value)
+        row = accept_row(tenant_id, conversion, receipt)
         pending = _Pending(key, row, asyncio.get_running_loop().create_future())
         self._pending.append(pending)
         if len(self._writers) < MAX_IN_FLIGHT:

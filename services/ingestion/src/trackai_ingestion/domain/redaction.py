@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from enum import Enum
+from functools import lru_cache
 
-from trackai_kit.redaction import REDACTED, redact
+from trackai_kit.redaction import REDACTED, is_sensitive_key, redact_text
 
 #: Objects that describe a person: every value inside is dropped (structure kept).
 _PERSON_BLOCKS = frozenset(
@@ -62,32 +64,55 @@ _PERSON_KEYS = frozenset(
 _PERSON_PREFIXES = ("cus_", "student_", "aff_", "pro_", "buyer_", "customer_")
 
 
-def _snake(key: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower().replace("-", "_")
+class _Rule(Enum):
+    KEEP = 0  # the value is walked
+    DROP = 1  # the value becomes REDACTED (None stays None for person keys)
+    SECRET = 2  # the value becomes REDACTED, whatever it is
+    BLANK = 3  # a block about a person: structure kept, every value REDACTED
+
+
+@lru_cache(maxsize=4096)
+def _rule(key: str) -> _Rule:
+    """What happens to a key's value; cached (payload keys are a small vocabulary, and the cache
+    is bounded, so an unusual key only costs the uncached check)."""
+    if is_sensitive_key(key):
+        return _Rule.SECRET
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower().replace("-", "_")
+    if name in _PERSON_BLOCKS:
+        return _Rule.BLANK
+    if name in _PERSON_KEYS or name.startswith(_PERSON_PREFIXES):
+        return _Rule.DROP
+    return _Rule.KEEP
 
 
 def _blank(value: object) -> object:
-    if isinstance(value, Mapping):
-        return {key: _blank(item) for key, item in value.items()}
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if is_sensitive_key(key) else _blank(item) for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_blank(item) for item in value]
     return None if value is None else REDACTED
 
 
-def _strip_people(value: object) -> object:
-    if isinstance(value, Mapping):
+def _redacted(value: object) -> object:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
         out: dict[str, object] = {}
         for key, item in value.items():
-            name = _snake(str(key))
-            if name in _PERSON_BLOCKS:
+            rule = _rule(key)
+            if rule is _Rule.KEEP:
+                out[key] = _redacted(item)
+            elif rule is _Rule.BLANK:
                 out[key] = _blank(item)
-            elif name in _PERSON_KEYS or name.startswith(_PERSON_PREFIXES):
-                out[key] = None if item is None else REDACTED
+            elif rule is _Rule.DROP and item is None:
+                out[key] = None
             else:
-                out[key] = _strip_people(item)
+                out[key] = REDACTED
         return out
     if isinstance(value, list):
-        return [_strip_people(item) for item in value]
+        return [_redacted(item) for item in value]
     if isinstance(value, Decimal):
         # JSONB keeps numbers; audit does not need more than a float's precision.
         return float(value)
@@ -95,7 +120,7 @@ def _strip_people(value: object) -> object:
 
 
 def redact_body(body: Mapping[str, object]) -> dict[str, object]:
-    """A JSON-serialisable copy of ``body`` safe to store."""
-    result = redact(_strip_people(body))
+    """A JSON-serialisable copy of a parsed JSON ``body`` safe to store, in one walk."""
+    result = _redacted(dict(body))
     assert isinstance(result, dict)
     return result

@@ -20,12 +20,13 @@ import grpc
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
 from trackai_ingestion.adapters.rate_limit import RateDecision
-from trackai_ingestion.adapters.repository import ConversionStore, Receipt
+from trackai_ingestion.adapters.repository import Accepted, Receipt
 from trackai_ingestion.domain.gateways import ADAPTERS, GatewayAdapter, WebhookRequest
 from trackai_ingestion.domain.gateways.base import sha256_hex, verify_relay_signature
 from trackai_ingestion.domain.model import (
     Accept,
     AuthenticationFailed,
+    Conversion,
     Ignore,
     InvalidPayload,
     MalformedBody,
@@ -48,6 +49,16 @@ class TenantConfigs(Protocol):
 
 class RateLimiter(Protocol):
     async def acquire(self, tenant_id: str, limit_per_minute: int) -> RateDecision: ...
+
+
+class ConversionWriter(Protocol):
+    """Durable writes (``adapters.repository.ConversionStore``)."""
+
+    async def accept(
+        self, tenant_id: uuid.UUID, conversion: Conversion, receipt: Receipt
+    ) -> Accepted: ...
+
+    async def record(self, tenant_id: uuid.UUID, receipt: Receipt) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,7 @@ class WebhookService:
         self,
         tenants: TenantConfigs,
         limiter: RateLimiter,
-        store: ConversionStore,
+        store: ConversionWriter,
         *,
         default_rate_limit: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -172,7 +172,8 @@ def get_path(body: Mapping[str, Any], path: str) -> Any:
     """``a.b.c`` inside nested objects; ``None`` when any step is missing or not an object."""
     node: Any = body
     for part in path.split("."):
-        if not isinstance(node, Mapping):
+        # Parsed JSON objects are dicts: the exact type test spares the ABC check (hot path).
+        if type(node) is not dict and not isinstance(node, Mapping):
             return None
         node = node.get(part)
     return node
@@ -180,11 +181,14 @@ def get_path(body: Mapping[str, Any], path: str) -> Any:
 
 def text(value: Any) -> str | None:
     """A scalar as trimmed text; ``None`` for null, empty, objects and lists."""
-    if value is None or isinstance(value, bool | Mapping | list):
+    if type(value) is str:
+        result = value.strip()
+    elif value is None or isinstance(value, bool | Mapping | list):
         return None
-    if isinstance(value, Decimal):
-        value = format(value, "f")
-    result = str(value).strip()
+    elif isinstance(value, Decimal):
+        result = format(value, "f").strip()
+    else:
+        result = str(value).strip()
     return result[:_MAX_TEXT] if result else None
 
 
@@ -257,13 +261,23 @@ def brasilia_time(body: Mapping[str, Any], path: str, formats: tuple[str, ...]) 
     value = opt_text(body, path)
     if value is None:
         return None
+    parsed = _brasilia_to_utc(value, formats)
+    if parsed is None:
+        raise InvalidPayload(path, f"is not a date in the form {formats[0]!r}")
+    return parsed
+
+
+@lru_cache(maxsize=4096)
+def _brasilia_to_utc(value: str, formats: tuple[str, ...]) -> datetime | None:
+    # Cached: ``strptime`` and the zone conversion cost more than the rest of a field read, and
+    # minute-resolution timestamps repeat across a burst of sales (several per payload, too).
     for fmt in formats:
         try:
             local = datetime.strptime(value, fmt)
         except ValueError:
             continue
         return local.replace(tzinfo=BRASILIA).astimezone(UTC)
-    raise InvalidPayload(path, f"is not a date in the form {formats[0]!r}")
+    return None
 
 
 def epoch_ms_time(body: Mapping[str, Any], path: str) -> datetime | None:
