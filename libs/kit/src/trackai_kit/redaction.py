@@ -67,13 +67,33 @@ _PHONE_FORMATTED = re.compile(
 _DIGIT_RUN = re.compile(r"(?<![\w.\-/])\+?\d{10,13}(?![\w.\-/])")
 
 
-# A piece every pattern above needs before it can match, searched first because most text
-# (statuses, ids, product names, timestamps) has none: an "@" (e-mail), the last two digit groups
-# of a formatted phone, a 10-digit run, a formatted CPF, or a word the secret patterns start with.
-_MAY_MATCH = re.compile(
-    r"@|\d{3}[\s.\-]\d{4}|\d{10}|\d{3}\.\d{3}\.\d{3}-\d{2}"
-    r"|(?i:bearer|basic|token|secret|password|api_?key|signature|hottok)"
+# What every pattern above needs before it can match, checked first because most text (statuses,
+# ids, product names, timestamps) has none of it: an "@" (e-mail), a word the secret patterns
+# start with, or digits shaped like the end of a formatted phone, a 10-digit run or a formatted
+# CPF. Substring tests on the lower-cased text stand in for the patterns' case-insensitive words
+# only for ASCII text (Unicode case rules match a few other letters, e.g. U+017F, long s, to
+# "s"); other text always takes the patterns.
+_SECRET_WORDS = (
+    "bearer",
+    "basic",
+    "token",
+    "secret",
+    "password",
+    "apikey",
+    "api_key",
+    "signature",
+    "hottok",
 )
+_DIGIT_SHAPES = re.compile(r"\d{3}(?:[\s.\-]\d{4}|\d{7}|\.\d{3}\.\d{3}-\d{2})")
+
+
+def _may_match(text: str) -> bool:
+    if "@" in text or not text.isascii():
+        return True
+    lowered = text.lower()
+    if any(word in lowered for word in _SECRET_WORDS):
+        return True
+    return _DIGIT_SHAPES.search(text) is not None
 
 
 @lru_cache(maxsize=4096)
@@ -91,7 +111,7 @@ def is_sensitive_key(key: str) -> bool:
 
 def redact_text(text: str) -> str:
     """Replace e-mails, phones, CPFs, bearer tokens and inline secrets inside free text."""
-    return _apply_patterns(text) if _MAY_MATCH.search(text) else text
+    return _apply_patterns(text) if _may_match(text) else text
 
 
 def _apply_patterns(text: str) -> str:

@@ -154,6 +154,9 @@ def test_prescreen_never_changes_the_result(seed: int) -> None:
         ":",
         "\u0663",  # ARABIC-INDIC DIGIT THREE: \d matches it
         "é",
+        "\u017fecret=",  # LATIN SMALL LETTER LONG S: "secret" to a case-insensitive pattern
+        "\u212aey",  # KELVIN SIGN: a "k" to a case-insensitive pattern
+        "Hottok=",
         "token",
         "Bearer ",
         "basic ",
