@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 REDACTED = "[REDACTED]"
+#: Types :func:`redact` returns as they are.
+_PLAIN = frozenset({int, float, bool, type(None)})
 
 # A key is sensitive when one of its "_"-separated words names a credential ("x_hub_signature_256",
 # "meta_access_token") or when it is exactly a personal datum ("email" but not "email_hash").
@@ -129,6 +131,8 @@ def redact(value: object) -> object:
     Strings are rewritten with :func:`redact_text`; a mapping entry whose key is sensitive keeps its
     key and loses its value; raw bytes are replaced by their length (they may hold anything).
     """
+    if type(value) in _PLAIN:  # the common scalars, without the ABC checks below
+        return value
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
@@ -136,6 +140,10 @@ def redact(value: object) -> object:
             key: (REDACTED if isinstance(key, str) and is_sensitive_key(key) else redact(item))
             for key, item in value.items()
         }
+    return _redact_collection(value)
+
+
+def _redact_collection(value: object) -> object:
     if isinstance(value, tuple):
         return tuple(redact(item) for item in value)
     if isinstance(value, list | set | frozenset):
