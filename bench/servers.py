@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -44,16 +45,18 @@ async def process_server(
     *,
     extra_env: Mapping[str, str] | None = None,
     startup_timeout: float = 20.0,
+    stdout: IO[bytes] | None = None,
 ) -> AsyncIterator[Server]:
     """Run ``argv`` (a server that will listen on ``port``); yield it once it accepts
     connections; terminate it (then kill after 10 s) on exit.
 
     Later suites start real services this way, e.g. ``python -m trackai_ingestion serve`` with
-    ``INGESTION_HTTP_PORT`` and ``DATABASE_URL`` in ``extra_env``.
+    ``INGESTION_HTTP_PORT`` and ``DATABASE_URL`` in ``extra_env``. ``stdout`` (a file) takes
+    the server's log lines instead of this terminal.
     """
     # The child inherits this environment, plus what the benchmark sets for it.
     env = {**os.environ, **extra_env} if extra_env else None
-    process = await asyncio.create_subprocess_exec(*argv, cwd=REPO_ROOT, env=env)
+    process = await asyncio.create_subprocess_exec(*argv, cwd=REPO_ROOT, env=env, stdout=stdout)
     try:
         await _wait_listening(port, process, startup_timeout)
         yield Server(port=port, pid=process.pid)

@@ -2,26 +2,129 @@
 
 ``GET /health`` does no I/O (the process is alive); ``GET /ready`` runs the service's checks
 (database, broker...) concurrently, each bounded by a timeout, and answers 503 if any fails.
+
+Telemetry costs per request only what somebody reads. While spans or metrics are exported,
+FastAPI's native OpenTelemetry support makes one server span per request (W3C context from the
+request headers) and the HTTP server metrics. Otherwise a lean layer only opens a non-recording
+span continuing the caller's trace, so log lines and outgoing messages still carry its ids.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from fastapi.telemetry import TelemetryConfig
+from opentelemetry import context, propagate, trace
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.propagators.textmap import Getter
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from trackai_kit.logging import get_logger
 from trackai_kit.redaction import redact_text
+from trackai_kit.telemetry import metrics_exported, spans_exported
 
 ReadinessCheck = tuple[str, Callable[[], Awaitable[None]]]
 READINESS_TIMEOUT_S = 3.0
+#: Probes every few seconds would drown the traces; they get no span.
+_UNTRACED_PATHS = frozenset({"/health", "/ready"})
 
 log = get_logger(__name__)
+
+AsgiHeaders = Iterable[tuple[bytes, bytes]]
+
+
+class _AsgiHeadersGetter(Getter[AsgiHeaders]):
+    """Reads propagation headers straight from the ASGI scope (names arrive lower-cased)."""
+
+    def get(self, carrier: AsgiHeaders, key: str) -> list[str] | None:
+        name = key.encode("latin-1")
+        values = [value.decode("latin-1") for header, value in carrier if header == name]
+        return values or None
+
+    def keys(self, carrier: AsgiHeaders) -> list[str]:
+        return [header.decode("latin-1") for header, _ in carrier]
+
+
+_HEADERS = _AsgiHeadersGetter()
+
+
+class _Telemetry:
+    """Decides, per request, which of the two layers observes it (never both)."""
+
+    def __init__(self) -> None:
+        # Metric readers are attached by configure_telemetry, before any app is built; FastAPI
+        # takes its meter provider once, so the choice is made here rather than per request.
+        self.metrics = metrics_exported()
+
+    def exported(self) -> bool:
+        return self.metrics or spans_exported()
+
+    def native_skips(self, scope: Scope) -> bool:
+        return scope["path"] in _UNTRACED_PATHS or not self.exported()
+
+    def config(self) -> TelemetryConfig:
+        return {
+            "tracing": True,
+            "metrics": True,
+            # A meter provider without a reader would still take every measurement.
+            "meter_provider": None if self.metrics else NoOpMeterProvider(),
+            # Exceptions reach Sentry and the JSON logs (redacted); FastAPI's OTel log records
+            # would carry their messages unredacted.
+            "logs": False,
+            # One server span per request, not three more children (dependencies, endpoint,
+            # serialisation) that mostly split the same few hundred microseconds.
+            "operation_spans": False,
+            # Exporters are the kit's business (configure_telemetry), not the framework's.
+            "auto_configure": False,
+            "exclude": self.native_skips,
+        }
+
+
+class _TraceContextOnly:
+    """Outermost ASGI layer: a non-recording server span for requests nobody exports.
+
+    It continues the caller's W3C trace context (or starts a trace) with real ids and collects
+    no attributes, timing or metrics. Being outside Starlette's error middleware, the
+    unhandled-error log line still carries the request's trace ids.
+    """
+
+    def __init__(self, app: ASGIApp, telemetry: _Telemetry) -> None:
+        self.app = app
+        self._telemetry = telemetry
+        self._tracer = trace.get_tracer(__name__)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in _UNTRACED_PATHS
+            or self._telemetry.exported()
+        ):
+            await self.app(scope, receive, send)
+            return
+        parent = propagate.extract(scope["headers"], getter=_HEADERS)
+        span = self._tracer.start_span("HTTP", parent, kind=trace.SpanKind.SERVER)
+        token = context.attach(trace.set_span_in_context(span, parent))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            context.detach(token)
+            span.end()
+
+
+class _ServiceApp(FastAPI):
+    """FastAPI with the kit's telemetry: native when exported, trace context only otherwise."""
+
+    def __init__(self, *, title: str) -> None:
+        self._kit_telemetry = _Telemetry()
+        super().__init__(title=title, telemetry=self._kit_telemetry.config())
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return _TraceContextOnly(super().build_middleware_stack(), self._kit_telemetry)
 
 
 async def _run_check(check: Callable[[], Awaitable[None]], timeout_s: float) -> str:
@@ -64,7 +167,7 @@ def create_app(
     readiness_timeout_s: float = READINESS_TIMEOUT_S,
 ) -> FastAPI:
     """A FastAPI app with ``/health``, ``/ready``, OpenTelemetry instrumentation and safe errors."""
-    app = FastAPI(title=title or f"trackai-{service}")
+    app = _ServiceApp(title=title or f"trackai-{service}")
     checks = tuple(readiness)
 
     @app.get("/health", include_in_schema=False)
@@ -87,9 +190,4 @@ def create_app(
 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unhandled_error)
-    # One server span per request; the instrumentation's extra "http send"/"http receive" child
-    # spans (one per ASGI message) only repeat its timing at several times its cost.
-    FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="health,ready", exclude_spans=["receive", "send"]
-    )
     return app

@@ -1,7 +1,8 @@
 """OpenTelemetry set-up (tracing + metrics), done once per process, and W3C context propagation.
 
 Trace context crosses process boundaries in AMQP headers and gRPC metadata through
-:func:`inject_headers` / :func:`extract_context`.
+:func:`inject_headers` / :func:`extract_context`. :func:`spans_exported` and
+:func:`metrics_exported` tell instrumentation whether anybody reads what it would record.
 """
 
 from __future__ import annotations
@@ -77,16 +78,42 @@ class _TracerProvider(TracerProvider):
         super().__init__(sampler=sampler, **kwargs)
         self._gate = sampler
 
+    @property
+    def exporting(self) -> bool:
+        return self._gate.exporting
+
     def add_span_processor(self, span_processor: SpanProcessor) -> None:
         super().add_span_processor(span_processor)
         self._gate.exporting = True
+
+
+class _MeterProvider(MeterProvider):
+    """Knows whether any metric reader is attached (the SDK's own list misses later additions)."""
+
+    def __init__(self, *, metric_readers: Sequence[MetricReader], **kwargs: Any) -> None:
+        super().__init__(metric_readers=metric_readers, **kwargs)
+        self._readers = set(metric_readers)
+
+    @property
+    def has_readers(self) -> bool:
+        return bool(self._readers)
+
+    def add_metric_reader(self, metric_reader: MetricReader) -> None:
+        super().add_metric_reader(metric_reader)
+        self._readers.add(metric_reader)
+
+    def remove_metric_reader(self, metric_reader: MetricReader) -> None:
+        super().remove_metric_reader(metric_reader)
+        self._readers.discard(metric_reader)
 
 
 def configure_telemetry(service: str, settings: TelemetrySettings) -> None:
     """Install the SDK tracer and meter providers (idempotent: later calls do nothing).
 
     Without ``OTEL_EXPORTER_OTLP_ENDPOINT`` (and no span processor added later) spans are not
-    recorded: they still get real ids, so logs carry them. With an exporter, spans are sampled by
+    recorded: they still get real ids, so logs carry them; the meter provider has no reader, and
+    :func:`metrics_exported` tells instrumentation to skip recording. With an exporter (spans
+    and metrics over OTLP), spans are sampled by
     ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG`` (OpenTelemetry's standard variables;
     default ``parentbased_always_on``), e.g. ``parentbased_traceidratio`` and ``0.1`` to keep one
     trace in ten where per-request spans cost too much.
@@ -114,12 +141,33 @@ def configure_telemetry(service: str, settings: TelemetrySettings) -> None:
                 )
             )
         trace.set_tracer_provider(tracer_provider)
-        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+        metrics.set_meter_provider(_MeterProvider(resource=resource, metric_readers=readers))
         propagate.set_global_textmap(
             CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
         )
         _instrument_asyncpg()
         _configured = True
+
+
+def spans_exported() -> bool:
+    """Whether spans started now are recorded for an exporter (a span processor exists).
+
+    False before :func:`configure_telemetry` (spans are no-ops) and, after it, until a span
+    processor is added: spans then still get real ids but record nothing.
+    """
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, _TracerProvider):
+        return provider.exporting
+    # Another SDK provider installed first: it may well record, so assume it does.
+    return isinstance(provider, TracerProvider)
+
+
+def metrics_exported() -> bool:
+    """Whether the global meter provider has a metric reader (else measurements go nowhere)."""
+    provider = metrics.get_meter_provider()
+    if isinstance(provider, _MeterProvider):
+        return provider.has_readers
+    return isinstance(provider, MeterProvider)
 
 
 def _env_sampler() -> Sampler:
