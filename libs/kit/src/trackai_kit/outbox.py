@@ -21,7 +21,7 @@ from opentelemetry import trace
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.logging import get_logger
 from trackai_kit.postgres import Connection, check_identifier
-from trackai_kit.telemetry import extract_context, inject_headers
+from trackai_kit.telemetry import extract_context, inject_headers, spans_exported
 
 log = get_logger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -250,12 +250,18 @@ class OutboxRelay:
 
     async def _publish(self, row: _Row) -> str | None:
         headers = dict(row.headers)
-        # Continue the trace of the transaction that enqueued the message.
-        with tracer.start_as_current_span(
-            "outbox relay",
-            context=extract_context(headers),
-            attributes={"trackai.outbox.id": row.id},
-        ):
+        # Continue the trace of the transaction that enqueued the message. Unexported, the span
+        # would only repeat the traceparent the stored headers already carry to the consumer.
+        relaying = (
+            tracer.start_as_current_span(
+                "outbox relay",
+                context=extract_context(headers),
+                attributes={"trackai.outbox.id": row.id},
+            )
+            if spans_exported()
+            else contextlib.nullcontext()
+        )
+        with relaying:
             try:
                 await self._amqp.publish(
                     row.routing_key,
