@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
@@ -102,7 +103,12 @@ async def run_service(
         if grpc_server_factory is not None:
             grpc_server = await grpc_server_factory()
             listening["grpc"] = grpc_server.address
-        log.info("listening", **listening)
+        # What exists now (modules, the app, pools, prepared statements) lives as long as the
+        # process: keep it out of the cyclic collector's full collections, which would otherwise
+        # walk all of it every time (~100 ms pauses at ~110k objects on a small VM, measured as
+        # the p99 of webhook acknowledgements). Objects made later are collected as usual.
+        gc.freeze()
+        log.info("listening", frozen_objects=gc.get_freeze_count(), **listening)
         for index, task_fn in enumerate(background):
             name = getattr(task_fn, "__qualname__", f"background-{index}")
             tasks[asyncio.ensure_future(task_fn(stop))] = name
@@ -119,6 +125,7 @@ async def run_service(
         if grpc_server is not None:
             await grpc_server.stop(grace_s)
         crashed = await _drain(tasks, grace_s) or crashed
+        gc.unfreeze()
         for hook in on_shutdown:
             try:
                 await hook()
