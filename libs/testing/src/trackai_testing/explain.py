@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from trackai_kit.postgres import asyncpg_dsn
 from trackai_testing.plugin import database_url_for
@@ -79,3 +80,48 @@ async def explain_prepared(
         indexes={n["Index Name"] for n in nodes if n["Node Type"] in INDEX_NODES},
         execution_ms=float(plan["Execution Time"]),
     )
+
+
+#: Session settings under which PostgreSQL reports every executed statement's plan, with its real
+#: row counts, as a NOTICE (``auto_explain``): plans as the service's own code ran them.
+AUTO_EXPLAIN = {
+    "session_preload_libraries": "auto_explain",
+    "auto_explain.log_min_duration": "0",
+    "auto_explain.log_analyze": "on",
+    "auto_explain.log_timing": "off",
+    "auto_explain.log_format": "json",
+    "auto_explain.log_level": "notice",
+}
+
+
+@asynccontextmanager
+async def explained_pool(
+    url: str,
+    *,
+    search_path: str,
+    plan_cache_mode: str | None = None,
+    init: Callable[[asyncpg.Connection], Coroutine[Any, Any, None]] | None = None,
+) -> AsyncIterator[tuple[asyncpg.Pool, list[dict[str, Any]]]]:
+    """A one-connection pool (each statement prepared once, as on a production connection) whose
+    executed statements' plans are appended to the list, as auto_explain reports them."""
+    plans: list[dict[str, Any]] = []
+
+    def collect(_: object, message: asyncpg.PostgresLogMessage) -> None:
+        _, marker, plan = message.message.partition("plan:")
+        if marker:
+            plans.append(json.loads(plan))
+
+    async def setup(conn: PoolConnectionProxy) -> None:
+        conn.add_log_listener(collect)  # asyncpg drops listeners on every release
+
+    settings = {"search_path": search_path, **AUTO_EXPLAIN}
+    if plan_cache_mode is not None:
+        settings["plan_cache_mode"] = plan_cache_mode
+    pool = await asyncpg.create_pool(
+        asyncpg_dsn(url), min_size=1, max_size=1, server_settings=settings, init=init, setup=setup
+    )
+    assert pool is not None
+    try:
+        yield pool, plans
+    finally:
+        await pool.close()

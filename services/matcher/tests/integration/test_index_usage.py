@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from trackai_matcher.adapters.repository import EXACT_BRANCHES, exact_query
+from trackai_matcher.adapters.repository import EXACT_BRANCHES, TENANT_SAMPLE_SQL, exact_query
 from trackai_testing.explain import explain_prepared, template_clone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -105,6 +105,7 @@ PARAM_TYPES = {
     "ip": "text",
     "user_agent": "text",
     "purchase_time": "timestamptz",
+    "sample_size": "int4",
 }
 WINDOW = "BETWEEN $3 - interval '{}' AND $3"
 PROBES = [
@@ -171,11 +172,10 @@ PROBES = [
         "clicks_ua_idx",
     ),
     Probe(
-        "stage3_time_window",
-        """SELECT id, client_ip, ua_digest, utm FROM matcher.clicks
-           WHERE tenant_id = $1 AND last_seen_at BETWEEN $2 - interval '2 hours' AND $2""",
-        ("tenant_id", "purchase_time"),
-        "clicks_tenant_last_seen_idx",
+        "stage3_tenant_sample",
+        TENANT_SAMPLE_SQL,
+        ("tenant_id", "sample_size"),
+        "clicks_tenant_recent_idx",
     ),
 ]
 
@@ -183,7 +183,8 @@ PROBES = [
 # phone hash seen on that tenant's lead forms; the purchase happens an hour after the session.
 SAMPLE_SQL = """
 SELECT c.tenant_id, c.session_id, i.email_hash, p.phone_hash, c.fbclid, c.fbc, c.fbp,
-       host(c.client_ip) AS ip, c.user_agent, c.last_seen_at + interval '1 hour' AS purchase_time
+       host(c.client_ip) AS ip, c.user_agent, c.last_seen_at + interval '1 hour' AS purchase_time,
+       5000 AS sample_size
 FROM matcher.clicks c
 JOIN LATERAL (SELECT email_hash FROM matcher.identities
               WHERE tenant_id = c.tenant_id AND email_hash IS NOT NULL
