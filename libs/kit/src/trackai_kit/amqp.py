@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from trackai_kit.logging import get_logger
 from trackai_kit.settings import AmqpSettings
-from trackai_kit.telemetry import extract_context, inject_headers, spans_exported
+from trackai_kit.telemetry import exported_span, extract_context, inject_headers
 from trackai_kit.topology import Topology
 
 IncomingMessage = aio_pika.abc.AbstractIncomingMessage
@@ -206,20 +206,16 @@ class AmqpClient:
         target_key = self.name(routing_key) if not exchange else routing_key
         # A producer span only when somebody reads it; otherwise the current context (or the
         # traceparent already in ``headers``) is what travels, which is all the ids logs need.
-        publishing = (
-            tracer.start_as_current_span(
-                f"{exchange or routing_key} publish",
-                kind=SpanKind.PRODUCER,
-                attributes={
-                    "messaging.system": "rabbitmq",
-                    "messaging.destination.name": exchange or routing_key,
-                    "messaging.message.id": message_id,
-                },
-            )
-            if spans_exported()
-            else contextlib.nullcontext(trace.INVALID_SPAN)
-        )
-        with publishing as span:
+        with exported_span(
+            tracer,
+            f"{exchange or routing_key} publish",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.destination.name": exchange or routing_key,
+                "messaging.message.id": message_id,
+            },
+        ) as span:
             message_headers: dict[str, Any] = dict(headers or {})
             inject_headers(message_headers)
             message = aio_pika.Message(

@@ -21,7 +21,7 @@ from opentelemetry import trace
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.logging import get_logger
 from trackai_kit.postgres import Connection, check_identifier
-from trackai_kit.telemetry import extract_context, inject_headers, spans_exported
+from trackai_kit.telemetry import exported_span, inject_headers
 
 log = get_logger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -252,16 +252,12 @@ class OutboxRelay:
         headers = dict(row.headers)
         # Continue the trace of the transaction that enqueued the message. Unexported, the span
         # would only repeat the traceparent the stored headers already carry to the consumer.
-        relaying = (
-            tracer.start_as_current_span(
-                "outbox relay",
-                context=extract_context(headers),
-                attributes={"trackai.outbox.id": row.id},
-            )
-            if spans_exported()
-            else contextlib.nullcontext()
-        )
-        with relaying:
+        with exported_span(
+            tracer,
+            "outbox relay",
+            parent_headers=headers,
+            attributes={"trackai.outbox.id": row.id},
+        ):
             try:
                 await self._amqp.publish(
                     row.routing_key,

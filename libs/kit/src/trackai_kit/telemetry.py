@@ -7,9 +7,11 @@ Trace context crosses process boundaries in AMQP headers and gRPC metadata throu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from opentelemetry import metrics, propagate, trace
@@ -160,6 +162,23 @@ def spans_exported() -> bool:
         return provider.exporting
     # Another SDK provider installed first: it may well record, so assume it does.
     return isinstance(provider, TracerProvider)
+
+
+def exported_span(
+    tracer: trace.Tracer,
+    name: str,
+    *,
+    parent_headers: Mapping[str, Any] | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Attributes = None,
+) -> AbstractContextManager[trace.Span]:
+    """``tracer.start_as_current_span(...)`` while spans are exported, continuing the trace in
+    ``parent_headers`` when given; otherwise no span and no header parsing at all
+    (``INVALID_SPAN``): the current context, and the trace ids it carries, stay as they are."""
+    if not spans_exported():
+        return contextlib.nullcontext(trace.INVALID_SPAN)
+    context = extract_context(parent_headers) if parent_headers is not None else None
+    return tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes)
 
 
 def metrics_exported() -> bool:
