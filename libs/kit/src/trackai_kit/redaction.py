@@ -75,6 +75,7 @@ _DIGIT_RUN = re.compile(r"(?<![\w.\-/])\+?\d{10,13}(?![\w.\-/])")
 # CPF. Substring tests on the lower-cased text stand in for the patterns' case-insensitive words
 # only for ASCII text (Unicode case rules match a few other letters, e.g. U+017F, long s, to
 # "s"); other text always takes the patterns.
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SECRET_WORDS = (
     "bearer",
     "basic",
@@ -98,6 +99,11 @@ def _may_match(text: str) -> bool:
     return _DIGIT_SHAPES.search(text) is not None
 
 
+def snake_key(key: str) -> str:
+    """A key in the snake_case the key rules compare (``X-Api-Key`` -> ``x_api_key``)."""
+    return _CAMEL_BOUNDARY.sub("_", key).lower().replace("-", "_")
+
+
 @lru_cache(maxsize=4096)
 def is_sensitive_key(key: str) -> bool:
     """Whether a mapping key names a credential or a personal datum (its value is dropped).
@@ -105,7 +111,7 @@ def is_sensitive_key(key: str) -> bool:
     Cached: keys come from a small vocabulary (payload schemas, log fields); the cache is bounded,
     so unusual keys only cost the uncached check.
     """
-    normalised = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower().replace("-", "_")
+    normalised = snake_key(key)
     if normalised in _PERSONAL_KEYS or any(p in normalised for p in _CREDENTIAL_PHRASES):
         return True
     return not _CREDENTIAL_WORDS.isdisjoint(normalised.split("_"))

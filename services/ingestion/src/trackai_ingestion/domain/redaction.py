@@ -7,13 +7,12 @@ remove credentials and any e-mail, phone or CPF left in free text.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
 
-from trackai_kit.redaction import REDACTED, is_sensitive_key, redact_text
+from trackai_kit.redaction import REDACTED, is_sensitive_key, redact_text, snake_key
 
 #: Objects that describe a person: every value inside is dropped (structure kept).
 _PERSON_BLOCKS = frozenset(
@@ -77,7 +76,7 @@ def _rule(key: str) -> _Rule:
     is bounded, so an unusual key only costs the uncached check)."""
     if is_sensitive_key(key):
         return _Rule.SECRET
-    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower().replace("-", "_")
+    name = snake_key(key)
     if name in _PERSON_BLOCKS:
         return _Rule.BLANK
     if name in _PERSON_KEYS or name.startswith(_PERSON_PREFIXES):
