@@ -125,3 +125,26 @@ async def explained_pool(
         yield pool, plans
     finally:
         await pool.close()
+
+
+#: Rows a plan node may read and throw away before it counts as scanning (auto_explain tests).
+FILTERED_MAX = 20
+
+
+def node_label(node: dict[str, Any]) -> str:
+    """``Index Scan clicks clicks_session_uq``: what a plan node does, to what, through what."""
+    return f"{node['Node Type']} {node.get('Relation Name')} {node.get('Index Name', '')}"
+
+
+def read_problems(node: dict[str, Any], tables: tuple[str, ...]) -> list[str]:
+    """What is wrong with one node reading one of ``tables``: a sequential scan, or more than
+    :data:`FILTERED_MAX` rows read and thrown away. Inserts and other relations pass."""
+    if node.get("Relation Name") not in tables or node["Node Type"] == "ModifyTable":
+        return []
+    found = []
+    removed = node.get("Rows Removed by Filter", 0) + node.get("Rows Removed by Index Recheck", 0)
+    if removed > FILTERED_MAX:
+        found.append(f"{node_label(node)} filtered {removed} rows")
+    if node["Node Type"] == "Seq Scan":
+        found.append(f"{node_label(node)} scans the table")
+    return found

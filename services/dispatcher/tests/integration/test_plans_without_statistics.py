@@ -23,7 +23,7 @@ from trackai_dispatcher.adapters import repository as repo
 from trackai_dispatcher.domain.breaker import Breaker, BreakerState
 from trackai_dispatcher.domain.model import AttemptOutcome, Destination, State
 from trackai_kit.postgres import asyncpg_dsn
-from trackai_testing.explain import explained_pool, plan_nodes
+from trackai_testing.explain import explained_pool, node_label, plan_nodes, read_problems
 
 pytestmark = pytest.mark.integration
 
@@ -77,26 +77,16 @@ INDEXES = {
     "dispatches_undelivered_event_time_idx",
     "dispatch_attempts_failures_time_idx",
 }
-FILTERED_MAX = 20
 
 
 def problems(explained: dict[str, Any]) -> list[str]:
     query = " ".join(explained["Query Text"].split())
     found = []
     for node in plan_nodes(explained["Plan"]):
-        relation = node.get("Relation Name")
-        if relation not in TABLES or node["Node Type"] == "ModifyTable":
-            continue
-        where = f"{node['Node Type']} {relation} {node.get('Index Name', '')}"
-        removed = node.get("Rows Removed by Filter", 0) + node.get(
-            "Rows Removed by Index Recheck", 0
-        )
-        if removed > FILTERED_MAX:
-            found.append(f"{where} filtered {removed} rows")
-        if node["Node Type"] == "Seq Scan":
-            found.append(f"{where} scans the table")
-        if "Index Name" in node and node["Index Name"] not in INDEXES:
-            found.append(f"{where} is not the index of the statement's key")
+        found += read_problems(node, TABLES)
+        keyed_by = node.get("Index Name")
+        if node.get("Relation Name") in TABLES and keyed_by is not None and keyed_by not in INDEXES:
+            found.append(f"{node_label(node)} is not the index of the statement's key")
     return [f"{problem}\n    in: {query[:160]}" for problem in found]
 
 

@@ -30,7 +30,13 @@ from bench.traffic import conversion_event as conversion
 from bench.traffic import hit_event as hit
 from trackai.ingestion.v1 import events_pb2 as ingest
 from trackai_matcher.entrypoints.consumer import IngestConsumer
-from trackai_testing.explain import explained_pool, plan_nodes
+from trackai_testing.explain import (
+    INDEX_NODES,
+    explained_pool,
+    node_label,
+    plan_nodes,
+    read_problems,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -122,10 +128,9 @@ KEYS = {
     "event_id",
 }
 _COLUMN = re.compile(r"\(+(\w+)\)?(?:::\w+)? (?:=|<>|<=|>=|<|>) ")
+
+
 #: Rows a keyed lookup may still filter out (a session that began after the purchase, ...).
-FILTERED_MAX = 20
-
-
 def problems(explained: dict[str, Any]) -> list[str]:
     query = " ".join(explained["Query Text"].split())
     sample = "hits >= 1" in query  # the read of the tenant's most recent sessions
@@ -133,18 +138,11 @@ def problems(explained: dict[str, Any]) -> list[str]:
     for node in plan_nodes(explained["Plan"]):
         if sample and node["Node Type"] == "Sort":
             found.append("the tenant's sessions are sorted, not read in the index's order")
-        relation = node.get("Relation Name")
-        if relation not in TABLES or node["Node Type"] == "ModifyTable":
+        found += read_problems(node, TABLES)
+        if node.get("Relation Name") not in TABLES or node["Node Type"] == "ModifyTable":
             continue
-        where = f"{node['Node Type']} {relation} {node.get('Index Name', '')}"
-        removed = node.get("Rows Removed by Filter", 0) + node.get(
-            "Rows Removed by Index Recheck", 0
-        )
-        if removed > FILTERED_MAX:
-            found.append(f"{where} filtered {removed} rows")
-        if node["Node Type"] == "Seq Scan":
-            found.append(f"{where} scans the table")
-        if node["Node Type"] in ("Index Scan", "Index Only Scan", "Bitmap Index Scan"):
+        where = node_label(node)
+        if node["Node Type"] in INDEX_NODES:
             keyed = set(_COLUMN.findall(node.get("Index Cond", ""))) & KEYS
             if not keyed and not (sample and node["Index Name"] == "clicks_tenant_recent_idx"):
                 found.append(f"{where} is keyed on the tenant alone: {node.get('Index Cond')}")
