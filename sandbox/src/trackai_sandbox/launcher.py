@@ -1,7 +1,8 @@
 """Which fakes ``python -m trackai_sandbox serve`` starts, and on which port.
 
 Adding a fake is a new module with ``build_app(settings) -> ASGI app`` plus one line in
-:data:`FAKES` (its port setting already exists: cloudflare 8011, stape 8012, gtm 8013, llm 8014).
+:data:`FAKES` (its port setting already exists: cloudflare 8011, stape 8012, gtm 8013, llm 8014,
+sentry 8015).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp
 
-from trackai_sandbox import cloudflare, gtm, meta, stape
+from trackai_sandbox import cloudflare, gtm, meta, sentry, stape
 from trackai_sandbox.server import Listener, serve_all
 from trackai_sandbox.settings import SandboxSettings
 
@@ -28,6 +29,7 @@ FAKES: tuple[Fake, ...] = (
     Fake("cloudflare", lambda s: s.cloudflare_port, cloudflare.build_app),
     Fake("stape", lambda s: s.stape_port, stape.build_app),
     Fake("gtm", lambda s: s.gtm_port, gtm.build_app),
+    Fake("sentry", lambda s: s.sentry_port, sentry.build_app),
 )
 
 

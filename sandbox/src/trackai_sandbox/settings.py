@@ -26,6 +26,7 @@ class SandboxSettings(KitSettings):
     stape_port: int = 8012
     gtm_port: int = 8013
     llm_port: int = 8014
+    sentry_port: int = 8015
 
     #: Comma-separated Graph versions served; older well-formed ones are served as the oldest.
     meta_api_versions: str = "v22.0,v23.0,v24.0,v25.0,v26.0"
