@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -113,6 +114,72 @@ def test_real_sdk_event_is_scrubbed_before_sending(captured: list[Envelope]) -> 
     assert len(events) == 1
     assert events[0]["exception"]["values"][0]["type"] == "RuntimeError"
     _assert_clean(events[0])
+
+
+def test_events_carry_no_local_variables_and_no_secret_in_exception_text(
+    captured: list[Envelope],
+) -> None:
+    from trackai.provisioner.v1 import provisioner_service_pb2 as pb
+
+    config = pb.TenantConfig(
+        gateways=[pb.GatewayCredential(gateway="perfectpay", secret=TOKEN, signing_secret=TOKEN)],
+        meta=pb.MetaDestination(pixel_id="1", access_token=TOKEN),
+    )
+    name = "".join(reversed("adicerapA airaM"))  # not in this file's source lines either
+    try:
+        # An error message that quotes a message with decrypted secrets in protobuf text form,
+        # and a dict's repr with a name.
+        raise RuntimeError(f"cannot use {config}: { ({'full_name': name}) }")
+    except RuntimeError:
+        sentry_sdk.capture_exception()
+    sentry_sdk.flush()
+    (event,) = [i.payload.json for env in captured for i in env.items if i.type == "event"]
+    frames = event["exception"]["values"][0]["stacktrace"]["frames"]
+    assert frames and all("vars" not in frame for frame in frames)
+    dumped = json.dumps(event)
+    assert TOKEN not in dumped
+    assert "Aparecida" not in dumped
+
+
+def test_only_the_integrations_error_reporting_needs(captured: list[Envelope]) -> None:
+    """No request/query instrumentation (its per-request spans and breadcrumbs cost ~60 % of the
+    ingress throughput, issue 19) and no breadcrumb per log line."""
+    client = sentry_sdk.get_client()
+    assert set(client.integrations) == {"logging", "excepthook", "threading", "atexit", "dedupe"}
+    assert client.options["traces_sample_rate"] is None
+    assert client.options["include_local_variables"] is False
+    assert client.options["event_scrubber"] is not None  # the SDK's own scrubbing stays on
+    logging.getLogger("kit-tests").warning("a routine line %s", "x")
+    sentry_sdk.capture_message("after the line")
+    sentry_sdk.flush()
+    (event,) = [i.payload.json for env in captured for i in env.items if i.type == "event"]
+    crumbs = event.get("breadcrumbs", {}).get("values", [])
+    assert not [c for c in crumbs if c.get("category") == "kit-tests"]
+
+
+def test_error_log_lines_become_events(captured: list[Envelope]) -> None:
+    try:
+        raise ValueError("broken")
+    except ValueError:
+        logging.getLogger("kit-tests").exception("handler failed")
+    sentry_sdk.flush()
+    (event,) = [i.payload.json for env in captured for i in env.items if i.type == "event"]
+    assert event["exception"]["values"][0]["type"] == "ValueError"
+
+
+def test_tracing_turns_request_and_query_instrumentation_on() -> None:
+    configure_sentry(
+        "kit-tests",
+        SentrySettings(dsn=SecretStr("http://public@127.0.0.1:9/1"), traces_sample_rate=0.5),
+        "test",
+        transport=_Capture,
+    )
+    try:
+        client = sentry_sdk.get_client()
+        assert {"starlette", "fastapi", "asyncpg"} <= set(client.integrations)
+        assert client.options["traces_sample_rate"] == 0.5
+    finally:
+        sentry_sdk.init()
 
 
 def test_without_dsn_nothing_is_initialised(monkeypatch: pytest.MonkeyPatch) -> None:

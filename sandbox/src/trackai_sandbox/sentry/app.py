@@ -66,7 +66,7 @@ def create_app(state: SentryState | None = None) -> FastAPI:
         return JSONResponse({"id": event_id} if event_id else {})
 
     @app.get("/_sandbox/items")
-    async def items(type: str | None = None) -> dict[str, Any]:  # noqa: A002 - the query name
+    async def items(type: str | None = None) -> dict[str, Any]:
         chosen = [i.as_dict() for i in state.items if type is None or i.type == type]
         return {"envelopes": state.envelopes, "items": chosen}
 

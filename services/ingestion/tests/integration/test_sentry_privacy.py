@@ -1,0 +1,184 @@
+"""What reaches Sentry when a webhook request fails: the ingestion app served by uvicorn over real
+HTTP, the real Sentry SDK configured as in production (``configure_sentry`` with a DSN) and the
+sandbox's Sentry fake receiving the envelopes. Neither the tenant's decrypted secrets nor the
+buyer's personal data may arrive, whatever the request's outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import sentry_sdk
+import structlog
+import uvicorn
+from pydantic import SecretStr
+
+from trackai.provisioner.v1 import provisioner_service_pb2 as prov
+from trackai_ingestion.bootstrap import build_components
+from trackai_kit.http import create_app
+from trackai_kit.logging import configure_logging
+from trackai_kit.sentry import configure_sentry
+from trackai_kit.settings import LogSettings, SentrySettings
+from trackai_sandbox.sentry import build_app as build_sentry_fake
+from trackai_sandbox.sentry import dsn
+from trackai_sandbox.server import BackgroundServer
+from trackai_sandbox.settings import SandboxSettings
+
+from ..conftest import fixture_json
+from .conftest import Registry, ingestion_settings
+
+pytestmark = pytest.mark.integration
+
+# Values built at run time so that no literal sits in this file's source lines (Sentry ships the
+# lines around a failing frame; the secrets must be absent because they were scrubbed, not
+# because they were never near the frame).
+_RUN = uuid.uuid4().hex[:10]
+PERFECTPAY_TOKEN = "pp" + _RUN + "perfectpaytoken"
+HOTTOK = "hot" + _RUN + "hottokvalue"
+META_TOKEN = "EAAG" + _RUN + "metaaccesstoken"
+NAME = "Maria " + "Aparecida Souza"
+EMAIL = "maria." + _RUN + "@example.com"
+CPF = "123 456" + " 789 09"
+PHONE = "+55 11 9 " + "1234-5678"
+LEAKS = (PERFECTPAY_TOKEN, HOTTOK, META_TOKEN, NAME, "Aparecida", EMAIL, CPF, PHONE, "1234-5678")
+
+
+@pytest.fixture(scope="module")
+def sentry_sink() -> Iterator[httpx.Client]:
+    with (
+        BackgroundServer(build_sentry_fake(SandboxSettings())) as server,
+        httpx.Client(base_url=server.base_url, timeout=10) as http,
+    ):
+        yield http
+
+
+@pytest.fixture
+def sentry_events(sentry_sink: httpx.Client) -> Iterator[httpx.Client]:
+    """Sentry and logging set up as ``bootstrap_observability`` does in a service process."""
+    sentry_sink.post("/_sandbox/reset").raise_for_status()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging(LogSettings(level="INFO"), "ingestion")
+    configure_sentry(
+        "ingestion", SentrySettings(dsn=SecretStr(dsn(str(sentry_sink.base_url)))), "test"
+    )
+    yield sentry_sink
+    sentry_sdk.init()  # back to a disabled client
+    structlog.reset_defaults()
+    root.handlers[:], root.level = handlers, level
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def served(
+    database_url: str, registry: Registry, pg_pool: Any, sentry_events: httpx.Client
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The ingestion HTTP app behind uvicorn on an ephemeral port (as ``run_service`` serves it)."""
+    settings = ingestion_settings(database_url, registry.target)
+    components = build_components(settings, await pg_pool(database_url, schema="ingestion"))
+    app = create_app("ingestion")
+    components.configure_http(app, settings)
+    sock = _free_socket()
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", proxy_headers=False)
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():  # uvicorn only has a flag
+        await asyncio.sleep(0.01)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=30
+    ) as client:
+        yield client
+    server.should_exit = True
+    await task
+    sock.close()
+    for close in components.closers:
+        await close()
+
+
+def _tenant_with_every_secret(registry: Registry) -> str:
+    tenant = registry.add_tenant(secrets={"perfectpay": PERFECTPAY_TOKEN, "hotmart": HOTTOK})
+    registry.configs[tenant].meta.CopyFrom(
+        prov.MetaDestination(pixel_id="1234567890", access_token=META_TOKEN)
+    )
+    return tenant
+
+
+def _buyer_body() -> dict[str, Any]:
+    body = fixture_json("perfectpay-1.json")
+    body["token"] = PERFECTPAY_TOKEN
+    body["customer"].update(
+        full_name=NAME,
+        email=EMAIL,
+        identification_number=CPF,
+        phone_formated=PHONE,
+        phone_formated_ddi=PHONE,
+    )
+    return body
+
+
+def _received(sink: httpx.Client) -> list[dict[str, Any]]:
+    sentry_sdk.flush(timeout=10)
+    items: list[dict[str, Any]] = sink.get("/_sandbox/items").json()["items"]
+    return items
+
+
+def _assert_clean(items: list[dict[str, Any]]) -> None:
+    dumped = json.dumps(items)
+    leaked = [value for value in LEAKS if value in dumped]
+    assert not leaked, f"{leaked} reached Sentry"
+
+
+async def test_a_failing_webhook_sends_sentry_no_secret_and_no_personal_data(
+    served: httpx.AsyncClient,
+    sentry_events: httpx.Client,
+    registry: Registry,
+    database_url: str,
+    pg_pool: Any,
+) -> None:
+    tenant = _tenant_with_every_secret(registry)
+    # An unexpected database error deep in the request, after the tenant's config was fetched
+    # and the body parsed: the frames hold both.
+    pool = await pg_pool(database_url)
+    await pool.execute("ALTER TABLE ingestion.webhook_receipts RENAME TO receipts_gone")
+    answer = await served.post(
+        f"/api/v1/webhooks/perfectpay/{tenant}",
+        content=json.dumps(_buyer_body()).encode(),
+        headers={"Content-Type": "application/json", "User-Agent": "PerfectPay"},
+    )
+    assert answer.status_code == 500
+    items = _received(sentry_events)
+    events = [i["payload"] for i in items if i["type"] == "event"]
+    assert events, "the error must still be reported"
+    assert any("UndefinedTable" in json.dumps(e) for e in events)
+    _assert_clean(items)
+
+
+async def test_deeply_nested_unauthenticated_body_sends_sentry_no_secret(
+    served: httpx.AsyncClient, sentry_events: httpx.Client, registry: Registry
+) -> None:
+    tenant = _tenant_with_every_secret(registry)
+    depth = 20_000
+    nested = ("[" * depth + "]" * depth).encode()
+    raw = b'{"token": "wrong", "customer": {"full_name": "' + NAME.encode() + b'"}, "x": '
+    answer = await served.post(
+        f"/api/v1/webhooks/perfectpay/{tenant}",
+        content=raw + nested + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code in {400, 401, 413, 500}
+    _assert_clean(_received(sentry_events))
