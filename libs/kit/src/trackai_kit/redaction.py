@@ -1,8 +1,9 @@
 """Removes personal data and secrets from anything about to leave the process (logs, Sentry).
 
 One recursive function, :func:`redact`, shared by the log pipeline and the Sentry scrubber so both
-apply the same rules: sensitive keys lose their value; free text loses e-mails, phones, CPFs and
-tokens.
+apply the same rules: sensitive keys (credentials, names, contact details, addresses) lose their
+value; free text loses e-mails, phones, CPFs, street addresses, tokens and the values written
+after a sensitive key.
 """
 
 from __future__ import annotations
@@ -49,52 +50,140 @@ _PERSONAL_KEYS = frozenset(
         "cnpj",
         "document",
         "doc",
+        # Names (Portuguese and English spellings).
+        "name",
+        "first_name",
+        "last_name",
+        "middle_name",
+        "full_name",
+        "fullname",
+        "given_name",
+        "family_name",
+        "surname",
+        "customer_name",
+        "buyer_name",
+        "holder_name",
+        "nome",
+        "sobrenome",
+        "nome_completo",
+        # Postal addresses and birth dates.
+        "address",
+        "street",
+        "street_name",
+        "street_number",
+        "endereco",
+        "logradouro",
+        "complement",
+        "complemento",
+        "district",
+        "bairro",
+        "neighborhood",
+        "zip",
+        "zipcode",
+        "zip_code",
+        "postal_code",
+        "cep",
+        "birthday",
+        "birth_date",
+        "date_birth",
+        "data_nascimento",
     }
 )
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
-# "token=...", "access_token: ..." inside query strings or free text.
-_INLINE_SECRET = re.compile(
-    r"(?i)\b(access_token|refresh_token|token|secret|password|api_key|apikey|signature|hottok)"
-    r"(\s*[=:]\s*)([^\s&,;\"']+)"
+# "key=value", "key: value", "key: \"quoted value\"" (a protobuf's text form, a dict's repr, JSON)
+# where the key names a credential (one of its "_"/"-"-separated words: "access_token",
+# "signing_secret", "X-Hotmart-Hottok") or a person ("full_name", "nome", "cpf"): the value goes,
+# quoted values whole ("Maria Aparecida Souza").
+_KEYED_VALUE = re.compile(
+    r"""(?ix)
+    (?<![\w\-])(["']?)
+    (
+      (?:[a-z0-9]+[_\-])*
+      (?:access_token|refresh_token|token|secret|password|passwd|api_key|apikey|signature
+        |hottok|authorization|credentials?|cookie|dsn)
+      (?:[_\-][a-z0-9]+)*
+    | (?:first_|last_|middle_|full_|customer_|buyer_|holder_)?(?:name|nome)
+    | sobrenome|nome_completo|e_?mail|phone|telefone|celular|cpf|cnpj
+    )
+    \1(\s*[=:]\s*)
+    (?!\[REDACTED\])  # already redacted (a URL scrubbed before, a second pass)
+    ("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[^\s&,;"'})\]]+)
+    """
 )
-_CPF = re.compile(r"(?<![\w.\-/])\d{3}\.\d{3}\.\d{3}-\d{2}(?![\w\-/])")
-# Formatted phones: "+55 (11) 91234-5678", "(11) 91234-5678", "11 91234 5678", "+1 415-555-2671".
+# CPF in any usual spelling: "123.456.789-09", "123 456 789 09", "123456789-09" (an IPv4 address,
+# "192.168.100.12", is not one: its last separator is a dot); CNPJ "12.345.678/0001-90".
+_CPF = re.compile(r"(?<![\w.\-/])\d{3}([.\s\-]?)\d{3}\1\d{3}[\s\-/]?\d{2}(?![\w\-/])")
+_CNPJ = re.compile(r"(?<![\w.\-/])\d{2}\.?\d{3}\.?\d{3}/\d{4}-?\d{2}(?![\w\-/])")
+# Formatted phones: "+55 (11) 91234-5678", "(11) 91234-5678", "11 91234 5678", "+1 415-555-2671",
+# and the mobile's leading 9 written apart: "+55 11 9 1234-5678", "11 9 1234 5678".
 _PHONE_FORMATTED = re.compile(
-    r"(?<![\w.\-/+])(?:\+\d{1,3}[\s.\-]?)?\(?\d{2,3}\)?[\s.\-]?\d{3,5}[\s.\-]\d{4}(?![\w\-/])"
+    r"(?<![\w.\-/+])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{2,3}\)|\d{2,3})[\s.\-]?(?:\d[\s.\-])?"
+    r"\d{3,5}[\s.\-]\d{4}(?![\w\-/])"
 )
-# Bare runs of 10-13 digits (Brazilian numbers with area code, E.164, unformatted CPF), not when
-# they are a piece of a longer token such as a hex id or a UUID segment.
-_DIGIT_RUN = re.compile(r"(?<![\w.\-/])\+?\d{10,13}(?![\w.\-/])")
+# Bare runs of 10-13 digits (Brazilian numbers with area code, E.164, unformatted CPF) or a bare
+# 9-digit mobile ("912345678"), not when they are a piece of a longer token such as a hex id or a
+# UUID segment.
+_DIGIT_RUN = re.compile(r"(?<![\w.\-/])\+?(?:\d{10,13}|9\d{8})(?![\w.\-/])")
+# A street address: a thoroughfare word, its name, and a number ("Rua das Flores, 123",
+# "Av. Paulista 1000", "Rua 1001").
+_ADDRESS = re.compile(
+    r"(?i)(?<![\w])(?:rua|avenida|av\.?|alameda|travessa|rodovia|estrada|pra[çc]a"
+    r"|largo|street|avenue|road)\s+[^\d\n,;]{0,60}?,?\s*(?:n[º°o.]?\s*)?\d{1,6}(?!\w)"
+)
 
 
 # What every pattern above needs before it can match, checked first because most text (statuses,
-# ids, product names, timestamps) has none of it: an "@" (e-mail), a word the secret patterns
-# start with, or digits shaped like the end of a formatted phone, a 10-digit run or a formatted
-# CPF. Substring tests on the lower-cased text stand in for the patterns' case-insensitive words
+# ids, product names, timestamps) has none of it: an "@" (e-mail), a word the keyed and address
+# patterns start with, or digits shaped like a formatted phone's end, a 10-digit run, a CPF or a
+# CNPJ. Substring tests on the lower-cased text stand in for the patterns' case-insensitive words
 # only for ASCII text (Unicode case rules match a few other letters, e.g. U+017F, long s, to
 # "s"); other text always takes the patterns.
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_SECRET_WORDS = (
+_TRIGGER_WORDS = (
     "bearer",
     "basic",
     "token",
     "secret",
     "password",
+    "passwd",
     "apikey",
     "api_key",
     "signature",
     "hottok",
+    "authorization",
+    "credential",
+    "cookie",
+    "dsn",
+    "name",
+    "nome",
+    "mail",
+    "phone",
+    "telefone",
+    "celular",
+    "cpf",
+    "cnpj",
+    "rua",
+    "av",
+    "alameda",
+    "travessa",
+    "rodovia",
+    "estrada",
+    "praca",
+    "largo",
+    "street",
+    "avenue",
+    "road",
 )
-_DIGIT_SHAPES = re.compile(r"\d{3}(?:[\s.\-]\d{4}|\d{7}|\.\d{3}\.\d{3}-\d{2})")
+_DIGIT_SHAPES = re.compile(r"\d{3}(?:[\s.\-]?\d{4}|[.\s\-]\d{3}[.\s\-]\d{3}|/\d{4})")
 
 
 def _may_match(text: str) -> bool:
     if "@" in text or not text.isascii():
         return True
     lowered = text.lower()
-    if any(word in lowered for word in _SECRET_WORDS):
+    if any(word in lowered for word in _TRIGGER_WORDS):
         return True
     return _DIGIT_SHAPES.search(text) is not None
 
@@ -118,17 +207,26 @@ def is_sensitive_key(key: str) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """Replace e-mails, phones, CPFs, bearer tokens and inline secrets inside free text."""
+    """Replace e-mails, phones, CPFs, street addresses, bearer tokens and the values of
+    credential or personal keys (``secret: "..."``, ``'full_name': '...'``) inside free text."""
     return _apply_patterns(text) if _may_match(text) else text
+
+
+def _keyed(match: re.Match[str]) -> str:
+    quote, key, separator, value = match.groups()
+    value_quote = value[0] if value[:1] in {'"', "'"} else ""
+    return f"{quote}{key}{quote}{separator}{value_quote}{REDACTED}{value_quote}"
 
 
 def _apply_patterns(text: str) -> str:
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    text = _INLINE_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    text = _KEYED_VALUE.sub(_keyed, text)
     text = _EMAIL.sub("[EMAIL]", text)
+    text = _CNPJ.sub("[CNPJ]", text)
     text = _CPF.sub("[CPF]", text)
     text = _PHONE_FORMATTED.sub("[PHONE]", text)
-    return _DIGIT_RUN.sub("[PHONE]", text)
+    text = _DIGIT_RUN.sub("[PHONE]", text)
+    return _ADDRESS.sub("[ADDRESS]", text)
 
 
 def redact(value: object) -> object:

@@ -81,6 +81,15 @@ def test_ids_hashes_and_dates_are_kept(text: str) -> None:
         "metaAccessToken",
         "Set-Cookie",
         "private_key",
+        "name",
+        "full_name",
+        "firstName",
+        "nome",
+        "sobrenome",
+        "street_name",
+        "zip_code",
+        "cep",
+        "birthday",
     ],
 )
 def test_sensitive_keys(key: str) -> None:
@@ -88,7 +97,17 @@ def test_sensitive_keys(key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["email_hash", "phone_hash", "event_id", "tenant_id", "status", "prompt_tokens"]
+    "key",
+    [
+        "email_hash",
+        "phone_hash",
+        "event_id",
+        "tenant_id",
+        "status",
+        "prompt_tokens",
+        "funnel_name",
+        "logger",
+    ],
 )
 def test_ordinary_keys(key: str) -> None:
     assert not is_sensitive_key(key)
@@ -109,7 +128,7 @@ def test_redact_is_recursive_and_keeps_structure() -> None:
     assert out["tenant_id"] == "t-1"
     assert out["count"] == 12345678901  # numbers are not text; left alone
     assert out["email_hash"] == "ab" * 32
-    assert out["customer"] == {"email": REDACTED, "Phone": REDACTED, "name": "Ana"}
+    assert out["customer"] == {"email": REDACTED, "Phone": REDACTED, "name": REDACTED}
     assert out["items"][0] == {"note": "call me at [PHONE]"}
     assert out["items"][1] == ("[EMAIL]", 3)
     assert out["headers"] == {"Authorization": REDACTED, "X-Hotmart-Hottok": REDACTED}
@@ -119,6 +138,56 @@ def test_redact_is_recursive_and_keeps_structure() -> None:
         assert leaked not in dumped
     # the input is not modified
     assert value["customer"]["email"] == "a@b.co"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("text", "gone"),
+    [
+        # CPF and phone spellings seen in gateway payloads and support tickets.
+        ("cpf 123 456 789 09 given", "456 789"),
+        ("cpf 123456789-09 given", "456789"),
+        ("cpf 123-456-789-09 given", "456-789"),
+        ("cnpj 12.345.678/0001-90 given", "345.678"),
+        ("phone +55 11 9 1234-5678 given", "1234-5678"),
+        ("phone 11 9 1234 5678 given", "1234 5678"),
+        ("phone (11) 9 1234-5678 given", "1234-5678"),
+        ("phone +55 (11) 91234 5678 given", "91234"),
+        ("phone 912345678 given", "912345678"),
+        ("ligue 91234-5678", "91234"),
+        # Quoted values after a credential or person key: a protobuf's text form, a repr, JSON.
+        ('gateways {\n  gateway: "perfectpay"\n  secret: "pp tok 123"\n}', "pp tok 123"),
+        ('signing_secret: "abc def"', "abc def"),
+        ('meta { access_token: "EAAG123" pixel_id: "1" }', "EAAG123"),
+        ("{'hottok': 'HotTok-99', 'x': 1}", "HotTok-99"),
+        ('{"token": "t-1 2", "n": 1}', "t-1 2"),
+        ("X-Hotmart-Hottok: abc123", "abc123"),
+        ("{'full_name': 'Maria Aparecida Souza'}", "Aparecida"),
+        ('customer { name: "Maria Souza" }', "Maria"),
+        ('{"nome": "João da Silva"}', "João"),
+        ("first_name=Maria&utm=x", "Maria"),
+        # Street addresses.
+        ("entrega na Rua das Flores, 123 apto 4", "Flores"),
+        ("Av. Paulista 1000", "Paulista"),
+        ("endereço: Rua 1001", "Rua 1001"),
+    ],
+)
+def test_more_spellings_of_personal_data_and_secrets(text: str, gone: str) -> None:
+    out = redact_text(text)
+    assert gone not in out, out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "client 192.168.100.12 refused",
+        "prompt_tokens: 12",
+        "funnel_name: launch",
+        "filename: app.py",
+        "took 1234 ms",
+    ],
+)
+def test_lookalikes_are_kept(text: str) -> None:
+    assert redact_text(text) == text
 
 
 def test_shortest_formatted_phone_is_redacted() -> None:
@@ -166,6 +235,12 @@ def test_prescreen_never_changes_the_result(seed: int) -> None:
         "Secret",
         "signature",
         "password",
+        "name: ",
+        "'nome': '",
+        '"',
+        "Rua ",
+        "av. ",
+        ",",
         "x.com",
         ".br",
     ]
