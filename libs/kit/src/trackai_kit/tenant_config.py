@@ -2,6 +2,11 @@
 dispatcher): answers are kept briefly, one call per tenant is in flight at a time, and a stale
 answer is served while the provisioner is unreachable, so a registry outage does not stop
 webhooks or deliveries.
+
+The answers hold decrypted secrets (gateway tokens, Meta access tokens) for as long as they are
+cached. Importing this module makes the registry's messages print without them: ``str``/``repr``
+of any of them (an f-string, a ``%s`` log argument, an exception message, a debugger) shows
+``[REDACTED]`` in place of every secret field; the fields themselves read as usual.
 """
 
 from __future__ import annotations
@@ -13,11 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
+from google.protobuf import text_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
 from trackai_kit.grpc import client_channel
 from trackai_kit.logging import get_logger
+from trackai_kit.redaction import REDACTED
 
 if TYPE_CHECKING:
     from trackai.provisioner.v1.provisioner_service_pb2_grpc import (
@@ -25,6 +34,39 @@ if TYPE_CHECKING:
     )
 
 log = get_logger(__name__)
+
+#: Fields of the registry's messages that hold a decrypted secret.
+SECRET_FIELDS = frozenset({"secret", "signing_secret", "access_token"})
+
+
+def _blank_secrets(message: Message) -> None:
+    for field, value in message.ListFields():
+        if field.name in SECRET_FIELDS and field.type == FieldDescriptor.TYPE_STRING:
+            setattr(message, field.name, REDACTED)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for item in value if field.is_repeated else (value,):
+                if isinstance(item, Message):  # map entries of scalars are not messages
+                    _blank_secrets(item)
+
+
+def text_without_secrets(message: Message) -> str:
+    """The message's one-line text form with every secret field's value ``[REDACTED]``."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    _blank_secrets(copy)
+    return f"{type(message).__name__}({text_format.MessageToString(copy, as_one_line=True)})"
+
+
+def _hide_secrets_when_printed() -> None:
+    # The generated classes print every field, secrets included; the registry's messages are the
+    # only ones that carry decrypted secrets, so they (all of them: views added later too) print
+    # through text_without_secrets instead.
+    for descriptor in pb.DESCRIPTOR.message_types_by_name.values():
+        cls = getattr(pb, descriptor.name)
+        cls.__repr__ = cls.__str__ = text_without_secrets
+
+
+_hide_secrets_when_printed()
 
 #: Codes that mean "the registry could not answer now", as opposed to a definitive answer.
 _TRANSIENT = {

@@ -155,3 +155,12 @@ async def test_sliding_window_spaces_calls() -> None:
     for _ in range(5):
         await window.acquire()
     assert loop.time() - start >= 0.4  # 5 calls at 2 per 0.2 s need two full windows
+
+
+def test_decrypted_credentials_do_not_show_in_their_repr() -> None:
+    from trackai_provisioner.domain.tenants import GatewayCredential, MetaDestination
+
+    secret, token = "gw-" + "s3cr3t", "EAAG" + "tok"
+    text = repr([GatewayCredential("hotmart", secret, secret), MetaDestination("1", token, None)])
+    assert secret not in text and token not in text
+    assert "hotmart" in text

@@ -229,17 +229,19 @@ class Funnel:
     pending_payment_event: str | None = None
 
 
+# Decrypted secrets are left out of the reprs (repr=False): a log line, an exception message or a
+# debugger printing a credential shows only which one it is.
 @dataclass(frozen=True)
 class GatewayCredential:
     gateway: str
-    secret: str
-    signing_secret: str | None
+    secret: str = field(repr=False)
+    signing_secret: str | None = field(repr=False)
 
 
 @dataclass(frozen=True)
 class MetaDestination:
     pixel_id: str
-    access_token: str
+    access_token: str = field(repr=False)
     test_event_code: str | None
 
 
