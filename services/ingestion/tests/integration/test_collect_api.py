@@ -199,6 +199,27 @@ async def test_a_beacon_sent_twice_is_stored_and_enqueued_once(
     assert kinds == ["checkout_start", "page_view"]
 
 
+async def test_campaign_tags_are_stored_without_personal_data(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    hit = _hit(
+        utm_content="maria@example.com",
+        utm_term="+55 11 9 1234-5678",
+        src="taSESSION0000000000001",
+        sck="cpf 123 456 789 09",
+    )
+    assert (await _post(client, hit)).status_code == 204
+    (row,) = await _rows(pool)
+    stored = json.dumps({"utm": row["utm"], "tracking": row["tracking"]})
+    for plaintext in ("maria@example.com", "1234-5678", "456 789"):
+        assert plaintext not in stored
+    assert row["utm"]["utm_content"] == "[EMAIL]"
+    assert row["utm"]["utm_source"] == "facebook"
+    assert row["tracking"]["src"] == "taSESSION0000000000001"  # our session id, byte for byte
+    (box,) = await _outbox(pool)
+    assert b"maria@example.com" not in box["body"]
+
+
 async def test_lead_stores_and_publishes_only_hashes(
     client: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:

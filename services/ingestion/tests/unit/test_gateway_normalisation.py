@@ -129,6 +129,23 @@ def test_perfectpay_split_phone_ip_and_user_agent() -> None:
     assert pix.user_data.st == sha256_text("sp")
 
 
+def test_campaign_tags_lose_personal_data_click_ids_do_not() -> None:
+    body = fixture_json("perfectpay-1.json")
+    body["metadata"].update(
+        utm_content="maria@example.com",
+        utm_term="ligar +55 11 9 1234-5678",
+        src="ta0123456789abcdefGHIJ",
+        sck="cpf 123 456 789 09",
+        utm_campaign="launch-2026",
+    )
+    tracking = _accept("perfectpay", body).conversion.tracking
+    assert tracking.utm["utm_content"] == "[EMAIL]"
+    assert "1234-5678" not in tracking.utm["utm_term"]
+    assert tracking.sck is not None and "789" not in tracking.sck
+    assert tracking.src == "ta0123456789abcdefGHIJ"
+    assert tracking.utm["utm_campaign"] == "launch-2026"
+
+
 def test_hotmart_origin_tracking_and_phone() -> None:
     conversion = _accept("hotmart", fixture_json("hotmart-3.json")).conversion
     assert conversion.tracking.src == "chat-youtube"

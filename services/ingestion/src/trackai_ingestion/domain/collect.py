@@ -353,7 +353,9 @@ def build_hit(
         reported = datetime.fromtimestamp(payload.event_time / 1000, UTC)
         if abs(reported - received_at) <= CLIENT_CLOCK_TOLERANCE:
             event_time = reported
-    utm = {key: value for key in UTM_KEYS if (value := getattr(payload, key))}
+    # Campaign tags are free text a page can fill with anything (an e-mail in utm_content): they
+    # are stored with e-mails, phones and documents replaced, like URLs.
+    utm = {key: redact_text(value) for key in UTM_KEYS if (value := getattr(payload, key))}
     return BrowserHit(
         tenant_id=tenant.tenant_id,
         kind=payload.type,
@@ -366,8 +368,8 @@ def build_hit(
         fbc=resolve_fbc(payload.fbclid, payload.fbc, int(received_at.timestamp() * 1000)),
         fbp=payload.fbp,
         utm=utm,
-        src=payload.src or None,
-        sck=payload.sck or None,
+        src=redact_text(payload.src) if payload.src else None,
+        sck=redact_text(payload.sck) if payload.sck else None,
         funnel_id=funnel_id,
         email_hash=em,
         phone_hash=ph,

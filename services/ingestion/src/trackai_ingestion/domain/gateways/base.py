@@ -31,6 +31,7 @@ from trackai_ingestion.domain.model import (
     Tracking,
 )
 from trackai_kit.pii import hash_user_data
+from trackai_kit.redaction import redact_text
 
 #: Brazilian gateways that send local time without an offset mean Brasília time.
 BRASILIA = ZoneInfo("America/Sao_Paulo")
@@ -376,6 +377,11 @@ def tracking_from(
         if value is None or value.lower() in ("null", "undefined", "não informado"):
             continue
         values[(aliases or {}).get(key, key)] = value
+    # Campaign tags and pass-through fields are free text (an e-mail in utm_content): stored with
+    # e-mails, phones and documents replaced. Click ids (fbclid, fbc, fbp) are left byte for byte.
+    for key in ("src", "sck", *UTM_KEYS, *extra_keys):
+        if key in values:
+            values[key] = redact_text(values[key])
     return Tracking(
         src=values.get("src"),
         sck=values.get("sck"),
