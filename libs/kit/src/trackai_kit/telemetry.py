@@ -87,6 +87,9 @@ class _TracerProvider(TracerProvider):
     def add_span_processor(self, span_processor: SpanProcessor) -> None:
         super().add_span_processor(span_processor)
         self._gate.exporting = True
+        # Query spans only once somebody reads them: the instrumentation wraps every statement,
+        # and even a dropped span costs its creation on every query.
+        _instrument_asyncpg()
 
 
 class _MeterProvider(MeterProvider):
@@ -147,7 +150,6 @@ def configure_telemetry(service: str, settings: TelemetrySettings) -> None:
         propagate.set_global_textmap(
             CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
         )
-        _instrument_asyncpg()
         _configured = True
 
 

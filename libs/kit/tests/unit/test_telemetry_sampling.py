@@ -22,3 +22,26 @@ def test_spans_are_not_recorded_until_a_span_processor_exists() -> None:
     with tracer.start_as_current_span("exported") as span:
         assert span.is_recording()
     assert [s.name for s in exporter.get_finished_spans()] == ["exported"]
+
+
+def test_queries_are_instrumented_only_once_spans_are_exported() -> None:
+    """A fresh process: without an exporter asyncpg is left unwrapped (no span per statement)."""
+    import subprocess
+    import sys
+
+    script = """
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from trackai_kit.settings import TelemetrySettings
+from trackai_kit.telemetry import configure_telemetry
+configure_telemetry("probe", TelemetrySettings())
+print(AsyncPGInstrumentor().is_instrumented_by_opentelemetry)
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+print(AsyncPGInstrumentor().is_instrumented_by_opentelemetry)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == ["False", "True"]
