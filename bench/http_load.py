@@ -147,6 +147,8 @@ class _Client(asyncio.Protocol):
 
 
 def _content_length(head: bytes) -> int:
+    if head[9:12] in (b"204", b"304"):
+        return 0  # never a body (RFC 9110 15.3.5, 15.4.5), whatever the headers say
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":

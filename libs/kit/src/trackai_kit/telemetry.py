@@ -45,7 +45,7 @@ class _SampleWhileExported(Sampler):
 
     A dropped span still gets real ids (log lines carry ``trace_id``/``span_id`` and the context
     still propagates, unsampled), but no attributes, events or timing are collected for nobody:
-    without an exporter the per-request and per-query spans of the instrumentations cost little.
+    without an exporter the per-request spans cost little, and queries are not instrumented at all.
     """
 
     def __init__(self, delegate: Sampler) -> None:

@@ -1,0 +1,227 @@
+"""What production error reporting costs the ingress: the real ``python -m trackai_ingestion
+serve`` twice, without ``SENTRY_DSN`` and with one pointing at the sandbox's Sentry fake (a real
+HTTP envelope endpoint), under the same webhook and collect load, measured in turn.
+
+The figure is server CPU per request, comparable across rounds even when the shared cores, not
+the server, limit the throughput; the cost is the relative increase with the DSN (issue 19's
+target: at most 5 %). Neither process may send Sentry anything during the load: a request that
+errors would, and the round fails then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import secrets
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+
+import httpx
+from pydantic import SecretStr
+
+from bench.context import BenchContext
+from bench.http_load import build_request, run_load
+from bench.registry import Metric, RunOnce, benchmark
+from bench.servers import HOST, Server, free_port, process_server
+from bench.suites.baseline_http import CONNECTIONS
+from bench.suites.baseline_postgres import temporary_database
+from bench.suites.ingestion import (
+    KIWIFY_SECRET,
+    TOKEN,
+    _database_url,
+    _order_template,
+    _queues,
+    _Registry,
+    _server_log,
+)
+from trackai.provisioner.v1 import provisioner_service_pb2 as prov
+from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
+from trackai_kit import migrations
+from trackai_kit.grpc import start_grpc_server
+from trackai_kit.settings import GrpcSettings
+from trackai_sandbox.sentry import build_app as build_sentry_fake
+from trackai_sandbox.sentry import dsn
+from trackai_sandbox.server import BackgroundServer
+from trackai_sandbox.settings import SandboxSettings
+
+SENTRY_COST = "ingestion.sentry_cost"
+ORIGIN = "https://lp.bench.example"
+
+Requests = Callable[[], bytes]
+
+
+def _webhooks(port: int, tenant_id: str) -> Requests:
+    """Signed Kiwify webhooks, a new order each (as ``ingestion.webhook_accept`` sends)."""
+    template, run = _order_template(), secrets.token_hex(4)
+
+    def build(n: int) -> bytes:
+        body = template.replace(b"@ORDER@", f"cost-{run}-{n}".encode())
+        signature = hmac.new(KIWIFY_SECRET.encode(), body, hashlib.sha1).hexdigest()
+        path = f"/api/v1/webhooks/kiwify/{tenant_id}?signature={signature}"
+        return build_request(HOST, port, "POST", path, body)
+
+    return partial(next, map(build, itertools.count()))
+
+
+def _hits(port: int, tenant_id: str) -> Requests:
+    """Page views as the tracking script sends them (``text/plain`` JSON, an allowed Origin),
+    a new event id each."""
+    run = secrets.token_hex(4)
+
+    def build(n: int) -> bytes:
+        body = json.dumps(
+            {
+                "type": "page_view",
+                "session_id": f"ta{run}session0000",
+                "event_id": f"ev{run}{n:012d}",
+                "page_url": f"{ORIGIN}/oferta?utm_source=facebook&fbclid=IwAR2xYz{run}",
+                "referrer": "https://l.facebook.com/",
+                "fbclid": f"IwAR2xYz{run}",
+                "fbp": "fb.1.1767225600000.1234567890",
+                "utm_source": "facebook",
+                "utm_medium": "cpc",
+                "utm_campaign": "lancamento",
+            },
+            separators=(",", ":"),
+        ).encode()
+        head = (
+            f"POST /api/v1/collect/{tenant_id} HTTP/1.1\r\n"
+            f"Host: {HOST}:{port}\r\n"
+            "Content-Type: text/plain;charset=UTF-8\r\n"
+            f"Origin: {ORIGIN}\r\n"
+            "User-Agent: Mozilla/5.0 (Linux; Android 14) Chrome/131.0 Mobile Safari/537.36\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "\r\n"
+        )
+        return head.encode("ascii") + body
+
+    return partial(next, map(build, itertools.count()))
+
+
+@contextlib.asynccontextmanager
+async def _registry(tenant_id: str) -> AsyncIterator[int]:
+    """One tenant: the Kiwify secret, the landing page's domain, a limit the load never hits."""
+    config = prov.TenantConfig(
+        tenant=prov.Tenant(
+            id=tenant_id,
+            slug="cost",
+            rate_limit_per_minute=100_000_000,
+            allowed_domains=["bench.example"],
+        ),
+        gateways=[prov.GatewayCredential(gateway="kiwify", secret=KIWIFY_SECRET)],
+    )
+    server = await start_grpc_server(
+        GrpcSettings(port=0, auth_token=SecretStr(TOKEN)),
+        partial(
+            prov_grpc.add_TenantRegistryServiceServicer_to_server,
+            _Registry(config),  # type: ignore[abstract]
+        ),
+        [prov.DESCRIPTOR.services_by_name["TenantRegistryService"].full_name],
+    )
+    try:
+        yield server.port
+    finally:
+        await server.stop(0)
+
+
+async def _ms_per_request(
+    server: Server, requests: Requests, seconds: float, expected_status: int
+) -> float:
+    before = server.cpu_seconds()
+    result = await run_load(
+        HOST,
+        server.port,
+        request=requests,
+        connections=CONNECTIONS,
+        seconds=seconds,
+        expected_status=expected_status,
+    )
+    if result.errors or not result.requests:
+        raise RuntimeError(f"{result.errors} of {result.requests} requests were refused")
+    return (server.cpu_seconds() - before) * 1000 / result.requests
+
+
+def _metrics() -> list[Metric]:
+    metrics = []
+    for route in ("webhook", "collect"):
+        metrics += [
+            Metric(f"{route}_ms", "ms cpu", higher_is_better=False),
+            Metric(f"{route}_ms_dsn", "ms cpu", higher_is_better=False),
+            Metric(f"{route}_cost", "%", higher_is_better=False),
+        ]
+    return metrics
+
+
+@benchmark(SENTRY_COST, metrics=_metrics())
+async def sentry_cost(ctx: BenchContext) -> AsyncIterator[RunOnce]:
+    """Server CPU per webhook and per collect hit, without and with SENTRY_DSN (target <= 5 %)."""
+    settings = ctx.settings
+    database = await ctx.shared(
+        "ingestion.database", lambda: temporary_database(settings.database_url)
+    )
+    db_url = _database_url(settings.database_url, database)
+    await asyncio.to_thread(migrations.upgrade, "ingestion", db_url)
+    tenant_id = str(uuid.uuid4())
+    prefix = f"bench.{secrets.token_hex(6)}."
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(_queues(settings.amqp_url, prefix))
+        registry_port = await stack.enter_async_context(_registry(tenant_id))
+        sink = stack.enter_context(BackgroundServer(build_sentry_fake(SandboxSettings())))
+        sink_api = await stack.enter_async_context(httpx.AsyncClient(base_url=sink.base_url))
+        servers: dict[bool, Server] = {}
+        for with_dsn in (False, True):
+            port = free_port()
+            env = {
+                "DATABASE_URL": db_url,
+                "AMQP_URL": settings.amqp_url,
+                "AMQP_PREFIX": prefix,
+                "GRPC_AUTH_TOKEN": TOKEN,
+                "INGESTION_HTTP_PORT": str(port),
+                "INGESTION_GRPC_PORT": str(free_port()),
+                "TRACKAI_ENV": "test",
+                "LOG_LEVEL": "INFO",
+                "INGESTION_RELAY_IN_SERVE": "false",
+                "PROVISIONER_GRPC_TARGET": f"127.0.0.1:{registry_port}",
+                "SENTRY_DSN": dsn(sink.base_url) if with_dsn else "",
+            }
+            log = await stack.enter_async_context(_server_log())
+            servers[with_dsn] = await stack.enter_async_context(
+                process_server(
+                    [sys.executable, "-m", "trackai_ingestion", "serve"],
+                    port,
+                    extra_env=env,
+                    stdout=log,
+                )
+            )
+        routes: dict[str, tuple[dict[bool, Requests], int]] = {
+            "webhook": ({d: _webhooks(s.port, tenant_id) for d, s in servers.items()}, 200),
+            "collect": ({d: _hits(s.port, tenant_id) for d, s in servers.items()}, 204),
+        }
+        seconds = ctx.seconds(3.0, 1.5)
+        flip = itertools.cycle((False, True))
+
+        async def once() -> dict[str, float]:
+            # The two processes are measured in turn, the first one alternating between rounds,
+            # so drift of the shared machine does not favour either.
+            first = next(flip)
+            figures: dict[str, float] = {}
+            for route, (requests, status) in routes.items():
+                for with_dsn in (first, not first):
+                    ms = await _ms_per_request(
+                        servers[with_dsn], requests[with_dsn], seconds, status
+                    )
+                    figures[f"{route}_ms_dsn" if with_dsn else f"{route}_ms"] = ms
+                base, observed = figures[f"{route}_ms"], figures[f"{route}_ms_dsn"]
+                figures[f"{route}_cost"] = 100 * (observed - base) / base
+            sent = (await sink_api.get("/_sandbox/items")).json()["items"]
+            if sent:
+                raise RuntimeError(f"the served process sent Sentry {len(sent)} item(s)")
+            return figures
+
+        yield once
