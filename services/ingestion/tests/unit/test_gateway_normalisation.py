@@ -258,6 +258,31 @@ def test_redacted_body_keeps_no_personal_data_or_secret(name: str) -> None:
     assert leaked == []
 
 
+def test_redacted_body_is_an_allow_list_of_sale_fields() -> None:
+    """A field nobody listed (a gateway's new buyer field, a free-text note) is not stored."""
+    body = {
+        "order_id": "o-1",
+        "order_status": "paid",
+        "Product": {"product_name": "Curso", "product_id": "p-1"},
+        "whatsapp": "11 98765 4321",
+        "apelido": "Mari",
+        "obs": "entregar para Maria na portaria",
+        "buyer_nickname": None,
+        "trans_items[0][item_value]": 5,
+        "items": [{"item_value": 5, "nota": "Maria"}],
+        "TrackingParameters": {"utm_content": "maria@example.com", "sck": "ta0123456789"},
+    }
+    stored = redact_body(body)
+    assert stored["order_id"] == "o-1" and stored["order_status"] == "paid"
+    assert stored["Product"] == {"product_name": "Curso", "product_id": "p-1"}
+    assert stored["trans_items[0][item_value]"] == 5
+    assert stored["items"] == [{"item_value": 5, "nota": "[REDACTED]"}]
+    assert stored["TrackingParameters"] == {"utm_content": "[EMAIL]", "sck": "ta0123456789"}
+    for key in ("whatsapp", "apelido", "obs"):
+        assert stored[key] == "[REDACTED]"
+    assert stored["buyer_nickname"] is None
+
+
 def test_conversion_carries_no_plaintext() -> None:
     for name, gateway in [("kiwify-3.json", "kiwify"), ("perfectpay-1.json", "perfectpay"),
                           ("hotmart-3.json", "hotmart"), ("cakto-1.json", "cakto")]:  # fmt: skip

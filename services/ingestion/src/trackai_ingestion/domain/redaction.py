@@ -1,12 +1,16 @@
 """The redacted copy of a webhook body kept for audit and replay: no personal data, no secrets.
 
-Stricter than the log redaction (``trackai_kit.redaction``): whole buyer blocks lose every value,
-flat legacy keys (``cus_*``, ``student_*``...) and name/address keys too, then the kit's rules
-remove credentials and any e-mail, phone or CPF left in free text.
+An allow-list, stricter than the log redaction (``trackai_kit.redaction``): a scalar value is kept
+only when its key is made of words that describe the sale (statuses, ids, amounts, dates, product,
+payment and campaign fields, :data:`_SALE_WORDS`); every other value is stored as ``[REDACTED]``
+(``null`` stays ``null``), so a gateway that adds a field about the buyer adds nothing readable.
+Structure is kept (mappings and lists are walked), whole buyer blocks lose every value, credential
+keys lose theirs wherever they are, and kept text still loses any e-mail, phone or CPF in it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from enum import Enum
@@ -32,40 +36,45 @@ _PERSON_BLOCKS = frozenset(
         "commission",
     }
 )
-#: Keys whose value identifies a person wherever they appear.
-_PERSON_KEYS = frozenset(
+#: Words a kept key is made of (after snake-casing, split on anything but letters and digits):
+#: ``order_status``, ``sale_amount``, ``payment_method_enum_key``, ``utm_campaign``,
+#: ``trans_items[0][item_value]``. A key with any other word (``name``, ``email``, ``phone``,
+#: ``street``, ``ip``, ``url``, ``reason``...) has its value redacted.
+_SALE_WORDS = frozenset(
     {
-        "name",
-        "full_name",
-        "first_name",
-        "last_name",
-        "holder_name",
-        "email",
-        "phone",
-        "mobile",
-        "cpf",
-        "cnpj",
-        "document",
-        "doc_number",
-        "identification_number",
-        "birthday",
-        "birth_date",
-        "date_birth",
-        "ip",
-        "instagram",
-        "street",
-        "zipcode",
-        "zip_code",
-        "checkout_phone",
+        # what and which
+        "order", "orders", "id", "ids", "ref", "code", "cod", "key", "uuid", "short", "sku",
+        "reference", "parent", "external", "transaction", "trans", "sale", "sales", "item",
+        "items", "product", "products", "offer", "plan", "bump", "funnel", "store", "checkout",
+        "type", "types", "kind", "enum", "event", "webhook", "version", "status", "detail",
+        "number", "is", "has", "physical", "production", "co", "sent", "origin",
+        # payment and money
+        "payment", "method", "format", "installment", "installments", "amount", "value", "values",
+        "price", "base", "total", "fee", "fees", "tax", "rate", "discount", "coupon", "currency",
+        "iso", "charge", "charges", "charged", "made", "chargetype", "settlement", "net", "gross",
+        "my", "quantity", "qty", "count", "brand", "refund", "refunded", "chargeback",
+        "chargedback", "canceled", "cancelled", "paid", "approved", "funds",
+        # time
+        "date", "time", "at", "created", "updated", "createdate", "createtime", "due", "duedate",
+        "duetime", "paiddate", "paidtime", "expiration", "expiry", "start", "startdate", "next",
+        "first", "last", "period", "interval", "frequency", "recurrence", "subscription",
+        "recurring", "warranty", "guarantee", "until", "active", "access",
+        # campaign
+        "utm", "source", "medium", "campaign", "content", "term", "src", "sck", "xcod", "s1",
+        "s2", "s3", "tracking", "tracker", "trk", "trk2", "trk3", "fbc", "fbp", "fbclid",
+        "ttclid", "gclid",
     }
-)
-#: Flat (legacy, form-style) keys about the buyer, student, affiliate or producer.
-_PERSON_PREFIXES = ("cus_", "student_", "aff_", "pro_", "buyer_", "customer_")
+)  # fmt: skip
+#: Names that are the product's, not a person's (the events row keeps them too).
+_PRODUCT_NAMES = frozenset({"product_name", "offer_name", "plan_name", "item_product_name"})
+_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+#: Digits-only words (``trans_items[0]``) are positions, not data.
+_POSITION = re.compile(r"\d+")
 
 
 class _Rule(Enum):
-    KEEP = 0  # the value is walked
-    DROP = 1  # the value becomes REDACTED (None stays None for person keys)
+    KEEP = 0  # a scalar is kept (text redacted), a mapping or list is walked
+    WALK = 1  # a mapping or list is walked, a scalar becomes REDACTED (None stays None)
     SECRET = 2  # the value becomes REDACTED, whatever it is
     BLANK = 3  # a block about a person: structure kept, every value REDACTED
 
@@ -79,9 +88,12 @@ def _rule(key: str) -> _Rule:
     name = snake_key(key)
     if name in _PERSON_BLOCKS:
         return _Rule.BLANK
-    if name in _PERSON_KEYS or name.startswith(_PERSON_PREFIXES):
-        return _Rule.DROP
-    return _Rule.KEEP
+    if name in _PRODUCT_NAMES:
+        return _Rule.KEEP
+    words = [w for w in _WORD_SPLIT.split(name) if w and not _POSITION.fullmatch(w)]
+    if words and all(word in _SALE_WORDS for word in words):
+        return _Rule.KEEP
+    return _Rule.WALK
 
 
 def _blank(value: object) -> object:
@@ -101,14 +113,14 @@ def _redacted(value: object) -> object:
         out: dict[str, object] = {}
         for key, item in value.items():
             rule = _rule(key)
-            if rule is _Rule.KEEP:
-                out[key] = _redacted(item)
-            elif rule is _Rule.BLANK:
+            if rule is _Rule.BLANK:
                 out[key] = _blank(item)
-            elif rule is _Rule.DROP and item is None:
-                out[key] = None
-            else:
+            elif rule is _Rule.SECRET:
                 out[key] = REDACTED
+            elif rule is _Rule.KEEP or isinstance(item, dict | list):
+                out[key] = _redacted(item)
+            else:
+                out[key] = None if item is None else REDACTED
         return out
     if isinstance(value, list):
         return [_redacted(item) for item in value]
