@@ -149,7 +149,13 @@ class _Registry(prov_grpc.TenantRegistryServiceServicer):
 
 def _tenant_config(tenant_id: str) -> prov.TenantConfig:
     return prov.TenantConfig(
-        tenant=prov.Tenant(id=tenant_id, slug="bench", rate_limit_per_minute=100_000_000),
+        tenant=prov.Tenant(
+            id=tenant_id,
+            slug="bench",
+            rate_limit_per_minute=100_000_000,
+            # The collect hits' landing page (ingestion.sentry_cost).
+            allowed_domains=["bench.example"],
+        ),
         gateways=[prov.GatewayCredential(gateway="kiwify", secret=KIWIFY_SECRET)],
     )
 
@@ -236,27 +242,11 @@ def _metrics() -> list[Metric]:
 async def webhook_accept(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     """Kiwify webhook, new order each: verify + normalise + commit, real service process."""
     settings = ctx.settings
-    database = await ctx.shared(
-        "ingestion.database", lambda: temporary_database(settings.database_url)
-    )
-    db_url = _database_url(settings.database_url, database)
-    await asyncio.to_thread(migrations.upgrade, "ingestion", db_url)
+    db_url = await migrated_database(ctx)
     tenant_id = str(uuid.uuid4())
     prefix = f"bench.{secrets.token_hex(6)}."
-    port, grpc_port = free_port(), free_port()
-    env = {
-        "DATABASE_URL": db_url,
-        "AMQP_URL": settings.amqp_url,
-        "AMQP_PREFIX": prefix,
-        "GRPC_AUTH_TOKEN": TOKEN,
-        "INGESTION_HTTP_PORT": str(port),
-        "INGESTION_GRPC_PORT": str(grpc_port),
-        "TRACKAI_ENV": "test",
-        # As deployed (the chart's default): one JSON line per accepted webhook, into a file.
-        "LOG_LEVEL": "INFO",
-        # As deployed by the chart: the relay runs in its own process, beside `serve`.
-        "INGESTION_RELAY_IN_SERVE": "false",
-    }
+    port = free_port()
+    env = serve_env(db_url, settings.amqp_url, prefix, port)
     relay_port = free_port()
     async with (
         _queues(settings.amqp_url, prefix),
@@ -288,6 +278,34 @@ async def webhook_accept(ctx: BenchContext) -> AsyncIterator[RunOnce]:
             return _figures(closed, paced, cpu)
 
         yield once
+
+
+def serve_env(db_url: str, amqp_url: str, prefix: str, port: int) -> dict[str, str]:
+    """The environment of a served ingestion process on ``port``, as the chart deploys it."""
+    return {
+        "DATABASE_URL": db_url,
+        "AMQP_URL": amqp_url,
+        "AMQP_PREFIX": prefix,
+        "GRPC_AUTH_TOKEN": TOKEN,
+        "INGESTION_HTTP_PORT": str(port),
+        "INGESTION_GRPC_PORT": str(free_port()),
+        "TRACKAI_ENV": "test",
+        # As deployed (the chart's default): one JSON line per accepted webhook, into a file.
+        "LOG_LEVEL": "INFO",
+        # As deployed by the chart: the relay runs in its own process, beside `serve`.
+        "INGESTION_RELAY_IN_SERVE": "false",
+    }
+
+
+async def migrated_database(ctx: BenchContext) -> str:
+    """The URL of the run's ingestion database (created once per run, schema migrated)."""
+    settings = ctx.settings
+    database = await ctx.shared(
+        "ingestion.database", lambda: temporary_database(settings.database_url)
+    )
+    db_url = _database_url(settings.database_url, database)
+    await asyncio.to_thread(migrations.upgrade, "ingestion", db_url)
+    return db_url
 
 
 def _database_url(server_url: str, database: str) -> str:

@@ -10,7 +10,6 @@ errors would, and the round fails then.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -23,28 +22,21 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 import httpx
-from pydantic import SecretStr
 
 from bench.context import BenchContext
 from bench.http_load import build_request, run_load
 from bench.registry import Metric, RunOnce, benchmark
 from bench.servers import HOST, Server, free_port, process_server
 from bench.suites.baseline_http import CONNECTIONS
-from bench.suites.baseline_postgres import temporary_database
 from bench.suites.ingestion import (
     KIWIFY_SECRET,
-    TOKEN,
-    _database_url,
     _order_template,
     _queues,
-    _Registry,
     _server_log,
+    _tenant_registry,
+    migrated_database,
+    serve_env,
 )
-from trackai.provisioner.v1 import provisioner_service_pb2 as prov
-from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
-from trackai_kit import migrations
-from trackai_kit.grpc import start_grpc_server
-from trackai_kit.settings import GrpcSettings
 from trackai_sandbox.sentry import build_app as build_sentry_fake
 from trackai_sandbox.sentry import dsn
 from trackai_sandbox.server import BackgroundServer
@@ -104,32 +96,6 @@ def _hits(port: int, tenant_id: str) -> Requests:
     return partial(next, map(build, itertools.count()))
 
 
-@contextlib.asynccontextmanager
-async def _registry(tenant_id: str) -> AsyncIterator[int]:
-    """One tenant: the Kiwify secret, the landing page's domain, a limit the load never hits."""
-    config = prov.TenantConfig(
-        tenant=prov.Tenant(
-            id=tenant_id,
-            slug="cost",
-            rate_limit_per_minute=100_000_000,
-            allowed_domains=["bench.example"],
-        ),
-        gateways=[prov.GatewayCredential(gateway="kiwify", secret=KIWIFY_SECRET)],
-    )
-    server = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=SecretStr(TOKEN)),
-        partial(
-            prov_grpc.add_TenantRegistryServiceServicer_to_server,
-            _Registry(config),  # type: ignore[abstract]
-        ),
-        [prov.DESCRIPTOR.services_by_name["TenantRegistryService"].full_name],
-    )
-    try:
-        yield server.port
-    finally:
-        await server.stop(0)
-
-
 async def _cpu_and_count(
     server: Server, requests: Requests, seconds: float, expected_status: int
 ) -> tuple[float, int]:
@@ -163,31 +129,19 @@ def _metrics() -> list[Metric]:
 async def sentry_cost(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     """Server CPU per webhook and per collect hit, without and with SENTRY_DSN (target <= 5 %)."""
     settings = ctx.settings
-    database = await ctx.shared(
-        "ingestion.database", lambda: temporary_database(settings.database_url)
-    )
-    db_url = _database_url(settings.database_url, database)
-    await asyncio.to_thread(migrations.upgrade, "ingestion", db_url)
+    db_url = await migrated_database(ctx)
     tenant_id = str(uuid.uuid4())
     prefix = f"bench.{secrets.token_hex(6)}."
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(_queues(settings.amqp_url, prefix))
-        registry_port = await stack.enter_async_context(_registry(tenant_id))
+        registry_port = await stack.enter_async_context(_tenant_registry(tenant_id))
         sink = stack.enter_context(BackgroundServer(build_sentry_fake(SandboxSettings())))
         sink_api = await stack.enter_async_context(httpx.AsyncClient(base_url=sink.base_url))
         servers: dict[bool, Server] = {}
         for with_dsn in (False, True):
             port = free_port()
             env = {
-                "DATABASE_URL": db_url,
-                "AMQP_URL": settings.amqp_url,
-                "AMQP_PREFIX": prefix,
-                "GRPC_AUTH_TOKEN": TOKEN,
-                "INGESTION_HTTP_PORT": str(port),
-                "INGESTION_GRPC_PORT": str(free_port()),
-                "TRACKAI_ENV": "test",
-                "LOG_LEVEL": "INFO",
-                "INGESTION_RELAY_IN_SERVE": "false",
+                **serve_env(db_url, settings.amqp_url, prefix, port),
                 "PROVISIONER_GRPC_TARGET": f"127.0.0.1:{registry_port}",
                 "SENTRY_DSN": dsn(sink.base_url) if with_dsn else "",
             }
