@@ -135,57 +135,36 @@ _ADDRESS = re.compile(
 
 
 # What every pattern above needs before it can match, checked first because most text (statuses,
-# ids, product names, timestamps) has none of it: an "@" (e-mail), a word the keyed and address
-# patterns start with, or digits shaped like a formatted phone's end, a 10-digit run, a CPF or a
-# CNPJ. Substring tests on the lower-cased text stand in for the patterns' case-insensitive words
-# only for ASCII text (Unicode case rules match a few other letters, e.g. U+017F, long s, to
-# "s"); other text always takes the patterns.
+# ids, product names, timestamps) has none of it: an "@" (e-mail); "bearer"/"basic"; a "=" or ":"
+# after one of the words a sensitive key contains; a digit and a thoroughfare word (address); or
+# digits shaped like a formatted phone's end, a 9-13 digit run, a CPF or a CNPJ. Each check is one
+# scan, and the word scans run only when their separator or digit is there. Lower-casing stands
+# in for the patterns' case-insensitive words only for ASCII text (Unicode case rules match a few
+# other letters, e.g. U+017F, long s, to "s"); other text always takes the patterns.
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_TRIGGER_WORDS = (
-    "bearer",
-    "basic",
-    "token",
-    "secret",
-    "password",
-    "passwd",
-    "apikey",
-    "api_key",
-    "signature",
-    "hottok",
-    "authorization",
-    "credential",
-    "cookie",
-    "dsn",
-    "name",
-    "nome",
-    "mail",
-    "phone",
-    "telefone",
-    "celular",
-    "cpf",
-    "cnpj",
-    "rua",
-    "av",
-    "alameda",
-    "travessa",
-    "rodovia",
-    "estrada",
-    "praca",
-    "largo",
-    "street",
-    "avenue",
-    "road",
+_AUTH_SCHEMES = re.compile(r"bearer|basic")
+_KEY_WORDS = re.compile(
+    r"token|secret|passw|api_key|apikey|signature|hottok|authorization|credential|cookie|dsn"
+    r"|name|nome|mail|phone|telefone|celular|cpf|cnpj"
 )
+_ADDRESS_WORDS = re.compile(
+    r"rua|av|alameda|travessa|rodovia|estrada|praca|largo|street|avenue|road"
+)
+_DIGIT = re.compile(r"\d")
 _DIGIT_SHAPES = re.compile(r"\d{3}(?:[\s.\-]?\d{4}|[.\s\-]\d{3}[.\s\-]\d{3}|/\d{4})")
 
 
 def _may_match(text: str) -> bool:
     if "@" in text or not text.isascii():
         return True
-    lowered = text.lower()
-    if any(word in lowered for word in _TRIGGER_WORDS):
+    if _DIGIT_SHAPES.search(text) is not None:
         return True
-    return _DIGIT_SHAPES.search(text) is not None
+    lowered = text.lower()
+    if _AUTH_SCHEMES.search(lowered) is not None:
+        return True
+    if ("=" in text or ":" in text) and _KEY_WORDS.search(lowered) is not None:
+        return True
+    return _DIGIT.search(text) is not None and _ADDRESS_WORDS.search(lowered) is not None
 
 
 def snake_key(key: str) -> str:
