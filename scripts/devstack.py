@@ -27,7 +27,7 @@ from trackai_kit.settings import GRPC_PORTS, HTTP_PORTS, ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-SANDBOX_PORTS = {"meta": 8010, "cloudflare": 8011, "stape": 8012, "gtm": 8013}
+SANDBOX_PORTS = {"meta": 8010, "cloudflare": 8011, "stape": 8012, "gtm": 8013, "sentry": 8015}
 CHROMIUM = "/usr/bin/chromium"
 #: Health ports of the second process of a service when it shares a machine with `serve`:
 #: ingestion's outbox relay and the queue consumers (as the Helm chart deploys them).

@@ -86,6 +86,10 @@ def test_refusals(sink: httpx.Client, body: bytes, headers: dict[str, str], stat
     assert sink.get("/_sandbox/items").json()["items"] == []
 
 
+def test_health(sink: httpx.Client) -> None:
+    assert sink.get("/_sandbox/health").json() == {"status": "ok"}
+
+
 def test_parse_envelope_without_lengths() -> None:
     header, items = parse_envelope(b'{"dsn":"x"}\n{"type":"session"}\n{"sid":"1"}\n')
     assert header == {"dsn": "x"}

@@ -65,6 +65,10 @@ def create_app(state: SentryState | None = None) -> FastAPI:
             return _error(400, f"invalid envelope: {exc}")
         return JSONResponse({"id": event_id} if event_id else {})
 
+    @app.get("/_sandbox/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
     @app.get("/_sandbox/items")
     async def items(type: str | None = None) -> dict[str, Any]:
         chosen = [i.as_dict() for i in state.items if type is None or i.type == type]
