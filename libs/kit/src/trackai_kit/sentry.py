@@ -41,9 +41,27 @@ _DROPPED_REQUEST_KEYS = ("cookies", "data", "env")
 _EXTRA_DENYLIST = ["hottok", "access_token", "signing_secret", "secret", "token", "dsn"]
 
 
+#: structlog's own keys, not fields of the line.
+_STRUCTLOG_META = frozenset({"event", "timestamp", "level", "logger", "service"})
+
+
+def _structured_log_entry(event: dict[str, Any], hint: dict[str, Any]) -> None:
+    """A structlog line reaches the logging integration as its whole event dict, which Sentry
+    would print as the message (timestamp included, so every occurrence a new issue): the message
+    becomes the line's event name, the other fields go to ``extra``."""
+    fields = getattr(hint.get("log_record"), "msg", None)
+    if not isinstance(fields, dict) or not isinstance(fields.get("event"), str):
+        return
+    event["logentry"] = {"message": fields["event"], "params": []}
+    extra = event.setdefault("extra", {})
+    for key, value in fields.items():
+        if isinstance(key, str) and key not in _STRUCTLOG_META and not key.startswith("_"):
+            extra[key] = value
+
+
 def scrub_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
     """``before_send`` hook: a redacted copy of the event (request bodies and cookies removed)."""
-    del hint  # part of Sentry's hook signature; the event itself holds everything we scrub
+    _structured_log_entry(event, hint)
     cleaned = cast(dict[str, Any], redact(event))
     request = cleaned.get("request")
     if isinstance(request, dict):

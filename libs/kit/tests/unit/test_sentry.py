@@ -167,6 +167,28 @@ def test_error_log_lines_become_events(captured: list[Envelope]) -> None:
     assert event["exception"]["values"][0]["type"] == "ValueError"
 
 
+def test_a_structlog_error_is_one_issue_named_by_its_event(captured: list[Envelope]) -> None:
+    import structlog
+
+    from trackai_kit.logging import configure_logging, get_logger
+    from trackai_kit.settings import LogSettings
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging(LogSettings(level="INFO"), "kit-tests")
+    try:
+        for order in ("o-1", "o-2"):
+            get_logger("kit-tests").error("order not stored", order_id=order, email=EMAIL)
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:], root.level = handlers, level
+    sentry_sdk.flush()
+    events = [i.payload.json for env in captured for i in env.items if i.type == "event"]
+    assert [e["logentry"]["message"] for e in events] == ["order not stored"] * 2
+    assert [e["extra"]["order_id"] for e in events] == ["o-1", "o-2"]
+    _assert_clean(events)
+
+
 def test_tracing_turns_request_and_query_instrumentation_on() -> None:
     configure_sentry(
         "kit-tests",

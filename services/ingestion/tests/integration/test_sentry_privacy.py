@@ -165,6 +165,10 @@ async def test_a_failing_webhook_sends_sentry_no_secret_and_no_personal_data(
     events = [i["payload"] for i in items if i["type"] == "event"]
     assert events, "the error must still be reported"
     assert any("UndefinedTable" in json.dumps(e) for e in events)
+    # The handler's log line is one issue whatever the request (not its whole text, timestamp
+    # included).
+    messages = [e.get("logentry", {}).get("message") for e in events]
+    assert "unhandled error in request" in messages
     _assert_clean(items)
 
 
