@@ -197,3 +197,4 @@ def test_funnel_destinations_and_test_codes() -> None:
     found = credentials_from(config, "", "2")
     assert found is not None and found.access_token == "t-f1"
     assert credentials_from(config, "f2", "3") is None
+    assert "t-f1" not in repr(credentials_from(config, "f1", "2"))  # a decrypted token never prints

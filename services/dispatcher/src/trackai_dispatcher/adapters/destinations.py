@@ -3,7 +3,7 @@ kit's TenantConfigClient, so a rotated token applies to events already queued)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as registry_pb
@@ -12,7 +12,8 @@ from trackai_kit.tenant_config import TenantConfigClient
 
 @dataclass(frozen=True)
 class Credentials:
-    access_token: str
+    #: Decrypted: left out of the repr (log lines, exception messages).
+    access_token: str = field(repr=False)
     test_event_code: str | None
 
 
