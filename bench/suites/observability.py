@@ -10,6 +10,7 @@ errors would, and the round fails then.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -20,8 +21,6 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-
-import httpx
 
 from bench.context import BenchContext
 from bench.http_load import build_request, run_load
@@ -37,10 +36,7 @@ from bench.suites.ingestion import (
     migrated_database,
     serve_env,
 )
-from trackai_sandbox.sentry import build_app as build_sentry_fake
-from trackai_sandbox.sentry import dsn
-from trackai_sandbox.server import BackgroundServer
-from trackai_sandbox.settings import SandboxSettings
+from trackai_sandbox.sentry import SentrySink
 
 SENTRY_COST = "ingestion.sentry_cost"
 ORIGIN = "https://lp.bench.example"
@@ -135,15 +131,14 @@ async def sentry_cost(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(_queues(settings.amqp_url, prefix))
         registry_port = await stack.enter_async_context(_tenant_registry(tenant_id))
-        sink = stack.enter_context(BackgroundServer(build_sentry_fake(SandboxSettings())))
-        sink_api = await stack.enter_async_context(httpx.AsyncClient(base_url=sink.base_url))
+        sink = stack.enter_context(SentrySink())
         servers: dict[bool, Server] = {}
         for with_dsn in (False, True):
             port = free_port()
             env = {
                 **serve_env(db_url, settings.amqp_url, prefix, port),
                 "PROVISIONER_GRPC_TARGET": f"127.0.0.1:{registry_port}",
-                "SENTRY_DSN": dsn(sink.base_url) if with_dsn else "",
+                "SENTRY_DSN": sink.dsn if with_dsn else "",
             }
             log = await stack.enter_async_context(_server_log())
             servers[with_dsn] = await stack.enter_async_context(
@@ -183,9 +178,9 @@ async def sentry_cost(ctx: BenchContext) -> AsyncIterator[RunOnce]:
                 }
             # Error events only: a request that failed would send one. (Other items, e.g. the
             # SDK's session updates, are not about the requests.)
-            sent = (await sink_api.get("/_sandbox/items", params={"type": "event"})).json()
-            if sent["items"]:
-                raise RuntimeError(f"the served process sent {len(sent['items'])} error event(s)")
+            sent = await asyncio.to_thread(sink.items, "event")
+            if sent:
+                raise RuntimeError(f"the served process sent {len(sent)} error event(s)")
             return figures
 
         yield once

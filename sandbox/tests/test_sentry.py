@@ -11,27 +11,25 @@ import httpx
 import pytest
 import sentry_sdk
 
-from trackai_sandbox.sentry import build_app, dsn, parse_envelope
-from trackai_sandbox.server import BackgroundServer
-from trackai_sandbox.settings import SandboxSettings
+from trackai_sandbox.sentry import SentrySink, parse_envelope
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[httpx.Client]:
-    with (
-        BackgroundServer(build_app(SandboxSettings())) as server,
-        httpx.Client(base_url=server.base_url, timeout=10) as http,
-    ):
+def fake() -> Iterator[SentrySink]:
+    with SentrySink() as running:
+        yield running
+
+
+@pytest.fixture
+def sink(fake: SentrySink) -> Iterator[httpx.Client]:
+    """The fake's raw HTTP side, emptied first."""
+    fake.reset()
+    with httpx.Client(base_url=fake.base_url, timeout=10) as http:
         yield http
 
 
-@pytest.fixture(autouse=True)
-def _reset(sink: httpx.Client) -> None:
-    sink.post("/_sandbox/reset").raise_for_status()
-
-
-def test_the_official_sdk_delivers_an_error_event(sink: httpx.Client) -> None:
-    sentry_sdk.init(dsn=dsn(str(sink.base_url)), default_integrations=False)
+def test_the_official_sdk_delivers_an_error_event(sink: httpx.Client, fake: SentrySink) -> None:
+    sentry_sdk.init(dsn=fake.dsn, default_integrations=False)
     try:
         try:
             raise ValueError("boom in the sandbox")
@@ -40,11 +38,11 @@ def test_the_official_sdk_delivers_an_error_event(sink: httpx.Client) -> None:
         sentry_sdk.flush(timeout=5)
     finally:
         sentry_sdk.init()
-    events = sink.get("/_sandbox/events").json()["events"]
+    events = fake.events()
     assert [e["event_id"] for e in events] == [event_id]
     [exception] = events[0]["exception"]["values"]
     assert (exception["type"], exception["value"]) == ("ValueError", "boom in the sandbox")
-    items = sink.get("/_sandbox/items", params={"type": "event"}).json()["items"]
+    items = fake.items("event")
     assert items[0]["public_key"] == "sandbox"
     assert items[0]["project_id"] == "1"
 

@@ -27,10 +27,7 @@ from trackai_kit.http import create_app
 from trackai_kit.logging import configure_logging
 from trackai_kit.sentry import configure_sentry
 from trackai_kit.settings import LogSettings, SentrySettings
-from trackai_sandbox.sentry import build_app as build_sentry_fake
-from trackai_sandbox.sentry import dsn
-from trackai_sandbox.server import BackgroundServer
-from trackai_sandbox.settings import SandboxSettings
+from trackai_sandbox.sentry import SentrySink
 
 from ..conftest import fixture_json
 from .conftest import Registry, ingestion_settings
@@ -52,24 +49,19 @@ LEAKS = (PERFECTPAY_TOKEN, HOTTOK, META_TOKEN, NAME, "Aparecida", EMAIL, CPF, PH
 
 
 @pytest.fixture(scope="module")
-def sentry_sink() -> Iterator[httpx.Client]:
-    with (
-        BackgroundServer(build_sentry_fake(SandboxSettings())) as server,
-        httpx.Client(base_url=server.base_url, timeout=10) as http,
-    ):
-        yield http
+def sentry_sink() -> Iterator[SentrySink]:
+    with SentrySink() as sink:
+        yield sink
 
 
 @pytest.fixture
-def sentry_events(sentry_sink: httpx.Client) -> Iterator[httpx.Client]:
+def sentry_events(sentry_sink: SentrySink) -> Iterator[SentrySink]:
     """Sentry and logging set up as ``bootstrap_observability`` does in a service process."""
-    sentry_sink.post("/_sandbox/reset").raise_for_status()
+    sentry_sink.reset()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     configure_logging(LogSettings(level="INFO"), "ingestion")
-    configure_sentry(
-        "ingestion", SentrySettings(dsn=SecretStr(dsn(str(sentry_sink.base_url)))), "test"
-    )
+    configure_sentry("ingestion", SentrySettings(dsn=SecretStr(sentry_sink.dsn)), "test")
     yield sentry_sink
     sentry_sdk.init()  # back to a disabled client
     structlog.reset_defaults()
@@ -85,7 +77,7 @@ def _free_socket() -> socket.socket:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def served(
-    database_url: str, registry: Registry, pg_pool: Any, sentry_events: httpx.Client
+    database_url: str, registry: Registry, pg_pool: Any, sentry_events: SentrySink
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The ingestion HTTP app behind uvicorn on an ephemeral port (as ``run_service`` serves it)."""
     settings = ingestion_settings(database_url, registry.target)
@@ -131,10 +123,9 @@ def _buyer_body() -> dict[str, Any]:
     return body
 
 
-def _received(sink: httpx.Client) -> list[dict[str, Any]]:
+def _received(sink: SentrySink) -> list[dict[str, Any]]:
     sentry_sdk.flush(timeout=10)
-    items: list[dict[str, Any]] = sink.get("/_sandbox/items").json()["items"]
-    return items
+    return sink.items()
 
 
 def _assert_clean(items: list[dict[str, Any]]) -> None:
@@ -145,7 +136,7 @@ def _assert_clean(items: list[dict[str, Any]]) -> None:
 
 async def test_a_failing_webhook_sends_sentry_no_secret_and_no_personal_data(
     served: httpx.AsyncClient,
-    sentry_events: httpx.Client,
+    sentry_events: SentrySink,
     registry: Registry,
     database_url: str,
     pg_pool: Any,
@@ -173,7 +164,7 @@ async def test_a_failing_webhook_sends_sentry_no_secret_and_no_personal_data(
 
 
 async def test_deeply_nested_unauthenticated_body_sends_sentry_no_secret(
-    served: httpx.AsyncClient, sentry_events: httpx.Client, registry: Registry
+    served: httpx.AsyncClient, sentry_events: SentrySink, registry: Registry
 ) -> None:
     tenant = _tenant_with_every_secret(registry)
     depth = 20_000
