@@ -17,6 +17,7 @@ from trackai_ingestion.domain.gateways.base import (
     get_path,
     hashed_user_data,
     iso_time,
+    opt_object,
     opt_text,
     payment_method,
     require_text,
@@ -87,7 +88,7 @@ class CaktoAdapter(GatewayAdapter):
         )
         if event_time is None:
             raise InvalidPayload(f"{path}.createdAt", "is required")
-        customer = get_path(main, "customer") or {}
+        customer = opt_object(main, "customer", label=f"{path}.customer")
         first, last = split_name(opt_text(customer, "name"))
         conversion = Conversion(
             gateway=self.name,

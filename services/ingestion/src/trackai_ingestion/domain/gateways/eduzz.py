@@ -17,6 +17,7 @@ from trackai_ingestion.domain.gateways.base import (
     get_path,
     hashed_user_data,
     iso_time,
+    opt_object,
     opt_text,
     payment_method,
     require_object,
@@ -80,7 +81,14 @@ class EduzzAdapter(GatewayAdapter):
                 "missing x-signature header: Eduzz v3 webhooks carry an HMAC-SHA256 signature of "
                 "the body; configure this URL as an Eduzz webhook v3",
             )
-        if not any(signature_matches(v, "sha256", secret, request.raw) for v in native):
+        if len(native) > 1:
+            # Eduzz sends one; several would let one request try several guesses.
+            raise AuthenticationFailed(
+                "eduzz_signature",
+                f"{len(native)} Eduzz x-signature values: Eduzz sends exactly one (a relay's "
+                "own signature is the `sha256=` value beside it)",
+            )
+        if not signature_matches(native[0], "sha256", secret, request.raw):
             raise AuthenticationFailed(
                 "eduzz_signature",
                 "Eduzz x-signature does not match the webhook secret stored for this tenant; "
@@ -113,7 +121,7 @@ class EduzzAdapter(GatewayAdapter):
         )
         if event_time is None:
             raise InvalidPayload("sentDate", "is required")
-        buyer = get_path(data, "buyer") or {}
+        buyer = opt_object(body, "data.buyer")
         first, last = split_name(opt_text(buyer, "name"))
         items = data.get("items")
         item = (
