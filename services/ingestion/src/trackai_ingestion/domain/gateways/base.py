@@ -231,14 +231,13 @@ def opt_object(
 ) -> Mapping[str, Any]:
     """An optional object (the buyer, the customer...): empty when absent, null, ``""`` or ``[]``
     (PHP encodes an empty object as an empty array); any other non-object is refused, since its
-    fields would otherwise be read from a string or a number. ``label`` names the field in the
-    error when ``body`` is itself nested (``data[0].customer``)."""
+    fields would otherwise be read from a string or a number."""
     value = get_path(body, path)
     if isinstance(value, Mapping):
         return value
     if value is None or value in ("", []):
         return {}
-    raise InvalidPayload(label or path, f"must be an object, got {json_type(value)}")
+    raise InvalidPayload(path, f"must be an object, got {json_type(value)}")
 
 
 def json_type(value: Any) -> str:

@@ -58,7 +58,10 @@ def _decimal(literal: str) -> Decimal | _BadNumber:
         return _BadNumber(literal, f"has more than {MAX_NUMBER_CHARS} characters")
     value = Decimal(literal)
     if value and not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
-        return _BadNumber(literal, f"is out of range (magnitude 1e±{MAX_EXPONENT} at most)")
+        return _BadNumber(
+            literal,
+            f"is out of range (at most 1e{MAX_EXPONENT} in magnitude, at least 1e-{MAX_EXPONENT})",
+        )
     return value
 
 
