@@ -27,6 +27,9 @@ MAX_DEPTH = 32
 MAX_NUMBER_CHARS = 40
 #: Numbers must lie within 10^±MAX_EXPONENT (``1e999`` is not an amount, a time or an id).
 MAX_EXPONENT = 30
+#: Integers have at most MAX_NUMBER_CHARS digits (checked on the parsed value: a hook per integer
+#: literal would cost more than the whole walk).
+_INT_LIMIT = 10**MAX_NUMBER_CHARS
 #: Characters no stored string may hold: NUL and the UTF-16 surrogate range.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -45,12 +48,6 @@ class _RepeatedKeys(dict[str, Any]):
     """An object in which ``repeated`` appeared more than once (reported by the walk)."""
 
     repeated: str = ""
-
-
-def _int(literal: str) -> int | _BadNumber:
-    if len(literal) > MAX_NUMBER_CHARS:
-        return _BadNumber(literal, f"has more than {MAX_NUMBER_CHARS} digits")
-    return int(literal)
 
 
 def _decimal(literal: str) -> Decimal | _BadNumber:
@@ -107,7 +104,9 @@ def _string_problem(value: str) -> str | None:
 
 
 def _check(root: dict[str, Any]) -> None:
-    """Walk the parsed body once (iteratively: no recursion limit to meet)."""
+    """Walk the parsed body once, iteratively (no recursion limit to meet). Per object or array,
+    its strings are searched as one joined text and only containers and numbers are looked at
+    one by one: the walk costs a fraction of the parse."""
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(root, ())]
     while stack:
         node, path = stack.pop()
@@ -118,21 +117,36 @@ def _check(root: dict[str, Any]) -> None:
                 raise MalformedBody(
                     f"{_where(path)}: key {_excerpt(node.repeated)} appears more than once"
                 )
-            items: Any = node.items()
-        else:
-            items = enumerate(node)
-        for key, value in items:
-            if type(key) is str and (problem := _string_problem(key)):
+            if _UNSTORABLE.search("".join(node)):
+                problem = next(filter(None, map(_string_problem, node)))
                 raise MalformedBody(f"{_where(path)}: a key contains {problem}")
-            if type(value) is str:
-                if problem := _string_problem(value):
-                    raise MalformedBody(f"{_where((*path, key))}: contains {problem}")
-            elif isinstance(value, dict | list):
+            pairs: Any = node.items()
+        else:
+            pairs = enumerate(node)
+        strings = []
+        for key, value in pairs:
+            kind = type(value)
+            if kind is str:
+                strings.append(value)
+            elif kind is dict or kind is list or kind is _RepeatedKeys:
                 stack.append((value, (*path, key)))
-            elif type(value) is _BadNumber:
+            elif kind is int and not -_INT_LIMIT < value < _INT_LIMIT:
+                raise MalformedBody(
+                    f"{_where((*path, key))}: a number has more than {MAX_NUMBER_CHARS} digits"
+                )
+            elif kind is _BadNumber:
                 raise MalformedBody(
                     f"{_where((*path, key))}: the number {_excerpt(value.literal)} {value.why}"
                 )
+        if strings and _UNSTORABLE.search("".join(strings)):
+            _report_string(node, path)
+
+
+def _report_string(node: dict[str, Any] | list[Any], path: tuple[str | int, ...]) -> None:
+    pairs = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in pairs:
+        if type(value) is str and (problem := _string_problem(value)):
+            raise MalformedBody(f"{_where((*path, key))}: contains {problem}")
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -152,7 +166,6 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(
             text,
-            parse_int=_int,
             parse_float=_decimal,
             parse_constant=_constant,
             object_pairs_hook=_object,
@@ -163,8 +176,9 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         ) from None
     except RecursionError:
         raise MalformedBody(f"body is nested more than {MAX_DEPTH} levels deep") from None
-    except ValueError as exc:  # e.g. a number literal Decimal() refuses
-        raise MalformedBody(f"body is not valid JSON: {type(exc).__name__}") from None
+    except ValueError:
+        # Python's own bound on integer literals (4,300 digits), met before the walk's.
+        raise MalformedBody(f"body: a number has more than {MAX_NUMBER_CHARS} digits") from None
     if not isinstance(parsed, dict):
         kind = "number" if isinstance(parsed, _BadNumber) else type(parsed).__name__
         raise MalformedBody(f"body must be a JSON object, got a JSON {kind}")
