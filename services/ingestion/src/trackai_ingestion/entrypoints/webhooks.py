@@ -65,6 +65,14 @@ def _joined_headers(request: Request) -> dict[str, str]:
     return joined
 
 
+def _refuse(status: int, error: str, detail: str) -> JSONResponse:
+    """A refusal while the body is unread: the connection is closed (what is left of the body
+    would otherwise be read as the next request)."""
+    return JSONResponse(
+        {"error": error, "detail": detail}, status_code=status, headers={"Connection": "close"}
+    )
+
+
 def _respond(outcome: WebhookOutcome) -> JSONResponse:
     return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
 
@@ -126,22 +134,12 @@ async def _receive(
         async with asyncio.timeout(limits.body_timeout_s):
             raw = await _read_capped(request, limits.max_body_bytes)
     except _TooLarge:
-        return JSONResponse(
-            {
-                "error": "payload_too_large",
-                "detail": f"webhook bodies are limited to {limits.max_body_bytes} bytes",
-            },
-            status_code=413,
-            headers={"Connection": "close"},
+        return _refuse(
+            413, "payload_too_large", f"bodies are limited to {limits.max_body_bytes} bytes"
         )
     except TimeoutError:
-        return JSONResponse(
-            {
-                "error": "body_timeout",
-                "detail": f"the body was not received within {limits.body_timeout_s:g} s",
-            },
-            status_code=408,
-            headers={"Connection": "close"},
+        return _refuse(
+            408, "body_timeout", f"the body was not received within {limits.body_timeout_s:g} s"
         )
     outcome = await service.receive(
         gateway,

@@ -148,6 +148,14 @@ def secrets_match(received: str | bytes | None, expected: str) -> bool:
     return hmac.compare_digest(given, expected.encode("utf-8", "surrogatepass"))
 
 
+def only_one(values: list[str], credential: str, what: str) -> str:
+    """The one credential value a gateway sends (``values`` is not empty). Several are refused:
+    each would be one more guess per request, and which one counts would be ambiguous."""
+    if len(values) > 1:
+        raise AuthenticationFailed(credential, f"{len(values)} {what}")
+    return values[0]
+
+
 def hmac_hex(algorithm: str, key: str, raw: bytes) -> str:
     return hmac.new(key.encode(), raw, algorithm).hexdigest()
 

@@ -17,6 +17,7 @@ from trackai_ingestion.domain.gateways.base import (
     get_path,
     hashed_user_data,
     iso_time,
+    only_one,
     opt_object,
     opt_text,
     payment_method,
@@ -81,14 +82,13 @@ class EduzzAdapter(GatewayAdapter):
                 "missing x-signature header: Eduzz v3 webhooks carry an HMAC-SHA256 signature of "
                 "the body; configure this URL as an Eduzz webhook v3",
             )
-        if len(native) > 1:
-            # Eduzz sends one; several would let one request try several guesses.
-            raise AuthenticationFailed(
-                "eduzz_signature",
-                f"{len(native)} Eduzz x-signature values: Eduzz sends exactly one (a relay's "
-                "own signature is the `sha256=` value beside it)",
-            )
-        if not signature_matches(native[0], "sha256", secret, request.raw):
+        signature = only_one(
+            native,
+            "eduzz_signature",
+            "Eduzz x-signature values: Eduzz sends exactly one (a relay's own signature is the "
+            "`sha256=` value beside it)",
+        )
+        if not signature_matches(signature, "sha256", secret, request.raw):
             raise AuthenticationFailed(
                 "eduzz_signature",
                 "Eduzz x-signature does not match the webhook secret stored for this tenant; "

@@ -18,6 +18,7 @@ from trackai_ingestion.domain.gateways.base import (
     get_path,
     hashed_user_data,
     iso_time,
+    only_one,
     opt_object,
     opt_text,
     payment_method,
@@ -87,14 +88,13 @@ class KiwifyAdapter(GatewayAdapter):
                 "?signature=<HMAC-SHA1 of the body>; use the webhook URL exactly as Kiwify "
                 "calls it",
             )
-        if len(signatures) > 1:
-            # Kiwify sends one; several would let one request try several guesses.
-            raise AuthenticationFailed(
-                "kiwify_signature",
-                f"{len(signatures)} `signature` query parameters: Kiwify sends exactly one; "
-                "use the webhook URL exactly as Kiwify calls it",
-            )
-        if not signature_matches(signatures[0], "sha1", secret, request.raw):
+        signature = only_one(
+            signatures,
+            "kiwify_signature",
+            "`signature` query parameters: Kiwify sends exactly one; use the webhook URL "
+            "exactly as Kiwify calls it",
+        )
+        if not signature_matches(signature, "sha1", secret, request.raw):
             raise AuthenticationFailed(
                 "kiwify_signature",
                 "Kiwify signature does not match the webhook token stored for this tenant; "
