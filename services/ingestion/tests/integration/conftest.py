@@ -177,7 +177,14 @@ async def make_app(
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
             server = uvicorn.Server(
-                uvicorn.Config(app, log_config=None, lifespan="off", access_log=False)
+                uvicorn.Config(
+                    app,
+                    log_config=None,
+                    lifespan="off",
+                    access_log=False,
+                    # A test that failed with a request still open must not hang its teardown.
+                    timeout_graceful_shutdown=2,
+                )
             )
             task = asyncio.create_task(server.serve(sockets=[sock]))
             servers.append((server, task))
