@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from trackai_ingestion.adapters.repository import Receipt
+from trackai_ingestion.adapters.repository import ConversionStore, Receipt
 from trackai_ingestion.domain.gateways import ADAPTERS
 from trackai_kit.postgres import create_pool
 from trackai_kit.settings import PostgresSettings
@@ -183,7 +183,7 @@ async def test_several_eduzz_signatures_are_refused(served: App, tenant: str) ->
 
 
 async def test_a_receipt_with_unstorable_text_is_recorded_safely(
-    app: App, tenant: str, database_url: str
+    pg_pool: Any, tenant: str, database_url: str
 ) -> None:
     """Headers are not checked by the parse step: a refusal's receipt must still be storable."""
     receipt = Receipt(
@@ -198,7 +198,8 @@ async def test_a_receipt_with_unstorable_text_is_recorded_safely(
         reason="odd \x00 reason \ud800",
         order_id="o\x00",
     )
-    await app.components.webhooks._store.record(uuid.UUID(tenant), receipt)  # type: ignore[attr-defined]
+    store = ConversionStore(await pg_pool(database_url, schema="ingestion"))
+    await store.record(uuid.UUID(tenant), receipt)
     [row] = await receipts(database_url)
     assert row["reason"] == "odd \ufffd reason \ufffd"
     assert json.loads(row["headers"])["user-agent"] == "bot\ufffd\ufffd"
