@@ -248,14 +248,19 @@ def test_missing_or_bad_fields_are_named(gateway: str, mutate: Any, field: str) 
     "name",
     ["kiwify-1.json", "kiwify-2.json", "kiwify-3.json", "kiwify-4.json", "perfectpay-1.json",
      "perfectpay-3.json", "hotmart-1.json", "hotmart-3.json", "eduzz-1.json", "eduzz-2.json",
-     "cakto-1.json"],
+     "cakto-1.json", "braip-1.json", "greenn-1.json", "monetizze-1.json", "ticto-1.json"],
 )  # fmt: skip
 def test_redacted_body_keeps_no_personal_data_or_secret(name: str) -> None:
     import json
 
-    stored = json.dumps(redact_body(fixture_json(name)), ensure_ascii=False)
+    from trackai_testing.personal_data import find_leaks, personal_values
+
+    payload = fixture_json(name)
+    stored = json.dumps(redact_body(payload), ensure_ascii=False)
     leaked = [value for value in PLAINTEXT if value in stored]
     assert leaked == []
+    # The buyer's own values, derived from the payload whatever the gateway calls them.
+    assert find_leaks(personal_values(payload), stored) == []
 
 
 def test_redacted_body_is_an_allow_list_of_sale_fields() -> None:
