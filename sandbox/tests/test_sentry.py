@@ -29,7 +29,7 @@ def sink(fake: SentrySink) -> Iterator[httpx.Client]:
 
 
 def test_the_official_sdk_delivers_an_error_event(sink: httpx.Client, fake: SentrySink) -> None:
-    sentry_sdk.init(dsn=fake.dsn, default_integrations=False)
+    sentry_sdk.init(dsn=fake.dsn, default_integrations=False, auto_enabling_integrations=False)
     try:
         try:
             raise ValueError("boom in the sandbox")
@@ -37,7 +37,7 @@ def test_the_official_sdk_delivers_an_error_event(sink: httpx.Client, fake: Sent
             event_id = sentry_sdk.capture_exception()
         sentry_sdk.flush(timeout=5)
     finally:
-        sentry_sdk.init()
+        sentry_sdk.init(default_integrations=False, auto_enabling_integrations=False)
     events = fake.events()
     assert [e["event_id"] for e in events] == [event_id]
     [exception] = events[0]["exception"]["values"]
