@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import sys
@@ -60,6 +61,17 @@ def test_sigterm_stops_a_service_cleanly(stack) -> None:
 
 
 def test_unsafe_configuration_refuses_to_start(stack) -> None:
+    # Without TRACKAI_ENV a process is in production: the development token is refused.
+    bare = {k: v for k, v in stack.env.items() if k not in ("TRACKAI_ENV", "GRPC_AUTH_TOKEN")}
+    result = subprocess.run(
+        [sys.executable, "-m", "trackai_ingestion", "serve"],
+        env=bare,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "GRPC_AUTH_TOKEN" in result.stderr
     env = {**stack.env, "TRACKAI_ENV": "production", "GRPC_AUTH_TOKEN": "local-dev-token"}
     result = subprocess.run(
         [sys.executable, "-m", "trackai_provisioner", "serve"],
@@ -70,7 +82,7 @@ def test_unsafe_configuration_refuses_to_start(stack) -> None:
     )
     assert result.returncode == 2
     assert "GRPC_AUTH_TOKEN" in result.stderr
-    env["GRPC_AUTH_TOKEN"] = "a-strong-random-token-value"
+    env["GRPC_AUTH_TOKEN"] = secrets.token_hex(32)
     result = subprocess.run(
         [sys.executable, "-m", "trackai_provisioner", "serve"],
         env=env,
