@@ -477,6 +477,8 @@ async def test_read_api_is_tenant_scoped_and_paginates(
         when = start + timedelta(hours=index)
         local = (when - timedelta(hours=3)).strftime("%Y-%m-%d %H:%M")
         body = {**base, "order_id": f"order-{index}", "approved_date": local}
+        # A public buyer IP (the fixture's documentation address is never kept).
+        body["Customer"] = {**base["Customer"], "ip": "177.67.82.9"}
         if index == 4:
             body |= {"webhook_event_type": "order_refunded", "order_status": "refunded"}
         raw = json.dumps(body).encode()
@@ -503,7 +505,7 @@ async def test_read_api_is_tenant_scoped_and_paginates(
         assert record.conversion.payment_method == ev.PAYMENT_METHOD_CREDIT_CARD
         assert record.conversion.tracking.sck == "01hmtkn-fake-uuid-aaa"
         assert len(record.conversion.user_data.em) == 64
-        assert record.conversion.client_ip == "203.0.113.10"
+        assert record.conversion.client_ip == "177.67.82.9"
 
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.GetConversion(

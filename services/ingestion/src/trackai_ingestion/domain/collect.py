@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunspli
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from trackai_ingestion.domain.addresses import IpAddress, is_public, parse_ip
 from trackai_kit import pii
 from trackai_kit.redaction import REDACTED, is_sensitive_key, redact_text
 
@@ -171,49 +172,35 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IpNetwork, ...]:
     return tuple(networks)
 
 
-def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    value = text.strip().strip('"')
-    if value.startswith("["):  # "[2001:db8::1]:443"
-        value = value[1:].partition("]")[0]
-    elif value.count(":") == 1:  # "203.0.113.7:51234"
-        value = value.partition(":")[0]
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
 def client_ip(
     peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IpNetwork]
 ) -> str | None:
-    """The client's address: the peer, or, when the peer is a trusted proxy, the first address
-    from the right of ``X-Forwarded-For`` that is not a trusted proxy.
+    """The client's public address: the peer, or, when the peer is a trusted proxy, the first
+    address from the right of ``X-Forwarded-For`` that is not a trusted proxy.
 
     Entries left of an untrusted hop are ignored (anyone can write them). An unparsable entry
     ends the walk with no answer rather than blaming a proxy's address on the visitor; when every
-    hop is trusted, the leftmost one is the client.
+    hop is trusted, the leftmost one is the client. The answer is ``None`` unless it is a public
+    address (domain/addresses.py): behind an unconfigured load balancer the peer is the
+    balancer's private address, which must not become every visitor's IP.
     """
-    address = _parse_ip(peer) if peer else None
+    address = parse_ip(peer) if peer else None
     if address is None:
         return None
 
-    def is_trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    def is_trusted(ip: IpAddress) -> bool:
         return any(ip.version == net.version and ip in net for net in trusted)
 
-    if not is_trusted(address):
-        return str(address)
-    hops = [hop for value in forwarded_for for hop in value.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        parsed = _parse_ip(hop)
-        if parsed is None:
-            return None
-        address = parsed
-        if not is_trusted(address):
-            return str(address)
-    return str(address)
+    if is_trusted(address):
+        hops = [hop for value in forwarded_for for hop in value.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            parsed = parse_ip(hop)
+            if parsed is None:
+                return None
+            address = parsed
+            if not is_trusted(address):
+                break
+    return str(address) if is_public(address) else None
 
 
 def _host(url: str) -> str | None:

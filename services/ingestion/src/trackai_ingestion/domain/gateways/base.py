@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import re
 from abc import ABC, abstractmethod
@@ -19,6 +18,7 @@ from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
+from trackai_ingestion.domain.addresses import public_ip
 from trackai_ingestion.domain.model import (
     Accept,
     AuthenticationFailed,
@@ -388,14 +388,9 @@ def tracking_from(
 
 
 def client_ip(value: Any) -> str | None:
-    """A valid IPv4/IPv6 address as text, else ``None`` (the column is ``inet``)."""
+    """The buyer's address when it is a valid public one, else ``None`` (never sent to Meta)."""
     candidate = text(value)
-    if candidate is None:
-        return None
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return None
+    return public_ip(candidate) if candidate is not None else None
 
 
 def status_from(table: Mapping[str, CanonicalStatus], key: str | None) -> CanonicalStatus | None:
