@@ -56,7 +56,12 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
     store = ConversionStore(pool)
     return Components(
         webhooks=WebhookService(
-            tenants, limiter, store, default_rate_limit=settings.rate_limit_per_minute
+            tenants,
+            limiter,
+            store,
+            default_rate_limit=settings.rate_limit_per_minute,
+            relay_signature_tolerance_s=settings.relay_signature_tolerance_s,
+            accept_legacy_relay_signature=settings.legacy_relay_signature,
         ),
         collect=RecordBrowserHit(pool, tenants),
         servicer=IngestionServicer(ConversionQueries(store)),

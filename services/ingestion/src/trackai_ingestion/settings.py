@@ -24,6 +24,12 @@ class Settings(ServiceSettings):
     def trusted_proxy_networks(self) -> list[str]:
         return [cidr.strip() for cidr in self.trusted_proxies.split(",") if cidr.strip()]
 
+    #: Seconds a relay's timestamped `X-Signature: t=...,v1=...` stays valid, either side of now.
+    relay_signature_tolerance_s: float = Field(300.0, gt=0, le=3600)
+    #: Also accept the untimestamped `X-Signature: sha256=<hex>` (replayable forever): only while
+    #: relays migrate to the timestamped form.
+    legacy_relay_signature: bool = False
+
     #: How often the outbox relay looks for new rows when idle (seconds): the upper bound of
     #: the publish delay, since ingestion's outbox does not NOTIFY (see the 0700 migration).
     relay_poll_interval_s: float = Field(0.1, gt=0, le=5)

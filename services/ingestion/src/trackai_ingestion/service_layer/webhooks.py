@@ -21,8 +21,19 @@ import grpc
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
 from trackai_ingestion.adapters.rate_limit import RateDecision
 from trackai_ingestion.adapters.repository import Accepted, Receipt
+from trackai_ingestion.adapters.telemetry import (
+    ATTR_GATEWAY,
+    ATTR_REASON,
+    ATTR_STATUS,
+    WEBHOOKS_REFUSED,
+    BurstWindows,
+)
 from trackai_ingestion.domain.gateways import ADAPTERS, GatewayAdapter, WebhookRequest
-from trackai_ingestion.domain.gateways.base import sha256_hex, verify_relay_signature
+from trackai_ingestion.domain.gateways.base import (
+    RELAY_SIGNATURE_TOLERANCE_S,
+    sha256_hex,
+    verify_relay_signature,
+)
 from trackai_ingestion.domain.model import (
     Accept,
     AuthenticationFailed,
@@ -41,6 +52,9 @@ log = get_logger(__name__)
 RETRY_LATER_S = 30
 #: Request headers kept in receipts: never credentials, never the buyer's data.
 _KEPT_HEADERS = ("content-type", "content-length", "user-agent", "x-request-id")
+#: Refused credentials for one tenant within a minute that make one "burst" log line.
+AUTH_BURST_THRESHOLD = 20
+BURST_WINDOW_S = 60.0
 
 
 class TenantConfigs(Protocol):
@@ -103,13 +117,20 @@ class WebhookService:
         store: ConversionWriter,
         *,
         default_rate_limit: int,
+        relay_signature_tolerance_s: float = RELAY_SIGNATURE_TOLERANCE_S,
+        accept_legacy_relay_signature: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._tenants = tenants
         self._limiter = limiter
         self._store = store
         self._default_rate_limit = default_rate_limit
+        self._signature_tolerance_s = relay_signature_tolerance_s
+        self._accept_legacy_signature = accept_legacy_relay_signature
         self._clock = clock
+        # One log line per tenant and minute, not one per request, when a flood is refused.
+        self._auth_bursts = BurstWindows(window_s=BURST_WINDOW_S, threshold=AUTH_BURST_THRESHOLD)
+        self._rate_limited = BurstWindows(window_s=BURST_WINDOW_S, threshold=1)
 
     async def receive(
         self,
@@ -125,7 +146,9 @@ class WebhookService:
             return unknown_gateway(gateway)
         try:
             tenant_id, config = await self._tenant(tenant_ref, adapter)
-            self._authenticate(adapter, tenant_id, config, request, source_ip)
+            self._authenticate(
+                adapter, tenant_id, config, request, source_ip=source_ip, received_at=received_at
+            )
             await self._within_rate(tenant_id, config)
         except _Stop as stop:
             return stop.outcome
@@ -159,7 +182,9 @@ class WebhookService:
         tenant_id: uuid.UUID,
         config: prov.TenantConfig,
         request: WebhookRequest,
+        *,
         source_ip: str | None,
+        received_at: datetime,
     ) -> None:
         credential = next((c for c in config.gateways if c.gateway == adapter.name), None)
         if credential is None or not (credential.secret or credential.signing_secret):
@@ -174,7 +199,14 @@ class WebhookService:
             )
         try:
             if credential.signing_secret:
-                verify_relay_signature(request, credential.signing_secret, str(tenant_id))
+                verify_relay_signature(
+                    request,
+                    credential.signing_secret,
+                    str(tenant_id),
+                    now=received_at.timestamp(),
+                    tolerance_s=self._signature_tolerance_s,
+                    accept_legacy=self._accept_legacy_signature,
+                )
             if credential.secret:
                 adapter.authenticate(request, credential.secret)
         except AuthenticationFailed as exc:
@@ -184,9 +216,22 @@ class WebhookService:
                 tenant_id=str(tenant_id),
                 gateway=adapter.name,
                 credential=exc.credential,
+                reason=exc.reason,
                 source_ip=source_ip,
                 body_bytes=len(request.raw),
             )
+            WEBHOOKS_REFUSED.add(
+                1, {ATTR_STATUS: 401, ATTR_GATEWAY: adapter.name, ATTR_REASON: exc.reason}
+            )
+            if (count := self._auth_bursts.hit(str(tenant_id))) is not None:
+                log.error(
+                    "webhook authentication failures burst",
+                    tenant_id=str(tenant_id),
+                    gateway=adapter.name,
+                    refused=count,
+                    window_s=BURST_WINDOW_S,
+                    last_reason=exc.reason,
+                )
             hint = (
                 "" if exc.credential == "x_signature" else "; " + adapter.fix_hint(str(tenant_id))
             )
@@ -203,6 +248,16 @@ class WebhookService:
         decision = await self._limiter.acquire(str(tenant_id), limit)
         if not decision.allowed:
             retry = max(1, decision.retry_after_s)
+            WEBHOOKS_REFUSED.add(1, {ATTR_STATUS: 429, ATTR_REASON: "rate_limited"})
+            if self._rate_limited.hit(str(tenant_id)) is not None:
+                # Once per tenant and window: a flood of 429s must not flood the logs too.
+                log.warning(
+                    "webhooks rate limited",
+                    tenant_id=str(tenant_id),
+                    limit_per_minute=limit,
+                    retry_after_s=retry,
+                    next_log_within_s=BURST_WINDOW_S,
+                )
             raise _Stop(
                 WebhookOutcome(
                     429,
