@@ -69,6 +69,7 @@ def non_https_reason(url: str) -> str | None:
         return "it has no host"
     return None
 
+
 #: Default ports in the design's order (console first for HTTP, ingestion first for gRPC).
 HTTP_PORTS = {
     "console": 8000,
