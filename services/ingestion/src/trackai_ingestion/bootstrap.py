@@ -21,6 +21,7 @@ from trackai_ingestion.entrypoints.webhooks import build_webhook_router
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
 from trackai_ingestion.service_layer.conversions import ConversionQueries
 from trackai_ingestion.service_layer.webhooks import WebhookService
+from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_ingestion.settings import Settings
 from trackai_kit import topology
 from trackai_kit.outbox import OutboxRelay
@@ -39,12 +40,20 @@ class Components:
     webhooks: WebhookService
     collect: RecordBrowserHit
     servicer: IngestionServicer
+    #: Per-source budget of unknown-tenant answers, shared by webhooks and collect.
+    unknown_tenants: UnknownTenantLimit
     closers: list[Callable[[], Awaitable[None]]]
 
     def configure_http(self, app: FastAPI, settings: Settings) -> None:
-        app.include_router(build_webhook_router(self.webhooks))
         app.include_router(
-            build_collect_router(self.collect, trusted_proxies=settings.trusted_proxy_networks)
+            build_webhook_router(self.webhooks, trusted_proxies=settings.trusted_proxy_networks)
+        )
+        app.include_router(
+            build_collect_router(
+                self.collect,
+                trusted_proxies=settings.trusted_proxy_networks,
+                unknown_tenants=self.unknown_tenants,
+            )
         )
 
 
@@ -54,6 +63,9 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
     )
     limiter = RedisRateLimiter(settings.redis_url)
     store = ConversionStore(pool)
+    unknown_tenants = UnknownTenantLimit(
+        tenants.cached, per_window=settings.unknown_tenant_limit_per_minute
+    )
     return Components(
         webhooks=WebhookService(
             tenants,
@@ -62,9 +74,11 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
             default_rate_limit=settings.rate_limit_per_minute,
             relay_signature_tolerance_s=settings.relay_signature_tolerance_s,
             accept_legacy_relay_signature=settings.legacy_relay_signature,
+            unknown_tenants=unknown_tenants,
         ),
         collect=RecordBrowserHit(pool, tenants),
         servicer=IngestionServicer(ConversionQueries(store)),
+        unknown_tenants=unknown_tenants,
         closers=[tenants.close, limiter.close],
     )
 

@@ -24,6 +24,10 @@ class Settings(ServiceSettings):
     def trusted_proxy_networks(self) -> list[str]:
         return [cidr.strip() for cidr in self.trusted_proxies.split(",") if cidr.strip()]
 
+    #: Webhooks for unknown tenants one source IP may get answered per minute; beyond it, that
+    #: source is served only tenants already cached (429 for the rest), so made-up tenant ids
+    #: cannot keep the registry busy nor churn the tenant-config cache.
+    unknown_tenant_limit_per_minute: int = Field(30, ge=1)
     #: Seconds a relay's timestamped `X-Signature: t=...,v1=...` stays valid, either side of now.
     relay_signature_tolerance_s: float = Field(300.0, gt=0, le=3600)
     #: Also accept the untimestamped `X-Signature: sha256=<hex>` (replayable forever): only while

@@ -18,6 +18,7 @@ from trackai.ingestion.v1 import events_pb2 as ev
 from trackai.provisioner.v1 import provisioner_service_pb2 as registry_pb
 from trackai_ingestion.entrypoints.collect import build_collect_router
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
+from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_kit import migrations, pii
 from trackai_kit.amqp import AmqpClient, IncomingMessage
 from trackai_kit.outbox import OutboxRelay
@@ -307,6 +308,25 @@ async def test_a_load_balancers_private_address_is_never_the_visitor(
     assert resp.status_code == 204
     (row,) = await _rows(pool)
     assert row["client_ip"] is None
+
+
+async def test_a_source_guessing_tenants_is_cut_off(
+    pool: asyncpg.Pool, directory: Directory
+) -> None:
+    limit = UnknownTenantLimit({TENANT_ID: "cached"}.get, per_window=2)
+    app = FastAPI()
+    app.include_router(
+        build_collect_router(RecordBrowserHit(pool, directory), unknown_tenants=limit)
+    )
+    transport = httpx.ASGITransport(app=app, client=("179.108.4.2", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingest.test") as http:
+        for n in range(2):
+            resp = await _post(http, _hit(), tenant=f"made-up-tenant-{n}")
+            assert resp.status_code == 404
+        resp = await _post(http, _hit(), tenant="made-up-tenant-9")
+        assert resp.status_code == 429 and resp.json()["error"] == "too_many_unknown_tenants"
+        assert int(resp.headers["retry-after"]) >= 1
+        assert (await _post(http, _hit())).status_code == 204  # a cached tenant is still served
 
 
 async def test_registry_outage_asks_the_browser_to_retry(

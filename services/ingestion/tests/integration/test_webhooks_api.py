@@ -626,3 +626,28 @@ async def test_rate_limited_webhooks_are_logged_once_per_tenant_and_window(
             assert statuses.count(429) == 5
     limited = [e for e in logs if e["event"] == "webhooks rate limited"]
     assert sorted(e["tenant_id"] for e in limited) == sorted([tenant, other])
+
+
+async def test_a_source_guessing_tenant_ids_is_cut_off_without_hurting_real_tenants(
+    make_app: AppFactory, registry: Registry
+) -> None:
+    # The test client's peer is 203.0.113.7: made a trusted proxy, X-Forwarded-For names sources.
+    app = await make_app(unknown_tenant_limit_per_minute=3, trusted_proxies="203.0.113.7")
+    scanner, gateway = {"X-Forwarded-For": "198.51.100.66"}, {"X-Forwarded-For": "177.67.82.9"}
+    raw = fixture_bytes("kiwify-3.json")
+    real = registry.add_tenant()
+    extra = credentials("kiwify", raw)
+    assert (await post(app, "kiwify", real, raw, headers=scanner, **extra)).status_code == 200
+    for _ in range(3):
+        made_up = str(uuid.uuid4())
+        assert (await post(app, "kiwify", made_up, raw, headers=scanner)).status_code == 404
+    calls = registry.servicer.calls
+    cut_off = await post(app, "kiwify", str(uuid.uuid4()), raw, headers=scanner)
+    assert cut_off.status_code == 429 and cut_off.json()["error"] == "too_many_unknown_tenants"
+    assert 1 <= int(cut_off.headers["Retry-After"]) <= 60
+    assert registry.servicer.calls == calls  # the registry was not asked
+    # The same source still reaches the tenant it has been sending real webhooks for ...
+    assert (await post(app, "kiwify", real, raw, headers=scanner, **extra)).status_code == 200
+    # ... and other sources are not affected.
+    other = str(uuid.uuid4())
+    assert (await post(app, "kiwify", other, raw, headers=gateway)).status_code == 404

@@ -172,17 +172,15 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IpNetwork, ...]:
     return tuple(networks)
 
 
-def client_ip(
+def forwarded_client(
     peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IpNetwork]
-) -> str | None:
-    """The client's public address: the peer, or, when the peer is a trusted proxy, the first
-    address from the right of ``X-Forwarded-For`` that is not a trusted proxy.
+) -> IpAddress | None:
+    """The address the request came from: the peer, or, when the peer is a trusted proxy, the
+    first address from the right of ``X-Forwarded-For`` that is not a trusted proxy.
 
     Entries left of an untrusted hop are ignored (anyone can write them). An unparsable entry
     ends the walk with no answer rather than blaming a proxy's address on the visitor; when every
-    hop is trusted, the leftmost one is the client. The answer is ``None`` unless it is a public
-    address (domain/addresses.py): behind an unconfigured load balancer the peer is the
-    balancer's private address, which must not become every visitor's IP.
+    hop is trusted, the leftmost one is the client.
     """
     address = parse_ip(peer) if peer else None
     if address is None:
@@ -200,7 +198,27 @@ def client_ip(
             address = parsed
             if not is_trusted(address):
                 break
-    return str(address) if is_public(address) else None
+    return address
+
+
+def sender_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IpNetwork]
+) -> str | None:
+    """Who sent the request, public or not (logs, per-source limits); the peer as a fallback."""
+    address = forwarded_client(peer, forwarded_for, trusted)
+    return str(address) if address is not None else peer
+
+
+def client_ip(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IpNetwork]
+) -> str | None:
+    """The visitor's address (:func:`forwarded_client`) when it is a public one, else ``None``.
+
+    Behind an unconfigured load balancer the peer is the balancer's private address, which must
+    not become every visitor's IP (domain/addresses.py says which addresses are public).
+    """
+    address = forwarded_client(peer, forwarded_for, trusted)
+    return str(address) if address is not None and is_public(address) else None
 
 
 def _host(url: str) -> str | None:

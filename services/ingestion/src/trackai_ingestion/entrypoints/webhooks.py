@@ -7,9 +7,12 @@ so an oversized or lying request never gets buffered past the cap).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from trackai_ingestion.domain.collect import parse_networks, sender_address
 from trackai_ingestion.domain.gateways import ADAPTERS, WebhookRequest
 from trackai_ingestion.service_layer.webhooks import WebhookOutcome, WebhookService, unknown_gateway
 
@@ -53,8 +56,14 @@ def _respond(outcome: WebhookOutcome) -> JSONResponse:
 
 
 def build_webhook_router(
-    service: WebhookService, *, max_body_bytes: int = MAX_BODY_BYTES
+    service: WebhookService,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    trusted_proxies: Sequence[str] = (),
 ) -> APIRouter:
+    """``trusted_proxies``: CIDRs whose ``X-Forwarded-For`` names the sender (logs, per-source
+    limits); from anyone else the TCP peer is the sender."""
+    trusted = parse_networks(trusted_proxies)
     router = APIRouter()
 
     @router.post("/api/v1/webhooks/{gateway}/{tenant_id}", name="receive_webhook")
@@ -86,7 +95,11 @@ def build_webhook_router(
             gateway,
             tenant_id,
             WebhookRequest(raw, _joined_headers(request), dict(request.query_params)),
-            source_ip=request.client.host if request.client else None,
+            source_ip=sender_address(
+                request.client.host if request.client else None,
+                request.headers.getlist("x-forwarded-for"),
+                trusted,
+            ),
         )
         return _respond(outcome)
 

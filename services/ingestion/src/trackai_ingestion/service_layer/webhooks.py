@@ -26,7 +26,6 @@ from trackai_ingestion.adapters.telemetry import (
     ATTR_REASON,
     ATTR_STATUS,
     WEBHOOKS_REFUSED,
-    BurstWindows,
 )
 from trackai_ingestion.domain.gateways import ADAPTERS, GatewayAdapter, WebhookRequest
 from trackai_ingestion.domain.gateways.base import (
@@ -43,6 +42,7 @@ from trackai_ingestion.domain.model import (
     MalformedBody,
 )
 from trackai_ingestion.domain.redaction import redact_body
+from trackai_ingestion.service_layer.windows import UnknownTenantLimit, WindowCounter
 from trackai_kit.logging import get_logger
 from trackai_kit.tenant_config import TenantConfigUnavailable
 
@@ -119,6 +119,7 @@ class WebhookService:
         default_rate_limit: int,
         relay_signature_tolerance_s: float = RELAY_SIGNATURE_TOLERANCE_S,
         accept_legacy_relay_signature: bool = False,
+        unknown_tenants: UnknownTenantLimit | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._tenants = tenants
@@ -129,8 +130,9 @@ class WebhookService:
         self._accept_legacy_signature = accept_legacy_relay_signature
         self._clock = clock
         # One log line per tenant and minute, not one per request, when a flood is refused.
-        self._auth_bursts = BurstWindows(window_s=BURST_WINDOW_S, threshold=AUTH_BURST_THRESHOLD)
-        self._rate_limited = BurstWindows(window_s=BURST_WINDOW_S, threshold=1)
+        self._auth_failures = WindowCounter(BURST_WINDOW_S)
+        self._rate_limited = WindowCounter(BURST_WINDOW_S)
+        self._unknown_tenants = unknown_tenants
 
     async def receive(
         self,
@@ -145,7 +147,7 @@ class WebhookService:
         if adapter is None:
             return unknown_gateway(gateway)
         try:
-            tenant_id, config = await self._tenant(tenant_ref, adapter)
+            tenant_id, config = await self._tenant(tenant_ref, adapter, source_ip)
             self._authenticate(
                 adapter, tenant_id, config, request, source_ip=source_ip, received_at=received_at
             )
@@ -155,12 +157,28 @@ class WebhookService:
         return await self._interpret_and_store(adapter, tenant_id, request, received_at)
 
     async def _tenant(
-        self, tenant_ref: str, adapter: GatewayAdapter
+        self, tenant_ref: str, adapter: GatewayAdapter, source_ip: str | None
     ) -> tuple[uuid.UUID, prov.TenantConfig]:
         try:
             tenant_id = uuid.UUID(tenant_ref)
         except ValueError:
-            raise _Stop(_unknown_tenant(tenant_ref)) from None
+            raise self._unknown(tenant_ref, source_ip) from None
+        limit = self._unknown_tenants
+        if limit is not None and (wait := limit.retry_after(source_ip, str(tenant_id))):
+            WEBHOOKS_REFUSED.add(
+                1, {ATTR_STATUS: 429, ATTR_GATEWAY: adapter.name, ATTR_REASON: "unknown_tenants"}
+            )
+            raise _Stop(
+                WebhookOutcome(
+                    429,
+                    {
+                        "error": "too_many_unknown_tenants",
+                        "detail": f"more than {limit.per_window} requests for unknown tenants "
+                        f"from this address within a minute; retry after {wait} s",
+                    },
+                    {"Retry-After": str(wait)},
+                )
+            )
         try:
             config = await self._tenants.get(str(tenant_id))
         except (TenantConfigUnavailable, grpc.aio.AioRpcError) as exc:
@@ -173,8 +191,19 @@ class WebhookService:
                 _retry_later("tenant_registry_unavailable", "the tenant registry cannot be reached")
             ) from None
         if config is None:
-            raise _Stop(_unknown_tenant(tenant_ref))
+            raise self._unknown(tenant_ref, source_ip)
         return tenant_id, config
+
+    def _unknown(self, tenant_ref: str, source_ip: str | None) -> _Stop:
+        if self._unknown_tenants is not None:
+            count = self._unknown_tenants.unknown(source_ip)
+            if count == self._unknown_tenants.per_window:
+                log.warning(
+                    "unknown-tenant budget exhausted; only cached tenants served to this address",
+                    source_ip=source_ip,
+                    window_s=BURST_WINDOW_S,
+                )
+        return _Stop(_unknown_tenant(tenant_ref))
 
     def _authenticate(
         self,
@@ -223,12 +252,12 @@ class WebhookService:
             WEBHOOKS_REFUSED.add(
                 1, {ATTR_STATUS: 401, ATTR_GATEWAY: adapter.name, ATTR_REASON: exc.reason}
             )
-            if (count := self._auth_bursts.hit(str(tenant_id))) is not None:
+            if self._auth_failures.hit(str(tenant_id)) == AUTH_BURST_THRESHOLD:
                 log.error(
                     "webhook authentication failures burst",
                     tenant_id=str(tenant_id),
                     gateway=adapter.name,
-                    refused=count,
+                    refused=AUTH_BURST_THRESHOLD,
                     window_s=BURST_WINDOW_S,
                     last_reason=exc.reason,
                 )
@@ -249,7 +278,7 @@ class WebhookService:
         if not decision.allowed:
             retry = max(1, decision.retry_after_s)
             WEBHOOKS_REFUSED.add(1, {ATTR_STATUS: 429, ATTR_REASON: "rate_limited"})
-            if self._rate_limited.hit(str(tenant_id)) is not None:
+            if self._rate_limited.hit(str(tenant_id)) == 1:
                 # Once per tenant and window: a flood of 429s must not flood the logs too.
                 log.warning(
                     "webhooks rate limited",
