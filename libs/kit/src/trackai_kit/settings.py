@@ -139,6 +139,8 @@ class GrpcSettings(BaseModel):
     port: int = 0
     #: Bearer token expected in the ``authorization`` metadata of every call (health excluded).
     auth_token: SecretStr = SecretStr("")
+    #: Server reflection (lists every service and message for whoever asks): local/test only.
+    reflection: bool = False
 
 
 class LogSettings(BaseModel):
@@ -246,7 +248,12 @@ class ServiceSettings(KitSettings):
         port = (
             self.grpc_port if self.grpc_port is not None else GRPC_PORTS.get(self.service_name, 0)
         )
-        return GrpcSettings(host=self.grpc_host, port=port, auth_token=self.grpc_auth_token)
+        return GrpcSettings(
+            host=self.grpc_host,
+            port=port,
+            auth_token=self.grpc_auth_token,
+            reflection=self.is_development,
+        )
 
     @property
     def log(self) -> LogSettings:
