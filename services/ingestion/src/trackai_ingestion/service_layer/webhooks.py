@@ -223,7 +223,7 @@ class WebhookService:
                     "gateway_not_configured",
                     f"tenant {tenant_id} has no {adapter.display_name} credential; store it with "
                     f"`trackai tenant set-gateway {tenant_id} --gateway {adapter.name} "
-                    f"--secret ...` ({adapter.credential_location})",
+                    f"--secret-file -` ({adapter.credential_location})",
                 )
             )
         try:

@@ -218,7 +218,7 @@ class ProvisioningService:
             raise ValidationError(
                 "meta",
                 "no Meta pixel and token stored for this funnel or tenant: store them with "
-                "`trackai tenant set-meta TENANT --pixel-id ... --access-token ...`",
+                "`trackai tenant set-meta TENANT --pixel-id ... --access-token-file -`",
             )
         return config.tenant, funnel, meta
 

@@ -120,7 +120,7 @@ class GatewayAdapter(ABC):
         """The command that stores the right secret, for 401 messages."""
         return (
             f"store it with `trackai tenant set-gateway {tenant_id} --gateway {self.name} "
-            "--secret <value>`"
+            "--secret-file -` (the secret on standard input)"
         )
 
 
@@ -180,7 +180,7 @@ def verify_relay_signature(
     legacy = [v[7:] for v in values if v[:7].lower() == "sha256="]
     set_it = (
         "configure the relay with that secret, or remove it with `trackai tenant "
-        f"set-gateway {tenant_id} ...` without --signing-secret"
+        f"set-gateway {tenant_id} ...` without --signing-secret-file"
     )
     if stamps or v1:
         if len(stamps) != 1 or not v1 or not stamps[0].isdigit():
