@@ -33,9 +33,7 @@ _PRODUCTION_URLS = {
 def _holds_dev_key(ring: str) -> bool:
     """Whether the ring contains the development key's material, under any key id."""
     dev_material = LOCAL_DEV_KEY_RING.partition(":")[2]
-    return any(
-        entry.strip().partition(":")[2].strip() == dev_material for entry in ring.split(",")
-    )
+    return any(entry.strip().partition(":")[2].strip() == dev_material for entry in ring.split(","))
 
 
 class Settings(ServiceSettings):
