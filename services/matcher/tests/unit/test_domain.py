@@ -18,6 +18,7 @@ from trackai_matcher.domain.scoring import (
 )
 from trackai_matcher.domain.tenants import Destination, FunnelSetup, TenantSetup
 from trackai_matcher.domain.useragent import parse_user_agent
+from trackai_matcher.service_layer.events import build_user_data
 
 T = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
 UA = (
@@ -222,3 +223,36 @@ def test_candidate_cutoff_allows_for_minute_precision_but_never_past_receipt() -
     # A receipt stamped before the gateway's time (clock skew) never moves the cut-off earlier.
     early = Purchase(**{**fields, "received_at": at - dt.timedelta(seconds=30), "hashed": {}})  # type: ignore[arg-type]
     assert early.candidates_as_of(at) == at
+
+
+@pytest.mark.parametrize(
+    ("purchase_ip", "click_ip", "sent"),
+    [
+        ("10.0.3.17", None, ""),  # a load balancer's address stored before ingestion filtered it
+        ("127.0.0.1", "192.168.0.4", ""),
+        ("10.0.3.17", "189.10.20.30", "189.10.20.30"),
+        ("200.1.2.3", "189.10.20.30", "200.1.2.3"),
+    ],
+)
+def test_only_public_addresses_reach_meta(
+    purchase_ip: str | None, click_ip: str | None, sent: str
+) -> None:
+    purchase = Purchase(
+        tenant_id="t",
+        gateway="kiwify",
+        order_id="o",
+        conversion_id=None,
+        status="approved",
+        payment_method="",
+        event_time=T,
+        amount="1",
+        currency="BRL",
+        product_id="",
+        funnel_id=None,
+        tracking=Tracking(),
+        client_ip=purchase_ip,
+        user_agent="",
+        hashed={},
+    )
+    user_data = build_user_data(purchase, click(click_ip, None, UA, 5), [])
+    assert user_data.client_ip_address == sent

@@ -14,8 +14,8 @@ from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunspli
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from trackai_ingestion.domain.addresses import IpAddress, is_public, parse_ip
 from trackai_kit import pii
+from trackai_kit.addresses import IpAddress, is_public, parse_ip
 from trackai_kit.redaction import REDACTED, is_sensitive_key, redact_text
 
 #: Largest accepted request body: a hit is a few hundred bytes, 64 KiB leaves room for long URLs.
@@ -215,7 +215,7 @@ def client_ip(
     """The visitor's address (:func:`forwarded_client`) when it is a public one, else ``None``.
 
     Behind an unconfigured load balancer the peer is the balancer's private address, which must
-    not become every visitor's IP (domain/addresses.py says which addresses are public).
+    not become every visitor's IP (trackai_kit/addresses.py says which addresses are public).
     """
     address = forwarded_client(peer, forwarded_for, trusted)
     return str(address) if address is not None and is_public(address) else None

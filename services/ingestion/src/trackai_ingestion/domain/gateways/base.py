@@ -18,7 +18,6 @@ from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from trackai_ingestion.domain.addresses import public_ip
 from trackai_ingestion.domain.model import (
     Accept,
     AuthenticationFailed,
@@ -30,6 +29,7 @@ from trackai_ingestion.domain.model import (
     PaymentMethod,
     Tracking,
 )
+from trackai_kit.addresses import public_ip
 from trackai_kit.pii import hash_user_data
 
 #: Brazilian gateways that send local time without an offset mean Brasília time.
