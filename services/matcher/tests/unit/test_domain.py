@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -179,25 +180,32 @@ def test_user_agent_traits(ua: str, traits_: tuple[str | None, ...]) -> None:
     assert parse_user_agent(ua).key == traits_
 
 
+def _purchase(**changes: Any) -> Purchase:
+    fields: dict[str, Any] = {
+        "tenant_id": "t",
+        "gateway": "hotmart",
+        "order_id": "o",
+        "conversion_id": None,
+        "status": "approved",
+        "payment_method": "",
+        "event_time": T,
+        "amount": "1",
+        "currency": "BRL",
+        "product_id": "",
+        "funnel_id": None,
+        "tracking": Tracking(),
+        "client_ip": None,
+        "user_agent": "",
+        "hashed": {},
+    }
+    return Purchase(**{**fields, **changes})
+
+
 def test_session_carriers_skip_short_tags_and_keep_priority() -> None:
-    purchase = Purchase(
-        tenant_id="t",
-        gateway="hotmart",
-        order_id="o",
-        conversion_id=None,
-        status="approved",
-        payment_method="",
-        event_time=T,
-        amount="1",
-        currency="BRL",
-        product_id="",
-        funnel_id=None,
+    purchase = _purchase(
         tracking=Tracking(
             sck="sess-0000001", utm={"utm_content": "ad1"}, extra={"xcod": "sess-2222222"}
-        ),
-        client_ip=None,
-        user_agent="",
-        hashed={},
+        )
     )
     assert purchase.session_carriers() == [("sck", "sess-0000001"), ("xcod", "sess-2222222")]
 
@@ -237,22 +245,6 @@ def test_candidate_cutoff_allows_for_minute_precision_but_never_past_receipt() -
 def test_only_public_addresses_reach_meta(
     purchase_ip: str | None, click_ip: str | None, sent: str
 ) -> None:
-    purchase = Purchase(
-        tenant_id="t",
-        gateway="kiwify",
-        order_id="o",
-        conversion_id=None,
-        status="approved",
-        payment_method="",
-        event_time=T,
-        amount="1",
-        currency="BRL",
-        product_id="",
-        funnel_id=None,
-        tracking=Tracking(),
-        client_ip=purchase_ip,
-        user_agent="",
-        hashed={},
-    )
+    purchase = _purchase(client_ip=purchase_ip)
     user_data = build_user_data(purchase, click(click_ip, None, UA, 5), [])
     assert user_data.client_ip_address == sent
