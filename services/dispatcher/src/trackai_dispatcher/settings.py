@@ -14,6 +14,8 @@ MAX_PREFETCH = 65535
 class Settings(ServiceSettings):
     model_config = service_config("dispatcher")
 
+    https_only_fields = ("meta_graph_url",)
+
     service_name: str = "dispatcher"
     #: Where events go: the Graph API, or the sandbox fake in local runs and tests.
     meta_graph_url: str = Field("https://graph.facebook.com", alias="META_GRAPH_URL")

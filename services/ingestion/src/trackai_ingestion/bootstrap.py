@@ -21,6 +21,7 @@ from trackai_ingestion.entrypoints.webhooks import WebhookLimits, build_webhook_
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
 from trackai_ingestion.service_layer.conversions import ConversionQueries
 from trackai_ingestion.service_layer.webhooks import WebhookService
+from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_ingestion.settings import Settings
 from trackai_kit import topology
 from trackai_kit.outbox import OutboxRelay
@@ -39,6 +40,8 @@ class Components:
     webhooks: WebhookService
     collect: RecordBrowserHit
     servicer: IngestionServicer
+    #: Per-source budget of unknown-tenant answers, shared by webhooks and collect.
+    unknown_tenants: UnknownTenantLimit
     closers: list[Callable[[], Awaitable[None]]]
 
     def configure_http(self, app: FastAPI, settings: Settings) -> None:
@@ -50,10 +53,15 @@ class Components:
                     body_timeout_s=settings.webhook_body_timeout_s,
                     max_in_flight=settings.webhook_max_in_flight,
                 ),
+                trusted_proxies=settings.trusted_proxy_networks,
             )
         )
         app.include_router(
-            build_collect_router(self.collect, trusted_proxies=settings.trusted_proxy_networks)
+            build_collect_router(
+                self.collect,
+                trusted_proxies=settings.trusted_proxy_networks,
+                unknown_tenants=self.unknown_tenants,
+            )
         )
 
 
@@ -63,12 +71,22 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
     )
     limiter = RedisRateLimiter(settings.redis_url)
     store = ConversionStore(pool, acquire_timeout_s=settings.db_acquire_timeout_s)
+    unknown_tenants = UnknownTenantLimit(
+        tenants.cached, per_window=settings.unknown_tenant_limit_per_minute
+    )
     return Components(
         webhooks=WebhookService(
-            tenants, limiter, store, default_rate_limit=settings.rate_limit_per_minute
+            tenants,
+            limiter,
+            store,
+            default_rate_limit=settings.rate_limit_per_minute,
+            relay_signature_tolerance_s=settings.relay_signature_tolerance_s,
+            accept_legacy_relay_signature=settings.legacy_relay_signature,
+            unknown_tenants=unknown_tenants,
         ),
         collect=RecordBrowserHit(pool, tenants),
         servicer=IngestionServicer(ConversionQueries(store)),
+        unknown_tenants=unknown_tenants,
         closers=[tenants.close, limiter.close],
     )
 
