@@ -29,15 +29,8 @@ DISPATCHER_SERVICE = pb.DESCRIPTOR.services_by_name["DispatcherService"].full_na
 def dispatch_topology(settings: Settings) -> topology.Topology:
     """``capi-dispatch``, one TTL queue per step of the configured retry ladder, the status
     exchange. With the default ladder this is exactly the kit's dispatcher topology."""
-    delays = tuple(
-        topology.QueueSpec(
-            topology.retry_queue_name(topology.CAPI_DISPATCH, delay),
-            message_ttl_ms=delay,
-            dead_letter_to=topology.CAPI_DISPATCH,
-        )
-        for delay in settings.retry_ladder_ms
-    )
-    return topology.dispatcher_topology().merge(topology.Topology(queues=delays))
+    delays = topology.delay_queues(topology.CAPI_DISPATCH, tuple(settings.retry_ladder_ms))
+    return topology.dispatcher_topology().merge(delays)
 
 
 def build_dispatcher(

@@ -10,7 +10,7 @@ from functools import partial
 from trackai.matcher.v1 import matcher_service_pb2 as pb
 from trackai.matcher.v1 import matcher_service_pb2_grpc as pb_grpc
 from trackai_kit import topology
-from trackai_kit.amqp import AmqpClient, ConsumerHandle
+from trackai_kit.amqp import AmqpClient, ConsumerHandle, RetryPolicy
 from trackai_kit.logging import get_logger
 from trackai_kit.outbox import OutboxRelay
 from trackai_kit.service import Resources, Wiring
@@ -68,7 +68,11 @@ async def _consume_when_reachable(
     handle: ConsumerHandle | None = None
     while not stop.is_set() and handle is None:
         try:
-            handle = await amqp.consume(topology.INGEST_EVENTS, consumer)
+            handle = await amqp.consume(
+                topology.INGEST_EVENTS,
+                consumer,
+                retry=RetryPolicy(topology.INGEST_RETRY_DELAYS_MS),
+            )
         except Exception as exc:
             log.warning("cannot consume ingest-events yet", error=repr(exc))
             with contextlib.suppress(TimeoutError):
@@ -115,7 +119,11 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
     return Wiring(
         background=[
             relay.run,
-            partial(_consume_when_reachable, resources.amqp, IngestConsumer(service)),
+            partial(
+                _consume_when_reachable,
+                resources.amqp,
+                IngestConsumer(service, reconnect=resources.pool.expire_connections),
+            ),
             partial(_purge_inbox, settings, resources),
         ],
         on_shutdown=[config_client.close],

@@ -1,0 +1,269 @@
+"""A purchase in flight while PostgreSQL restarts, fails over or drops the connection still ends in
+``capi-dispatch``, with nothing in ``ingest-events.dlq``: the matcher retries through the delay
+queues instead of dead-lettering.
+
+Each fault is made without touching the shared server: ``pg_terminate_backend`` on the matcher's
+backend while it waits on a lock (AdminShutdownError), a TCP proxy cut between the matcher and
+PostgreSQL (ConnectionDoesNotExistError), and the test database turned read-only as a demoted
+primary is (ReadOnlySQLTransactionError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import asyncpg
+import pytest
+
+from bench.traffic import conversion_event, hit_event
+from trackai.ingestion.v1 import events_pb2 as ingest
+from trackai_kit.amqp import AmqpClient, RetryPolicy
+from trackai_kit.outbox import OutboxRelay
+from trackai_kit.postgres import create_pool
+from trackai_kit.settings import AmqpSettings, PostgresSettings
+from trackai_kit.topology import (
+    CAPI_DISPATCH,
+    INGEST_EVENTS,
+    delay_queues,
+    dlq_name,
+    matcher_topology,
+)
+from trackai_matcher.entrypoints.consumer import INGEST_TYPE, IngestConsumer
+
+pytestmark = pytest.mark.integration
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=2)
+#: Short delays keep the test quick; the mechanism is the production one.
+POLICY = RetryPolicy(delays_ms=(300, 600))
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to PostgreSQL; :meth:`cut` drops every open connection."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+
+
+async def depth(amqp_url: str, name: str) -> int:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        return int(queue.declaration_result.message_count or 0)
+    finally:
+        await connection.close()
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+class Stack:
+    """The matcher's consumer process on real RabbitMQ: consumer with retries, outbox relay."""
+
+    def __init__(self, amqp: AmqpClient, amqp_url: str, pool: asyncpg.Pool) -> None:
+        self.amqp = amqp
+        self.url = amqp_url
+        self.pool = pool
+
+    async def publish(self, event: ingest.IngestEvent) -> None:
+        await self.amqp.publish(
+            INGEST_EVENTS,
+            event.SerializeToString(),
+            message_id=event.message_id,
+            message_type=INGEST_TYPE,
+        )
+
+    async def depth(self, logical: str) -> int:
+        return await depth(self.url, self.amqp.name(logical))
+
+
+@contextlib.asynccontextmanager
+async def running(
+    make_service: Any, amqp_url: str, amqp_prefix: str, pool: asyncpg.Pool
+) -> AsyncIterator[Stack]:
+    amqp = AmqpClient(AmqpSettings(url=amqp_url, prefix=amqp_prefix))
+    await amqp.declare(matcher_topology())
+    await amqp.declare(delay_queues(INGEST_EVENTS, POLICY.delays_ms))
+    consumer = IngestConsumer(make_service(pool=pool), reconnect=pool.expire_connections)
+    handle = await amqp.consume(INGEST_EVENTS, consumer, retry=POLICY)
+    stop = asyncio.Event()
+    relay = asyncio.create_task(
+        OutboxRelay(pool, amqp, schema="matcher", poll_interval_s=0.2).run(stop)
+    )
+    try:
+        yield Stack(amqp, amqp_url, pool)
+    finally:
+        stop.set()
+        await handle.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(relay, 5)
+        await amqp.close()
+
+
+async def sale_with_a_click(stack: Stack, tenant: str, session: str, order: str) -> None:
+    """Publish the visit and wait until it is stored, so the purchase has a click to match."""
+    await stack.publish(hit_event(tenant, session, NOW - dt.timedelta(minutes=30)))
+
+    async def stored() -> bool:
+        return bool(await stack.pool.fetchval("SELECT count(*) FROM matcher.clicks"))
+
+    await wait_until(stored)
+
+
+async def blocked_backends(admin: asyncpg.Connection) -> list[int]:
+    """The matcher's backends waiting on the test's table lock."""
+    rows = await admin.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    return [r["pid"] for r in rows]
+
+
+async def purchase_reaches_dispatch(stack: Stack) -> None:
+    async def dispatched() -> bool:
+        return await stack.depth(CAPI_DISPATCH) == 1
+
+    await wait_until(dispatched)
+    assert await stack.depth(dlq_name(INGEST_EVENTS)) == 0
+    assert await stack.depth(INGEST_EVENTS) == 0
+
+
+async def fault_mid_purchase(
+    stack: Stack, admin: asyncpg.Connection, order: ingest.IngestEvent, fault: Callable[[], Any]
+) -> None:
+    """Hold a lock the purchase needs, publish it, inject ``fault`` while it waits, release."""
+    async with admin.transaction():
+        await admin.execute("LOCK TABLE matcher.inbox IN ACCESS EXCLUSIVE MODE")
+        await stack.publish(order)
+
+        async def waiting() -> bool:
+            return bool(await blocked_backends(admin))
+
+        await wait_until(waiting)
+        result = fault()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+async def test_backend_terminated_mid_purchase_is_retried_not_dead_lettered(
+    matcher: Any, make_service: Any, amqp_url: str, amqp_prefix: str
+) -> None:
+    tenant = matcher.registry.add_tenant()
+    pool = await create_pool(
+        PostgresSettings(url=matcher.database_url, pool_max=2), schema="matcher"
+    )
+    admin = await asyncpg.connect(matcher.database_url)
+    try:
+        async with running(make_service, amqp_url, amqp_prefix, pool) as stack:
+            await sale_with_a_click(stack, tenant, "sess-fault-1", "ORD-F1")
+            order = conversion_event(tenant, "ORD-F1", NOW, sck="sess-fault-1")
+
+            async def terminate() -> None:
+                # What a PostgreSQL restart does to every session: AdminShutdownError (57P01).
+                for pid in await blocked_backends(admin):
+                    await admin.execute("SELECT pg_terminate_backend($1)", pid)
+
+            await fault_mid_purchase(stack, admin, order, terminate)
+            await purchase_reaches_dispatch(stack)
+    finally:
+        await admin.close()
+        await pool.close()
+
+
+async def test_connection_cut_mid_purchase_is_retried_not_dead_lettered(
+    matcher: Any, make_service: Any, amqp_url: str, amqp_prefix: str
+) -> None:
+    tenant = matcher.registry.add_tenant()
+    url = urlsplit(matcher.database_url)
+    proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    netloc = f"{url.username}@127.0.0.1:{port}" if url.username else f"127.0.0.1:{port}"
+    proxied = urlunsplit(url._replace(netloc=netloc))
+    pool = await create_pool(PostgresSettings(url=proxied, pool_max=2), schema="matcher")
+    admin = await asyncpg.connect(matcher.database_url)
+    try:
+        async with running(make_service, amqp_url, amqp_prefix, pool) as stack:
+            await sale_with_a_click(stack, tenant, "sess-fault-2", "ORD-F2")
+            order = conversion_event(tenant, "ORD-F2", NOW, sck="sess-fault-2")
+            # A failover or a network fault: the TCP connections vanish mid-query
+            # (ConnectionDoesNotExistError); the matcher's pool reconnects through the proxy.
+            await fault_mid_purchase(stack, admin, order, proxy.cut)
+            await purchase_reaches_dispatch(stack)
+    finally:
+        await admin.close()
+        await pool.close()
+        await proxy.close()
+
+
+async def test_read_only_primary_is_retried_on_fresh_connections(
+    matcher: Any, make_service: Any, amqp_url: str, amqp_prefix: str
+) -> None:
+    tenant = matcher.registry.add_tenant()
+    admin = await asyncpg.connect(matcher.database_url)
+    database = await admin.fetchval("SELECT current_database()")
+    pool = await create_pool(
+        PostgresSettings(url=matcher.database_url, pool_max=2), schema="matcher"
+    )
+    try:
+        async with running(make_service, amqp_url, amqp_prefix, pool) as stack:
+            await sale_with_a_click(stack, tenant, "sess-fault-3", "ORD-F3")
+            # A demoted primary: sessions opened now refuse writes (ReadOnlySQLTransactionError).
+            await admin.execute(
+                f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'
+            )
+            await pool.expire_connections()
+            await stack.publish(conversion_event(tenant, "ORD-F3", NOW, sck="sess-fault-3"))
+
+            async def retrying() -> bool:
+                return await stack.depth(f"{INGEST_EVENTS}.retry.{POLICY.delays_ms[0]}") == 1
+
+            await wait_until(retrying)
+            # The new primary is up: only fresh connections reach it (the pool must drop the
+            # read-only ones, as asyncpg keeps them otherwise).
+            await admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+            await purchase_reaches_dispatch(stack)
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+        await admin.close()
+        await pool.close()
