@@ -71,7 +71,11 @@ class RetryPolicy:
     #: A message still failing this long after its first failure is dead-lettered (replayable).
     give_up_after_s: float = 24 * 3600.0
 
-    def delay_for(self, retries: int) -> int:
+    def next_delay(self, message: IncomingMessage) -> int | None:
+        """The delay before ``message``'s next try; None once its retry window is over."""
+        retries, first_failure = retry_state(message)
+        if first_failure is not None and time.time() - first_failure > self.give_up_after_s:
+            return None
         return self.delays_ms[min(retries, len(self.delays_ms) - 1)]
 
 
@@ -357,23 +361,22 @@ async def _retry(
     policy: RetryPolicy | None,
     error: Exception,
 ) -> None:
-    retries, first_failure = retry_state(message)
     fields = {
         "queue": queue,
         "message_id": message.message_id,
         "error": f"{type(error).__name__}: {error}",
-        "retries": retries,
+        "retries": retry_state(message)[0],
     }
     if policy is None:
         log.warning("message handler failed; requeueing", **fields)
         await asyncio.sleep(REQUEUE_PAUSE_S)
         await _settle(message.nack(requeue=True), message)
         return
-    if first_failure is not None and time.time() - first_failure > policy.give_up_after_s:
+    delay_ms = policy.next_delay(message)
+    if delay_ms is None:
         log.error("message still failing after its retry window; dead-lettering", **fields)
         await _settle(message.reject(requeue=False), message)
         return
-    delay_ms = policy.delay_for(retries)
     try:
         await client.retry_later(queue, message, delay_ms)
     except PublishFailed:

@@ -19,6 +19,7 @@ from trackai_dispatcher.service_layer.delivery import Dispatcher
 from trackai_dispatcher.service_layer.dlq import DeadLetters
 from trackai_dispatcher.settings import Settings
 from trackai_kit import topology
+from trackai_kit.amqp import RetryPolicy
 from trackai_kit.service import Resources, Wiring
 from trackai_kit.tenant_config import TenantConfigClient
 
@@ -101,6 +102,7 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
         deadline_s=settings.batch_deadline_ms / 1000,
         workers=settings.pipeline,
         shutdown_grace_s=settings.shutdown_grace_s,
+        retry=RetryPolicy(tuple(settings.retry_ladder_ms)),
     )
     monitor = Monitor(
         resources.pool,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -22,10 +21,9 @@ from trackai_dispatcher.service_layer.delivery import (
     TOO_OLD_DETAIL,
     Delivery,
     Dispatcher,
-    Disposition,
     Notifier,
 )
-from trackai_kit.amqp import AmqpClient
+from trackai_kit.amqp import AmqpClient, RetryPolicy
 from trackai_kit.logging import get_logger
 from trackai_kit.telemetry import get_meter
 
@@ -47,6 +45,7 @@ class ConsumerTask:
         deadline_s: float,
         workers: int,
         shutdown_grace_s: float,
+        retry: RetryPolicy,
     ) -> None:
         self._dispatcher = dispatcher
         self._amqp = amqp
@@ -56,24 +55,19 @@ class ConsumerTask:
         self._deadline_s = deadline_s
         self._workers = workers
         self._grace_s = shutdown_grace_s
+        self._retry = retry
 
     async def __call__(self, stop: asyncio.Event) -> None:
         def on_delivery(request: matcher_pb.DispatchRequest, copy: int, receipt: Receipt) -> None:
             batcher.add(destination_of(request), Pending(Delivery(request, copy), receipt))
 
-        consumer = DispatchConsumer(self._amqp, self._url, self._prefetch, on_delivery)
-
-        async def settle(receipts: Sequence[tuple[object, Disposition]]) -> None:
-            acked: list[Receipt] = []
-            handed_back: list[Receipt] = []
-            for receipt, disposition in receipts:
-                assert isinstance(receipt, Receipt)
-                (acked if disposition is Disposition.ACK else handed_back).append(receipt)
-            await consumer.settle(acked, handed_back)
+        consumer = DispatchConsumer(
+            self._amqp, self._url, self._prefetch, on_delivery, retry=self._retry
+        )
 
         batcher = Batcher(
             self._dispatcher,
-            settle,
+            consumer.settle_all,
             batch_max=self._batch_max,
             deadline_s=self._deadline_s,
             workers=self._workers,

@@ -73,6 +73,9 @@ class Disposition(enum.StrEnum):
     ACK = "ack"
     #: Handed back (shutdown): the broker redelivers it at once.
     REQUEUE = "requeue"
+    #: Its batch failed (database or broker trouble): a copy waits in a delay queue, the
+    #: original is acked, so the failure neither spins nor counts against the delivery limit.
+    RETRY = "retry"
 
 
 class Publisher(Protocol):
