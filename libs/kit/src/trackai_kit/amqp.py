@@ -35,6 +35,8 @@ PING_TIMEOUT_S = 2.0
 RETRIES_HEADER = "x-trackai-retries"
 #: Unix time of the message's first failure: retries stop ``give_up_after_s`` after it.
 FIRST_FAILURE_HEADER = "x-trackai-first-failure"
+#: Who replayed a dead letter (set by `trackai dlq replay --queue`, logged by consumers).
+REPLAYED_BY_HEADER = "x-trackai-replayed-by"
 #: Pause before requeueing when not even the delay queue takes the copy (broker trouble).
 REQUEUE_PAUSE_S = 1.0
 

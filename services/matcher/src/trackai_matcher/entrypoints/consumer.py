@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.ingestion.v1 import events_pb2 as ingest
-from trackai_kit.amqp import IncomingMessage, Poison
+from trackai_kit.amqp import REPLAYED_BY_HEADER, IncomingMessage, Poison
 from trackai_kit.failures import is_transient_rpc_error, rpc_error_text
 from trackai_kit.identity import canonical_gateway, canonical_order_id, canonical_tenant_id
 from trackai_kit.logging import get_logger
@@ -147,6 +147,12 @@ class IngestConsumer:
         if not message_id:
             raise BadMessage("IngestEvent without message_id")
         received = _time(event.received_time, None) if event.HasField("received_time") else None
+        replayed_by = (message.headers or {}).get(REPLAYED_BY_HEADER)
+        if replayed_by:
+            # The audit trail of `trackai dlq replay --queue ingest-events --by <name>`.
+            log.info(
+                "replayed dead letter received", message_id=message_id, replayed_by=replayed_by
+            )
         try:
             await self._dispatch(message_id, event, received)
         except (ValueError, asyncpg.DataError) as exc:
