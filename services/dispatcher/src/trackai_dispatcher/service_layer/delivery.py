@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import asyncpg
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.common.v1 import events_pb2 as common_pb
@@ -48,6 +49,7 @@ from trackai_dispatcher.domain.model import (
     is_expired,
 )
 from trackai_dispatcher.domain.validation import validate
+from trackai_kit.failures import is_transient_rpc_error, rpc_error_text
 from trackai_kit.logging import get_logger
 from trackai_kit.telemetry import get_meter
 
@@ -134,6 +136,8 @@ class _Batch:
     results: dict[str, _Outcome] = field(default_factory=dict)
     verdicts: list[MetaAnswer] = field(default_factory=list)
     handed_back: set[str] = field(default_factory=set)
+    #: Why the tenant registry definitively refused to answer (its events cannot be sent).
+    refusal: str | None = None
 
     def change(self, change: repo.Change, status_detail: str = "") -> None:
         self.changes.append(change)
@@ -188,7 +192,7 @@ class Dispatcher:
             known = chosen.get(delivery.event_id)
             if known is None or delivery.copy > known.copy:
                 chosen[delivery.event_id] = delivery
-        credentials = await self._credentials(destination, chosen.values())
+        credentials = await self._credentials(batch, chosen.values())
         go = await self._prepare(batch, list(chosen.values()), credentials)
         self._notify(batch)
         if go:
@@ -214,9 +218,14 @@ class Dispatcher:
         ]
 
     async def _credentials(
-        self, destination: Destination, deliveries: Iterable[Delivery]
+        self, batch: _Batch, deliveries: Iterable[Delivery]
     ) -> dict[str, Credentials | None] | None:
-        """Token and test code per funnel; None when the registry cannot answer right now."""
+        """Token and test code per funnel; None when the registry cannot answer right now.
+
+        A definitive refusal (PERMISSION_DENIED, INVALID_ARGUMENT, FAILED_PRECONDITION...) is
+        not retried: no funnel has credentials, so the events go dead (replayable once fixed).
+        """
+        destination = batch.destination
         funnels = {d.request.funnel_id for d in deliveries}
         found: dict[str, Credentials | None] = {}
         try:
@@ -224,14 +233,28 @@ class Dispatcher:
                 found[funnel] = await self._destinations.credentials(
                     destination.tenant_id, funnel, destination.pixel_id
                 )
-        except Exception as exc:
-            log.warning(
-                "tenant registry unavailable; deferring the batch",
+        except grpc.aio.AioRpcError as exc:
+            if is_transient_rpc_error(exc):
+                self._registry_unavailable(destination, exc)
+                return None
+            batch.refusal = rpc_error_text(exc)
+            log.error(
+                "tenant registry refused the dispatcher; the batch's events are dead",
                 destination=str(destination),
-                error=repr(exc),
+                error=batch.refusal,
             )
+            return dict.fromkeys(funnels)
+        except Exception as exc:
+            self._registry_unavailable(destination, exc)
             return None
         return found
+
+    def _registry_unavailable(self, destination: Destination, exc: Exception) -> None:
+        log.warning(
+            "tenant registry unavailable; deferring the batch",
+            destination=str(destination),
+            error=repr(exc),
+        )
 
     # --- transaction 1: store, sort out, claim ----------------------------------------------
     async def _prepare(
@@ -255,7 +278,7 @@ class Dispatcher:
                     # Another batch holds it (or the registry is down): come back shortly.
                     batch.redelays.append((delivery, delivery.copy, self._ladder.delays_ms[0]))
                     continue
-                verdict = self._admissible(delivery, row, credentials, now)
+                verdict = self._admissible(delivery, row, credentials, now, batch.refusal)
                 if verdict is not None:
                     batch.change(verdict, verdict.reason or "")
                     if verdict.reason == Reason.INVALID_EVENT:
@@ -283,6 +306,7 @@ class Dispatcher:
         row: repo.Current,
         credentials: dict[str, Credentials | None],
         now: datetime,
+        refusal: str | None = None,
     ) -> repo.Change | None:
         event = delivery.request.event
         if is_expired(event.event_time, now.timestamp()):
@@ -293,6 +317,13 @@ class Dispatcher:
         if problem is not None:
             return repo.Change(
                 row.event_id, State.DEAD, reason=Reason.INVALID_EVENT, detail=str(problem)
+            )
+        if refusal is not None:
+            return repo.Change(
+                row.event_id,
+                State.DEAD,
+                reason=Reason.NO_DESTINATION,
+                detail=f"the tenant registry refused the dispatcher ({refusal})",
             )
         if credentials.get(delivery.request.funnel_id) is None:
             return repo.Change(
