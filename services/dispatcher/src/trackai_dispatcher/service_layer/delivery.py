@@ -30,7 +30,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from trackai.common.v1 import events_pb2 as common_pb
 from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.adapters import repository as repo
-from trackai_dispatcher.adapters.destinations import Credentials, DestinationResolver
+from trackai_dispatcher.adapters.destinations import (
+    Credentials,
+    CredentialUnreadable,
+    DestinationResolver,
+)
 from trackai_dispatcher.adapters.meta import event_payload
 from trackai_dispatcher.domain.breaker import (
     Breaker,
@@ -136,8 +140,9 @@ class _Batch:
     results: dict[str, _Outcome] = field(default_factory=dict)
     verdicts: list[MetaAnswer] = field(default_factory=list)
     handed_back: set[str] = field(default_factory=set)
-    #: Why the tenant registry definitively refused to answer (its events cannot be sent).
-    refusal: str | None = None
+    #: Funnels without usable credentials for a known reason (the registry refused the
+    #: dispatcher, or cannot decrypt the token): the dead letter's detail.
+    unusable: dict[str, str] = field(default_factory=dict)
 
     def change(self, change: repo.Change, status_detail: str = "") -> None:
         self.changes.append(change)
@@ -230,19 +235,30 @@ class Dispatcher:
         found: dict[str, Credentials | None] = {}
         try:
             for funnel in funnels:
-                found[funnel] = await self._destinations.credentials(
-                    destination.tenant_id, funnel, destination.pixel_id
-                )
+                try:
+                    found[funnel] = await self._destinations.credentials(
+                        destination.tenant_id, funnel, destination.pixel_id
+                    )
+                except CredentialUnreadable as exc:
+                    found[funnel] = None
+                    batch.unusable[funnel] = str(exc)
+                    log.error(
+                        "Meta credential cannot be decrypted; the events that need it are dead",
+                        destination=str(destination),
+                        funnel_id=funnel,
+                        error=str(exc),
+                    )
         except grpc.aio.AioRpcError as exc:
             if is_transient_rpc_error(exc):
                 self._registry_unavailable(destination, exc)
                 return None
-            batch.refusal = rpc_error_text(exc)
+            refusal = f"the tenant registry refused the dispatcher ({rpc_error_text(exc)})"
             log.error(
                 "tenant registry refused the dispatcher; the batch's events are dead",
                 destination=str(destination),
-                error=batch.refusal,
+                error=refusal,
             )
+            batch.unusable = dict.fromkeys(funnels, refusal)
             return dict.fromkeys(funnels)
         except Exception as exc:
             self._registry_unavailable(destination, exc)
@@ -278,7 +294,7 @@ class Dispatcher:
                     # Another batch holds it (or the registry is down): come back shortly.
                     batch.redelays.append((delivery, delivery.copy, self._ladder.delays_ms[0]))
                     continue
-                verdict = self._admissible(delivery, row, credentials, now, batch.refusal)
+                verdict = self._admissible(delivery, row, credentials, now, batch.unusable)
                 if verdict is not None:
                     batch.change(verdict, verdict.reason or "")
                     if verdict.reason == Reason.INVALID_EVENT:
@@ -306,7 +322,7 @@ class Dispatcher:
         row: repo.Current,
         credentials: dict[str, Credentials | None],
         now: datetime,
-        refusal: str | None = None,
+        unusable: dict[str, str],
     ) -> repo.Change | None:
         event = delivery.request.event
         if is_expired(event.event_time, now.timestamp()):
@@ -318,19 +334,13 @@ class Dispatcher:
             return repo.Change(
                 row.event_id, State.DEAD, reason=Reason.INVALID_EVENT, detail=str(problem)
             )
-        if refusal is not None:
-            return repo.Change(
-                row.event_id,
-                State.DEAD,
-                reason=Reason.NO_DESTINATION,
-                detail=f"the tenant registry refused the dispatcher ({refusal})",
-            )
         if credentials.get(delivery.request.funnel_id) is None:
             return repo.Change(
                 row.event_id,
                 State.DEAD,
                 reason=Reason.NO_DESTINATION,
-                detail=(
+                detail=unusable.get(delivery.request.funnel_id)
+                or (
                     f"no Meta destination of this tenant reaches pixel {delivery.request.pixel_id}"
                     " (or it has no access token)"
                 ),
