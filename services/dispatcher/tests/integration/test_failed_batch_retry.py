@@ -13,6 +13,7 @@ import pytest
 from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.adapters.broker import DispatchConsumer, Receipt, destination_of
 from trackai_dispatcher.domain.model import Destination
+from trackai_dispatcher.entrypoints.consumer import settler
 from trackai_dispatcher.service_layer.batching import Batcher, Pending
 from trackai_dispatcher.service_layer.delivery import Delivery, Dispatcher, Disposition
 from trackai_kit.amqp import RETRIES_HEADER, AmqpClient, RetryPolicy
@@ -59,7 +60,7 @@ async def test_a_failed_batch_is_retried_through_a_delay_queue_not_requeued(
     )
     batcher = Batcher(
         cast(Dispatcher, dispatcher),
-        consumer.settle_all,
+        settler(consumer),
         batch_max=1,
         deadline_s=0.01,
         workers=1,

@@ -25,7 +25,6 @@ from opentelemetry.trace import SpanKind
 from trackai.common.v1 import events_pb2 as common_pb
 from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.domain.model import Destination
-from trackai_dispatcher.service_layer.delivery import Disposition
 from trackai_kit.amqp import AmqpClient, PublishFailed, RetryPolicy
 from trackai_kit.identity import is_event_id
 from trackai_kit.logging import get_logger
@@ -213,14 +212,6 @@ class DispatchConsumer:
             )
             await settle(message.nack(requeue=True))
             receipt.window.handled(receipt.tag)
-
-    async def settle_all(self, receipts: Sequence[tuple[object, Disposition]]) -> None:
-        """Settle a batch's messages by disposition (the batcher's ``Settle``)."""
-        by: dict[Disposition, list[Receipt]] = {d: [] for d in Disposition}
-        for receipt, disposition in receipts:
-            assert isinstance(receipt, Receipt)
-            by[disposition].append(receipt)
-        await self.settle(by[Disposition.ACK], by[Disposition.REQUEUE], by[Disposition.RETRY])
 
     async def settle(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -16,11 +17,12 @@ from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.adapters import repository as repo
 from trackai_dispatcher.adapters.broker import DispatchConsumer, Receipt, destination_of
 from trackai_dispatcher.domain.model import EXPIRY_MARGIN_S, META_MAX_AGE_S
-from trackai_dispatcher.service_layer.batching import Batcher, Pending
+from trackai_dispatcher.service_layer.batching import Batcher, Pending, Settle
 from trackai_dispatcher.service_layer.delivery import (
     TOO_OLD_DETAIL,
     Delivery,
     Dispatcher,
+    Disposition,
     Notifier,
 )
 from trackai_kit.amqp import AmqpClient, RetryPolicy
@@ -29,6 +31,19 @@ from trackai_kit.telemetry import get_meter
 
 log = get_logger(__name__)
 _meter = get_meter("trackai.dispatcher")
+
+
+def settler(consumer: DispatchConsumer) -> Settle:
+    """The batcher's ``Settle`` over ``consumer``: each message by its disposition."""
+
+    async def settle(receipts: Sequence[tuple[object, Disposition]]) -> None:
+        by: dict[Disposition, list[Receipt]] = {d: [] for d in Disposition}
+        for receipt, disposition in receipts:
+            assert isinstance(receipt, Receipt)
+            by[disposition].append(receipt)
+        await consumer.settle(by[Disposition.ACK], by[Disposition.REQUEUE], by[Disposition.RETRY])
+
+    return settle
 
 
 class ConsumerTask:
@@ -67,7 +82,7 @@ class ConsumerTask:
 
         batcher = Batcher(
             self._dispatcher,
-            consumer.settle_all,
+            settler(consumer),
             batch_max=self._batch_max,
             deadline_s=self._deadline_s,
             workers=self._workers,
