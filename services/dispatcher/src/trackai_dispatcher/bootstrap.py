@@ -28,9 +28,11 @@ DISPATCHER_SERVICE = pb.DESCRIPTOR.services_by_name["DispatcherService"].full_na
 
 
 def dispatch_topology(settings: Settings) -> topology.Topology:
-    """``capi-dispatch``, one TTL queue per step of the configured retry ladder, the status
-    exchange. With the default ladder this is exactly the kit's dispatcher topology."""
-    delays = topology.delay_queues(topology.CAPI_DISPATCH, tuple(settings.retry_ladder_ms))
+    """``capi-dispatch``, one TTL queue per step of the configured retry ladder and one for
+    parked events (the breaker's cool-down), the status exchange."""
+    delays = topology.delay_queues(
+        topology.CAPI_DISPATCH, tuple(sorted({*settings.retry_ladder_ms, settings.park_delay_ms}))
+    )
     return topology.dispatcher_topology().merge(delays)
 
 
@@ -54,7 +56,7 @@ def build_dispatcher(
             # Long enough for one probe POST; a crashed prober is replaced after it.
             probe_lease=timedelta(seconds=max(5.0, 4 * settings.meta_timeout_s)),
         ),
-        ladder=RetryLadder(settings.retry_ladder_ms),
+        ladder=RetryLadder(settings.retry_ladder_ms, park_delays_ms=(settings.park_delay_ms,)),
         claim_lease_s=settings.claim_lease_s,
         concurrency=settings.concurrency,
     )

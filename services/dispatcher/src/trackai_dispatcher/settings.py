@@ -57,6 +57,11 @@ class Settings(ServiceSettings):
         return tuple(int(part) for part in self.retry_delays_ms.split(","))
 
     @property
+    def park_delay_ms(self) -> int:
+        """The delay queue parked events wait in: the breaker's cool-down."""
+        return int(self.breaker_cooldown_s * 1000)
+
+    @property
     def pipeline(self) -> int:
         """Batches in progress at once: ``concurrency`` posting, as many storing or committing."""
         return 2 * self.concurrency

@@ -405,12 +405,17 @@ class Dispatcher:
                 f"destination breaker open ({breaker.reason or 'failures'})",
             )
             batch.redelays.append((delivery, delivery.copy, self._ladder.park_delay(wait_ms)))
+        # One `breaker_open` attempt when an event is first parked; its returns before the
+        # probe only count on its row (`park_cycles`), or each would add an attempt row.
+        first_parked = [d.event_id for d, row in go if row.state is not State.PARKED]
+        if not first_parked:
+            return
         batch.attempts.append(
             repo.AttemptRecord(
                 batch_id=batch.id,
                 destination=batch.destination,
                 attempt=1,
-                event_ids=[d.event_id for d, _ in go],
+                event_ids=first_parked,
                 started_at=now,
                 finished_at=now,
                 latency_ms=0.0,
