@@ -20,10 +20,12 @@ from trackai_dispatcher.service_layer.dlq import DeadLetters
 from trackai_dispatcher.settings import Settings
 from trackai_kit import topology
 from trackai_kit.amqp import RetryPolicy
+from trackai_kit.retention import RetentionTask, Rule
 from trackai_kit.service import Resources, Wiring
 from trackai_kit.tenant_config import TenantConfigClient
 
 SCHEMA = "dispatcher"
+RETENTION_INTERVAL_S = 3600.0
 DISPATCHER_SERVICE = pb.DESCRIPTOR.services_by_name["DispatcherService"].full_name
 
 
@@ -34,6 +36,29 @@ def dispatch_topology(settings: Settings) -> topology.Topology:
         topology.CAPI_DISPATCH, tuple(sorted({*settings.retry_ladder_ms, settings.park_delay_ms}))
     )
     return topology.dispatcher_topology().merge(delays)
+
+
+def retention_rules(settings: Settings) -> list[Rule]:
+    """What the dispatcher keeps, and for how long (docs/runbooks/retention.md)."""
+    day = timedelta(days=1)
+    return [
+        # Cascades to dispatch_attempt_events.
+        Rule(
+            "attempts",
+            "dispatcher.dispatch_attempts",
+            "started_at",
+            settings.attempt_retention_days * day,
+        ),
+        Rule(
+            "event_network",
+            "dispatcher.dispatches",
+            "created_at",
+            settings.raw_network_retention_days * day,
+            condition="payload->'user_data' ?| array['client_ip_address', 'client_user_agent']",
+            blank="payload = payload #- '{user_data,client_ip_address}'"
+            " #- '{user_data,client_user_agent}'",
+        ),
+    ]
 
 
 def build_dispatcher(
@@ -112,6 +137,10 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
         outage_destinations=settings.outage_destinations,
         outage_window_s=settings.outage_window_s,
     )
+    retention = RetentionTask(
+        resources.pool, retention_rules(settings), interval_s=RETENTION_INTERVAL_S
+    )
     return Wiring(
-        background=[consumer, monitor], on_shutdown=[meta.close, registry.close, notifier.close]
+        background=[consumer, monitor, retention],
+        on_shutdown=[meta.close, registry.close, notifier.close],
     )

@@ -40,6 +40,11 @@ class Settings(ServiceSettings):
     #: Meta-wide outage: this many destinations failing on Meta's side within the window.
     outage_destinations: int = Field(3, ge=1)
     outage_window_s: float = Field(60.0, gt=0)
+    #: Retention (LGPD), in days: attempt rows (the POST audit trail), and the raw IP and user
+    #: agent inside stored events (blanked once past Meta's 7-day window, when no send or replay
+    #: can use them any more).
+    attempt_retention_days: int = Field(30, ge=1)
+    raw_network_retention_days: int = Field(8, ge=8)
     #: Version sent as `partner_agent` (`trackai-<version>`).
     partner_agent: str = "trackai-0.1.0"
     provisioner_addr: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
