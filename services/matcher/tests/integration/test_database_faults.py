@@ -11,7 +11,6 @@ primary is (ReadOnlySQLTransactionError).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +23,7 @@ from trackai.ingestion.v1 import events_pb2 as ingest
 from trackai_kit.postgres import create_pool
 from trackai_kit.settings import PostgresSettings
 from trackai_kit.topology import INGEST_EVENTS
+from trackai_testing.faults import TcpProxy
 
 from .stack import (
     NOW,
@@ -36,42 +36,6 @@ from .stack import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to PostgreSQL; :meth:`cut` drops every open connection."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        for writer in self._writers:
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
 
 
 async def blocked_backends(admin: asyncpg.Connection) -> list[int]:
