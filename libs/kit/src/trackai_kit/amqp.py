@@ -291,11 +291,10 @@ class AmqpClient:
     async def retry_later(self, queue: str, message: IncomingMessage, delay_ms: int) -> None:
         """Publish a copy of ``message`` to ``queue``'s delay queue of ``delay_ms``, with its
         retry count raised and the time of its first failure kept (confirmed before returning)."""
+        retries, first_failure = retry_state(message)
         headers = dict(message.headers or {})
-        retries = headers.get(RETRIES_HEADER)
-        first = headers.get(FIRST_FAILURE_HEADER)
-        headers[RETRIES_HEADER] = (retries if isinstance(retries, int) else 0) + 1
-        headers[FIRST_FAILURE_HEADER] = first if isinstance(first, int) else int(time.time())
+        headers[RETRIES_HEADER] = retries + 1
+        headers[FIRST_FAILURE_HEADER] = int(first_failure or time.time())
         await self.publish(
             retry_queue_name(queue, delay_ms),
             message.body,
@@ -386,7 +385,13 @@ async def _retry(
         await asyncio.sleep(REQUEUE_PAUSE_S)
         await _settle(message.nack(requeue=True), message)
         return
-    log.warning("message handler failed; retrying later", delay_ms=delay_ms, **fields)
+    # The traceback once per message (its first failure), not on every retry of an outage.
+    log.warning(
+        "message handler failed; retrying later",
+        delay_ms=delay_ms,
+        exc_info=error if fields["retries"] == 0 else None,
+        **fields,
+    )
     await _settle(message.ack(), message)
 
 
