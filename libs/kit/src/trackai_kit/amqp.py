@@ -385,13 +385,8 @@ async def _retry(
         await asyncio.sleep(REQUEUE_PAUSE_S)
         await _settle(message.nack(requeue=True), message)
         return
-    # The traceback once per message (its first failure), not on every retry of an outage.
-    log.warning(
-        "message handler failed; retrying later",
-        delay_ms=delay_ms,
-        exc_info=error if fields["retries"] == 0 else None,
-        **fields,
-    )
+    # No traceback: a rendered one carries the frames' locals (message bodies, secrets).
+    log.warning("message handler failed; retrying later", delay_ms=delay_ms, **fields)
     await _settle(message.ack(), message)
 
 

@@ -134,7 +134,12 @@ async def test_read_only_primary_is_retried_on_fresh_connections(
             await stack.publish(conversion_event(tenant, "ORD-F3", NOW, sck="sess-fault-3"))
 
             async def retrying() -> bool:
-                return await stack.depth(f"{INGEST_EVENTS}.retry.{POLICY.delays_ms[0]}") == 1
+                # While the database stays read-only the purchase keeps failing and waits in
+                # the delay queues, which is where it is found.
+                waiting = [
+                    await stack.depth(f"{INGEST_EVENTS}.retry.{ms}") for ms in POLICY.delays_ms
+                ]
+                return sum(waiting) == 1
 
             await wait_until(retrying)
             # The new primary is up: only fresh connections reach it (the pool must drop the
