@@ -48,3 +48,9 @@ class Settings(ServiceSettings):
     #: Run the outbox relay inside `serve` (simplest). Production runs it as its own `relay`
     #: process and sets this to false, so publishing never delays webhook acknowledgements.
     relay_in_serve: bool = True
+    #: Retention (LGPD, docs/runbooks/retention.md), in days, swept hourly by the process that
+    #: runs the relay: webhook receipts, published outbox rows, and the raw IP and user agent
+    #: of stored events (blanked).
+    receipt_retention_days: int = Field(30, ge=1)
+    outbox_retention_days: int = Field(7, ge=1)
+    raw_network_retention_days: int = Field(30, ge=1)
