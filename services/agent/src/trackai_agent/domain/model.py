@@ -139,3 +139,72 @@ class NotReady(Exception):
 
 class FetchRefused(Exception):
     """The URL was not fetched: it is not public (SSRF guard), not http(s), or too large."""
+
+
+# --- conversation ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LlmReply:
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class LlmFailure(Exception):
+    """The model did not answer usefully (error status, timeout, malformed reply)."""
+
+
+@dataclass
+class SessionRecord:
+    id: str
+    tenant_id: str
+    funnel_slug: str
+    state: str
+    step: str
+    consecutive_failures: int
+    webhook_verified: bool
+    setup_started_at: datetime
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    created_at: datetime | None = None
+
+
+@dataclass
+class Entry:
+    """One transcript entry before it is stored (content and tool data are redacted on write)."""
+
+    role: str
+    content: str = ""
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+    tool_arguments: dict[str, Any] | None = None
+    tool_result: dict[str, Any] | None = None
+    outcome: str | None = None
+    duration_ms: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    event_id: str | None = None
+    seq: int = 0
+    created_at: datetime | None = None
+
+
+@dataclass
+class Escalation:
+    id: str
+    session_id: str
+    tenant_id: str
+    step: str
+    reason: str
+    failure_count: int
+    state: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    transcript_url: str = ""
+    created_at: datetime | None = None
+    acknowledged_by: str | None = None

@@ -4,13 +4,16 @@ the web, the language model and the database. Adapters implement them structural
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from trackai_agent.domain.model import (
+    Entry,
+    Escalation,
     FetchedPage,
+    LlmReply,
     PixelRead,
+    SessionRecord,
     SetupContext,
     Snippet,
     TestEventSent,
@@ -59,78 +62,10 @@ class PageRenderer(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class LlmReply:
-    content: str
-    tool_calls: tuple[ToolCall, ...] = ()
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class LlmFailure(Exception):
-    """The model did not answer usefully (error status, timeout, malformed reply)."""
-
-
 class LanguageModel(Protocol):
     async def complete(
         self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]
     ) -> LlmReply: ...
-
-
-@dataclass
-class SessionRecord:
-    id: str
-    tenant_id: str
-    funnel_slug: str
-    state: str
-    step: str
-    consecutive_failures: int
-    webhook_verified: bool
-    setup_started_at: datetime
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    created_at: datetime | None = None
-
-
-@dataclass
-class Entry:
-    """One transcript entry before it is stored (content and tool data are redacted on write)."""
-
-    role: str
-    content: str = ""
-    tool_name: str | None = None
-    tool_call_id: str | None = None
-    tool_arguments: dict[str, Any] | None = None
-    tool_result: dict[str, Any] | None = None
-    outcome: str | None = None
-    duration_ms: float | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    event_id: str | None = None
-    seq: int = 0
-    created_at: datetime | None = None
-
-
-@dataclass
-class Escalation:
-    id: str
-    session_id: str
-    tenant_id: str
-    step: str
-    reason: str
-    failure_count: int
-    state: str
-    summary: dict[str, Any] = field(default_factory=dict)
-    transcript_url: str = ""
-    created_at: datetime | None = None
-    acknowledged_by: str | None = None
 
 
 class SessionStore(Protocol):
@@ -146,11 +81,15 @@ class SessionStore(Protocol):
         """Append ``entries`` and save the session's state, counters and tokens atomically."""
         ...
 
-    async def escalate(
-        self, session: SessionRecord, escalation: Escalation, webhook_body: bytes
+    async def record_escalation(
+        self,
+        session: SessionRecord,
+        entries: Sequence[Entry],
+        escalation: Escalation,
+        webhook_body: bytes | None,
     ) -> Escalation:
-        """Store the escalation, mark the session escalated and enqueue the support webhook,
-        in one transaction (the message is never lost)."""
+        """Like :meth:`record_turn`, plus the escalation and its support-webhook message, in one
+        transaction (the message is never lost)."""
         ...
 
     async def escalations(self, state: str) -> list[Escalation]: ...
