@@ -133,6 +133,12 @@ async def _ids(context: Context, *values: str) -> None:
             )
 
 
+async def _operator_request(context: Context, session_id: str, operator: str) -> None:
+    await _ids(context, session_id)
+    if not operator:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "operator is required")
+
+
 class AgentServicer(pb_grpc.AgentServiceServicer):
     def __init__(self, conversation: Conversation, store: SessionStore) -> None:
         self._conversation = conversation
@@ -201,9 +207,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
     async def TakeOverSession(
         self, request: pb.TakeOverSessionRequest, context: Context
     ) -> pb.TakeOverSessionResponse:
-        await _ids(context, request.session_id)
-        if not request.operator:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "operator is required")
+        await _operator_request(context, request.session_id, request.operator)
         taken = await self._store.take_over(request.session_id, request.operator)
         if taken is None:
             await context.abort(
@@ -215,9 +219,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
     async def ResumeSession(
         self, request: pb.ResumeSessionRequest, context: Context
     ) -> pb.ResumeSessionResponse:
-        await _ids(context, request.session_id)
-        if not request.operator:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "operator is required")
+        await _operator_request(context, request.session_id, request.operator)
         try:
             session = await self._store.resume(request.session_id, request.operator)
         except LookupError:

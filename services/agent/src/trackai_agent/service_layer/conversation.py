@@ -155,8 +155,8 @@ class Conversation:
         return await self._finish(turn)
 
     # --- the two ways of driving the tools ----------------------------------------------------
-    async def _run_tool(self, turn: _Turn, name: str, call: ToolCall) -> ToolResult:
-        session = turn.session
+    async def _run_tool(self, turn: _Turn, call: ToolCall) -> ToolResult:
+        session, name = turn.session, call.name
         allowed = flow.allowed_tools(session.step, webhook_verified=session.webhook_verified)
         if name not in allowed:
             # Refused, not run: the flow decides what exists at this step, not the model (nor
@@ -168,37 +168,13 @@ class Conversation:
                 f"Use uma destas: {', '.join(allowed)}.",
                 {"reason": "not_allowed", "allowed": list(allowed)},
             )
-            turn.entries.append(
-                Entry(
-                    "tool",
-                    json.dumps(result.as_dict(), ensure_ascii=False),
-                    name,
-                    call.id,
-                    call.arguments,
-                    result.as_dict(),
-                    "error",
-                    0.0,
-                )
-            )
+            turn.entries.append(_tool_entry(call, result, 0.0))
             return result
         run = await self._tools.run(
             name, session.tenant_id, session.funnel_slug, call.arguments, session.setup_started_at
         )
         result = run.result
-        event_id = result.details.get("event_id") if name == "send_test_capi_event" else None
-        turn.entries.append(
-            Entry(
-                "tool",
-                json.dumps(result.as_dict(), ensure_ascii=False),
-                name,
-                call.id,
-                call.arguments,
-                result.as_dict(),
-                result.status,
-                run.duration_ms,
-                event_id=str(event_id) if event_id else None,
-            )
-        )
+        turn.entries.append(_tool_entry(call, result, run.duration_ms))
         turn.count(
             result.failed,
             {"kind": "tool", "tool": name, "message": result.message, "action": result.action},
@@ -221,7 +197,7 @@ class Conversation:
             name = flow.tool_of(turn.session.step)
             if name is None:
                 break
-            result = await self._run_tool(turn, name, ToolCall(f"guided-{index}", name, {}))
+            result = await self._run_tool(turn, ToolCall(f"guided-{index}", name, {}))
             lines.append(render_result(result))
             if result.failed or name == "generate_tracking_snippet":
                 break
@@ -256,7 +232,7 @@ class Conversation:
                 return
             messages.append(_assistant_message(reply.content, calls))
             for call in calls:
-                result = await self._run_tool(turn, call.name, call)
+                result = await self._run_tool(turn, call)
                 messages.append(
                     {
                         "role": "tool",
@@ -353,6 +329,21 @@ def _recent_failures(entries: Sequence[Entry], count: int) -> list[dict[str, Any
         if len(found) == count:
             break
     return list(reversed(found))
+
+
+def _tool_entry(call: ToolCall, result: ToolResult, duration_ms: float) -> Entry:
+    event_id = result.details.get("event_id") if call.name == "send_test_capi_event" else None
+    return Entry(
+        "tool",
+        json.dumps(result.as_dict(), ensure_ascii=False),
+        call.name,
+        call.id,
+        call.arguments,
+        result.as_dict(),
+        result.status,
+        duration_ms,
+        event_id=str(event_id) if event_id else None,
+    )
 
 
 def _spec(name: str) -> dict[str, Any]:
