@@ -21,9 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from trackai.ingestion.v1 import events_pb2 as ev
 from trackai.ingestion.v1 import ingestion_service_pb2 as ing
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
@@ -267,22 +265,19 @@ class _Ingestion(ing_grpc.IngestionServiceServicer):
     def __init__(self, backend: Backend) -> None:
         self.b = backend
 
-    async def ListConversions(
-        self, request: ing.ListConversionsRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> ing.ListConversionsResponse:
-        records = []
-        for i, (gateway, received) in enumerate(self.b.webhooks):
-            stamp = Timestamp()
-            stamp.FromDatetime(received)
-            records.append(
-                ing.ConversionRecord(
-                    id=f"c{i}",
-                    tenant_id=request.tenant_id,
-                    received_time=stamp,
-                    conversion=ev.Conversion(gateway=gateway, event_time=stamp),
-                )
-            )
-        return ing.ListConversionsResponse(conversions=records)
+    async def GetWebhookActivity(
+        self, request: ing.GetWebhookActivityRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ing.GetWebhookActivityResponse:
+        since = request.since_time.ToDatetime(tzinfo=dt.UTC)
+        found: dict[str, ing.GatewayActivity] = {}
+        for gateway, received in self.b.webhooks:
+            if received < since:
+                continue
+            activity = found.setdefault(gateway, ing.GatewayActivity(gateway=gateway))
+            activity.received += 1
+            activity.by_outcome["accepted"] += 1
+            activity.last_received_time.FromDatetime(received)
+        return ing.GetWebhookActivityResponse(gateways=list(found.values()))
 
 
 async def start_backend(backend: Backend) -> Any:

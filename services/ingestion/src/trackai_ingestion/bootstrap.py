@@ -14,12 +14,13 @@ from fastapi import FastAPI
 from trackai.ingestion.v1 import ingestion_service_pb2 as pb
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 from trackai_ingestion.adapters.rate_limit import RedisRateLimiter
+from trackai_ingestion.adapters.receipts import ReceiptStats
 from trackai_ingestion.adapters.repository import ConversionStore
 from trackai_ingestion.entrypoints.collect import build_collect_router
 from trackai_ingestion.entrypoints.grpc_ingestion import IngestionServicer
 from trackai_ingestion.entrypoints.webhooks import build_webhook_router
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
-from trackai_ingestion.service_layer.conversions import ConversionQueries
+from trackai_ingestion.service_layer.conversions import ConversionQueries, WebhookActivityQueries
 from trackai_ingestion.service_layer.webhooks import WebhookService
 from trackai_ingestion.settings import Settings
 from trackai_kit import topology
@@ -59,7 +60,9 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
             tenants, limiter, store, default_rate_limit=settings.rate_limit_per_minute
         ),
         collect=RecordBrowserHit(pool, tenants),
-        servicer=IngestionServicer(ConversionQueries(store)),
+        servicer=IngestionServicer(
+            ConversionQueries(store), WebhookActivityQueries(ReceiptStats(pool))
+        ),
         closers=[tenants.close, limiter.close],
     )
 

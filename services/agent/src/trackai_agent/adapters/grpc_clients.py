@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.ingestion.v1 import ingestion_service_pb2 as ing
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
@@ -30,10 +28,6 @@ _UNAVAILABLE = (
     grpc.StatusCode.INTERNAL,
     grpc.StatusCode.UNKNOWN,
 )
-#: Gateways' event times can lag (test payloads carry old dates): list a wider window of event
-#: times, then keep what was *received* since setup began.
-_EVENT_TIME_SLACK = timedelta(days=2)
-_MAX_PAGES = 5
 
 
 def _dependency(name: str, exc: grpc.aio.AioRpcError) -> DependencyError:
@@ -106,8 +100,8 @@ class GrpcProvisioner:
 
 
 class GrpcIngestion:
-    """:class:`WebhookReader` on ingestion's ``ListConversions``: a stored conversion is a
-    webhook that passed authentication."""
+    """:class:`WebhookReader` on ingestion's ``GetWebhookActivity``: every stored receipt is a
+    webhook that passed authentication (a panel's test payload included)."""
 
     def __init__(self, channel: grpc.aio.Channel, timeout_s: float = 10.0) -> None:
         self._stub = ing_grpc.IngestionServiceStub(channel)
@@ -116,28 +110,23 @@ class GrpcIngestion:
     async def activity(
         self, tenant_id: str, gateways: Sequence[str], since: datetime
     ) -> Sequence[WebhookActivity]:
-        start = Timestamp()
-        start.FromDatetime(since - _EVENT_TIME_SLACK)
-        counts: Counter[str] = Counter()
-        last: dict[str, datetime] = {}
-        token = ""
-        for _ in range(_MAX_PAGES):
-            try:
-                page = await self._stub.ListConversions(
-                    ing.ListConversionsRequest(
-                        tenant_id=tenant_id, start_time=start, page_size=200, page_token=token
-                    ),
-                    timeout=self._timeout_s,
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise _dependency("ingestion", exc) from None
-            for record in page.conversions:
-                received = record.received_time.ToDatetime(tzinfo=since.tzinfo)
-                gateway = record.conversion.gateway
-                if received >= since and gateway in gateways:
-                    counts[gateway] += 1
-                    last[gateway] = max(last.get(gateway, received), received)
-            token = page.next_page_token
-            if not token:
-                break
-        return [WebhookActivity(g, counts[g], last.get(g)) for g in gateways]
+        request = ing.GetWebhookActivityRequest(tenant_id=tenant_id)
+        request.since_time.FromDatetime(since)
+        try:
+            answer = await self._stub.GetWebhookActivity(request, timeout=self._timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise _dependency("ingestion", exc) from None
+        found = {a.gateway: a for a in answer.gateways}
+        return [
+            WebhookActivity(
+                gateway,
+                found[gateway].received,
+                found[gateway].last_received_time.ToDatetime(tzinfo=since.tzinfo)
+                if found[gateway].HasField("last_received_time")
+                else None,
+                dict(found[gateway].by_outcome),
+            )
+            if gateway in found
+            else WebhookActivity(gateway, 0)
+            for gateway in gateways
+        ]

@@ -78,6 +78,8 @@ class WebhookActivity:
     gateway: str
     verified: int
     last_received: datetime | None = None
+    #: Receipts per outcome ("accepted", "test", "ignored", ...).
+    by_outcome: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,7 @@ def gateway_webhook_verdict(
                 "reason": "verified",
                 "blocks_setup": False,
                 "verified": {a.gateway: a.verified for a in arrived},
+                "by_outcome": {a.gateway: a.by_outcome for a in arrived},
             },
         )
     steps = []

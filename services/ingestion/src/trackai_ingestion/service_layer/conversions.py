@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from trackai_ingestion.adapters.receipts import GatewayActivity, ReceiptStats
 from trackai_ingestion.adapters.repository import ConversionStore, StoredConversion
 from trackai_ingestion.domain.model import CanonicalStatus
 
@@ -89,3 +90,16 @@ def _decode_token(token: str, tenant: uuid.UUID) -> tuple[datetime, uuid.UUID]:
     if not same_tenant:
         raise InvalidQuery("page_token belongs to another tenant")
     return parsed
+
+
+class WebhookActivityQueries:
+    """What each of a tenant's gateways delivered since a moment (the setup agent's check)."""
+
+    def __init__(self, receipts: ReceiptStats) -> None:
+        self._receipts = receipts
+
+    async def since(self, tenant_id: str, since: datetime | None) -> list[GatewayActivity]:
+        tenant = parse_tenant(tenant_id)
+        if since is None:
+            raise InvalidQuery("since_time is required")
+        return await self._receipts.since(tenant, since)
