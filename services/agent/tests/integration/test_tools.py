@@ -16,7 +16,7 @@ from trackai_agent.domain.model import SetupContext
 from trackai_sandbox.testing import MetaSandboxClient
 
 from .conftest import APP_ID, Wired
-from .harness import INJECTED_HTML, PIXEL, Page, pixel_html, web_server
+from .harness import INJECTED_HTML, OUR_SCRIPT, PIXEL, Page, pixel_html, web_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 STARTED = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
@@ -236,3 +236,28 @@ async def test_provisioner_down_is_an_error_result(wired: Wired) -> None:
     answer = await run(wired, "validate_meta_token")
     assert answer["status"] == "error"
     assert answer["details"]["dependency"] == "provisioner"  # type: ignore[index]
+
+
+GTM_SNIPPET = (
+    "<script>(function(w,d,s,l,i){w[l]=w[l]||[];})(window,document,'script','dataLayer',"
+    '"GTM-TRACK01");</script>' + OUR_SCRIPT
+)
+
+
+@pytest.mark.parametrize(
+    ("container", "status", "reason"),
+    [("GTM-TRACK01", "ok", "ok"), ("GTM-OTHER99", "error", "pixel_missing")],
+)
+async def test_pixel_fired_by_the_provisioned_gtm_container(
+    wired: Wired, container: str, status: str, reason: str
+) -> None:
+    wired.backend.snippets = [
+        prov.Snippet(platform="html", title="HTML", where="<head>", content=GTM_SNIPPET)
+    ]
+    page = f"<html><head>{GTM_SNIPPET.replace('GTM-TRACK01', container)}</head></html>"
+    with web_server({"/": Page(body=page)}) as site:
+        wired.backend.landing_url = site.base_url + "/"
+        answer = await run(wired, "check_pixel_presence")
+    assert (answer["status"], answer["details"]["reason"]) == (status, reason), answer  # type: ignore[index]
+    if status == "error":
+        assert "GTM-OTHER99" in str(answer["message"]) and "GTM-TRACK01" in str(answer["message"])

@@ -337,19 +337,39 @@ def landing_verdict(  # noqa: PLR0911 - one answer per finding, worst first
 
 
 # --- check_pixel_presence ----------------------------------------------------------------------
-def pixel_verdict(scan: PageScan, *, pixel_id: str, url: str, rendered: bool) -> ToolResult:
-    """Right pixel once, our script, eventID on Purchase; ``rendered`` when Chromium ran it."""
-    details = {**scan.as_details(), "expected_pixel_id": pixel_id, "rendered": rendered}
+def pixel_verdict(
+    scan: PageScan,
+    *,
+    pixel_id: str,
+    url: str,
+    rendered: bool,
+    our_gtm: Sequence[str] = (),
+) -> ToolResult:
+    """Right pixel once (inline, or through the GTM web container the provisioner built with it),
+    our script, eventID on Purchase; ``rendered`` when Chromium ran the page."""
+    details = {
+        **scan.as_details(),
+        "expected_pixel_id": pixel_id,
+        "rendered": rendered,
+        "trackai_gtm": list(our_gtm),
+    }
     how = " (depois de executar o JavaScript da página)" if rendered else ""
-    if pixel_id not in scan.pixel_ids:
+    via_gtm = [g for g in scan.gtm_containers if g in our_gtm]
+    if pixel_id not in scan.pixel_ids and not via_gtm:
         other = [p for p in scan.pixel_ids if p != pixel_id]
         found = f"; encontrei o pixel {', '.join(other)}, que não é o configurado" if other else ""
+        foreign_gtm = [g for g in scan.gtm_containers if g not in our_gtm]
+        if foreign_gtm and our_gtm:
+            found += (
+                f"; o contêiner GTM {', '.join(foreign_gtm)} da página não é o do Track AI "
+                f"({', '.join(our_gtm)})"
+            )
         return ToolResult(
             "error",
-            f"A página {url} não inicializa o pixel {pixel_id}{how}{found}.",
-            'Cole o código da etapa "Código de rastreamento" no <head> da página (ele já traz '
-            f"fbq('init', '{pixel_id}')) ou, se o pixel certo é outro, corrija o ID em Track AI "
-            '→ Configuração → Meta → campo "ID do pixel".',
+            f"A página {url} não carrega o pixel {pixel_id}{how}{found}.",
+            'Cole o código da etapa "Código de rastreamento" no <head> da página (ele carrega '
+            "o contêiner GTM do Track AI, que dispara o pixel) ou, se o pixel certo é outro, "
+            'corrija o ID em Track AI → Configuração → Meta → campo "ID do pixel".',
             {**details, "reason": "other_pixel" if other else "pixel_missing"},
         )
     if scan.duplicated_pixels:
@@ -375,14 +395,19 @@ def pixel_verdict(scan: PageScan, *, pixel_id: str, url: str, rendered: bool) ->
     if not scan.our_script:
         return ToolResult(
             "warning",
-            f"O pixel {pixel_id} está na página uma vez{how}, mas o script do Track AI não.",
+            f"O pixel {pixel_id} está na página{how}, mas o script do Track AI não.",
             'Cole o código da etapa "Código de rastreamento" no <head> da página.',
             {**details, "reason": "script_missing"},
         )
     gtm = f", contêiner GTM {', '.join(scan.gtm_containers)}" if scan.gtm_containers else ""
+    where = (
+        f"é carregado pelo contêiner GTM {', '.join(via_gtm)} do Track AI"
+        if pixel_id not in scan.pixel_ids
+        else f"está na página uma vez{how}"
+    )
     return ToolResult(
         "ok",
-        f"O pixel {pixel_id} está na página uma vez{how}, com o script do Track AI{gtm}.",
+        f"O pixel {pixel_id} {where}, com o script do Track AI{gtm}.",
         "Nada a fazer no pixel; siga para o evento de teste.",
         {**details, "reason": "ok"},
     )

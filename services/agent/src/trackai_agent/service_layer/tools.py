@@ -220,15 +220,27 @@ class SetupTools:
         except DependencyError as exc:
             return _unreachable(ctx.landing_url, exc.detail)
         scan = scan_html(page.body)
+        try:
+            snippets = await self._registry.snippets(ctx.tenant_id, ctx.funnel_slug)
+        except NotReady:
+            snippets = ()
+        # The provisioned web container fires the pixel: its id is in the snippets to paste.
+        our_gtm = sorted({g for s in snippets for g in scan_html(s.content).gtm_containers})
         rendered = False
-        if ctx.pixel_id not in scan.pixel_ids and scan.script_count and self._renderer:
+        missing = ctx.pixel_id not in scan.pixel_ids
+        if (
+            missing
+            and not set(our_gtm) & set(scan.gtm_containers)
+            and scan.script_count
+            and (self._renderer)
+        ):
             try:
                 scan = scan_html(await self._renderer.render(page.final_url))
                 rendered = True
             except DependencyError:
                 rendered = False
         return verdicts.pixel_verdict(
-            scan, pixel_id=ctx.pixel_id, url=page.final_url, rendered=rendered
+            scan, pixel_id=ctx.pixel_id, url=page.final_url, rendered=rendered, our_gtm=our_gtm
         )
 
     async def send_test_capi_event(self, ctx: SetupContext) -> ToolResult:
