@@ -7,6 +7,8 @@ reaching the Meta fake with the funnel's test code), and the publish it unlocks 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,20 +178,25 @@ async def test_guided_session_reaches_publish_on_the_real_services(
             assert url in locked.entries[-1].content
             assert locked.session.setup_locked
 
-            # The seller clicks "Enviar teste" in Kiwify's panel: a signed test payload.
-            import hashlib
-            import hmac
-
+            # The seller clicks "Enviar teste" in Kiwify's panel, first with another token
+            # configured there (refused), then with the right one (a signed test payload).
             raw = KIWIFY_TEST.read_bytes()
-            signature = hmac.new(KIWIFY_TOKEN.encode(), raw, hashlib.sha1).hexdigest()
-            async with httpx.AsyncClient() as http:
-                sent = await http.post(
-                    url,
-                    content=raw,
-                    params={"signature": signature},
-                    headers={"Content-Type": "application/json"},
-                )
-            assert sent.status_code == 200, sent.text
+            for token, status in (("a-token-from-another-webhook", 401), (KIWIFY_TOKEN, 200)):
+                signature = hmac.new(token.encode(), raw, hashlib.sha1).hexdigest()
+                async with httpx.AsyncClient() as http:
+                    sent = await http.post(
+                        url,
+                        content=raw,
+                        params={"signature": signature},
+                        headers={"Content-Type": "application/json"},
+                    )
+                assert sent.status_code == status, sent.text
+                if status == 401:
+                    mismatch = await say("mandei o teste")
+                    assert tools(mismatch) == [("validate_gateway_webhook", "error")]
+                    assert "o token do webhook da Kiwify não confere" in (
+                        mismatch.entries[-1].content
+                    )
 
             # Provisioned through the real saga on the fakes, then the seller asks again.
             stream = provisioning.ProvisionTenant(

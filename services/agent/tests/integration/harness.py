@@ -192,6 +192,7 @@ class Backend:
     snippets: list[prov.Snippet] | None = None
     test_event_error: str = ""
     webhooks: list[tuple[str, dt.datetime]] = field(default_factory=list)
+    refused: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
     test_events: list[str] = field(default_factory=list)
     unavailable: bool = False
 
@@ -277,7 +278,19 @@ class _Ingestion(ing_grpc.IngestionServiceServicer):
             activity.received += 1
             activity.by_outcome["accepted"] += 1
             activity.last_received_time.FromDatetime(received)
-        return ing.GetWebhookActivityResponse(gateways=list(found.values()))
+        refused: dict[tuple[str, str], ing.CredentialMismatch] = {}
+        for gateway, credential, at in self.b.refused:
+            if at < since:
+                continue
+            mismatch = refused.setdefault(
+                (gateway, credential),
+                ing.CredentialMismatch(gateway=gateway, credential=credential),
+            )
+            mismatch.count += 1
+            mismatch.last_time.FromDatetime(at)
+        return ing.GetWebhookActivityResponse(
+            gateways=list(found.values()), refused=list(refused.values())
+        )
 
 
 async def start_backend(backend: Backend) -> Any:

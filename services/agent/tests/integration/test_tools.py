@@ -90,6 +90,17 @@ async def test_no_webhook_since_setup_gives_the_url_and_blocks(wired: Wired) -> 
     assert answer["details"]["blocks_setup"] is True  # type: ignore[index]
 
 
+async def test_refused_webhooks_name_the_credential_that_did_not_match(wired: Wired) -> None:
+    wired.backend.refused = [("kiwify", "kiwify_signature", STARTED + dt.timedelta(minutes=2))] * 2
+    answer = await run(wired, "validate_gateway_webhook")
+    assert answer["status"] == "error"
+    assert "2 da Kiwify recusado(s) porque o token do webhook da Kiwify não confere" in str(
+        answer["message"]
+    )
+    assert "Kiwify → Apps → Webhooks → (seu webhook) → Token" in str(answer["action"])
+    assert answer["details"]["refused"] == {"kiwify": {"kiwify_signature": 2}}  # type: ignore[index]
+
+
 async def test_verified_webhook_since_setup_passes(wired: Wired) -> None:
     wired.backend.webhooks = [("kiwify", STARTED + dt.timedelta(minutes=3))]
     answer = await run(wired, "validate_gateway_webhook")

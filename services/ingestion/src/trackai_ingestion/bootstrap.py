@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from trackai.ingestion.v1 import ingestion_service_pb2 as pb
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
+from trackai_ingestion.adapters.auth_failures import RedisAuthFailures
 from trackai_ingestion.adapters.rate_limit import RedisRateLimiter
 from trackai_ingestion.adapters.receipts import ReceiptStats
 from trackai_ingestion.adapters.repository import ConversionStore
@@ -55,15 +56,20 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
     )
     limiter = RedisRateLimiter(settings.redis_url)
     store = ConversionStore(pool)
+    auth_failures = RedisAuthFailures(settings.redis_url)
     return Components(
         webhooks=WebhookService(
-            tenants, limiter, store, default_rate_limit=settings.rate_limit_per_minute
+            tenants,
+            limiter,
+            store,
+            default_rate_limit=settings.rate_limit_per_minute,
+            auth_failures=auth_failures,
         ),
         collect=RecordBrowserHit(pool, tenants),
         servicer=IngestionServicer(
-            ConversionQueries(store), WebhookActivityQueries(ReceiptStats(pool))
+            ConversionQueries(store), WebhookActivityQueries(ReceiptStats(pool), auth_failures)
         ),
-        closers=[tenants.close, limiter.close],
+        closers=[tenants.close, limiter.close, auth_failures.close],
     )
 
 

@@ -1,5 +1,6 @@
 """GetWebhookActivity counts a tenant's authenticated webhooks per gateway and outcome since a
-moment (a gateway panel's test payload counts; a refused credential does not)."""
+moment (a gateway panel's test payload counts), and reports which credential refused requests
+did not match."""
 
 from __future__ import annotations
 
@@ -59,5 +60,9 @@ async def test_activity_per_gateway_since_a_moment(app: App, registry: Registry)
         "kiwify": (2, {"accepted": 1, "test": 1}),
     }
     assert all(a.last_received_time.ToDatetime(tzinfo=UTC) >= before for a in answer.gateways)
-    assert list(empty.gateways) == []
+    assert [(r.gateway, r.credential, r.count) for r in answer.refused] == [
+        ("hotmart", "hotmart_hottok", 1)
+    ]
+    assert answer.refused[0].last_time.ToDatetime(tzinfo=UTC) >= before
+    assert list(empty.gateways) == [] and list(empty.refused) == []
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

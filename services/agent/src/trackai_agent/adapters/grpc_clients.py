@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.ingestion.v1 import ingestion_service_pb2 as ing
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
@@ -117,16 +118,22 @@ class GrpcIngestion:
         except grpc.aio.AioRpcError as exc:
             raise _dependency("ingestion", exc) from None
         found = {a.gateway: a for a in answer.gateways}
-        return [
-            WebhookActivity(
-                gateway,
-                found[gateway].received,
-                found[gateway].last_received_time.ToDatetime(tzinfo=since.tzinfo)
-                if found[gateway].HasField("last_received_time")
-                else None,
-                dict(found[gateway].by_outcome),
+        reports = []
+        for gateway in gateways:
+            seen = found.get(gateway)
+            refused = [r for r in answer.refused if r.gateway == gateway]
+            reports.append(
+                WebhookActivity(
+                    gateway,
+                    seen.received if seen else 0,
+                    _time(seen.last_received_time, since) if seen else None,
+                    dict(seen.by_outcome) if seen else {},
+                    {r.credential: r.count for r in refused},
+                    max((_time(r.last_time, since) for r in refused), default=None),
+                )
             )
-            if gateway in found
-            else WebhookActivity(gateway, 0)
-            for gateway in gateways
-        ]
+        return reports
+
+
+def _time(stamp: Timestamp, like: datetime) -> datetime:
+    return stamp.ToDatetime(tzinfo=like.tzinfo)

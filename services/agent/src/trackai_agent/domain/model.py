@@ -80,6 +80,9 @@ class WebhookActivity:
     last_received: datetime | None = None
     #: Receipts per outcome ("accepted", "test", "ignored", ...).
     by_outcome: dict[str, int] = field(default_factory=dict)
+    #: Requests refused with 401, per credential that did not match ("kiwify_signature", ...).
+    refused: dict[str, int] = field(default_factory=dict)
+    last_refused: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,28 @@ def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+#: What each credential a gateway webhook is checked with is called, and where its value is.
+CREDENTIALS: dict[str, tuple[str, str]] = {
+    "kiwify_signature": (
+        "o token do webhook da Kiwify",
+        "Kiwify → Apps → Webhooks → (seu webhook) → Token",
+    ),
+    "hotmart_hottok": (
+        "o Hottok da Hotmart",
+        "Hotmart → Ferramentas → Webhook (API e notificações) → Hottok",
+    ),
+    "eduzz_signature": (
+        "o segredo de assinatura da Eduzz",
+        "Eduzz → Console do desenvolvedor → Webhooks → segredo de assinatura",
+    ),
+    "perfectpay_token": (
+        "o token da Perfect Pay",
+        "Perfect Pay → Ferramentas → Webhook → token de 32 caracteres",
+    ),
+    "cakto_secret": ("o segredo do webhook da Cakto", "Cakto → Integrações → Webhooks → segredo"),
+}
+
+
 def day_month(moment: datetime) -> str:
     return moment.astimezone(BRT).strftime("%d/%m")
 
@@ -217,6 +239,9 @@ def gateway_webhook_verdict(
                 "by_outcome": {a.gateway: a.by_outcome for a in arrived},
             },
         )
+    refused = [a for a in activity if a.refused]
+    if refused:
+        return _mismatch_verdict(refused)
     steps = []
     urls = {}
     for gateway in gateways:
@@ -233,6 +258,45 @@ def gateway_webhook_verdict(
         "registradas, então a configuração fica bloqueada (provisionamento e publicação).",
         " · ".join(steps) + ".",
         {"reason": "no_webhook", "blocks_setup": True, "webhook_urls": urls},
+    )
+
+
+def _mismatch_verdict(refused: Sequence[WebhookActivity]) -> ToolResult:
+    """Webhooks arrived but were refused: name the credential and where the right value is."""
+    found = []
+    fixes = []
+    for activity in refused:
+        title = GATEWAY_PANELS.get(activity.gateway, (activity.gateway, ""))[0]
+        for credential, count in sorted(activity.refused.items()):
+            if credential == "x_signature":
+                found.append(
+                    f"{count} da {title} com a assinatura X-Signature errada (o segredo de "
+                    "assinatura salvo no Track AI não é o usado por quem envia)"
+                )
+                fixes.append(
+                    f"em Track AI → Configuração → Checkouts → {title}, apague o campo "
+                    '"Segredo de assinatura" se você não usa um relay que assina, ou cole o '
+                    "segredo que o relay usa"
+                )
+                continue
+            name, where = CREDENTIALS.get(credential, (credential, f"o painel da {title}"))
+            found.append(f"{count} da {title} recusado(s) porque {name} não confere")
+            fixes.append(
+                f"copie {name} em {where} e cole em Track AI → Configuração → Checkouts → "
+                f'{title} → campo "Segredo"; depois clique em "Enviar teste" no painel'
+            )
+    last = max((a.last_refused for a in refused if a.last_refused), default=None)
+    when = f" (último em {_full_date(last)})" if last else ""
+    return ToolResult(
+        "error",
+        "Webhooks chegaram, mas foram recusados: " + "; ".join(found) + f"{when}. Sem webhook "
+        "aceito a configuração fica bloqueada (provisionamento e publicação).",
+        _upper_first("; ".join(fixes)) + ".",
+        {
+            "reason": "credential_mismatch",
+            "blocks_setup": True,
+            "refused": {a.gateway: a.refused for a in refused},
+        },
     )
 
 

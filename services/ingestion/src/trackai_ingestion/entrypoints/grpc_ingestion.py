@@ -50,8 +50,19 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         since = (
             request.since_time.ToDatetime(tzinfo=UTC) if request.HasField("since_time") else None
         )
-        found = await _call(context, lambda: self._activity.since(request.tenant_id, since))
+        found, refused = await _call(
+            context, lambda: self._activity.since(request.tenant_id, since)
+        )
         return pb.GetWebhookActivityResponse(
+            refused=[
+                pb.CredentialMismatch(
+                    gateway=r.gateway,
+                    credential=r.credential,
+                    count=r.count,
+                    last_time=timestamp(r.last_at),
+                )
+                for r in refused
+            ],
             gateways=[
                 pb.GatewayActivity(
                     gateway=a.gateway,
@@ -62,7 +73,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                     else None,
                 )
                 for a in found
-            ]
+            ],
         )
 
     async def GetConversion(

@@ -51,6 +51,10 @@ class RateLimiter(Protocol):
     async def acquire(self, tenant_id: str, limit_per_minute: int) -> RateDecision: ...
 
 
+class AuthFailureRecorder(Protocol):
+    async def record(self, tenant_id: uuid.UUID, gateway: str, credential: str) -> None: ...
+
+
 class ConversionWriter(Protocol):
     """Durable writes (``adapters.repository.ConversionStore``)."""
 
@@ -104,7 +108,9 @@ class WebhookService:
         *,
         default_rate_limit: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        auth_failures: AuthFailureRecorder | None = None,
     ) -> None:
+        self._auth_failures = auth_failures
         self._tenants = tenants
         self._limiter = limiter
         self._store = store
@@ -125,7 +131,14 @@ class WebhookService:
             return unknown_gateway(gateway)
         try:
             tenant_id, config = await self._tenant(tenant_ref, adapter)
-            self._authenticate(adapter, tenant_id, config, request, source_ip)
+            try:
+                self._authenticate(adapter, tenant_id, config, request, source_ip)
+            except _Stop as refused:
+                credential = refused.outcome.body.get("credential")
+                if refused.outcome.status == 401 and credential and self._auth_failures:
+                    # Which credential mismatched, for the setup agent's webhook check.
+                    await self._auth_failures.record(tenant_id, adapter.name, str(credential))
+                raise
             await self._within_rate(tenant_id, config)
         except _Stop as stop:
             return stop.outcome

@@ -243,22 +243,62 @@ class GatewayActivity(_message.Message):
 Global___GatewayActivity: _TypeAlias = GatewayActivity  # noqa: Y015
 
 @_typing.final
+class CredentialMismatch(_message.Message):
+    """CredentialMismatch is a gateway's requests refused with 401 for one credential."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    LAST_TIME_FIELD_NUMBER: _builtins.int
+    gateway: _builtins.str
+    credential: _builtins.str
+    """The credential that did not match: "kiwify_signature", "hotmart_hottok", "eduzz_signature",
+    "perfectpay_token", "cakto_secret", "x_signature".
+    """
+    count: _builtins.int
+    @_builtins.property
+    def last_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        gateway: _builtins.str = ...,
+        credential: _builtins.str = ...,
+        count: _builtins.int = ...,
+        last_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_time", b"last_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "credential", b"credential", "gateway", b"gateway", "last_time", b"last_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CredentialMismatch: _TypeAlias = CredentialMismatch  # noqa: Y015
+
+@_typing.final
 class GetWebhookActivityResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     GATEWAYS_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def gateways(self) -> _containers.RepeatedCompositeFieldContainer[Global___GatewayActivity]:
         """Gateways with at least one webhook, by name."""
+
+    @_builtins.property
+    def refused(self) -> _containers.RepeatedCompositeFieldContainer[Global___CredentialMismatch]:
+        """Refusals for a wrong credential since since_time (kept 30 days, best effort)."""
 
     def __init__(
         self,
         *,
         gateways: _abc.Iterable[Global___GatewayActivity] | None = ...,
+        refused: _abc.Iterable[Global___CredentialMismatch] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["gateways", b"gateways"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gateways", b"gateways", "refused", b"refused"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

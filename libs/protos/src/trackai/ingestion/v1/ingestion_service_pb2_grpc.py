@@ -74,9 +74,9 @@ class IngestionServiceServicer:
 
     def GetWebhookActivity(self, request, context):
         """GetWebhookActivity counts, per gateway, the authenticated webhooks a tenant received since a
-        moment (every stored receipt: accepted, duplicate, ignored, test, invalid), for the setup
-        agent's "has the gateway reached us?" check. Requests refused before authentication are not
-        counted. INVALID_ARGUMENT for a malformed tenant id or an unset since_time.
+        moment (every stored receipt: accepted, duplicate, ignored, test, invalid), and the requests
+        refused because a credential did not match (which one), for the setup agent's "has the
+        gateway reached us?" check. INVALID_ARGUMENT for a malformed tenant id or an unset since_time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

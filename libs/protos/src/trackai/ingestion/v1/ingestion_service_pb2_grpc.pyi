@@ -42,9 +42,9 @@ class IngestionServiceStub:
     """
     GetWebhookActivity: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetWebhookActivityRequest, _ingestion_service_pb2.GetWebhookActivityResponse]
     """GetWebhookActivity counts, per gateway, the authenticated webhooks a tenant received since a
-    moment (every stored receipt: accepted, duplicate, ignored, test, invalid), for the setup
-    agent's "has the gateway reached us?" check. Requests refused before authentication are not
-    counted. INVALID_ARGUMENT for a malformed tenant id or an unset since_time.
+    moment (every stored receipt: accepted, duplicate, ignored, test, invalid), and the requests
+    refused because a credential did not match (which one), for the setup agent's "has the
+    gateway reached us?" check. INVALID_ARGUMENT for a malformed tenant id or an unset since_time.
     """
 
 @_typing.type_check_only
@@ -61,9 +61,9 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     """
     GetWebhookActivity: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetWebhookActivityRequest, _ingestion_service_pb2.GetWebhookActivityResponse]  # type: ignore[assignment]
     """GetWebhookActivity counts, per gateway, the authenticated webhooks a tenant received since a
-    moment (every stored receipt: accepted, duplicate, ignored, test, invalid), for the setup
-    agent's "has the gateway reached us?" check. Requests refused before authentication are not
-    counted. INVALID_ARGUMENT for a malformed tenant id or an unset since_time.
+    moment (every stored receipt: accepted, duplicate, ignored, test, invalid), and the requests
+    refused because a credential did not match (which one), for the setup agent's "has the
+    gateway reached us?" check. INVALID_ARGUMENT for a malformed tenant id or an unset since_time.
     """
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -95,9 +95,9 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_service_pb2.GetWebhookActivityResponse, _abc.Awaitable[_ingestion_service_pb2.GetWebhookActivityResponse]]:
         """GetWebhookActivity counts, per gateway, the authenticated webhooks a tenant received since a
-        moment (every stored receipt: accepted, duplicate, ignored, test, invalid), for the setup
-        agent's "has the gateway reached us?" check. Requests refused before authentication are not
-        counted. INVALID_ARGUMENT for a malformed tenant id or an unset since_time.
+        moment (every stored receipt: accepted, duplicate, ignored, test, invalid), and the requests
+        refused because a credential did not match (which one), for the setup agent's "has the
+        gateway reached us?" check. INVALID_ARGUMENT for a malformed tenant id or an unset since_time.
         """
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
