@@ -252,3 +252,39 @@ async def test_other_tenants_cannot_read_a_transcript(make_agent: Any) -> None:
                 )
             )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_silent_model_still_gives_the_verdicts(make_agent: Any, llm: LlmControl) -> None:
+    llm.script(
+        {"tool_calls": [{"name": "validate_meta_token", "arguments": {}}]},
+        {"content": ""},
+    )
+    async with make_agent(use_llm=True) as agent:
+        session_id = (await agent.start()).session.id
+        answer = await agent.say(session_id, "oi")
+    assert answer.entries[-1].content.startswith("✅ Token válido")
+
+
+async def test_an_escalation_the_webhook_refused_is_delivered_later(
+    make_agent: Any, meta: MetaSandboxClient
+) -> None:
+    meta.register_token("expired-token", state="expired", pixel_ids=[PIXEL])
+    async with make_agent() as agent:
+        agent.wired.backend.meta_token = "expired-token"
+        agent.sink.pages["/hooks/support"] = Page(500, "slack is down")
+        session_id = (await agent.start()).session.id
+        for text in ("1", "2", "3"):
+            await agent.say(session_id, text)
+        relay = agent.relay()
+        assert await relay.deliver_once() == (0, 1)
+        agent.sink.pages["/hooks/support"] = Page(200, "ok")
+        assert await relay.deliver_once() == (1, 0)
+        assert await relay.deliver_once() == (0, 0)
+        await relay.aclose()
+        row = await agent.pool.fetchrow(
+            "SELECT attempts, last_error, published_at FROM agent.outbox"
+        )
+    assert len(agent.sink.received) == 2  # the refused post, then the delivered one
+    assert agent.sink.received[0]["body"] == agent.sink.received[1]["body"]
+    assert row is not None and row["attempts"] == 2 and row["published_at"] is not None
+    assert session_id in json.dumps(agent.sink.received[1]["body"])

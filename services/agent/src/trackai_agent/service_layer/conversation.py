@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trackai_agent.domain import flow
@@ -227,6 +227,9 @@ class Conversation:
             session.prompt_tokens += reply.prompt_tokens
             session.completion_tokens += reply.completion_tokens
             calls = reply.tool_calls[:calls_left] if specs else ()
+            if not calls and not reply.content.strip():
+                # The model ended the turn without a word: the seller still gets the verdicts.
+                reply = replace(reply, content=_rendered_results(turn.entries))
             turn.entries.append(_assistant_entry(reply, calls, elapsed))
             if not calls:
                 return
@@ -329,6 +332,15 @@ def _recent_failures(entries: Sequence[Entry], count: int) -> list[dict[str, Any
         if len(found) == count:
             break
     return list(reversed(found))
+
+
+def _rendered_results(entries: Sequence[Entry]) -> str:
+    results = [
+        ToolResult(**e.tool_result)
+        for e in entries
+        if e.role == "tool" and e.tool_result and e.tool_result.get("status") in _ICONS
+    ]
+    return "\n\n".join(render_result(r) for r in results) or "Pode repetir, por favor?"
 
 
 def _tool_entry(call: ToolCall, result: ToolResult, duration_ms: float) -> Entry:
