@@ -237,9 +237,14 @@ async def test_llm_failures_count_towards_escalation(make_agent: Any, llm: LlmCo
         session_id = (await agent.start()).session.id
         answers = [await agent.say(session_id, f"mensagem {i}") for i in range(3)]
         [escalation] = (await agent.stub.ListEscalations(pb.ListEscalationsRequest())).escalations
-    assert [a.entries[0].content for a in answers[:2]] == [LLM_FAILED_REPLY] * 2
+    assert [a.entries[0].content for a in answers[:2]] == [
+        f"{LLM_FAILED_REPLY} (o modelo respondeu HTTP 500)",
+        f"{LLM_FAILED_REPLY} (o modelo não respondeu a tempo)",
+    ]
     assert answers[2].session.status == pb.SESSION_STATUS_ESCALATED
-    assert [f["kind"] for f in json.loads(escalation.summary_json)["failures"]] == ["llm"] * 3
+    failures = json.loads(escalation.summary_json)["failures"]
+    assert [f["kind"] for f in failures] == ["llm"] * 3
+    assert "HTTP 429" in failures[2]["message"]
 
 
 async def test_other_tenants_cannot_read_a_transcript(make_agent: Any) -> None:
@@ -288,3 +293,32 @@ async def test_an_escalation_the_webhook_refused_is_delivered_later(
     assert agent.sink.received[0]["body"] == agent.sink.received[1]["body"]
     assert row is not None and row["attempts"] == 2 and row["published_at"] is not None
     assert session_id in json.dumps(agent.sink.received[1]["body"])
+
+
+async def test_streamed_turn_sends_each_entry_then_the_session(make_agent: Any) -> None:
+    async with make_agent() as agent:
+        with web_server({"/": Page(body=pixel_html(PIXEL))}) as site:
+            ready(agent, site.base_url)
+            session_id = (await agent.start()).session.id
+            stream = agent.stub.StreamMessage(
+                pb.StreamMessageRequest(
+                    tenant_id=agent.wired.backend.tenant_id, session_id=session_id, content="oi"
+                )
+            )
+            events = [event async for event in stream]
+            stored = await agent.stub.GetTranscript(
+                pb.GetTranscriptRequest(
+                    tenant_id=agent.wired.backend.tenant_id, session_id=session_id
+                )
+            )
+    kinds = [event.WhichOneof("event") for event in events]
+    assert kinds == ["entry"] * 5 + ["session"]
+    assert [e.entry.tool_name for e in events[:4]] == [
+        "validate_meta_token",
+        "validate_gateway_webhook",
+        "probe_landing_url",
+        "generate_tracking_snippet",
+    ]
+    assert events[-1].session.step == "pixel_presence"
+    # What was streamed is what was stored after the user's message.
+    assert [e.entry.content for e in events[:5]] == [e.content for e in stored.entries[2:]]

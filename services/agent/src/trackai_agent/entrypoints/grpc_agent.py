@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -170,6 +171,33 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         return pb.SendMessageResponse(
             session=session_pb(outcome.session), entries=[entry_pb(e) for e in outcome.entries]
         )
+
+    async def StreamMessage(
+        self, request: pb.StreamMessageRequest, context: Context
+    ) -> AsyncIterator[pb.StreamMessageResponse]:
+        await _ids(context, request.tenant_id, request.session_id)
+        if not request.content.strip():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "content is empty")
+        produced: asyncio.Queue[Entry] = asyncio.Queue()
+        turn = asyncio.ensure_future(
+            self._conversation.send(
+                request.tenant_id, request.session_id, request.content, produced.put
+            )
+        )
+        try:
+            while not (turn.done() and produced.empty()):
+                waiter = asyncio.ensure_future(produced.get())
+                await asyncio.wait({waiter, turn}, return_when=asyncio.FIRST_COMPLETED)
+                if waiter.done():
+                    yield pb.StreamMessageResponse(entry=entry_pb(waiter.result()))
+                else:
+                    waiter.cancel()
+            outcome = await _call(context, lambda: turn)
+        finally:
+            # A client that went away does not stop the turn: it is stored all the same.
+            if not turn.done():
+                await asyncio.shield(turn)
+        yield pb.StreamMessageResponse(session=session_pb(outcome.session))
 
     async def GetTranscript(
         self, request: pb.GetTranscriptRequest, context: Context

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,6 +26,7 @@ from trackai_agent.domain.model import (
     ToolCall,
     ToolResult,
 )
+from trackai_agent.domain.redaction import scrub, scrub_text
 from trackai_agent.service_layer.ports import LanguageModel, SessionStore
 from trackai_agent.service_layer.tools import TOOL_SPECS, SetupTools
 
@@ -82,21 +83,32 @@ class TurnOutcome:
     escalation: Escalation | None = None
 
 
+#: Called with each entry of a turn as soon as it exists (streamed to the console).
+EntryListener = Callable[[Entry], Awaitable[None]]
+
+
 @dataclass
 class _Turn:
-    """What one turn produced so far, and the session's failures along the way."""
+    """What one turn produced so far; ``session`` carries its state and failure count."""
 
     session: SessionRecord
     entries: list[Entry] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    listener: EntryListener | None = None
 
-    def count(self, failed: bool, what: dict[str, Any]) -> None:
+    async def add(self, entry: Entry) -> None:
+        # Scrubbed here, so what is streamed is what is stored (the store scrubs again).
+        entry.content = scrub_text(entry.content)
+        if entry.tool_arguments is not None:
+            entry.tool_arguments = scrub(entry.tool_arguments)
+        if entry.tool_result is not None:
+            entry.tool_result = scrub(entry.tool_result)
+        self.entries.append(entry)
+        if self.listener is not None:
+            await self.listener(entry)
+
+    def count(self, failed: bool) -> None:
         count = flow.FailureCount(self.session.consecutive_failures).after(failed)
         self.session.consecutive_failures = count.consecutive
-        if failed:
-            self.failures.append(what)
-        else:
-            self.failures.clear()
 
 
 def render_result(result: ToolResult) -> str:
@@ -134,16 +146,23 @@ class Conversation:
             raise SessionNotFound(session_id)
         return session, await self._store.entries(session_id)
 
-    async def send(self, tenant_id: str, session_id: str, content: str) -> TurnOutcome:
-        """Answer ``content``; the returned entries are those added after the user's."""
+    async def send(
+        self,
+        tenant_id: str,
+        session_id: str,
+        content: str,
+        listener: EntryListener | None = None,
+    ) -> TurnOutcome:
+        """Answer ``content``; the returned entries are those added after the user's, each also
+        handed to ``listener`` as it is produced (before the turn is stored, so without seq)."""
         session = await self._store.get(session_id, tenant_id)
         if session is None:
             raise SessionNotFound(session_id)
         if session.state == "closed":
             raise SessionClosed(session_id)
-        turn = _Turn(session, [Entry("user", content)])
+        turn = _Turn(session, [Entry("user", content)], listener)
         if session.state == "escalated":
-            turn.entries.append(Entry("assistant", WAITING_FOR_HUMAN))
+            await turn.add(Entry("assistant", WAITING_FOR_HUMAN))
             await self._store.record_turn(session, turn.entries)
             return TurnOutcome(session, turn.entries[1:])
         history = await self._store.entries(session_id)
@@ -168,17 +187,14 @@ class Conversation:
                 f"Use uma destas: {', '.join(allowed)}.",
                 {"reason": "not_allowed", "allowed": list(allowed)},
             )
-            turn.entries.append(_tool_entry(call, result, 0.0))
+            await turn.add(_tool_entry(call, result, 0.0))
             return result
         run = await self._tools.run(
             name, session.tenant_id, session.funnel_slug, call.arguments, session.setup_started_at
         )
         result = run.result
-        turn.entries.append(_tool_entry(call, result, run.duration_ms))
-        turn.count(
-            result.failed,
-            {"kind": "tool", "tool": name, "message": result.message, "action": result.action},
-        )
+        await turn.add(_tool_entry(call, result, run.duration_ms))
+        turn.count(result.failed)
         self._advance(session, name, result)
         return result
 
@@ -206,7 +222,7 @@ class Conversation:
                 "🎉 Configuração verificada. A publicação está liberada em Track AI → "
                 'Configuração → Revisão → "Aprovar e publicar".'
             )
-        turn.entries.append(Entry("assistant", "\n\n".join(lines)))
+        await turn.add(Entry("assistant", "\n\n".join(lines)))
 
     async def _model_turn(self, turn: _Turn, history: Sequence[Entry], content: str) -> None:
         session = turn.session
@@ -220,8 +236,8 @@ class Conversation:
             try:
                 reply = await self._model.complete(messages, specs)  # type: ignore[union-attr]
             except LlmFailure as exc:
-                turn.count(True, {"kind": "llm", "message": str(exc), "action": ""})
-                turn.entries.append(Entry("assistant", LLM_FAILED_REPLY, outcome="error"))
+                turn.count(True)
+                await turn.add(Entry("assistant", f"{LLM_FAILED_REPLY} ({exc})", outcome="error"))
                 return
             elapsed = (time.perf_counter() - started) * 1000
             session.prompt_tokens += reply.prompt_tokens
@@ -230,7 +246,7 @@ class Conversation:
             if not calls and not reply.content.strip():
                 # The model ended the turn without a word: the seller still gets the verdicts.
                 reply = replace(reply, content=_rendered_results(turn.entries))
-            turn.entries.append(_assistant_entry(reply, calls, elapsed))
+            await turn.add(_assistant_entry(reply, calls, elapsed))
             if not calls:
                 return
             messages.append(_assistant_message(reply.content, calls))
@@ -267,7 +283,7 @@ class Conversation:
             "transcript_url": url,
         }
         session.state = "escalated"
-        turn.entries.append(Entry("assistant", ESCALATED_REPLY))
+        await turn.add(Entry("assistant", ESCALATED_REPLY))
         escalation = Escalation(
             id="",
             session_id=session.id,

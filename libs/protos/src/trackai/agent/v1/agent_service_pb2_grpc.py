@@ -45,6 +45,11 @@ class AgentServiceStub:
                 request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.SendMessageRequest.SerializeToString,
                 response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.SendMessageResponse.FromString,
                 _registered_method=True)
+        self.StreamMessage = channel.unary_stream(
+                '/trackai.agent.v1.AgentService/StreamMessage',
+                request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageRequest.SerializeToString,
+                response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageResponse.FromString,
+                _registered_method=True)
         self.GetTranscript = channel.unary_unary(
                 '/trackai.agent.v1.AgentService/GetTranscript',
                 request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetTranscriptRequest.SerializeToString,
@@ -86,6 +91,14 @@ class AgentServiceServicer:
     def SendMessage(self, request, context):
         """SendMessage adds the user's message and returns what the assistant did and said in reply.
         FAILED_PRECONDITION when the session is closed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamMessage(self, request, context):
+        """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists;
+        the last message carries the session. Streamed entries have no seq yet (GetTranscript does).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,6 +154,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.SendMessage,
                     request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.SendMessageRequest.FromString,
                     response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.SendMessageResponse.SerializeToString,
+            ),
+            'StreamMessage': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamMessage,
+                    request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageRequest.FromString,
+                    response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageResponse.SerializeToString,
             ),
             'GetTranscript': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTranscript,
@@ -223,6 +241,33 @@ class AgentService:
             '/trackai.agent.v1.AgentService/SendMessage',
             trackai_dot_agent_dot_v1_dot_agent__service__pb2.SendMessageRequest.SerializeToString,
             trackai_dot_agent_dot_v1_dot_agent__service__pb2.SendMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/trackai.agent.v1.AgentService/StreamMessage',
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageRequest.SerializeToString,
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,

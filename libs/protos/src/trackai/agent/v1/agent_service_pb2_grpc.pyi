@@ -39,6 +39,10 @@ class AgentServiceStub:
     """SendMessage adds the user's message and returns what the assistant did and said in reply.
     FAILED_PRECONDITION when the session is closed.
     """
+    StreamMessage: _grpc.UnaryStreamMultiCallable[_agent_service_pb2.StreamMessageRequest, _agent_service_pb2.StreamMessageResponse]
+    """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists;
+    the last message carries the session. Streamed entries have no seq yet (GetTranscript does).
+    """
     GetTranscript: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.GetTranscriptRequest, _agent_service_pb2.GetTranscriptResponse]
     """GetTranscript returns the whole conversation. NOT_FOUND when absent or another tenant's."""
     ExportTranscript: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ExportTranscriptRequest, _agent_service_pb2.ExportTranscriptResponse]
@@ -66,6 +70,10 @@ class AgentServiceAsyncStub(AgentServiceStub):
     SendMessage: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.SendMessageRequest, _agent_service_pb2.SendMessageResponse]  # type: ignore[assignment]
     """SendMessage adds the user's message and returns what the assistant did and said in reply.
     FAILED_PRECONDITION when the session is closed.
+    """
+    StreamMessage: _aio.UnaryStreamMultiCallable[_agent_service_pb2.StreamMessageRequest, _agent_service_pb2.StreamMessageResponse]  # type: ignore[assignment]
+    """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists;
+    the last message carries the session. Streamed entries have no seq yet (GetTranscript does).
     """
     GetTranscript: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.GetTranscriptRequest, _agent_service_pb2.GetTranscriptResponse]  # type: ignore[assignment]
     """GetTranscript returns the whole conversation. NOT_FOUND when absent or another tenant's."""
@@ -103,6 +111,16 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agent_service_pb2.SendMessageResponse, _abc.Awaitable[_agent_service_pb2.SendMessageResponse]]:
         """SendMessage adds the user's message and returns what the assistant did and said in reply.
         FAILED_PRECONDITION when the session is closed.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamMessage(
+        self,
+        request: _agent_service_pb2.StreamMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_service_pb2.StreamMessageResponse], _abc.AsyncIterator[_agent_service_pb2.StreamMessageResponse]]:
+        """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists;
+        the last message carries the session. Streamed entries have no seq yet (GetTranscript does).
         """
 
     @_abc_1.abstractmethod
