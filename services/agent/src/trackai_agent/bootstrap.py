@@ -9,7 +9,6 @@ from functools import partial
 from trackai.agent.v1 import agent_service_pb2 as pb
 from trackai.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from trackai_agent.adapters.grpc_clients import GrpcIngestion, GrpcProvisioner
-from trackai_agent.adapters.llm import OpenAiChat
 from trackai_agent.adapters.meta_graph import HttpxMetaGraph
 from trackai_agent.adapters.renderer import ChromiumRenderer
 from trackai_agent.adapters.repository import PostgresSessionStore
@@ -17,6 +16,7 @@ from trackai_agent.adapters.support_webhook import SupportWebhookRelay
 from trackai_agent.adapters.web import FetchLimits, SafeFetcher
 from trackai_agent.entrypoints.grpc_agent import AgentServicer
 from trackai_agent.service_layer.conversation import Conversation, ConversationConfig
+from trackai_agent.service_layer.ports import LanguageModel
 from trackai_agent.service_layer.tools import SetupTools, ToolConfig
 from trackai_agent.settings import Settings
 from trackai_kit.grpc import client_channel
@@ -62,9 +62,13 @@ def build_tools(settings: Settings) -> tuple[SetupTools, list[object]]:
     return tools, [provisioner, ingestion, meta]
 
 
-def build_model(settings: Settings) -> OpenAiChat | None:
+def build_model(settings: Settings) -> LanguageModel | None:
     if not settings.llm_enabled:
         return None
+    # Imported only when a model is configured: the SDK's types take seconds to import, which
+    # the guided flow (and every start of a pod without a key) does not need.
+    from trackai_agent.adapters.llm import OpenAiChat
+
     return OpenAiChat(
         settings.llm_base_url,
         settings.llm_api_key.get_secret_value(),
