@@ -27,7 +27,7 @@ from trackai_kit.settings import GRPC_PORTS, HTTP_PORTS, ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-SANDBOX_PORTS = {"meta": 8010, "cloudflare": 8011, "stape": 8012, "gtm": 8013}
+SANDBOX_PORTS = {"meta": 8010, "cloudflare": 8011, "stape": 8012, "gtm": 8013, "llm": 8014}
 CHROMIUM = "/usr/bin/chromium"
 #: Health ports of the second process of a service when it shares a machine with `serve`:
 #: ingestion's outbox relay and the queue consumers (as the Helm chart deploys them).
@@ -200,6 +200,12 @@ def _stack() -> list[Proc]:
     if not os.environ.get("META_GRAPH_URL"):
         base_env["META_GRAPH_URL"] = f"http://127.0.0.1:{SANDBOX_PORTS['meta']}"
     base_env.setdefault("PROVISIONING_POLL_INTERVAL_S", "2")
+    # The agent talks to the LLM fake unless a real model is configured; local landing pages
+    # may be probed on 127.0.0.1.
+    if not os.environ.get("AGENT_LLM_API_KEY"):
+        base_env["AGENT_LLM_BASE_URL"] = f"http://127.0.0.1:{SANDBOX_PORTS['llm']}/v1"
+        base_env["AGENT_LLM_API_KEY"] = "sandbox-llm-key"
+    base_env.setdefault("AGENT_FETCH_ALLOW_LOOPBACK", "true")
     procs = [
         Proc(
             "sandbox",

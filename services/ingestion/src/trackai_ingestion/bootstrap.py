@@ -14,13 +14,15 @@ from fastapi import FastAPI
 
 from trackai.ingestion.v1 import ingestion_service_pb2 as pb
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
+from trackai_ingestion.adapters.auth_failures import RedisAuthFailures
 from trackai_ingestion.adapters.rate_limit import RedisRateLimiter
+from trackai_ingestion.adapters.receipts import ReceiptStats
 from trackai_ingestion.adapters.repository import ConversionStore
 from trackai_ingestion.entrypoints.collect import build_collect_router
 from trackai_ingestion.entrypoints.grpc_ingestion import IngestionServicer
 from trackai_ingestion.entrypoints.webhooks import WebhookLimits, build_webhook_router
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
-from trackai_ingestion.service_layer.conversions import ConversionQueries
+from trackai_ingestion.service_layer.conversions import ConversionQueries, WebhookActivityQueries
 from trackai_ingestion.service_layer.webhooks import WebhookService
 from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_ingestion.settings import Settings
@@ -77,6 +79,7 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
     unknown_tenants = UnknownTenantLimit(
         tenants.cached, per_window=settings.unknown_tenant_limit_per_minute
     )
+    auth_failures = RedisAuthFailures(settings.redis_url)
     return Components(
         webhooks=WebhookService(
             tenants,
@@ -86,11 +89,14 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
             relay_signature_tolerance_s=settings.relay_signature_tolerance_s,
             accept_legacy_relay_signature=settings.legacy_relay_signature,
             unknown_tenants=unknown_tenants,
+            auth_failures=auth_failures,
         ),
         collect=RecordBrowserHit(pool, tenants),
-        servicer=IngestionServicer(ConversionQueries(store)),
+        servicer=IngestionServicer(
+            ConversionQueries(store), WebhookActivityQueries(ReceiptStats(pool), auth_failures)
+        ),
         unknown_tenants=unknown_tenants,
-        closers=[tenants.close, limiter.close],
+        closers=[tenants.close, limiter.close, auth_failures.close],
     )
 
 

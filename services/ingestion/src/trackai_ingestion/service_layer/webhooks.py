@@ -65,6 +65,10 @@ class RateLimiter(Protocol):
     async def acquire(self, tenant_id: str, limit_per_minute: int) -> RateDecision: ...
 
 
+class AuthFailureRecorder(Protocol):
+    async def record(self, tenant_id: uuid.UUID, gateway: str, credential: str) -> None: ...
+
+
 class ConversionWriter(Protocol):
     """Durable writes (``adapters.repository.ConversionStore``)."""
 
@@ -121,7 +125,9 @@ class WebhookService:
         accept_legacy_relay_signature: bool = False,
         unknown_tenants: UnknownTenantLimit | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        auth_failures: AuthFailureRecorder | None = None,
     ) -> None:
+        self._refusals = auth_failures
         self._tenants = tenants
         self._limiter = limiter
         self._store = store
@@ -130,7 +136,7 @@ class WebhookService:
         self._accept_legacy_signature = accept_legacy_relay_signature
         self._clock = clock
         # One log line per tenant and minute, not one per request, when a flood is refused.
-        self._auth_failures = WindowCounter(BURST_WINDOW_S)
+        self._auth_bursts = WindowCounter(BURST_WINDOW_S)
         self._rate_limited = WindowCounter(BURST_WINDOW_S)
         self._unknown_tenants = unknown_tenants
 
@@ -148,9 +154,21 @@ class WebhookService:
             return unknown_gateway(gateway)
         try:
             tenant_id, config = await self._tenant(tenant_ref, adapter, source_ip)
-            self._authenticate(
-                adapter, tenant_id, config, request, source_ip=source_ip, received_at=received_at
-            )
+            try:
+                self._authenticate(
+                    adapter,
+                    tenant_id,
+                    config,
+                    request,
+                    source_ip=source_ip,
+                    received_at=received_at,
+                )
+            except _Stop as refused:
+                credential = refused.outcome.body.get("credential")
+                if refused.outcome.status == 401 and credential and self._refusals:
+                    # Which credential mismatched, for the setup agent's webhook check.
+                    await self._refusals.record(tenant_id, adapter.name, str(credential))
+                raise
             await self._within_rate(tenant_id, config)
         except _Stop as stop:
             return stop.outcome
@@ -252,7 +270,7 @@ class WebhookService:
             WEBHOOKS_REFUSED.add(
                 1, {ATTR_STATUS: 401, ATTR_GATEWAY: adapter.name, ATTR_REASON: exc.reason}
             )
-            if self._auth_failures.hit(str(tenant_id)) == AUTH_BURST_THRESHOLD:
+            if self._auth_bursts.hit(str(tenant_id)) == AUTH_BURST_THRESHOLD:
                 log.error(
                     "webhook authentication failures burst",
                     tenant_id=str(tenant_id),
