@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from trackai_kit.amqp import AmqpClient
-from trackai_kit.grpc import GrpcServer, start_grpc_server
+from trackai_kit.grpc import AccessPolicy, GrpcServer, start_grpc_server
 from trackai_kit.http import ReadinessCheck, create_app
 from trackai_kit.logging import get_logger
 from trackai_kit.postgres import create_pool, ping
@@ -56,6 +56,8 @@ class Wiring:
     """What a service's bootstrap returns for `host()` to run."""
 
     grpc_services: Sequence[tuple[str, GrpcRegistration]] = ()
+    #: Who may call which of those methods; the default grants nobody anything.
+    grpc_policy: AccessPolicy = field(default_factory=lambda: AccessPolicy({}))
     background: Sequence[Background] = ()
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
     configure_http: Callable[[FastAPI], None] | None = None
@@ -126,7 +128,10 @@ async def host(
                     add(server)
 
             return await start_grpc_server(
-                settings.grpc, register, [name for name, _ in wiring.grpc_services]
+                settings.grpc,
+                register,
+                [name for name, _ in wiring.grpc_services],
+                wiring.grpc_policy,
             )
 
         await run_service(

@@ -6,6 +6,7 @@ and adding its own ``<SVC>_*`` knobs. Nothing outside a ``settings.py`` reads ``
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -16,8 +17,35 @@ Environment = Literal["local", "test", "staging", "production"]
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/trackai"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
-#: Accepted only when TRACKAI_ENV is local or test.
-LOCAL_DEV_GRPC_TOKEN = "local-dev-token"  # noqa: S105 - a public development default, refused in prod
+#: Every identity that may hold a gRPC client token: the services, the console, and the
+#: operator's ``trackai`` CLI. Each server's allow-list grants methods to these names.
+IDENTITIES = (
+    "ingestion",
+    "matcher",
+    "dispatcher",
+    "provisioner",
+    "agent",
+    "console",
+    "operator",
+)
+
+LOCAL_ENVIRONMENTS = ("local", "test")
+
+
+def local_dev_token(identity: str) -> str:
+    """The public development token of ``identity`` (accepted only in local and test)."""
+    return f"local-dev-{identity}-token"
+
+
+def token_digest(token: str) -> str:
+    """What a server stores for a caller's token (``GRPC_CALLER_TOKENS``): its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def local_dev_callers() -> dict[str, str]:
+    """Digests of every identity's development token: the local and test default."""
+    return {identity: token_digest(local_dev_token(identity)) for identity in IDENTITIES}
+
 
 #: Default ports in the design's order (console first for HTTP, ingestion first for gRPC).
 HTTP_PORTS = {
@@ -83,11 +111,22 @@ class HttpSettings(BaseModel):
     port: int = 0
 
 
+class GrpcTlsSettings(BaseModel):
+    """PEM files. A server with ``cert_file`` serves TLS and, with ``ca_file``, requires client
+    certificates signed by it (mTLS); a client with ``ca_file`` verifies servers against it and
+    presents ``cert_file`` when set."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+
+
 class GrpcSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 0
-    #: Bearer token expected in the ``authorization`` metadata of every call (health excluded).
-    auth_token: SecretStr = SecretStr("")
+    #: Caller identity → SHA-256 (hex) of the bearer token it presents (health excluded).
+    callers: dict[str, str] = Field(default_factory=dict)
+    tls: GrpcTlsSettings = Field(default_factory=GrpcTlsSettings)
 
 
 class LogSettings(BaseModel):
@@ -126,7 +165,15 @@ class ServiceSettings(KitSettings):
     http_port: int | None = None
     grpc_host: str = "127.0.0.1"
     grpc_port: int | None = None
-    grpc_auth_token: SecretStr = Field(SecretStr(LOCAL_DEV_GRPC_TOKEN), alias="GRPC_AUTH_TOKEN")
+    #: This process's own token when it calls another service (its identity is service_name).
+    grpc_client_token: SecretStr = Field(SecretStr(""), alias="GRPC_CLIENT_TOKEN")
+    #: JSON object, caller identity → SHA-256 hex of its token: who may call this process.
+    grpc_caller_tokens: dict[str, str] = Field(default_factory=dict, alias="GRPC_CALLER_TOKENS")
+    grpc_tls_cert_file: str = Field("", alias="GRPC_TLS_CERT_FILE")
+    grpc_tls_key_file: str = Field("", alias="GRPC_TLS_KEY_FILE")
+    grpc_tls_ca_file: str = Field("", alias="GRPC_TLS_CA_FILE")
+    #: Plaintext gRPC outside local/test only when a service mesh encrypts pod-to-pod traffic.
+    grpc_tls_by_mesh: bool = Field(False, alias="GRPC_TLS_BY_MESH")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_json: bool = Field(True, alias="LOG_JSON")
     otel_exporter_otlp_endpoint: str = Field("", alias="OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -135,13 +182,30 @@ class ServiceSettings(KitSettings):
 
     @model_validator(mode="after")
     def _unsafe_defaults_fail_outside_local(self) -> ServiceSettings:
-        if self.environment in ("staging", "production"):
-            token = self.grpc_auth_token.get_secret_value()
-            if not token or token == LOCAL_DEV_GRPC_TOKEN:
-                raise ValueError(
-                    "GRPC_AUTH_TOKEN must be set to a strong random value outside the local "
-                    f"sandbox (TRACKAI_ENV={self.environment})"
-                )
+        if self.environment in LOCAL_ENVIRONMENTS:
+            if not self.grpc_client_token.get_secret_value():
+                self.grpc_client_token = SecretStr(local_dev_token(self.service_name))
+            if not self.grpc_caller_tokens:
+                self.grpc_caller_tokens = local_dev_callers()
+            return self
+        token = self.grpc_client_token.get_secret_value()
+        if not token or token == local_dev_token(self.service_name):
+            raise ValueError(
+                "GRPC_CLIENT_TOKEN must be set to this service's own strong random token "
+                f"outside the local sandbox (TRACKAI_ENV={self.environment})"
+            )
+        dev = set(local_dev_callers().values())
+        if any(digest.lower() in dev for digest in self.grpc_caller_tokens.values()):
+            raise ValueError(
+                "GRPC_CALLER_TOKENS holds a development token's digest; give every caller its "
+                f"own random token (TRACKAI_ENV={self.environment})"
+            )
+        if not self.grpc_tls_by_mesh and not (self.grpc_tls_cert_file and self.grpc_tls_ca_file):
+            raise ValueError(
+                "gRPC must be encrypted outside local/test: set GRPC_TLS_CERT_FILE, "
+                "GRPC_TLS_KEY_FILE and GRPC_TLS_CA_FILE, or GRPC_TLS_BY_MESH=true when a service "
+                f"mesh encrypts pod traffic (TRACKAI_ENV={self.environment})"
+            )
         return self
 
     # Typed views of the flat environment, handed to the kit's adapters.
@@ -165,7 +229,17 @@ class ServiceSettings(KitSettings):
         port = (
             self.grpc_port if self.grpc_port is not None else GRPC_PORTS.get(self.service_name, 0)
         )
-        return GrpcSettings(host=self.grpc_host, port=port, auth_token=self.grpc_auth_token)
+        return GrpcSettings(
+            host=self.grpc_host, port=port, callers=self.grpc_caller_tokens, tls=self.grpc_tls
+        )
+
+    @property
+    def grpc_tls(self) -> GrpcTlsSettings:
+        return GrpcTlsSettings(
+            cert_file=self.grpc_tls_cert_file,
+            key_file=self.grpc_tls_key_file,
+            ca_file=self.grpc_tls_ca_file,
+        )
 
     @property
     def log(self) -> LogSettings:

@@ -1,16 +1,17 @@
-"""Cached client of the provisioner's ``GetTenantConfig`` for internal callers (ingestion,
-dispatcher): answers are kept briefly, one call per tenant is in flight at a time, and a stale
-answer is served while the provisioner is unreachable, so a registry outage does not stop
-webhooks or deliveries.
+"""Cached clients of the tenant registry's per-caller views: :func:`tenant_view_client` (no
+secret: matcher, agent), :func:`webhook_config_client` (one tenant's webhook secrets: ingestion)
+and :func:`meta_destination_client` (the token of one destination: dispatcher). Answers are kept
+briefly, one call per key is in flight at a time, and a stale answer is served while the
+provisioner is unreachable, so a registry outage does not stop webhooks or deliveries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc
 
@@ -18,6 +19,7 @@ from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
 from trackai_kit.grpc import client_channel
 from trackai_kit.logging import get_logger
+from trackai_kit.settings import GrpcTlsSettings
 
 if TYPE_CHECKING:
     from trackai.provisioner.v1.provisioner_service_pb2_grpc import (
@@ -25,6 +27,11 @@ if TYPE_CHECKING:
     )
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
+#: A registry key: the tenant ref first (what :meth:`RegistryClient.invalidate` matches).
+Key = tuple[str, ...]
+Fetch = Callable[["TenantRegistryServiceAsyncStub", Key, float], Awaitable[T]]
 
 #: Codes that mean "the registry could not answer now", as opposed to a definitive answer.
 _TRANSIENT = {
@@ -41,19 +48,21 @@ class TenantConfigUnavailable(RuntimeError):
 
 
 @dataclass
-class _Entry:
-    config: pb.TenantConfig | None  # None: the registry said NOT_FOUND
+class _Entry(Generic[T]):
+    config: T | None  # None: the registry said NOT_FOUND
     fetched_at: float
 
 
-class TenantConfigClient:
-    """``await client.get(tenant_ref)`` → the tenant's config, or None for an unknown tenant."""
+class RegistryClient(Generic[T]):
+    """``await client.get(tenant_ref, *rest)`` → the registry's answer, or None for NOT_FOUND."""
 
     def __init__(
         self,
         target: str,
         token: str,
+        fetch: Fetch[T],
         *,
+        tls: GrpcTlsSettings | None = None,
         ttl_s: float = 30.0,
         negative_ttl_s: float = 5.0,
         max_stale_s: float = 600.0,
@@ -61,7 +70,8 @@ class TenantConfigClient:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._channel = client_channel(target, token)
+        self._channel = client_channel(target, token, tls)
+        self._fetch_one = fetch
         self._stub: TenantRegistryServiceAsyncStub = pb_grpc.TenantRegistryServiceStub(
             self._channel
         )
@@ -73,23 +83,24 @@ class TenantConfigClient:
         self._max_entries = max_entries
         # Insertion-ordered: the oldest entries are evicted first once the bound is reached, so
         # requests for made-up tenant refs cannot grow the cache without limit.
-        self._cache: dict[str, _Entry] = {}
-        self._inflight: dict[str, asyncio.Future[pb.TenantConfig | None]] = {}
+        self._cache: dict[Key, _Entry[T]] = {}
+        self._inflight: dict[Key, asyncio.Future[T | None]] = {}
 
-    async def get(self, tenant_ref: str) -> pb.TenantConfig | None:
-        entry = self._cache.get(tenant_ref)
+    async def get(self, tenant_ref: str, *rest: str) -> T | None:
+        key = (tenant_ref, *rest)
+        entry = self._cache.get(key)
         now = self._clock()
         if entry is not None:
             ttl = self._ttl if entry.config is not None else self._negative_ttl
             if now - entry.fetched_at < ttl:
                 return entry.config
-        pending = self._inflight.get(tenant_ref)
+        pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
-        future: asyncio.Future[pb.TenantConfig | None] = asyncio.get_running_loop().create_future()
-        self._inflight[tenant_ref] = future
+        future: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
         try:
-            config = await self._fetch(tenant_ref, entry)
+            config = await self._fetch(key, entry)
         except BaseException as exc:
             future.set_exception(exc)
             # Mark retrieved: concurrent waiters get the exception, a lone caller re-raises it.
@@ -99,16 +110,15 @@ class TenantConfigClient:
             future.set_result(config)
             return config
         finally:
-            del self._inflight[tenant_ref]
+            del self._inflight[key]
 
-    async def _fetch(self, tenant_ref: str, entry: _Entry | None) -> pb.TenantConfig | None:
+    async def _fetch(self, key: Key, entry: _Entry[T] | None) -> T | None:
+        tenant_ref = key[0]
         try:
-            resp = await self._stub.GetTenantConfig(
-                pb.GetTenantConfigRequest(tenant_ref=tenant_ref), timeout=self._timeout
-            )
+            config = await self._fetch_one(self._stub, key, self._timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                self._store(tenant_ref, None)
+                self._store(key, None)
                 return None
             if exc.code() in _TRANSIENT and entry is not None:
                 age = self._clock() - entry.fetched_at
@@ -126,17 +136,65 @@ class TenantConfigClient:
                     f"{tenant_ref!r}"
                 ) from exc
             raise
-        self._store(tenant_ref, resp.config)
-        return resp.config
+        self._store(key, config)
+        return config
 
-    def _store(self, tenant_ref: str, config: pb.TenantConfig | None) -> None:
-        self._cache.pop(tenant_ref, None)
+    def _store(self, key: Key, config: T | None) -> None:
+        self._cache.pop(key, None)
         while len(self._cache) >= self._max_entries:
             del self._cache[next(iter(self._cache))]
-        self._cache[tenant_ref] = _Entry(config, self._clock())
+        self._cache[key] = _Entry(config, self._clock())
 
     def invalidate(self, tenant_ref: str) -> None:
-        self._cache.pop(tenant_ref, None)
+        """Forget every cached answer about ``tenant_ref``."""
+        for key in [k for k in self._cache if k[0] == tenant_ref]:
+            del self._cache[key]
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+async def _tenant_view(
+    stub: TenantRegistryServiceAsyncStub, key: Key, timeout: float
+) -> pb.TenantView:
+    resp = await stub.GetTenantView(pb.GetTenantViewRequest(tenant_ref=key[0]), timeout=timeout)
+    return resp.view
+
+
+async def _webhook_config(
+    stub: TenantRegistryServiceAsyncStub, key: Key, timeout: float
+) -> pb.WebhookConfig:
+    resp = await stub.GetWebhookConfig(
+        pb.GetWebhookConfigRequest(tenant_ref=key[0]), timeout=timeout
+    )
+    return resp.config
+
+
+async def _meta_destination(
+    stub: TenantRegistryServiceAsyncStub, key: Key, timeout: float
+) -> pb.MetaDestination:
+    tenant_ref, funnel_id, pixel_id = key
+    resp = await stub.GetMetaDestination(
+        pb.GetMetaDestinationRequest(tenant_ref=tenant_ref, funnel_id=funnel_id, pixel_id=pixel_id),
+        timeout=timeout,
+    )
+    return resp.destination
+
+
+def tenant_view_client(target: str, token: str, **kwargs: Any) -> RegistryClient[pb.TenantView]:
+    """``get(tenant_ref)`` → the tenant's view (no secret)."""
+    return RegistryClient(target, token, _tenant_view, **kwargs)
+
+
+def webhook_config_client(
+    target: str, token: str, **kwargs: Any
+) -> RegistryClient[pb.WebhookConfig]:
+    """``get(tenant_ref)`` → the tenant's view and its gateway webhook secrets."""
+    return RegistryClient(target, token, _webhook_config, **kwargs)
+
+
+def meta_destination_client(
+    target: str, token: str, **kwargs: Any
+) -> RegistryClient[pb.MetaDestination]:
+    """``get(tenant_ref, funnel_id, pixel_id)`` → the destination delivering that pixel."""
+    return RegistryClient(target, token, _meta_destination, **kwargs)

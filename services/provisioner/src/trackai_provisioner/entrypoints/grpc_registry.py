@@ -15,9 +15,13 @@ from trackai_provisioner.domain.tenants import (
     AlreadyExistsError,
     Funnel,
     MetaDestination,
+    MetaPixel,
     NotFoundError,
     Tenant,
+    TenantView,
     ValidationError,
+    destination_for,
+    without_tokens,
 )
 from trackai_provisioner.service_layer.registry import TenantRegistry
 
@@ -182,26 +186,51 @@ class TenantRegistryServicer(pb_grpc.TenantRegistryServiceServicer):
             tenant=self._tenant(tenant), funnel=self._funnel(funnel) if funnel else None
         )
 
-    async def GetTenantConfig(
-        self, request: pb.GetTenantConfigRequest, context: Context
-    ) -> pb.GetTenantConfigResponse:
+    def _view(self, view: TenantView) -> pb.TenantView:
+        def pixel(meta: MetaPixel | None) -> pb.MetaPixel | None:
+            if meta is None:
+                return None
+            return pb.MetaPixel(pixel_id=meta.pixel_id, test_event_code=meta.test_event_code or "")
+
+        return pb.TenantView(
+            tenant=self._tenant(view.tenant),
+            meta=pixel(view.meta),
+            funnels=[pb.FunnelView(funnel=self._funnel(f), meta=pixel(m)) for f, m in view.funnels],
+        )
+
+    async def GetTenantView(
+        self, request: pb.GetTenantViewRequest, context: Context
+    ) -> pb.GetTenantViewResponse:
+        view = await _call(context, lambda: self._registry.tenant_view(request.tenant_ref))
+        return pb.GetTenantViewResponse(view=self._view(view))
+
+    async def GetWebhookConfig(
+        self, request: pb.GetWebhookConfigRequest, context: Context
+    ) -> pb.GetWebhookConfigResponse:
         config = await _call(context, lambda: self._registry.tenant_config(request.tenant_ref))
-        return pb.GetTenantConfigResponse(
-            config=pb.TenantConfig(
-                tenant=self._tenant(config.tenant),
+        return pb.GetWebhookConfigResponse(
+            config=pb.WebhookConfig(
+                view=self._view(without_tokens(config)),
                 gateways=[
                     pb.GatewayCredential(
                         gateway=g.gateway, secret=g.secret, signing_secret=g.signing_secret or ""
                     )
                     for g in config.gateways
                 ],
-                meta=self._meta(config.meta),
-                funnels=[
-                    pb.FunnelConfig(funnel=self._funnel(f), meta=self._meta(m))
-                    for f, m in config.funnels
-                ],
             )
         )
+
+    async def GetMetaDestination(
+        self, request: pb.GetMetaDestinationRequest, context: Context
+    ) -> pb.GetMetaDestinationResponse:
+        config = await _call(context, lambda: self._registry.tenant_config(request.tenant_ref))
+        destination = destination_for(config, request.funnel_id, request.pixel_id)
+        if destination is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no Meta destination of this tenant delivers pixel {request.pixel_id!r}",
+            )
+        return pb.GetMetaDestinationResponse(destination=self._meta(destination))
 
 
 #: Request fields that identify the target; never updatable, whatever the mask says.
