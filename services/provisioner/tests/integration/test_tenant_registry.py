@@ -90,9 +90,11 @@ async def test_gateway_secret_is_sealed_at_rest_and_opened_for_internal_callers(
         "SELECT string_agg(encode(ciphertext, 'escape') || public::text, '|') FROM provisioner.credentials"
     )
     assert "kiwi-secret" not in dump and "relay-hmac" not in dump
+    ingestion = provisioner.as_("ingestion")
     config = (
-        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref=tenant.id))
+        await ingestion.GetWebhookConfig(pb.GetWebhookConfigRequest(tenant_ref=tenant.id))
     ).config
+    assert config.view.tenant.id == tenant.id
     assert [(g.gateway, g.secret, g.signing_secret) for g in config.gateways] == [
         ("kiwify", "kiwi-secret-9ch0bpzogu9", "relay-hmac-key-123")
     ]
@@ -100,9 +102,7 @@ async def test_gateway_secret_is_sealed_at_rest_and_opened_for_internal_callers(
     await provisioner.stub.SetGatewayCredential(
         pb.SetGatewayCredentialRequest(tenant_ref="acme", gateway="kiwify", secret="second-secret")
     )
-    config = (
-        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref="acme"))
-    ).config
+    config = (await ingestion.GetWebhookConfig(pb.GetWebhookConfigRequest(tenant_ref="acme"))).config
     assert [(g.gateway, g.secret, g.signing_secret) for g in config.gateways] == [
         ("kiwify", "second-secret", "")
     ]
@@ -131,17 +131,28 @@ async def test_meta_destination_tenant_default_and_per_funnel(provisioner) -> No
         )
     )
     assert resp.funnel.pixel_id == "99999999" and resp.funnel.meta_configured
-    config = (
-        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref="acme"))
-    ).config
-    assert (config.meta.pixel_id, config.meta.access_token) == ("1234567890", "EAAB-default-token")
-    [funnel] = config.funnels
+    view = (
+        await provisioner.as_("matcher").GetTenantView(pb.GetTenantViewRequest(tenant_ref="acme"))
+    ).view
+    assert view.meta.pixel_id == "1234567890"
+    [funnel] = view.funnels
     assert funnel.funnel.lookback_days == 30
-    assert (funnel.meta.pixel_id, funnel.meta.access_token, funnel.meta.test_event_code) == (
-        "99999999",
-        "EAAB-funnel-token",
-        "TEST4242",
-    )
+    assert (funnel.meta.pixel_id, funnel.meta.test_event_code) == ("99999999", "TEST4242")
+    dispatcher = provisioner.as_("dispatcher")
+
+    async def destination(funnel_id: str, pixel_id: str) -> pb.MetaDestination:
+        request = pb.GetMetaDestinationRequest(
+            tenant_ref=view.tenant.id, funnel_id=funnel_id, pixel_id=pixel_id
+        )
+        return (await dispatcher.GetMetaDestination(request)).destination
+
+    default = await destination("", "1234567890")
+    assert (default.pixel_id, default.access_token) == ("1234567890", "EAAB-default-token")
+    own = await destination(funnel.funnel.id, "99999999")
+    assert (own.access_token, own.test_event_code) == ("EAAB-funnel-token", "TEST4242")
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await destination(funnel.funnel.id, "5555555555")
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     listed = await provisioner.stub.ListFunnels(pb.ListFunnelsRequest(tenant_ref="acme"))
     assert [f.slug for f in listed.funnels] == ["curso"]
 
