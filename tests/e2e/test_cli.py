@@ -18,7 +18,7 @@ TRACKAI = shutil.which("trackai", path=str(Path(sys.executable).parent)) or "tra
 
 
 def _cli(addr: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PROVISIONER_GRPC_TARGET": addr, "GRPC_AUTH_TOKEN": TOKEN}
+    env = {**os.environ, "PROVISIONER_GRPC_TARGET": addr, "GRPC_CLIENT_TOKEN": TOKEN}
     return subprocess.run([TRACKAI, *args], env=env, capture_output=True, text=True, timeout=60)
 
 

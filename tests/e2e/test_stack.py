@@ -60,7 +60,12 @@ def test_sigterm_stops_a_service_cleanly(stack) -> None:
 
 
 def test_unsafe_configuration_refuses_to_start(stack) -> None:
-    env = {**stack.env, "TRACKAI_ENV": "production", "GRPC_AUTH_TOKEN": "local-dev-token"}
+    env = {
+        **stack.env,
+        "TRACKAI_ENV": "production",
+        "GRPC_CLIENT_TOKEN": "local-dev-provisioner-token",
+        "GRPC_TLS_BY_MESH": "true",
+    }
     result = subprocess.run(
         [sys.executable, "-m", "trackai_provisioner", "serve"],
         env=env,
@@ -69,8 +74,9 @@ def test_unsafe_configuration_refuses_to_start(stack) -> None:
         timeout=30,
     )
     assert result.returncode == 2
-    assert "GRPC_AUTH_TOKEN" in result.stderr
-    env["GRPC_AUTH_TOKEN"] = "a-strong-random-token-value"
+    assert "GRPC_CLIENT_TOKEN" in result.stderr
+    env["GRPC_CLIENT_TOKEN"] = "a-strong-random-token-value"
+    env["GRPC_CALLER_TOKENS"] = '{"operator": "' + "ab" * 32 + '"}'
     result = subprocess.run(
         [sys.executable, "-m", "trackai_provisioner", "serve"],
         env=env,

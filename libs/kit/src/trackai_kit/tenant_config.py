@@ -155,28 +155,28 @@ class RegistryClient(Generic[T]):
 
 
 async def _tenant_view(
-    stub: TenantRegistryServiceAsyncStub, key: Key, timeout: float
+    stub: TenantRegistryServiceAsyncStub, key: Key, deadline_s: float
 ) -> pb.TenantView:
-    resp = await stub.GetTenantView(pb.GetTenantViewRequest(tenant_ref=key[0]), timeout=timeout)
+    resp = await stub.GetTenantView(pb.GetTenantViewRequest(tenant_ref=key[0]), timeout=deadline_s)
     return resp.view
 
 
 async def _webhook_config(
-    stub: TenantRegistryServiceAsyncStub, key: Key, timeout: float
+    stub: TenantRegistryServiceAsyncStub, key: Key, deadline_s: float
 ) -> pb.WebhookConfig:
     resp = await stub.GetWebhookConfig(
-        pb.GetWebhookConfigRequest(tenant_ref=key[0]), timeout=timeout
+        pb.GetWebhookConfigRequest(tenant_ref=key[0]), timeout=deadline_s
     )
     return resp.config
 
 
 async def _meta_destination(
-    stub: TenantRegistryServiceAsyncStub, key: Key, timeout: float
+    stub: TenantRegistryServiceAsyncStub, key: Key, deadline_s: float
 ) -> pb.MetaDestination:
     tenant_ref, funnel_id, pixel_id = key
     resp = await stub.GetMetaDestination(
         pb.GetMetaDestinationRequest(tenant_ref=tenant_ref, funnel_id=funnel_id, pixel_id=pixel_id),
-        timeout=timeout,
+        timeout=deadline_s,
     )
     return resp.destination
 

@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
+
 from trackai_kit.grpc import (
     AccessPolicy,
     GrpcServer,

@@ -32,7 +32,9 @@ async def _tenant_with_secrets(stub: Any) -> str:
         )
     )
     await stub.SetMetaCredential(
-        pb.SetMetaCredentialRequest(tenant_ref="acme", pixel_id="1234567890", access_token=SECRETS[2])
+        pb.SetMetaCredentialRequest(
+            tenant_ref="acme", pixel_id="1234567890", access_token=SECRETS[2]
+        )
     )
     await stub.SetMetaCredential(
         pb.SetMetaCredentialRequest(
@@ -82,16 +84,20 @@ async def test_callers_outside_their_allow_list_are_denied(provisioner: Any) -> 
     matcher, ingestion = provisioner.as_("matcher"), provisioner.as_("ingestion")
     denied = grpc.StatusCode.PERMISSION_DENIED
     assert await _code(matcher.GetWebhookConfig(webhook)) == denied
-    assert await _code(
-        matcher.GetMetaDestination(pb.GetMetaDestinationRequest(tenant_ref="acme"))
-    ) == denied
+    assert (
+        await _code(matcher.GetMetaDestination(pb.GetMetaDestinationRequest(tenant_ref="acme")))
+        == denied
+    )
     # Ingestion serves one tenant per call: it can neither list tenants nor write anything.
     assert await _code(ingestion.ListTenants(pb.ListTenantsRequest())) == denied
-    assert await _code(
-        ingestion.SetGatewayCredential(
-            pb.SetGatewayCredentialRequest(tenant_ref="acme", gateway="kiwify", secret="x" * 12)
+    assert (
+        await _code(
+            ingestion.SetGatewayCredential(
+                pb.SetGatewayCredentialRequest(tenant_ref="acme", gateway="kiwify", secret="x" * 12)
+            )
         )
-    ) == denied
+        == denied
+    )
     # People's tools administer tenants but never read a secret back.
     assert await _code(provisioner.stub.GetWebhookConfig(webhook)) == denied
     assert await _code(provisioner.as_("console").GetWebhookConfig(webhook)) == denied

@@ -102,7 +102,9 @@ async def test_gateway_secret_is_sealed_at_rest_and_opened_for_internal_callers(
     await provisioner.stub.SetGatewayCredential(
         pb.SetGatewayCredentialRequest(tenant_ref="acme", gateway="kiwify", secret="second-secret")
     )
-    config = (await ingestion.GetWebhookConfig(pb.GetWebhookConfigRequest(tenant_ref="acme"))).config
+    config = (
+        await ingestion.GetWebhookConfig(pb.GetWebhookConfigRequest(tenant_ref="acme"))
+    ).config
     assert [(g.gateway, g.secret, g.signing_secret) for g in config.gateways] == [
         ("kiwify", "second-secret", "")
     ]
