@@ -235,6 +235,12 @@ async def start_grpc_server(
 ) -> GrpcServer:
     """Build, register and start a server on ``settings.host:settings.port`` (0 = ephemeral);
     TLS when ``settings.tls`` has a certificate, callers limited to ``policy``."""
+    if settings.tls.required and not settings.tls.cert_file:
+        raise ValueError(
+            "gRPC must be encrypted outside local/test: set GRPC_TLS_CERT_FILE and "
+            "GRPC_TLS_KEY_FILE (and GRPC_TLS_CA_FILE for mTLS), or GRPC_TLS_BY_MESH=true when a "
+            "service mesh encrypts pod traffic"
+        )
     server = grpc.aio.server(
         interceptors=[
             aio_server_interceptor(),  # type: ignore[no-untyped-call]
@@ -311,6 +317,13 @@ class _StreamStreamToken(_BearerToken, grpc.aio.StreamStreamClientInterceptor):
 def client_channel(target: str, token: str, tls: GrpcTlsSettings | None = None) -> grpc.aio.Channel:
     """A channel that sends this caller's bearer token and trace context; TLS when ``tls`` names
     a CA (plaintext is for local and test, or inside a mesh that encrypts pod traffic)."""
+    if not token:
+        raise ValueError("GRPC_CLIENT_TOKEN is empty: this process has no gRPC identity")
+    if tls is not None and tls.required and not tls.ca_file:
+        raise ValueError(
+            "gRPC must be encrypted outside local/test: set GRPC_TLS_CA_FILE (and the client "
+            "certificate for mTLS), or GRPC_TLS_BY_MESH=true when a service mesh encrypts it"
+        )
     interceptors: list[grpc.aio.ClientInterceptor] = [
         _UnaryUnaryToken(token),
         _UnaryStreamToken(token),

@@ -119,6 +119,8 @@ class GrpcTlsSettings(BaseModel):
     cert_file: str = ""
     key_file: str = ""
     ca_file: str = ""
+    #: Refuse plaintext (outside local/test, unless a service mesh encrypts pod traffic).
+    required: bool = False
 
 
 class GrpcSettings(BaseModel):
@@ -188,23 +190,19 @@ class ServiceSettings(KitSettings):
             if not self.grpc_caller_tokens:
                 self.grpc_caller_tokens = local_dev_callers()
             return self
-        token = self.grpc_client_token.get_secret_value()
-        if not token or token == local_dev_token(self.service_name):
+        # Missing identity or TLS settings are refused where gRPC is used (server start, client
+        # creation), so processes that use none (migrations) need none; development values are
+        # refused here, always.
+        if self.grpc_client_token.get_secret_value() in {local_dev_token(i) for i in IDENTITIES}:
             raise ValueError(
-                "GRPC_CLIENT_TOKEN must be set to this service's own strong random token "
-                f"outside the local sandbox (TRACKAI_ENV={self.environment})"
+                "GRPC_CLIENT_TOKEN is a public development token; give this service its own "
+                f"strong random token outside the local sandbox (TRACKAI_ENV={self.environment})"
             )
         dev = set(local_dev_callers().values())
         if any(digest.lower() in dev for digest in self.grpc_caller_tokens.values()):
             raise ValueError(
                 "GRPC_CALLER_TOKENS holds a development token's digest; give every caller its "
                 f"own random token (TRACKAI_ENV={self.environment})"
-            )
-        if not self.grpc_tls_by_mesh and not (self.grpc_tls_cert_file and self.grpc_tls_ca_file):
-            raise ValueError(
-                "gRPC must be encrypted outside local/test: set GRPC_TLS_CERT_FILE, "
-                "GRPC_TLS_KEY_FILE and GRPC_TLS_CA_FILE, or GRPC_TLS_BY_MESH=true when a service "
-                f"mesh encrypts pod traffic (TRACKAI_ENV={self.environment})"
             )
         return self
 
@@ -239,6 +237,7 @@ class ServiceSettings(KitSettings):
             cert_file=self.grpc_tls_cert_file,
             key_file=self.grpc_tls_key_file,
             ca_file=self.grpc_tls_ca_file,
+            required=self.environment not in LOCAL_ENVIRONMENTS and not self.grpc_tls_by_mesh,
         )
 
     @property
