@@ -150,11 +150,14 @@ async def host(
 
 
 def migrate(service: str, settings: ServiceSettings) -> None:
-    """Create the database if needed and apply the service's migrations up to head."""
-    from trackai_kit.migrations import ensure_database, upgrade
+    """Create the database if needed, apply the service's migrations up to head, and grant the
+    service's own database role (``DATABASE_SERVICE_ROLE``) its rights on the schema."""
+    from trackai_kit.migrations import ensure_database, grant_service_role, upgrade
 
     ensure_database(settings.database_url)
     upgrade(service, settings.database_url)
+    if settings.database_service_role:
+        grant_service_role(service, settings.database_url, settings.database_service_role)
 
 
 def service_main(

@@ -157,6 +157,8 @@ class ServiceSettings(KitSettings):
     service_name: str = "trackai"
     environment: Environment = Field("local", alias="TRACKAI_ENV")
     database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    #: `migrate` only: the role the service connects as at run time, granted its schema's rights.
+    database_service_role: str = Field("", alias="DATABASE_SERVICE_ROLE")
     amqp_url: str = Field(DEFAULT_AMQP_URL, alias="AMQP_URL")
     amqp_prefix: str = Field("", alias="AMQP_PREFIX")
     amqp_prefetch: int = Field(64, alias="AMQP_PREFETCH")
