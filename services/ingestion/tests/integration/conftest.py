@@ -1,6 +1,6 @@
-"""Integration fixtures of the webhook receiver: a real gRPC tenant registry (serving
-GetWebhookConfig from memory to the kit's real cached client, ingestion's grant only), a
-migrated database, and the
+"""Integration fixtures of the webhook receiver: a real gRPC server with an in-memory tenant
+registry servicer (serving GetWebhookConfig, ingestion's only grant, to the kit's real cached
+client; the provisioner's own registry is tested in its suite), a migrated database, and the
 ingestion HTTP app driven through httpx's ASGI transport.
 """
 
@@ -33,7 +33,7 @@ from trackai_kit.grpc import (
 )
 from trackai_kit.http import create_app
 from trackai_kit.settings import GrpcSettings
-from trackai_testing.plugin import in_thread
+from trackai_testing.plugin import in_thread, shared_redis_url
 
 TOKEN = local_dev_token("ingestion")
 _REGISTRY = prov.DESCRIPTOR.services_by_name["TenantRegistryService"]
@@ -129,7 +129,7 @@ def ingestion_settings(database_url: str, registry_target: str, **overrides: Any
         "DATABASE_URL": database_url,
         "PROVISIONER_GRPC_TARGET": registry_target,
         "GRPC_CLIENT_TOKEN": TOKEN,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "REDIS_URL": shared_redis_url(),
         "TRACKAI_ENV": "test",
         **overrides,
     }
