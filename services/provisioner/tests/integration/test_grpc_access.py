@@ -122,3 +122,28 @@ async def test_unknown_tokens_are_unauthenticated(provisioner: Any) -> None:
 def test_each_secret_view_is_granted_to_exactly_one_service(method: str, holders: set[str]) -> None:
     full = rpc(_REGISTRY, method)
     assert {i for i in IDENTITIES if POLICY.allows(i, full)} == holders
+
+
+async def test_the_console_sees_credentials_masked_to_their_last_4_characters(
+    provisioner: Any,
+) -> None:
+    await _tenant_with_secrets(provisioner.stub)
+    await provisioner.stub.SetGatewayCredential(
+        pb.SetGatewayCredentialRequest(tenant_ref="acme", gateway="hotmart", secret="short-hot")
+    )
+    masked = await provisioner.as_("console").GetMaskedCredentials(
+        pb.GetMaskedCredentialsRequest(tenant_ref="acme")
+    )
+    gateways = {g.gateway: g for g in masked.gateways}
+    assert (gateways["kiwify"].secret_last4, gateways["kiwify"].signing_secret_last4) == (
+        "ogu9",
+        "-123",
+    )
+    # Too short for 4 characters to be a small share of it: nothing shown.
+    assert gateways["hotmart"].secret_last4 == "" and not gateways["hotmart"].has_signing_secret
+    tokens = {
+        (m.funnel_id != "", m.pixel_id, m.access_token_last4) for m in masked.meta_destinations
+    }
+    assert tokens == {(False, "1234567890", "oken"), (True, "99999999", "")}
+    wire = masked.SerializeToString()
+    assert not [s for s in (*SECRETS, "short-hot") if s.encode() in wire]

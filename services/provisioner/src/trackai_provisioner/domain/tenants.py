@@ -268,6 +268,17 @@ class TenantConfig:
     funnels: list[tuple[Funnel, MetaDestination | None]]
 
 
+#: Secrets shorter than this show nothing: 4 characters would be too large a share of them.
+MASK_MIN_LENGTH = 12
+
+
+def last4(secret: str | None) -> str:
+    """The last 4 characters of ``secret`` for people to recognise it; empty when it is short."""
+    if not secret or len(secret) < MASK_MIN_LENGTH:
+        return ""
+    return secret[-4:]
+
+
 def without_tokens(config: TenantConfig) -> TenantView:
     """The view of an opened config: Meta destinations reduced to their pixels."""
 

@@ -28,6 +28,8 @@ _REGISTRY_PUBLIC = tuple(
         "SetGatewayCredential",
         "SetMetaCredential",
         "GetTenantView",
+        # Secrets reduced to their last 4 characters: recognisable, not usable.
+        "GetMaskedCredentials",
     )
 )
 

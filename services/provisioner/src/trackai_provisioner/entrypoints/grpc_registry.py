@@ -21,6 +21,7 @@ from trackai_provisioner.domain.tenants import (
     TenantView,
     ValidationError,
     destination_for,
+    last4,
     without_tokens,
 )
 from trackai_provisioner.service_layer.registry import TenantRegistry
@@ -218,6 +219,34 @@ class TenantRegistryServicer(pb_grpc.TenantRegistryServiceServicer):
                     for g in config.gateways
                 ],
             )
+        )
+
+    async def GetMaskedCredentials(
+        self, request: pb.GetMaskedCredentialsRequest, context: Context
+    ) -> pb.GetMaskedCredentialsResponse:
+        config = await _call(context, lambda: self._registry.tenant_config(request.tenant_ref))
+        destinations = [(None, config.meta), *((f.id, m) for f, m in config.funnels)]
+        return pb.GetMaskedCredentialsResponse(
+            view=self._view(without_tokens(config)),
+            gateways=[
+                pb.MaskedGatewayCredential(
+                    gateway=g.gateway,
+                    secret_last4=last4(g.secret),
+                    has_signing_secret=bool(g.signing_secret),
+                    signing_secret_last4=last4(g.signing_secret),
+                )
+                for g in config.gateways
+            ],
+            meta_destinations=[
+                pb.MaskedMetaDestination(
+                    funnel_id=str(funnel_id) if funnel_id else "",
+                    pixel_id=meta.pixel_id,
+                    access_token_last4=last4(meta.access_token),
+                    test_event_code=meta.test_event_code or "",
+                )
+                for funnel_id, meta in destinations
+                if meta is not None
+            ],
         )
 
     async def GetMetaDestination(

@@ -344,6 +344,69 @@ class TenantView(_message.Message):
 Global___TenantView: _TypeAlias = TenantView  # noqa: Y015
 
 @_typing.final
+class MaskedGatewayCredential(_message.Message):
+    """MaskedGatewayCredential is a stored gateway credential as people may see it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    SECRET_LAST4_FIELD_NUMBER: _builtins.int
+    HAS_SIGNING_SECRET_FIELD_NUMBER: _builtins.int
+    SIGNING_SECRET_LAST4_FIELD_NUMBER: _builtins.int
+    gateway: _builtins.str
+    secret_last4: _builtins.str
+    """Last 4 characters of the secret; empty when it is shorter than 12."""
+    has_signing_secret: _builtins.bool
+    signing_secret_last4: _builtins.str
+    def __init__(
+        self,
+        *,
+        gateway: _builtins.str = ...,
+        secret_last4: _builtins.str = ...,
+        has_signing_secret: _builtins.bool = ...,
+        signing_secret_last4: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gateway", b"gateway", "has_signing_secret", b"has_signing_secret", "secret_last4", b"secret_last4", "signing_secret_last4", b"signing_secret_last4"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaskedGatewayCredential: _TypeAlias = MaskedGatewayCredential  # noqa: Y015
+
+@_typing.final
+class MaskedMetaDestination(_message.Message):
+    """MaskedMetaDestination is a stored Meta destination as people may see it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNNEL_ID_FIELD_NUMBER: _builtins.int
+    PIXEL_ID_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_LAST4_FIELD_NUMBER: _builtins.int
+    TEST_EVENT_CODE_FIELD_NUMBER: _builtins.int
+    funnel_id: _builtins.str
+    """Empty for the tenant default destination."""
+    pixel_id: _builtins.str
+    access_token_last4: _builtins.str
+    """Last 4 characters of the access token; empty when it is shorter than 12."""
+    test_event_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        funnel_id: _builtins.str = ...,
+        pixel_id: _builtins.str = ...,
+        access_token_last4: _builtins.str = ...,
+        test_event_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token_last4", b"access_token_last4", "funnel_id", b"funnel_id", "pixel_id", b"pixel_id", "test_event_code", b"test_event_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaskedMetaDestination: _TypeAlias = MaskedMetaDestination  # noqa: Y015
+
+@_typing.final
 class WebhookConfig(_message.Message):
     """WebhookConfig is what ingestion needs to accept one tenant's webhooks."""
 
@@ -965,6 +1028,54 @@ class GetMetaDestinationRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMetaDestinationRequest: _TypeAlias = GetMetaDestinationRequest  # noqa: Y015
+
+@_typing.final
+class GetMaskedCredentialsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_REF_FIELD_NUMBER: _builtins.int
+    tenant_ref: _builtins.str
+    """Tenant id or slug."""
+    def __init__(
+        self,
+        *,
+        tenant_ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_ref", b"tenant_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMaskedCredentialsRequest: _TypeAlias = GetMaskedCredentialsRequest  # noqa: Y015
+
+@_typing.final
+class GetMaskedCredentialsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIEW_FIELD_NUMBER: _builtins.int
+    GATEWAYS_FIELD_NUMBER: _builtins.int
+    META_DESTINATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def view(self) -> Global___TenantView: ...
+    @_builtins.property
+    def gateways(self) -> _containers.RepeatedCompositeFieldContainer[Global___MaskedGatewayCredential]: ...
+    @_builtins.property
+    def meta_destinations(self) -> _containers.RepeatedCompositeFieldContainer[Global___MaskedMetaDestination]: ...
+    def __init__(
+        self,
+        *,
+        view: Global___TenantView | None = ...,
+        gateways: _abc.Iterable[Global___MaskedGatewayCredential] | None = ...,
+        meta_destinations: _abc.Iterable[Global___MaskedMetaDestination] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["view", b"view"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gateways", b"gateways", "meta_destinations", b"meta_destinations", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMaskedCredentialsResponse: _TypeAlias = GetMaskedCredentialsResponse  # noqa: Y015
 
 @_typing.final
 class GetMetaDestinationResponse(_message.Message):

@@ -100,6 +100,11 @@ class TenantRegistryServiceStub:
                 request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMetaDestinationRequest.SerializeToString,
                 response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMetaDestinationResponse.FromString,
                 _registered_method=True)
+        self.GetMaskedCredentials = channel.unary_unary(
+                '/trackai.provisioner.v1.TenantRegistryService/GetMaskedCredentials',
+                request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMaskedCredentialsRequest.SerializeToString,
+                response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMaskedCredentialsResponse.FromString,
+                _registered_method=True)
 
 
 class TenantRegistryServiceServicer:
@@ -199,6 +204,15 @@ class TenantRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMaskedCredentials(self, request, context):
+        """GetMaskedCredentials returns the tenant's view and its stored credentials with every secret
+        reduced to its last 4 characters (nothing for secrets shorter than 12), so people can
+        recognise which one is stored without anyone reading it back (console, operator).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TenantRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -261,6 +275,11 @@ def add_TenantRegistryServiceServicer_to_server(servicer, server):
                     servicer.GetMetaDestination,
                     request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMetaDestinationRequest.FromString,
                     response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMetaDestinationResponse.SerializeToString,
+            ),
+            'GetMaskedCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMaskedCredentials,
+                    request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMaskedCredentialsRequest.FromString,
+                    response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMaskedCredentialsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -593,6 +612,33 @@ class TenantRegistryService:
             '/trackai.provisioner.v1.TenantRegistryService/GetMetaDestination',
             trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMetaDestinationRequest.SerializeToString,
             trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMetaDestinationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMaskedCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.provisioner.v1.TenantRegistryService/GetMaskedCredentials',
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMaskedCredentialsRequest.SerializeToString,
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMaskedCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,6 +71,11 @@ class TenantRegistryServiceStub:
     funnel's destination with that pixel. The funnel's test event code wins over the
     destination's. NOT_FOUND when the tenant is unknown or no destination reaches the pixel.
     """
+    GetMaskedCredentials: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetMaskedCredentialsRequest, _provisioner_service_pb2.GetMaskedCredentialsResponse]
+    """GetMaskedCredentials returns the tenant's view and its stored credentials with every secret
+    reduced to its last 4 characters (nothing for secrets shorter than 12), so people can
+    recognise which one is stored without anyone reading it back (console, operator).
+    """
 
 @_typing.type_check_only
 class TenantRegistryServiceAsyncStub(TenantRegistryServiceStub):
@@ -112,6 +117,11 @@ class TenantRegistryServiceAsyncStub(TenantRegistryServiceStub):
     pixel_id for funnel_id: the funnel's own destination, else the tenant default, else another
     funnel's destination with that pixel. The funnel's test event code wins over the
     destination's. NOT_FOUND when the tenant is unknown or no destination reaches the pixel.
+    """
+    GetMaskedCredentials: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetMaskedCredentialsRequest, _provisioner_service_pb2.GetMaskedCredentialsResponse]  # type: ignore[assignment]
+    """GetMaskedCredentials returns the tenant's view and its stored credentials with every secret
+    reduced to its last 4 characters (nothing for secrets shorter than 12), so people can
+    recognise which one is stored without anyone reading it back (console, operator).
     """
 
 class TenantRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -223,6 +233,17 @@ class TenantRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         pixel_id for funnel_id: the funnel's own destination, else the tenant default, else another
         funnel's destination with that pixel. The funnel's test event code wins over the
         destination's. NOT_FOUND when the tenant is unknown or no destination reaches the pixel.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMaskedCredentials(
+        self,
+        request: _provisioner_service_pb2.GetMaskedCredentialsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioner_service_pb2.GetMaskedCredentialsResponse, _abc.Awaitable[_provisioner_service_pb2.GetMaskedCredentialsResponse]]:
+        """GetMaskedCredentials returns the tenant's view and its stored credentials with every secret
+        reduced to its last 4 characters (nothing for secrets shorter than 12), so people can
+        recognise which one is stored without anyone reading it back (console, operator).
         """
 
 def add_TenantRegistryServiceServicer_to_server(servicer: TenantRegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
