@@ -34,8 +34,11 @@ class CliSettings(KitSettings):
     grpc_client_token: SecretStr = Field(
         SecretStr(local_dev_token("operator")), alias="GRPC_CLIENT_TOKEN"
     )
-    #: CA that signed the services' gRPC certificates; empty = plaintext (local stack).
+    #: CA that signed the services' gRPC certificates; empty = plaintext (local stack). With
+    #: mTLS, the operator's client certificate and key too.
     grpc_tls_ca_file: str = Field("", alias="GRPC_TLS_CA_FILE")
+    grpc_tls_cert_file: str = Field("", alias="GRPC_TLS_CERT_FILE")
+    grpc_tls_key_file: str = Field("", alias="GRPC_TLS_KEY_FILE")
     timeout_s: float = Field(10.0, alias="TRACKAI_CLI_TIMEOUT")
 
     def target(self, service: str) -> str:
@@ -90,7 +93,11 @@ class Context:
             self.channels[service] = client_channel(
                 self.settings.target(service),
                 self.settings.grpc_client_token.get_secret_value(),
-                GrpcTlsSettings(ca_file=self.settings.grpc_tls_ca_file),
+                GrpcTlsSettings(
+                    ca_file=self.settings.grpc_tls_ca_file,
+                    cert_file=self.settings.grpc_tls_cert_file,
+                    key_file=self.settings.grpc_tls_key_file,
+                ),
             )
         return self.channels[service]
 
