@@ -1,6 +1,6 @@
 """The setup agent against the real services: provisioner (on the Meta, Cloudflare, Stape and GTM
 fakes), ingestion and the agent as processes. A seller's guided session goes from the Meta token
-to the test event through the real RPCs (GetTenantConfig, GetWebhookActivity after a signed
+to the test event through the real RPCs (GetTenantView, GetMetaDestination, GetWebhookActivity after a signed
 Kiwify test webhook, GetProvisioningRun snippets pasted into a local landing page, SendTestEvent
 reaching the Meta fake with the funnel's test code), and the publish it unlocks succeeds."""
 

@@ -14,6 +14,7 @@ from trackai_agent.adapters.renderer import ChromiumRenderer
 from trackai_agent.adapters.repository import PostgresSessionStore
 from trackai_agent.adapters.support_webhook import SupportWebhookRelay
 from trackai_agent.adapters.web import FetchLimits, SafeFetcher
+from trackai_agent.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_agent.entrypoints.grpc_agent import AgentServicer
 from trackai_agent.service_layer.conversation import Conversation, ConversationConfig
 from trackai_agent.service_layer.ports import LanguageModel
@@ -29,9 +30,9 @@ AGENT_SERVICE = pb.DESCRIPTOR.services_by_name["AgentService"].full_name
 
 def build_tools(settings: Settings) -> tuple[SetupTools, list[object]]:
     """The six tools on their adapters, and what must be closed at shutdown."""
-    token = settings.grpc_auth_token.get_secret_value()
-    provisioner = client_channel(settings.provisioner_grpc_target, token)
-    ingestion = client_channel(settings.ingestion_grpc_target, token)
+    token = settings.grpc_client_token.get_secret_value()
+    provisioner = client_channel(settings.provisioner_grpc_target, token, settings.grpc_tls)
+    ingestion = client_channel(settings.ingestion_grpc_target, token, settings.grpc_tls)
     meta = HttpxMetaGraph(
         settings.meta_graph_url,
         settings.meta_api_version,
@@ -120,6 +121,7 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
                 ),
             )
         ],
+        grpc_policy=GRPC_POLICY,
         background=background,
         on_shutdown=[close],
     )

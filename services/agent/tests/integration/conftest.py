@@ -26,11 +26,12 @@ from trackai_agent.adapters.repository import PostgresSessionStore
 from trackai_agent.adapters.support_webhook import SupportWebhookRelay
 from trackai_agent.adapters.web import FetchLimits, SafeFetcher
 from trackai_agent.bootstrap import AGENT_SERVICE
+from trackai_agent.entrypoints.grpc_access import POLICY as AGENT_POLICY
 from trackai_agent.entrypoints.grpc_agent import AgentServicer
 from trackai_agent.service_layer.conversation import Conversation, ConversationConfig
 from trackai_agent.service_layer.tools import SetupTools, ToolConfig
 from trackai_kit.grpc import client_channel, start_grpc_server
-from trackai_kit.settings import GrpcSettings
+from trackai_kit.settings import GrpcSettings, local_dev_callers, local_dev_token
 from trackai_sandbox.llm import DEMO_KEY as DEMO_LLM_KEY
 from trackai_sandbox.llm import build_app as build_llm
 from trackai_sandbox.meta import build_app as build_meta
@@ -169,13 +170,15 @@ def make_agent(
             ),
         )
         server = await start_grpc_server(
-            GrpcSettings(port=0, auth_token=TOKEN),  # type: ignore[arg-type]
+            GrpcSettings(port=0, callers=local_dev_callers()),
             partial(
                 agent_grpc.add_AgentServiceServicer_to_server, AgentServicer(conversation, store)
             ),
             [AGENT_SERVICE],
+            AGENT_POLICY,
         )
-        channel = client_channel(f"127.0.0.1:{server.port}", TOKEN)
+        # The console drives the agent.
+        channel = client_channel(f"127.0.0.1:{server.port}", local_dev_token("console"))
         try:
             with web_server() as sink:
                 yield Agent(agent_grpc.AgentServiceStub(channel), store, pool, wired, sink)

@@ -26,10 +26,11 @@ from trackai.ingestion.v1 import ingestion_service_pb2 as ing
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
-from trackai_kit.grpc import start_grpc_server
-from trackai_kit.settings import GrpcSettings
+from trackai_kit.grpc import AccessPolicy, rpcs, start_grpc_server
+from trackai_kit.settings import GrpcSettings, local_dev_callers, local_dev_token
 
-TOKEN = "test-token-agent"
+#: The agent calls its backends as itself.
+TOKEN = local_dev_token("agent")
 PIXEL = "1234567890"
 OUR_SCRIPT = '<script async src="https://ingest.example/sdk/v1/track.js"></script>'
 
@@ -201,9 +202,9 @@ class _Registry(prov_grpc.TenantRegistryServiceServicer):
     def __init__(self, backend: Backend) -> None:
         self.b = backend
 
-    async def GetTenantConfig(
-        self, request: prov.GetTenantConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> prov.GetTenantConfigResponse:
+    async def GetTenantView(
+        self, request: prov.GetTenantViewRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> prov.GetTenantViewResponse:
         b = self.b
         if b.unavailable:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "registry down")
@@ -214,16 +215,29 @@ class _Registry(prov_grpc.TenantRegistryServiceServicer):
             landing_url=b.landing_url,
             test_event_code=b.test_event_code,
         )
-        return prov.GetTenantConfigResponse(
-            config=prov.TenantConfig(
-                tenant=prov.Tenant(id=b.tenant_id, slug="acme", name="Acme"),
-                gateways=[prov.GatewayCredential(gateway=g, secret="s3cret") for g in b.gateways],
-                meta=prov.MetaDestination(
-                    pixel_id=b.pixel_id,
-                    access_token=b.meta_token,
-                    test_event_code=b.test_event_code,
+        return prov.GetTenantViewResponse(
+            view=prov.TenantView(
+                tenant=prov.Tenant(
+                    id=b.tenant_id, slug="acme", name="Acme", configured_gateways=b.gateways
                 ),
-                funnels=[prov.FunnelConfig(funnel=funnel)],
+                meta=prov.MetaPixel(pixel_id=b.pixel_id, test_event_code=b.test_event_code),
+                funnels=[prov.FunnelView(funnel=funnel)],
+            )
+        )
+
+    async def GetMetaDestination(
+        self,
+        request: prov.GetMetaDestinationRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> prov.GetMetaDestinationResponse:
+        b = self.b
+        if b.unavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "registry down")
+        if request.pixel_id != b.pixel_id:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no destination")
+        return prov.GetMetaDestinationResponse(
+            destination=prov.MetaDestination(
+                pixel_id=b.pixel_id, access_token=b.meta_token, test_event_code=b.test_event_code
             )
         )
 
@@ -299,12 +313,14 @@ async def start_backend(backend: Backend) -> Any:
         prov_grpc.add_ProvisioningServiceServicer_to_server(_Provisioning(backend), server)
         ing_grpc.add_IngestionServiceServicer_to_server(_Ingestion(backend), server)
 
+    services = (
+        prov.DESCRIPTOR.services_by_name["TenantRegistryService"],
+        prov.DESCRIPTOR.services_by_name["ProvisioningService"],
+        ing.DESCRIPTOR.services_by_name["IngestionService"],
+    )
     return await start_grpc_server(
-        GrpcSettings(port=0, auth_token=TOKEN),  # type: ignore[arg-type]
+        GrpcSettings(port=0, callers=local_dev_callers()),
         register,
-        [
-            "trackai.provisioner.v1.TenantRegistryService",
-            "trackai.provisioner.v1.ProvisioningService",
-            "trackai.ingestion.v1.IngestionService",
-        ],
+        [service.full_name for service in services],
+        AccessPolicy.of({"agent": [m for service in services for m in rpcs(service)]}),
     )

@@ -18,11 +18,12 @@ import pytest
 from trackai.agent.v1 import agent_service_pb2 as pb
 from trackai.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from trackai_kit.grpc import client_channel
+from trackai_kit.settings import local_dev_token
 from trackai_sandbox.llm import DEMO_KEY as DEMO_LLM_KEY
 from trackai_sandbox.testing import MetaSandboxClient
 
 from .conftest import LlmControl, Wired
-from .harness import PIXEL, TOKEN, web_server
+from .harness import PIXEL, web_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -61,7 +62,6 @@ async def test_serve_answers_with_the_model_and_delivers_escalations(
             **os.environ,
             "TRACKAI_ENV": "test",
             "DATABASE_URL": database_url,
-            "GRPC_AUTH_TOKEN": TOKEN,
             "AGENT_HTTP_PORT": str(http_port),
             "AGENT_GRPC_PORT": str(grpc_port),
             "PROVISIONER_GRPC_TARGET": wired.target,
@@ -79,7 +79,7 @@ async def test_serve_answers_with_the_model_and_delivers_escalations(
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
         )
-        channel = client_channel(f"127.0.0.1:{grpc_port}", TOKEN)
+        channel = client_channel(f"127.0.0.1:{grpc_port}", local_dev_token("console"))
         try:
             await wait_ready(proc, f"http://127.0.0.1:{http_port}/ready", log)
             stub = pb_grpc.AgentServiceStub(channel)

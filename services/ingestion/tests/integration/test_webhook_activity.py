@@ -13,11 +13,12 @@ import pytest
 from trackai.ingestion.v1 import ingestion_service_pb2 as ing
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from trackai_ingestion.bootstrap import INGESTION_SERVICE
+from trackai_ingestion.entrypoints.grpc_access import POLICY
 from trackai_kit.grpc import client_channel, start_grpc_server
-from trackai_kit.settings import GrpcSettings
+from trackai_kit.settings import GrpcSettings, local_dev_callers, local_dev_token
 
 from ..conftest import fixture_bytes
-from .conftest import TOKEN, App, Registry
+from .conftest import App, Registry
 from .test_webhooks_api import post, post_signed
 
 pytestmark = pytest.mark.integration
@@ -36,11 +37,13 @@ async def test_activity_per_gateway_since_a_moment(app: App, registry: Registry)
     assert (await post_signed(app, "kiwify", other, fixture_bytes("kiwify-3.json"))).is_success
 
     server = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=TOKEN),  # type: ignore[arg-type]
+        GrpcSettings(port=0, callers=local_dev_callers()),
         partial(ing_grpc.add_IngestionServiceServicer_to_server, app.components.servicer),
         [INGESTION_SERVICE],
+        POLICY,
     )
-    channel = client_channel(f"127.0.0.1:{server.port}", TOKEN)
+    # The setup agent is who asks.
+    channel = client_channel(f"127.0.0.1:{server.port}", local_dev_token("agent"))
     stub = ing_grpc.IngestionServiceStub(channel)
     try:
         since = ing.GetWebhookActivityRequest(tenant_id=tenant)

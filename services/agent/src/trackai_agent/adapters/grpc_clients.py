@@ -45,25 +45,45 @@ class GrpcProvisioner:
 
     async def context(self, tenant_id: str, funnel_slug: str) -> SetupContext:
         try:
-            answer = await self._registry.GetTenantConfig(
-                prov.GetTenantConfigRequest(tenant_ref=tenant_id), timeout=self._timeout_s
+            answer = await self._registry.GetTenantView(
+                prov.GetTenantViewRequest(tenant_ref=tenant_id), timeout=self._timeout_s
             )
         except grpc.aio.AioRpcError as exc:
             raise _dependency("provisioner", exc) from None
-        config = answer.config
-        funnels = [f for f in config.funnels if not funnel_slug or f.funnel.slug == funnel_slug]
+        view = answer.view
+        funnels = [f for f in view.funnels if not funnel_slug or f.funnel.slug == funnel_slug]
         funnel = funnels[0] if len(funnels) == 1 else None
-        meta = funnel.meta if funnel is not None and funnel.HasField("meta") else config.meta
+        meta = funnel.meta if funnel is not None and funnel.HasField("meta") else view.meta
         return SetupContext(
-            tenant_id=config.tenant.id or tenant_id,
+            tenant_id=view.tenant.id or tenant_id,
             funnel_slug=funnel.funnel.slug if funnel else funnel_slug,
             landing_url=funnel.funnel.landing_url if funnel else "",
             pixel_id=meta.pixel_id,
-            meta_token=meta.access_token,
+            meta_token=await self._meta_token(
+                view.tenant.id or tenant_id, funnel.funnel.id if funnel else "", meta.pixel_id
+            ),
             test_event_code=(funnel.funnel.test_event_code if funnel else "")
             or meta.test_event_code,
-            gateways=tuple(sorted(g.gateway for g in config.gateways)),
+            gateways=tuple(sorted(view.tenant.configured_gateways)),
         )
+
+    async def _meta_token(self, tenant_id: str, funnel_id: str, pixel_id: str) -> str:
+        """The stored token of the destination, which ``validate_meta_token`` debugs; empty when
+        none is stored (or it cannot be opened: the tool then asks for it again)."""
+        if not pixel_id:
+            return ""
+        try:
+            answer = await self._registry.GetMetaDestination(
+                prov.GetMetaDestinationRequest(
+                    tenant_ref=tenant_id, funnel_id=funnel_id, pixel_id=pixel_id
+                ),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                return ""
+            raise _dependency("provisioner", exc) from None
+        return answer.destination.access_token
 
     async def _run(self, tenant_id: str, funnel_slug: str) -> prov.ProvisioningRun:
         try:

@@ -58,7 +58,7 @@ BURST_WINDOW_S = 60.0
 
 
 class TenantConfigs(Protocol):
-    async def get(self, tenant_ref: str) -> prov.TenantConfig | None: ...
+    async def get(self, tenant_ref: str) -> prov.WebhookConfig | None: ...
 
 
 class RateLimiter(Protocol):
@@ -176,7 +176,7 @@ class WebhookService:
 
     async def _tenant(
         self, tenant_ref: str, adapter: GatewayAdapter, source_ip: str | None
-    ) -> tuple[uuid.UUID, prov.TenantConfig]:
+    ) -> tuple[uuid.UUID, prov.WebhookConfig]:
         try:
             tenant_id = uuid.UUID(tenant_ref)
         except ValueError:
@@ -227,7 +227,7 @@ class WebhookService:
         self,
         adapter: GatewayAdapter,
         tenant_id: uuid.UUID,
-        config: prov.TenantConfig,
+        config: prov.WebhookConfig,
         request: WebhookRequest,
         *,
         source_ip: str | None,
@@ -290,8 +290,8 @@ class WebhookService:
             # nothing is stored.
             raise _Stop(_error(400, "malformed_body", str(exc))) from None
 
-    async def _within_rate(self, tenant_id: uuid.UUID, config: prov.TenantConfig) -> None:
-        limit = config.tenant.rate_limit_per_minute or self._default_rate_limit
+    async def _within_rate(self, tenant_id: uuid.UUID, config: prov.WebhookConfig) -> None:
+        limit = config.view.tenant.rate_limit_per_minute or self._default_rate_limit
         decision = await self._limiter.acquire(str(tenant_id), limit)
         if not decision.allowed:
             retry = max(1, decision.retry_after_s)
