@@ -14,8 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from trackai_kit.grpc import local_dev_token
+
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "e2e-token"
+
+#: The tests call the services as the operator; each service uses its own development token.
+TOKEN = local_dev_token("operator")
 
 
 def free_port() -> int:
@@ -97,7 +101,6 @@ def stack(database_url: str, amqp_url: str, amqp_prefix: str, tmp_path: Path) ->
         "DATABASE_URL": database_url,
         "AMQP_URL": amqp_url,
         "AMQP_PREFIX": amqp_prefix,
-        "GRPC_AUTH_TOKEN": TOKEN,
         "TRACKAI_ENV": "test",
         "LOG_JSON": "true",
     }

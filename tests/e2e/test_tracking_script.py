@@ -30,9 +30,9 @@ from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
 from trackai_ingestion.entrypoints.collect import build_collect_router
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
 from trackai_kit import migrations, pii
-from trackai_kit.grpc import client_channel
+from trackai_kit.grpc import client_channel, local_dev_token
 from trackai_kit.identity import event_id
-from trackai_kit.tenant_config import TenantConfigClient
+from trackai_kit.tenant_config import RegistryClient, tenant_view_client
 from trackai_testing.plugin import in_thread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -141,7 +141,6 @@ async def env(
             "DATABASE_URL": empty_database_url,
             "AMQP_URL": amqp_url,
             "AMQP_PREFIX": amqp_prefix,
-            "GRPC_AUTH_TOKEN": TOKEN,
             "TRACKAI_ENV": "test",
             "LOG_JSON": "true",
         },
@@ -149,7 +148,7 @@ async def env(
     )
     provisioner = stack.start("provisioner")
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
-    tenants: TenantConfigClient | None = None
+    tenants: RegistryClient[pb.TenantView] | None = None
     try:
         await asyncio.to_thread(stack.wait_ready, provisioner)
         target = f"127.0.0.1:{provisioner.grpc_port}"
@@ -173,7 +172,8 @@ async def env(
         await channel.close()
 
         pool = await pg_pool(empty_database_url, schema="ingestion")
-        tenants = TenantConfigClient(target, TOKEN)
+        # The collect endpoint reads the view (no secret), as the matcher does.
+        tenants = tenant_view_client(target, local_dev_token("matcher"))
         ingest = FastAPI()
         ingest.include_router(build_collect_router(RecordBrowserHit(pool, tenants)))
         ingest_server, ingest_task, ingest_port = await _serve(ingest)
@@ -236,7 +236,8 @@ async def test_tracking_script_end_to_end(env: Env) -> None:
     assert view["session_id"] == session_id
     assert view["utm"] == {"utm_source": "facebook"}
     assert view["page_url"] == url
-    assert str(view["client_ip"]) == "127.0.0.1"
+    # The browser reaches the service over loopback: not a visitor address, so none is kept.
+    assert view["client_ip"] is None
     assert "Chrome" in view["user_agent"]
 
     # Checkout links carry the session id in sck (and src when free) plus the session's UTMs.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp
 
-from trackai_sandbox import cloudflare, gtm, meta, sentry, stape
+from trackai_sandbox import cloudflare, gtm, llm, meta, sentry, stape
 from trackai_sandbox.server import Listener, serve_all
 from trackai_sandbox.settings import SandboxSettings
 
@@ -29,6 +29,7 @@ FAKES: tuple[Fake, ...] = (
     Fake("cloudflare", lambda s: s.cloudflare_port, cloudflare.build_app),
     Fake("stape", lambda s: s.stape_port, stape.build_app),
     Fake("gtm", lambda s: s.gtm_port, gtm.build_app),
+    Fake("llm", lambda s: s.llm_port, llm.build_app),
     Fake("sentry", lambda s: s.sentry_port, sentry.build_app),
 )
 

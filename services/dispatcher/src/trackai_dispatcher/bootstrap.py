@@ -14,30 +14,52 @@ from trackai_dispatcher.adapters.meta import MetaClient
 from trackai_dispatcher.domain.breaker import BreakerPolicy
 from trackai_dispatcher.domain.model import RetryLadder
 from trackai_dispatcher.entrypoints.consumer import ConsumerTask, Monitor
+from trackai_dispatcher.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_dispatcher.entrypoints.grpc_dispatcher import DispatcherServicer
 from trackai_dispatcher.service_layer.delivery import Dispatcher
 from trackai_dispatcher.service_layer.dlq import DeadLetters
 from trackai_dispatcher.settings import Settings
 from trackai_kit import topology
+from trackai_kit.amqp import RetryPolicy
+from trackai_kit.retention import RetentionTask, Rule
 from trackai_kit.service import Resources, Wiring
-from trackai_kit.tenant_config import TenantConfigClient
+from trackai_kit.tenant_config import meta_destination_client
 
 SCHEMA = "dispatcher"
+RETENTION_INTERVAL_S = 3600.0
 DISPATCHER_SERVICE = pb.DESCRIPTOR.services_by_name["DispatcherService"].full_name
 
 
 def dispatch_topology(settings: Settings) -> topology.Topology:
-    """``capi-dispatch``, one TTL queue per step of the configured retry ladder, the status
-    exchange. With the default ladder this is exactly the kit's dispatcher topology."""
-    delays = tuple(
-        topology.QueueSpec(
-            topology.retry_queue_name(topology.CAPI_DISPATCH, delay),
-            message_ttl_ms=delay,
-            dead_letter_to=topology.CAPI_DISPATCH,
-        )
-        for delay in settings.retry_ladder_ms
+    """``capi-dispatch``, one TTL queue per step of the configured retry ladder and one for
+    parked events (the breaker's cool-down), the status exchange."""
+    delays = topology.delay_queues(
+        topology.CAPI_DISPATCH, tuple(sorted({*settings.retry_ladder_ms, settings.park_delay_ms}))
     )
-    return topology.dispatcher_topology().merge(topology.Topology(queues=delays))
+    return topology.dispatcher_topology().merge(delays)
+
+
+def retention_rules(settings: Settings) -> list[Rule]:
+    """What the dispatcher keeps, and for how long (docs/runbooks/retention.md)."""
+    day = timedelta(days=1)
+    return [
+        # Cascades to dispatch_attempt_events.
+        Rule(
+            "attempts",
+            "dispatcher.dispatch_attempts",
+            "started_at",
+            settings.attempt_retention_days * day,
+        ),
+        Rule(
+            "event_network",
+            "dispatcher.dispatches",
+            "created_at",
+            settings.raw_network_retention_days * day,
+            condition="payload->'user_data' ?| array['client_ip_address', 'client_user_agent']",
+            blank="payload = payload #- '{user_data,client_ip_address}'"
+            " #- '{user_data,client_user_agent}'",
+        ),
+    ]
 
 
 def build_dispatcher(
@@ -60,7 +82,7 @@ def build_dispatcher(
             # Long enough for one probe POST; a crashed prober is replaced after it.
             probe_lease=timedelta(seconds=max(5.0, 4 * settings.meta_timeout_s)),
         ),
-        ladder=RetryLadder(settings.retry_ladder_ms),
+        ladder=RetryLadder(settings.retry_ladder_ms, park_delays_ms=(settings.park_delay_ms,)),
         claim_lease_s=settings.claim_lease_s,
         concurrency=settings.concurrency,
     )
@@ -72,9 +94,10 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     dead_letters = DeadLetters(resources.pool, DispatchPublisher(resources.amqp))
     servicer = DispatcherServicer(resources.pool, dead_letters)
     return Wiring(
+        grpc_policy=GRPC_POLICY,
         grpc_services=[
             (DISPATCHER_SERVICE, partial(pb_grpc.add_DispatcherServiceServicer_to_server, servicer))
-        ]
+        ],
     )
 
 
@@ -88,8 +111,10 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
         partner_agent=settings.partner_agent,
         max_connections=max(8, 2 * settings.concurrency),
     )
-    registry = TenantConfigClient(
-        settings.provisioner_addr, settings.grpc_auth_token.get_secret_value()
+    registry = meta_destination_client(
+        settings.provisioner_addr,
+        settings.grpc_client_token.get_secret_value(),
+        tls=settings.grpc_tls,
     )
     notifier = StatusPublisher(
         settings.amqp_url,
@@ -108,6 +133,7 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
         deadline_s=settings.batch_deadline_ms / 1000,
         workers=settings.pipeline,
         shutdown_grace_s=settings.shutdown_grace_s,
+        retry=RetryPolicy(tuple(settings.retry_ladder_ms)),
     )
     monitor = Monitor(
         resources.pool,
@@ -115,6 +141,10 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
         outage_destinations=settings.outage_destinations,
         outage_window_s=settings.outage_window_s,
     )
+    retention = RetentionTask(
+        resources.pool, retention_rules(settings), interval_s=RETENTION_INTERVAL_S
+    )
     return Wiring(
-        background=[consumer, monitor], on_shutdown=[meta.close, registry.close, notifier.close]
+        background=[consumer, monitor, retention],
+        on_shutdown=[meta.close, registry.close, notifier.close],
     )

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from trackai_ingestion.adapters.auth_failures import CredentialMismatch, RedisAuthFailures
+from trackai_ingestion.adapters.receipts import GatewayActivity, ReceiptStats
 from trackai_ingestion.adapters.repository import ConversionStore, StoredConversion
 from trackai_ingestion.domain.model import CanonicalStatus
 
@@ -89,3 +91,23 @@ def _decode_token(token: str, tenant: uuid.UUID) -> tuple[datetime, uuid.UUID]:
     if not same_tenant:
         raise InvalidQuery("page_token belongs to another tenant")
     return parsed
+
+
+class WebhookActivityQueries:
+    """What each of a tenant's gateways delivered since a moment (the setup agent's check)."""
+
+    def __init__(self, receipts: ReceiptStats, auth_failures: RedisAuthFailures) -> None:
+        self._receipts = receipts
+        self._auth_failures = auth_failures
+
+    async def since(
+        self, tenant_id: str, since: datetime | None
+    ) -> tuple[list[GatewayActivity], list[CredentialMismatch]]:
+        """Authenticated webhooks per gateway, and the refusals for a wrong credential."""
+        tenant = parse_tenant(tenant_id)
+        if since is None:
+            raise InvalidQuery("since_time is required")
+        return (
+            await self._receipts.since(tenant, since),
+            await self._auth_failures.since(tenant, since),
+        )

@@ -1,7 +1,8 @@
 """Use cases of the tenant registry: create and read tenants/funnels, seal and open credentials.
 
-Secrets are validated, sealed with the key ring and stored; only ``tenant_config`` (internal
-callers) ever opens them again.
+Secrets are validated, sealed with the key ring and stored; only ``tenant_config`` (behind the
+webhook and Meta destination views of internal callers) ever opens them again; ``tenant_view``
+never does.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ from typing import Any
 import asyncpg
 
 from trackai_kit.logging import get_logger
-from trackai_provisioner.adapters.crypto import KeyRing, Sealed
+from trackai_provisioner.adapters.crypto import KeyRing, KeyRingError, Sealed
 from trackai_provisioner.adapters.repository import PostgresTenantRepository
 from trackai_provisioner.domain.tenants import (
     FUNNEL_UPDATABLE,
     TENANT_UPDATABLE,
+    BrokenCredential,
     Funnel,
     GatewayCredential,
     MetaDestination,
+    MetaPixel,
     Tenant,
     TenantConfig,
+    TenantView,
     ValidationError,
     credential_associated_data,
     validate_domains,
@@ -225,6 +229,25 @@ class TenantRegistry:
         log.info("meta credential set", tenant_id=str(tenant.id), pixel_id=public["pixel_id"])
         return tenant, funnel
 
+    async def tenant_view(self, tenant_ref: str) -> TenantView:
+        """The tenant, its funnels and Meta pixels, read without opening any secret."""
+        async with self._pool.acquire() as conn:
+            tenant = await self._repo.get_tenant(conn, tenant_ref)
+            funnels = await self._repo.list_funnels(conn, tenant.id)
+            rows = await self._repo.credentials(conn, tenant.id)
+        tenant_pixel: MetaPixel | None = None
+        funnel_pixel: dict[object, MetaPixel] = {}
+        for row in rows:
+            if row["kind"] == "gateway":
+                continue
+            public = row["public"]
+            pixel = MetaPixel(public["pixel_id"], public.get("test_event_code"))
+            if row["funnel_id"] is None:
+                tenant_pixel = pixel
+            else:
+                funnel_pixel[row["funnel_id"]] = pixel
+        return TenantView(tenant, tenant_pixel, [(f, funnel_pixel.get(f.id)) for f in funnels])
+
     async def tenant_config(self, tenant_ref: str) -> TenantConfig:
         """Everything an internal caller needs about a tenant, secrets opened."""
         async with self._pool.acquire() as conn:
@@ -234,11 +257,30 @@ class TenantRegistry:
         gateways: list[GatewayCredential] = []
         tenant_meta: MetaDestination | None = None
         funnel_meta: dict[object, MetaDestination] = {}
+        broken: list[BrokenCredential] = []
         for row in rows:
             aad = credential_associated_data(
                 tenant.id, row["kind"], row["provider"], row["funnel_id"]
             )
-            secret = self._keys.open(Sealed(row["key_id"], row["nonce"], row["ciphertext"]), aad)
+            try:
+                secret = self._keys.open(
+                    Sealed(row["key_id"], row["nonce"], row["ciphertext"]), aad
+                )
+            except KeyRingError as exc:
+                # One unreadable credential must not take the tenant's others down with it.
+                broken.append(
+                    BrokenCredential(row["kind"], row["provider"], row["funnel_id"], str(exc))
+                )
+                log.error(
+                    "credential cannot be decrypted; left out of the tenant config",
+                    tenant_id=str(tenant.id),
+                    kind=row["kind"],
+                    provider=row["provider"],
+                    funnel_id=str(row["funnel_id"] or ""),
+                    key_id=row["key_id"],
+                    error=str(exc),
+                )
+                continue
             if row["kind"] == "gateway":
                 gateways.append(
                     GatewayCredential(
@@ -259,6 +301,7 @@ class TenantRegistry:
             gateways=gateways,
             meta=tenant_meta,
             funnels=[(f, funnel_meta.get(f.id)) for f in funnels],
+            broken=broken,
         )
 
     async def rotate_keys(self) -> int:
