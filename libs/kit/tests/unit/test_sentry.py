@@ -123,15 +123,15 @@ def test_events_carry_no_local_variables_and_no_secret_in_exception_text(
 ) -> None:
     from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 
-    config = pb.TenantConfig(
+    config = pb.WebhookConfig(
         gateways=[pb.GatewayCredential(gateway="perfectpay", secret=TOKEN, signing_secret=TOKEN)],
-        meta=pb.MetaDestination(pixel_id="1", access_token=TOKEN),
     )
+    destination = pb.MetaDestination(pixel_id="1", access_token=TOKEN)
     name = "".join(reversed("adicerapA airaM"))  # not in this file's source lines either
     try:
         # An error message that quotes a message with decrypted secrets in protobuf text form,
         # and a dict's repr with a name.
-        raise RuntimeError(f"cannot use {config}: { ({'full_name': name}) }")
+        raise RuntimeError(f"cannot use {config} {destination}: { ({'full_name': name}) }")
     except RuntimeError:
         sentry_sdk.capture_exception()
     sentry_sdk.flush()

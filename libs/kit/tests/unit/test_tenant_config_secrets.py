@@ -14,13 +14,29 @@ SIGNING = "sig-" + "s3cr3t-value"
 TOKEN = "EAAG" + "token-value"
 
 
-def _config() -> pb.TenantConfig:
-    return pb.TenantConfig(
-        tenant=pb.Tenant(id="t-1", slug="acme"),
-        gateways=[pb.GatewayCredential(gateway="hotmart", secret=SECRET, signing_secret=SIGNING)],
-        meta=pb.MetaDestination(pixel_id="123", access_token=TOKEN),
-        funnels=[pb.FunnelConfig(meta=pb.MetaDestination(pixel_id="9", access_token=TOKEN))],
-    )
+class _Both:
+    """A webhook config and a Meta destination: the two answers that carry secrets."""
+
+    def __init__(self) -> None:
+        self.gateways = pb.WebhookConfig(
+            view=pb.TenantView(tenant=pb.Tenant(id="t-1", slug="acme")),
+            gateways=[
+                pb.GatewayCredential(gateway="hotmart", secret=SECRET, signing_secret=SIGNING)
+            ],
+        )
+        self.meta = pb.GetMetaDestinationResponse(
+            destination=pb.MetaDestination(pixel_id="123", access_token=TOKEN)
+        )
+
+    def __str__(self) -> str:
+        return f"{self.gateways} {self.meta}"
+
+    def __repr__(self) -> str:
+        return f"{self.gateways!r} {self.meta!r}"
+
+
+def _config() -> _Both:
+    return _Both()
 
 
 @pytest.mark.parametrize(
@@ -30,9 +46,9 @@ def _config() -> pb.TenantConfig:
         repr,
         lambda c: f"{c}",
         lambda c: "%s" % c,  # noqa: UP031 - the logging module's formatting
-        lambda c: repr([c.gateways[0], c.meta]),
-        lambda c: str(pb.GetTenantConfigResponse(config=c)),
-        text_without_secrets,
+        lambda c: repr([c.gateways.gateways[0], c.meta.destination]),
+        lambda c: str(pb.GetWebhookConfigResponse(config=c.gateways)),
+        lambda c: text_without_secrets(c.gateways) + text_without_secrets(c.meta),
     ],
 )
 def test_printing_hides_every_secret(render: object) -> None:
@@ -43,12 +59,13 @@ def test_printing_hides_every_secret(render: object) -> None:
 
 
 def test_fields_still_read_and_the_message_is_unchanged() -> None:
-    config = _config()
-    text_without_secrets(config)
-    assert config.gateways[0].secret == SECRET
-    assert config.gateways[0].signing_secret == SIGNING
-    assert config.meta.access_token == TOKEN
-    assert pb.TenantConfig.FromString(config.SerializeToString()) == config
+    both = _config()
+    text_without_secrets(both.gateways)
+    text_without_secrets(both.meta)
+    assert both.gateways.gateways[0].secret == SECRET
+    assert both.gateways.gateways[0].signing_secret == SIGNING
+    assert both.meta.destination.access_token == TOKEN
+    assert pb.WebhookConfig.FromString(both.gateways.SerializeToString()) == both.gateways
 
 
 def test_a_log_record_with_the_config_as_argument(caplog: pytest.LogCaptureFixture) -> None:

@@ -18,7 +18,6 @@ import sentry_sdk
 import structlog
 from pydantic import SecretStr
 
-from trackai.provisioner.v1 import provisioner_service_pb2 as prov
 from trackai_kit.logging import configure_logging
 from trackai_kit.sentry import configure_sentry
 from trackai_kit.settings import LogSettings, SentrySettings
@@ -35,12 +34,11 @@ pytestmark = pytest.mark.integration
 _RUN = uuid.uuid4().hex[:10]
 PERFECTPAY_TOKEN = "pp" + _RUN + "perfectpaytoken"
 HOTTOK = "hot" + _RUN + "hottokvalue"
-META_TOKEN = "EAAG" + _RUN + "metaaccesstoken"
 NAME = "Maria " + "Aparecida Souza"
 EMAIL = "maria." + _RUN + "@example.com"
 CPF = "123 456" + " 789 09"
 PHONE = "+55 11 9 " + "1234-5678"
-LEAKS = (PERFECTPAY_TOKEN, HOTTOK, META_TOKEN, NAME, "Aparecida", EMAIL, CPF, PHONE, "1234-5678")
+LEAKS = (PERFECTPAY_TOKEN, HOTTOK, NAME, "Aparecida", EMAIL, CPF, PHONE, "1234-5678")
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +70,9 @@ async def served(make_app: AppFactory, sentry_events: SentrySink) -> httpx.Async
 
 
 def _tenant_with_every_secret(registry: Registry) -> str:
-    tenant = registry.add_tenant(secrets={"perfectpay": PERFECTPAY_TOKEN, "hotmart": HOTTOK})
-    registry.configs[tenant].meta.CopyFrom(
-        prov.MetaDestination(pixel_id="1234567890", access_token=META_TOKEN)
-    )
-    return tenant
+    # Ingestion's view of a tenant holds its gateways' decrypted secrets (no Meta token since
+    # the per-caller views).
+    return registry.add_tenant(secrets={"perfectpay": PERFECTPAY_TOKEN, "hotmart": HOTTOK})
 
 
 def _buyer_body() -> dict[str, Any]:
