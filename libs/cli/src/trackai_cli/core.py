@@ -30,6 +30,7 @@ class CliSettings(KitSettings):
     ingestion_target: str = Field("127.0.0.1:50051", alias="INGESTION_GRPC_TARGET")
     matcher_target: str = Field("127.0.0.1:50052", alias="MATCHER_GRPC_TARGET")
     dispatcher_target: str = Field("127.0.0.1:50053", alias="DISPATCHER_GRPC_TARGET")
+    console_target: str = Field("127.0.0.1:50056", alias="CONSOLE_GRPC_TARGET")
     grpc_auth_token: SecretStr = Field(SecretStr(LOCAL_DEV_GRPC_TOKEN), alias="GRPC_AUTH_TOKEN")
     timeout_s: float = Field(10.0, alias="TRACKAI_CLI_TIMEOUT")
 

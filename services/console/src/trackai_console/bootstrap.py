@@ -2,13 +2,61 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from functools import partial
+
+from trackai.console.v1 import console_service_pb2 as pb
+from trackai.console.v1 import console_service_pb2_grpc as pb_grpc
+from trackai_console.adapters.accounts_store import PostgresAccountStore
+from trackai_console.adapters.passwords import Argon2Hasher
+from trackai_console.domain.accounts import LoginLimits
+from trackai_console.entrypoints import web
+from trackai_console.entrypoints.grpc_users import UserAdminServicer
+from trackai_console.service_layer.accounts import Accounts
 from trackai_console.settings import Settings
 from trackai_kit.service import Resources, Wiring
 
 SCHEMA = "console"
 TOPOLOGY = None
+USER_ADMIN_SERVICE = pb.DESCRIPTOR.services_by_name["UserAdminService"].full_name
+
+
+def build_accounts(settings: Settings, store: PostgresAccountStore) -> Accounts:
+    return Accounts(
+        store,
+        Argon2Hasher(),
+        session_ttl=timedelta(hours=settings.session_hours),
+        link_ttl=timedelta(minutes=settings.password_link_minutes),
+        invite_ttl=timedelta(hours=settings.invite_hours),
+        limits=LoginLimits(
+            per_email=settings.login_max_failures,
+            per_address=settings.login_max_failures_per_address,
+            window=timedelta(minutes=settings.login_window_minutes),
+        ),
+    )
+
+
+def web_config(settings: Settings) -> web.WebConfig:
+    return web.WebConfig(
+        secure_cookies=settings.secure_cookies,
+        session_max_age_s=int(settings.session_hours * 3600),
+    )
 
 
 async def wire(settings: Settings, resources: Resources) -> Wiring:
-    """HTTP health/readiness and gRPC health; the service's APIs are registered here."""
-    return Wiring()
+    """The web pages on the HTTP app and the account administration API on gRPC."""
+    assert resources.pool is not None
+    accounts = build_accounts(settings, PostgresAccountStore(resources.pool))
+    router = web.build_web(accounts, web_config(settings))
+    return Wiring(
+        grpc_services=[
+            (
+                USER_ADMIN_SERVICE,
+                partial(
+                    pb_grpc.add_UserAdminServiceServicer_to_server,
+                    UserAdminServicer(accounts, settings.public_url),
+                ),
+            )
+        ],
+        configure_http=partial(web.configure, router=router, accounts=accounts),
+    )
