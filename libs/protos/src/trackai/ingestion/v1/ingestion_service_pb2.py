@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from trackai.ingestion.v1 import events_pb2 as trackai_dot_ingestion_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,trackai/ingestion/v1/ingestion_service.proto\x12\x14trackai.ingestion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!trackai/ingestion/v1/events.proto\"\x9a\x01\n\x10\x43onversionRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x31\n\rreceived_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\nconversion\x18\x04 \x01(\x0b\x32 .trackai.ingestion.v1.Conversion\"@\n\x14GetConversionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rconversion_id\x18\x02 \x01(\t\"S\n\x15GetConversionResponse\x12:\n\nconversion\x18\x01 \x01(\x0b\x32&.trackai.ingestion.v1.ConversionRecord\"\xea\x01\n\x16ListConversionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x38\n\x08statuses\x18\x02 \x03(\x0e\x32&.trackai.ingestion.v1.ConversionStatus\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"o\n\x17ListConversionsResponse\x12;\n\x0b\x63onversions\x18\x01 \x03(\x0b\x32&.trackai.ingestion.v1.ConversionRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xec\x01\n\x10IngestionService\x12h\n\rGetConversion\x12*.trackai.ingestion.v1.GetConversionRequest\x1a+.trackai.ingestion.v1.GetConversionResponse\x12n\n\x0fListConversions\x12,.trackai.ingestion.v1.ListConversionsRequest\x1a-.trackai.ingestion.v1.ListConversionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,trackai/ingestion/v1/ingestion_service.proto\x12\x14trackai.ingestion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!trackai/ingestion/v1/events.proto\"\x9a\x01\n\x10\x43onversionRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x31\n\rreceived_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\nconversion\x18\x04 \x01(\x0b\x32 .trackai.ingestion.v1.Conversion\"@\n\x14GetConversionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rconversion_id\x18\x02 \x01(\t\"S\n\x15GetConversionResponse\x12:\n\nconversion\x18\x01 \x01(\x0b\x32&.trackai.ingestion.v1.ConversionRecord\"\xa0\x02\n\x16ListConversionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x38\n\x08statuses\x18\x02 \x03(\x0e\x32&.trackai.ingestion.v1.ConversionStatus\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x0f\n\x07gateway\x18\x07 \x01(\t\x12\x10\n\x08order_id\x18\x08 \x01(\t\x12\x11\n\tfunnel_id\x18\t \x01(\t\"o\n\x17ListConversionsResponse\x12;\n\x0b\x63onversions\x18\x01 \x03(\x0b\x32&.trackai.ingestion.v1.ConversionRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xec\x01\n\x10IngestionService\x12h\n\rGetConversion\x12*.trackai.ingestion.v1.GetConversionRequest\x1a+.trackai.ingestion.v1.GetConversionResponse\x12n\n\x0fListConversions\x12,.trackai.ingestion.v1.ListConversionsRequest\x1a-.trackai.ingestion.v1.ListConversionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,9 +40,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCONVERSIONRESPONSE']._serialized_start=361
   _globals['_GETCONVERSIONRESPONSE']._serialized_end=444
   _globals['_LISTCONVERSIONSREQUEST']._serialized_start=447
-  _globals['_LISTCONVERSIONSREQUEST']._serialized_end=681
-  _globals['_LISTCONVERSIONSRESPONSE']._serialized_start=683
-  _globals['_LISTCONVERSIONSRESPONSE']._serialized_end=794
-  _globals['_INGESTIONSERVICE']._serialized_start=797
-  _globals['_INGESTIONSERVICE']._serialized_end=1033
+  _globals['_LISTCONVERSIONSREQUEST']._serialized_end=735
+  _globals['_LISTCONVERSIONSRESPONSE']._serialized_start=737
+  _globals['_LISTCONVERSIONSRESPONSE']._serialized_end=848
+  _globals['_INGESTIONSERVICE']._serialized_start=851
+  _globals['_INGESTIONSERVICE']._serialized_end=1087
 # @@protoc_insertion_point(module_scope)
