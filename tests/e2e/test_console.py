@@ -1,21 +1,40 @@
-"""The console in Debian's Chromium: a real console process (HTTP pages + its gRPC account API) on
-free ports against a migrated test database; the account is created with `trackai user create`
-as an operator would. Screenshots go to tests/artifacts/console/ (git-ignored)."""
+"""The console in Debian's Chromium and over plain HTTP, as real processes on free ports against a
+migrated test database: the console (pages + its gRPC account API), and for the events pages the
+whole pipeline (provisioner, ingestion, matcher, dispatcher, the Meta sandbox fake). Accounts are
+created with `trackai user create` as an operator would. Screenshots go to
+tests/artifacts/console/ (git-ignored): look at them."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
+import json
 import os
+import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.e2e.conftest import ROOT, ServiceProcess, Stack
+from tests.e2e.test_purchase_flow import _kiwify_webhook
 from tests.e2e.test_tracking_script import CHROMIUM, CHROMIUM_ARGS
+from trackai.common.v1 import events_pb2 as common_pb
+from trackai_kit.amqp import AmqpClient
+from trackai_kit.settings import AmqpSettings
+from trackai_kit.topology import STATUS_EXCHANGE
+from trackai_sandbox.meta import build_app as build_meta
+from trackai_sandbox.server import BackgroundServer
+from trackai_sandbox.settings import SandboxSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -95,3 +114,226 @@ async def test_seller_signs_in_and_out(console: ServiceProcess, browser: Browser
         assert "/entrar" in page.url
         await context.close()
     assert os.path.getsize(ARTIFACTS / "visao-geral-celular.png") > 0
+
+
+# ── The events pages against the real services ──────────────────────────────────────────────
+
+KIWIFY_TOKEN = "e2e-kiwify-token"
+PIXEL_ID = "1234567890"
+SELLER_B = "dono@lojadobruno.com.br"
+
+
+@dataclass
+class Pipeline:
+    console: ServiceProcess
+    ingestion: ServiceProcess
+    tenant_a: str
+    tenant_b: str
+    amqp_url: str
+    amqp_prefix: str
+
+
+def _cli_json(stack: Stack, *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "trackai_cli.main", *args, "--json"],
+        cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def _tenant(stack: Stack, slug: str) -> str:
+    tenant_id = str(
+        _cli_json(stack, "tenant", "create", "--name", slug.title(), "--slug", slug)["id"]
+    )
+    _cli_json(stack, "tenant", "set-gateway", tenant_id, "--gateway", "kiwify",
+              "--secret", KIWIFY_TOKEN)  # fmt: skip
+    _cli_json(stack, "tenant", "set-meta", tenant_id, "--pixel-id", PIXEL_ID,
+              "--access-token", "sandbox-token")  # fmt: skip
+    return tenant_id
+
+
+@pytest.fixture
+def pipeline(stack: Stack, amqp_url: str, amqp_prefix: str) -> Iterator[Pipeline]:
+    assert (VENDOR / "htmx.min.js").exists(), "run `make console-assets` first"
+    meta = BackgroundServer(build_meta(SandboxSettings())).start()
+    try:
+        stack.env["META_GRAPH_URL"] = meta.base_url
+        provisioner = stack.start("provisioner")
+        stack.wait_ready(provisioner)
+        stack.env["PROVISIONER_GRPC_TARGET"] = f"127.0.0.1:{provisioner.grpc_port}"
+        tenant_a, tenant_b = _tenant(stack, "loja-da-ana"), _tenant(stack, "loja-do-bruno")
+        apis = {name: stack.start(name) for name in ("ingestion", "matcher", "dispatcher")}
+        workers = [
+            stack.start("matcher", "consume", grpc=False),
+            stack.start("dispatcher", "consume", grpc=False, DISPATCHER_BATCH_DEADLINE_MS="50"),
+        ]
+        for proc in [*apis.values(), *workers]:
+            stack.wait_ready(proc)
+        for name, proc in apis.items():
+            stack.env[f"{name.upper()}_GRPC_TARGET"] = f"127.0.0.1:{proc.grpc_port}"
+        console = stack.start("console")
+        stack.wait_ready(console)
+        for email, tenant in ((SELLER, tenant_a), (SELLER_B, tenant_b)):
+            trackai(console, stack, "user", "create", "--email", email, "--role", "seller",
+                    "--tenant", tenant, "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+        yield Pipeline(console, apis["ingestion"], tenant_a, tenant_b, amqp_url, amqp_prefix)
+    finally:
+        meta.stop()
+
+
+def _post_sale(pipeline: Pipeline, tenant_id: str, order_id: str, session_id: str) -> str:
+    """The tracking script's page view with our session, then Kiwify's signed approved sale."""
+    with httpx.Client(base_url=pipeline.ingestion.http, timeout=10) as http:
+        hit = http.post(
+            f"/api/v1/collect/{tenant_id}",
+            headers={
+                "Origin": "https://loja.example.com",
+                "User-Agent": "Mozilla/5.0 (E2E) Chrome/126",
+            },
+            json={
+                "type": "page_view",
+                "session_id": session_id,
+                "event_id": "pv" + uuid.uuid4().hex[:20],
+                "page_url": "https://loja.example.com/curso?utm_source=facebook",
+            },
+        )
+        assert hit.status_code == 204, hit.text
+        body = _kiwify_webhook(order_id)
+        payload = json.loads(body)
+        payload["TrackingParameters"]["sck"] = session_id
+        raw = json.dumps(payload).encode()
+        signature = hmac.new(KIWIFY_TOKEN.encode(), raw, hashlib.sha1).hexdigest()
+        response = http.post(
+            f"/api/v1/webhooks/kiwify/{tenant_id}?signature={signature}",
+            content=raw,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["conversion_id"])
+
+
+async def _sign_in(browser: Browser, pipeline: Pipeline, size: str) -> Page:
+    context = await browser.new_context(viewport=SIZES[size], locale="pt-BR")
+    page = await context.new_page()
+    await page.goto(pipeline.console.http + "/entrar")
+    await page.fill("#email", SELLER)
+    await page.fill("#senha", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.get_by_role("heading", name="Visão geral").wait_for()
+    return page
+
+
+async def test_events_table_updates_live_and_explains_the_match(
+    pipeline: Pipeline, browser: Browser
+) -> None:
+    page = await _sign_in(browser, pipeline, "desktop")
+    await page.get_by_role("link", name="Eventos").click()
+    await page.get_by_text("Nenhum evento neste filtro ainda.").wait_for()
+    await page.wait_for_function("document.querySelector('[sse-connect]') !== null")
+    # The live stream is open before the sale arrives (the page never reloads from here on).
+    await page.wait_for_timeout(500)
+    marker = await page.evaluate("window.__notReloaded = true")
+    assert marker is True
+
+    order_id = f"ana-{uuid.uuid4().hex[:8]}"
+    _post_sale(pipeline, pipeline.tenant_a, order_id, "taConsoleE2Esession0001")
+    row = page.locator("tr", has_text=order_id)
+    await row.get_by_text("Enviado à Meta").wait_for(timeout=60_000)
+    assert await page.evaluate("window.__notReloaded === true")
+    await shot(page, "eventos-ao-vivo-desktop")
+
+    await row.get_by_role("link", name=order_id).click()
+    await page.get_by_role("heading", name="Como a venda foi atribuída").wait_for()
+    explanation = await page.inner_text("#atribuicao")
+    assert "Determinístico" in explanation and "session_id" in explanation
+    attempts = await page.inner_text("#envios")
+    assert "succeeded" in attempts
+    await shot(page, "evento-detalhe-desktop")
+
+    mobile = await _sign_in(browser, pipeline, "celular")
+    await mobile.goto(pipeline.console.http + "/eventos")
+    await mobile.get_by_text(order_id).wait_for()
+    await shot(mobile, "eventos-celular")
+    await mobile.get_by_role("link", name=order_id).click()
+    await mobile.get_by_role("heading", name="Como a venda foi atribuída").wait_for()
+    await shot(mobile, "evento-detalhe-celular")
+
+
+def _signed_in_client(pipeline: Pipeline, email: str) -> httpx.Client:
+    client = httpx.Client(base_url=pipeline.console.http, timeout=10)
+    form = client.get("/entrar")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token
+    signed = client.post(
+        "/entrar", data={"email": email, "senha": PASSWORD, "csrf_token": token.group(1)}
+    )
+    assert signed.status_code == 303, signed.text
+    return client
+
+
+async def _publish_status(pipeline: Pipeline, tenant_id: str, event_id: str) -> None:
+    async with AmqpClient(AmqpSettings(url=pipeline.amqp_url, prefix=pipeline.amqp_prefix)) as amqp:
+        update = common_pb.StatusUpdate(
+            tenant_id=tenant_id,
+            entity=common_pb.STATUS_ENTITY_DISPATCH,
+            entity_id=event_id,
+            status="sent",
+        )
+        await amqp.publish(
+            f"dispatch.{tenant_id}",
+            update.SerializeToString(),
+            exchange=STATUS_EXCHANGE,
+            message_id=uuid.uuid4().hex,
+            message_type="trackai.common.v1.StatusUpdate",
+        )
+
+
+def _read_events(client: httpx.Client, path: str, want: int, found: list[str]) -> None:
+    with client.stream("GET", path, timeout=httpx.Timeout(10, read=10)) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                found.append(json.loads(line[6:])["entity_id"])
+                if len(found) >= want:
+                    return
+
+
+async def test_a_seller_never_sees_another_tenants_events(pipeline: Pipeline) -> None:
+    order_b = f"bruno-{uuid.uuid4().hex[:8]}"
+    conversion_b = _post_sale(pipeline, pipeline.tenant_b, order_b, "taConsoleE2Esession0002")
+    b = pipeline.tenant_b
+    with _signed_in_client(pipeline, SELLER_B) as bruno:
+        own = bruno.get(f"/eventos/{conversion_b}")
+        assert own.status_code == 200 and order_b in own.text  # it exists, for its owner
+
+    with _signed_in_client(pipeline, SELLER) as ana:
+        # Every page and fragment, with and without a forged tenant in the URL.
+        for path in (
+            f"/eventos/{conversion_b}",
+            f"/eventos/{conversion_b}?tenant={b}",
+        ):
+            response = ana.get(path)
+            assert response.status_code == 404, path
+            assert order_b not in response.text
+        for path in (
+            "/eventos",
+            f"/eventos?tenant={b}",
+            f"/eventos?tenant={b}&pedido={order_b}",
+            f"/eventos/tabela?tenant={b}&pedido={order_b}",
+            f"/eventos/tabela?tenant={b}&mais=1",
+            "/",
+        ):
+            response = ana.get(path)
+            assert response.status_code == 200, path
+            assert order_b not in response.text and conversion_b not in response.text, path
+
+        # Live updates: Ana's stream, even asking for Bruno's tenant, carries only Ana's.
+        found: list[str] = []
+        reader = asyncio.get_running_loop().run_in_executor(
+            None, _read_events, ana, f"/eventos/ao-vivo?tenant={b}", 1, found
+        )
+        await asyncio.sleep(1.5)  # the stream is subscribed
+        await _publish_status(pipeline, b, "evento-do-bruno")
+        await _publish_status(pipeline, pipeline.tenant_a, "evento-da-ana")
+        await asyncio.wait_for(reader, 15)
+        assert found == ["evento-da-ana"]

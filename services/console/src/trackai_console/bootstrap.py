@@ -9,14 +9,21 @@ from trackai.console.v1 import console_service_pb2 as pb
 from trackai.console.v1 import console_service_pb2_grpc as pb_grpc
 from trackai_console.adapters.accounts_store import PostgresAccountStore
 from trackai_console.adapters.passwords import Argon2Hasher
+from trackai_console.adapters.read_apis import GrpcEventSource, close_channels
+from trackai_console.adapters.status_feed import AmqpStatusFeed
 from trackai_console.domain.accounts import LoginLimits
 from trackai_console.entrypoints import web
 from trackai_console.entrypoints.grpc_users import UserAdminServicer
+from trackai_console.entrypoints.pages import WebConfig
 from trackai_console.service_layer.accounts import Accounts
+from trackai_console.service_layer.events import Events
+from trackai_console.service_layer.live import StatusHub
 from trackai_console.settings import Settings
+from trackai_kit.grpc import client_channel
 from trackai_kit.service import Resources, Wiring
 
 SCHEMA = "console"
+#: The status exchange is consumed through a private queue the feed declares itself.
 TOPOLOGY = None
 USER_ADMIN_SERVICE = pb.DESCRIPTOR.services_by_name["UserAdminService"].full_name
 
@@ -36,18 +43,32 @@ def build_accounts(settings: Settings, store: PostgresAccountStore) -> Accounts:
     )
 
 
-def web_config(settings: Settings) -> web.WebConfig:
-    return web.WebConfig(
+def web_config(settings: Settings) -> WebConfig:
+    return WebConfig(
         secure_cookies=settings.secure_cookies,
         session_max_age_s=int(settings.session_hours * 3600),
     )
 
 
 async def wire(settings: Settings, resources: Resources) -> Wiring:
-    """The web pages on the HTTP app and the account administration API on gRPC."""
+    """The web pages on the HTTP app, the status feed in the background, and the account
+    administration API on gRPC."""
     assert resources.pool is not None
     accounts = build_accounts(settings, PostgresAccountStore(resources.pool))
-    router = web.build_web(accounts, web_config(settings))
+    token = settings.grpc_auth_token.get_secret_value()
+    channels = {
+        name: client_channel(target, token)
+        for name, target in (
+            ("ingestion", settings.ingestion_target),
+            ("matcher", settings.matcher_target),
+            ("dispatcher", settings.dispatcher_target),
+            ("provisioner", settings.provisioner_target),
+        )
+    }
+    events = Events(GrpcEventSource(**channels, timeout_s=settings.grpc_timeout_s))
+    hub = StatusHub()
+    feed = AmqpStatusFeed(settings.amqp_url, settings.amqp_prefix, hub)
+    router = web.build_web(accounts, events, hub, web_config(settings))
     return Wiring(
         grpc_services=[
             (
@@ -58,5 +79,7 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
                 ),
             )
         ],
+        background=[feed.run],
+        on_shutdown=[partial(close_channels, *channels.values())],
         configure_http=partial(web.configure, router=router, accounts=accounts),
     )

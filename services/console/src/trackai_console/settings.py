@@ -23,6 +23,14 @@ class Settings(ServiceSettings):
     login_max_failures_per_address: int = Field(20, ge=1)
     login_window_minutes: float = Field(15.0, gt=0)
 
+    #: The read APIs every page is built from (the chart sets each to its in-cluster address).
+    ingestion_target: str = Field("127.0.0.1:50051", alias="INGESTION_GRPC_TARGET")
+    matcher_target: str = Field("127.0.0.1:50052", alias="MATCHER_GRPC_TARGET")
+    dispatcher_target: str = Field("127.0.0.1:50053", alias="DISPATCHER_GRPC_TARGET")
+    provisioner_target: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
+    #: Seconds a page waits for one read call.
+    grpc_timeout_s: float = Field(5.0, gt=0)
+
     @property
     def secure_cookies(self) -> bool:
         """Cookies are Secure (HTTPS only) everywhere but the local sandbox and tests over HTTP."""

@@ -15,7 +15,7 @@ from trackai_console.domain.accounts import (
     email_hint,
     email_key,
 )
-from trackai_console.entrypoints.web import _local_path, brl, local_time
+from trackai_console.entrypoints.pages import brl, local_path, local_time
 from trackai_console.settings import Settings
 
 
@@ -61,9 +61,9 @@ def test_money_and_time_read_as_in_brazil() -> None:
 
 
 def test_only_local_paths_after_sign_in() -> None:
-    assert _local_path("/eventos?status=dead") == "/eventos?status=dead"
+    assert local_path("/eventos?status=dead") == "/eventos?status=dead"
     for bad in ("//evil.example", "https://evil.example", "/\\evil.example", "eventos"):
-        assert _local_path(bad) == "/"
+        assert local_path(bad) == "/"
 
 
 def test_cookies_are_secure_outside_local_and_test() -> None:

@@ -1,12 +1,15 @@
-"""What the console's use cases need from storage and password hashing."""
+"""What the console's use cases need: account storage, password hashing, and the other
+services' read APIs."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from trackai_console.domain.accounts import Credentials, Role, User
+from trackai_console.domain.events import Attempt, Conversion, Delivery, Explanation
 
 
 class AccountStore(Protocol):
@@ -72,3 +75,51 @@ class PasswordHasher(Protocol):
     def verify(self, password_hash: str, password: str) -> bool: ...
 
     def needs_rehash(self, password_hash: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ConversionPage:
+    conversions: list[Conversion]
+    next_token: str
+
+
+@dataclass(frozen=True)
+class Funnel:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TenantSummary:
+    id: str
+    name: str
+
+
+class EventSource(Protocol):
+    """The other services' read APIs, always called with the tenant of the signed-in session
+    (or the operator's chosen tenant). Absent and another tenant's records both read as None."""
+
+    async def conversions(
+        self,
+        tenant_id: str,
+        *,
+        statuses: tuple[str, ...],
+        since: datetime | None,
+        gateway: str,
+        order_id: str,
+        funnel_id: str,
+        page_size: int,
+        page_token: str,
+    ) -> ConversionPage: ...
+
+    async def conversion(self, tenant_id: str, conversion_id: str) -> Conversion | None: ...
+
+    async def match(self, tenant_id: str, conversion_id: str) -> Explanation | None: ...
+
+    async def delivery(self, tenant_id: str, event_id: str) -> Delivery | None: ...
+
+    async def attempts(self, tenant_id: str, event_id: str) -> list[Attempt]: ...
+
+    async def funnels(self, tenant_id: str) -> list[Funnel]: ...
+
+    async def tenants(self) -> list[TenantSummary]: ...

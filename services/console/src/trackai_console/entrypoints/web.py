@@ -4,137 +4,46 @@ render; the session and CSRF rules live here because they are HTTP concerns."""
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
-from trackai_console.domain.accounts import AccountError, User, new_token
+from trackai_console.domain.accounts import AccountError, new_token
+from trackai_console.entrypoints.pages import (
+    CSRF_COOKIE,
+    PACKAGE_DIR,
+    SESSION_COOKIE,
+    CsrfRejected,
+    CurrentUser,
+    NotSignedIn,
+    Pages,
+    WebConfig,
+    csrf_guard,
+    local_path,
+)
+from trackai_console.entrypoints.web_events import event_routes
 from trackai_console.service_layer.accounts import Accounts, SignInRefused
-
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
-SESSION_COOKIE = "trackai_session"
-CSRF_COOKIE = "trackai_csrf"
-CSRF_FIELD = "csrf_token"
-CSRF_HEADER = "X-CSRF-Token"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+from trackai_console.service_layer.events import Events, NotVisible
+from trackai_console.service_layer.live import StatusHub
 
 
-def local_time(value: datetime | None) -> str:
-    """A timestamp as a Brazilian seller reads it: São Paulo time, dd/mm/aaaa hh:mm."""
-    if value is None:
-        return "—"
-    return value.astimezone(SAO_PAULO).strftime("%d/%m/%Y %H:%M")
-
-
-def brl(cents: int) -> str:
-    """Money in BRL with Brazilian separators: R$ 1.234,56."""
-    whole, frac = divmod(abs(cents), 100)
-    sign = "-" if cents < 0 else ""
-    return f"{sign}R$ {whole:,}".replace(",", ".") + f",{frac:02d}"
-
-
-class NotSignedIn(Exception):
-    """Raised by the session dependency; answered with a redirect to the sign-in page."""
-
-
-class CsrfRejected(Exception):
-    """A state-changing request without the matching CSRF token."""
-
-
-@dataclass(frozen=True)
-class WebConfig:
-    secure_cookies: bool
-    session_max_age_s: int
-
-
-class Pages:
-    """Rendering and cookies shared by every page."""
-
-    def __init__(self, config: WebConfig) -> None:
-        self.config = config
-        self.templates = Jinja2Templates(directory=PACKAGE_DIR / "templates")
-        self.templates.env.filters["hora_local"] = local_time
-        self.templates.env.filters["brl"] = brl
-
-    def set_cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            httponly=True,
-            secure=self.config.secure_cookies,
-            samesite="lax",
-            path="/",
-        )
-
-    def render(
-        self,
-        request: Request,
-        template: str,
-        context: dict[str, Any],
-        *,
-        status_code: int = 200,
-    ) -> HTMLResponse:
-        # Double-submit: the same random value in an HttpOnly cookie and in the page (form
-        # fields, and the header htmx sends); a cross-site page can read neither.
-        token = request.cookies.get(CSRF_COOKIE) or new_token()
-        response = self.templates.TemplateResponse(
-            request, template, {**context, "csrf_token": token}, status_code=status_code
-        )
-        self.set_cookie(response, CSRF_COOKIE, token, None)
-        return response
-
-
-async def csrf_guard(request: Request) -> None:
-    """Every state-changing request carries the CSRF cookie's value in a field or header."""
-    if request.method in SAFE_METHODS:
-        return
-    expected = request.cookies.get(CSRF_COOKIE, "")
-    sent = request.headers.get(CSRF_HEADER)
-    if sent is None:
-        form = await request.form()
-        field = form.get(CSRF_FIELD)
-        sent = field if isinstance(field, str) else ""
-    if not expected or not secrets.compare_digest(expected, sent):
-        raise CsrfRejected
-
-
-async def signed_in(request: Request) -> User:
-    """The session's user; anyone else is sent to the sign-in page."""
-    accounts: Accounts = request.app.state.accounts
-    token = request.cookies.get(SESSION_COOKIE)
-    user = await accounts.current_user(token) if token else None
-    if user is None:
-        raise NotSignedIn
-    return user
-
-
-CurrentUser = Annotated[User, Depends(signed_in)]
-
-
-def build_web(accounts: Accounts, config: WebConfig) -> APIRouter:
+def build_web(accounts: Accounts, events: Events, hub: StatusHub, config: WebConfig) -> APIRouter:
     """The console's pages; the router-wide guard checks CSRF on every non-GET route."""
     pages = Pages(config)
     router = APIRouter(dependencies=[Depends(csrf_guard)])
     _auth_routes(router, pages, accounts)
     _app_routes(router, pages)
+    event_routes(router, pages, events, hub)
     return router
 
 
 def _auth_routes(router: APIRouter, pages: Pages, accounts: Accounts) -> None:
     @router.get("/entrar", response_class=HTMLResponse)
     async def login_page(request: Request, proximo: str = "/", aviso: str = "") -> HTMLResponse:
-        return pages.render(request, "login.html", {"next": _local_path(proximo), "notice": aviso})
+        return pages.render(request, "login.html", {"next": local_path(proximo), "notice": aviso})
 
     @router.post("/entrar", response_class=HTMLResponse)
     async def login(
@@ -151,10 +60,10 @@ def _auth_routes(router: APIRouter, pages: Pages, accounts: Accounts) -> None:
             return pages.render(
                 request,
                 "login.html",
-                {"error": refused.message, "email": email, "next": _local_path(proximo)},
+                {"error": refused.message, "email": email, "next": local_path(proximo)},
                 status_code=429 if limited else 400,
             )
-        response = RedirectResponse(_local_path(proximo), status_code=303)
+        response = RedirectResponse(local_path(proximo), status_code=303)
         pages.set_cookie(
             response, SESSION_COOKIE, signed.session_token, pages.config.session_max_age_s
         )
@@ -212,13 +121,6 @@ def _app_routes(router: APIRouter, pages: Pages) -> None:
         return pages.render(request, "overview.html", {"user": user, "page": "overview"})
 
 
-def _local_path(target: str) -> str:
-    """Only same-site paths after sign-in (no open redirect to another host)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
-
-
 def configure(app: FastAPI, router: APIRouter, accounts: Accounts) -> None:
     """Mount the pages, the static files and the answers to the web-only exceptions."""
     app.state.accounts = accounts
@@ -231,6 +133,14 @@ def configure(app: FastAPI, router: APIRouter, accounts: Accounts) -> None:
             return Response(status_code=401, headers={"HX-Redirect": target})
         return RedirectResponse(target, status_code=303)
 
+    async def not_visible(request: Request, _: Exception) -> Response:
+        return HTMLResponse(
+            "<!doctype html><html lang='pt-BR'><meta charset='utf-8'><title>Track AI</title>"
+            "<p>Evento não encontrado.</p><p><a href='/eventos'>Voltar para os eventos</a></p>"
+            "</html>",
+            status_code=404,
+        )
+
     async def csrf_rejected(_: Request, __: Exception) -> Response:
         return HTMLResponse(
             "<!doctype html><html lang='pt-BR'><meta charset='utf-8'><title>Track AI</title>"
@@ -241,5 +151,6 @@ def configure(app: FastAPI, router: APIRouter, accounts: Accounts) -> None:
 
     app.add_exception_handler(NotSignedIn, to_login)
     app.add_exception_handler(CsrfRejected, csrf_rejected)
+    app.add_exception_handler(NotVisible, not_visible)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
     app.include_router(router)
