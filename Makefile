@@ -29,11 +29,8 @@ env: .venv/.synced ## Create/refresh the virtual environment from uv.lock
 CONSOLE_FRONTEND := services/console/frontend
 CONSOLE_VENDOR := services/console/src/trackai_console/static/vendor
 $(CONSOLE_VENDOR)/.built: $(CONSOLE_FRONTEND)/package.json $(CONSOLE_FRONTEND)/package-lock.json
-	cd $(CONSOLE_FRONTEND) && npm ci --no-audit --no-fund --silent
-	mkdir -p $(CONSOLE_VENDOR)
-	cp $(CONSOLE_FRONTEND)/node_modules/htmx.org/dist/htmx.min.js \
-	   $(CONSOLE_FRONTEND)/node_modules/htmx-ext-sse/dist/sse.min.js \
-	   $(CONSOLE_FRONTEND)/node_modules/chart.js/dist/chart.umd.min.js $(CONSOLE_VENDOR)/
+	cd $(CONSOLE_FRONTEND) && npm ci --no-audit --no-fund --silent \
+	  && VENDOR_DIR=$(CURDIR)/$(CONSOLE_VENDOR) npm run --silent vendor
 	@touch $@
 
 console-assets: $(CONSOLE_VENDOR)/.built ## Install the console's browser packages (npm ci) into its static dir

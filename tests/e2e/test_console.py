@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -30,11 +31,13 @@ from tests.e2e.test_purchase_flow import _kiwify_webhook
 from tests.e2e.test_tracking_script import CHROMIUM, CHROMIUM_ARGS
 from trackai.common.v1 import events_pb2 as common_pb
 from trackai_kit.amqp import AmqpClient
+from trackai_kit.identity import event_id
 from trackai_kit.settings import AmqpSettings
 from trackai_kit.topology import STATUS_EXCHANGE
 from trackai_sandbox.meta import build_app as build_meta
 from trackai_sandbox.server import BackgroundServer
 from trackai_sandbox.settings import SandboxSettings
+from trackai_sandbox.testing import MetaSandboxClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -65,7 +68,7 @@ def trackai(console: ServiceProcess, stack: Stack, *args: str, stdin: str = "") 
 def console(stack: Stack) -> ServiceProcess:
     assert (VENDOR / "htmx.min.js").exists(), "run `make console-assets` first"
     proc = stack.start("console")
-    stack.wait_ready(proc)
+    stack.wait_ready(proc, timeout=150)
     trackai(proc, stack, "user", "create", "--email", SELLER, "--role", "seller",
             "--tenant", TENANT, "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
     return proc
@@ -131,6 +134,8 @@ class Pipeline:
     tenant_b: str
     amqp_url: str
     amqp_prefix: str
+    meta: MetaSandboxClient
+    database_url: str
 
 
 def _cli_json(stack: Stack, *args: str) -> dict[str, Any]:
@@ -143,9 +148,9 @@ def _cli_json(stack: Stack, *args: str) -> dict[str, Any]:
 
 
 def _tenant(stack: Stack, slug: str) -> str:
-    tenant_id = str(
-        _cli_json(stack, "tenant", "create", "--name", slug.title(), "--slug", slug)["id"]
-    )
+    created = _cli_json(stack, "tenant", "create", "--name", slug.title(), "--slug", slug,
+                        "--domain", "loja.example.com")  # fmt: skip
+    tenant_id = str(created["id"])
     _cli_json(stack, "tenant", "set-gateway", tenant_id, "--gateway", "kiwify",
               "--secret", KIWIFY_TOKEN)  # fmt: skip
     _cli_json(stack, "tenant", "set-meta", tenant_id, "--pixel-id", PIXEL_ID,
@@ -154,31 +159,51 @@ def _tenant(stack: Stack, slug: str) -> str:
 
 
 @pytest.fixture
-def pipeline(stack: Stack, amqp_url: str, amqp_prefix: str) -> Iterator[Pipeline]:
+def pipeline(
+    stack: Stack, amqp_url: str, amqp_prefix: str, database_url: str
+) -> Iterator[Pipeline]:
     assert (VENDOR / "htmx.min.js").exists(), "run `make console-assets` first"
     meta = BackgroundServer(build_meta(SandboxSettings())).start()
+    meta_http = httpx.Client(base_url=meta.base_url, timeout=5)
     try:
         stack.env["META_GRAPH_URL"] = meta.base_url
         provisioner = stack.start("provisioner")
-        stack.wait_ready(provisioner)
+        stack.wait_ready(provisioner, timeout=150)
         stack.env["PROVISIONER_GRPC_TARGET"] = f"127.0.0.1:{provisioner.grpc_port}"
         tenant_a, tenant_b = _tenant(stack, "loja-da-ana"), _tenant(stack, "loja-do-bruno")
         apis = {name: stack.start(name) for name in ("ingestion", "matcher", "dispatcher")}
         workers = [
             stack.start("matcher", "consume", grpc=False),
-            stack.start("dispatcher", "consume", grpc=False, DISPATCHER_BATCH_DEADLINE_MS="50"),
+            # A short retry ladder, so an event Meta keeps failing is dead within seconds.
+            stack.start(
+                "dispatcher",
+                "consume",
+                grpc=False,
+                DISPATCHER_BATCH_DEADLINE_MS="50",
+                DISPATCHER_RETRY_DELAYS_MS="200,200",
+            ),
         ]
         for proc in [*apis.values(), *workers]:
-            stack.wait_ready(proc)
+            stack.wait_ready(proc, timeout=150)
         for name, proc in apis.items():
             stack.env[f"{name.upper()}_GRPC_TARGET"] = f"127.0.0.1:{proc.grpc_port}"
         console = stack.start("console")
-        stack.wait_ready(console)
+        stack.wait_ready(console, timeout=150)
         for email, tenant in ((SELLER, tenant_a), (SELLER_B, tenant_b)):
             trackai(console, stack, "user", "create", "--email", email, "--role", "seller",
                     "--tenant", tenant, "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
-        yield Pipeline(console, apis["ingestion"], tenant_a, tenant_b, amqp_url, amqp_prefix)
+        yield Pipeline(
+            console,
+            apis["ingestion"],
+            tenant_a,
+            tenant_b,
+            amqp_url,
+            amqp_prefix,
+            MetaSandboxClient(meta_http),
+            database_url,
+        )
     finally:
+        meta_http.close()
         meta.stop()
 
 
@@ -246,10 +271,26 @@ async def test_events_table_updates_live_and_explains_the_match(
     await row.get_by_role("link", name=order_id).click()
     await page.get_by_role("heading", name="Como a venda foi atribuída").wait_for()
     explanation = await page.inner_text("#atribuicao")
-    assert "Determinístico" in explanation and "session_id" in explanation
+    # Our session id came back through the checkout's sck: a deterministic match, with its evidence.
+    assert "Determinístico" in explanation and "sck\texact" in explanation
+    assert "Pontuação\n1,00" in explanation
     attempts = await page.inner_text("#envios")
     assert "succeeded" in attempts
     await shot(page, "evento-detalhe-desktop")
+
+    # The sale counts in the EMQ page: today's bar is green (8+ is above the 6.0 line, drawn).
+    await page.get_by_role("link", name="Qualidade (EMQ)").click()
+    await page.get_by_text("Média dos últimos 7 dias").wait_for()
+    chart = await page.evaluate(
+        """() => {
+            const c = Chart.getChart('emq-grafico');
+            return {bars: c.data.datasets[0].data, colours: c.data.datasets[0].backgroundColor,
+                    line: c.data.datasets[1].data};
+        }"""
+    )
+    assert chart["bars"][-1] >= 6 and chart["colours"][-1] == "#1a7f37"
+    assert set(chart["line"]) == {6.0} and len(chart["line"]) == 7
+    await shot(page, "emq-desktop")
 
     mobile = await _sign_in(browser, pipeline, "celular")
     await mobile.goto(pipeline.console.http + "/eventos")
@@ -258,6 +299,9 @@ async def test_events_table_updates_live_and_explains_the_match(
     await mobile.get_by_role("link", name=order_id).click()
     await mobile.get_by_role("heading", name="Como a venda foi atribuída").wait_for()
     await shot(mobile, "evento-detalhe-celular")
+    await mobile.goto(pipeline.console.http + "/emq")
+    await mobile.get_by_text("Média dos últimos 7 dias").wait_for()
+    await shot(mobile, "emq-celular")
 
 
 def _signed_in_client(pipeline: Pipeline, email: str) -> httpx.Client:
@@ -337,3 +381,50 @@ async def test_a_seller_never_sees_another_tenants_events(pipeline: Pipeline) ->
         await _publish_status(pipeline, pipeline.tenant_a, "evento-da-ana")
         await asyncio.wait_for(reader, 15)
         assert found == ["evento-da-ana"]
+
+
+async def test_dead_event_is_replayed_from_the_dlq_page_and_sent(
+    pipeline: Pipeline, browser: Browser
+) -> None:
+    # Meta answers 500 to everything: the event goes through its (short) retries and dies.
+    pipeline.meta.add_fault("http_500", pixel_id=PIXEL_ID, count=None)
+    order_id = f"dlq-{uuid.uuid4().hex[:8]}"
+    _post_sale(pipeline, pipeline.tenant_a, order_id, "taConsoleE2Esession0003")
+    expected = event_id(pipeline.tenant_a, "kiwify", order_id, "Purchase")
+
+    page = await _sign_in(browser, pipeline, "desktop")
+    row = page.locator(f"tr[data-event='{expected}']")
+    for _ in range(120):
+        await page.goto(pipeline.console.http + "/dlq")
+        if await row.count():
+            break
+        await page.wait_for_timeout(500)
+    assert "Tentativas esgotadas" in await row.inner_text()
+    await shot(page, "dlq-desktop")
+
+    # The cause is fixed; the seller replays the event (and confirms).
+    pipeline.meta._call("DELETE", "/_sandbox/faults")  # the fake's control API
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await row.get_by_role("button", name="Reenviar").click()
+    result = page.locator("#resultado")
+    await result.wait_for()
+    assert (await result.inner_text()).startswith("1 reenviado(s) para a Meta")
+    await shot(page, "dlq-reenviado-desktop")
+
+    deadline = asyncio.get_running_loop().time() + 60
+    while not pipeline.meta.events(pixel_id=PIXEL_ID, event_id=expected):
+        assert asyncio.get_running_loop().time() < deadline, "the replayed event never reached Meta"
+        await asyncio.sleep(0.5)
+    await page.goto(pipeline.console.http + f"/eventos?pedido={order_id}")
+    await (
+        page.locator("tr", has_text=order_id).get_by_text("Enviado à Meta").wait_for(timeout=30_000)
+    )
+
+    # Who replayed is recorded with the replay (account id and masked e-mail, no plaintext).
+    conn = await asyncpg.connect(pipeline.database_url)
+    try:
+        who = await conn.fetchval("SELECT requested_by FROM dispatcher.dlq_replays")
+    finally:
+        await conn.close()
+    assert who.startswith("console:") and who.endswith("do***@lojadaana.com.br")
+    assert SELLER not in who

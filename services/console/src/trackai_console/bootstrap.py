@@ -8,16 +8,19 @@ from functools import partial
 from trackai.console.v1 import console_service_pb2 as pb
 from trackai.console.v1 import console_service_pb2_grpc as pb_grpc
 from trackai_console.adapters.accounts_store import PostgresAccountStore
+from trackai_console.adapters.dlq import GrpcDeadLetterQueue
 from trackai_console.adapters.passwords import Argon2Hasher
-from trackai_console.adapters.read_apis import GrpcEventSource, close_channels
+from trackai_console.adapters.read_apis import GrpcEventSource, GrpcMatchStats, close_channels
 from trackai_console.adapters.status_feed import AmqpStatusFeed
 from trackai_console.domain.accounts import LoginLimits
 from trackai_console.entrypoints import web
 from trackai_console.entrypoints.grpc_users import UserAdminServicer
 from trackai_console.entrypoints.pages import WebConfig
 from trackai_console.service_layer.accounts import Accounts
+from trackai_console.service_layer.dead_letters import DeadLetters
 from trackai_console.service_layer.events import Events
 from trackai_console.service_layer.live import StatusHub
+from trackai_console.service_layer.quality import Quality
 from trackai_console.settings import Settings
 from trackai_kit.grpc import client_channel
 from trackai_kit.service import Resources, Wiring
@@ -68,7 +71,12 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     events = Events(GrpcEventSource(**channels, timeout_s=settings.grpc_timeout_s))
     hub = StatusHub()
     feed = AmqpStatusFeed(settings.amqp_url, settings.amqp_prefix, hub)
-    router = web.build_web(accounts, events, hub, web_config(settings))
+    dead_letters = DeadLetters(
+        GrpcDeadLetterQueue(channels["dispatcher"], timeout_s=settings.grpc_timeout_s)
+    )
+    quality = Quality(GrpcMatchStats(channels["matcher"], timeout_s=settings.grpc_timeout_s))
+    uses = web.UseCases(accounts, events, dead_letters, quality, hub)
+    router = web.build_web(uses, web_config(settings))
     return Wiring(
         grpc_services=[
             (

@@ -19,16 +19,19 @@ import pytest
 
 from trackai.console.v1 import console_service_pb2_grpc as pb_grpc
 from trackai_console.adapters.accounts_store import PostgresAccountStore
+from trackai_console.adapters.dlq import GrpcDeadLetterQueue
 from trackai_console.adapters.passwords import Argon2Hasher
-from trackai_console.adapters.read_apis import GrpcEventSource
+from trackai_console.adapters.read_apis import GrpcEventSource, GrpcMatchStats
 from trackai_console.bootstrap import USER_ADMIN_SERVICE
 from trackai_console.domain.accounts import LoginLimits
 from trackai_console.entrypoints import web
 from trackai_console.entrypoints.grpc_users import UserAdminServicer
 from trackai_console.entrypoints.pages import WebConfig
 from trackai_console.service_layer.accounts import Accounts
+from trackai_console.service_layer.dead_letters import DeadLetters
 from trackai_console.service_layer.events import Events
 from trackai_console.service_layer.live import StatusHub
+from trackai_console.service_layer.quality import Quality
 from trackai_kit.grpc import client_channel, start_grpc_server
 from trackai_kit.http import create_app
 from trackai_kit.postgres import create_pool
@@ -78,10 +81,14 @@ def build_app(accounts: Accounts, *, secure_cookies: bool = False) -> object:
         name: client_channel("127.0.0.1:9", TOKEN)
         for name in ("ingestion", "matcher", "dispatcher", "provisioner")
     }
-    events = Events(GrpcEventSource(**nowhere, timeout_s=1.0))
-    router = web.build_web(
-        accounts, events, StatusHub(), WebConfig(secure_cookies, session_max_age_s=3600)
+    uses = web.UseCases(
+        accounts,
+        Events(GrpcEventSource(**nowhere, timeout_s=1.0)),
+        DeadLetters(GrpcDeadLetterQueue(nowhere["dispatcher"], timeout_s=1.0)),
+        Quality(GrpcMatchStats(nowhere["matcher"], timeout_s=1.0)),
+        StatusHub(),
     )
+    router = web.build_web(uses, WebConfig(secure_cookies, session_max_age_s=3600))
     web.configure(app, router, accounts)
     return app
 

@@ -15,7 +15,7 @@ from trackai_console.domain.accounts import (
     email_hint,
     email_key,
 )
-from trackai_console.entrypoints.pages import brl, local_path, local_time
+from trackai_console.entrypoints.pages import brl, decimal, local_path, local_time
 from trackai_console.settings import Settings
 
 
@@ -58,6 +58,7 @@ def test_money_and_time_read_as_in_brazil() -> None:
     assert brl(-5) == "-R$ 0,05"
     assert local_time(datetime(2026, 12, 7, 2, 30, tzinfo=UTC)) == "06/12/2026 23:30"
     assert local_time(None) == "—"
+    assert decimal(6.05, 2) == "6,05" and decimal(7.25) == "7,2"
 
 
 def test_only_local_paths_after_sign_in() -> None:

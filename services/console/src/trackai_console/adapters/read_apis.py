@@ -33,6 +33,7 @@ from trackai_console.domain.events import (
     Match,
 )
 from trackai_console.domain.ports import ConversionPage, Funnel, TenantSummary
+from trackai_console.domain.quality import DayQuality
 
 if TYPE_CHECKING:
     from trackai.dispatcher.v1.dispatcher_service_pb2_grpc import DispatcherServiceAsyncStub
@@ -52,11 +53,11 @@ def _word(enum_name: str, prefix: str) -> str:
     return enum_name.removeprefix(prefix).lower()
 
 
-def _time(stamp: Timestamp) -> datetime:
+def to_datetime(stamp: Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)
 
 
-async def _or_none(call: Awaitable[T]) -> T | None:
+async def or_none(call: Awaitable[T]) -> T | None:
     try:
         return await call
     except grpc.aio.AioRpcError as exc:
@@ -73,8 +74,8 @@ def _conversion(record: ing.ConversionRecord) -> Conversion:
         gateway=c.gateway,
         status=_word(ing_events.ConversionStatus.Name(c.status), "CONVERSION_STATUS_"),
         gateway_status=c.gateway_status,
-        event_time=_time(c.event_time),
-        received_time=_time(record.received_time),
+        event_time=to_datetime(c.event_time),
+        received_time=to_datetime(record.received_time),
         amount=c.amount,
         currency=c.currency,
         product_name=c.product_name,
@@ -111,7 +112,9 @@ def _explanation(explanation: mat.MatchExplanation) -> Explanation:
         matched=_candidate(explanation.matched) if explanation.HasField("matched") else None,
         runner_up=_candidate(explanation.runner_up) if explanation.HasField("runner_up") else None,
         threshold=explanation.threshold,
-        match_time=_time(explanation.match_time) if explanation.HasField("match_time") else None,
+        match_time=to_datetime(explanation.match_time)
+        if explanation.HasField("match_time")
+        else None,
     )
 
 
@@ -165,7 +168,7 @@ class GrpcEventSource:
         )
 
     async def conversion(self, tenant_id: str, conversion_id: str) -> Conversion | None:
-        response = await _or_none(
+        response = await or_none(
             self._ingestion.GetConversion(
                 ing.GetConversionRequest(tenant_id=tenant_id, conversion_id=conversion_id),
                 timeout=self._timeout,
@@ -174,7 +177,7 @@ class GrpcEventSource:
         return _conversion(response.conversion) if response else None
 
     async def match(self, tenant_id: str, conversion_id: str) -> Explanation | None:
-        response = await _or_none(
+        response = await or_none(
             self._matcher.ExplainMatch(
                 mat.ExplainMatchRequest(tenant_id=tenant_id, conversion_id=conversion_id),
                 timeout=self._timeout,
@@ -183,7 +186,7 @@ class GrpcEventSource:
         return _explanation(response.explanation) if response else None
 
     async def delivery(self, tenant_id: str, event_id: str) -> Delivery | None:
-        response = await _or_none(
+        response = await or_none(
             self._dispatcher.GetEventState(
                 disp.GetEventStateRequest(tenant_id=tenant_id, event_id=event_id),
                 timeout=self._timeout,
@@ -212,14 +215,14 @@ class GrpcEventSource:
                 meta_subcode=a.meta_subcode,
                 fbtrace_id=a.fbtrace_id,
                 detail=a.detail,
-                time=_time(a.attempt_time),
+                time=to_datetime(a.attempt_time),
                 latency_ms=int(a.latency.ToMilliseconds()),
             )
             for a in response.attempts
         ]
 
     async def funnels(self, tenant_id: str) -> list[Funnel]:
-        response = await _or_none(
+        response = await or_none(
             self._registry.ListFunnels(
                 prov.ListFunnelsRequest(tenant_ref=tenant_id), timeout=self._timeout
             )
@@ -237,6 +240,21 @@ class GrpcEventSource:
             token = page.next_page_token
             if not token:
                 return found
+
+
+class GrpcMatchStats:
+    def __init__(self, matcher: grpc.aio.Channel, *, timeout_s: float) -> None:
+        self._matcher: MatcherServiceAsyncStub = mat_grpc.MatcherServiceStub(matcher)
+        self._timeout = timeout_s
+
+    async def daily(self, tenant_id: str, start_day: str, end_day: str) -> list[DayQuality]:
+        response = await self._matcher.GetMatchStats(
+            mat.GetMatchStatsRequest(tenant_id=tenant_id, start_day=start_day, end_day=end_day),
+            timeout=self._timeout,
+        )
+        return [
+            DayQuality(d.day, d.conversions, d.emq_average, d.low_emq_events) for d in response.days
+        ]
 
 
 async def close_channels(*channels: grpc.aio.Channel) -> None:

@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import Protocol
 
 from trackai_console.domain.accounts import Credentials, Role, User
+from trackai_console.domain.dead_letters import DeadLetter, ReplayOutcome
 from trackai_console.domain.events import Attempt, Conversion, Delivery, Explanation
+from trackai_console.domain.quality import DayQuality
 
 
 class AccountStore(Protocol):
@@ -123,3 +125,35 @@ class EventSource(Protocol):
     async def funnels(self, tenant_id: str) -> list[Funnel]: ...
 
     async def tenants(self) -> list[TenantSummary]: ...
+
+
+@dataclass(frozen=True)
+class DeadLetterPage:
+    dead_letters: list[DeadLetter]
+    next_token: str
+
+
+class DeadLetterQueue(Protocol):
+    """The dispatcher's DLQ API, scoped to one tenant by the caller."""
+
+    async def dead_letters(
+        self, tenant_id: str, *, reason: str, since: datetime | None, page_token: str
+    ) -> DeadLetterPage: ...
+
+    async def owns(self, tenant_id: str, event_id: str) -> bool:
+        """Whether the event is this tenant's (replay by id is not tenant-scoped upstream)."""
+        ...
+
+    async def replay_event(self, event_id: str, requested_by: str) -> ReplayOutcome:
+        """Replays one event; an event that cannot be replayed counts as refused."""
+        ...
+
+    async def replay_matching(
+        self, tenant_id: str, *, reason: str, since: datetime | None, requested_by: str
+    ) -> ReplayOutcome: ...
+
+
+class MatchStats(Protocol):
+    async def daily(self, tenant_id: str, start_day: str, end_day: str) -> list[DayQuality]:
+        """One entry per UTC day in [start_day, end_day], oldest first."""
+        ...

@@ -40,6 +40,11 @@ def brl(cents: int) -> str:
     return f"{sign}R$ {whole:,}".replace(",", ".") + f",{frac:02d}"
 
 
+def decimal(value: float, places: int = 1) -> str:
+    """A number with the Brazilian decimal comma: 6,5."""
+    return f"{value:.{places}f}".replace(".", ",")
+
+
 class NotSignedIn(Exception):
     """Raised by the session dependency; answered with a redirect to the sign-in page."""
 
@@ -62,6 +67,7 @@ class Pages:
         self.templates = Jinja2Templates(directory=PACKAGE_DIR / "templates")
         self.templates.env.filters["hora_local"] = local_time
         self.templates.env.filters["brl"] = brl
+        self.templates.env.filters["decimal"] = decimal
 
     def set_cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
         response.set_cookie(

@@ -4,6 +4,7 @@ render; the session and CSRF rules live here because they are HTTP concerns."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
 
@@ -24,19 +25,34 @@ from trackai_console.entrypoints.pages import (
     csrf_guard,
     local_path,
 )
+from trackai_console.entrypoints.web_dlq import dlq_routes
 from trackai_console.entrypoints.web_events import event_routes
+from trackai_console.entrypoints.web_quality import quality_routes
 from trackai_console.service_layer.accounts import Accounts, SignInRefused
+from trackai_console.service_layer.dead_letters import DeadLetters
 from trackai_console.service_layer.events import Events, NotVisible
 from trackai_console.service_layer.live import StatusHub
+from trackai_console.service_layer.quality import Quality
 
 
-def build_web(accounts: Accounts, events: Events, hub: StatusHub, config: WebConfig) -> APIRouter:
+@dataclass(frozen=True)
+class UseCases:
+    accounts: Accounts
+    events: Events
+    dead_letters: DeadLetters
+    quality: Quality
+    hub: StatusHub
+
+
+def build_web(uses: UseCases, config: WebConfig) -> APIRouter:
     """The console's pages; the router-wide guard checks CSRF on every non-GET route."""
     pages = Pages(config)
     router = APIRouter(dependencies=[Depends(csrf_guard)])
-    _auth_routes(router, pages, accounts)
+    _auth_routes(router, pages, uses.accounts)
     _app_routes(router, pages)
-    event_routes(router, pages, events, hub)
+    event_routes(router, pages, uses.events, uses.hub)
+    dlq_routes(router, pages, uses.dead_letters)
+    quality_routes(router, pages, uses.quality)
     return router
 
 
