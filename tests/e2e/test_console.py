@@ -7,6 +7,7 @@ tests/artifacts/console/ (git-ignored): look at them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -245,7 +246,7 @@ async def _sign_in(browser: Browser, pipeline: Pipeline, size: str) -> Page:
     await page.fill("#email", SELLER)
     await page.fill("#senha", PASSWORD)
     await page.click("button[type=submit]")
-    await page.get_by_role("heading", name="Visão geral").wait_for()
+    await page.get_by_role("heading", name="Visão geral").wait_for(timeout=90_000)
     return page
 
 
@@ -304,16 +305,17 @@ async def test_events_table_updates_live_and_explains_the_match(
     await shot(mobile, "emq-celular")
 
 
-def _signed_in_client(pipeline: Pipeline, email: str) -> httpx.Client:
-    client = httpx.Client(base_url=pipeline.console.http, timeout=10)
-    form = client.get("/entrar")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token
-    signed = client.post(
-        "/entrar", data={"email": email, "senha": PASSWORD, "csrf_token": token.group(1)}
-    )
-    assert signed.status_code == 303, signed.text
-    return client
+@contextlib.contextmanager
+def _signed_in_client(pipeline: Pipeline, email: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=pipeline.console.http, timeout=30) as client:
+        form = client.get("/entrar")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token
+        signed = client.post(
+            "/entrar", data={"email": email, "senha": PASSWORD, "csrf_token": token.group(1)}
+        )
+        assert signed.status_code == 303, signed.text
+        yield client
 
 
 async def _publish_status(pipeline: Pipeline, tenant_id: str, event_id: str) -> None:

@@ -20,6 +20,7 @@ from trackai_console.service_layer.accounts import Accounts
 from trackai_console.service_layer.dead_letters import DeadLetters
 from trackai_console.service_layer.events import Events
 from trackai_console.service_layer.live import StatusHub
+from trackai_console.service_layer.overview import BuildOverview
 from trackai_console.service_layer.quality import Quality
 from trackai_console.settings import Settings
 from trackai_kit.grpc import client_channel
@@ -75,7 +76,8 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
         GrpcDeadLetterQueue(channels["dispatcher"], timeout_s=settings.grpc_timeout_s)
     )
     quality = Quality(GrpcMatchStats(channels["matcher"], timeout_s=settings.grpc_timeout_s))
-    uses = web.UseCases(accounts, events, dead_letters, quality, hub)
+    overview = BuildOverview(quality, dead_letters)
+    uses = web.UseCases(accounts, events, dead_letters, quality, overview, hub)
     router = web.build_web(uses, web_config(settings))
     return Wiring(
         grpc_services=[

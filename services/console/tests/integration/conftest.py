@@ -31,6 +31,7 @@ from trackai_console.service_layer.accounts import Accounts
 from trackai_console.service_layer.dead_letters import DeadLetters
 from trackai_console.service_layer.events import Events
 from trackai_console.service_layer.live import StatusHub
+from trackai_console.service_layer.overview import BuildOverview
 from trackai_console.service_layer.quality import Quality
 from trackai_kit.grpc import client_channel, start_grpc_server
 from trackai_kit.http import create_app
@@ -81,11 +82,14 @@ def build_app(accounts: Accounts, *, secure_cookies: bool = False) -> object:
         name: client_channel("127.0.0.1:9", TOKEN)
         for name in ("ingestion", "matcher", "dispatcher", "provisioner")
     }
+    dead = DeadLetters(GrpcDeadLetterQueue(nowhere["dispatcher"], timeout_s=1.0))
+    quality = Quality(GrpcMatchStats(nowhere["matcher"], timeout_s=1.0))
     uses = web.UseCases(
         accounts,
         Events(GrpcEventSource(**nowhere, timeout_s=1.0)),
-        DeadLetters(GrpcDeadLetterQueue(nowhere["dispatcher"], timeout_s=1.0)),
-        Quality(GrpcMatchStats(nowhere["matcher"], timeout_s=1.0)),
+        dead,
+        quality,
+        BuildOverview(quality, dead),
         StatusHub(),
     )
     router = web.build_web(uses, WebConfig(secure_cookies, session_max_age_s=3600))

@@ -9,7 +9,7 @@ import grpc
 
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as disp
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as disp_grpc
-from trackai_console.adapters.read_apis import or_none, to_datetime
+from trackai_console.adapters.read_apis import answered, or_none, to_datetime
 from trackai_console.domain.dead_letters import DeadLetter, ReplayOutcome
 from trackai_console.domain.ports import DeadLetterPage
 
@@ -43,13 +43,15 @@ class GrpcDeadLetterQueue:
     async def dead_letters(
         self, tenant_id: str, *, reason: str, since: datetime | None, page_token: str
     ) -> DeadLetterPage:
-        response = await self._stub.ListDeadLetters(
-            disp.ListDeadLettersRequest(
-                filter=self._filter(tenant_id, reason, since),
-                page_size=PAGE_SIZE,
-                page_token=page_token,
-            ),
-            timeout=self._timeout,
+        response = await answered(
+            self._stub.ListDeadLetters(
+                disp.ListDeadLettersRequest(
+                    filter=self._filter(tenant_id, reason, since),
+                    page_size=PAGE_SIZE,
+                    page_token=page_token,
+                ),
+                timeout=self._timeout,
+            )
         )
         return DeadLetterPage(
             [

@@ -32,7 +32,12 @@ from trackai_console.domain.events import (
     Explanation,
     Match,
 )
-from trackai_console.domain.ports import ConversionPage, Funnel, TenantSummary
+from trackai_console.domain.ports import (
+    ConversionPage,
+    Funnel,
+    SourceUnavailable,
+    TenantSummary,
+)
 from trackai_console.domain.quality import DayQuality
 
 if TYPE_CHECKING:
@@ -55,6 +60,19 @@ def _word(enum_name: str, prefix: str) -> str:
 
 def to_datetime(stamp: Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)
+
+
+_DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+async def answered(call: Awaitable[T]) -> T:
+    """The call's answer; SourceUnavailable when the service is down or too slow."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() in _DOWN:
+            raise SourceUnavailable(exc.code().name) from exc
+        raise
 
 
 async def or_none(call: Awaitable[T]) -> T | None:
@@ -248,9 +266,11 @@ class GrpcMatchStats:
         self._timeout = timeout_s
 
     async def daily(self, tenant_id: str, start_day: str, end_day: str) -> list[DayQuality]:
-        response = await self._matcher.GetMatchStats(
-            mat.GetMatchStatsRequest(tenant_id=tenant_id, start_day=start_day, end_day=end_day),
-            timeout=self._timeout,
+        response = await answered(
+            self._matcher.GetMatchStats(
+                mat.GetMatchStatsRequest(tenant_id=tenant_id, start_day=start_day, end_day=end_day),
+                timeout=self._timeout,
+            )
         )
         return [
             DayQuality(d.day, d.conversions, d.emq_average, d.low_emq_events) for d in response.days

@@ -79,6 +79,10 @@ class PasswordHasher(Protocol):
     def needs_rehash(self, password_hash: str) -> bool: ...
 
 
+class SourceUnavailable(Exception):
+    """Another service's API did not answer (down or too slow)."""
+
+
 @dataclass(frozen=True)
 class ConversionPage:
     conversions: list[Conversion]

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from trackai_console.domain.accounts import AccountError, new_token
+from trackai_console.domain.ports import SourceUnavailable
 from trackai_console.entrypoints.pages import (
     CSRF_COOKIE,
     PACKAGE_DIR,
@@ -30,8 +31,9 @@ from trackai_console.entrypoints.web_events import event_routes
 from trackai_console.entrypoints.web_quality import quality_routes
 from trackai_console.service_layer.accounts import Accounts, SignInRefused
 from trackai_console.service_layer.dead_letters import DeadLetters
-from trackai_console.service_layer.events import Events, NotVisible
+from trackai_console.service_layer.events import Events, NotVisible, scope
 from trackai_console.service_layer.live import StatusHub
+from trackai_console.service_layer.overview import BuildOverview
 from trackai_console.service_layer.quality import Quality
 
 
@@ -41,6 +43,7 @@ class UseCases:
     events: Events
     dead_letters: DeadLetters
     quality: Quality
+    overview: BuildOverview
     hub: StatusHub
 
 
@@ -49,7 +52,7 @@ def build_web(uses: UseCases, config: WebConfig) -> APIRouter:
     pages = Pages(config)
     router = APIRouter(dependencies=[Depends(csrf_guard)])
     _auth_routes(router, pages, uses.accounts)
-    _app_routes(router, pages)
+    _app_routes(router, pages, uses)
     event_routes(router, pages, uses.events, uses.hub)
     dlq_routes(router, pages, uses.dead_letters)
     quality_routes(router, pages, uses.quality)
@@ -131,10 +134,16 @@ def _auth_routes(router: APIRouter, pages: Pages, accounts: Accounts) -> None:
         return RedirectResponse(f"/entrar?aviso={aviso}", status_code=303)
 
 
-def _app_routes(router: APIRouter, pages: Pages) -> None:
+def _app_routes(router: APIRouter, pages: Pages, uses: UseCases) -> None:
     @router.get("/", response_class=HTMLResponse)
-    async def overview(request: Request, user: CurrentUser) -> HTMLResponse:
-        return pages.render(request, "overview.html", {"user": user, "page": "overview"})
+    async def overview(request: Request, user: CurrentUser, tenant: str = "") -> HTMLResponse:
+        scoped = scope(user, tenant)
+        context: dict[str, object] = {"user": user, "page": "overview", "tenant": scoped}
+        if scoped is None:
+            context["tenants"] = await uses.events.tenants()
+        else:
+            context["overview"] = await uses.overview(scoped)
+        return pages.render(request, "overview.html", context)
 
 
 def configure(app: FastAPI, router: APIRouter, accounts: Accounts) -> None:
@@ -157,6 +166,14 @@ def configure(app: FastAPI, router: APIRouter, accounts: Accounts) -> None:
             status_code=404,
         )
 
+    async def unavailable(_: Request, __: Exception) -> Response:
+        return HTMLResponse(
+            "<!doctype html><html lang='pt-BR'><meta charset='utf-8'><title>Track AI</title>"
+            "<p>Um serviço do Track AI não respondeu. Tente de novo em instantes.</p>"
+            "<p><a href='/'>Voltar para a visão geral</a></p></html>",
+            status_code=503,
+        )
+
     async def csrf_rejected(_: Request, __: Exception) -> Response:
         return HTMLResponse(
             "<!doctype html><html lang='pt-BR'><meta charset='utf-8'><title>Track AI</title>"
@@ -168,5 +185,6 @@ def configure(app: FastAPI, router: APIRouter, accounts: Accounts) -> None:
     app.add_exception_handler(NotSignedIn, to_login)
     app.add_exception_handler(CsrfRejected, csrf_rejected)
     app.add_exception_handler(NotVisible, not_visible)
+    app.add_exception_handler(SourceUnavailable, unavailable)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
     app.include_router(router)
