@@ -1,4 +1,4 @@
-"""Consumes ``trackai.status`` into the StatusHub: one exclusive, auto-deleted queue per console
+"""Consumes ``trackai.status`` into the live hub: one exclusive, auto-deleted queue per console
 process bound to every routing key, so each replica sees every update for its own browsers
 (nothing durable: a status is a notification; pages re-read the truth from the owners)."""
 
@@ -11,7 +11,7 @@ import aio_pika
 from google.protobuf.message import DecodeError
 
 from trackai.common.v1 import events_pb2 as common_pb
-from trackai_console.service_layer.live import StatusHub
+from trackai_console.domain.ports import StatusSink
 from trackai_kit.logging import get_logger
 from trackai_kit.topology import STATUS_EXCHANGE
 
@@ -19,7 +19,7 @@ log = get_logger(__name__)
 
 
 class AmqpStatusFeed:
-    def __init__(self, url: str, prefix: str, hub: StatusHub) -> None:
+    def __init__(self, url: str, prefix: str, hub: StatusSink) -> None:
         self._url = url
         self._exchange = f"{prefix}{STATUS_EXCHANGE}"
         self._hub = hub

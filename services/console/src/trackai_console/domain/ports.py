@@ -161,3 +161,11 @@ class MatchStats(Protocol):
     async def daily(self, tenant_id: str, start_day: str, end_day: str) -> list[DayQuality]:
         """One entry per UTC day in [start_day, end_day], oldest first."""
         ...
+
+
+class StatusSink(Protocol):
+    """Where the status feed hands each update (the live hub)."""
+
+    def publish(
+        self, tenant_id: str, *, entity: str, entity_id: str, status: str, detail: str
+    ) -> None: ...
