@@ -42,6 +42,23 @@ IGNORED_CONVERSION_STATUSES = frozenset(
         "disputed",
     }
 )
+PAYMENT_LABELS: Mapping[str, str] = {
+    "credit_card": "Cartão de crédito",
+    "debit_card": "Cartão de débito",
+    "pix": "Pix",
+    "boleto": "Boleto",
+    "paypal": "PayPal",
+    "other": "Outro",
+    "unspecified": "—",
+}
+OUTCOME_LABELS: Mapping[str, str] = {
+    "succeeded": "Aceito pela Meta",
+    "retryable": "Erro temporário (nova tentativa)",
+    "permanent": "Recusado pela Meta",
+    "invalid": "Inválido (não enviado)",
+    "breaker_open": "Pausado (Meta instável)",
+    "timeout": "Sem resposta (nova tentativa)",
+}
 PERIODS: Mapping[str, str] = {
     "hoje": "Hoje",
     "7d": "Últimos 7 dias",

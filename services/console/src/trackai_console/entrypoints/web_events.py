@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from trackai_console.domain.accounts import User
 from trackai_console.domain.events import (
     GATEWAYS,
+    OUTCOME_LABELS,
+    PAYMENT_LABELS,
     PERIODS,
     STAGE_LABELS,
     STATUS_LABELS,
@@ -165,6 +167,8 @@ def event_routes(router: APIRouter, pages: Pages, events: Events, hub: StatusHub
                 "detail": detail,
                 "row": detail.row,
                 "stage_labels": STAGE_LABELS,
+                "payment_labels": PAYMENT_LABELS,
+                "outcome_labels": OUTCOME_LABELS,
                 "back": "/eventos" + (f"?tenant={scoped}" if user.is_operator else ""),
             },
         )

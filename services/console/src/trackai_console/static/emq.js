@@ -26,7 +26,10 @@
       maintainAspectRatio: false,
       animation: false,
       scales: { y: { min: 0, max: 10, title: { display: true, text: "EMQ (0 a 10)" } } },
-      plugins: { legend: { position: "bottom" } },
+      // The bars' colour says above/below; the legend names only the line.
+      plugins: {
+        legend: { position: "bottom", labels: { filter: (item) => item.datasetIndex === 1 } },
+      },
     },
   });
 })();
