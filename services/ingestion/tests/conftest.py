@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from trackai_testing.personal_data import personal_values
+
 FIXTURES = Path(__file__).parent / "fixtures" / "gateways"
 #: Kiwify's byte-exact vectors (fixtures README): key and the signatures Kiwify sent.
 KIWIFY_KEY = "9ch0bpzogu9"
@@ -51,6 +53,14 @@ PLAINTEXT = [
     "f8c3de3d-1fea-4d7c-a8b0-29f63c4c3454",
     "REDACTED_ACCOUNT_HOTTOK",
 ]
+
+
+#: The buyers' personal values of every fixture, derived from their personal fields.
+FIXTURE_PERSONAL_DATA = frozenset(
+    value
+    for path in FIXTURES.glob("*.json")
+    for value in personal_values(json.loads(path.read_bytes()))
+)
 
 
 def fixture_bytes(name: str) -> bytes:

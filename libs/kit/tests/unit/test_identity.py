@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ from trackai_kit.identity import (
     event_id,
     is_event_id,
 )
+from trackai_testing.plugin import require_tool
 
 TENANT = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 FROZEN = "9f67a49ec5a1a950207c957e84b8fda4ea574c18f7136671d9b7c209d93c3230"
@@ -136,8 +136,8 @@ def _doc_javascript() -> str:
     return match.group(1)
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_documented_javascript_computes_the_same_ids() -> None:
+    node = require_tool("node", "apt-get install nodejs")
     cases = [list(v[:4]) for v in VECTORS] + [
         [TENANT, "eduzz", "\tINV-77 ", "addtocart"],
         [TENANT, "kiwify", "ção|€|𝄞", "Purchase"],
@@ -149,7 +149,7 @@ def test_documented_javascript_computes_the_same_ids() -> None:
         + ".then((ids) => process.stdout.write(JSON.stringify(ids)));\n"
     )
     out = subprocess.run(
-        ["node", "--input-type=module", "-e", script, json.dumps(cases)],
+        [node, "--input-type=module", "-e", script, json.dumps(cases)],
         capture_output=True,
         text=True,
         check=True,

@@ -36,6 +36,7 @@ T = TypeVar("T")
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _PROBE_TIMEOUT_S = 3.0
 
 
@@ -106,6 +107,44 @@ async def _admin(url: str, *statements: str) -> None:
 
 def _unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+MISSING_TOOL = "missing tool:"
+# Directories whose tests touch real servers: a test placed there is marked even when its module
+# forgets to, so `make test-fast` ("no I/O") never runs it.
+_MARK_BY_DIRECTORY = {"integration": "integration", "e2e": "e2e", "reliability": "integration"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under an ``integration``/``e2e``/``reliability`` directory accordingly."""
+    for item in items:
+        for part in item.path.parts:
+            marker = _MARK_BY_DIRECTORY.get(part)
+            if marker and not item.get_closest_marker(marker):
+                item.add_marker(marker)
+
+
+def require_tool(path_or_name: str, install_hint: str) -> str:
+    """Path of an external tool the test needs; skip, with the reason CI refuses, when absent.
+
+    ``.ci/run`` fails a run in which any test skipped with this reason: a suite silently skipped
+    for a tool CI is expected to have would otherwise look green.
+    """
+    found = shutil.which(path_or_name) or (path_or_name if Path(path_or_name).exists() else None)
+    if found is None:
+        pytest.skip(f"{MISSING_TOOL} {path_or_name} ({install_hint})")
+    return found
+
+
+def shared_redis_url() -> str:
+    """URL of the Redis the tests share (keys are prefixed per test); the environment first."""
+    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """:func:`shared_redis_url` as a fixture."""
+    return shared_redis_url()
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,11 @@ import uuid
 
 import aio_pika
 import aio_pika.abc
+import pytest
 
 from trackai_dispatcher.adapters.broker import AckWindow
+
+pytestmark = pytest.mark.integration
 
 
 async def test_acks_coalesce_and_never_cover_an_unsettled_delivery(amqp_url: str) -> None:

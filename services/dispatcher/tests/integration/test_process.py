@@ -31,11 +31,21 @@ from .conftest import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-async def wait_in_flight(meta: MetaSandboxClient, timeout_s: float = 20) -> None:
+async def wait_in_flight(meta: MetaSandboxClient, count: int = 1, timeout_s: float = 20) -> None:
     async def posted() -> bool:
-        return bool(await asyncio.to_thread(meta.requests, pixel_id=PIXEL))
+        return len(await asyncio.to_thread(meta.requests, pixel_id=PIXEL)) >= count
 
-    await wait_for(posted, timeout_s, "a POST in flight at the fake")
+    await wait_for(posted, timeout_s, f"{count} POSTs in flight at the fake")
+
+
+async def wait_answered(meta: MetaSandboxClient, timeout_s: float = 20) -> None:
+    """Until the fake has answered every POST it received (status 0 = still being served)."""
+
+    async def answered() -> bool:
+        requests = await asyncio.to_thread(meta.requests, pixel_id=PIXEL)
+        return all(request["status"] for request in requests)
+
+    await wait_for(answered, timeout_s, "every POST answered by the fake")
 
 
 async def ready_messages(env: Env) -> int:
@@ -69,8 +79,8 @@ async def test_a_worker_killed_mid_batch_repeats_nothing_under_another_id(
     }
     log = tmp_path / "consumer.log"
     with consumer_process(env, log, **settings) as first:
-        await wait_in_flight(meta)
-        await asyncio.sleep(0.3)
+        # Both slots hold a full batch at Meta: 2 x 100 events are held when the kill lands.
+        await wait_in_flight(meta, count=2)
         first.send_signal(signal.SIGKILL)
         await asyncio.to_thread(first.wait, 10)
     claimed = {
@@ -79,9 +89,16 @@ async def test_a_worker_killed_mid_batch_repeats_nothing_under_another_id(
             "SELECT event_id FROM dispatches WHERE claim_expires_at IS NOT NULL AND state <> 'sent'"
         )
     }
-    assert claimed, "the kill landed while a batch was held"
+    assert len(claimed) == 300  # two batches at Meta, the third waiting for a slot
     # Meta finishes the requests the dead worker left behind: it got those events.
-    await asyncio.sleep(1.6)
+    await wait_answered(meta)
+    posted = meta.requests(pixel_id=PIXEL)
+    assert len(posted) == 2 and all(r["status"] == 200 for r in posted)
+    held = {event["event_id"] for r in posted for event in r["body"]["data"]}
+    # Both slots' batches were at Meta when the kill landed, and Meta accepted every event.
+    assert len(held) == sum(len(r["body"]["data"]) for r in posted)
+    assert {c["event_id"] for c in meta.event_counts(pixel_id=PIXEL)} == held
+    assert held <= claimed
     meta.set_latency(0)
     with consumer_process(env, log, **settings):
         found = await wait_states(db, tenant, 300, {"sent"}, timeout_s=40)
@@ -90,8 +107,10 @@ async def test_a_worker_killed_mid_batch_repeats_nothing_under_another_id(
     assert set(counts) == {r.event.event_id for r in requests}, "only our event ids reached Meta"
     repeated = {event_id for event_id, count in counts.items() if count > 1}
     assert max(counts.values()) <= 2
-    assert repeated <= claimed, "only events Meta answered before the kill went twice"
-    print(f"\nkilled mid-batch: {len(claimed)} events held, {len(repeated)} sent twice (same id)")
+    assert repeated == held, "exactly the events Meta answered before the kill went twice"
+    print(
+        f"\nkilled mid-batch: {len(held)} events held at Meta, {len(repeated)} sent twice (same id)"
+    )
 
 
 async def test_sigterm_finishes_in_flight_and_hands_back_the_rest(

@@ -28,14 +28,15 @@ from .conftest import (
 pytestmark = pytest.mark.integration
 
 
-async def attempt_times(db: asyncpg.Pool, event_id: str) -> list[float]:
+async def attempt_times(db: asyncpg.Pool, event_id: str) -> list[tuple[float, float]]:
+    """(started, finished) of each attempt that carried the event, in order."""
     rows = await db.fetch(
-        "SELECT a.started_at FROM dispatch_attempt_events e"
+        "SELECT a.started_at, a.finished_at FROM dispatch_attempt_events e"
         " JOIN dispatch_attempts a ON a.id = e.attempt_id WHERE e.event_id = $1"
         " ORDER BY a.started_at",
         event_id,
     )
-    return [r["started_at"].timestamp() for r in rows]
+    return [(r["started_at"].timestamp(), r["finished_at"].timestamp()) for r in rows]
 
 
 async def run_ladder(
@@ -51,7 +52,8 @@ async def run_ladder(
     request = dispatch_request(tenant, "ladder")
     await publish(broker, request)
     delays = [int(d) for d in ladder.split(",")]
-    await start_consumer(DISPATCHER_RETRY_DELAYS_MS=ladder)
+    # A short batch deadline: the gaps measure the ladder, not the batching in front of a POST.
+    await start_consumer(DISPATCHER_RETRY_DELAYS_MS=ladder, DISPATCHER_BATCH_DEADLINE_MS="10")
     await wait_states(db, tenant, 1, {"dead"}, timeout_s=sum(delays) / 1000 + 15)
     row = await db.fetchrow(
         "SELECT reason, detail, attempts, retry_step FROM dispatches WHERE event_id = $1",
@@ -62,15 +64,22 @@ async def run_ladder(
     assert row["attempts"] == len(delays) + 1 and row["retry_step"] == len(delays)
     assert "code 1" in row["detail"]
     times = await attempt_times(db, request.event.event_id)
-    gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(times)]
+    # The ladder's wait: from a failed attempt's end to the next attempt's start.
+    gaps = [round((nxt[0] - prev[1]) * 1000) for prev, nxt in itertools.pairwise(times)]
     return gaps, delays
 
 
-def assert_gaps(gaps: list[int], delays: list[int]) -> None:
+def assert_gaps(gaps: list[int], delays: list[int], *, within: float | None = None) -> None:
+    """Each gap is its step of the ladder: never early, and late by at most ``within`` of the
+    step (the production ladder), else by a fixed allowance (scaled ladders, whose steps are too
+    short for a proportion to cover the broker's hand-off and the batch deadline)."""
     assert len(gaps) == len(delays), gaps
-    for gap, delay in zip(gaps, delays, strict=True):
-        # The message waits the queue's TTL, then the batch deadline (50 ms) and a POST.
-        assert delay - 30 <= gap <= delay + 700, f"gaps {gaps} vs ladder {delays}"
+    for step, (gap, delay) in enumerate(zip(gaps, delays, strict=True)):
+        # The message waits the queue's TTL, then the batch deadline (10 ms here). The first
+        # retry also pays a first publish to its delay queue: measured 60-145 ms over on this
+        # VM from quiet to loaded, so its allowance is 15 % of 1 s; every later step's is 10 %.
+        late = 700.0 if within is None else delay * (max(within, 0.15) if step == 0 else within)
+        assert delay - 30 <= gap <= delay + late, f"gaps {gaps} vs ladder {delays}"
 
 
 async def test_retry_ladder_waits_in_the_delay_queues(
@@ -98,7 +107,7 @@ async def test_retry_ladder_real_timings(
         "1000,2000,4000,8000,16000", registry, meta, broker, db, start_consumer
     )
     print(f"\nreal ladder {delays} ms: measured gaps {gaps} ms")
-    assert_gaps(gaps, delays)
+    assert_gaps(gaps, delays, within=0.10)
 
 
 async def test_breaker_opens_after_ten_failures_parks_and_recovers(

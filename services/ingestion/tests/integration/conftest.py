@@ -1,6 +1,7 @@
-"""Integration fixtures of the webhook receiver: a real gRPC tenant registry (serving
-GetTenantConfig from memory to the real ``TenantConfigClient``), a migrated database, and the
-ingestion HTTP app driven through httpx's ASGI transport.
+"""Integration fixtures of the webhook receiver: a real gRPC server with an in-memory tenant
+registry servicer (serving GetTenantConfig to the real ``TenantConfigClient``; the provisioner's
+own registry is tested in its suite), a migrated database, and the ingestion HTTP app driven
+through httpx's ASGI transport.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from trackai_kit import migrations
 from trackai_kit.grpc import GrpcServer, start_grpc_server
 from trackai_kit.http import create_app
 from trackai_kit.settings import GrpcSettings
-from trackai_testing.plugin import in_thread
+from trackai_testing.plugin import in_thread, shared_redis_url
 
 TOKEN = "test-token-ingestion"
 REGISTRY_SERVICE = prov.DESCRIPTOR.services_by_name["TenantRegistryService"].full_name
@@ -117,7 +118,7 @@ def ingestion_settings(database_url: str, registry_target: str, **overrides: Any
         "DATABASE_URL": database_url,
         "PROVISIONER_GRPC_TARGET": registry_target,
         "GRPC_AUTH_TOKEN": TOKEN,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "REDIS_URL": shared_redis_url(),
         "TRACKAI_ENV": "test",
         **overrides,
     }

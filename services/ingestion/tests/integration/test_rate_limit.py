@@ -4,18 +4,20 @@ call per request, under concurrency they share script calls, and an outage fails
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
+import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from trackai_ingestion.adapters.rate_limit import MAX_IN_FLIGHT, RateDecision, RedisRateLimiter
+from trackai_testing.plugin import shared_redis_url
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = shared_redis_url()
+pytestmark = pytest.mark.integration
 T = TypeVar("T")
 
 

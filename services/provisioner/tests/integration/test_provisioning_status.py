@@ -100,7 +100,7 @@ async def test_run_steps_are_published_as_status_updates(
     assert not any("sandbox-token" in u.detail or "containerConfig" in u.detail for u in updates)
 
 
-async def test_a_rolled_back_run_says_so_and_the_outbox_survives_a_broker_outage(
+async def test_a_rolled_back_run_says_so_and_its_updates_wait_in_the_outbox_for_a_relay(
     provisioning: Any, sandboxes: Any, amqp_url: str, amqp_prefix: str
 ) -> None:
     """Updates are written with the step changes even with no relay running; they go out

@@ -13,6 +13,7 @@ import pytest
 
 from trackai_kit.identity import event_id
 from trackai_provisioner.domain import snippets
+from trackai_testing.plugin import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -46,8 +47,7 @@ window.__fbq = [];
 
 @pytest.fixture(scope="module")
 def chromium_available() -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing: `sudo apt-get install chromium`")
+    require_tool(CHROMIUM, "`make test` installs Debian's chromium")
     if not TRACK_JS.exists():
         pytest.skip("ingestion's track.js is not in this checkout")
 
