@@ -4,6 +4,7 @@ render; the session and CSRF rules live here because they are HTTP concerns."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
@@ -35,6 +36,8 @@ from trackai_console.service_layer.events import Events, NotVisible, scope
 from trackai_console.service_layer.live import StatusHub
 from trackai_console.service_layer.overview import BuildOverview
 from trackai_console.service_layer.quality import Quality
+
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -158,29 +161,32 @@ def configure(app: FastAPI, router: APIRouter, accounts: Accounts) -> None:
             return Response(status_code=401, headers={"HX-Redirect": target})
         return RedirectResponse(target, status_code=303)
 
-    async def not_visible(request: Request, _: Exception) -> Response:
-        return HTMLResponse(
+    def message_page(status_code: int, *paragraphs: str) -> ExceptionHandler:
+        """A bare pt-BR page for an error answer (no session data needed to render it)."""
+        body = "".join(f"<p>{p}</p>" for p in paragraphs)
+        html = (
             "<!doctype html><html lang='pt-BR'><meta charset='utf-8'><title>Track AI</title>"
-            "<p>Evento não encontrado.</p><p><a href='/eventos'>Voltar para os eventos</a></p>"
-            "</html>",
-            status_code=404,
+            f"{body}</html>"
         )
 
-    async def unavailable(_: Request, __: Exception) -> Response:
-        return HTMLResponse(
-            "<!doctype html><html lang='pt-BR'><meta charset='utf-8'><title>Track AI</title>"
-            "<p>Um serviço do Track AI não respondeu. Tente de novo em instantes.</p>"
-            "<p><a href='/'>Voltar para a visão geral</a></p></html>",
-            status_code=503,
-        )
+        async def handler(_: Request, __: Exception) -> Response:
+            return HTMLResponse(html, status_code=status_code)
 
-    async def csrf_rejected(_: Request, __: Exception) -> Response:
-        return HTMLResponse(
-            "<!doctype html><html lang='pt-BR'><meta charset='utf-8'><title>Track AI</title>"
-            "<p>Não foi possível confirmar que este pedido veio do console. Recarregue a página "
-            "e tente de novo.</p></html>",
-            status_code=403,
-        )
+        return handler
+
+    not_visible = message_page(
+        404, "Evento não encontrado.", "<a href='/eventos'>Voltar para os eventos</a>"
+    )
+    unavailable = message_page(
+        503,
+        "Um serviço do Track AI não respondeu. Tente de novo em instantes.",
+        "<a href='/'>Voltar para a visão geral</a>",
+    )
+    csrf_rejected = message_page(
+        403,
+        "Não foi possível confirmar que este pedido veio do console. Recarregue a página e "
+        "tente de novo.",
+    )
 
     app.add_exception_handler(NotSignedIn, to_login)
     app.add_exception_handler(CsrfRejected, csrf_rejected)
