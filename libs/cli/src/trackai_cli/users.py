@@ -27,7 +27,7 @@ def _user_text(u: pb.User) -> str:
     state = "disabled" if u.disabled else ("active" if u.has_password else "invited")
     last = u.last_login_at.ToJsonString() if u.HasField("last_login_at") else "never"
     return (
-        f"{u.id}  {u.email_hint:<32} {ROLE_WORDS.get(u.role, '?'):<8} "
+        f"{u.id}  {ROLE_WORDS.get(u.role, '?'):<8} "
         f"tenant={u.tenant_id or '*'} {state} last_login={last}"
     )
 
@@ -138,7 +138,9 @@ def register(groups: SubParsers) -> None:
     _account_args(invite)
     command(invite, _invite)
 
-    listing = sub.add_parser("list", help="list accounts (e-mails masked)")
+    listing = sub.add_parser(
+        "list", help="list accounts (ids, roles, tenants; e-mails are kept only as hashes)"
+    )
     listing.add_argument("--tenant", help="only this tenant's sellers (id or slug)")
     command(listing, _list)
 

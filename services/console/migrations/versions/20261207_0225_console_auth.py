@@ -26,9 +26,6 @@ def upgrade() -> None:
             CHECK ((role = 'seller') = (tenant_id IS NOT NULL));
         -- An invited user has no password until they follow the one-time link.
         ALTER TABLE console.users ALTER COLUMN password_hash DROP NOT NULL;
-        -- A masked form of the e-mail ("jo***@exemplo.com.br") so operators can tell accounts
-        -- apart in `trackai user list`; the full address is never stored.
-        ALTER TABLE console.users ADD COLUMN email_hint text NOT NULL DEFAULT '';
 
         -- Signed-in browsers. The cookie carries a random id; only its SHA-256 is stored, so a
         -- copy of this table cannot be replayed as a cookie.
@@ -74,7 +71,6 @@ def downgrade() -> None:
         DROP TABLE console.password_resets;
         DROP TABLE console.login_attempts;
         DROP TABLE console.sessions;
-        ALTER TABLE console.users DROP COLUMN email_hint;
         DELETE FROM console.users WHERE password_hash IS NULL;
         ALTER TABLE console.users ALTER COLUMN password_hash SET NOT NULL;
         ALTER TABLE console.users DROP CONSTRAINT users_role_tenant_check;

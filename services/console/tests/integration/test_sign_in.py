@@ -158,7 +158,7 @@ async def test_password_link_works_once_and_ends_old_sessions(console: Console) 
     async with console.client() as client:
         assert (await sign_in(client, "nova@loja.com.br", "")).status_code == 400
         page = await client.get(f"/senha?token={link.token}")
-        assert page.status_code == 200 and "no***@loja.com.br" in page.text
+        assert page.status_code == 200 and "Escolha sua senha" in page.text
         token = await csrf_of(client, f"/senha?token={link.token}")
         short = await client.post(
             "/senha",
@@ -227,8 +227,7 @@ async def test_stored_rows_hold_no_plaintext_e_mail_or_token(console: Console) -
     for table in ("users", "password_resets", "login_attempts"):
         rows.extend(await console.pool.fetch(f"SELECT * FROM console.{table}"))
     dump = " ".join(str(tuple(r)) for r in rows)
-    assert "segredo@loja.com.br" not in dump and link.token not in dump
-    assert "se***@loja.com.br" in dump
+    assert "segredo" not in dump and link.token not in dump
 
 
 async def test_passwords_are_stored_as_argon2id(console: Console) -> None:

@@ -12,7 +12,7 @@ import asyncpg
 from trackai_console.domain.accounts import Credentials, DuplicateAccount, Role, User
 
 _USER_COLUMNS = (
-    "u.id, u.email_hint, u.role, u.tenant_id, u.disabled_at IS NOT NULL AS disabled, "
+    "u.id, u.role, u.tenant_id, u.disabled_at IS NOT NULL AS disabled, "
     "u.password_hash IS NOT NULL AS has_password, u.created_at, u.last_login_at"
 )
 
@@ -20,7 +20,6 @@ _USER_COLUMNS = (
 def _user(row: asyncpg.Record) -> User:
     return User(
         id=row["id"],
-        email_hint=row["email_hint"],
         role=cast(Role, row["role"]),
         tenant_id=row["tenant_id"],
         disabled=row["disabled"],
@@ -38,7 +37,6 @@ class PostgresAccountStore:
         self,
         *,
         email_hash: str,
-        email_hint: str,
         role: Role,
         tenant_id: uuid.UUID | None,
         password_hash: str | None,
@@ -47,12 +45,11 @@ class PostgresAccountStore:
             row = await self._pool.fetchrow(
                 f"""
                 INSERT INTO console.users AS u
-                    (email_hash, email_hint, role, tenant_id, password_hash)
-                VALUES ($1, $2, $3, $4, $5)
+                    (email_hash, role, tenant_id, password_hash)
+                VALUES ($1, $2, $3, $4)
                 RETURNING {_USER_COLUMNS}
                 """,
                 email_hash,
-                email_hint,
                 role,
                 tenant_id,
                 password_hash,

@@ -36,7 +36,6 @@ class UnknownAccount(AccountError):
 @dataclass(frozen=True)
 class User:
     id: uuid.UUID
-    email_hint: str
     role: Role
     tenant_id: uuid.UUID | None
     disabled: bool
@@ -67,12 +66,6 @@ def email_key(email: str) -> str:
     if digest is None:
         raise AccountError("Informe um e-mail válido.")
     return digest
-
-
-def email_hint(email: str) -> str:
-    """A masked e-mail for listings ("jo***@exemplo.com.br"), never enough to recover it."""
-    local, _, domain = email.strip().lower().partition("@")
-    return f"{local[:2]}***@{domain}"
 
 
 def check_role(role: str, tenant_id: uuid.UUID | None) -> Role:

@@ -19,7 +19,6 @@ class AccountStore(Protocol):
         self,
         *,
         email_hash: str,
-        email_hint: str,
         role: Role,
         tenant_id: uuid.UUID | None,
         password_hash: str | None,

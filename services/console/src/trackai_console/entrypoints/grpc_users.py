@@ -31,7 +31,6 @@ def _timestamp(value: datetime) -> Timestamp:
 def _user(user: User) -> pb.User:
     message = pb.User(
         id=str(user.id),
-        email_hint=user.email_hint,
         role=_ROLE_CODES[user.role],
         tenant_id=str(user.tenant_id or ""),
         disabled=user.disabled,

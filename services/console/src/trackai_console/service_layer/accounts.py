@@ -16,7 +16,6 @@ from trackai_console.domain.accounts import (
     User,
     check_password,
     check_role,
-    email_hint,
     email_key,
     new_token,
     token_hash,
@@ -128,7 +127,6 @@ class Accounts:
             check_password(password)
         user = await self._store.create_user(
             email_hash=key,
-            email_hint=email_hint(email),
             role=checked_role,
             tenant_id=tenant_id,
             password_hash=await self._hash(password) if password else None,

@@ -18,8 +18,9 @@ def _utcnow() -> datetime:
 
 
 def requested_by(user: User) -> str:
-    """Who replayed, as the dispatcher records it (account id and masked e-mail, no PII)."""
-    return f"console:{user.id} {user.email_hint}"
+    """Who replayed, as the dispatcher records it: the console account's id (no e-mail: the
+    console stores it only as a hash; `trackai user list` maps ids to roles and tenants)."""
+    return f"console:{user.id}"
 
 
 class DeadLetters:

@@ -25,33 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(trackai/console/v1/console_service.proto\x12\x12trackai.console.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nemail_hint\x18\x02 \x01(\t\x12*\n\x04role\x18\x03 \x01(\x0e\x32\x1c.trackai.console.v1.UserRole\x12\x11\n\ttenant_id\x18\x04 \x01(\t\x12\x10\n\x08\x64isabled\x18\x05 \x01(\x08\x12\x14\n\x0chas_password\x18\x06 \x01(\x08\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_login_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x11\x43reateUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12*\n\x04role\x18\x02 \x01(\x0e\x32\x1c.trackai.console.v1.UserRole\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x10\n\x08password\x18\x04 \x01(\t\"\x91\x01\n\x12\x43reateUserResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x18.trackai.console.v1.User\x12\x15\n\rpassword_link\x18\x02 \x01(\t\x12<\n\x18password_link_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x10ListUsersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"<\n\x11ListUsersResponse\x12\'\n\x05users\x18\x01 \x03(\x0b\x32\x18.trackai.console.v1.User\"#\n\x12\x44isableUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\"=\n\x13\x44isableUserResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x18.trackai.console.v1.User\"*\n\x19\x43reatePasswordLinkRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\"c\n\x1a\x43reatePasswordLinkResponse\x12\x15\n\rpassword_link\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*S\n\x08UserRole\x12\x19\n\x15USER_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10USER_ROLE_SELLER\x10\x01\x12\x16\n\x12USER_ROLE_OPERATOR\x10\x02\x32\x9e\x03\n\x10UserAdminService\x12[\n\nCreateUser\x12%.trackai.console.v1.CreateUserRequest\x1a&.trackai.console.v1.CreateUserResponse\x12X\n\tListUsers\x12$.trackai.console.v1.ListUsersRequest\x1a%.trackai.console.v1.ListUsersResponse\x12^\n\x0b\x44isableUser\x12&.trackai.console.v1.DisableUserRequest\x1a\'.trackai.console.v1.DisableUserResponse\x12s\n\x12\x43reatePasswordLink\x12-.trackai.console.v1.CreatePasswordLinkRequest\x1a..trackai.console.v1.CreatePasswordLinkResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(trackai/console/v1/console_service.proto\x12\x12trackai.console.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x04role\x18\x03 \x01(\x0e\x32\x1c.trackai.console.v1.UserRole\x12\x11\n\ttenant_id\x18\x04 \x01(\t\x12\x10\n\x08\x64isabled\x18\x05 \x01(\x08\x12\x14\n\x0chas_password\x18\x06 \x01(\x08\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_login_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x02\x10\x03\"s\n\x11\x43reateUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12*\n\x04role\x18\x02 \x01(\x0e\x32\x1c.trackai.console.v1.UserRole\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x10\n\x08password\x18\x04 \x01(\t\"\x91\x01\n\x12\x43reateUserResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x18.trackai.console.v1.User\x12\x15\n\rpassword_link\x18\x02 \x01(\t\x12<\n\x18password_link_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x10ListUsersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"<\n\x11ListUsersResponse\x12\'\n\x05users\x18\x01 \x03(\x0b\x32\x18.trackai.console.v1.User\"#\n\x12\x44isableUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\"=\n\x13\x44isableUserResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x18.trackai.console.v1.User\"*\n\x19\x43reatePasswordLinkRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\"c\n\x1a\x43reatePasswordLinkResponse\x12\x15\n\rpassword_link\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*S\n\x08UserRole\x12\x19\n\x15USER_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10USER_ROLE_SELLER\x10\x01\x12\x16\n\x12USER_ROLE_OPERATOR\x10\x02\x32\x9e\x03\n\x10UserAdminService\x12[\n\nCreateUser\x12%.trackai.console.v1.CreateUserRequest\x1a&.trackai.console.v1.CreateUserResponse\x12X\n\tListUsers\x12$.trackai.console.v1.ListUsersRequest\x1a%.trackai.console.v1.ListUsersResponse\x12^\n\x0b\x44isableUser\x12&.trackai.console.v1.DisableUserRequest\x1a\'.trackai.console.v1.DisableUserResponse\x12s\n\x12\x43reatePasswordLink\x12-.trackai.console.v1.CreatePasswordLinkRequest\x1a..trackai.console.v1.CreatePasswordLinkResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackai.console.v1.console_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_USERROLE']._serialized_start=951
-  _globals['_USERROLE']._serialized_end=1034
+  _globals['_USERROLE']._serialized_start=937
+  _globals['_USERROLE']._serialized_end=1020
   _globals['_USER']._serialized_start=98
-  _globals['_USER']._serialized_end=338
-  _globals['_CREATEUSERREQUEST']._serialized_start=340
-  _globals['_CREATEUSERREQUEST']._serialized_end=455
-  _globals['_CREATEUSERRESPONSE']._serialized_start=458
-  _globals['_CREATEUSERRESPONSE']._serialized_end=603
-  _globals['_LISTUSERSREQUEST']._serialized_start=605
-  _globals['_LISTUSERSREQUEST']._serialized_end=642
-  _globals['_LISTUSERSRESPONSE']._serialized_start=644
-  _globals['_LISTUSERSRESPONSE']._serialized_end=704
-  _globals['_DISABLEUSERREQUEST']._serialized_start=706
-  _globals['_DISABLEUSERREQUEST']._serialized_end=741
-  _globals['_DISABLEUSERRESPONSE']._serialized_start=743
-  _globals['_DISABLEUSERRESPONSE']._serialized_end=804
-  _globals['_CREATEPASSWORDLINKREQUEST']._serialized_start=806
-  _globals['_CREATEPASSWORDLINKREQUEST']._serialized_end=848
-  _globals['_CREATEPASSWORDLINKRESPONSE']._serialized_start=850
-  _globals['_CREATEPASSWORDLINKRESPONSE']._serialized_end=949
-  _globals['_USERADMINSERVICE']._serialized_start=1037
-  _globals['_USERADMINSERVICE']._serialized_end=1451
+  _globals['_USER']._serialized_end=324
+  _globals['_CREATEUSERREQUEST']._serialized_start=326
+  _globals['_CREATEUSERREQUEST']._serialized_end=441
+  _globals['_CREATEUSERRESPONSE']._serialized_start=444
+  _globals['_CREATEUSERRESPONSE']._serialized_end=589
+  _globals['_LISTUSERSREQUEST']._serialized_start=591
+  _globals['_LISTUSERSREQUEST']._serialized_end=628
+  _globals['_LISTUSERSRESPONSE']._serialized_start=630
+  _globals['_LISTUSERSRESPONSE']._serialized_end=690
+  _globals['_DISABLEUSERREQUEST']._serialized_start=692
+  _globals['_DISABLEUSERREQUEST']._serialized_end=727
+  _globals['_DISABLEUSERRESPONSE']._serialized_start=729
+  _globals['_DISABLEUSERRESPONSE']._serialized_end=790
+  _globals['_CREATEPASSWORDLINKREQUEST']._serialized_start=792
+  _globals['_CREATEPASSWORDLINKREQUEST']._serialized_end=834
+  _globals['_CREATEPASSWORDLINKRESPONSE']._serialized_start=836
+  _globals['_CREATEPASSWORDLINKRESPONSE']._serialized_end=935
+  _globals['_USERADMINSERVICE']._serialized_start=1023
+  _globals['_USERADMINSERVICE']._serialized_end=1437
 # @@protoc_insertion_point(module_scope)

@@ -46,12 +46,11 @@ Global___UserRole: _TypeAlias = UserRole  # noqa: Y015
 
 @_typing.final
 class User(_message.Message):
-    """User is a console account. The e-mail is never returned (only its masked hint)."""
+    """User is a console account. The e-mail is never returned: the console keeps only its hash."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
-    EMAIL_HINT_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     TENANT_ID_FIELD_NUMBER: _builtins.int
     DISABLED_FIELD_NUMBER: _builtins.int
@@ -59,8 +58,6 @@ class User(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     LAST_LOGIN_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    email_hint: _builtins.str
-    """Masked e-mail, e.g. "jo***@exemplo.com.br"."""
     role: Global___UserRole.ValueType
     tenant_id: _builtins.str
     """Empty for operators."""
@@ -77,7 +74,6 @@ class User(_message.Message):
         self,
         *,
         id: _builtins.str = ...,
-        email_hint: _builtins.str = ...,
         role: Global___UserRole.ValueType = ...,
         tenant_id: _builtins.str = ...,
         disabled: _builtins.bool = ...,
@@ -87,7 +83,7 @@ class User(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_login_at", b"last_login_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "disabled", b"disabled", "email_hint", b"email_hint", "has_password", b"has_password", "id", b"id", "last_login_at", b"last_login_at", "role", b"role", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "disabled", b"disabled", "has_password", b"has_password", "id", b"id", "last_login_at", b"last_login_at", "role", b"role", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
