@@ -42,7 +42,7 @@ def upgrade() -> None:
         -- a window). The e-mail is its hash, as in users.
         CREATE TABLE console.login_attempts (
             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            email_hash char(64) NOT NULL,
+            email_hash char(64) NOT NULL CHECK (email_hash ~ '^[0-9a-f]{64}$'),
             client_ip inet,
             succeeded boolean NOT NULL,
             attempted_at timestamptz NOT NULL DEFAULT now()

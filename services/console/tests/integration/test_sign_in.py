@@ -27,7 +27,7 @@ async def test_sign_in_sets_a_hardened_cookie_and_stores_only_its_hash(console: 
 
         page = await client.get("/")
         assert page.status_code == 200
-        assert "Visão geral" in page.text and "vendedor" in page.text
+        assert "Visão geral" in page.text and "Vendedor" in page.text
 
 
 async def test_cookies_are_secure_outside_the_local_sandbox(console: Console) -> None:
