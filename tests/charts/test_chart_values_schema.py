@@ -52,9 +52,9 @@ REFUSED_BY_SCHEMA: dict[str, tuple[dict[str, Any], str]] = {
         },
         "invalid propertyName 'consume'",
     ),
-    "gRPC port on the HTTP-only console": (
-        {"services": {"console": {"ports": {"grpc": 50056}}}},
-        "invalid propertyName 'grpc'",
+    "an unknown port on the console": (
+        {"services": {"console": {"ports": {"metrics": 9090}}}},
+        "invalid propertyName 'metrics'",
     ),
     "ingress on an internal service": (
         {

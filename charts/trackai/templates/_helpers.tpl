@@ -199,6 +199,12 @@ the kit defaults to loopback, which a kubelet probe or a peer pod cannot reach.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- with .Values.services.console -}}
+{{- if and .enabled .ingress.enabled .ingress.hosts -}}
+{{/* One-time password links point at the console's public address. */}}
+{{- $_ := set $env "CONSOLE_PUBLIC_URL" (printf "https://%s" (index .ingress.hosts 0).host) -}}
+{{- end -}}
+{{- end -}}
 {{- range $key, $value := $c.extraEnv -}}
 {{- if hasKey $env $key -}}
 {{- fail (printf "config.extraEnv.%s collides with a variable the chart manages; set it through its own value" $key) -}}

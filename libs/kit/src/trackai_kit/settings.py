@@ -112,6 +112,7 @@ GRPC_PORTS = {
     "dispatcher": 50053,
     "provisioner": 50054,
     "agent": 50055,
+    "console": 50056,
 }
 
 

@@ -3,13 +3,15 @@ required elsewhere (refused where gRPC is used, so a migration needs no gRPC set
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from pydantic import ValidationError
 
 from trackai_kit.grpc import AccessPolicy, client_channel, start_grpc_server
 from trackai_kit.settings import ServiceSettings, local_dev_callers, local_dev_token, token_digest
 
-STRONG = {"GRPC_CLIENT_TOKEN": "x" * 40, "GRPC_CALLER_TOKENS": {"console": "ab" * 32}}
+STRONG = {"GRPC_CLIENT_TOKEN": secrets.token_hex(32), "GRPC_CALLER_TOKENS": {"console": "ab" * 32}}
 TLS = {"GRPC_TLS_CERT_FILE": "/tls/tls.crt", "GRPC_TLS_KEY_FILE": "/tls/tls.key"}
 
 

@@ -590,6 +590,29 @@ async def test_read_api_is_tenant_scoped_and_paginates(
         in_window = await stub.ListConversions(window)
         assert [c.conversion.order_id for c in in_window.conversions] == ["order-2", "order-1"]
 
+        # The console's search and filters: order id, gateway, funnel.
+        by_order = await stub.ListConversions(
+            ing.ListConversionsRequest(tenant_id=tenant, order_id="order-3")
+        )
+        assert [c.id for c in by_order.conversions] == [ids[3]]
+        by_gateway = await stub.ListConversions(
+            ing.ListConversionsRequest(tenant_id=tenant, gateway="hotmart")
+        )
+        assert list(by_gateway.conversions) == []
+        kiwify = await stub.ListConversions(
+            ing.ListConversionsRequest(tenant_id=tenant, gateway="kiwify", order_id="order-0")
+        )
+        assert [c.id for c in kiwify.conversions] == [ids[0]]
+        by_funnel = await stub.ListConversions(
+            ing.ListConversionsRequest(tenant_id=tenant, funnel_id=str(uuid.uuid4()))
+        )
+        assert list(by_funnel.conversions) == []
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ListConversions(
+                ing.ListConversionsRequest(tenant_id=tenant, funnel_id="funil")
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
         first_page = await stub.ListConversions(
             ing.ListConversionsRequest(tenant_id=tenant, page_size=2)
         )

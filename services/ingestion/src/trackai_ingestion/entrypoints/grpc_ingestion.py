@@ -112,6 +112,9 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 else None,
                 page_size=request.page_size,
                 page_token=request.page_token,
+                gateway=request.gateway,
+                order_id=request.order_id,
+                funnel_id=request.funnel_id,
             ),
         )
         return pb.ListConversionsResponse(

@@ -57,8 +57,15 @@ class ConversionQueries:
         end: datetime | None = None,
         page_size: int = 0,
         page_token: str = "",
+        gateway: str = "",
+        order_id: str = "",
+        funnel_id: str = "",
     ) -> Page:
         tenant = parse_tenant(tenant_id)
+        try:
+            funnel = uuid.UUID(funnel_id) if funnel_id else None
+        except ValueError as exc:
+            raise InvalidQuery(f"funnel_id must be a UUID, got {funnel_id[:64]!r}") from exc
         if page_size < 0:
             raise InvalidQuery("page_size must not be negative")
         if start is not None and end is not None and start >= end:
@@ -66,7 +73,15 @@ class ConversionQueries:
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         after = _decode_token(page_token, tenant) if page_token else None
         rows = await self._store.list(
-            tenant, statuses=statuses, start=start, end=end, limit=size + 1, after=after
+            tenant,
+            statuses=statuses,
+            start=start,
+            end=end,
+            limit=size + 1,
+            after=after,
+            gateway=gateway or None,
+            order_id=order_id or None,
+            funnel_id=funnel,
         )
         more = len(rows) > size
         rows = rows[:size]

@@ -105,11 +105,20 @@ class ListConversionsRequest(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    FUNNEL_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     page_size: _builtins.int
     """0 means the service default (50); values above 500 are capped."""
     page_token: _builtins.str
     """Token from a previous response; empty for the first page."""
+    gateway: _builtins.str
+    """Only this gateway ("kiwify", ...); empty means all."""
+    order_id: _builtins.str
+    """Only this gateway order id (exact match); empty means all."""
+    funnel_id: _builtins.str
+    """Only this funnel (UUID); empty means all."""
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[_events_pb2.ConversionStatus.ValueType]:
         """Only these statuses; empty means all."""
@@ -129,10 +138,13 @@ class ListConversionsRequest(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        gateway: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        funnel_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time", "statuses", b"statuses", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "funnel_id", b"funnel_id", "gateway", b"gateway", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time", "statuses", b"statuses", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
