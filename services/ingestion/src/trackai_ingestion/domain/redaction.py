@@ -30,6 +30,15 @@ _PERSON_BLOCKS = frozenset(
         "subscriber",
         "commissions",
         "commission",
+        # Monetizze, Greenn, Ticto.
+        "comprador",
+        "dados_comprador",
+        "produtor",
+        "comissoes",
+        "client",
+        "seller",
+        "cards",
+        "coproducers",
     }
 )
 #: Keys whose value identifies a person wherever they appear.
@@ -60,7 +69,17 @@ _PERSON_KEYS = frozenset(
     }
 )
 #: Flat (legacy, form-style) keys about the buyer, student, affiliate or producer.
-_PERSON_PREFIXES = ("cus_", "student_", "aff_", "pro_", "buyer_", "customer_")
+_PERSON_PREFIXES = (
+    "cus_",
+    "student_",
+    "aff_",
+    "pro_",
+    "buyer_",
+    "customer_",
+    # Braip's flat keys.
+    "client_",
+    "producer_",
+)
 
 
 class _Rule(Enum):
