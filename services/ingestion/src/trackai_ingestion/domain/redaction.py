@@ -66,6 +66,10 @@ _PERSON_KEYS = frozenset(
         "zipcode",
         "zip_code",
         "checkout_phone",
+        # A registered boleto's line and bar code point at the bill issued to the buyer.
+        "trans_payment_line",
+        "trans_payment_bar_code",
+        "linha_digitavel",
     }
 )
 #: Flat (legacy, form-style) keys about the buyer, student, affiliate or producer.

@@ -86,6 +86,8 @@ class GatewayAdapter(ABC):
     display_name: ClassVar[str]
     #: Where the operator finds the secret to store, quoted in 401 answers.
     credential_location: ClassVar[str]
+    #: Media types accepted besides JSON (Monetizze posts a form), read by :meth:`parse`.
+    other_media_types: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def authenticate(self, request: WebhookRequest, secret: str) -> None:

@@ -85,6 +85,7 @@ class MonetizzeAdapter(GatewayAdapter):
     credential_location = (
         "Monetizze > Ferramentas > Postback (the account's chave única, shown above the list)"
     )
+    other_media_types = frozenset({"application/x-www-form-urlencoded"})
 
     def authenticate(self, request: WebhookRequest, secret: str) -> None:
         self.check_body_secret(request, "chave_unica", secret, what="chave única")
@@ -93,10 +94,7 @@ class MonetizzeAdapter(GatewayAdapter):
         """The payload, from the JSON copy in ``json`` when there is one, else the PHP-style form
         fields; a JSON body (a relay, a test tool) is read the same way."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type == "application/json" or request.raw.lstrip()[:1] == b"{":
-            body = request.body
-        else:
-            body = _form(request.raw)
+        body = _form(request.raw) if content_type in self.other_media_types else request.body
         copy = body.get("json")
         if isinstance(copy, str) and copy.strip():
             try:
