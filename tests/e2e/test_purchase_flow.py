@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,6 @@ import pytest
 from tests.e2e.conftest import Stack
 from trackai_kit.identity import event_id
 from trackai_kit.pii import email_hash
-from trackai_sandbox.meta import build_app
-from trackai_sandbox.server import BackgroundServer
-from trackai_sandbox.settings import SandboxSettings
-from trackai_sandbox.testing import MetaSandboxClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -41,16 +36,6 @@ PIXEL_ID = "1234567890"
 META_TOKEN = "sandbox-token"
 SESSION_ID = "taE2Esession0000000001"
 FBCLID = "IwAR2e2eFbClIdCaseKept"
-
-
-@pytest.fixture
-def meta() -> Iterator[tuple[str, MetaSandboxClient]]:
-    server = BackgroundServer(build_app(SandboxSettings())).start()
-    try:
-        with httpx.Client(base_url=server.base_url, timeout=5) as http:
-            yield server.base_url, MetaSandboxClient(http)
-    finally:
-        server.stop()
 
 
 def _trackai(stack: Stack, *args: str) -> str:

@@ -236,7 +236,9 @@ def register(groups: SubParsers) -> None:
     gw = sub.add_parser("set-gateway", help="store a checkout gateway's webhook secret")
     gw.add_argument("tenant", help="tenant id or slug")
     gw.add_argument(
-        "--gateway", required=True, help="kiwify, perfectpay, hotmart, eduzz, cakto, ..."
+        "--gateway",
+        required=True,
+        help="kiwify, perfectpay, hotmart, eduzz, cakto, monetizze, braip, ticto, greenn",
     )
     gw.add_argument("--secret", required=True, help="the gateway's token / signing key")
     gw.add_argument("--signing-secret", help="optional HMAC key for X-Signature: sha256=<hex>")

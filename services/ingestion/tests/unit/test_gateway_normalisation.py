@@ -22,11 +22,9 @@ from trackai_ingestion.domain.model import (
     Tracking,
 )
 from trackai_ingestion.domain.redaction import redact_body
-
 from trackai_testing.personal_data import find_leaks, personal_values
 
 from ..conftest import PLAINTEXT, fixture_bytes, fixture_json, sha256_text
-
 
 #: The webhook secrets inside the Monetizze, Braip and Ticto fixtures.
 NEW_BODY_SECRETS = (
@@ -268,7 +266,7 @@ def test_redacted_body_keeps_no_personal_data_or_secret(name: str) -> None:
     "name", ["monetizze-1.json", "braip-1.json", "ticto-1.json", "greenn-1.json"]
 )
 def test_redacted_body_keeps_none_of_the_buyers_values_nor_the_secret(name: str) -> None:
-    adapter = ADAPTERS[name.split("-")[0]]
+    adapter = ADAPTERS[name.split("-", maxsplit=1)[0]]
     # What is stored: the parsed body (Monetizze's JSON copy, not the form around it).
     body = adapter.parse(_request(fixture_bytes(name), "application/json"))
     stored = json.dumps(redact_body(body), ensure_ascii=False)
