@@ -81,6 +81,8 @@ def test_ids_hashes_and_dates_are_kept(text: str) -> None:
         "metaAccessToken",
         "Set-Cookie",
         "private_key",
+        "chave_unica",
+        "basic_authentication",
     ],
 )
 def test_sensitive_keys(key: str) -> None:
