@@ -105,6 +105,7 @@ EXPECTED: dict[str, tuple[str, str | None, Decimal | None, datetime | None]] = {
     "eduzz-2.json": ("accepted", "approved", Decimal("197"), datetime(2024, 1, 10, 17, 45, tzinfo=UTC)),
     "cakto-1.json": ("ignored", None, None, None),
     "monetizze-1.json": ("accepted", "completed", Decimal("157.00"), datetime(2022, 10, 1, 12, 33, 53, tzinfo=UTC)),
+    "monetizze-2.json": ("accepted", "completed", Decimal("157.00"), datetime(2022, 10, 1, 12, 33, 53, tzinfo=UTC)),
     "braip-1.json": ("accepted", "approved", Decimal("237.90"), datetime(2024, 5, 29, 20, 56, 8, tzinfo=UTC)),
     "ticto-1.json": ("accepted", "approved", Decimal("39.90"), datetime(2024, 2, 10, 22, 19, 17, tzinfo=UTC)),
     "greenn-1.json": ("accepted", "approved", Decimal("99.9"), datetime(2025, 11, 4, 23, 0, tzinfo=UTC)),

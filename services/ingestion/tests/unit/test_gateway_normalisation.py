@@ -72,6 +72,9 @@ CASES = [
     # Completa (guarantee over): dataFinalizada 09:33:53 in Brasília; the sale's gross "157.00".
     ("monetizze-1.json", "monetizze", "41852883", CanonicalStatus.COMPLETED,
      _utc(2022, 10, 1, 12, 33, 53), Decimal("157.00"), PaymentMethod.CREDIT_CARD, False),
+    # The same postback's form fields without the JSON copy (what the PHP-style keys decode to).
+    ("monetizze-2.json", "monetizze", "41852883", CanonicalStatus.COMPLETED,
+     _utc(2022, 10, 1, 12, 33, 53), Decimal("157.00"), PaymentMethod.CREDIT_CARD, False),
     # trans_total_value 23790 cents (plan 19790 + bump 4000), not the producer's 22500.
     ("braip-1.json", "braip", "ven33x0wng", CanonicalStatus.APPROVED,
      _utc(2024, 5, 29, 20, 56, 8), Decimal("237.90"), PaymentMethod.BOLETO, False),
@@ -263,7 +266,8 @@ def test_redacted_body_keeps_no_personal_data_or_secret(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["monetizze-1.json", "braip-1.json", "ticto-1.json", "greenn-1.json"]
+    "name",
+    ["monetizze-1.json", "monetizze-2.json", "braip-1.json", "ticto-1.json", "greenn-1.json"],
 )
 def test_redacted_body_keeps_none_of_the_buyers_values_nor_the_secret(name: str) -> None:
     adapter = ADAPTERS[name.split("-", maxsplit=1)[0]]
