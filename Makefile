@@ -9,7 +9,7 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: help env run test test-fast lint fmt migrate proto proto-check bench services clean
+.PHONY: help env run test test-fast fuzz lint fmt migrate proto proto-check bench services clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ test: services ## The whole test suite (unit, integration, e2e, contract, charts
 
 test-fast: env ## Unit tests only (no I/O)
 	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
+
+FUZZ_EXAMPLES ?= 5000
+fuzz: services ## Long property-based run: mutated gateway payloads must never get a 5xx (FUZZ_EXAMPLES=5000)
+	TRACKAI_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest --timeout=0 services/ingestion/tests/integration/test_webhook_fuzz.py $(PYTEST_ARGS)
 
 lint: env ## ruff, mypy (strict), import-linter contracts, buf lint, proto drift
 	.venv/bin/ruff check .

@@ -17,7 +17,7 @@ from trackai_ingestion.adapters.rate_limit import RedisRateLimiter
 from trackai_ingestion.adapters.repository import ConversionStore
 from trackai_ingestion.entrypoints.collect import build_collect_router
 from trackai_ingestion.entrypoints.grpc_ingestion import IngestionServicer
-from trackai_ingestion.entrypoints.webhooks import build_webhook_router
+from trackai_ingestion.entrypoints.webhooks import WebhookLimits, build_webhook_router
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
 from trackai_ingestion.service_layer.conversions import ConversionQueries
 from trackai_ingestion.service_layer.webhooks import WebhookService
@@ -42,7 +42,16 @@ class Components:
     closers: list[Callable[[], Awaitable[None]]]
 
     def configure_http(self, app: FastAPI, settings: Settings) -> None:
-        app.include_router(build_webhook_router(self.webhooks))
+        app.include_router(
+            build_webhook_router(
+                self.webhooks,
+                WebhookLimits(
+                    max_body_bytes=settings.webhook_max_body_bytes,
+                    body_timeout_s=settings.webhook_body_timeout_s,
+                    max_in_flight=settings.webhook_max_in_flight,
+                ),
+            )
+        )
         app.include_router(
             build_collect_router(self.collect, trusted_proxies=settings.trusted_proxy_networks)
         )
@@ -53,7 +62,7 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
         settings.provisioner_addr, settings.grpc_auth_token.get_secret_value()
     )
     limiter = RedisRateLimiter(settings.redis_url)
-    store = ConversionStore(pool)
+    store = ConversionStore(pool, acquire_timeout_s=settings.db_acquire_timeout_s)
     return Components(
         webhooks=WebhookService(
             tenants, limiter, store, default_rate_limit=settings.rate_limit_per_minute

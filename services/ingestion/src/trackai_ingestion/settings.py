@@ -24,6 +24,15 @@ class Settings(ServiceSettings):
     def trusted_proxy_networks(self) -> list[str]:
         return [cidr.strip() for cidr in self.trusted_proxies.split(",") if cidr.strip()]
 
+    #: Webhook ingress limits (docs/runbooks/webhooks.md): the largest body read (gateways send a
+    #: few KB; 128 KiB leaves ample room), how long a client may take to send it, how many
+    #: webhooks are handled at once before the next ones get 503 + Retry-After, and how long a
+    #: webhook waits for a database connection before it gets 503.
+    webhook_max_body_bytes: int = Field(128 * 1024, ge=1024, le=1024 * 1024)
+    webhook_body_timeout_s: float = Field(10.0, gt=0, le=120)
+    webhook_max_in_flight: int = Field(64, ge=1, le=10_000)
+    db_acquire_timeout_s: float = Field(5.0, gt=0, le=60)
+
     #: How often the outbox relay looks for new rows when idle (seconds): the upper bound of
     #: the publish delay, since ingestion's outbox does not NOTIFY (see the 0700 migration).
     relay_poll_interval_s: float = Field(0.1, gt=0, le=5)

@@ -6,16 +6,20 @@ through httpx's ASGI transport.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import asyncpg
 import grpc
 import httpx
 import pytest
 import pytest_asyncio
+import uvicorn
 from fastapi import FastAPI
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
@@ -27,6 +31,8 @@ from trackai_kit.grpc import GrpcServer, start_grpc_server
 from trackai_kit.http import create_app
 from trackai_kit.settings import GrpcSettings
 from trackai_testing.plugin import in_thread, shared_redis_url
+
+from ..conftest import hmac_hex
 
 TOKEN = "test-token-ingestion"
 REGISTRY_SERVICE = prov.DESCRIPTOR.services_by_name["TenantRegistryService"].full_name
@@ -43,6 +49,21 @@ SECRETS = {
     "ticto": "REDACTED_TICTO_WEBHOOK_TOKEN",
     "greenn": "greenn-shared-secret",
 }
+
+
+def credentials(gateway: str, raw: bytes, secret: str | None = None) -> dict[str, Any]:
+    """Headers and query a genuine request of ``gateway`` carries for ``raw`` (body-token gateways
+    carry theirs inside the fixture)."""
+    key = secret or SECRETS[gateway]
+    if gateway == "kiwify":
+        return {"params": {"signature": hmac_hex("sha1", key, raw)}}
+    if gateway == "hotmart":
+        return {"headers": {"X-HOTMART-HOTTOK": key}}
+    if gateway == "eduzz":
+        return {"headers": {"x-signature": hmac_hex("sha256", key, raw)}}
+    if gateway == "greenn":
+        return {"headers": {"token": key}}
+    return {}
 
 
 class _Registry(prov_grpc.TenantRegistryServiceServicer):
@@ -146,23 +167,52 @@ async def make_app(
     """``await make_app(**settings)``: an ingestion HTTP app (its own pool, limiter, registry
     client) on the test database; several calls give several independent replicas."""
     opened: list[App] = []
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
-    async def make(**overrides: Any) -> App:
+    async def make(
+        *, real_http: bool = False, pool: asyncpg.Pool | None = None, **overrides: Any
+    ) -> App:
+        """``real_http``: served by uvicorn on a free port (the real HTTP stack: keep-alive,
+        streaming bodies, what a gateway's client sees), else driven through ASGI in-process.
+        ``pool``: the app's database pool (default: a new one on the test database)."""
         settings = ingestion_settings(database_url, registry.target, **overrides)
-        pool = await pg_pool(database_url, schema="ingestion")
+        pool = pool or await pg_pool(database_url, schema="ingestion")
         components = build_components(settings, pool)
         app: FastAPI = create_app("ingestion")
         components.configure_http(app, settings)
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 4711)),
-            base_url="http://ingestion.test",
-        )
+        if real_http:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    log_config=None,
+                    lifespan="off",
+                    access_log=False,
+                    # A test that failed with a request still open must not hang its teardown.
+                    timeout_graceful_shutdown=2,
+                )
+            )
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            servers.append((server, task))
+            while not server.started and not task.done():
+                await asyncio.sleep(0.01)
+            client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
+        else:
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 4711)),
+                base_url="http://ingestion.test",
+            )
         opened.append(App(client, components))
         return opened[-1]
 
     yield make
     for app in opened:
         await app.client.aclose()
+    for server, task in servers:
+        server.should_exit = True
+        await task
+    for app in opened:
         for close in app.components.closers:
             await close()
 

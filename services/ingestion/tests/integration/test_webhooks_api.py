@@ -27,26 +27,11 @@ from trackai_kit.grpc import client_channel, start_grpc_server
 from trackai_kit.settings import GrpcSettings
 
 from ..conftest import KIWIFY_SIGNATURES, PLAINTEXT, fixture_bytes, hmac_hex
-from .conftest import SECRETS, TOKEN, App, AppFactory, Registry
+from .conftest import SECRETS, TOKEN, App, AppFactory, Registry, credentials
 
 pytestmark = pytest.mark.integration
 
 JSON = {"Content-Type": "application/json"}
-
-
-def credentials(gateway: str, raw: bytes, secret: str | None = None) -> dict[str, Any]:
-    """Headers and query a genuine request of ``gateway`` carries for ``raw`` (body-token gateways
-    carry theirs inside the fixture)."""
-    key = secret or SECRETS[gateway]
-    if gateway == "kiwify":
-        return {"params": {"signature": hmac_hex("sha1", key, raw)}}
-    if gateway == "hotmart":
-        return {"headers": {"X-HOTMART-HOTTOK": key}}
-    if gateway == "eduzz":
-        return {"headers": {"x-signature": hmac_hex("sha256", key, raw)}}
-    if gateway == "greenn":
-        return {"headers": {"token": key}}
-    return {}
 
 
 async def post(

@@ -333,6 +333,8 @@ def test_monetizze_prefers_the_json_copy() -> None:
         (b"\xff\xfe=1", "not UTF-8"),
         (b"a" + b"[x]" * 20 + b"=1", "cannot be read"),
         (b"json=%7Bnot+json", "the `json` field"),
+        (b"venda%5Bcodigo%5D=1%00", "NUL"),
+        (b"json=%7B%22a%22%3A1%2C%22a%22%3A2%7D", "appears more than once"),
     ],
 )
 def test_monetizze_malformed_forms_are_refused(raw: bytes, message: str) -> None:

@@ -5,13 +5,14 @@ receipts of requests that produce no conversion, and the read API's queries.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 
 import asyncpg
 
@@ -213,8 +214,11 @@ class ConversionStore:
     webhook is written at once. Each caller still returns only after its own rows are committed.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout_s: float | None = None) -> None:
         self._pool = pool
+        #: Bounds the wait for a connection when the pool is exhausted: the caller answers 503
+        #: with Retry-After (a TimeoutError) instead of queueing without end.
+        self._acquire_timeout_s = acquire_timeout_s
         self._pending: deque[_Pending] = deque()
         self._writers: set[asyncio.Task[None]] = set()
 
@@ -256,7 +260,7 @@ class ConversionStore:
 
     async def _write(self, batch: list[_Pending]) -> None:
         try:
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
                 rows = await conn.fetch(_ACCEPT, *_columns(p.row for p in batch))
         except asyncpg.PostgresError as exc:
             if len(batch) == 1 or isinstance(exc, asyncpg.PostgresConnectionError):
@@ -289,11 +293,11 @@ class ConversionStore:
 
     async def record(self, tenant_id: uuid.UUID, receipt: Receipt) -> None:
         """A receipt without a conversion (ignored, test payload, invalid)."""
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
             await conn.execute(_INSERT_RECEIPT, *_receipt_args(tenant_id, receipt, None, None))
 
     async def get(self, tenant_id: uuid.UUID, conversion_id: uuid.UUID) -> StoredConversion | None:
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
             row = await conn.fetchrow(
                 _SELECT + "WHERE id = $1 AND tenant_id = $2 AND kind = 'conversion'",
                 conversion_id,
@@ -334,7 +338,7 @@ class ConversionStore:
             + " AND ".join(conditions)
             + f" ORDER BY event_time DESC, id DESC LIMIT {arg(limit)}"
         )
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
             rows = await conn.fetch(sql, *args)
         return [_stored(row) for row in rows]
 
@@ -391,17 +395,32 @@ def _receipt_args(
 
 
 def _receipt_details(receipt: Receipt) -> list[Any]:
+    # The body was checked by the parse step; the request's headers were not, and a receipt of
+    # a refusal must be recordable whatever the request held.
     return [
         receipt.received_at,
         receipt.gateway,
-        receipt.reason,
+        _storable(receipt.reason),
         receipt.http_status,
-        receipt.order_id,
-        receipt.content_type,
+        _storable(receipt.order_id),
+        _storable(receipt.content_type),
         receipt.body_sha256,
         receipt.body_redacted,
-        receipt.headers,
+        {_storable(name): _storable(value) for name, value in receipt.headers.items()},
     ]
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+@overload
+def _storable(value: str) -> str: ...
+@overload
+def _storable(value: str | None) -> str | None: ...
+def _storable(value: str | None) -> str | None:
+    """Text PostgreSQL accepts: NUL and lone surrogates (which ``text`` and ``jsonb`` refuse)
+    become U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value) if value else value
 
 
 def _stored(row: asyncpg.Record) -> StoredConversion:

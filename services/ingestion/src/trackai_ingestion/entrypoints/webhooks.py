@@ -1,21 +1,38 @@
 """HTTP entry point of checkout webhooks: ``POST /api/v1/webhooks/{gateway}/{tenant_id}``.
 
 Only transport concerns live here: the gateway must exist, the content type must be JSON (or the
-gateway's own form encoding), and the
-body is read with a hard cap (``Content-Length`` is checked first, then the bytes as they stream,
-so an oversized or lying request never gets buffered past the cap).
+gateway's own form encoding), at most ``max_in_flight`` webhooks are handled at once (503 +
+Retry-After beyond: a bounded amount of memory and database work, whatever the load), and the body
+is read with a hard cap and a time limit (``Content-Length`` is checked first, then the bytes as
+they stream, so an oversized, lying or trickling request never gets buffered past the cap nor
+holds a slot for long).
 """
 
 from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from trackai_ingestion.domain.gateways import ADAPTERS, WebhookRequest
 from trackai_ingestion.service_layer.webhooks import WebhookOutcome, WebhookService, unknown_gateway
+from trackai_kit.logging import get_logger
 
-#: The largest webhook body accepted (gateways send a few KB).
-MAX_BODY_BYTES = 1024 * 1024
+log = get_logger(__name__)
+
+#: Seconds an overloaded replica asks the gateway to wait.
+OVERLOADED_RETRY_AFTER_S = 5
+
+
+@dataclass(frozen=True)
+class WebhookLimits:
+    """``Settings.webhook_*``: see docs/runbooks/webhooks.md."""
+
+    max_body_bytes: int = 128 * 1024
+    body_timeout_s: float = 10.0
+    max_in_flight: int = 64
 
 
 class _TooLarge(Exception):
@@ -51,17 +68,26 @@ def _joined_headers(request: Request) -> dict[str, str]:
     return joined
 
 
+def _refuse(status: int, error: str, detail: str) -> JSONResponse:
+    """A refusal while the body is unread: the connection is closed (what is left of the body
+    would otherwise be read as the next request)."""
+    return JSONResponse(
+        {"error": error, "detail": detail}, status_code=status, headers={"Connection": "close"}
+    )
+
+
 def _respond(outcome: WebhookOutcome) -> JSONResponse:
     return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
 
 
-def build_webhook_router(
-    service: WebhookService, *, max_body_bytes: int = MAX_BODY_BYTES
-) -> APIRouter:
+def build_webhook_router(service: WebhookService, limits: WebhookLimits | None = None) -> APIRouter:
+    limits = limits or WebhookLimits()
     router = APIRouter()
+    in_flight = 0
 
     @router.post("/api/v1/webhooks/{gateway}/{tenant_id}", name="receive_webhook")
     async def receive_webhook(gateway: str, tenant_id: str, request: Request) -> JSONResponse:
+        nonlocal in_flight
         if gateway not in ADAPTERS:
             return _respond(unknown_gateway(gateway))
         content_type = request.headers.get("content-type")
@@ -74,23 +100,54 @@ def build_webhook_router(
                 },
                 status_code=415,
             )
-        try:
-            raw = await _read_capped(request, max_body_bytes)
-        except _TooLarge:
+        if in_flight >= limits.max_in_flight:
+            log.warning("webhook refused: replica busy", gateway=gateway, in_flight=in_flight)
             return JSONResponse(
                 {
-                    "error": "payload_too_large",
-                    "detail": f"webhook bodies are limited to {max_body_bytes} bytes",
+                    "error": "overloaded",
+                    "detail": f"{in_flight} webhooks are being handled; retry later",
                 },
-                status_code=413,
-                headers={"Connection": "close"},
+                status_code=503,
+                headers={"Retry-After": str(OVERLOADED_RETRY_AFTER_S)},
             )
-        outcome = await service.receive(
-            gateway,
-            tenant_id,
-            WebhookRequest(raw, _joined_headers(request), dict(request.query_params)),
-            source_ip=request.client.host if request.client else None,
-        )
-        return _respond(outcome)
+        in_flight += 1
+        try:
+            return await _receive(service, limits, gateway, tenant_id, request)
+        except Exception:
+            # Nothing is known to get here; should something, the client gets an answer that
+            # closes the connection cleanly (never a socket reset on its next, kept-alive request).
+            log.exception("webhook failed unexpectedly", gateway=gateway)
+            return JSONResponse(
+                {"error": "internal_error"}, status_code=500, headers={"Connection": "close"}
+            )
+        finally:
+            in_flight -= 1
 
     return router
+
+
+async def _receive(
+    service: WebhookService,
+    limits: WebhookLimits,
+    gateway: str,
+    tenant_id: str,
+    request: Request,
+) -> JSONResponse:
+    try:
+        async with asyncio.timeout(limits.body_timeout_s):
+            raw = await _read_capped(request, limits.max_body_bytes)
+    except _TooLarge:
+        return _refuse(
+            413, "payload_too_large", f"bodies are limited to {limits.max_body_bytes} bytes"
+        )
+    except TimeoutError:
+        return _refuse(
+            408, "body_timeout", f"the body was not received within {limits.body_timeout_s:g} s"
+        )
+    outcome = await service.receive(
+        gateway,
+        tenant_id,
+        WebhookRequest(raw, _joined_headers(request), request.query_params.multi_items()),
+        source_ip=request.client.host if request.client else None,
+    )
+    return _respond(outcome)

@@ -9,16 +9,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
+from trackai_ingestion.domain.gateways.body import parse_json_object
 from trackai_ingestion.domain.model import (
     Accept,
     AuthenticationFailed,
@@ -37,19 +37,31 @@ BRASILIA = ZoneInfo("America/Sao_Paulo")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _MAX_TEXT = 200
+#: Event times outside these years are refused: no sale of ours happened before 2000 nor is one
+#: dated in the next century (and converting 9999-12-31 to UTC overflows).
+EARLIEST_YEAR = 2000
+LATEST_YEAR = 2099
 #: ``ingestion.events.amount`` is numeric(18, 4).
 _MAX_AMOUNT = Decimal(10) ** 14
 
 
 class WebhookRequest:
-    """What arrived: the raw bytes (authenticated as is), headers (lower-case names), query."""
+    """What arrived: the raw bytes (authenticated as is), headers (lower-case names), query.
+
+    ``query`` is every (name, value) pair in order, so a repeated parameter stays visible.
+    """
 
     def __init__(
-        self, raw: bytes, headers: Mapping[str, str], query: Mapping[str, str] | None = None
+        self,
+        raw: bytes,
+        headers: Mapping[str, str],
+        query: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     ) -> None:
         self.raw = raw
         self.headers = {name.lower(): value for name, value in headers.items()}
-        self.query = dict(query or {})
+        pairs = query.items() if isinstance(query, Mapping) else (query or ())
+        self.query_items = [(str(name), str(value)) for name, value in pairs]
+        self._parsed: dict[str, Any] | MalformedBody | None = None
 
     def header_values(self, name: str) -> list[str]:
         """Every value of a header; repeated header lines arrive joined by commas (RFC 9110)."""
@@ -58,20 +70,22 @@ class WebhookRequest:
             return []
         return [item.strip() for item in value.split(",") if item.strip()]
 
-    @cached_property
+    def query_values(self, name: str) -> list[str]:
+        """Every value of a query parameter, in order."""
+        return [value for key, value in self.query_items if key == name]
+
+    @property
     def body(self) -> dict[str, Any]:
-        """The JSON object; decimals stay exact (``Decimal``). Raises :class:`MalformedBody`."""
-        try:
-            parsed = json.loads(self.raw, parse_float=Decimal)
-        except UnicodeDecodeError as exc:
-            raise MalformedBody(f"body is not UTF-8 text ({exc.reason})") from exc
-        except json.JSONDecodeError as exc:
-            raise MalformedBody(
-                f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-            ) from exc
-        if not isinstance(parsed, dict):
-            raise MalformedBody(f"body must be a JSON object, got a JSON {type(parsed).__name__}")
-        return parsed
+        """The checked JSON object (:func:`~.body.parse_json_object`), parsed once; decimals stay
+        exact (``Decimal``). Raises :class:`MalformedBody`, and nothing else."""
+        if self._parsed is None:
+            try:
+                self._parsed = parse_json_object(self.raw)
+            except MalformedBody as exc:
+                self._parsed = exc
+        if isinstance(self._parsed, MalformedBody):
+            raise self._parsed
+        return self._parsed
 
 
 class GatewayAdapter(ABC):
@@ -135,8 +149,18 @@ def secrets_match(received: str | bytes | None, expected: str) -> bool:
     """Constant-time comparison; a missing value never matches (nor does an empty secret)."""
     if received is None or not expected:
         return False
-    given = received.encode() if isinstance(received, str) else received
-    return hmac.compare_digest(given, expected.encode())
+    # surrogatepass: odd text (a header decoded as Latin-1, a lone surrogate) compares unequal
+    # instead of raising; the comparison itself never fails.
+    given = received.encode("utf-8", "surrogatepass") if isinstance(received, str) else received
+    return hmac.compare_digest(given, expected.encode("utf-8", "surrogatepass"))
+
+
+def only_one(values: list[str], credential: str, what: str) -> str:
+    """The one credential value a gateway sends (``values`` is not empty). Several are refused:
+    each would be one more guess per request, and which one counts would be ambiguous."""
+    if len(values) > 1:
+        raise AuthenticationFailed(credential, f"{len(values)} {what}")
+    return values[0]
 
 
 def hmac_hex(algorithm: str, key: str, raw: bytes) -> str:
@@ -217,6 +241,31 @@ def require_object(body: Mapping[str, Any], path: str) -> Mapping[str, Any]:
     return value
 
 
+def opt_object(
+    body: Mapping[str, Any], path: str, *, label: str | None = None
+) -> Mapping[str, Any]:
+    """An optional object (the buyer, the customer...): empty when absent, null, ``""`` or ``[]``
+    (PHP encodes an empty object as an empty array); any other non-object is refused, since its
+    fields would otherwise be read from a string or a number."""
+    value = get_path(body, path)
+    if isinstance(value, Mapping):
+        return value
+    if value is None or value in ("", []):
+        return {}
+    raise InvalidPayload(path, f"must be an object, got {json_type(value)}")
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | Decimal):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 # -- amounts ----------------------------------------------------------------------------------
 
 
@@ -268,23 +317,36 @@ def brasilia_time(body: Mapping[str, Any], path: str, formats: tuple[str, ...]) 
     value = opt_text(body, path)
     if value is None:
         return None
-    parsed = _brasilia_to_utc(value, formats)
-    if parsed is None:
+    local = _strptime(value, formats)
+    if local is None:
         raise InvalidPayload(path, f"is not a date in the form {formats[0]!r}")
-    return parsed
+    return _brasilia_to_utc(_within_range(local, path))
 
 
 @lru_cache(maxsize=4096)
-def _brasilia_to_utc(value: str, formats: tuple[str, ...]) -> datetime | None:
-    # Cached: ``strptime`` and the zone conversion cost more than the rest of a field read, and
+def _strptime(value: str, formats: tuple[str, ...]) -> datetime | None:
+    # Cached, as is the zone conversion: they cost more than the rest of a field read, and
     # minute-resolution timestamps repeat across a burst of sales (several per payload, too).
     for fmt in formats:
         try:
-            local = datetime.strptime(value, fmt)
+            return datetime.strptime(value, fmt)
         except ValueError:
             continue
-        return local.replace(tzinfo=BRASILIA).astimezone(UTC)
     return None
+
+
+@lru_cache(maxsize=4096)
+def _brasilia_to_utc(local: datetime) -> datetime:
+    return local.replace(tzinfo=BRASILIA).astimezone(UTC)
+
+
+def _within_range(moment: datetime, path: str) -> datetime:
+    """Refuse years no gateway means (and whose conversion to UTC would overflow at year 9999)."""
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise InvalidPayload(
+            path, f"is out of range (year {moment.year}; {EARLIEST_YEAR} to {LATEST_YEAR})"
+        )
+    return moment
 
 
 def epoch_ms_time(body: Mapping[str, Any], path: str) -> datetime | None:
@@ -294,9 +356,10 @@ def epoch_ms_time(body: Mapping[str, Any], path: str) -> datetime | None:
         return None
     millis = _decimal(value, path)
     try:
-        return datetime.fromtimestamp(float(millis) / 1000, tz=UTC)
+        moment = datetime.fromtimestamp(float(millis) / 1000, tz=UTC)
     except (OverflowError, OSError, ValueError) as exc:
         raise InvalidPayload(path, "is not a valid epoch in milliseconds") from exc
+    return _within_range(moment, path)
 
 
 def iso_time(body: Mapping[str, Any], path: str) -> datetime | None:
@@ -308,8 +371,9 @@ def iso_time(body: Mapping[str, Any], path: str) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
         raise InvalidPayload(path, "is not an ISO 8601 date-time") from exc
+    _within_range(parsed, path)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=BRASILIA)
+        return _brasilia_to_utc(parsed)
     return parsed.astimezone(UTC)
 
 

@@ -4,7 +4,8 @@ offset; ``data`` is an array when an order bump is dispatched together with its 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from trackai_ingestion.domain.gateways.base import (
     get_path,
     hashed_user_data,
     iso_time,
+    opt_object,
     opt_text,
     payment_method,
     require_text,
@@ -81,43 +83,53 @@ class CaktoAdapter(GatewayAdapter):
         status = status_from(_EVENTS, event)
         if status is None:
             return Ignore(f"unsupported cakto event {event!r}", order_id)
-        event_time = first_time(
-            iso_time(main, field) if (field := _TIME_FIELDS.get(status)) else None,
-            iso_time(main, "createdAt"),
-        )
-        if event_time is None:
-            raise InvalidPayload(f"{path}.createdAt", "is required")
-        customer = get_path(main, "customer") or {}
-        first, last = split_name(opt_text(customer, "name"))
-        conversion = Conversion(
-            gateway=self.name,
-            order_id=order_id,
-            status=status,
-            gateway_status=event,
-            event_time=event_time,
-            amount=_total(orders, path),
-            currency=currency(opt_text(main, "currency"), f"{path}.currency"),
-            product_id=opt_text(main, "product.id"),
-            product_name=opt_text(main, "product.name"),
-            payment_method=payment_method(_METHODS, opt_text(main, "paymentMethod")),
-            tracking=tracking_from(main, extra_keys=("src",)),
-            client_ip=None,
-            user_agent=None,
-            user_data=hashed_user_data(
-                email=get_path(customer, "email"),
-                phone=get_path(customer, "phone"),
-                first_name=first,
-                last_name=last,
-                city=get_path(main, "address.city"),
-                state=get_path(main, "address.state"),
-                zip_code=get_path(main, "address.zipcode"),
-                country=opt_text(main, "address.country") or "br",
-            ),
-        )
+        with _fields_of(path):
+            event_time = first_time(
+                iso_time(main, field) if (field := _TIME_FIELDS.get(status)) else None,
+                iso_time(main, "createdAt"),
+            )
+            if event_time is None:
+                raise InvalidPayload("createdAt", "is required")
+            customer = opt_object(main, "customer")
+            first, last = split_name(opt_text(customer, "name"))
+            conversion = Conversion(
+                gateway=self.name,
+                order_id=order_id,
+                status=status,
+                gateway_status=event,
+                event_time=event_time,
+                amount=_total(orders),
+                currency=currency(opt_text(main, "currency"), "currency"),
+                product_id=opt_text(main, "product.id"),
+                product_name=opt_text(main, "product.name"),
+                payment_method=payment_method(_METHODS, opt_text(main, "paymentMethod")),
+                tracking=tracking_from(main, extra_keys=("src",)),
+                client_ip=None,
+                user_agent=None,
+                user_data=hashed_user_data(
+                    email=get_path(customer, "email"),
+                    phone=get_path(customer, "phone"),
+                    first_name=first,
+                    last_name=last,
+                    city=get_path(main, "address.city"),
+                    state=get_path(main, "address.state"),
+                    zip_code=get_path(main, "address.zipcode"),
+                    country=opt_text(main, "address.country") or "br",
+                ),
+            )
         test = None
         if order_id == _TEST_ORDER_ID or (opt_text(customer, "email") or "").lower() == _TEST_EMAIL:
             test = "cakto documentation example payload (its fixed order or sample buyer)"
         return Accept(conversion, test)
+
+
+@contextmanager
+def _fields_of(path: str) -> Iterator[None]:
+    """Name the fields read from the main order by their place in the body (``data.paidAt``)."""
+    try:
+        yield
+    except InvalidPayload as exc:
+        raise InvalidPayload(f"{path}.{exc.field}", exc.detail) from exc
 
 
 def _orders(body: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], str]:
@@ -131,11 +143,11 @@ def _orders(body: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], str]:
     raise InvalidPayload("data", "is required and must be an object or a non-empty array of orders")
 
 
-def _total(orders: list[Mapping[str, Any]], path: str) -> Decimal | None:
+def _total(orders: list[Mapping[str, Any]]) -> Decimal | None:
     """What the buyer paid in this checkout: the main order plus bumps dispatched with it."""
     amounts = [amount_from_units(order, "amount") for order in orders]
     if all(amount is None for amount in amounts):
         return None
     if any(amount is None for amount in amounts):
-        raise InvalidPayload(f"{path}.amount", "is required on every order of the dispatch")
+        raise InvalidPayload("amount", "is required on every order of the dispatch")
     return sum((amount for amount in amounts if amount is not None), Decimal(0))

@@ -17,6 +17,8 @@ from trackai_ingestion.domain.gateways.base import (
     get_path,
     hashed_user_data,
     iso_time,
+    only_one,
+    opt_object,
     opt_text,
     payment_method,
     require_object,
@@ -80,7 +82,13 @@ class EduzzAdapter(GatewayAdapter):
                 "missing x-signature header: Eduzz v3 webhooks carry an HMAC-SHA256 signature of "
                 "the body; configure this URL as an Eduzz webhook v3",
             )
-        if not any(signature_matches(v, "sha256", secret, request.raw) for v in native):
+        signature = only_one(
+            native,
+            "eduzz_signature",
+            "Eduzz x-signature values: Eduzz sends exactly one (a relay's own signature is the "
+            "`sha256=` value beside it)",
+        )
+        if not signature_matches(signature, "sha256", secret, request.raw):
             raise AuthenticationFailed(
                 "eduzz_signature",
                 "Eduzz x-signature does not match the webhook secret stored for this tenant; "
@@ -113,7 +121,7 @@ class EduzzAdapter(GatewayAdapter):
         )
         if event_time is None:
             raise InvalidPayload("sentDate", "is required")
-        buyer = get_path(data, "buyer") or {}
+        buyer = opt_object(body, "data.buyer")
         first, last = split_name(opt_text(buyer, "name"))
         items = data.get("items")
         item = (

@@ -20,6 +20,7 @@ from trackai_ingestion.domain.gateways.base import (
     first_time,
     get_path,
     hashed_user_data,
+    opt_object,
     opt_text,
     payment_method,
     require_text,
@@ -99,8 +100,7 @@ class GreennAdapter(GatewayAdapter):
         )
         if event_time is None:
             raise InvalidPayload("sale.created_at", "is required")
-        client = get_path(body, "client")
-        client = client if isinstance(client, Mapping) else {}
+        client = opt_object(body, "client")
         first, last = split_name(opt_text(client, "name"))
         conversion = Conversion(
             gateway=self.name,

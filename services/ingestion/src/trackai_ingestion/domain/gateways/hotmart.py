@@ -18,6 +18,7 @@ from trackai_ingestion.domain.gateways.base import (
     first_time,
     get_path,
     hashed_user_data,
+    opt_object,
     opt_text,
     payment_method,
     require_object,
@@ -100,7 +101,7 @@ class HotmartAdapter(GatewayAdapter):
         )
         if event_time is None:
             raise InvalidPayload("creation_date", "is required")
-        buyer = get_path(body, "data.buyer") or {}
+        buyer = opt_object(body, "data.buyer")
         first, last = split_name(opt_text(buyer, "name"))
         conversion = Conversion(
             gateway=self.name,

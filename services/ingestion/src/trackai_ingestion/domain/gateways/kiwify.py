@@ -18,6 +18,8 @@ from trackai_ingestion.domain.gateways.base import (
     get_path,
     hashed_user_data,
     iso_time,
+    only_one,
+    opt_object,
     opt_text,
     payment_method,
     require_text,
@@ -78,14 +80,20 @@ class KiwifyAdapter(GatewayAdapter):
     credential_location = "Kiwify > Apps > Webhooks (the webhook's token)"
 
     def authenticate(self, request: WebhookRequest, secret: str) -> None:
-        signature = request.query.get("signature")
-        if signature is None:
+        signatures = request.query_values("signature")
+        if not signatures:
             raise AuthenticationFailed(
                 "kiwify_signature",
                 "missing `signature` query parameter: Kiwify signs every webhook with "
                 "?signature=<HMAC-SHA1 of the body>; use the webhook URL exactly as Kiwify "
                 "calls it",
             )
+        signature = only_one(
+            signatures,
+            "kiwify_signature",
+            "`signature` query parameters: Kiwify sends exactly one; use the webhook URL "
+            "exactly as Kiwify calls it",
+        )
         if not signature_matches(signature, "sha1", secret, request.raw):
             raise AuthenticationFailed(
                 "kiwify_signature",
@@ -118,7 +126,7 @@ class KiwifyAdapter(GatewayAdapter):
         )
         if event_time is None:
             raise InvalidPayload("created_at", "is required")
-        customer = get_path(body, "Customer") or {}
+        customer = opt_object(body, "Customer")
         first, last = split_name(opt_text(customer, "full_name"))
         conversion = Conversion(
             gateway=self.name,

@@ -22,6 +22,7 @@ from trackai_ingestion.domain.gateways.base import (
     first_time,
     get_path,
     hashed_user_data,
+    opt_object,
     opt_text,
     payment_method,
     require_text,
@@ -29,6 +30,7 @@ from trackai_ingestion.domain.gateways.base import (
     status_from,
     tracking_from,
 )
+from trackai_ingestion.domain.gateways.body import parse_json_object
 from trackai_ingestion.domain.model import (
     Accept,
     CanonicalStatus,
@@ -98,7 +100,7 @@ class MonetizzeAdapter(GatewayAdapter):
         copy = body.get("json")
         if isinstance(copy, str) and copy.strip():
             try:
-                return WebhookRequest(copy.encode(), {}).body
+                return parse_json_object(copy.encode())
             except MalformedBody as exc:
                 raise MalformedBody(f"the `json` field: {exc}") from None
         return body
@@ -121,8 +123,7 @@ class MonetizzeAdapter(GatewayAdapter):
         )
         if event_time is None:
             raise InvalidPayload("venda.dataInicio", "is required")
-        buyer = get_path(body, "comprador")
-        buyer = buyer if isinstance(buyer, Mapping) else {}
+        buyer = opt_object(body, "comprador")
         first, last = split_name(opt_text(buyer, "nome"))
         conversion = Conversion(
             gateway=self.name,
@@ -170,7 +171,7 @@ def _form(raw: bytes) -> dict[str, Any]:
         raise MalformedBody("body is neither a JSON object nor a form with fields")
     # Through the one JSON parse step, so the form's values meet the same checks (NUL, lone
     # surrogates, depth) as any JSON body.
-    return WebhookRequest(json.dumps(parsed).encode(), {}).body
+    return parse_json_object(json.dumps(parsed).encode())
 
 
 def _reais(body: Mapping[str, Any], path: str) -> Decimal | None:

@@ -17,6 +17,7 @@ from trackai_ingestion.domain.gateways.base import (
     first_time,
     get_path,
     hashed_user_data,
+    opt_object,
     opt_text,
     payment_method,
     require_text,
@@ -111,7 +112,7 @@ class PerfectPayAdapter(GatewayAdapter):
         )
         if event_time is None:
             raise InvalidPayload("date_created", "is required")
-        customer = get_path(body, "customer") or {}
+        customer = opt_object(body, "customer")
         first, last = split_name(opt_text(customer, "full_name"))
         method_key = opt_text(body, "payment_type_enum_key") or _METHOD_ENUM.get(
             opt_text(body, "payment_type_enum") or ""

@@ -16,6 +16,7 @@ from trackai_ingestion.domain.gateways.base import (
     first_time,
     get_path,
     hashed_user_data,
+    opt_object,
     opt_text,
     payment_method,
     require_text,
@@ -83,8 +84,7 @@ class TictoAdapter(GatewayAdapter):
         )
         if event_time is None:
             raise InvalidPayload("status_date", "is required")
-        customer = get_path(body, "customer")
-        customer = customer if isinstance(customer, Mapping) else {}
+        customer = opt_object(body, "customer")
         first, last = split_name(opt_text(customer, "name"))
         conversion = Conversion(
             gateway=self.name,
