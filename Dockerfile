@@ -54,7 +54,10 @@ RUN groupadd --system --gid 10001 trackai \
 # Owned by root and read-only to the service user; bytecode is compiled at build time
 # because the chart mounts the root filesystem read-only.
 COPY --from=build /app /app
+# Production unless the deployment says otherwise: development defaults (token, key ring,
+# sandbox URLs) are refused at start-up outside TRACKAI_ENV=local|test.
 ENV PATH=/app/.venv/bin:$PATH \
+    TRACKAI_ENV=production \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     TRACKAI_SERVICE=${SERVICE}

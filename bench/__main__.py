@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from contextlib import AsyncExitStack
@@ -63,6 +64,8 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    # The suites run services on the test defaults; Settings default to production.
+    os.environ.setdefault("TRACKAI_ENV", "test")
     discover()
     if args.list:
         for bench in REGISTRY.all():

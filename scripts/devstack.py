@@ -319,6 +319,9 @@ def main() -> None:
     parser.add_argument("command", choices=list(commands))
     args = parser.parse_args()
     os.chdir(ROOT)
+    # Services default to production; the local stack runs on the published development defaults
+    # (token, key ring, sandbox fakes), which only TRACKAI_ENV=local|test accepts.
+    os.environ.setdefault("TRACKAI_ENV", "local")
     commands[args.command]()
 
 

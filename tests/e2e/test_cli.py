@@ -17,9 +17,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 TRACKAI = shutil.which("trackai", path=str(Path(sys.executable).parent)) or "trackai"
 
 
-def _cli(addr: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(addr: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PROVISIONER_GRPC_TARGET": addr, "GRPC_AUTH_TOKEN": TOKEN}
-    return subprocess.run([TRACKAI, *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [TRACKAI, *args], env=env, capture_output=True, text=True, timeout=60, input=stdin or ""
+    )
 
 
 @pytest.fixture
@@ -29,7 +31,9 @@ def provisioner_addr(stack) -> str:
     return f"127.0.0.1:{proc.grpc_port}"
 
 
-def test_operator_registers_a_tenant_with_credentials(provisioner_addr: str) -> None:
+def test_operator_registers_a_tenant_with_credentials(
+    provisioner_addr: str, tmp_path: Path
+) -> None:
     created = _cli(
         provisioner_addr,
         "tenant",
@@ -51,11 +55,15 @@ def test_operator_registers_a_tenant_with_credentials(provisioner_addr: str) -> 
         tenant["id"],
         "--gateway",
         "kiwify",
-        "--secret",
-        "9ch0bpzogu9-secret",
+        "--secret-file",
+        "-",
+        stdin="9ch0bpzogu9-secret\n",  # secrets come from stdin or a file, never argv (`ps`)
     )
     assert gw.returncode == 0, gw.stderr
-    assert "9ch0bpzogu9" not in gw.stdout  # the secret is never echoed
+    assert "9ch0bpzogu9" not in gw.stdout + gw.stderr  # the secret is never echoed
+    assert "warning" not in gw.stderr
+    token_file = tmp_path / "meta-token"
+    token_file.write_text("EAAB-sandbox-token\n")
     meta = _cli(
         provisioner_addr,
         "tenant",
@@ -63,8 +71,8 @@ def test_operator_registers_a_tenant_with_credentials(provisioner_addr: str) -> 
         "loja-ana",
         "--pixel-id",
         "1234567890",
-        "--access-token",
-        "EAAB-sandbox-token",
+        "--access-token-file",
+        str(token_file),
         "--test-event-code",
         "TEST123",
     )
@@ -92,6 +100,18 @@ def test_bad_arguments_and_refusals_exit_non_zero_with_a_message(provisioner_add
         "abcdefgh1",
     )
     assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
+    # The old flag still works, with a warning: the value is visible in `ps`.
+    assert "warning: --secret puts the secret on the command line" in unknown.stderr
+    both = _cli(
+        provisioner_addr, "tenant", "set-gateway", "nobody", "--gateway", "kiwify",
+        "--secret-file", "-", "--signing-secret-file", "-",
+    )  # fmt: skip
+    assert both.returncode == 2 and "only one secret" in both.stderr
+    unreadable = _cli(
+        provisioner_addr, "tenant", "set-gateway", "nobody", "--gateway", "kiwify",
+        "--secret-file", "/nonexistent/secret",
+    )  # fmt: skip
+    assert unreadable.returncode == 2 and "cannot read --secret-file" in unreadable.stderr
     gateway = _cli(provisioner_addr, "tenant", "create", "--name", "Y", "--slug", "y")
     assert gateway.returncode == 0
     wrong_gw = _cli(

@@ -38,11 +38,16 @@ SESSION_ID = "taE2Esession0000000001"
 FBCLID = "IwAR2e2eFbClIdCaseKept"
 
 
-def _trackai(stack: Stack, *args: str) -> str:
+def _trackai(stack: Stack, *args: str, stdin: str = "") -> str:
     """Run the operator command against the stack's processes (targets set in ``stack.env``)."""
     trackai = Path(sys.executable).parent / "trackai"
     done = subprocess.run(
-        [str(trackai), *args, "--json"], env=stack.env, capture_output=True, text=True, timeout=60
+        [str(trackai), *args, "--json"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -101,8 +106,9 @@ def test_click_and_purchase_reach_meta_once_with_the_shared_event_id(stack: Stac
         tenant_id,
         "--gateway",
         "kiwify",
-        "--secret",
-        KIWIFY_TOKEN,
+        "--secret-file",
+        "-",
+        stdin=KIWIFY_TOKEN,
     )
     _trackai(
         stack,
@@ -111,8 +117,9 @@ def test_click_and_purchase_reach_meta_once_with_the_shared_event_id(stack: Stac
         tenant_id,
         "--pixel-id",
         PIXEL_ID,
-        "--access-token",
-        META_TOKEN,
+        "--access-token-file",
+        "-",
+        stdin=META_TOKEN,
     )
 
     ingestion = stack.start("ingestion")

@@ -122,10 +122,26 @@ def test_one_sale_per_new_gateway_reaches_meta_once(stack: Stack, meta) -> None:
     )["id"]
     for gateway, secret in SECRETS.items():
         _trackai(
-            stack, "tenant", "set-gateway", tenant_id, "--gateway", gateway, "--secret", secret
+            stack,
+            "tenant",
+            "set-gateway",
+            tenant_id,
+            "--gateway",
+            gateway,
+            "--secret-file",
+            "-",
+            stdin=secret,
         )
     _trackai(
-        stack, "tenant", "set-meta", tenant_id, "--pixel-id", PIXEL_ID, "--access-token", META_TOKEN
+        stack,
+        "tenant",
+        "set-meta",
+        tenant_id,
+        "--pixel-id",
+        PIXEL_ID,
+        "--access-token-file",
+        "-",
+        stdin=META_TOKEN,
     )
     ingestion = stack.start("ingestion")
     procs = [

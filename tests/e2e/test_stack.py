@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import sys
@@ -59,27 +60,27 @@ def test_sigterm_stops_a_service_cleanly(stack) -> None:
     assert "listening" in events and "stopped" in events
 
 
+def _refused_start(service: str, env: dict[str, str]) -> str:
+    """Start ``service`` and expect the invalid-configuration exit; its stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"trackai_{service}", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    return result.stderr
+
+
 def test_unsafe_configuration_refuses_to_start(stack) -> None:
+    # Without TRACKAI_ENV a process is in production: the development token is refused.
+    bare = {k: v for k, v in stack.env.items() if k not in ("TRACKAI_ENV", "GRPC_AUTH_TOKEN")}
+    assert "GRPC_AUTH_TOKEN" in _refused_start("ingestion", bare)
     env = {**stack.env, "TRACKAI_ENV": "production", "GRPC_AUTH_TOKEN": "local-dev-token"}
-    result = subprocess.run(
-        [sys.executable, "-m", "trackai_provisioner", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 2
-    assert "GRPC_AUTH_TOKEN" in result.stderr
-    env["GRPC_AUTH_TOKEN"] = "a-strong-random-token-value"
-    result = subprocess.run(
-        [sys.executable, "-m", "trackai_provisioner", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 2
-    assert "TRACKAI_ENCRYPTION_KEYS" in result.stderr
+    assert "GRPC_AUTH_TOKEN" in _refused_start("provisioner", env)
+    env["GRPC_AUTH_TOKEN"] = secrets.token_hex(32)
+    assert "TRACKAI_ENCRYPTION_KEYS" in _refused_start("provisioner", env)
 
 
 def test_ingestion_starts_and_stays_ready_while_the_broker_is_down(stack) -> None:

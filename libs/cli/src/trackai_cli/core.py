@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from pydantic import Field, SecretStr
 
 from trackai_kit.grpc import client_channel
-from trackai_kit.settings import LOCAL_DEV_GRPC_TOKEN, KitSettings
+from trackai_kit.settings import DEFAULT_AMQP_URL, LOCAL_DEV_GRPC_TOKEN, KitSettings
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -32,6 +32,9 @@ class CliSettings(KitSettings):
     dispatcher_target: str = Field("127.0.0.1:50053", alias="DISPATCHER_GRPC_TARGET")
     grpc_auth_token: SecretStr = Field(SecretStr(LOCAL_DEV_GRPC_TOKEN), alias="GRPC_AUTH_TOKEN")
     timeout_s: float = Field(10.0, alias="TRACKAI_CLI_TIMEOUT")
+    #: The broker, for `trackai dlq --queue` (dead-letter queues have no service API).
+    amqp_url: str = Field(DEFAULT_AMQP_URL, alias="AMQP_URL")
+    amqp_prefix: str = Field("", alias="AMQP_PREFIX")
 
     def target(self, service: str) -> str:
         return str(getattr(self, f"{service}_target"))

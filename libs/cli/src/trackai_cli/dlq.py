@@ -1,4 +1,8 @@
-"""`trackai dlq`: list the dispatcher's dead letters and replay them (one, a filter, or all)."""
+"""`trackai dlq`: list the dispatcher's dead letters and replay them (one, a filter, or all).
+
+With ``--queue ingest-events`` (or ``capi-dispatch``) the same commands read that queue's
+RabbitMQ dead-letter queue instead (:mod:`trackai_cli.queue_dlq`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from trackai_cli import queue_dlq
 from trackai_cli.core import EXIT_USAGE, Context, SubParsers, command
 
 if TYPE_CHECKING:
@@ -39,7 +44,9 @@ def _stub(ctx: Context) -> DispatcherServiceAsyncStub:
     return pb_grpc.DispatcherServiceStub(ctx.channel("dispatcher"))
 
 
-async def _list(args: argparse.Namespace, ctx: Context) -> None:
+async def _list(args: argparse.Namespace, ctx: Context) -> int:
+    if args.queue:
+        return await queue_dlq.list_dead(args, ctx)
     stub = _stub(ctx)
     letters: list[pb.DeadLetter] = []
     token = ""
@@ -67,9 +74,18 @@ async def _list(args: argparse.Namespace, ctx: Context) -> None:
         f"{len(letters)} dead letter(s): event_id  tenant  event  reason  dead since  "
         "replayable  detail",
     )
+    return 0
 
 
 async def _replay(args: argparse.Namespace, ctx: Context) -> int:
+    if args.queue:
+        if args.event_id or args.tenant or args.reason or args.since or args.until:
+            sys.stderr.write("error: with --queue give --message-id or --all\n")
+            return EXIT_USAGE
+        return await queue_dlq.replay_dead(args, ctx)
+    if args.message_id:
+        sys.stderr.write("error: --message-id needs --queue\n")
+        return EXIT_USAGE
     request = pb.ReplayDeadLettersRequest(requested_by=args.by, note=args.note or "")
     filtered = bool(args.tenant or args.reason or args.since or args.until)
     if filtered and (args.event_id or args.all):
@@ -96,6 +112,15 @@ async def _replay(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _queue(parser: argparse.ArgumentParser, limit: int) -> None:
+    parser.add_argument(
+        "--queue",
+        choices=queue_dlq.QUEUES,
+        help="read this queue's RabbitMQ dead-letter queue (<queue>.dlq) instead",
+    )
+    parser.add_argument("--limit", type=int, default=limit, help=f"most to read ({limit})")
+
+
 def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenant", help="tenant id")
     parser.add_argument("--reason", help="e.g. invalid_event, meta_rejected, retries_exhausted")
@@ -109,7 +134,7 @@ def register(groups: SubParsers) -> None:
 
     listing = sub.add_parser("list", help="dead events with their reasons, newest first")
     _filters(listing)
-    listing.add_argument("--limit", type=int, default=100, help="most rows to show (100)")
+    _queue(listing, 100)
     command(listing, _list)
 
     replay = sub.add_parser(
@@ -118,8 +143,10 @@ def register(groups: SubParsers) -> None:
     )
     selector = replay.add_mutually_exclusive_group()
     selector.add_argument("--event-id", help="one event")
+    selector.add_argument("--message-id", help="one message of the --queue DLQ")
     selector.add_argument("--all", action="store_true", help="every dead event")
     _filters(replay)
+    _queue(replay, 1000)
     replay.add_argument("--by", required=True, help="who replays (recorded; a name, not an e-mail)")
     replay.add_argument("--note", help="why (recorded)")
     command(replay, _replay)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -51,6 +52,47 @@ def _pending_event(value: str | None) -> str:
 def _usage(message: str) -> int:
     sys.stderr.write(f"error: {message}\n")
     return EXIT_USAGE
+
+
+class _SecretUnreadable(Exception):
+    pass
+
+
+def _secret(args: argparse.Namespace, name: str) -> str | None:
+    """A secret from ``--<name>-file PATH`` (``-``: standard input), else from the deprecated
+    ``--<name> VALUE``, which every user of the machine can read in ``ps`` and shell history."""
+    flag = name.replace("_", "-")
+    path = getattr(args, f"{name}_file")
+    value = getattr(args, name)
+    if path is not None:
+        try:
+            text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _SecretUnreadable(f"cannot read --{flag}-file {path}: {exc}") from None
+        # `echo value > file` and a here-string add one newline that is not part of the secret.
+        return text.removesuffix("\n").removesuffix("\r")
+    if value is not None:
+        sys.stderr.write(
+            f"warning: --{flag} puts the secret on the command line, where other users can see "
+            f"it (ps, shell history); use --{flag}-file - and pipe it in\n"
+        )
+    return None if value is None else str(value)
+
+
+def _add_secret(parser: argparse.ArgumentParser, name: str, what: str, *, required: bool) -> None:
+    flag = name.replace("_", "-")
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(
+        f"--{flag}-file",
+        metavar="PATH",
+        help=f"read {what} from PATH ('-': standard input), so it never shows in `ps`",
+    )
+    group.add_argument(f"--{flag}", metavar="VALUE", help="deprecated: visible in `ps`")
+
+
+def _stdin_once(args: argparse.Namespace, *names: str) -> None:
+    if sum(getattr(args, f"{name}_file") == "-" for name in names) > 1:
+        raise _SecretUnreadable("only one secret can be read from standard input ('-')")
 
 
 def tenant_ref_request(ref: str) -> prov.GetTenantRequest:
@@ -114,26 +156,36 @@ async def _tenant_list(args: argparse.Namespace, ctx: Context) -> None:
     ctx.out.records(tenants, [_tenant_text(t) for t in tenants], f"{len(tenants)} tenant(s)")
 
 
-async def _tenant_set_gateway(args: argparse.Namespace, ctx: Context) -> None:
+async def _tenant_set_gateway(args: argparse.Namespace, ctx: Context) -> int | None:
+    try:
+        _stdin_once(args, "secret", "signing_secret")
+        secret, signing_secret = _secret(args, "secret"), _secret(args, "signing_secret")
+    except _SecretUnreadable as exc:
+        return _usage(str(exc))
     resp = await _registry(ctx).SetGatewayCredential(
         prov.SetGatewayCredentialRequest(
             tenant_ref=args.tenant,
             gateway=args.gateway,
-            secret=args.secret,
-            signing_secret=args.signing_secret or "",
+            secret=secret or "",
+            signing_secret=signing_secret or "",
         ),
         timeout=ctx.deadline_s,
     )
     ctx.out.record(resp.tenant, f"{args.gateway} credential stored for {resp.tenant.slug}")
+    return None
 
 
-async def _tenant_set_meta(args: argparse.Namespace, ctx: Context) -> None:
+async def _tenant_set_meta(args: argparse.Namespace, ctx: Context) -> int | None:
+    try:
+        access_token = _secret(args, "access_token")
+    except _SecretUnreadable as exc:
+        return _usage(str(exc))
     resp = await _registry(ctx).SetMetaCredential(
         prov.SetMetaCredentialRequest(
             tenant_ref=args.tenant,
             funnel_slug=args.funnel or "",
             pixel_id=args.pixel_id,
-            access_token=args.access_token,
+            access_token=access_token or "",
             test_event_code=args.test_event_code or "",
         ),
         timeout=ctx.deadline_s,
@@ -142,6 +194,7 @@ async def _tenant_set_meta(args: argparse.Namespace, ctx: Context) -> None:
     ctx.out.record(
         resp.tenant, f"Meta pixel {args.pixel_id} stored ({where}) for {resp.tenant.slug}"
     )
+    return None
 
 
 async def _funnel_create(args: argparse.Namespace, ctx: Context) -> None:
@@ -240,14 +293,16 @@ def register(groups: SubParsers) -> None:
         required=True,
         help="kiwify, perfectpay, hotmart, eduzz, cakto, monetizze, braip, ticto, greenn",
     )
-    gw.add_argument("--secret", required=True, help="the gateway's token / signing key")
-    gw.add_argument("--signing-secret", help="optional HMAC key for X-Signature: sha256=<hex>")
+    _add_secret(gw, "secret", "the gateway's token / signing key", required=True)
+    _add_secret(
+        gw, "signing_secret", "an optional relay key for X-Signature: t=...,v1=...", required=False
+    )
     command(gw, _tenant_set_gateway)
 
     meta = sub.add_parser("set-meta", help="store the Meta pixel id and Conversions API token")
     meta.add_argument("tenant", help="tenant id or slug")
     meta.add_argument("--pixel-id", required=True)
-    meta.add_argument("--access-token", required=True)
+    _add_secret(meta, "access_token", "the Conversions API access token", required=True)
     meta.add_argument("--test-event-code")
     meta.add_argument("--funnel", help="funnel slug (default: the tenant default destination)")
     command(meta, _tenant_set_meta)

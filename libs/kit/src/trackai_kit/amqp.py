@@ -1,14 +1,18 @@
 """RabbitMQ client: topology declaration, confirmed publishing and manually acknowledged consumers.
 
 A message is acknowledged only after its handler returns (the handler commits its transaction
-first); a failing handler dead-letters the message, a :class:`Retryable` one puts it back.
+first). A handler that raises :class:`Poison` dead-letters the message; any other failure is
+retried: a copy goes to the queue's delay queue (with back-off, see :class:`RetryPolicy`) and the
+original is acknowledged, so retries neither spin nor count against the quorum delivery limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -21,12 +25,20 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from trackai_kit.logging import get_logger
 from trackai_kit.settings import AmqpSettings
 from trackai_kit.telemetry import exported_span, extract_context, inject_headers
-from trackai_kit.topology import Topology
+from trackai_kit.topology import Topology, retry_queue_name
 
 IncomingMessage = aio_pika.abc.AbstractIncomingMessage
 Handler = Callable[[IncomingMessage], Awaitable[None]]
 
 PING_TIMEOUT_S = 2.0
+#: Retries a message has had (headers of the copies published to a delay queue).
+RETRIES_HEADER = "x-trackai-retries"
+#: Unix time of the message's first failure: retries stop ``give_up_after_s`` after it.
+FIRST_FAILURE_HEADER = "x-trackai-first-failure"
+#: Who replayed a dead letter (set by `trackai dlq replay --queue`, logged by consumers).
+REPLAYED_BY_HEADER = "x-trackai-replayed-by"
+#: Pause before requeueing when not even the delay queue takes the copy (broker trouble).
+REQUEUE_PAUSE_S = 1.0
 
 log = get_logger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -47,8 +59,26 @@ def forget_prefix(prefix: str) -> None:
     _declared.pop(prefix, None)
 
 
-class Retryable(Exception):
-    """Raised by a handler when the message should be redelivered instead of dead-lettered."""
+class Poison(Exception):
+    """Raised by a handler for a message that can never be processed (undecodable, invalid):
+    it is dead-lettered at once. Every other exception is treated as transient and retried."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Back-off of a consumer's retries: the delay queues it may use, and when to give up."""
+
+    #: Delays of the queue's ``<queue>.retry.<ms>`` queues, shortest first; the last repeats.
+    delays_ms: tuple[int, ...]
+    #: A message still failing this long after its first failure is dead-lettered (replayable).
+    give_up_after_s: float = 24 * 3600.0
+
+    def next_delay(self, message: IncomingMessage) -> int | None:
+        """The delay before ``message``'s next try; None once its retry window is over."""
+        retries, first_failure = retry_state(message)
+        if first_failure is not None and time.time() - first_failure > self.give_up_after_s:
+            return None
+        return self.delays_ms[min(retries, len(self.delays_ms) - 1)]
 
 
 class PublishFailed(Exception):
@@ -239,18 +269,56 @@ class AmqpClient:
                 ) from exc
 
     async def consume(
-        self, queue: str, handler: Handler, *, prefetch: int | None = None
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        prefetch: int | None = None,
+        retry: RetryPolicy | None = None,
     ) -> ConsumerHandle:
-        """Start consuming ``queue`` on its own channel; returns a handle to cancel it."""
+        """Start consuming ``queue`` on its own channel; returns a handle to cancel it.
+
+        With ``retry`` a failed message is copied to ``queue``'s delay queue and acknowledged
+        (the topology must declare those queues); without, it is requeued after a pause.
+        """
         connection = await self._connected()
         channel = await connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch or self._settings.prefetch)
         amqp_queue = await channel.get_queue(self.name(queue), ensure=False)
-        tag = await amqp_queue.consume(_acknowledging(queue, handler))
+        tag = await amqp_queue.consume(_acknowledging(self, queue, handler, retry))
         return ConsumerHandle(channel, amqp_queue, str(tag))
 
+    async def retry_later(self, queue: str, message: IncomingMessage, delay_ms: int) -> None:
+        """Publish a copy of ``message`` to ``queue``'s delay queue of ``delay_ms``, with its
+        retry count raised and the time of its first failure kept (confirmed before returning)."""
+        retries, first_failure = retry_state(message)
+        headers = dict(message.headers or {})
+        headers[RETRIES_HEADER] = retries + 1
+        headers[FIRST_FAILURE_HEADER] = int(first_failure or time.time())
+        await self.publish(
+            retry_queue_name(queue, delay_ms),
+            message.body,
+            message_id=message.message_id or "",
+            message_type=message.type or "",
+            headers=headers,
+            content_type=message.content_type or "application/x-protobuf",
+        )
 
-def _acknowledging(queue: str, handler: Handler) -> Callable[[IncomingMessage], Awaitable[None]]:
+
+def retry_state(message: IncomingMessage) -> tuple[int, float | None]:
+    """How many times ``message`` was retried, and the unix time of its first failure."""
+    headers = message.headers or {}
+    retries = headers.get(RETRIES_HEADER)
+    first = headers.get(FIRST_FAILURE_HEADER)
+    return (
+        retries if isinstance(retries, int) else 0,
+        float(first) if isinstance(first, int) else None,
+    )
+
+
+def _acknowledging(
+    client: AmqpClient, queue: str, handler: Handler, retry: RetryPolicy | None
+) -> Callable[[IncomingMessage], Awaitable[None]]:
     async def on_message(message: IncomingMessage) -> None:
         context = extract_context(message.headers or {})
         with tracer.start_as_current_span(
@@ -265,29 +333,61 @@ def _acknowledging(queue: str, handler: Handler) -> Callable[[IncomingMessage], 
         ) as span:
             try:
                 await handler(message)
-            except Retryable as exc:
-                log.warning(
-                    "message handler asked for redelivery",
+            except Poison as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                log.error(
+                    "message cannot be processed; dead-lettering",
                     queue=queue,
                     message_id=message.message_id,
+                    message_type=message.type,
                     reason=str(exc),
                 )
-                await _settle(message.nack(requeue=True), message)
+                await _settle(message.reject(requeue=False), message)
                 return
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                log.exception(
-                    "message handler failed; dead-lettering",
-                    queue=queue,
-                    message_id=message.message_id,
-                    message_type=message.type,
-                )
-                await _settle(message.reject(requeue=False), message)
+                await _retry(client, queue, message, retry, exc)
                 return
             await _settle(message.ack(), message)
 
     return on_message
+
+
+async def _retry(
+    client: AmqpClient,
+    queue: str,
+    message: IncomingMessage,
+    policy: RetryPolicy | None,
+    error: Exception,
+) -> None:
+    fields = {
+        "queue": queue,
+        "message_id": message.message_id,
+        "error": f"{type(error).__name__}: {error}",
+        "retries": retry_state(message)[0],
+    }
+    if policy is None:
+        log.warning("message handler failed; requeueing", **fields)
+        await asyncio.sleep(REQUEUE_PAUSE_S)
+        await _settle(message.nack(requeue=True), message)
+        return
+    delay_ms = policy.next_delay(message)
+    if delay_ms is None:
+        log.error("message still failing after its retry window; dead-lettering", **fields)
+        await _settle(message.reject(requeue=False), message)
+        return
+    try:
+        await client.retry_later(queue, message, delay_ms)
+    except PublishFailed:
+        log.warning("message handler failed and no retry copy could be published", **fields)
+        await asyncio.sleep(REQUEUE_PAUSE_S)
+        await _settle(message.nack(requeue=True), message)
+        return
+    # No traceback: a rendered one carries the frames' locals (message bodies, secrets).
+    log.warning("message handler failed; retrying later", delay_ms=delay_ms, **fields)
+    await _settle(message.ack(), message)
 
 
 async def _settle(action: Awaitable[None], message: IncomingMessage) -> None:

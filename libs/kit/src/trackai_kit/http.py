@@ -119,9 +119,16 @@ class _TraceContextOnly:
 class _ServiceApp(FastAPI):
     """FastAPI with the kit's telemetry: native when exported, trace context only otherwise."""
 
-    def __init__(self, *, title: str) -> None:
+    def __init__(self, *, title: str, docs: bool) -> None:
         self._kit_telemetry = _Telemetry()
-        super().__init__(title=title, telemetry=self._kit_telemetry.config())
+        # The API description maps every route and parameter for whoever asks: development only.
+        super().__init__(
+            title=title,
+            telemetry=self._kit_telemetry.config(),
+            docs_url="/docs" if docs else None,
+            redoc_url="/redoc" if docs else None,
+            openapi_url="/openapi.json" if docs else None,
+        )
 
     def build_middleware_stack(self) -> ASGIApp:
         return _TraceContextOnly(super().build_middleware_stack(), self._kit_telemetry)
@@ -165,9 +172,15 @@ def create_app(
     readiness: Sequence[ReadinessCheck] = (),
     title: str | None = None,
     readiness_timeout_s: float = READINESS_TIMEOUT_S,
+    expose_details: bool = False,
 ) -> FastAPI:
-    """A FastAPI app with ``/health``, ``/ready``, OpenTelemetry instrumentation and safe errors."""
-    app = _ServiceApp(title=title or f"trackai-{service}")
+    """A FastAPI app with ``/health``, ``/ready``, OpenTelemetry instrumentation and safe errors.
+
+    ``expose_details`` (local/test only) serves ``/docs`` and ``/openapi.json`` and puts each
+    readiness check's error in ``/ready``; otherwise a failing check answers only ``failing``
+    (its error, which can name a host, goes to the log).
+    """
+    app = _ServiceApp(title=title or f"trackai-{service}", docs=expose_details)
     checks = tuple(readiness)
 
     @app.get("/health", include_in_schema=False)
@@ -184,7 +197,9 @@ def create_app(
         body: dict[str, Any] = {
             "status": "ready" if ok else "not_ready",
             "service": service,
-            "checks": outcome,
+            "checks": outcome
+            if expose_details
+            else {name: "ok" if result == "ok" else "failing" for name, result in outcome.items()},
         }
         return JSONResponse(status_code=200 if ok else 503, content=body)
 

@@ -282,7 +282,10 @@ class OutboxRelay:
 
         try:
             while not stop.is_set():
-                if listener is None or listener.is_closed():
+                if listener is None or _lost(listener):
+                    # A connection lost under LISTEN (failover, network cut) still counts as
+                    # acquired: hand it back, or each loss leaks one slot of the pool.
+                    await self._release_listener(listener, on_notify)
                     listener = await self._listen(on_notify)
                 wake.clear()
                 try:
@@ -326,6 +329,13 @@ class OutboxRelay:
             await conn.remove_listener(notify_channel(self._schema), callback)
         with contextlib.suppress(Exception):
             await self._pool.release(conn)
+
+
+def _lost(conn: PoolConnectionProxy) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True  # the pool already took it back after the connection broke
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, timeout_s: float) -> None:

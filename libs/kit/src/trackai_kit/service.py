@@ -116,7 +116,11 @@ async def host(
             checks.append(("rabbitmq", amqp.ping))
     try:
         wiring = await wire(resources)
-        app = create_app(settings.service_name, readiness=[*checks, *wiring.readiness])
+        app = create_app(
+            settings.service_name,
+            readiness=[*checks, *wiring.readiness],
+            expose_details=settings.is_development,
+        )
         if wiring.configure_http is not None:
             wiring.configure_http(app)
 

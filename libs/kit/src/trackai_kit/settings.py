@@ -6,7 +6,10 @@ and adding its own ``<SVC>_*`` knobs. Nothing outside a ``settings.py`` reads ``
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from collections import Counter
+from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,8 +19,56 @@ Environment = Literal["local", "test", "staging", "production"]
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/trackai"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
+#: Environments where the published development defaults (token, key ring, sandbox URLs) are
+#: accepted. Anything else, including an unset TRACKAI_ENV, is treated as production.
+DEVELOPMENT_ENVIRONMENTS = ("local", "test")
+
 #: Accepted only when TRACKAI_ENV is local or test.
 LOCAL_DEV_GRPC_TOKEN = "local-dev-token"  # noqa: S105 - a public development default, refused in prod
+
+#: Shared secrets outside local/test: at least this long and this much estimated entropy, which
+#: `openssl rand -hex 32` or `python -c "import secrets; print(secrets.token_urlsafe(32))"` give.
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_BITS = 96.0
+
+
+def estimated_entropy_bits(value: str) -> float:
+    """Length x Shannon entropy per character: a cheap ceiling on the value's randomness.
+
+    It catches the usual weak secrets (short, repeated, a small alphabet); it cannot tell a long
+    pass-phrase from random data, hence the length minimum next to it.
+    """
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    per_char = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+    return per_char * len(value)
+
+
+def weak_secret_reason(value: str) -> str | None:
+    """Why ``value`` is too weak to be a shared secret in production, or ``None``."""
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"it has {len(value)} characters, at least {MIN_SECRET_LENGTH} are required"
+    bits = estimated_entropy_bits(value)
+    if bits < MIN_SECRET_BITS:
+        return f"it looks like about {bits:.0f} bits of randomness, at least {MIN_SECRET_BITS:.0f}"
+    return None
+
+
+def non_https_reason(url: str) -> str | None:
+    """Why ``url`` may not carry credentials to a provider in production, or ``None``."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return "it is not a URL"
+    if parts.scheme != "https":
+        # The scheme only: a URL may carry credentials that must not reach the logs.
+        return f"its scheme is {parts.scheme or 'missing'!r}, not 'https'"
+    if not host:
+        return "it has no host"
+    return None
+
 
 #: Default ports in the design's order (console first for HTTP, ingestion first for gRPC).
 HTTP_PORTS = {
@@ -88,6 +139,8 @@ class GrpcSettings(BaseModel):
     port: int = 0
     #: Bearer token expected in the ``authorization`` metadata of every call (health excluded).
     auth_token: SecretStr = SecretStr("")
+    #: Server reflection (lists every service and message for whoever asks): local/test only.
+    reflection: bool = False
 
 
 class LogSettings(BaseModel):
@@ -113,8 +166,13 @@ class ServiceSettings(KitSettings):
     ``<SVC>_*`` knobs.
     """
 
+    #: Fields holding provider URLs that receive credentials or personal data: https only
+    #: outside local/test (subclasses list theirs).
+    https_only_fields: ClassVar[tuple[str, ...]] = ()
+
     service_name: str = "trackai"
-    environment: Environment = Field("local", alias="TRACKAI_ENV")
+    #: Production unless told otherwise: a bare image must never run on development defaults.
+    environment: Environment = Field("production", alias="TRACKAI_ENV")
     database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
     amqp_url: str = Field(DEFAULT_AMQP_URL, alias="AMQP_URL")
     amqp_prefix: str = Field("", alias="AMQP_PREFIX")
@@ -133,14 +191,39 @@ class ServiceSettings(KitSettings):
     sentry_dsn: SecretStr = Field(SecretStr(""), alias="SENTRY_DSN")
     sentry_traces_sample_rate: float = Field(0.0, alias="SENTRY_TRACES_SAMPLE_RATE")
 
+    @property
+    def is_development(self) -> bool:
+        """Local sandbox or test suite: development defaults and tooling are allowed."""
+        return self.environment in DEVELOPMENT_ENVIRONMENTS
+
+    def setting_name(self, field: str) -> str:
+        """The environment variable a field is read from (its alias, else ``<PREFIX><FIELD>``)."""
+        alias = type(self).model_fields[field].alias
+        if alias:
+            return alias
+        prefix = str(self.model_config.get("env_prefix", ""))
+        return f"{prefix}{field}".upper()
+
     @model_validator(mode="after")
     def _unsafe_defaults_fail_outside_local(self) -> ServiceSettings:
-        if self.environment in ("staging", "production"):
-            token = self.grpc_auth_token.get_secret_value()
-            if not token or token == LOCAL_DEV_GRPC_TOKEN:
+        if self.is_development:
+            return self
+        token = self.grpc_auth_token.get_secret_value()
+        if not token or token == LOCAL_DEV_GRPC_TOKEN:
+            raise ValueError(
+                "GRPC_AUTH_TOKEN must be set to a strong random value outside the local "
+                f"sandbox (TRACKAI_ENV={self.environment})"
+            )
+        if reason := weak_secret_reason(token):
+            raise ValueError(
+                f"GRPC_AUTH_TOKEN is too weak for TRACKAI_ENV={self.environment}: {reason} "
+                "(generate one with `openssl rand -hex 32`)"
+            )
+        for name in self.https_only_fields:
+            if reason := non_https_reason(str(getattr(self, name))):
                 raise ValueError(
-                    "GRPC_AUTH_TOKEN must be set to a strong random value outside the local "
-                    f"sandbox (TRACKAI_ENV={self.environment})"
+                    f"{self.setting_name(name)} must use https outside local/test "
+                    f"(TRACKAI_ENV={self.environment}): {reason}"
                 )
         return self
 
@@ -165,7 +248,12 @@ class ServiceSettings(KitSettings):
         port = (
             self.grpc_port if self.grpc_port is not None else GRPC_PORTS.get(self.service_name, 0)
         )
-        return GrpcSettings(host=self.grpc_host, port=port, auth_token=self.grpc_auth_token)
+        return GrpcSettings(
+            host=self.grpc_host,
+            port=port,
+            auth_token=self.grpc_auth_token,
+            reflection=self.is_development,
+        )
 
     @property
     def log(self) -> LogSettings:

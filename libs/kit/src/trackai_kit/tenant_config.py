@@ -2,12 +2,17 @@
 dispatcher): answers are kept briefly, one call per tenant is in flight at a time, and a stale
 answer is served while the provisioner is unreachable, so a registry outage does not stop
 webhooks or deliveries.
+
+Known tenants and unknown refs are cached apart: known tenants in a least-recently-used cache,
+"not found" answers in a smaller one of their own, so a flood of made-up tenant ids (anyone can
+put one in a webhook URL) evicts other made-up ids, never a real tenant's config.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,6 +51,29 @@ class _Entry:
     fetched_at: float
 
 
+class _Lru:
+    """A bounded map that forgets its least recently used entry first."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max(1, max_entries)
+        self.entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def get(self, key: str) -> _Entry | None:
+        entry = self.entries.get(key)
+        if entry is not None:
+            self.entries.move_to_end(key)
+        return entry
+
+    def put(self, key: str, entry: _Entry) -> None:
+        self.entries[key] = entry
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
+
+    def pop(self, key: str) -> None:
+        self.entries.pop(key, None)
+
+
 class TenantConfigClient:
     """``await client.get(tenant_ref)`` → the tenant's config, or None for an unknown tenant."""
 
@@ -59,6 +87,7 @@ class TenantConfigClient:
         max_stale_s: float = 600.0,
         call_timeout_s: float = 2.0,
         max_entries: int = 10_000,
+        max_negative_entries: int = 2_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._channel = client_channel(target, token)
@@ -70,14 +99,19 @@ class TenantConfigClient:
         self._max_stale = max_stale_s
         self._timeout = call_timeout_s
         self._clock = clock
-        self._max_entries = max_entries
-        # Insertion-ordered: the oldest entries are evicted first once the bound is reached, so
-        # requests for made-up tenant refs cannot grow the cache without limit.
-        self._cache: dict[str, _Entry] = {}
+        # Both bounded; the least recently used entry goes first. Unknown refs have their own
+        # cache so that they cannot push a real tenant out.
+        self._known = _Lru(max_entries)
+        self._unknown = _Lru(max_negative_entries)
         self._inflight: dict[str, asyncio.Future[pb.TenantConfig | None]] = {}
 
+    def cached(self, tenant_ref: str) -> pb.TenantConfig | None:
+        """The known tenant's config if it is cached (fresh or stale), without asking anyone."""
+        entry = self._known.get(tenant_ref)
+        return entry.config if entry is not None else None
+
     async def get(self, tenant_ref: str) -> pb.TenantConfig | None:
-        entry = self._cache.get(tenant_ref)
+        entry = self._known.get(tenant_ref) or self._unknown.get(tenant_ref)
         now = self._clock()
         if entry is not None:
             ttl = self._ttl if entry.config is not None else self._negative_ttl
@@ -130,13 +164,17 @@ class TenantConfigClient:
         return resp.config
 
     def _store(self, tenant_ref: str, config: pb.TenantConfig | None) -> None:
-        self._cache.pop(tenant_ref, None)
-        while len(self._cache) >= self._max_entries:
-            del self._cache[next(iter(self._cache))]
-        self._cache[tenant_ref] = _Entry(config, self._clock())
+        entry = _Entry(config, self._clock())
+        if config is None:
+            self._known.pop(tenant_ref)
+            self._unknown.put(tenant_ref, entry)
+        else:
+            self._unknown.pop(tenant_ref)
+            self._known.put(tenant_ref, entry)
 
     def invalidate(self, tenant_ref: str) -> None:
-        self._cache.pop(tenant_ref, None)
+        self._known.pop(tenant_ref)
+        self._unknown.pop(tenant_ref)
 
     async def close(self) -> None:
         await self._channel.close()

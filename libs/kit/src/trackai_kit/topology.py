@@ -1,7 +1,8 @@
 """RabbitMQ topology as data: every queue, dead-letter queue, delay queue and exchange in one place.
 
-Queues are durable quorum queues that dead-letter at-least-once to ``<name>.dlq``; the dispatcher's
-retry delays are TTL queues that dead-letter back to ``capi-dispatch``.
+Queues are durable quorum queues that dead-letter at-least-once to ``<name>.dlq``; retries wait
+in TTL delay queues (``<name>.retry.<ms>``) that dead-letter back to their work queue. Every queue
+carries an explicit ``x-delivery-limit``: RabbitMQ 4 otherwise applies 20 to every quorum queue.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ STATUS_EXCHANGE = "trackai.status"
 DLQ_SUFFIX = ".dlq"
 #: Retry delays of the dispatcher, in milliseconds (1, 2, 4, 8, 16 s).
 CAPI_RETRY_DELAYS_MS = (1000, 2000, 4000, 8000, 16000)
+#: Back-off of the matcher's ``ingest-events`` retries (1 s, 5 s, 30 s, 2 min, then every 10 min).
+INGEST_RETRY_DELAYS_MS = (1000, 5000, 30000, 120000, 600000)
+#: Redeliveries a work queue allows before dead-lettering. Consumers retry through the delay
+#: queues with an ack, so only crashes and shutdown hand-backs count: reaching this means a
+#: message kills its consumer (or channel) every time it is delivered.
+DELIVERY_LIMIT = 50
+#: A DLQ must never drop what it holds (listing it returns messages, which counts as a delivery);
+#: RabbitMQ has no portable "unlimited" (4.x reads -1 so, 3.x does not), hence a very large one.
+DLQ_DELIVERY_LIMIT = 1_000_000
 
 
 def dlq_name(queue: str) -> str:
@@ -40,10 +50,11 @@ class QueueSpec:
     message_ttl_ms: int | None = None
     dead_letter_to: str | None = None
     bindings: tuple[tuple[str, str], ...] = ()
+    delivery_limit: int = DELIVERY_LIMIT
 
     def arguments(self) -> dict[str, Any]:
         """The ``x-`` arguments RabbitMQ receives when the queue is declared."""
-        args: dict[str, Any] = {"x-queue-type": "quorum"}
+        args: dict[str, Any] = {"x-queue-type": "quorum", "x-delivery-limit": self.delivery_limit}
         target = self.dead_letter_to or (dlq_name(self.name) if self.dead_letter else None)
         if target is not None:
             args["x-dead-letter-exchange"] = ""
@@ -59,7 +70,9 @@ class QueueSpec:
     def dlq(self) -> QueueSpec | None:
         """The dead-letter queue this queue needs, if it dead-letters to its own DLQ."""
         if self.dead_letter_to is None and self.dead_letter:
-            return QueueSpec(name=dlq_name(self.name), dead_letter=False)
+            return QueueSpec(
+                name=dlq_name(self.name), dead_letter=False, delivery_limit=DLQ_DELIVERY_LIMIT
+            )
         return None
 
 
@@ -116,22 +129,31 @@ def ingestion_topology() -> Topology:
     return Topology(queues=(QueueSpec(INGEST_EVENTS),))
 
 
+def delay_queues(queue: str, delays_ms: tuple[int, ...]) -> Topology:
+    """One TTL queue per delay, each dead-lettering back to ``queue`` when its messages expire."""
+    return Topology(
+        queues=tuple(
+            QueueSpec(retry_queue_name(queue, delay), message_ttl_ms=delay, dead_letter_to=queue)
+            for delay in delays_ms
+        )
+    )
+
+
 def matcher_topology() -> Topology:
-    """The matcher consumes ``ingest-events`` and publishes to ``capi-dispatch``."""
-    return Topology(queues=(QueueSpec(INGEST_EVENTS), QueueSpec(CAPI_DISPATCH)))
+    """The matcher consumes ``ingest-events`` (retrying through its delay queues) and publishes
+    to ``capi-dispatch``."""
+    return Topology(queues=(QueueSpec(INGEST_EVENTS), QueueSpec(CAPI_DISPATCH))).merge(
+        delay_queues(INGEST_EVENTS, INGEST_RETRY_DELAYS_MS)
+    )
 
 
 def dispatcher_topology() -> Topology:
     """The dispatcher consumes ``capi-dispatch`` and parks retries in TTL delay queues."""
-    delays = tuple(
-        QueueSpec(
-            retry_queue_name(CAPI_DISPATCH, delay),
-            message_ttl_ms=delay,
-            dead_letter_to=CAPI_DISPATCH,
-        )
-        for delay in CAPI_RETRY_DELAYS_MS
+    return (
+        Topology(queues=(QueueSpec(CAPI_DISPATCH),))
+        .merge(delay_queues(CAPI_DISPATCH, CAPI_RETRY_DELAYS_MS))
+        .merge(status_topology())
     )
-    return Topology(queues=(QueueSpec(CAPI_DISPATCH), *delays)).merge(status_topology())
 
 
 def status_topology() -> Topology:

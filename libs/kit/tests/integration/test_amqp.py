@@ -11,7 +11,15 @@ import pytest
 import pytest_asyncio
 from opentelemetry import trace
 
-from trackai_kit.amqp import AmqpClient, IncomingMessage, PublishFailed, Retryable
+from trackai_kit.amqp import (
+    FIRST_FAILURE_HEADER,
+    RETRIES_HEADER,
+    AmqpClient,
+    IncomingMessage,
+    Poison,
+    PublishFailed,
+    RetryPolicy,
+)
 from trackai_kit.settings import AmqpSettings
 from trackai_kit.topology import (
     CAPI_DISPATCH,
@@ -19,6 +27,7 @@ from trackai_kit.topology import (
     STATUS_EXCHANGE,
     QueueSpec,
     Topology,
+    delay_queues,
     dispatcher_topology,
     ingestion_topology,
     status_topology,
@@ -120,22 +129,30 @@ async def test_unfinished_handler_leaves_message_for_redelivery(amqp: AmqpClient
     assert message.redelivered
 
 
-async def test_failing_handler_dead_letters_and_retryable_redelivers(amqp: AmqpClient) -> None:
+async def test_poison_dead_letters_and_other_failures_retry_through_the_delay_queue(
+    amqp: AmqpClient,
+) -> None:
+    await amqp.declare(delay_queues(INGEST_EVENTS, (300,)))
     attempts: dict[str, int] = {}
+    retried: list[IncomingMessage] = []
     done = asyncio.Event()
 
     async def handler(message: IncomingMessage) -> None:
         key = message.message_id or ""
         attempts[key] = attempts.get(key, 0) + 1
         if key == "poison":
-            raise ValueError("cannot decode")
+            raise Poison("cannot decode")
         if key == "flaky" and attempts[key] == 1:
-            raise Retryable("database busy")
+            raise RuntimeError("database restarting")
+        if key == "flaky":
+            retried.append(message)
         done.set()
 
     await amqp.publish(INGEST_EVENTS, b"x", message_id="poison", message_type="test.Event")
     await amqp.publish(INGEST_EVENTS, b"y", message_id="flaky", message_type="test.Event")
-    consumer = await amqp.consume(INGEST_EVENTS, handler, prefetch=4)
+    consumer = await amqp.consume(
+        INGEST_EVENTS, handler, prefetch=4, retry=RetryPolicy(delays_ms=(300,))
+    )
     try:
         await asyncio.wait_for(done.wait(), 5)
         dead = await _get(amqp, "ingest-events.dlq")
@@ -145,7 +162,42 @@ async def test_failing_handler_dead_letters_and_retryable_redelivers(amqp: AmqpC
     assert dead.body == b"x"
     assert dead.headers["x-death"][0]["reason"] == "rejected"  # type: ignore[index]
     assert attempts == {"poison": 1, "flaky": 2}
+    (again,) = retried
+    # A copy through the delay queue (the original acked), not a requeue of the original: the
+    # quorum queue's delivery count, which dead-letters at its limit, never grows.
+    assert not again.redelivered
+    assert again.body == b"y" and again.type == "test.Event"
+    assert again.headers[RETRIES_HEADER] == 1
+    assert again.headers["x-death"][0]["queue"] == amqp.name("ingest-events.retry.300")  # type: ignore[index]
     assert await _depth(amqp, INGEST_EVENTS) == 0
+
+
+async def test_message_failing_past_its_retry_window_is_dead_lettered(amqp: AmqpClient) -> None:
+    await amqp.declare(delay_queues(INGEST_EVENTS, (300,)))
+    calls = 0
+
+    async def handler(message: IncomingMessage) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("still broken")
+
+    long_ago = int(time.time()) - 3600
+    await amqp.publish(
+        INGEST_EVENTS,
+        b"z",
+        message_id="old",
+        message_type="test.Event",
+        headers={RETRIES_HEADER: 7, FIRST_FAILURE_HEADER: long_ago},
+    )
+    consumer = await amqp.consume(
+        INGEST_EVENTS, handler, retry=RetryPolicy(delays_ms=(300,), give_up_after_s=60)
+    )
+    try:
+        dead = await _get(amqp, "ingest-events.dlq")
+    finally:
+        await consumer.cancel()
+    assert dead.message_id == "old" and calls == 1
+    assert await _depth(amqp, "ingest-events.retry.300") == 0
 
 
 async def test_unroutable_publish_raises(amqp: AmqpClient) -> None:

@@ -14,7 +14,7 @@ from opentelemetry import trace
 from pydantic import SecretStr
 
 from trackai_kit.grpc import GrpcServer, client_channel, start_grpc_server
-from trackai_kit.settings import GrpcSettings
+from trackai_kit.settings import GrpcSettings, ServiceSettings
 
 pytestmark = pytest.mark.integration
 TOKEN = "test-token-123"
@@ -54,7 +54,7 @@ def _register(server: grpc.aio.Server) -> None:
 @pytest_asyncio.fixture(loop_scope="session")
 async def server() -> AsyncIterator[GrpcServer]:
     started = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=SecretStr(TOKEN)), _register, [SERVICE]
+        GrpcSettings(port=0, auth_token=SecretStr(TOKEN), reflection=True), _register, [SERVICE]
     )
     yield started
     await started.stop(0)
@@ -112,6 +112,31 @@ async def test_reflection_lists_services_without_a_token(server: GrpcServer) -> 
         responses = [r async for r in stub.ServerReflectionInfo(iter([request]))]
     names = {s.name for s in responses[0].list_services_response.service}
     assert {SERVICE, "grpc.health.v1.Health"} <= names
+
+
+async def test_reflection_is_off_unless_asked_for() -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    started = await start_grpc_server(
+        GrpcSettings(port=0, auth_token=SecretStr(TOKEN)), _register, [SERVICE]
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            request = reflection_pb2.ServerReflectionRequest(list_services="")
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                [r async for r in stub.ServerReflectionInfo(iter([request]))]
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await started.stop(0)
+
+
+def test_only_development_environments_turn_reflection_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRPC_AUTH_TOKEN", "f" * 8 + "0123456789abcdef" * 3)
+    monkeypatch.setenv("TRACKAI_ENV", "production")
+    assert ServiceSettings(_env_file=None).grpc.reflection is False  # type: ignore[call-arg]
+    monkeypatch.setenv("TRACKAI_ENV", "test")
+    assert ServiceSettings(_env_file=None).grpc.reflection is True  # type: ignore[call-arg]
 
 
 async def test_empty_token_is_refused_at_start() -> None:

@@ -45,7 +45,9 @@ async def test_not_ready_when_database_and_broker_are_unreachable() -> None:
     amqp = AmqpClient(AmqpSettings(url=CLOSED_PORT_AMQP, connect_timeout_s=1))
     try:
         app = create_app(
-            "svc", readiness=[("postgres", lambda: ping(pool)), ("rabbitmq", amqp.ping)]
+            "svc",
+            readiness=[("postgres", lambda: ping(pool)), ("rabbitmq", amqp.ping)],
+            expose_details=True,
         )
         response = await _ready(app)
     finally:

@@ -26,6 +26,7 @@ class ScriptedRegistry(pb_grpc.TenantRegistryServiceServicer):
         self.down = False
         self.delay = 0.0
         self.secret = "first-secret"
+        self.known = {"acme"}
 
     async def GetTenantConfig(self, request, context):  # type: ignore[no-untyped-def]
         self.calls += 1
@@ -33,11 +34,11 @@ class ScriptedRegistry(pb_grpc.TenantRegistryServiceServicer):
             await asyncio.sleep(self.delay)
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "registry restarting")
-        if request.tenant_ref != "acme":
+        if request.tenant_ref not in self.known:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no tenant")
         return pb.GetTenantConfigResponse(
             config=pb.TenantConfig(
-                tenant=pb.Tenant(id="t-1", slug="acme"),
+                tenant=pb.Tenant(id="t-1", slug=request.tenant_ref),
                 gateways=[pb.GatewayCredential(gateway="kiwify", secret=self.secret)],
             )
         )
@@ -122,14 +123,51 @@ async def test_nothing_cached_and_registry_down_is_unavailable(setup: Setup) -> 
         await setup.client.get("acme")
 
 
-async def test_cache_is_bounded_oldest_evicted_first(setup: Setup) -> None:
-    small = TenantConfigClient(setup.target, TOKEN, max_entries=3, clock=setup.clock)
+async def test_cache_is_bounded_least_recently_used_evicted_first(setup: Setup) -> None:
+    small = TenantConfigClient(setup.target, TOKEN, max_entries=2, clock=setup.clock)
+    setup.registry.known = {"acme", "beta", "gamma"}
     try:
-        for ref in ("x1", "x2", "x3", "acme"):
+        for ref in ("acme", "beta"):
             await small.get(ref)
-        assert list(small._cache) == ["x2", "x3", "acme"]
+        await small.get("acme")  # used again: "beta" is now the least recently used
+        await small.get("gamma")
+        assert list(small._known.entries) == ["acme", "gamma"]
         calls = setup.registry.calls
-        await small.get("x1")  # evicted: asked again
+        await small.get("acme")
+        assert setup.registry.calls == calls
+        await small.get("beta")  # evicted: asked again
         assert setup.registry.calls == calls + 1
+    finally:
+        await small.close()
+
+
+async def test_random_tenant_ids_do_not_evict_real_tenants(setup: Setup) -> None:
+    # The production bounds scaled down: 10,000 entries against 10,000 random ids behaves alike.
+    small = TenantConfigClient(
+        setup.target, TOKEN, max_entries=10, max_negative_entries=5, clock=setup.clock
+    )
+    try:
+        await small.get("acme")
+        for n in range(100):
+            assert await small.get(f"made-up-{n}") is None
+        calls = setup.registry.calls
+        config = await small.get("acme")
+        assert config is not None and config.tenant.slug == "acme"
+        assert setup.registry.calls == calls  # still cached: no call to the registry
+        assert len(small._unknown.entries) == 5  # the negative cache is bounded on its own
+    finally:
+        await small.close()
+
+
+async def test_unknown_refs_are_remembered_apart_and_briefly(setup: Setup) -> None:
+    small = TenantConfigClient(
+        setup.target, TOKEN, max_entries=1, max_negative_entries=2, clock=setup.clock
+    )
+    try:
+        await small.get("acme")
+        for ref in ("x1", "x2", "x3"):
+            assert await small.get(ref) is None
+        assert list(small._unknown.entries) == ["x2", "x3"]
+        assert small.cached("acme") is not None and small.cached("x3") is None
     finally:
         await small.close()

@@ -48,6 +48,7 @@ async def test_ready_503_names_the_failing_check_and_times_out_hung_ones() -> No
         "svc",
         readiness=[("postgres", _broken), ("rabbitmq", _hangs), ("cache", _ok)],
         readiness_timeout_s=0.2,
+        expose_details=True,
     )
     async with _client(app) as client:
         response = await client.get("/ready")
@@ -57,6 +58,21 @@ async def test_ready_503_names_the_failing_check_and_times_out_hung_ones() -> No
     assert body["checks"]["postgres"].startswith("ConnectionRefusedError: ")
     assert body["checks"]["rabbitmq"].startswith("TimeoutError")
     assert body["checks"]["cache"] == "ok"
+
+
+async def test_production_keeps_errors_and_the_api_description_to_itself() -> None:
+    app = create_app("svc", readiness=[("postgres", _broken), ("cache", _ok)])
+    async with _client(app) as client:
+        ready = await client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"postgres": "failing", "cache": "ok"}
+        assert "db:5432" not in ready.text
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert (await client.get(path)).status_code == 404, path
+    development = create_app("svc", expose_details=True)
+    async with _client(development) as client:
+        assert (await client.get("/openapi.json")).status_code == 200
+        assert (await client.get("/docs")).status_code == 200
 
 
 class _Lead(BaseModel):

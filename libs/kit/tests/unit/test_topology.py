@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from trackai_kit.topology import (
     CAPI_DISPATCH,
+    DELIVERY_LIMIT,
+    DLQ_DELIVERY_LIMIT,
     INGEST_EVENTS,
+    INGEST_RETRY_DELAYS_MS,
     STATUS_EXCHANGE,
     QueueSpec,
     dispatcher_topology,
@@ -19,6 +22,7 @@ def test_work_queue_dead_letters_at_least_once_to_its_dlq() -> None:
     assert queue.name == INGEST_EVENTS
     assert queue.arguments() == {
         "x-queue-type": "quorum",
+        "x-delivery-limit": DELIVERY_LIMIT,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": "ingest-events.dlq",
         "x-dead-letter-strategy": "at-least-once",
@@ -27,7 +31,8 @@ def test_work_queue_dead_letters_at_least_once_to_its_dlq() -> None:
     names = [q.name for q in ingestion_topology().all_queues()]
     assert names == ["ingest-events.dlq", "ingest-events"]
     dlq = ingestion_topology().all_queues()[0]
-    assert dlq.arguments() == {"x-queue-type": "quorum"}
+    # Listing a DLQ returns its messages (a delivery each): it must never reach its limit.
+    assert dlq.arguments() == {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT}
 
 
 def test_dispatcher_has_retry_delay_queues_back_to_capi_dispatch() -> None:
@@ -43,8 +48,20 @@ def test_dispatcher_has_retry_delay_queues_back_to_capi_dispatch() -> None:
     assert [e.name for e in topo.exchanges] == [STATUS_EXCHANGE]
 
 
-def test_matcher_declares_both_work_queues() -> None:
-    assert {q.name for q in matcher_topology().queues} == {INGEST_EVENTS, CAPI_DISPATCH}
+def test_matcher_declares_both_work_queues_and_its_retry_delays() -> None:
+    names = {q.name for q in matcher_topology().queues}
+    assert {INGEST_EVENTS, CAPI_DISPATCH} <= names
+    assert names - {INGEST_EVENTS, CAPI_DISPATCH} == {
+        f"ingest-events.retry.{ms}" for ms in INGEST_RETRY_DELAYS_MS
+    }
+    retry = next(q for q in matcher_topology().queues if q.name.startswith("ingest-events.retry"))
+    assert retry.arguments()["x-dead-letter-routing-key"] == INGEST_EVENTS
+
+
+def test_every_queue_has_an_explicit_delivery_limit() -> None:
+    topo = ingestion_topology().merge(matcher_topology()).merge(dispatcher_topology())
+    for queue in topo.all_queues():
+        assert queue.arguments()["x-delivery-limit"] > 0, queue.name
 
 
 def test_prefix_applies_to_every_name_and_dead_letter_target() -> None:

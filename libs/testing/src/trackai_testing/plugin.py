@@ -34,6 +34,11 @@ from trackai_kit.topology import (
 
 T = TypeVar("T")
 
+# Settings default to production; the suites run on the test defaults (token, key ring, sandbox
+# fakes), and so do the service processes they start, which inherit the environment. Set at import
+# (the plugin is loaded by `-p` before any test module builds a Settings object).
+os.environ.setdefault("TRACKAI_ENV", "test")
+
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

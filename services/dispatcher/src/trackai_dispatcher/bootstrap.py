@@ -19,25 +19,46 @@ from trackai_dispatcher.service_layer.delivery import Dispatcher
 from trackai_dispatcher.service_layer.dlq import DeadLetters
 from trackai_dispatcher.settings import Settings
 from trackai_kit import topology
+from trackai_kit.amqp import RetryPolicy
+from trackai_kit.retention import RetentionTask, Rule
 from trackai_kit.service import Resources, Wiring
 from trackai_kit.tenant_config import TenantConfigClient
 
 SCHEMA = "dispatcher"
+RETENTION_INTERVAL_S = 3600.0
 DISPATCHER_SERVICE = pb.DESCRIPTOR.services_by_name["DispatcherService"].full_name
 
 
 def dispatch_topology(settings: Settings) -> topology.Topology:
-    """``capi-dispatch``, one TTL queue per step of the configured retry ladder, the status
-    exchange. With the default ladder this is exactly the kit's dispatcher topology."""
-    delays = tuple(
-        topology.QueueSpec(
-            topology.retry_queue_name(topology.CAPI_DISPATCH, delay),
-            message_ttl_ms=delay,
-            dead_letter_to=topology.CAPI_DISPATCH,
-        )
-        for delay in settings.retry_ladder_ms
+    """``capi-dispatch``, one TTL queue per step of the configured retry ladder and one for
+    parked events (the breaker's cool-down), the status exchange."""
+    delays = topology.delay_queues(
+        topology.CAPI_DISPATCH, tuple(sorted({*settings.retry_ladder_ms, settings.park_delay_ms}))
     )
-    return topology.dispatcher_topology().merge(topology.Topology(queues=delays))
+    return topology.dispatcher_topology().merge(delays)
+
+
+def retention_rules(settings: Settings) -> list[Rule]:
+    """What the dispatcher keeps, and for how long (docs/runbooks/retention.md)."""
+    day = timedelta(days=1)
+    return [
+        # Cascades to dispatch_attempt_events.
+        Rule(
+            "attempts",
+            "dispatcher.dispatch_attempts",
+            "started_at",
+            settings.attempt_retention_days * day,
+        ),
+        Rule(
+            "event_network",
+            "dispatcher.dispatches",
+            "created_at",
+            settings.raw_network_retention_days * day,
+            condition="payload->'user_data' ?| array['client_ip_address', 'client_user_agent']",
+            blank="payload = payload #- '{user_data,client_ip_address}'"
+            " #- '{user_data,client_user_agent}'",
+        ),
+    ]
 
 
 def build_dispatcher(
@@ -60,7 +81,7 @@ def build_dispatcher(
             # Long enough for one probe POST; a crashed prober is replaced after it.
             probe_lease=timedelta(seconds=max(5.0, 4 * settings.meta_timeout_s)),
         ),
-        ladder=RetryLadder(settings.retry_ladder_ms),
+        ladder=RetryLadder(settings.retry_ladder_ms, park_delays_ms=(settings.park_delay_ms,)),
         claim_lease_s=settings.claim_lease_s,
         concurrency=settings.concurrency,
     )
@@ -108,6 +129,7 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
         deadline_s=settings.batch_deadline_ms / 1000,
         workers=settings.pipeline,
         shutdown_grace_s=settings.shutdown_grace_s,
+        retry=RetryPolicy(tuple(settings.retry_ladder_ms)),
     )
     monitor = Monitor(
         resources.pool,
@@ -115,6 +137,10 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
         outage_destinations=settings.outage_destinations,
         outage_window_s=settings.outage_window_s,
     )
+    retention = RetentionTask(
+        resources.pool, retention_rules(settings), interval_s=RETENTION_INTERVAL_S
+    )
     return Wiring(
-        background=[consumer, monitor], on_shutdown=[meta.close, registry.close, notifier.close]
+        background=[consumer, monitor, retention],
+        on_shutdown=[meta.close, registry.close, notifier.close],
     )

@@ -14,6 +14,8 @@ MAX_PREFETCH = 65535
 class Settings(ServiceSettings):
     model_config = service_config("dispatcher")
 
+    https_only_fields = ("meta_graph_url",)
+
     service_name: str = "dispatcher"
     #: Where events go: the Graph API, or the sandbox fake in local runs and tests.
     meta_graph_url: str = Field("https://graph.facebook.com", alias="META_GRAPH_URL")
@@ -40,6 +42,11 @@ class Settings(ServiceSettings):
     #: Meta-wide outage: this many destinations failing on Meta's side within the window.
     outage_destinations: int = Field(3, ge=1)
     outage_window_s: float = Field(60.0, gt=0)
+    #: Retention (LGPD), in days: attempt rows (the POST audit trail), and the raw IP and user
+    #: agent inside stored events (blanked once past Meta's 7-day window, when no send or replay
+    #: can use them any more).
+    attempt_retention_days: int = Field(30, ge=1)
+    raw_network_retention_days: int = Field(8, ge=8)
     #: Version sent as `partner_agent` (`trackai-<version>`).
     partner_agent: str = "trackai-0.1.0"
     provisioner_addr: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
@@ -55,6 +62,11 @@ class Settings(ServiceSettings):
     @property
     def retry_ladder_ms(self) -> tuple[int, ...]:
         return tuple(int(part) for part in self.retry_delays_ms.split(","))
+
+    @property
+    def park_delay_ms(self) -> int:
+        """The delay queue parked events wait in: the breaker's cool-down."""
+        return int(self.breaker_cooldown_s * 1000)
 
     @property
     def pipeline(self) -> int:

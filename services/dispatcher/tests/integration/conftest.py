@@ -71,6 +71,8 @@ class FakeRegistry(registry_grpc.TenantRegistryServiceServicer):
     def __init__(self) -> None:
         self.configs: dict[str, registry_pb.TenantConfig] = {}
         self.calls = 0
+        #: When set, every call is refused with this ``grpc.StatusCode``.
+        self.refuse: Any = None
 
     def add_tenant(
         self, pixel: str = PIXEL, token: str = META_TOKEN, funnels: dict[str, str] | None = None
@@ -97,6 +99,8 @@ class FakeRegistry(registry_grpc.TenantRegistryServiceServicer):
         self, request: registry_pb.GetTenantConfigRequest, context: Any
     ) -> registry_pb.GetTenantConfigResponse:
         self.calls += 1
+        if self.refuse is not None:
+            await context.abort(self.refuse, "the dispatcher may not call GetTenantConfig")
         config = self.configs.get(request.tenant_ref)
         if config is None:
             import grpc

@@ -249,3 +249,35 @@ async def test_copies_of_one_event_reach_meta_once(
     await asyncio.sleep(1.5)  # let every copy come back from the delay queue and be dropped
     counts = meta.event_counts(pixel_id=PIXEL)
     assert [(c["event_id"], c["count"]) for c in counts] == [(original.event.event_id, 1)]
+
+
+async def test_parked_events_wait_for_the_probe_and_count_cycles_on_their_row(
+    registry: Registry,
+    meta: MetaSandboxClient,
+    broker: AmqpClient,
+    db: asyncpg.Pool,
+    start_consumer: Start,
+) -> None:
+    """An open breaker parks its events until the probe time (the cool-down queue), not every
+    few seconds, and each return counts on the dispatch row instead of adding an attempt row."""
+    tenant = registry.servicer.add_tenant()
+    meta.add_fault("token_expired", pixel_id=PIXEL, count=None)  # every probe fails again
+    events = [dispatch_request(tenant, f"parked-{i}") for i in range(3)]
+    await publish(broker, *events)
+    await start_consumer(DISPATCHER_BATCH_DEADLINE_MS="100", DISPATCHER_BREAKER_COOLDOWN_S="2")
+    await wait_states(db, tenant, 3, {"parked"})
+    await asyncio.sleep(7)  # three cool-downs, each ending in a failed probe
+    rows = await db.fetch(
+        "SELECT d.event_id, d.park_cycles, count(a.id) FILTER (WHERE a.outcome = 'breaker_open')"
+        " AS parked_attempts, count(a.id) AS attempts FROM dispatches d"
+        " LEFT JOIN dispatch_attempt_events e ON e.event_id = d.event_id"
+        " LEFT JOIN dispatch_attempts a ON a.id = e.attempt_id"
+        " WHERE d.tenant_id = $1 GROUP BY d.event_id, d.park_cycles",
+        tenant,
+    )
+    assert len(rows) == 3
+    for row in rows:
+        assert row["parked_attempts"] <= 1, dict(row)
+        assert 2 <= row["park_cycles"] <= 10, dict(row)
+        # The first POST and one per probe (a probe every cool-down), nothing per cycle.
+        assert row["attempts"] <= 6, dict(row)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 import asyncpg
@@ -21,14 +22,17 @@ from trackai_ingestion.entrypoints.webhooks import WebhookLimits, build_webhook_
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
 from trackai_ingestion.service_layer.conversions import ConversionQueries
 from trackai_ingestion.service_layer.webhooks import WebhookService
+from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_ingestion.settings import Settings
 from trackai_kit import topology
 from trackai_kit.outbox import OutboxRelay
-from trackai_kit.service import Resources, Wiring
+from trackai_kit.retention import RetentionTask, Rule
+from trackai_kit.service import Background, Resources, Wiring
 from trackai_kit.tenant_config import TenantConfigClient
 
 SCHEMA = "ingestion"
 TOPOLOGY = topology.ingestion_topology().merge(topology.status_topology())
+RETENTION_INTERVAL_S = 3600.0
 INGESTION_SERVICE = pb.DESCRIPTOR.services_by_name["IngestionService"].full_name
 
 
@@ -39,6 +43,8 @@ class Components:
     webhooks: WebhookService
     collect: RecordBrowserHit
     servicer: IngestionServicer
+    #: Per-source budget of unknown-tenant answers, shared by webhooks and collect.
+    unknown_tenants: UnknownTenantLimit
     closers: list[Callable[[], Awaitable[None]]]
 
     def configure_http(self, app: FastAPI, settings: Settings) -> None:
@@ -50,10 +56,15 @@ class Components:
                     body_timeout_s=settings.webhook_body_timeout_s,
                     max_in_flight=settings.webhook_max_in_flight,
                 ),
+                trusted_proxies=settings.trusted_proxy_networks,
             )
         )
         app.include_router(
-            build_collect_router(self.collect, trusted_proxies=settings.trusted_proxy_networks)
+            build_collect_router(
+                self.collect,
+                trusted_proxies=settings.trusted_proxy_networks,
+                unknown_tenants=self.unknown_tenants,
+            )
         )
 
 
@@ -63,12 +74,22 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
     )
     limiter = RedisRateLimiter(settings.redis_url)
     store = ConversionStore(pool, acquire_timeout_s=settings.db_acquire_timeout_s)
+    unknown_tenants = UnknownTenantLimit(
+        tenants.cached, per_window=settings.unknown_tenant_limit_per_minute
+    )
     return Components(
         webhooks=WebhookService(
-            tenants, limiter, store, default_rate_limit=settings.rate_limit_per_minute
+            tenants,
+            limiter,
+            store,
+            default_rate_limit=settings.rate_limit_per_minute,
+            relay_signature_tolerance_s=settings.relay_signature_tolerance_s,
+            accept_legacy_relay_signature=settings.legacy_relay_signature,
+            unknown_tenants=unknown_tenants,
         ),
         collect=RecordBrowserHit(pool, tenants),
         servicer=IngestionServicer(ConversionQueries(store)),
+        unknown_tenants=unknown_tenants,
         closers=[tenants.close, limiter.close],
     )
 
@@ -88,7 +109,7 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
                 partial(pb_grpc.add_IngestionServiceServicer_to_server, parts.servicer),
             )
         ],
-        background=[_relay(settings, resources).run] if settings.relay_in_serve else [],
+        background=_relay_tasks(settings, resources) if settings.relay_in_serve else [],
         on_shutdown=parts.closers,
         configure_http=partial(parts.configure_http, settings=settings),
     )
@@ -105,10 +126,47 @@ def _relay(settings: Settings, resources: Resources) -> OutboxRelay:
     )
 
 
+def retention_rules(settings: Settings) -> list[Rule]:
+    """What ingestion keeps, and for how long (docs/runbooks/retention.md)."""
+    day = timedelta(days=1)
+    return [
+        Rule(
+            "receipts",
+            "ingestion.webhook_receipts",
+            "received_at",
+            settings.receipt_retention_days * day,
+        ),
+        Rule(
+            "outbox",
+            "ingestion.outbox",
+            "created_at",
+            settings.outbox_retention_days * day,
+            condition="published_at IS NOT NULL",
+        ),
+        Rule(
+            "event_network",
+            "ingestion.events",
+            "received_at",
+            settings.raw_network_retention_days * day,
+            condition="client_ip IS NOT NULL OR user_agent IS NOT NULL",
+            blank="client_ip = NULL, user_agent = NULL",
+        ),
+    ]
+
+
+def _relay_tasks(settings: Settings, resources: Resources) -> list[Background]:
+    """The relay and, beside it (one process kind sweeps), the retention sweep."""
+    assert resources.pool is not None
+    retention = RetentionTask(
+        resources.pool, retention_rules(settings), interval_s=RETENTION_INTERVAL_S
+    )
+    return [_relay(settings, resources).run, retention]
+
+
 async def wire_relay(settings: Settings, resources: Resources) -> Wiring:
     """The `relay` process: publishes the outbox to ``ingest-events``, nothing else.
 
     Run beside `serve` (with INGESTION_RELAY_IN_SERVE=false) so publishing bursts never share an
     event loop with webhook acknowledgements.
     """
-    return Wiring(background=[_relay(settings, resources).run])
+    return Wiring(background=_relay_tasks(settings, resources))

@@ -32,6 +32,15 @@ class Settings(ServiceSettings):
     webhook_body_timeout_s: float = Field(10.0, gt=0, le=120)
     webhook_max_in_flight: int = Field(64, ge=1, le=10_000)
     db_acquire_timeout_s: float = Field(5.0, gt=0, le=60)
+    #: Webhooks for unknown tenants one source IP may get answered per minute; beyond it, that
+    #: source is served only tenants already cached (429 for the rest), so made-up tenant ids
+    #: cannot keep the registry busy nor churn the tenant-config cache.
+    unknown_tenant_limit_per_minute: int = Field(30, ge=1)
+    #: Seconds a relay's timestamped `X-Signature: t=...,v1=...` stays valid, either side of now.
+    relay_signature_tolerance_s: float = Field(300.0, gt=0, le=3600)
+    #: Also accept the untimestamped `X-Signature: sha256=<hex>` (replayable forever): only while
+    #: relays migrate to the timestamped form.
+    legacy_relay_signature: bool = False
 
     #: How often the outbox relay looks for new rows when idle (seconds): the upper bound of
     #: the publish delay, since ingestion's outbox does not NOTIFY (see the 0700 migration).
@@ -39,3 +48,9 @@ class Settings(ServiceSettings):
     #: Run the outbox relay inside `serve` (simplest). Production runs it as its own `relay`
     #: process and sets this to false, so publishing never delays webhook acknowledgements.
     relay_in_serve: bool = True
+    #: Retention (LGPD, docs/runbooks/retention.md), in days, swept hourly by the process that
+    #: runs the relay: webhook receipts, published outbox rows, and the raw IP and user agent
+    #: of stored events (blanked).
+    receipt_retention_days: int = Field(30, ge=1)
+    outbox_retention_days: int = Field(7, ge=1)
+    raw_network_retention_days: int = Field(30, ge=1)

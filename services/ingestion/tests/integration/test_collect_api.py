@@ -18,6 +18,7 @@ from trackai.ingestion.v1 import events_pb2 as ev
 from trackai.provisioner.v1 import provisioner_service_pb2 as registry_pb
 from trackai_ingestion.entrypoints.collect import build_collect_router
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
+from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_kit import migrations, pii
 from trackai_kit.amqp import AmqpClient, IncomingMessage
 from trackai_kit.outbox import OutboxRelay
@@ -132,7 +133,7 @@ async def _outbox(pool: asyncpg.Pool) -> list[asyncpg.Record]:
 async def test_page_view_is_stored_enqueued_and_published(
     client: httpx.AsyncClient, pool: asyncpg.Pool, amqp_url: str, amqp_prefix: str
 ) -> None:
-    resp = await _post(client, _hit(), headers={"x-forwarded-for": "6.6.6.6, 203.0.113.9"})
+    resp = await _post(client, _hit(), headers={"x-forwarded-for": "6.6.6.6, 177.67.82.9"})
     assert resp.status_code == 204, resp.text
     assert resp.headers["access-control-allow-origin"] == ORIGIN
 
@@ -144,7 +145,7 @@ async def test_page_view_is_stored_enqueued_and_published(
     assert row["fbc"].startswith("fb.1.") and row["fbc"].endswith(".AbC123")
     received_ms = int(row["received_at"].timestamp() * 1000)
     assert abs(int(row["fbc"].split(".")[2]) - received_ms) < 5  # built from the receipt, in ms
-    assert str(row["client_ip"]) == "203.0.113.9"
+    assert str(row["client_ip"]) == "177.67.82.9"
     assert row["utm"] == {"utm_source": "facebook", "utm_campaign": "launch-2026"}
     assert row["tracking"] == {}
     assert str(row["funnel_id"]) == FUNNEL_ID
@@ -181,7 +182,7 @@ async def test_page_view_is_stored_enqueued_and_published(
     assert hit.tracking.fbc == row["fbc"] and hit.tracking.fbclid == "AbC123"
     assert hit.tracking.fbp == "fb.1.1767225600000.1234567890"
     assert (hit.tracking.utm_source, hit.tracking.utm_campaign) == ("facebook", "launch-2026")
-    assert hit.client_ip == "203.0.113.9" and hit.funnel_id == FUNNEL_ID
+    assert hit.client_ip == "177.67.82.9" and hit.funnel_id == FUNNEL_ID
     assert hit.referrer == "https://l.facebook.com/"
     assert hit.event_time.ToDatetime().year >= 2026
 
@@ -287,12 +288,45 @@ async def test_untrusted_peer_forwarded_for_is_ignored(
 ) -> None:
     app = FastAPI()
     app.include_router(build_collect_router(RecordBrowserHit(pool, directory)))
-    transport = httpx.ASGITransport(app=app, client=("198.51.100.23", 40000))
+    transport = httpx.ASGITransport(app=app, client=("179.108.4.2", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://ingest.test") as http:
         resp = await _post(http, _hit(), headers={"x-forwarded-for": "6.6.6.6"})
     assert resp.status_code == 204
     (row,) = await _rows(pool)
-    assert str(row["client_ip"]) == "198.51.100.23"
+    assert str(row["client_ip"]) == "179.108.4.2"
+
+
+async def test_a_load_balancers_private_address_is_never_the_visitor(
+    pool: asyncpg.Pool, directory: Directory
+) -> None:
+    # INGESTION_TRUSTED_PROXIES left unset behind a load balancer: the peer is the balancer.
+    app = FastAPI()
+    app.include_router(build_collect_router(RecordBrowserHit(pool, directory)))
+    transport = httpx.ASGITransport(app=app, client=("10.0.3.17", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingest.test") as http:
+        resp = await _post(http, _hit(), headers={"x-forwarded-for": "177.67.82.9"})
+    assert resp.status_code == 204
+    (row,) = await _rows(pool)
+    assert row["client_ip"] is None
+
+
+async def test_a_source_guessing_tenants_is_cut_off(
+    pool: asyncpg.Pool, directory: Directory
+) -> None:
+    limit = UnknownTenantLimit({TENANT_ID: "cached"}.get, per_window=2)
+    app = FastAPI()
+    app.include_router(
+        build_collect_router(RecordBrowserHit(pool, directory), unknown_tenants=limit)
+    )
+    transport = httpx.ASGITransport(app=app, client=("179.108.4.2", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingest.test") as http:
+        for n in range(2):
+            resp = await _post(http, _hit(), tenant=f"made-up-tenant-{n}")
+            assert resp.status_code == 404
+        resp = await _post(http, _hit(), tenant="made-up-tenant-9")
+        assert resp.status_code == 429 and resp.json()["error"] == "too_many_unknown_tenants"
+        assert int(resp.headers["retry-after"]) >= 1
+        assert (await _post(http, _hit())).status_code == 204  # a cached tenant is still served
 
 
 async def test_registry_outage_asks_the_browser_to_retry(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,11 +19,14 @@ import grpc
 import httpx
 import pytest
 import qs_codec
+from structlog.testing import capture_logs
 
 from trackai.ingestion.v1 import events_pb2 as ev
 from trackai.ingestion.v1 import ingestion_service_pb2 as ing
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from trackai_ingestion.bootstrap import INGESTION_SERVICE
+from trackai_ingestion.domain.gateways.base import relay_signature
+from trackai_ingestion.service_layer.webhooks import AUTH_BURST_THRESHOLD
 from trackai_kit.grpc import client_channel, start_grpc_server
 from trackai_kit.settings import GrpcSettings
 
@@ -260,6 +264,7 @@ async def test_x_signature_is_required_when_the_tenant_has_a_signing_secret(
     raw = fixture_bytes(GOOD_FIXTURE[gateway])
     extra = credentials(gateway, raw)
     headers = dict(extra.pop("headers", {}))
+    now = int(time.time())
     missing = await post(app, gateway, tenant, raw, headers=headers, **extra)
     assert missing.status_code == 401
     assert missing.json()["credential"] == "x_signature"
@@ -268,7 +273,7 @@ async def test_x_signature_is_required_when_the_tenant_has_a_signing_secret(
         gateway,
         tenant,
         raw,
-        headers={**headers, "X-Signature": "sha256=" + hmac_hex("sha256", "other", raw)},
+        headers={**headers, "X-Signature": relay_signature("other", raw, now)},
         **extra,
     )
     assert wrong.status_code == 401
@@ -278,25 +283,75 @@ async def test_x_signature_is_required_when_the_tenant_has_a_signing_secret(
         gateway,
         tenant,
         raw,
-        headers={**headers, "X-Signature": "sha256=" + hmac_hex("sha256", "relay-key", raw)},
+        headers={**headers, "X-Signature": relay_signature("relay-key", raw, now)},
         **extra,
     )
     assert right.status_code == 200, right.text
 
 
-async def test_x_signature_alone_when_only_a_signing_secret_is_stored(
+async def test_a_captured_relay_signature_cannot_be_replayed_later(
     app: App, registry: Registry
 ) -> None:
     tenant = registry.add_tenant(secrets={"perfectpay": ""}, signing_secrets={"perfectpay": "k"})
     raw = with_changes("perfectpay-1.json", token="whatever-the-relay-sends")
-    ok = await post(
+    now = int(time.time())
+    stale = await post(
         app,
         "perfectpay",
         tenant,
         raw,
-        headers={"X-Signature": "sha256=" + hmac_hex("sha256", "k", raw)},
+        headers={"X-Signature": relay_signature("k", raw, now - 301)},
+    )
+    assert stale.status_code == 401
+    assert stale.json()["detail"].startswith("stale X-Signature timestamp: signed 30")
+    future = await post(
+        app,
+        "perfectpay",
+        tenant,
+        raw,
+        headers={"X-Signature": relay_signature("k", raw, now + 400)},
+    )
+    assert future.status_code == 401
+    assert "in the future" in future.json()["detail"]
+    # Re-dating a captured delivery needs the secret: the timestamp is inside the HMAC.
+    captured = relay_signature("k", raw, now - 3600).split(",")[1]
+    redated = await post(
+        app, "perfectpay", tenant, raw, headers={"X-Signature": f"t={now},{captured}"}
+    )
+    assert redated.status_code == 401
+    assert "X-Signature does not match" in redated.json()["detail"]
+    ok = await post(
+        app, "perfectpay", tenant, raw, headers={"X-Signature": relay_signature("k", raw, now - 60)}
     )
     assert ok.status_code == 200 and ok.json()["status"] == "accepted"
+
+
+async def test_the_untimestamped_signature_needs_the_legacy_switch(
+    make_app: AppFactory, registry: Registry
+) -> None:
+    tenant = registry.add_tenant(secrets={"perfectpay": ""}, signing_secrets={"perfectpay": "k"})
+    raw = with_changes("perfectpay-1.json", token="whatever-the-relay-sends")
+    legacy = {"X-Signature": "sha256=" + hmac_hex("sha256", "k", raw)}
+    refused = await post(await make_app(), "perfectpay", tenant, raw, headers=legacy)
+    assert refused.status_code == 401
+    assert "INGESTION_LEGACY_RELAY_SIGNATURE" in refused.json()["detail"]
+    migrating = await make_app(legacy_relay_signature=True)
+    ok = await post(migrating, "perfectpay", tenant, raw, headers=legacy)
+    assert ok.status_code == 200 and ok.json()["status"] == "accepted"
+    wrong = {"X-Signature": "sha256=" + hmac_hex("sha256", "other", raw)}
+    assert (await post(migrating, "perfectpay", tenant, raw, headers=wrong)).status_code == 401
+
+
+async def test_a_burst_of_refused_credentials_is_logged_once(app: App, tenant: str) -> None:
+    raw = fixture_bytes(GOOD_FIXTURE["hotmart"])
+    with capture_logs() as logs:
+        for _ in range(AUTH_BURST_THRESHOLD + 5):
+            response = await post(app, "hotmart", tenant, raw, headers={"X-Hotmart-Hottok": "x"})
+            assert response.status_code == 401
+    bursts = [e for e in logs if e["event"] == "webhook authentication failures burst"]
+    assert len(bursts) == 1
+    assert bursts[0]["tenant_id"] == tenant and bursts[0]["refused"] == AUTH_BURST_THRESHOLD
+    assert bursts[0]["gateway"] == "hotmart"
 
 
 async def test_repeated_webhook_is_absorbed_and_enqueued_once(
@@ -493,6 +548,8 @@ async def test_read_api_is_tenant_scoped_and_paginates(
         when = start + timedelta(hours=index)
         local = (when - timedelta(hours=3)).strftime("%Y-%m-%d %H:%M")
         body = {**base, "order_id": f"order-{index}", "approved_date": local}
+        # A public buyer IP (the fixture's documentation address is never kept).
+        body["Customer"] = {**base["Customer"], "ip": "177.67.82.9"}
         if index == 4:
             body |= {"webhook_event_type": "order_refunded", "order_status": "refunded"}
         raw = json.dumps(body).encode()
@@ -519,7 +576,7 @@ async def test_read_api_is_tenant_scoped_and_paginates(
         assert record.conversion.payment_method == ev.PAYMENT_METHOD_CREDIT_CARD
         assert record.conversion.tracking.sck == "01hmtkn-fake-uuid-aaa"
         assert len(record.conversion.user_data.em) == 64
-        assert record.conversion.client_ip == "203.0.113.10"
+        assert record.conversion.client_ip == "177.67.82.9"
 
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.GetConversion(
@@ -661,6 +718,44 @@ async def test_greenn_secret_in_the_body_or_behind_our_signature(
         "greenn",
         relayed,
         raw,
-        headers={"X-Signature": "sha256=" + hmac_hex("sha256", "relay-k", raw)},
+        headers={"X-Signature": relay_signature("relay-k", raw, int(time.time()))},
     )
     assert signed.status_code == 200 and signed.json()["status"] == "accepted"
+
+
+async def test_rate_limited_webhooks_are_logged_once_per_tenant_and_window(
+    app: App, registry: Registry
+) -> None:
+    tenant, other = registry.add_tenant(rate_limit=1), registry.add_tenant(rate_limit=1)
+    raw = fixture_bytes("kiwify-3.json")
+    with capture_logs() as logs:
+        for who in (tenant, other):
+            statuses = [(await post_signed(app, "kiwify", who, raw)).status_code for _ in range(6)]
+            assert statuses.count(429) == 5
+    limited = [e for e in logs if e["event"] == "webhooks rate limited"]
+    assert sorted(e["tenant_id"] for e in limited) == sorted([tenant, other])
+
+
+async def test_a_source_guessing_tenant_ids_is_cut_off_without_hurting_real_tenants(
+    make_app: AppFactory, registry: Registry
+) -> None:
+    # The test client's peer is 203.0.113.7: made a trusted proxy, X-Forwarded-For names sources.
+    app = await make_app(unknown_tenant_limit_per_minute=3, trusted_proxies="203.0.113.7")
+    scanner, gateway = {"X-Forwarded-For": "198.51.100.66"}, {"X-Forwarded-For": "177.67.82.9"}
+    raw = fixture_bytes("kiwify-3.json")
+    real = registry.add_tenant()
+    extra = credentials("kiwify", raw)
+    assert (await post(app, "kiwify", real, raw, headers=scanner, **extra)).status_code == 200
+    for _ in range(3):
+        made_up = str(uuid.uuid4())
+        assert (await post(app, "kiwify", made_up, raw, headers=scanner)).status_code == 404
+    calls = registry.servicer.calls
+    cut_off = await post(app, "kiwify", str(uuid.uuid4()), raw, headers=scanner)
+    assert cut_off.status_code == 429 and cut_off.json()["error"] == "too_many_unknown_tenants"
+    assert 1 <= int(cut_off.headers["Retry-After"]) <= 60
+    assert registry.servicer.calls == calls  # the registry was not asked
+    # The same source still reaches the tenant it has been sending real webhooks for ...
+    assert (await post(app, "kiwify", real, raw, headers=scanner, **extra)).status_code == 200
+    # ... and other sources are not affected.
+    other = str(uuid.uuid4())
+    assert (await post(app, "kiwify", other, raw, headers=gateway)).status_code == 404

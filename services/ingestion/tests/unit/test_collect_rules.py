@@ -19,6 +19,7 @@ from trackai_ingestion.domain.collect import (
     resolve_fbc,
     scrub_url,
 )
+from trackai_ingestion.domain.gateways.base import client_ip as gateway_client_ip
 from trackai_kit import pii
 
 NOW_MS = 1_767_225_600_123
@@ -66,37 +67,81 @@ def test_without_fbclid_the_cookie_is_kept_or_nothing() -> None:
 # ── client IP ────────────────────────────────────────────────────────────────────────────────────
 
 LB = parse_networks(["10.0.0.0/8", "2001:db8:ffff::/48", "192.0.2.10"])
+#: Public addresses (documentation ranges such as 203.0.113.0/24 are not public: never a visitor).
+VISITOR = "177.67.82.9"
+OTHER = "179.108.4.2"
 
 
 def test_untrusted_peer_is_the_client_whatever_it_claims() -> None:
-    assert client_ip("198.51.100.7", ["1.2.3.4"], LB) == "198.51.100.7"
-    assert client_ip("198.51.100.7", ["1.2.3.4"], ()) == "198.51.100.7"
+    assert client_ip(OTHER, ["1.2.3.4"], LB) == OTHER
+    assert client_ip(OTHER, ["1.2.3.4"], ()) == OTHER
 
 
 def test_trusted_peer_forwarded_for_is_walked_from_the_right() -> None:
-    # "6.6.6.6" was written by the client itself; 203.0.113.9 is what our proxy saw.
-    assert client_ip("10.1.2.3", ["6.6.6.6, 203.0.113.9"], LB) == "203.0.113.9"
+    # "6.6.6.6" was written by the client itself; VISITOR is what our proxy saw.
+    assert client_ip("10.1.2.3", [f"6.6.6.6, {VISITOR}"], LB) == VISITOR
 
 
 def test_chain_of_trusted_proxies_is_skipped() -> None:
-    header = ["6.6.6.6, 203.0.113.9, 10.9.9.9", "192.0.2.10"]  # header repeated by two proxies
-    assert client_ip("10.1.2.3", header, LB) == "203.0.113.9"
+    header = [f"6.6.6.6, {VISITOR}, 10.9.9.9", "192.0.2.10"]  # header repeated by two proxies
+    assert client_ip("10.1.2.3", header, LB) == VISITOR
 
 
 def test_ports_brackets_and_ipv6_are_understood() -> None:
-    assert client_ip("10.1.2.3", ["203.0.113.9:51234"], LB) == "203.0.113.9"
-    assert client_ip("10.1.2.3", ["[2001:db8::42]:443"], LB) == "2001:db8::42"
-    assert client_ip("2001:db8:ffff::1", ["2001:db8:1::5"], LB) == "2001:db8:1::5"
-    assert client_ip("::ffff:198.51.100.7", [], LB) == "198.51.100.7"
+    assert client_ip("10.1.2.3", [f"{VISITOR}:51234"], LB) == VISITOR
+    assert client_ip("10.1.2.3", ["[2804:14c:65a1::42]:443"], LB) == "2804:14c:65a1::42"
+    assert client_ip("2001:db8:ffff::1", ["2804:14c:1::5"], LB) == "2804:14c:1::5"
+    assert client_ip(f"::ffff:{OTHER}", [], LB) == OTHER
 
 
 def test_garbage_hop_yields_no_ip_rather_than_a_proxy_address() -> None:
-    assert client_ip("10.1.2.3", ["203.0.113.9, unknown"], LB) is None
+    assert client_ip("10.1.2.3", [f"{VISITOR}, unknown"], LB) is None
 
 
 def test_all_hops_trusted_means_the_leftmost_is_the_client() -> None:
-    assert client_ip("10.1.2.3", ["10.4.4.4"], LB) == "10.4.4.4"
-    assert client_ip("10.1.2.3", [], LB) == "10.1.2.3"
+    assert client_ip("10.1.2.3", [VISITOR], parse_networks(["10.0.0.0/8", "177.67.0.0/16"])) == (
+        VISITOR
+    )
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.1.2.3",  # private (a load balancer or pod)
+        "172.16.0.9",
+        "192.168.1.20",
+        "127.0.0.1",  # loopback
+        "::1",
+        "169.254.10.1",  # link-local
+        "fe80::1",
+        "100.64.3.4",  # shared address space (carrier-grade NAT)
+        "240.0.0.1",  # reserved
+        "203.0.113.9",  # documentation
+        "2001:db8::42",
+        "fd00::7",  # unique local
+        "224.0.0.251",  # multicast
+        "0.0.0.0",
+        "::ffff:10.1.2.3",
+    ],
+)
+def test_non_public_addresses_are_never_the_visitor(address: str) -> None:
+    # As the TCP peer with no trusted proxy (a load balancer left unconfigured) ...
+    assert client_ip(address, [], ()) is None
+    # ... as the hop a trusted proxy reports ...
+    assert client_ip("10.1.2.3", [address], LB) is None
+    # ... and as the buyer's IP in a gateway's webhook.
+    assert gateway_client_ip(address) is None
+
+
+def test_a_private_hop_does_not_let_a_spoofed_entry_through() -> None:
+    # Left of an untrusted (private) hop, entries are the client's own words: never believed.
+    assert client_ip("10.1.2.3", [f"{VISITOR}, 192.168.1.20"], LB) is None
+
+
+def test_gateway_ip_keeps_public_addresses() -> None:
+    assert gateway_client_ip(VISITOR) == VISITOR
+    assert gateway_client_ip(" 2804:14c:65a1::42 ") == "2804:14c:65a1::42"
+    assert gateway_client_ip("not an ip") is None
 
 
 def test_bad_trusted_proxy_setting_is_refused_with_the_value() -> None:

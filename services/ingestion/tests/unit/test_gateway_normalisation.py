@@ -129,7 +129,8 @@ def test_kiwify_customer_is_hashed_and_tracking_read() -> None:
     assert conversion.user_data.country == sha256_text("br")
     assert conversion.tracking.sck == "01hmtkn-fake-uuid-aaa"
     assert conversion.tracking.src is None
-    assert conversion.client_ip == "203.0.113.10"
+    # The fixture's buyer IP is a documentation address: not public, so never sent to Meta.
+    assert conversion.client_ip is None
     assert conversion.product_name == "MeControla - Seu agente financeiro direto no WhatsApp"
 
 
@@ -140,12 +141,17 @@ def test_kiwify_address_hashes_as_meta_normalises() -> None:
     assert conversion.user_data.zp == sha256_text("88330756")
     # +41 945968750 is not a valid number: no phone hash rather than a wrong one.
     assert conversion.user_data.ph is None
+    assert conversion.client_ip == "82.253.125.70"
 
 
 def test_perfectpay_split_phone_ip_and_user_agent() -> None:
-    conversion = _accept("perfectpay", fixture_json("perfectpay-1.json")).conversion
+    body = fixture_json("perfectpay-1.json")
+    conversion = _accept("perfectpay", body).conversion
     assert conversion.user_data.ph == sha256_text("5531900000000")
-    assert conversion.client_ip == "2001:db8::1"
+    # The fixture's 2001:db8::1 is a documentation address: dropped; a public one is kept.
+    assert conversion.client_ip is None
+    body["customer"]["ip"] = "2804:14c:65a1::42"
+    assert _accept("perfectpay", body).conversion.client_ip == "2804:14c:65a1::42"
     assert conversion.user_agent is not None and conversion.user_agent.startswith("Mozilla/5.0")
     assert conversion.product_id == "PPPBDC49"
     pix = _accept("perfectpay", fixture_json("perfectpay-3.json")).conversion

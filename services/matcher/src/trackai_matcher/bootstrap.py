@@ -10,12 +10,12 @@ from functools import partial
 from trackai.matcher.v1 import matcher_service_pb2 as pb
 from trackai.matcher.v1 import matcher_service_pb2_grpc as pb_grpc
 from trackai_kit import topology
-from trackai_kit.amqp import AmqpClient, ConsumerHandle
+from trackai_kit.amqp import AmqpClient, ConsumerHandle, RetryPolicy
 from trackai_kit.logging import get_logger
 from trackai_kit.outbox import OutboxRelay
+from trackai_kit.retention import RetentionTask, Rule
 from trackai_kit.service import Resources, Wiring
 from trackai_kit.tenant_config import TenantConfigClient
-from trackai_matcher.adapters import repository as repo
 from trackai_matcher.adapters.telemetry import MatcherMetrics
 from trackai_matcher.adapters.tenants import TenantDirectory
 from trackai_matcher.domain.policy import StatusPolicy
@@ -30,7 +30,7 @@ from trackai_matcher.settings import Settings
 SCHEMA = "matcher"
 TOPOLOGY = topology.matcher_topology().merge(topology.status_topology())
 MATCHER_SERVICE = pb.DESCRIPTOR.services_by_name["MatcherService"].full_name
-INBOX_PURGE_INTERVAL_S = 3600.0
+RETENTION_INTERVAL_S = 3600.0
 log = get_logger(__name__)
 
 
@@ -68,7 +68,11 @@ async def _consume_when_reachable(
     handle: ConsumerHandle | None = None
     while not stop.is_set() and handle is None:
         try:
-            handle = await amqp.consume(topology.INGEST_EVENTS, consumer)
+            handle = await amqp.consume(
+                topology.INGEST_EVENTS,
+                consumer,
+                retry=RetryPolicy(topology.INGEST_RETRY_DELAYS_MS),
+            )
         except Exception as exc:
             log.warning("cannot consume ingest-events yet", error=repr(exc))
             with contextlib.suppress(TimeoutError):
@@ -83,23 +87,40 @@ async def _consume_when_reachable(
         await handle.cancel()
 
 
-async def _purge_inbox(settings: Settings, resources: Resources, stop: asyncio.Event) -> None:
-    assert resources.pool is not None
-    keep = dt.timedelta(days=settings.inbox_retention_days)
-    while not stop.is_set():
-        try:
-            async with repo.transaction(resources.pool) as conn:
-                removed = await repo.purge_inbox(conn, keep)
-            if removed:
-                log.info("inbox purged", removed=removed)
-        except Exception as exc:  # retention retries next round
-            log.warning("inbox purge failed", error=repr(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), INBOX_PURGE_INTERVAL_S)
+def retention_rules(settings: Settings) -> list[Rule]:
+    """What the matcher keeps, and for how long (docs/runbooks/retention.md)."""
+    days = dt.timedelta(days=1)
+    return [
+        Rule("inbox", "matcher.inbox", "processed_at", settings.inbox_retention_days * days),
+        Rule(
+            "outbox",
+            "matcher.outbox",
+            "created_at",
+            settings.outbox_retention_days * days,
+            condition="published_at IS NOT NULL",
+        ),
+        # `hits >= 1` (always true) lets the planner use the tenant/time index (docs/schema).
+        Rule(
+            "clicks",
+            "matcher.clicks",
+            "last_seen_at",
+            settings.click_retention_days * days,
+            condition="hits >= 1",
+        ),
+        Rule(
+            "click_network",
+            "matcher.clicks",
+            "last_seen_at",
+            settings.raw_network_retention_days * days,
+            condition="hits >= 1 AND (client_ip IS NOT NULL OR user_agent IS NOT NULL)",
+            blank="client_ip = NULL, user_agent = NULL",
+        ),
+    ]
 
 
 async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
-    """Consumer process: `ingest-events` handler, outbox relay to `capi-dispatch`, retention."""
+    """Consumer process: `ingest-events` handler, outbox relay to `capi-dispatch`, retention
+    sweeps."""
     assert resources.pool is not None and resources.amqp is not None
     config_client = TenantConfigClient(
         settings.provisioner_grpc_target, settings.grpc_auth_token.get_secret_value()
@@ -115,8 +136,14 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
     return Wiring(
         background=[
             relay.run,
-            partial(_consume_when_reachable, resources.amqp, IngestConsumer(service)),
-            partial(_purge_inbox, settings, resources),
+            partial(
+                _consume_when_reachable,
+                resources.amqp,
+                IngestConsumer(service, reconnect=resources.pool.expire_connections),
+            ),
+            RetentionTask(
+                resources.pool, retention_rules(settings), interval_s=RETENTION_INTERVAL_S
+            ),
         ],
         on_shutdown=[config_client.close],
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from trackai_kit.settings import ServiceSettings, service_config
 
@@ -25,3 +25,25 @@ class Settings(ServiceSettings):
     pending_payment_event: Literal["", "InitiateCheckout", "AddPaymentInfo"] = ""
     #: Processed message ids are kept this many days (longer than any redelivery).
     inbox_retention_days: int = Field(7, ge=1)
+    #: Published outbox rows (the DispatchRequests already on the broker) are kept this many days.
+    outbox_retention_days: int = Field(7, ge=1)
+    #: Sessions (clicks) unseen for this many days are deleted; keep it above every funnel's
+    #: look-back, or older clicks can no longer be matched.
+    click_retention_days: int = Field(180, ge=1)
+    #: Raw IP and user agent of sessions unseen for this many days are blanked (LGPD); longer
+    #: than the probabilistic window, which is the only stage that reads them.
+    raw_network_retention_days: int = Field(30, ge=15)
+
+    @model_validator(mode="after")
+    def _retention_outlives_matching(self) -> Settings:
+        if self.click_retention_days <= self.default_lookback_days:
+            raise ValueError(
+                "MATCHER_CLICK_RETENTION_DAYS must exceed MATCHER_DEFAULT_LOOKBACK_DAYS: sessions "
+                "would be deleted while a purchase may still match them"
+            )
+        if self.raw_network_retention_days * 24 <= self.probabilistic_window_hours:
+            raise ValueError(
+                "MATCHER_RAW_NETWORK_RETENTION_DAYS must exceed the probabilistic window "
+                "(MATCHER_PROBABILISTIC_WINDOW_HOURS)"
+            )
+        return self

@@ -47,10 +47,14 @@ class FakeRegistry(prov_grpc.TenantRegistryServiceServicer):
 
     def __init__(self) -> None:
         self.configs: dict[str, prov.TenantConfig] = {}
+        #: When set, every call is refused with this code (a caller not allowed, say).
+        self.refuse: grpc.StatusCode | None = None
 
     async def GetTenantConfig(
         self, request: prov.GetTenantConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> prov.GetTenantConfigResponse:
+        if self.refuse is not None:
+            await context.abort(self.refuse, "matcher may not call GetTenantConfig")
         config = self.configs.get(request.tenant_ref)
         if config is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "tenant not found")
@@ -85,6 +89,7 @@ class Delivery:
     body: bytes
     message_id: str
     type: str = INGEST_TYPE
+    headers: dict[str, Any] | None = None
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from trackai_matcher.domain.scoring import (
 )
 from trackai_matcher.domain.tenants import Destination, FunnelSetup, TenantSetup
 from trackai_matcher.domain.useragent import parse_user_agent
+from trackai_matcher.service_layer.events import build_user_data
 
 T = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
 UA = (
@@ -178,25 +180,32 @@ def test_user_agent_traits(ua: str, traits_: tuple[str | None, ...]) -> None:
     assert parse_user_agent(ua).key == traits_
 
 
+def _purchase(**changes: Any) -> Purchase:
+    fields: dict[str, Any] = {
+        "tenant_id": "t",
+        "gateway": "hotmart",
+        "order_id": "o",
+        "conversion_id": None,
+        "status": "approved",
+        "payment_method": "",
+        "event_time": T,
+        "amount": "1",
+        "currency": "BRL",
+        "product_id": "",
+        "funnel_id": None,
+        "tracking": Tracking(),
+        "client_ip": None,
+        "user_agent": "",
+        "hashed": {},
+    }
+    return Purchase(**{**fields, **changes})
+
+
 def test_session_carriers_skip_short_tags_and_keep_priority() -> None:
-    purchase = Purchase(
-        tenant_id="t",
-        gateway="hotmart",
-        order_id="o",
-        conversion_id=None,
-        status="approved",
-        payment_method="",
-        event_time=T,
-        amount="1",
-        currency="BRL",
-        product_id="",
-        funnel_id=None,
+    purchase = _purchase(
         tracking=Tracking(
             sck="sess-0000001", utm={"utm_content": "ad1"}, extra={"xcod": "sess-2222222"}
-        ),
-        client_ip=None,
-        user_agent="",
-        hashed={},
+        )
     )
     assert purchase.session_carriers() == [("sck", "sess-0000001"), ("xcod", "sess-2222222")]
 
@@ -222,3 +231,20 @@ def test_candidate_cutoff_allows_for_minute_precision_but_never_past_receipt() -
     # A receipt stamped before the gateway's time (clock skew) never moves the cut-off earlier.
     early = Purchase(**{**fields, "received_at": at - dt.timedelta(seconds=30), "hashed": {}})  # type: ignore[arg-type]
     assert early.candidates_as_of(at) == at
+
+
+@pytest.mark.parametrize(
+    ("purchase_ip", "click_ip", "sent"),
+    [
+        ("10.0.3.17", None, ""),  # a load balancer's address stored before ingestion filtered it
+        ("127.0.0.1", "192.168.0.4", ""),
+        ("10.0.3.17", "189.10.20.30", "189.10.20.30"),
+        ("200.1.2.3", "189.10.20.30", "200.1.2.3"),
+    ],
+)
+def test_only_public_addresses_reach_meta(
+    purchase_ip: str | None, click_ip: str | None, sent: str
+) -> None:
+    purchase = _purchase(client_ip=purchase_ip)
+    user_data = build_user_data(purchase, click(click_ip, None, UA, 5), [])
+    assert user_data.client_ip_address == sent

@@ -30,8 +30,16 @@ _PRODUCTION_URLS = {
 }
 
 
+def _holds_dev_key(ring: str) -> bool:
+    """Whether the ring contains the development key's material, under any key id."""
+    dev_material = LOCAL_DEV_KEY_RING.partition(":")[2]
+    return any(entry.strip().partition(":")[2].strip() == dev_material for entry in ring.split(","))
+
+
 class Settings(ServiceSettings):
     model_config = service_config("provisioner")
+
+    https_only_fields = ("cloudflare_api_url", "stape_api_url", "gtm_api_url", "meta_graph_url")
 
     service_name: str = "provisioner"
     #: ``kid:base64(32 bytes)[,kid:base64...]``; the first key seals, every key opens.
@@ -83,15 +91,21 @@ class Settings(ServiceSettings):
 
     @model_validator(mode="after")
     def _key_ring_required_outside_local(self) -> Settings:
+        if not self.is_development and _holds_dev_key(self.encryption_keys.get_secret_value()):
+            raise ValueError(
+                "TRACKAI_ENCRYPTION_KEYS holds the published development key (kid 'dev'): "
+                "anyone can read secrets sealed with it; generate a key with `trackai keys "
+                "generate`, put it first and re-seal (docs/runbooks/key-rotation.md)"
+            )
         if not self.encryption_keys.get_secret_value():
-            if self.environment in ("staging", "production"):
+            if not self.is_development:
                 raise ValueError(
                     "TRACKAI_ENCRYPTION_KEYS is empty: outside the local sandbox the provisioner "
                     "needs a key ring ('kid:base64-32-bytes'); generate one with "
                     "`trackai keys generate`"
                 )
             self.encryption_keys = SecretStr(LOCAL_DEV_KEY_RING)
-        if self.environment in ("local", "test"):
+        if self.is_development:
             self._fall_back_to_sandbox()
         return self
 

@@ -177,3 +177,45 @@ async def test_key_rotation_reseals_and_old_key_can_then_retire(provisioner) -> 
     only_new = TenantRegistry(provisioner.pool, KeyRing.parse(new_spec))
     config = await only_new.tenant_config("acme")
     assert config.gateways[0].secret == "hottok-abcdef"
+
+
+async def test_one_undecryptable_credential_leaves_the_others_working(provisioner) -> None:
+    await _create(provisioner.stub)
+    for gateway, secret in (("kiwify", "kiwi-secret-1"), ("hotmart", "hottok-2")):
+        await provisioner.stub.SetGatewayCredential(
+            pb.SetGatewayCredentialRequest(tenant_ref="acme", gateway=gateway, secret=secret)
+        )
+    await provisioner.stub.SetMetaCredential(
+        pb.SetMetaCredentialRequest(
+            tenant_ref="acme", pixel_id="1234567890", access_token="EAAB-token-1"
+        )
+    )
+    # One row sealed with a key that left the key ring, another tampered with.
+    await provisioner.pool.execute(
+        "UPDATE provisioner.credentials SET key_id = 'retired' WHERE provider = 'hotmart'"
+    )
+    config = (
+        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref="acme"))
+    ).config
+    assert [(g.gateway, g.secret) for g in config.gateways] == [("kiwify", "kiwi-secret-1")]
+    assert config.meta.access_token == "EAAB-token-1"
+    (broken,) = config.broken_credentials
+    assert (broken.kind, broken.provider, broken.funnel_id) == ("gateway", "hotmart", "")
+    assert "'retired'" in broken.error and "TRACKAI_ENCRYPTION_KEYS" in broken.error
+
+    await provisioner.pool.execute(
+        "UPDATE provisioner.credentials SET ciphertext = ciphertext || '\\x00'::bytea"
+        " WHERE kind = 'meta'"
+    )
+    config = (
+        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref="acme"))
+    ).config
+    assert [g.gateway for g in config.gateways] == ["kiwify"]
+    assert not config.HasField("meta")
+    assert {(b.kind, b.provider) for b in config.broken_credentials} == {
+        ("gateway", "hotmart"),
+        ("meta", "meta"),
+    }
+    assert all(
+        "hottok" not in b.error and "EAAB-token" not in b.error for b in config.broken_credentials
+    )

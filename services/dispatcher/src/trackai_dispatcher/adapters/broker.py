@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind
 from trackai.common.v1 import events_pb2 as common_pb
 from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.domain.model import Destination
-from trackai_kit.amqp import AmqpClient
+from trackai_kit.amqp import AmqpClient, PublishFailed, RetryPolicy
 from trackai_kit.identity import is_event_id
 from trackai_kit.logging import get_logger
 from trackai_kit.telemetry import inject_headers
@@ -155,7 +155,17 @@ class DispatchConsumer:
     """Consumes ``capi-dispatch`` with manual acks; ``stop()`` cancels delivery but keeps the
     channel open, so held messages can still be acked or handed back before ``close()``."""
 
-    def __init__(self, amqp: AmqpClient, url: str, prefetch: int, on_delivery: OnDelivery) -> None:
+    def __init__(
+        self,
+        amqp: AmqpClient,
+        url: str,
+        prefetch: int,
+        on_delivery: OnDelivery,
+        *,
+        retry: RetryPolicy,
+    ) -> None:
+        self._amqp = amqp
+        self._retry = retry
         self._queue_name = amqp.name(CAPI_DISPATCH)
         self._url = url
         self._prefetch = prefetch
@@ -203,16 +213,52 @@ class DispatchConsumer:
             await settle(message.nack(requeue=True))
             receipt.window.handled(receipt.tag)
 
-    async def settle(self, acked: Sequence[Receipt], handed_back: Sequence[Receipt]) -> None:
-        """Hand back (nack, requeue) one by one, then ack through the channels' windows."""
+    async def settle(
+        self,
+        acked: Sequence[Receipt],
+        handed_back: Sequence[Receipt],
+        retried: Sequence[Receipt] = (),
+    ) -> None:
+        """Hand back (nack, requeue) one by one, copy the retried ones to a delay queue, then
+        ack through the channels' windows (the retried ones too, once their copy is confirmed)."""
         for receipt in handed_back:
             await settle(receipt.message.nack(requeue=True))
             receipt.window.handled(receipt.tag)
+        done = list(acked)
+        for receipt in retried:
+            if await self._retry_later(receipt):
+                done.append(receipt)
         acks: dict[AckWindow, list[int]] = {}
-        for receipt in acked:
+        for receipt in done:
             acks.setdefault(receipt.window, []).append(receipt.tag)
         for window, tags in acks.items():
             await settle(window.ack(tags))
+
+    async def _retry_later(self, receipt: Receipt) -> bool:
+        """True when a copy waits in a delay queue (ack the original); otherwise the original
+        was dead-lettered (retry window over) or handed back (no copy could be published)."""
+        message = receipt.message
+        delay_ms = self._retry.next_delay(message)
+        if delay_ms is None:
+            log.error(
+                "message still failing after its retry window; dead-lettering it",
+                message_id=message.message_id,
+            )
+            await settle(message.reject(requeue=False))
+            receipt.window.handled(receipt.tag)
+            return False
+        try:
+            await self._amqp.retry_later(CAPI_DISPATCH, message, delay_ms)
+        except PublishFailed:
+            log.warning(
+                "no retry copy could be published; handing the message back",
+                message_id=message.message_id,
+                exc_info=True,
+            )
+            await settle(message.nack(requeue=True))
+            receipt.window.handled(receipt.tag)
+            return False
+        return True
 
     async def stop(self) -> None:
         if self._queue is not None and self._tag is not None:

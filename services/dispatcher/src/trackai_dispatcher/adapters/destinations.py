@@ -10,6 +10,11 @@ from trackai.provisioner.v1 import provisioner_service_pb2 as registry_pb
 from trackai_kit.tenant_config import TenantConfigClient
 
 
+class CredentialUnreadable(Exception):
+    """The registry could not decrypt the Meta credential the event needs (the message names
+    it); the event cannot be sent until the credential is set again."""
+
+
 @dataclass(frozen=True)
 class Credentials:
     access_token: str
@@ -31,7 +36,8 @@ def credentials_from(
 
     A funnel with its own destination uses its token; otherwise the tenant default applies. The
     funnel's test event code wins over the destination's. None when no destination reaches the
-    pixel (the event cannot be sent).
+    pixel (the event cannot be sent); :class:`CredentialUnreadable` when none does because the
+    registry could not decrypt a Meta credential of the tenant.
     """
     funnel_code = ""
     candidates: list[registry_pb.MetaDestination] = []
@@ -48,6 +54,15 @@ def credentials_from(
             return Credentials(
                 destination.access_token, funnel_code or destination.test_event_code or None
             )
+    broken = [b for b in config.broken_credentials if b.kind == "meta"]
+    if broken:
+        raise CredentialUnreadable(
+            "; ".join(
+                f"the Meta credential of {'funnel ' + b.funnel_id if b.funnel_id else 'the tenant'}"
+                f" cannot be decrypted by the provisioner ({b.error}); set it again"
+                for b in broken
+            )
+        )
     return None
 
 

@@ -171,6 +171,7 @@ async def apply_changes(conn: Conn, changes: Sequence[Change]) -> None:
             sent_at = CASE WHEN coalesce(u.state, d.state) = 'sent'
                            THEN coalesce(d.sent_at, now()) END,
             claim_expires_at = NULL,
+            park_cycles = d.park_cycles + CASE WHEN u.state = 'parked' THEN 1 ELSE 0 END,
             updated_at = now()
         FROM unnest($1::bpchar[], $2::text[], $3::int[], $4::smallint[], $5::text[], $6::text[],
                     $7::smallint[], $8::int[], $9::int[], $10::timestamptz[])

@@ -67,6 +67,9 @@ class RetryLadder:
     """Delays between attempts; after the last one the event is dead."""
 
     delays_ms: tuple[int, ...]
+    #: Longer delay queues only parked events use (the breaker's cool-down), so an event parked
+    #: behind an open breaker comes back at its probe time rather than every few seconds.
+    park_delays_ms: tuple[int, ...] = ()
 
     def delay_for(self, retry_step: int) -> int | None:
         """Delay before retry number ``retry_step + 1``; None when the ladder is used up."""
@@ -80,8 +83,9 @@ class RetryLadder:
         The longest delay not beyond the wait (parked events re-check and re-park, so coming back
         early is harmless), or the shortest when the wait is shorter than every delay.
         """
-        fitting = [d for d in self.delays_ms if d <= wait_ms]
-        return max(fitting) if fitting else min(self.delays_ms)
+        delays = self.delays_ms + self.park_delays_ms
+        fitting = [d for d in delays if d <= wait_ms]
+        return max(fitting) if fitting else min(delays)
 
 
 def is_expired(event_time: int, now: float) -> bool:

@@ -17,7 +17,7 @@ from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.adapters import repository as repo
 from trackai_dispatcher.adapters.broker import DispatchConsumer, Receipt, destination_of
 from trackai_dispatcher.domain.model import EXPIRY_MARGIN_S, META_MAX_AGE_S
-from trackai_dispatcher.service_layer.batching import Batcher, Pending
+from trackai_dispatcher.service_layer.batching import Batcher, Pending, Settle
 from trackai_dispatcher.service_layer.delivery import (
     TOO_OLD_DETAIL,
     Delivery,
@@ -25,12 +25,25 @@ from trackai_dispatcher.service_layer.delivery import (
     Disposition,
     Notifier,
 )
-from trackai_kit.amqp import AmqpClient
+from trackai_kit.amqp import AmqpClient, RetryPolicy
 from trackai_kit.logging import get_logger
 from trackai_kit.telemetry import get_meter
 
 log = get_logger(__name__)
 _meter = get_meter("trackai.dispatcher")
+
+
+def settler(consumer: DispatchConsumer) -> Settle:
+    """The batcher's ``Settle`` over ``consumer``: each message by its disposition."""
+
+    async def settle(receipts: Sequence[tuple[object, Disposition]]) -> None:
+        by: dict[Disposition, list[Receipt]] = {d: [] for d in Disposition}
+        for receipt, disposition in receipts:
+            assert isinstance(receipt, Receipt)
+            by[disposition].append(receipt)
+        await consumer.settle(by[Disposition.ACK], by[Disposition.REQUEUE], by[Disposition.RETRY])
+
+    return settle
 
 
 class ConsumerTask:
@@ -47,6 +60,7 @@ class ConsumerTask:
         deadline_s: float,
         workers: int,
         shutdown_grace_s: float,
+        retry: RetryPolicy,
     ) -> None:
         self._dispatcher = dispatcher
         self._amqp = amqp
@@ -56,24 +70,19 @@ class ConsumerTask:
         self._deadline_s = deadline_s
         self._workers = workers
         self._grace_s = shutdown_grace_s
+        self._retry = retry
 
     async def __call__(self, stop: asyncio.Event) -> None:
         def on_delivery(request: matcher_pb.DispatchRequest, copy: int, receipt: Receipt) -> None:
             batcher.add(destination_of(request), Pending(Delivery(request, copy), receipt))
 
-        consumer = DispatchConsumer(self._amqp, self._url, self._prefetch, on_delivery)
-
-        async def settle(receipts: Sequence[tuple[object, Disposition]]) -> None:
-            acked: list[Receipt] = []
-            handed_back: list[Receipt] = []
-            for receipt, disposition in receipts:
-                assert isinstance(receipt, Receipt)
-                (acked if disposition is Disposition.ACK else handed_back).append(receipt)
-            await consumer.settle(acked, handed_back)
+        consumer = DispatchConsumer(
+            self._amqp, self._url, self._prefetch, on_delivery, retry=self._retry
+        )
 
         batcher = Batcher(
             self._dispatcher,
-            settle,
+            settler(consumer),
             batch_max=self._batch_max,
             deadline_s=self._deadline_s,
             workers=self._workers,

@@ -1,7 +1,7 @@
 """Groups deliveries per destination into batches flushed by size or deadline, and runs them on a
 fixed number of workers (twice the POST concurrency: the dispatcher bounds the POSTs, the rest of
 a batch overlaps them); each message is settled (acked or handed back) only after its batch
-committed.
+committed, or retried later through a delay queue when the batch failed.
 
 Back-pressure is the broker's prefetch: messages held here are unacknowledged, so once
 ``prefetch`` of them wait, the broker stops delivering. With ``prefetch`` at least
@@ -21,9 +21,6 @@ from trackai_dispatcher.service_layer.delivery import Delivery, Dispatcher, Disp
 from trackai_kit.logging import get_logger
 
 log = get_logger(__name__)
-
-#: Pause before handing a failed batch back, so a database or broker outage is not a hot loop.
-FAILURE_BACKOFF_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -100,9 +97,8 @@ class Batcher:
                 destination, [p.delivery for p in items], stopping=lambda: self._hand_back
             )
         except Exception:
-            log.exception("batch failed; handing its messages back", destination=str(destination))
-            await asyncio.sleep(FAILURE_BACKOFF_S)
-            dispositions = [Disposition.REQUEUE] * len(items)
+            log.exception("batch failed; its messages retry later", destination=str(destination))
+            dispositions = [Disposition.RETRY] * len(items)
         await self._settle_all(items, dispositions)
 
     async def _settle_all(self, items: list[Pending], dispositions: list[Disposition]) -> None:

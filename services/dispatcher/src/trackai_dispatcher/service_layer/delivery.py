@@ -24,12 +24,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import asyncpg
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.common.v1 import events_pb2 as common_pb
 from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.adapters import repository as repo
-from trackai_dispatcher.adapters.destinations import Credentials, DestinationResolver
+from trackai_dispatcher.adapters.destinations import (
+    Credentials,
+    CredentialUnreadable,
+    DestinationResolver,
+)
 from trackai_dispatcher.adapters.meta import event_payload
 from trackai_dispatcher.domain.breaker import (
     Breaker,
@@ -48,6 +53,7 @@ from trackai_dispatcher.domain.model import (
     is_expired,
 )
 from trackai_dispatcher.domain.validation import validate
+from trackai_kit.failures import is_transient_rpc_error, rpc_error_text
 from trackai_kit.logging import get_logger
 from trackai_kit.telemetry import get_meter
 
@@ -73,6 +79,9 @@ class Disposition(enum.StrEnum):
     ACK = "ack"
     #: Handed back (shutdown): the broker redelivers it at once.
     REQUEUE = "requeue"
+    #: Its batch failed (database or broker trouble): a copy waits in a delay queue, the
+    #: original is acked, so the failure neither spins nor counts against the delivery limit.
+    RETRY = "retry"
 
 
 class Publisher(Protocol):
@@ -131,6 +140,9 @@ class _Batch:
     results: dict[str, _Outcome] = field(default_factory=dict)
     verdicts: list[MetaAnswer] = field(default_factory=list)
     handed_back: set[str] = field(default_factory=set)
+    #: Funnels without usable credentials for a known reason (the registry refused the
+    #: dispatcher, or cannot decrypt the token): the dead letter's detail.
+    unusable: dict[str, str] = field(default_factory=dict)
 
     def change(self, change: repo.Change, status_detail: str = "") -> None:
         self.changes.append(change)
@@ -185,7 +197,7 @@ class Dispatcher:
             known = chosen.get(delivery.event_id)
             if known is None or delivery.copy > known.copy:
                 chosen[delivery.event_id] = delivery
-        credentials = await self._credentials(destination, chosen.values())
+        credentials = await self._credentials(batch, chosen.values())
         go = await self._prepare(batch, list(chosen.values()), credentials)
         self._notify(batch)
         if go:
@@ -211,24 +223,54 @@ class Dispatcher:
         ]
 
     async def _credentials(
-        self, destination: Destination, deliveries: Iterable[Delivery]
+        self, batch: _Batch, deliveries: Iterable[Delivery]
     ) -> dict[str, Credentials | None] | None:
-        """Token and test code per funnel; None when the registry cannot answer right now."""
+        """Token and test code per funnel; None when the registry cannot answer right now.
+
+        A definitive refusal (PERMISSION_DENIED, INVALID_ARGUMENT, FAILED_PRECONDITION...) is
+        not retried: no funnel has credentials, so the events go dead (replayable once fixed).
+        """
+        destination = batch.destination
         funnels = {d.request.funnel_id for d in deliveries}
         found: dict[str, Credentials | None] = {}
         try:
             for funnel in funnels:
-                found[funnel] = await self._destinations.credentials(
-                    destination.tenant_id, funnel, destination.pixel_id
-                )
-        except Exception as exc:
-            log.warning(
-                "tenant registry unavailable; deferring the batch",
+                try:
+                    found[funnel] = await self._destinations.credentials(
+                        destination.tenant_id, funnel, destination.pixel_id
+                    )
+                except CredentialUnreadable as exc:
+                    found[funnel] = None
+                    batch.unusable[funnel] = str(exc)
+                    log.error(
+                        "Meta credential cannot be decrypted; the events that need it are dead",
+                        destination=str(destination),
+                        funnel_id=funnel,
+                        error=str(exc),
+                    )
+        except grpc.aio.AioRpcError as exc:
+            if is_transient_rpc_error(exc):
+                self._registry_unavailable(destination, exc)
+                return None
+            refusal = f"the tenant registry refused the dispatcher ({rpc_error_text(exc)})"
+            log.error(
+                "tenant registry refused the dispatcher; the batch's events are dead",
                 destination=str(destination),
-                error=repr(exc),
+                error=refusal,
             )
+            batch.unusable = dict.fromkeys(funnels, refusal)
+            return dict.fromkeys(funnels)
+        except Exception as exc:
+            self._registry_unavailable(destination, exc)
             return None
         return found
+
+    def _registry_unavailable(self, destination: Destination, exc: Exception) -> None:
+        log.warning(
+            "tenant registry unavailable; deferring the batch",
+            destination=str(destination),
+            error=repr(exc),
+        )
 
     # --- transaction 1: store, sort out, claim ----------------------------------------------
     async def _prepare(
@@ -252,7 +294,7 @@ class Dispatcher:
                     # Another batch holds it (or the registry is down): come back shortly.
                     batch.redelays.append((delivery, delivery.copy, self._ladder.delays_ms[0]))
                     continue
-                verdict = self._admissible(delivery, row, credentials, now)
+                verdict = self._admissible(delivery, row, credentials, now, batch.unusable)
                 if verdict is not None:
                     batch.change(verdict, verdict.reason or "")
                     if verdict.reason == Reason.INVALID_EVENT:
@@ -280,6 +322,7 @@ class Dispatcher:
         row: repo.Current,
         credentials: dict[str, Credentials | None],
         now: datetime,
+        unusable: dict[str, str],
     ) -> repo.Change | None:
         event = delivery.request.event
         if is_expired(event.event_time, now.timestamp()):
@@ -296,7 +339,8 @@ class Dispatcher:
                 row.event_id,
                 State.DEAD,
                 reason=Reason.NO_DESTINATION,
-                detail=(
+                detail=unusable.get(delivery.request.funnel_id)
+                or (
                     f"no Meta destination of this tenant reaches pixel {delivery.request.pixel_id}"
                     " (or it has no access token)"
                 ),
@@ -361,12 +405,17 @@ class Dispatcher:
                 f"destination breaker open ({breaker.reason or 'failures'})",
             )
             batch.redelays.append((delivery, delivery.copy, self._ladder.park_delay(wait_ms)))
+        # One `breaker_open` attempt when an event is first parked; its returns before the
+        # probe only count on its row (`park_cycles`), or each would add an attempt row.
+        first_parked = [d.event_id for d, row in go if row.state is not State.PARKED]
+        if not first_parked:
+            return
         batch.attempts.append(
             repo.AttemptRecord(
                 batch_id=batch.id,
                 destination=batch.destination,
                 attempt=1,
-                event_ids=[d.event_id for d, _ in go],
+                event_ids=first_parked,
                 started_at=now,
                 finished_at=now,
                 latency_ms=0.0,

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunspli
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from trackai_kit import pii
+from trackai_kit.addresses import IpAddress, is_public, parse_ip
 from trackai_kit.redaction import REDACTED, is_sensitive_key, redact_text
 
 #: Largest accepted request body: a hit is a few hundred bytes, 64 KiB leaves room for long URLs.
@@ -171,49 +172,53 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IpNetwork, ...]:
     return tuple(networks)
 
 
-def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    value = text.strip().strip('"')
-    if value.startswith("["):  # "[2001:db8::1]:443"
-        value = value[1:].partition("]")[0]
-    elif value.count(":") == 1:  # "203.0.113.7:51234"
-        value = value.partition(":")[0]
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def client_ip(
+def forwarded_client(
     peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IpNetwork]
-) -> str | None:
-    """The client's address: the peer, or, when the peer is a trusted proxy, the first address
-    from the right of ``X-Forwarded-For`` that is not a trusted proxy.
+) -> IpAddress | None:
+    """The address the request came from: the peer, or, when the peer is a trusted proxy, the
+    first address from the right of ``X-Forwarded-For`` that is not a trusted proxy.
 
     Entries left of an untrusted hop are ignored (anyone can write them). An unparsable entry
     ends the walk with no answer rather than blaming a proxy's address on the visitor; when every
     hop is trusted, the leftmost one is the client.
     """
-    address = _parse_ip(peer) if peer else None
+    address = parse_ip(peer) if peer else None
     if address is None:
         return None
 
-    def is_trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    def is_trusted(ip: IpAddress) -> bool:
         return any(ip.version == net.version and ip in net for net in trusted)
 
-    if not is_trusted(address):
-        return str(address)
-    hops = [hop for value in forwarded_for for hop in value.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        parsed = _parse_ip(hop)
-        if parsed is None:
-            return None
-        address = parsed
-        if not is_trusted(address):
-            return str(address)
-    return str(address)
+    if is_trusted(address):
+        hops = [hop for value in forwarded_for for hop in value.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            parsed = parse_ip(hop)
+            if parsed is None:
+                return None
+            address = parsed
+            if not is_trusted(address):
+                break
+    return address
+
+
+def sender_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IpNetwork]
+) -> str | None:
+    """Who sent the request, public or not (logs, per-source limits); the peer as a fallback."""
+    address = forwarded_client(peer, forwarded_for, trusted)
+    return str(address) if address is not None else peer
+
+
+def client_ip(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IpNetwork]
+) -> str | None:
+    """The visitor's address (:func:`forwarded_client`) when it is a public one, else ``None``.
+
+    Behind an unconfigured load balancer the peer is the balancer's private address, which must
+    not become every visitor's IP (trackai_kit/addresses.py says which addresses are public).
+    """
+    address = forwarded_client(peer, forwarded_for, trusted)
+    return str(address) if address is not None and is_public(address) else None
 
 
 def _host(url: str) -> str | None:

@@ -131,6 +131,9 @@ class AuthenticationFailed(PermissionError):
     log line; the message never contains the expected or the received secret.
     """
 
-    def __init__(self, credential: str, message: str) -> None:
+    def __init__(self, credential: str, message: str, *, reason: str = "mismatch") -> None:
         super().__init__(message)
         self.credential = credential
+        #: ``missing``, ``mismatch``, ``malformed``, ``stale``, ``future`` or ``legacy_refused``:
+        #: a metric attribute, so alarms can tell a forgery from a relay's drifting clock.
+        self.reason = reason

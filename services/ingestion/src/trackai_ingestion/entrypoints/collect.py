@@ -23,8 +23,10 @@ from trackai_ingestion.domain.collect import (
     origin_allowed,
     parse_networks,
     request_origin,
+    sender_address,
 )
 from trackai_ingestion.service_layer.collect import RecordBrowserHit, TenantUnavailable
+from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -106,10 +108,23 @@ class _Script:
         return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
 
 
-async def _lookup(record: RecordBrowserHit, tenant_ref: str) -> CollectTenant:
+async def _lookup(
+    record: RecordBrowserHit,
+    tenant_ref: str,
+    unknown_tenants: UnknownTenantLimit | None,
+    source: str | None,
+) -> CollectTenant:
+    unknown = _Refused(404, "unknown_tenant", "no tenant with this id or slug")
     # Junk paths never reach the registry (nor its negative cache).
     if not _TENANT_REF.fullmatch(tenant_ref):
-        raise _Refused(404, "unknown_tenant", "no tenant with this id or slug")
+        raise unknown
+    if unknown_tenants is not None and (wait := unknown_tenants.retry_after(source, tenant_ref)):
+        raise _Refused(
+            429,
+            "too_many_unknown_tenants",
+            "too many requests for unknown tenants from this address; retry later",
+            {"Retry-After": str(wait)},
+        )
     try:
         tenant = await record.tenant(tenant_ref)
     except TenantUnavailable:
@@ -121,7 +136,9 @@ async def _lookup(record: RecordBrowserHit, tenant_ref: str) -> CollectTenant:
             {"Retry-After": _REGISTRY_RETRY_AFTER_S},
         ) from None
     if tenant is None:
-        raise _Refused(404, "unknown_tenant", "no tenant with this id or slug")
+        if unknown_tenants is not None:
+            unknown_tenants.unknown(source)
+        raise unknown
     return tenant
 
 
@@ -143,6 +160,7 @@ def build_collect_router(
     *,
     trusted_proxies: Sequence[str] = (),
     script_max_age_s: int = 3600,
+    unknown_tenants: UnknownTenantLimit | None = None,
 ) -> APIRouter:
     """Routes of browser collection. ``trusted_proxies``: CIDRs whose ``X-Forwarded-For`` is
     believed (the load balancer / ingress); from anyone else the TCP peer is the client.
@@ -151,8 +169,17 @@ def build_collect_router(
     script = _Script(script_max_age_s)
     router = APIRouter()
 
+    def sender(request: Request) -> str | None:
+        peer = request.client.host if request.client else None
+        return sender_address(peer, request.headers.getlist("x-forwarded-for"), trusted)
+
     async def answer_preflight(tenant_ref: str, request: Request) -> Response:
-        tenant = await _lookup(record, tenant_ref)
+        tenant = await _lookup(
+            record,
+            tenant_ref,
+            unknown_tenants,
+            sender(request),
+        )
         origin = _allowed_origin(request.headers.get("origin"), tenant)
         return Response(
             status_code=204,
@@ -169,7 +196,12 @@ def build_collect_router(
         body = await _read_limited(request)
         if body is None:
             raise _Refused(413, "body_too_large", f"a hit is limited to {MAX_BODY_BYTES} bytes")
-        tenant = await _lookup(record, tenant_ref)
+        tenant = await _lookup(
+            record,
+            tenant_ref,
+            unknown_tenants,
+            sender(request),
+        )
         # Browsers always send Origin on cross-origin POSTs; without it, the Referer's origin.
         origin = _allowed_origin(
             request_origin(request.headers.get("origin"), request.headers.get("referer")), tenant

@@ -11,11 +11,13 @@ holds a slot for long).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from trackai_ingestion.domain.collect import IpNetwork, parse_networks, sender_address
 from trackai_ingestion.domain.gateways import ADAPTERS, WebhookRequest
 from trackai_ingestion.service_layer.webhooks import WebhookOutcome, WebhookService, unknown_gateway
 from trackai_kit.logging import get_logger
@@ -80,8 +82,16 @@ def _respond(outcome: WebhookOutcome) -> JSONResponse:
     return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
 
 
-def build_webhook_router(service: WebhookService, limits: WebhookLimits | None = None) -> APIRouter:
+def build_webhook_router(
+    service: WebhookService,
+    limits: WebhookLimits | None = None,
+    *,
+    trusted_proxies: Sequence[str] = (),
+) -> APIRouter:
+    """``trusted_proxies``: CIDRs whose ``X-Forwarded-For`` names the sender (logs, per-source
+    limits); from anyone else the TCP peer is the sender."""
     limits = limits or WebhookLimits()
+    trusted = parse_networks(trusted_proxies)
     router = APIRouter()
     in_flight = 0
 
@@ -112,7 +122,9 @@ def build_webhook_router(service: WebhookService, limits: WebhookLimits | None =
             )
         in_flight += 1
         try:
-            return await _receive(service, limits, gateway, tenant_id, request)
+            return await _receive(
+                service, limits, trusted, gateway=gateway, tenant_id=tenant_id, request=request
+            )
         except Exception:
             # Nothing is known to get here; should something, the client gets an answer that
             # closes the connection cleanly (never a socket reset on its next, kept-alive request).
@@ -129,6 +141,8 @@ def build_webhook_router(service: WebhookService, limits: WebhookLimits | None =
 async def _receive(
     service: WebhookService,
     limits: WebhookLimits,
+    trusted: tuple[IpNetwork, ...],
+    *,
     gateway: str,
     tenant_id: str,
     request: Request,
@@ -148,6 +162,10 @@ async def _receive(
         gateway,
         tenant_id,
         WebhookRequest(raw, _joined_headers(request), request.query_params.multi_items()),
-        source_ip=request.client.host if request.client else None,
+        source_ip=sender_address(
+            request.client.host if request.client else None,
+            request.headers.getlist("x-forwarded-for"),
+            trusted,
+        ),
     )
     return _respond(outcome)

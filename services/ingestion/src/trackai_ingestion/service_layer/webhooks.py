@@ -21,8 +21,18 @@ import grpc
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
 from trackai_ingestion.adapters.rate_limit import RateDecision
 from trackai_ingestion.adapters.repository import Accepted, Receipt
+from trackai_ingestion.adapters.telemetry import (
+    ATTR_GATEWAY,
+    ATTR_REASON,
+    ATTR_STATUS,
+    WEBHOOKS_REFUSED,
+)
 from trackai_ingestion.domain.gateways import ADAPTERS, GatewayAdapter, WebhookRequest
-from trackai_ingestion.domain.gateways.base import sha256_hex, verify_relay_signature
+from trackai_ingestion.domain.gateways.base import (
+    RELAY_SIGNATURE_TOLERANCE_S,
+    sha256_hex,
+    verify_relay_signature,
+)
 from trackai_ingestion.domain.model import (
     Accept,
     AuthenticationFailed,
@@ -32,6 +42,7 @@ from trackai_ingestion.domain.model import (
     MalformedBody,
 )
 from trackai_ingestion.domain.redaction import redact_body
+from trackai_ingestion.service_layer.windows import UnknownTenantLimit, WindowCounter
 from trackai_kit.logging import get_logger
 from trackai_kit.tenant_config import TenantConfigUnavailable
 
@@ -41,6 +52,9 @@ log = get_logger(__name__)
 RETRY_LATER_S = 30
 #: Request headers kept in receipts: never credentials, never the buyer's data.
 _KEPT_HEADERS = ("content-type", "content-length", "user-agent", "x-request-id")
+#: Refused credentials for one tenant within a minute that make one "burst" log line.
+AUTH_BURST_THRESHOLD = 20
+BURST_WINDOW_S = 60.0
 
 
 class TenantConfigs(Protocol):
@@ -103,13 +117,22 @@ class WebhookService:
         store: ConversionWriter,
         *,
         default_rate_limit: int,
+        relay_signature_tolerance_s: float = RELAY_SIGNATURE_TOLERANCE_S,
+        accept_legacy_relay_signature: bool = False,
+        unknown_tenants: UnknownTenantLimit | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._tenants = tenants
         self._limiter = limiter
         self._store = store
         self._default_rate_limit = default_rate_limit
+        self._signature_tolerance_s = relay_signature_tolerance_s
+        self._accept_legacy_signature = accept_legacy_relay_signature
         self._clock = clock
+        # One log line per tenant and minute, not one per request, when a flood is refused.
+        self._auth_failures = WindowCounter(BURST_WINDOW_S)
+        self._rate_limited = WindowCounter(BURST_WINDOW_S)
+        self._unknown_tenants = unknown_tenants
 
     async def receive(
         self,
@@ -124,20 +147,38 @@ class WebhookService:
         if adapter is None:
             return unknown_gateway(gateway)
         try:
-            tenant_id, config = await self._tenant(tenant_ref, adapter)
-            self._authenticate(adapter, tenant_id, config, request, source_ip)
+            tenant_id, config = await self._tenant(tenant_ref, adapter, source_ip)
+            self._authenticate(
+                adapter, tenant_id, config, request, source_ip=source_ip, received_at=received_at
+            )
             await self._within_rate(tenant_id, config)
         except _Stop as stop:
             return stop.outcome
         return await self._interpret_and_store(adapter, tenant_id, request, received_at)
 
     async def _tenant(
-        self, tenant_ref: str, adapter: GatewayAdapter
+        self, tenant_ref: str, adapter: GatewayAdapter, source_ip: str | None
     ) -> tuple[uuid.UUID, prov.TenantConfig]:
         try:
             tenant_id = uuid.UUID(tenant_ref)
         except ValueError:
-            raise _Stop(_unknown_tenant(tenant_ref)) from None
+            raise self._unknown(tenant_ref, source_ip) from None
+        limit = self._unknown_tenants
+        if limit is not None and (wait := limit.retry_after(source_ip, str(tenant_id))):
+            WEBHOOKS_REFUSED.add(
+                1, {ATTR_STATUS: 429, ATTR_GATEWAY: adapter.name, ATTR_REASON: "unknown_tenants"}
+            )
+            raise _Stop(
+                WebhookOutcome(
+                    429,
+                    {
+                        "error": "too_many_unknown_tenants",
+                        "detail": f"more than {limit.per_window} requests for unknown tenants "
+                        f"from this address within a minute; retry after {wait} s",
+                    },
+                    {"Retry-After": str(wait)},
+                )
+            )
         try:
             config = await self._tenants.get(str(tenant_id))
         except (TenantConfigUnavailable, grpc.aio.AioRpcError) as exc:
@@ -150,8 +191,19 @@ class WebhookService:
                 _retry_later("tenant_registry_unavailable", "the tenant registry cannot be reached")
             ) from None
         if config is None:
-            raise _Stop(_unknown_tenant(tenant_ref))
+            raise self._unknown(tenant_ref, source_ip)
         return tenant_id, config
+
+    def _unknown(self, tenant_ref: str, source_ip: str | None) -> _Stop:
+        if self._unknown_tenants is not None:
+            count = self._unknown_tenants.unknown(source_ip)
+            if count == self._unknown_tenants.per_window:
+                log.warning(
+                    "unknown-tenant budget exhausted; only cached tenants served to this address",
+                    source_ip=source_ip,
+                    window_s=BURST_WINDOW_S,
+                )
+        return _Stop(_unknown_tenant(tenant_ref))
 
     def _authenticate(
         self,
@@ -159,7 +211,9 @@ class WebhookService:
         tenant_id: uuid.UUID,
         config: prov.TenantConfig,
         request: WebhookRequest,
+        *,
         source_ip: str | None,
+        received_at: datetime,
     ) -> None:
         credential = next((c for c in config.gateways if c.gateway == adapter.name), None)
         if credential is None or not (credential.secret or credential.signing_secret):
@@ -169,12 +223,19 @@ class WebhookService:
                     "gateway_not_configured",
                     f"tenant {tenant_id} has no {adapter.display_name} credential; store it with "
                     f"`trackai tenant set-gateway {tenant_id} --gateway {adapter.name} "
-                    f"--secret ...` ({adapter.credential_location})",
+                    f"--secret-file -` ({adapter.credential_location})",
                 )
             )
         try:
             if credential.signing_secret:
-                verify_relay_signature(request, credential.signing_secret, str(tenant_id))
+                verify_relay_signature(
+                    request,
+                    credential.signing_secret,
+                    str(tenant_id),
+                    now=received_at.timestamp(),
+                    tolerance_s=self._signature_tolerance_s,
+                    accept_legacy=self._accept_legacy_signature,
+                )
             if credential.secret:
                 adapter.authenticate(request, credential.secret)
         except AuthenticationFailed as exc:
@@ -184,9 +245,22 @@ class WebhookService:
                 tenant_id=str(tenant_id),
                 gateway=adapter.name,
                 credential=exc.credential,
+                reason=exc.reason,
                 source_ip=source_ip,
                 body_bytes=len(request.raw),
             )
+            WEBHOOKS_REFUSED.add(
+                1, {ATTR_STATUS: 401, ATTR_GATEWAY: adapter.name, ATTR_REASON: exc.reason}
+            )
+            if self._auth_failures.hit(str(tenant_id)) == AUTH_BURST_THRESHOLD:
+                log.error(
+                    "webhook authentication failures burst",
+                    tenant_id=str(tenant_id),
+                    gateway=adapter.name,
+                    refused=AUTH_BURST_THRESHOLD,
+                    window_s=BURST_WINDOW_S,
+                    last_reason=exc.reason,
+                )
             hint = (
                 "" if exc.credential == "x_signature" else "; " + adapter.fix_hint(str(tenant_id))
             )
@@ -203,6 +277,16 @@ class WebhookService:
         decision = await self._limiter.acquire(str(tenant_id), limit)
         if not decision.allowed:
             retry = max(1, decision.retry_after_s)
+            WEBHOOKS_REFUSED.add(1, {ATTR_STATUS: 429, ATTR_REASON: "rate_limited"})
+            if self._rate_limited.hit(str(tenant_id)) == 1:
+                # Once per tenant and window: a flood of 429s must not flood the logs too.
+                log.warning(
+                    "webhooks rate limited",
+                    tenant_id=str(tenant_id),
+                    limit_per_minute=limit,
+                    retry_after_s=retry,
+                    next_log_within_s=BURST_WINDOW_S,
+                )
             raise _Stop(
                 WebhookOutcome(
                     429,

@@ -101,13 +101,6 @@ async def claim_message(conn: Connection, message_id: str, message_type: str) ->
     return bool(status == "INSERT 0 1")
 
 
-async def purge_inbox(conn: Connection, older_than: dt.timedelta) -> int:
-    status = await conn.execute(
-        "DELETE FROM matcher.inbox WHERE processed_at < now() - $1::interval", older_than
-    )
-    return int(status.split()[-1])
-
-
 async def upsert_click(conn: Connection, hit: Hit, traits: UaTraits) -> None:
     """Fold a hit into its session: first/last seen widen, newer identifiers win, the first
     landing page, referrer, UTM and funnel stay."""

@@ -1,14 +1,17 @@
 """The ``ingest-events`` consumer: decodes ``IngestEvent`` messages and calls the use cases.
 
-The kit acknowledges a message after this handler returns (the use case committed first), dead-
-letters it when decoding fails, and puts it back on :class:`Retryable` (registry or database
-briefly unavailable), after a short pause so an outage does not become a hot redelivery loop.
+The kit acknowledges a message after this handler returns (the use case committed first). Only
+a message that can never be processed is poison (:class:`BadMessage`: undecodable or invalid, or
+the tenant registry definitively refused the matcher): it is dead-lettered to
+``ingest-events.dlq`` (``trackai dlq list|replay --queue ingest-events``). Everything else (the
+database restarting or failing over, the registry unreachable, a bug) is retried by the kit
+through the ``ingest-events.retry.*`` delay queues with back-off.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import grpc
@@ -16,16 +19,15 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.ingestion.v1 import events_pb2 as ingest
-from trackai_kit.amqp import IncomingMessage, Retryable
+from trackai_kit.amqp import REPLAYED_BY_HEADER, IncomingMessage, Poison
+from trackai_kit.failures import is_transient_rpc_error, rpc_error_text
 from trackai_kit.identity import canonical_gateway, canonical_order_id, canonical_tenant_id
 from trackai_kit.logging import get_logger
 from trackai_kit.pii import is_sha256_hex
-from trackai_kit.tenant_config import TenantConfigUnavailable
 from trackai_matcher.domain.model import Hit, HitKind, Purchase, Tracking
 from trackai_matcher.service_layer.ingest import IngestService
 
 INGEST_TYPE = ingest.IngestEvent.DESCRIPTOR.full_name
-RETRY_PAUSE_S = 1.0
 log = get_logger(__name__)
 
 _HIT_KINDS = {
@@ -33,18 +35,9 @@ _HIT_KINDS = {
     ingest.HIT_TYPE_LEAD: HitKind.LEAD,
     ingest.HIT_TYPE_INITIATE_CHECKOUT: HitKind.INITIATE_CHECKOUT,
 }
-_TRANSIENT_DB = (
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.InterfaceError,
-    ConnectionError,
-    TimeoutError,
-)
 
 
-class BadMessage(ValueError):
+class BadMessage(Poison):
     """A message that can never be processed (dead-lettered with this reason)."""
 
 
@@ -135,8 +128,13 @@ def purchase_from_proto(event: ingest.IngestEvent, received: dt.datetime | None)
 class IngestConsumer:
     """``await consumer(message)`` for :meth:`trackai_kit.amqp.AmqpClient.consume`."""
 
-    def __init__(self, service: IngestService) -> None:
+    def __init__(
+        self, service: IngestService, reconnect: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._service = service
+        # Drops the pool's connections: after a failover the old primary answers read-only, and
+        # the pool would keep handing out connections to it.
+        self._reconnect = reconnect
 
     async def __call__(self, message: IncomingMessage) -> None:
         if message.type and message.type != INGEST_TYPE:
@@ -149,13 +147,25 @@ class IngestConsumer:
         if not message_id:
             raise BadMessage("IngestEvent without message_id")
         received = _time(event.received_time, None) if event.HasField("received_time") else None
+        replayed_by = (message.headers or {}).get(REPLAYED_BY_HEADER)
+        if replayed_by:
+            # The audit trail of `trackai dlq replay --queue ingest-events --by <name>`.
+            log.info(
+                "replayed dead letter received", message_id=message_id, replayed_by=replayed_by
+            )
         try:
             await self._dispatch(message_id, event, received)
-        except ValueError as exc:
-            raise BadMessage(str(exc)) from exc
-        except (TenantConfigUnavailable, grpc.aio.AioRpcError, *_TRANSIENT_DB) as exc:
-            await asyncio.sleep(RETRY_PAUSE_S)
-            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except (ValueError, asyncpg.DataError) as exc:
+            # Invalid content: our own checks, or PostgreSQL refusing a value (SQLSTATE class 22).
+            raise BadMessage(f"{type(exc).__name__}: {exc}") from exc
+        except grpc.aio.AioRpcError as exc:
+            if is_transient_rpc_error(exc):
+                raise
+            raise BadMessage(f"tenant registry refused the matcher: {rpc_error_text(exc)}") from exc
+        except asyncpg.ReadOnlySQLTransactionError:
+            if self._reconnect is not None:
+                await self._reconnect()
+            raise
 
     async def _dispatch(
         self, message_id: str, event: ingest.IngestEvent, received: dt.datetime | None

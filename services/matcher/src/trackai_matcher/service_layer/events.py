@@ -9,7 +9,6 @@ never costs the whole batch at the dispatcher.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import re
 import uuid
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.matcher.v1 import events_pb2 as pb
+from trackai_kit.addresses import public_ip
 from trackai_kit.pii import hash_value, is_sha256_hex
 from trackai_matcher.adapters.repository import SessionIdentity, as_values
 from trackai_matcher.domain.emq import EmqEstimate, estimate_emq
@@ -42,12 +42,8 @@ STAGES = {
 
 
 def _valid_ip(value: str | None) -> str:
-    if not value:
-        return ""
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return ""
+    # Public addresses only: rows stored before ingestion filtered them may hold a proxy's.
+    return (public_ip(value) or "") if value else ""
 
 
 def _fbc(purchase: Purchase, click: Click | None) -> str:

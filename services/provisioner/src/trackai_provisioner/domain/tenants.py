@@ -244,11 +244,23 @@ class MetaDestination:
 
 
 @dataclass(frozen=True)
+class BrokenCredential:
+    """A stored credential that cannot be opened (wrong or missing key, tampered row)."""
+
+    kind: str
+    provider: str
+    funnel_id: uuid.UUID | None
+    error: str
+
+
+@dataclass(frozen=True)
 class TenantConfig:
     tenant: Tenant
     gateways: list[GatewayCredential]
     meta: MetaDestination | None
     funnels: list[tuple[Funnel, MetaDestination | None]]
+    #: Left out of the above; every other credential of the tenant still works.
+    broken: list[BrokenCredential] = field(default_factory=list)
 
 
 def credential_associated_data(

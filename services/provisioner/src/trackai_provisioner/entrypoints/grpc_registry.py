@@ -200,6 +200,15 @@ class TenantRegistryServicer(pb_grpc.TenantRegistryServiceServicer):
                     pb.FunnelConfig(funnel=self._funnel(f), meta=self._meta(m))
                     for f, m in config.funnels
                 ],
+                broken_credentials=[
+                    pb.BrokenCredential(
+                        kind=b.kind,
+                        provider=b.provider,
+                        funnel_id=str(b.funnel_id or ""),
+                        error=b.error,
+                    )
+                    for b in config.broken
+                ],
             )
         )
 

@@ -17,11 +17,12 @@ from typing import Any
 import asyncpg
 
 from trackai_kit.logging import get_logger
-from trackai_provisioner.adapters.crypto import KeyRing, Sealed
+from trackai_provisioner.adapters.crypto import KeyRing, KeyRingError, Sealed
 from trackai_provisioner.adapters.repository import PostgresTenantRepository
 from trackai_provisioner.domain.tenants import (
     FUNNEL_UPDATABLE,
     TENANT_UPDATABLE,
+    BrokenCredential,
     Funnel,
     GatewayCredential,
     MetaDestination,
@@ -234,11 +235,30 @@ class TenantRegistry:
         gateways: list[GatewayCredential] = []
         tenant_meta: MetaDestination | None = None
         funnel_meta: dict[object, MetaDestination] = {}
+        broken: list[BrokenCredential] = []
         for row in rows:
             aad = credential_associated_data(
                 tenant.id, row["kind"], row["provider"], row["funnel_id"]
             )
-            secret = self._keys.open(Sealed(row["key_id"], row["nonce"], row["ciphertext"]), aad)
+            try:
+                secret = self._keys.open(
+                    Sealed(row["key_id"], row["nonce"], row["ciphertext"]), aad
+                )
+            except KeyRingError as exc:
+                # One unreadable credential must not take the tenant's others down with it.
+                broken.append(
+                    BrokenCredential(row["kind"], row["provider"], row["funnel_id"], str(exc))
+                )
+                log.error(
+                    "credential cannot be decrypted; left out of the tenant config",
+                    tenant_id=str(tenant.id),
+                    kind=row["kind"],
+                    provider=row["provider"],
+                    funnel_id=str(row["funnel_id"] or ""),
+                    key_id=row["key_id"],
+                    error=str(exc),
+                )
+                continue
             if row["kind"] == "gateway":
                 gateways.append(
                     GatewayCredential(
@@ -259,6 +279,7 @@ class TenantRegistry:
             gateways=gateways,
             meta=tenant_meta,
             funnels=[(f, funnel_meta.get(f.id)) for f in funnels],
+            broken=broken,
         )
 
     async def rotate_keys(self) -> int:

@@ -297,6 +297,7 @@ class TenantConfig(_message.Message):
     GATEWAYS_FIELD_NUMBER: _builtins.int
     META_FIELD_NUMBER: _builtins.int
     FUNNELS_FIELD_NUMBER: _builtins.int
+    BROKEN_CREDENTIALS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def tenant(self) -> Global___Tenant: ...
     @_builtins.property
@@ -307,6 +308,12 @@ class TenantConfig(_message.Message):
 
     @_builtins.property
     def funnels(self) -> _containers.RepeatedCompositeFieldContainer[Global___FunnelConfig]: ...
+    @_builtins.property
+    def broken_credentials(self) -> _containers.RepeatedCompositeFieldContainer[Global___BrokenCredential]:
+        """Credentials the provisioner could not decrypt (left out of gateways/meta above; the others
+        still work). Callers name them in their errors; the fix is to set the credential again.
+        """
+
     def __init__(
         self,
         *,
@@ -314,14 +321,49 @@ class TenantConfig(_message.Message):
         gateways: _abc.Iterable[Global___GatewayCredential] | None = ...,
         meta: Global___MetaDestination | None = ...,
         funnels: _abc.Iterable[Global___FunnelConfig] | None = ...,
+        broken_credentials: _abc.Iterable[Global___BrokenCredential] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "tenant", b"tenant"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["funnels", b"funnels", "gateways", b"gateways", "meta", b"meta", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["broken_credentials", b"broken_credentials", "funnels", b"funnels", "gateways", b"gateways", "meta", b"meta", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TenantConfig: _TypeAlias = TenantConfig  # noqa: Y015
+
+@_typing.final
+class BrokenCredential(_message.Message):
+    """BrokenCredential names a stored credential that cannot be decrypted (no secret in it)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    FUNNEL_ID_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """"gateway" or "meta"."""
+    provider: _builtins.str
+    """Gateway key ("kiwify", ...) or "meta"."""
+    funnel_id: _builtins.str
+    """Funnel of a funnel-level Meta destination; empty for tenant-level credentials."""
+    error: _builtins.str
+    """Why: e.g. sealed with a key that is not in TRACKAI_ENCRYPTION_KEYS."""
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        funnel_id: _builtins.str = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "funnel_id", b"funnel_id", "kind", b"kind", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BrokenCredential: _TypeAlias = BrokenCredential  # noqa: Y015
 
 @_typing.final
 class CreateTenantRequest(_message.Message):
