@@ -4,7 +4,7 @@
 Greenn documents no authentication. Assumed, and said so in docs/runbooks/webhooks.md: the tenant's
 secret arrives as a ``token`` field in the body or a ``token`` header (Greenn's panel, or a relay,
 adds it); a tenant that can set neither stores only a signing secret and sends our
-``X-Signature: sha256=<hex>`` through a relay.
+``X-Signature`` (``t=...,v1=...``) through a relay.
 """
 
 from __future__ import annotations
