@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import ServiceProcess, Stack
 from trackai_kit.identity import event_id
 from trackai_kit.pii import email_hash
 
@@ -65,6 +65,31 @@ def _kiwify_webhook(order_id: str) -> bytes:
     )
     payload["TrackingParameters"]["sck"] = SESSION_ID
     return json.dumps(payload).encode()
+
+
+def _meta_and_pipeline(stack: Stack, tenant_id: str, ready_s: float = 45.0) -> ServiceProcess:
+    """Store the tenant's Meta destination, start ingestion, the matcher's and the dispatcher's
+    consumers; returns ingestion once all three are ready."""
+    _trackai(
+        stack,
+        "tenant",
+        "set-meta",
+        tenant_id,
+        "--pixel-id",
+        PIXEL_ID,
+        "--access-token-file",
+        "-",
+        stdin=META_TOKEN,
+    )
+    ingestion = stack.start("ingestion")
+    procs = [
+        ingestion,
+        stack.start("matcher", "consume", grpc=False),
+        stack.start("dispatcher", "consume", grpc=False, DISPATCHER_BATCH_DEADLINE_MS="100"),
+    ]
+    for proc in procs:
+        stack.wait_ready(proc, ready_s)
+    return ingestion
 
 
 def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
@@ -110,26 +135,7 @@ def test_click_and_purchase_reach_meta_once_with_the_shared_event_id(stack: Stac
         "-",
         stdin=KIWIFY_TOKEN,
     )
-    _trackai(
-        stack,
-        "tenant",
-        "set-meta",
-        tenant_id,
-        "--pixel-id",
-        PIXEL_ID,
-        "--access-token-file",
-        "-",
-        stdin=META_TOKEN,
-    )
-
-    ingestion = stack.start("ingestion")
-    procs = [
-        ingestion,
-        stack.start("matcher", "consume", grpc=False),
-        stack.start("dispatcher", "consume", grpc=False, DISPATCHER_BATCH_DEADLINE_MS="100"),
-    ]
-    for proc in procs:
-        stack.wait_ready(proc)
+    ingestion = _meta_and_pipeline(stack, tenant_id)
 
     # 1. The ad click lands: the tracking script's page view, with the fbclid in the URL.
     with httpx.Client(base_url=ingestion.http, timeout=10) as http:

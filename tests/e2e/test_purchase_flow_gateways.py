@@ -20,7 +20,7 @@ import pytest
 import qs_codec
 
 from tests.e2e.conftest import Stack
-from tests.e2e.test_purchase_flow import META_TOKEN, PIXEL_ID, _trackai, _wait_for
+from tests.e2e.test_purchase_flow import PIXEL_ID, _meta_and_pipeline, _trackai, _wait_for
 from trackai_kit.identity import event_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -132,25 +132,7 @@ def test_one_sale_per_new_gateway_reaches_meta_once(stack: Stack, meta) -> None:
             "-",
             stdin=secret,
         )
-    _trackai(
-        stack,
-        "tenant",
-        "set-meta",
-        tenant_id,
-        "--pixel-id",
-        PIXEL_ID,
-        "--access-token-file",
-        "-",
-        stdin=META_TOKEN,
-    )
-    ingestion = stack.start("ingestion")
-    procs = [
-        ingestion,
-        stack.start("matcher", "consume", grpc=False),
-        stack.start("dispatcher", "consume", grpc=False, DISPATCHER_BATCH_DEADLINE_MS="100"),
-    ]
-    for proc in procs:
-        stack.wait_ready(proc, READY_S)
+    ingestion = _meta_and_pipeline(stack, tenant_id, READY_S)
 
     orders: dict[str, tuple[str, str, str]] = {}
     with httpx.Client(base_url=ingestion.http, timeout=10) as http:
