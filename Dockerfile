@@ -9,6 +9,13 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
 
+# The console's browser packages (htmx, its SSE extension, Chart.js) from npm by the lock file,
+# as `make console-assets` installs them locally; never committed, never a CDN.
+FROM node:20-bookworm-slim AS console-assets
+WORKDIR /frontend
+COPY services/console/frontend/package.json services/console/frontend/package-lock.json ./
+RUN npm ci --no-audit --no-fund && VENDOR_DIR=/vendor npm run --silent vendor
+
 FROM ${PYTHON_IMAGE} AS build
 ARG SERVICE
 RUN test -n "$SERVICE" || (echo 'build with --build-arg SERVICE=<service>' >&2; exit 1)
@@ -41,6 +48,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # finds its alembic.ini and migrations/ next to its sources, exactly as in a checkout.
 COPY libs ./libs
 COPY services/${SERVICE} ./services/${SERVICE}
+# Only the console serves them; a few hundred KiB in the other images keeps one Dockerfile.
+COPY --from=console-assets /vendor ./services/console/src/trackai_console/static/vendor
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --package trackai-${SERVICE} \
  && python -m compileall -q libs services/${SERVICE}/src

@@ -9,7 +9,7 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: help env run test test-fast fuzz lint fmt migrate proto proto-check bench services clean
+.PHONY: help env console-assets run test test-fast fuzz lint fmt migrate proto proto-check bench services clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -24,16 +24,27 @@ help: ## Show this help
 
 env: .venv/.synced ## Create/refresh the virtual environment from uv.lock
 
+# The console's browser packages (htmx, its SSE extension, Chart.js): installed from npm by the
+# lock file and copied into the served static dir (gitignored); never committed, never a CDN.
+CONSOLE_FRONTEND := services/console/frontend
+CONSOLE_VENDOR := services/console/src/trackai_console/static/vendor
+$(CONSOLE_VENDOR)/.built: $(CONSOLE_FRONTEND)/package.json $(CONSOLE_FRONTEND)/package-lock.json
+	cd $(CONSOLE_FRONTEND) && npm ci --no-audit --no-fund --silent \
+	  && VENDOR_DIR=$(CURDIR)/$(CONSOLE_VENDOR) npm run --silent vendor
+	@touch $@
+
+console-assets: $(CONSOLE_VENDOR)/.built ## Install the console's browser packages (npm ci) into its static dir
+
 services: env ## Make sure PostgreSQL and RabbitMQ are reachable (starts local ones if stopped)
 	@$(PY) scripts/devstack.py ensure-services
 
 migrate: services ## Create the database and apply every service's migrations
 	@$(PY) scripts/devstack.py migrate
 
-run: migrate ## Run every service and the sandbox fakes; Ctrl-C stops everything
+run: migrate console-assets ## Run every service and the sandbox fakes; Ctrl-C stops everything
 	@$(PY) scripts/devstack.py run
 
-test: services ## The whole test suite (unit, integration, e2e, contract, charts, browser)
+test: services console-assets ## The whole test suite (unit, integration, e2e, contract, charts, browser)
 	@$(PY) scripts/devstack.py ensure-browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -27,7 +27,7 @@ from trackai_kit.settings import GRPC_PORTS, HTTP_PORTS, ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-SANDBOX_PORTS = {"meta": 8010, "cloudflare": 8011, "stape": 8012, "gtm": 8013}
+SANDBOX_PORTS = {"meta": 8010, "cloudflare": 8011, "stape": 8012, "gtm": 8013, "llm": 8014}
 CHROMIUM = "/usr/bin/chromium"
 #: Health ports of the second process of a service when it shares a machine with `serve`:
 #: ingestion's outbox relay and the queue consumers (as the Helm chart deploys them).
@@ -171,13 +171,29 @@ def ensure_browser() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
 
 
+def service_role(svc: str) -> str:
+    """The database role a service connects as: rights on its own schema only."""
+    return f"trackai_{svc}"
+
+
+def service_database_url(url: str, svc: str) -> str:
+    """``url`` with the service's own role (local only: the password is the role's name)."""
+    from sqlalchemy.engine import make_url
+
+    role = service_role(svc)
+    return make_url(url).set(username=role, password=role).render_as_string(hide_password=False)
+
+
 def migrate() -> None:
-    from trackai_kit.migrations import ensure_database, upgrade_all
+    from trackai_kit.migrations import SERVICES, ensure_database, grant_service_role, upgrade_all
 
     url = ServiceSettings().database_url
     ensure_database(url)
     upgrade_all(url)
+    for svc in SERVICES:
+        grant_service_role(svc, url, service_role(svc), create_with_password=service_role(svc))
     _say(f"  migrations applied to {urlsplit(url).path.lstrip('/') or 'trackai'}")
+    _say("  each service connects as trackai_<service>, with rights on its own schema only")
 
 
 @dataclass
@@ -200,6 +216,13 @@ def _stack() -> list[Proc]:
     if not os.environ.get("META_GRAPH_URL"):
         base_env["META_GRAPH_URL"] = f"http://127.0.0.1:{SANDBOX_PORTS['meta']}"
     base_env.setdefault("PROVISIONING_POLL_INTERVAL_S", "2")
+    # The agent talks to the LLM fake unless a real model is configured; local landing pages
+    # may be probed on 127.0.0.1.
+    if not os.environ.get("AGENT_LLM_API_KEY"):
+        base_env["AGENT_LLM_BASE_URL"] = f"http://127.0.0.1:{SANDBOX_PORTS['llm']}/v1"
+        base_env["AGENT_LLM_API_KEY"] = "sandbox-llm-key"
+    base_env.setdefault("AGENT_FETCH_ALLOW_LOOPBACK", "true")
+    database_url = ServiceSettings().database_url
     procs = [
         Proc(
             "sandbox",
@@ -216,13 +239,13 @@ def _stack() -> list[Proc]:
             Proc(
                 svc,
                 [PY, "-m", f"trackai_{svc}", "serve"],
-                dict(base_env),
+                {**base_env, "DATABASE_URL": service_database_url(database_url, svc)},
                 [("http", f"http://127.0.0.1:{HTTP_PORTS[svc]}")],
                 f"127.0.0.1:{GRPC_PORTS[svc]}" if svc in GRPC_PORTS else "-",
             )
         )
     for svc, (command, port) in WORKER_PROCESSES.items():
-        env = dict(base_env)
+        env = {**base_env, "DATABASE_URL": service_database_url(database_url, svc)}
         env[f"{svc.upper()}_HTTP_PORT"] = str(port)
         procs.append(
             Proc(

@@ -5,7 +5,7 @@ steady 200 events/s.
 Real processes: ``python -m trackai_dispatcher consume`` and ``python -m trackai_sandbox serve
 --only meta`` as children, each benchmark with its own database ``bench_<random>`` (dispatcher
 schema migrated) and its own queue prefix ``bench.<random>.``; a tenant registry answering
-GetTenantConfig runs in the benchmark process.
+GetMetaDestination runs in the benchmark process.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from typing import Any
 import aio_pika
 import asyncpg
 import httpx
-from pydantic import SecretStr
 
 from bench.context import BenchContext
 from bench.registry import Metric, Ref, RunOnce, benchmark
@@ -35,7 +34,6 @@ from bench.suites.baseline_postgres import temporary_database
 
 PIXEL = "1234567890"
 TOKEN = "sandbox-token"
-GRPC_TOKEN = "bench-dispatcher-token"
 META_LATENCY_MS = 300
 THROUGHPUT_BATCH = 200
 THROUGHPUT_WORKERS = 4
@@ -54,28 +52,27 @@ async def meta_fake(ctx: BenchContext) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def registry(tenant_id: str) -> AsyncIterator[str]:
-    """GetTenantConfig for one tenant whose default destination is the demo pixel."""
+    """GetMetaDestination for one tenant whose default destination is the demo pixel."""
     from trackai.provisioner.v1 import provisioner_service_pb2 as pb
     from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
-    from trackai_kit.grpc import start_grpc_server
+    from trackai_kit.grpc import AccessPolicy, local_dev_callers, rpc, start_grpc_server
     from trackai_kit.settings import GrpcSettings
 
-    config = pb.TenantConfig(
-        tenant=pb.Tenant(id=tenant_id, slug="bench"),
-        meta=pb.MetaDestination(pixel_id=PIXEL, access_token=TOKEN),
-    )
+    destination = pb.MetaDestination(pixel_id=PIXEL, access_token=TOKEN)
+    service = pb.DESCRIPTOR.services_by_name["TenantRegistryService"]
 
     class Registry(pb_grpc.TenantRegistryServiceServicer):
-        async def GetTenantConfig(
-            self, request: pb.GetTenantConfigRequest, context: Any
-        ) -> pb.GetTenantConfigResponse:
-            return pb.GetTenantConfigResponse(config=config)
+        async def GetMetaDestination(
+            self, request: pb.GetMetaDestinationRequest, context: Any
+        ) -> pb.GetMetaDestinationResponse:
+            return pb.GetMetaDestinationResponse(destination=destination)
 
     server = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=SecretStr(GRPC_TOKEN)),
-        # Only GetTenantConfig is served; the other RPCs answer UNIMPLEMENTED (base class).
+        GrpcSettings(port=0, callers=local_dev_callers()),
+        # Only GetMetaDestination is served; the other RPCs answer UNIMPLEMENTED (base class).
         partial(pb_grpc.add_TenantRegistryServiceServicer_to_server, Registry()),  # type: ignore[abstract]
-        ["trackai.provisioner.v1.TenantRegistryService"],
+        [service.full_name],
+        AccessPolicy.of({"dispatcher": [rpc(service, "GetMetaDestination")]}),
     )
     try:
         yield f"127.0.0.1:{server.port}"
@@ -172,7 +169,6 @@ async def stage(ctx: BenchContext, **knobs: str) -> AsyncIterator[Stage]:
             "AMQP_PREFIX": prefix,
             "META_GRAPH_URL": meta_url,
             "PROVISIONER_GRPC_TARGET": registry_target,
-            "GRPC_AUTH_TOKEN": GRPC_TOKEN,
             "LOG_LEVEL": "WARNING",
             **knobs,
         }

@@ -5,7 +5,7 @@ Every request is a different order (a repeated one would only measure the duplic
 load generator's request is built per send; figures are ratios to the FastAPI no-op baseline of
 the same run. Around the service: its own database (``bench_<random>``, ingestion schema
 migrated), a RabbitMQ prefix ``bench.<random>.`` (the outbox relay publishes for real), Redis for
-the rate limiter, and an in-process tenant registry answering GetTenantConfig over gRPC.
+the rate limiter, and an in-process tenant registry answering GetWebhookConfig over gRPC.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import grpc
-from pydantic import SecretStr
 
 from bench.context import BenchContext
 from bench.http_load import LoadResult, build_request, run_load
@@ -45,14 +44,13 @@ from trackai_ingestion.domain.model import Conversion
 from trackai_ingestion.service_layer.webhooks import WebhookService
 from trackai_kit import migrations
 from trackai_kit.amqp import AmqpClient
-from trackai_kit.grpc import start_grpc_server
+from trackai_kit.grpc import AccessPolicy, local_dev_callers, rpc, start_grpc_server
 from trackai_kit.logging import configure_logging
 from trackai_kit.settings import AmqpSettings, GrpcSettings, LogSettings
 from trackai_kit.topology import ingestion_topology
 
 WEBHOOK = "ingestion.webhook_accept"
 SERVICE_CPU = "ingestion.webhook_service_cpu"
-TOKEN = "bench-grpc-token"
 KIWIFY_SECRET = "bench-kiwify-token"
 
 
@@ -136,20 +134,22 @@ async def _load(
 
 
 class _Registry(prov_grpc.TenantRegistryServiceServicer):
-    def __init__(self, config: prov.TenantConfig) -> None:
+    def __init__(self, config: prov.WebhookConfig) -> None:
         self._config = config
 
-    async def GetTenantConfig(
-        self, request: prov.GetTenantConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> prov.GetTenantConfigResponse:
-        if request.tenant_ref != self._config.tenant.id:
+    async def GetWebhookConfig(
+        self, request: prov.GetWebhookConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> prov.GetWebhookConfigResponse:
+        if request.tenant_ref != self._config.view.tenant.id:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such tenant")
-        return prov.GetTenantConfigResponse(config=self._config)
+        return prov.GetWebhookConfigResponse(config=self._config)
 
 
-def _tenant_config(tenant_id: str) -> prov.TenantConfig:
-    return prov.TenantConfig(
-        tenant=prov.Tenant(id=tenant_id, slug="bench", rate_limit_per_minute=100_000_000),
+def _tenant_config(tenant_id: str) -> prov.WebhookConfig:
+    return prov.WebhookConfig(
+        view=prov.TenantView(
+            tenant=prov.Tenant(id=tenant_id, slug="bench", rate_limit_per_minute=100_000_000)
+        ),
         gateways=[prov.GatewayCredential(gateway="kiwify", secret=KIWIFY_SECRET)],
     )
 
@@ -159,15 +159,16 @@ async def _tenant_registry(tenant_id: str) -> AsyncIterator[int]:
     """An in-process registry serving one tenant (Kiwify secret; a limit the load never hits, so
     the Redis script still runs on every request but never refuses)."""
     config = _tenant_config(tenant_id)
-    name = prov.DESCRIPTOR.services_by_name["TenantRegistryService"].full_name
+    service = prov.DESCRIPTOR.services_by_name["TenantRegistryService"]
     server = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=SecretStr(TOKEN)),
-        # The generated stub marks every RPC abstract; only GetTenantConfig is served here.
+        GrpcSettings(port=0, callers=local_dev_callers()),
+        # The generated stub marks every RPC abstract; only GetWebhookConfig is served here.
         partial(
             prov_grpc.add_TenantRegistryServiceServicer_to_server,
             _Registry(config),  # type: ignore[abstract]
         ),
-        [name],
+        [service.full_name],
+        AccessPolicy.of({"ingestion": [rpc(service, "GetWebhookConfig")]}),
     )
     try:
         yield server.port
@@ -248,7 +249,6 @@ async def webhook_accept(ctx: BenchContext) -> AsyncIterator[RunOnce]:
         "DATABASE_URL": db_url,
         "AMQP_URL": settings.amqp_url,
         "AMQP_PREFIX": prefix,
-        "GRPC_AUTH_TOKEN": TOKEN,
         "INGESTION_HTTP_PORT": str(port),
         "INGESTION_GRPC_PORT": str(grpc_port),
         "TRACKAI_ENV": "test",
@@ -296,11 +296,11 @@ def _database_url(server_url: str, database: str) -> str:
 
 
 class _OneTenant:
-    def __init__(self, config: prov.TenantConfig) -> None:
+    def __init__(self, config: prov.WebhookConfig) -> None:
         self._config = config
 
-    async def get(self, tenant_ref: str) -> prov.TenantConfig | None:
-        return self._config if tenant_ref == self._config.tenant.id else None
+    async def get(self, tenant_ref: str) -> prov.WebhookConfig | None:
+        return self._config if tenant_ref == self._config.view.tenant.id else None
 
 
 class _NoLimit:

@@ -21,10 +21,10 @@ def test_listeners_follow_settings() -> None:
     settings = SandboxSettings(meta_port=18999, gtm_port=18998, host="0.0.0.0")
     [meta] = listeners(settings, only=["meta"])
     assert (meta.name, meta.host, meta.port) == ("meta", "0.0.0.0", 18999)
-    assert [fake.name for fake in FAKES] == ["meta", "cloudflare", "stape", "gtm"]
-    assert [(x.name, x.port) for x in listeners(settings)][-1] == ("gtm", 18998)
+    assert [fake.name for fake in FAKES] == ["meta", "cloudflare", "stape", "gtm", "llm"]
+    assert [(x.name, x.port) for x in listeners(settings)][-2] == ("gtm", 18998)
     with pytest.raises(ValueError, match="unknown fake"):
-        listeners(settings, only=["llm"])
+        listeners(settings, only=["openai"])
 
 
 def _free_port() -> int:

@@ -62,6 +62,23 @@ def load_values(path: Path) -> dict[str, Any]:
     return loaded
 
 
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` deep-merged onto ``base`` (maps merge, anything else replaces)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def with_required(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` over what production cannot default (ci/default-values.yaml: gRPC caller
+    digests, how gRPC is encrypted, the tracking script's URL)."""
+    return merged(load_values(CHART_DIR / "ci" / "default-values.yaml"), values)
+
+
 def render(
     chart: helm.Chart, values: dict[str, Any], name: str = "inline", release: str = RELEASE_NAME
 ) -> Render:
@@ -98,6 +115,12 @@ def kube_version() -> str:
 
 
 @pytest.fixture(scope="session")
+def required() -> Any:
+    """:func:`with_required`, as a fixture because test modules cannot import conftest."""
+    return with_required
+
+
+@pytest.fixture(scope="session")
 def values_of() -> Any:
     """Loader of a values file, as a fixture because test modules cannot import conftest."""
     return load_values
@@ -105,10 +128,11 @@ def values_of() -> Any:
 
 @pytest.fixture(scope="session")
 def render_inline(chart: helm.Chart) -> Any:
-    """Render values given in the test (not memoised: each test builds its own)."""
+    """Render values given in the test over the required ones (not memoised: each test builds
+    its own)."""
 
     def _render(values: dict[str, Any], release: str = RELEASE_NAME) -> Render:
-        return render(chart, values, release=release)
+        return render(chart, with_required(values), release=release)
 
     return _render
 

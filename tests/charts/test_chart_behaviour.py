@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -15,11 +16,22 @@ PROCESSES = {
     "matcher": ("serve", "consume"),
     "dispatcher": ("serve", "consume"),
 }
+#: Keys of the release Secret with every service enabled.
 SECRET_KEYS = {
-    "DATABASE_URL",
+    "DATABASE_URL_MIGRATIONS",
+    *(f"DATABASE_URL_{svc.upper()}" for svc in SERVICES),
     "AMQP_URL",
-    "GRPC_AUTH_TOKEN",
+    "REDIS_URL",
+    *(f"GRPC_CLIENT_TOKEN_{svc.upper()}" for svc in SERVICES if svc != "provisioner"),
     "SENTRY_DSN",
+    "TRACKAI_ENCRYPTION_KEYS",
+    "META_APP_TOKEN",
+    "CLOUDFLARE_API_TOKEN",
+    "STAPE_API_KEY",
+    "GTM_CREDENTIALS_JSON",
+}
+#: Secret keys only the provisioner may hold (keys and provider credentials).
+PROVISIONER_ONLY = {
     "TRACKAI_ENCRYPTION_KEYS",
     "META_APP_TOKEN",
     "CLOUDFLARE_API_TOKEN",
@@ -41,6 +53,19 @@ def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
+
+
+def _secret_refs(container: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """env name -> (Secret name, key) of every variable read from a Secret."""
+    return {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def _plain_env(container: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in container.get("env", []) if "value" in e]
 
 
 # --- workloads --------------------------------------------------------------------------
@@ -197,24 +222,46 @@ def test_pods_listen_on_all_interfaces_on_the_configured_ports(ci_render: Any) -
         "INGESTION_RATE_LIMIT_PER_MINUTE",
     ):
         assert isinstance(data[key], str)
-    assert not SECRET_KEYS & set(data), "secrets must not leak into the ConfigMap"
+    secret_names = SECRET_KEYS | {"DATABASE_URL", "GRPC_CLIENT_TOKEN"}
+    assert not secret_names & set(data), "secrets must not leak into the ConfigMap"
 
 
 def test_production_values_reach_the_config_map(by_name: Any) -> None:
     data = by_name("production-values").one("ConfigMap", "trackai-config")["data"]
     assert data["TRACKAI_ENV"] == "production"
-    assert data["CF_BASE_DOMAIN"] == "track.example.com"
     assert data["INGESTION_RATE_LIMIT_PER_MINUTE"] == "1200"
     assert data["DISPATCHER_BATCH_MAX"] == "1000"
+    assert data["CLOUDFLARE_ZONE_ID"] == "023e105f4ecef8ad9ca31a8372d0c353"
+    assert data["GTM_ACCOUNT_ID"] == "6012345678"
+    assert data["STAPE_API_URL"] == "https://api.app.stape.io"
+    assert data["INGESTION_TRUSTED_PROXIES"] == "10.20.0.0/20"
+    # Tracking hosts are {slug}.track.{CF_BASE_DOMAIN}: the example must not double "track".
+    assert f"acme.track.{data['CF_BASE_DOMAIN']}" == "acme.track.example.com"
+    # Derived from the public ingestion host when not given.
+    assert data["TRACKING_SCRIPT_URL"] == "https://hooks.trackai.example.com/sdk/v1/track.js"
 
 
-def test_every_workload_reads_the_config_map_and_the_secret(ci_render: Any) -> None:
+def test_defaults_follow_the_seed_and_set_redis(by_name: Any) -> None:
+    rendered = by_name("default-values")
+    data = rendered.one("ConfigMap", "trackai-config")["data"]
+    assert data["INGESTION_RATE_LIMIT_PER_MINUTE"] == "100"
+    (container,) = _pod_spec(rendered.one("Deployment", "trackai-ingestion-serve"))["containers"]
+    assert _secret_refs(container)["REDIS_URL"] == ("trackai-secrets", "REDIS_URL")
+
+
+def test_every_workload_reads_only_its_own_secret_keys(ci_render: Any) -> None:
+    services = ci_render.effective["services"]
     for deployment in ci_render.of_kind("Deployment"):
+        name = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
         (container,) = _pod_spec(deployment)["containers"]
-        assert container["envFrom"] == [
-            {"configMapRef": {"name": "trackai-config"}},
-            {"secretRef": {"name": "trackai-secrets"}},
-        ]
+        # Never the whole Secret.
+        assert container["envFrom"] == [{"configMapRef": {"name": "trackai-config"}}]
+        refs = _secret_refs(container)
+        assert {key for _, key in refs.values()} == set(services[name]["secretEnv"].values())
+        assert refs["DATABASE_URL"] == ("trackai-secrets", f"DATABASE_URL_{name.upper()}")
+        if name != "provisioner":
+            assert not PROVISIONER_ONLY & set(refs), f"{name} must not hold provider secrets"
+            assert refs["GRPC_CLIENT_TOKEN"][1] == f"GRPC_CLIENT_TOKEN_{name.upper()}"
 
 
 def test_exactly_one_secret_source_and_no_secret_data_with_external_secret(
@@ -230,7 +277,11 @@ def test_exactly_one_secret_source_and_no_secret_data_with_external_secret(
     spec = external["spec"]
     assert spec["target"]["name"] == "trackai-secrets"
     assert spec["secretStoreRef"]["kind"] == "ClusterSecretStore"
-    assert {item["secretKey"] for item in spec["data"]} == SECRET_KEYS
+    enabled = [svc for svc in SERVICES if ci_render.effective["services"][svc]["enabled"]]
+    expected = {"DATABASE_URL_MIGRATIONS"} | {
+        key for svc in enabled for key in ci_render.effective["services"][svc]["secretEnv"].values()
+    }
+    assert {item["secretKey"] for item in spec["data"]} == expected
     assert all(item["remoteRef"]["property"] == item["secretKey"] for item in spec["data"])
     remote_keys = {item["remoteRef"]["key"] for item in spec["data"]}
     assert remote_keys == {secrets["externalSecret"]["remoteKey"]}
@@ -242,11 +293,37 @@ def test_plain_secret_mode_renders_every_key_and_no_external_secret(by_name: Any
     assert rendered.of_kind("ExternalSecret") == []
     secret = rendered.one("Secret", "trackai-secrets")
     assert set(secret["stringData"]) == SECRET_KEYS
-    assert secret["stringData"]["DATABASE_URL"].startswith("postgresql://")
+    assert secret["stringData"]["DATABASE_URL_INGESTION"].startswith("postgresql://")
     assert set(secret["metadata"]["annotations"]["helm.sh/hook"].split(",")) == HOOK_EVENTS
-    # A changed secret rolls the pods, since envFrom is read only at container start.
+    # A changed secret rolls the pods, since env is read only at container start.
     for deployment in rendered.of_kind("Deployment"):
         assert "checksum/secret" in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_a_rotated_secret_rolls_exactly_the_workloads_reading_it(
+    by_name: Any, render_inline: Any, values_of: Any, chart_dir: Any
+) -> None:
+    dev = values_of(chart_dir / "ci" / "dev-values.yaml")
+
+    def checksums(token: str) -> dict[str, str]:
+        values = {**dev, "secrets": {**dev["secrets"], "values": {**dev["secrets"]["values"]}}}
+        values["secrets"]["values"]["CLOUDFLARE_API_TOKEN"] = token
+        rendered = render_inline(values)
+        return {
+            d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"][
+                "checksum/secret"
+            ]
+            for d in rendered.of_kind("Deployment")
+        }
+
+    before, after = checksums("old"), checksums("new")
+    assert {name for name in before if before[name] != after[name]} == {"trackai-provisioner-serve"}
+
+
+def test_an_external_secret_rotation_restarts_pods_through_reloader(by_name: Any) -> None:
+    for deployment in by_name("production-values").of_kind("Deployment"):
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["secret.reloader.stakater.com/reload"] == "trackai-secrets"
 
 
 def test_process_env_overrides_the_config_map_for_that_process_only(render_inline: Any) -> None:
@@ -256,8 +333,10 @@ def test_process_env_overrides_the_config_map_for_that_process_only(render_inlin
     consumer = rendered.one("Deployment", "trackai-matcher-consume")
     server = rendered.one("Deployment", "trackai-matcher-serve")
     # Kubernetes gives `env` precedence over `envFrom`.
-    assert _pod_spec(consumer)["containers"][0]["env"] == [{"name": "LOG_LEVEL", "value": "DEBUG"}]
-    assert "env" not in _pod_spec(server)["containers"][0]
+    assert _plain_env(_pod_spec(consumer)["containers"][0]) == [
+        {"name": "LOG_LEVEL", "value": "DEBUG"}
+    ]
+    assert _plain_env(_pod_spec(server)["containers"][0]) == []
 
 
 def test_a_config_change_rolls_every_pod(render_inline: Any) -> None:
@@ -307,9 +386,14 @@ def test_migrations_run_in_order_for_every_enabled_service(ci_render: Any) -> No
     ]
     assert len(_pod_spec(job)["containers"]) == 1
     for container in _containers(job):
-        assert container["envFrom"] == [{"secretRef": {"name": "trackai-secrets"}}]
-        env = {e["name"]: e["value"] for e in container["env"]}
+        assert "envFrom" not in container
+        # The owner role migrates, then grants the service's own role its schema.
+        assert _secret_refs(container) == {
+            "DATABASE_URL": ("trackai-secrets", "DATABASE_URL_MIGRATIONS")
+        }
+        env = {e["name"]: e["value"] for e in _plain_env(container)}
         own = container["name"].removeprefix("migrate-").upper()
+        assert env["DATABASE_SERVICE_ROLE"] == f"trackai_{own.lower()}"
         # Each step sees the shared settings and its own service's, never a peer's.
         assert "TRACKAI_ENV" in env
         assert all(
@@ -407,11 +491,10 @@ def _assert_references_resolve(rendered: Any) -> None:
         if workload["kind"] == "Deployment":
             assert pod["serviceAccountName"] in accounts
         for container in _containers(workload):
-            for source in container["envFrom"]:
-                if "configMapRef" in source:
-                    assert ("ConfigMap", source["configMapRef"]["name"]) in names
-                else:
-                    assert source["secretRef"]["name"] in secret_names
+            for source in container.get("envFrom", []):
+                assert ("ConfigMap", source["configMapRef"]["name"]) in names
+            for secret_name, _ in _secret_refs(container).values():
+                assert secret_name in secret_names
     for hpa in rendered.of_kind("HorizontalPodAutoscaler"):
         assert ("Deployment", hpa["spec"]["scaleTargetRef"]["name"]) in names
     for ingress in rendered.of_kind("Ingress"):
@@ -435,3 +518,119 @@ def test_another_release_name_prefixes_every_object_and_reference(render_inline:
     assert {obj["metadata"]["name"].split("-")[0] for obj in rendered.objects} == {"acme"}
     assert rendered.one("Service", "acme-trackai-ingestion")
     _assert_references_resolve(rendered)
+
+
+# --- identities, network policies, gRPC TLS ------------------------------------------------------
+
+
+def _policy(rendered: Any, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = rendered.one("NetworkPolicy", name)["spec"]
+    return spec
+
+
+def _peers_components(rule: dict[str, Any]) -> set[str]:
+    return {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for peer in rule.get("from", rule.get("to", []))
+        if "app.kubernetes.io/component" in peer.get("podSelector", {}).get("matchLabels", {})
+    }
+
+
+def _egress_ports(spec: dict[str, Any]) -> set[int]:
+    return {port["port"] for rule in spec.get("egress", []) for port in rule.get("ports", [])}
+
+
+def test_every_pod_of_the_release_is_denied_by_default(ci_render: Any) -> None:
+    deny = _policy(ci_render, "trackai-default-deny")
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny
+    # Only DNS (and the operator's extra rules) are open to every pod.
+    assert {53} <= _egress_ports(deny)
+    for obj in [*ci_render.of_kind("Deployment"), *ci_render.of_kind("Job")]:
+        labels = obj["spec"]["template"]["metadata"]["labels"]
+        assert _selects(deny["podSelector"]["matchLabels"], labels)
+        component = labels["app.kubernetes.io/component"]
+        own = _policy(ci_render, f"trackai-{component}")
+        assert _selects(own["podSelector"]["matchLabels"], labels)
+
+
+def test_grpc_is_open_only_between_the_pairs_that_call_each_other(by_name: Any) -> None:
+    rendered = by_name("production-values")
+    provisioner = _policy(rendered, "trackai-provisioner")
+    (grpc_rule,) = provisioner["ingress"]
+    assert _peers_components(grpc_rule) == {
+        "ingestion",
+        "matcher",
+        "dispatcher",
+        "agent",
+        "console",
+    }
+    assert {"matchLabels": {"trackai.io/operator": "true"}} in [
+        p["podSelector"] for p in grpc_rule["from"]
+    ]
+    assert [p["port"] for p in grpc_rule["ports"]] == [GRPC_PORTS["provisioner"]]
+    matcher = _policy(rendered, "trackai-matcher")
+    called = set().union(*(_peers_components(rule) for rule in matcher["egress"]))
+    assert called == {"provisioner"}
+    (matcher_in,) = matcher["ingress"]
+    assert _peers_components(matcher_in) == {"console"}
+
+
+def test_only_public_services_accept_traffic_from_the_ingress(by_name: Any) -> None:
+    rendered = by_name("production-values")
+    ingestion = _policy(rendered, "trackai-ingestion")
+    http_rules = [
+        r for r in ingestion["ingress"] if r["ports"][0]["port"] == HTTP_PORTS["ingestion"]
+    ]
+    assert [r["from"] for r in http_rules] == [[{"ipBlock": {"cidr": "10.20.0.0/20"}}]]
+    for internal in ("matcher", "dispatcher", "provisioner", "agent"):
+        for rule in _policy(rendered, f"trackai-{internal}").get("ingress", []):
+            assert HTTP_PORTS[internal] not in [p["port"] for p in rule["ports"]]
+
+
+def test_external_egress_only_where_needed(by_name: Any) -> None:
+    rendered = by_name("production-values")
+    for svc in SERVICES:
+        ports = _egress_ports(_policy(rendered, f"trackai-{svc}"))
+        assert {5432, 5671} <= ports
+        assert (443 in ports) == (svc in {"dispatcher", "provisioner", "agent"}), svc
+        assert (6379 in ports) == (svc == "ingestion"), svc
+    assert _egress_ports(_policy(rendered, "trackai-migrations")) == {5432}
+
+
+def test_network_policies_can_be_turned_off(render_inline: Any) -> None:
+    assert render_inline({"networkPolicy": {"enabled": False}}).of_kind("NetworkPolicy") == []
+
+
+def test_each_service_runs_under_its_own_service_account(render_inline: Any) -> None:
+    irsa = {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/provisioner"}
+    rendered = render_inline(
+        {"services": {"provisioner": {"serviceAccount": {"annotations": irsa}}}}
+    )
+    accounts = {a["metadata"]["name"]: a for a in rendered.of_kind("ServiceAccount")}
+    assert set(accounts) == {f"trackai-{svc}" for svc in SERVICES}
+    for deployment in rendered.of_kind("Deployment"):
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert _pod_spec(deployment)["serviceAccountName"] == f"trackai-{component}"
+    assert accounts["trackai-provisioner"]["metadata"]["annotations"] == irsa
+    assert [n for n, a in accounts.items() if a["metadata"].get("annotations")] == [
+        "trackai-provisioner"
+    ]
+
+
+def test_grpc_identities_and_tls_reach_every_pod(by_name: Any) -> None:
+    rendered = by_name("production-values")
+    data = rendered.one("ConfigMap", "trackai-config")["data"]
+    callers = json.loads(data["GRPC_CALLER_TOKENS"])
+    assert set(callers) == {"ingestion", "matcher", "dispatcher", "agent", "console", "operator"}
+    assert data["GRPC_TLS_CERT_FILE"] == "/etc/trackai/grpc-tls/tls.crt"
+    assert data["GRPC_TLS_CA_FILE"] == "/etc/trackai/grpc-tls/ca.crt"
+    for deployment in rendered.of_kind("Deployment"):
+        pod = _pod_spec(deployment)
+        assert {"name": "grpc-tls", "secret": {"secretName": "trackai-grpc-tls"}} in pod["volumes"]
+        (container,) = pod["containers"]
+        assert {
+            "name": "grpc-tls",
+            "mountPath": "/etc/trackai/grpc-tls",
+            "readOnly": True,
+        } in container["volumeMounts"]

@@ -52,9 +52,9 @@ REFUSED_BY_SCHEMA: dict[str, tuple[dict[str, Any], str]] = {
         },
         "invalid propertyName 'consume'",
     ),
-    "gRPC port on the HTTP-only console": (
-        {"services": {"console": {"ports": {"grpc": 50056}}}},
-        "invalid propertyName 'grpc'",
+    "an unknown port on the console": (
+        {"services": {"console": {"ports": {"metrics": 9090}}}},
+        "invalid propertyName 'metrics'",
     ),
     "ingress on an internal service": (
         {
@@ -84,13 +84,21 @@ REFUSED_BY_SCHEMA: dict[str, tuple[dict[str, Any], str]] = {
         {"secrets": {"mode": "vault"}},
         "/secrets/mode'",
     ),
-    "unknown secret key": (
-        {"secrets": {"values": {"DB_PASSWORD": "x"}}},
-        "'DB_PASSWORD' not allowed",
+    "secret key not an environment name": (
+        {"secrets": {"values": {"db-password": "x"}}},
+        "invalid propertyName 'db-password'",
     ),
-    "plain Secret without a database": (
-        {"secrets": {"mode": "secret"}},
-        "/secrets/values/DATABASE_URL': minLength",
+    "caller token given instead of its digest": (
+        {"grpc": {"callers": {"matcher": "a-plain-token"}}},
+        "/grpc/callers/matcher'",
+    ),
+    "unknown gRPC caller": (
+        {"grpc": {"callers": {"everyone": "ab" * 32}}},
+        "invalid propertyName 'everyone'",
+    ),
+    "trusted proxies on an internal service": (
+        {"services": {"matcher": {"trustedProxies": ["10.0.0.0/8"]}}},
+        "/services/matcher'",
     ),
     "root containers": (
         {"containerSecurityContext": {"runAsNonRoot": False}},
@@ -195,12 +203,67 @@ def test_a_pdb_policy_override_replaces_the_default_instead_of_adding_one(
             },
             "services.console.ingress needs the serve process",
         ),
+        (
+            {
+                "services": {
+                    "ingestion": {
+                        "ingress": {
+                            "enabled": True,
+                            "hosts": [
+                                {
+                                    "host": "hooks.example.com",
+                                    "paths": [{"path": "/", "pathType": "Prefix"}],
+                                }
+                            ],
+                        }
+                    }
+                }
+            },
+            "services.ingestion.trustedProxies is required with the ingestion ingress on",
+        ),
+        ({"secrets": {"mode": "secret"}}, "secrets.values.AMQP_URL is missing"),
+        (
+            {"services": {"provisioner": {"processes": {"serve": {"env": {"SENTRY_DSN": "x"}}}}}},
+            "env.SENTRY_DSN collides with a Secret key",
+        ),
     ],
-    ids=["extra env shadows a managed key", "hpa min above max", "ingress without a server"],
+    ids=[
+        "extra env shadows a managed key",
+        "hpa min above max",
+        "ingress without a server",
+        "public ingestion without trusted proxies",
+        "plain Secret without its keys",
+        "process env shadows a secret",
+    ],
 )
 def test_template_guards_fail_the_render(
-    chart: helm.Chart, values: dict[str, Any], message: str
+    chart: helm.Chart, values: dict[str, Any], message: str, required: Any
 ) -> None:
+    values = required(values)
     chart.validate_schema(values)
     with pytest.raises(helm.HelmRenderError, match=message.replace("(", r"\(").replace(")", r"\)")):
         chart.render(values=values, name="trackai", namespace="trackai")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "grpc.callers is empty"),
+        ({"grpc": {"callers": {"operator": "ab" * 32}}}, "gRPC must be encrypted"),
+        (
+            {"grpc": {"callers": {"operator": "ab" * 32}, "tls": {"mesh": True}}},
+            "config.trackingScriptUrl is empty",
+        ),
+    ],
+    ids=["no caller identities", "plaintext gRPC", "no tracking script URL"],
+)
+def test_production_defaults_refuse_what_cannot_be_defaulted(
+    chart: helm.Chart, values: dict[str, Any], message: str
+) -> None:
+    chart.validate_schema(values)
+    with pytest.raises(helm.HelmRenderError, match=message):
+        chart.render(values=values, name="trackai", namespace="trackai")
+
+
+def test_local_environment_renders_without_identities(chart: helm.Chart) -> None:
+    assert chart.render(values={"config": {"environment": "local"}}, name="t", namespace="t")

@@ -25,8 +25,8 @@ SETTINGS_CLASSES = [
 ]
 #: Identity of the process, fixed in code, not configuration.
 NOT_SETTINGS = {"service_name"}
-#: Inherited fields a process never reads (the console serves HTTP only).
-UNUSED = {"trackai_console.settings:Settings": {"grpc_host", "grpc_port"}}
+#: Inherited fields a process never reads (none today: every service serves HTTP and gRPC).
+UNUSED: dict[str, set[str]] = {}
 
 
 def _env_names(cls: type[BaseSettings], unused: set[str]) -> set[str]:

@@ -284,7 +284,9 @@ def test_a_plaintext_email_is_refused_by_the_database(database_url: str) -> None
         conn = await asyncpg.connect(asyncpg_dsn(database_url))
         try:
             await conn.execute(
-                "INSERT INTO console.users (email_hash, password_hash) VALUES ($1, 'x')", value
+                "INSERT INTO console.users (email_hash, password_hash, role) "
+                "VALUES ($1, 'x', 'operator')",
+                value,
             )
         finally:
             await conn.close()

@@ -14,13 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from trackai_kit.grpc import local_dev_token
 from trackai_sandbox.meta import build_app
 from trackai_sandbox.server import BackgroundServer
 from trackai_sandbox.settings import SandboxSettings
 from trackai_sandbox.testing import MetaSandboxClient
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "e2e-token"
+
+#: The tests call the services as the operator; each service uses its own development token.
+TOKEN = local_dev_token("operator")
 
 
 def free_port() -> int:
@@ -102,7 +105,6 @@ def stack(database_url: str, amqp_url: str, amqp_prefix: str, tmp_path: Path) ->
         "DATABASE_URL": database_url,
         "AMQP_URL": amqp_url,
         "AMQP_PREFIX": amqp_prefix,
-        "GRPC_AUTH_TOKEN": TOKEN,
         "TRACKAI_ENV": "test",
         "LOG_JSON": "true",
     }

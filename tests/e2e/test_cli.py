@@ -7,18 +7,23 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.e2e.conftest import TOKEN, free_port
+from trackai_kit.migrations import grant_service_role
+from trackai_testing.plugin import run_sync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 TRACKAI = shutil.which("trackai", path=str(Path(sys.executable).parent)) or "trackai"
 
 
 def _cli(addr: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PROVISIONER_GRPC_TARGET": addr, "GRPC_AUTH_TOKEN": TOKEN}
+    env = {**os.environ, "PROVISIONER_GRPC_TARGET": addr, "GRPC_CLIENT_TOKEN": TOKEN}
     return subprocess.run(
         [TRACKAI, *args], env=env, capture_output=True, text=True, timeout=60, input=stdin or ""
     )
@@ -131,3 +136,36 @@ def test_unreachable_provisioner_says_what_to_do() -> None:
     result = _cli(f"127.0.0.1:{free_port()}", "tenant", "list")
     assert result.returncode == 3
     assert "cannot reach the provisioner" in result.stderr
+
+
+def test_the_provisioner_runs_as_its_own_database_role(stack, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The role the chart and `make run` give the provisioner is enough to serve: a tenant, a
+    funnel and a credential are written (tables, sequences, the outbox trigger) through it."""
+    role = f"trackai_e2e_{uuid.uuid4().hex[:10]}_provisioner"
+    grant_service_role("provisioner", database_url, role, create_with_password=role)
+    try:
+        url = make_url(database_url).set(username=role, password=role)
+        proc = stack.start("provisioner", DATABASE_URL=url.render_as_string(hide_password=False))
+        stack.wait_ready(proc)
+        addr = f"127.0.0.1:{proc.grpc_port}"
+        created = _cli(addr, "tenant", "create", "--name", "Loja", "--slug", "loja-role", "--json")
+        assert created.returncode == 0, created.stderr + proc.logs()
+        tenant = json.loads(created.stdout)["id"]
+        gateway = _cli(
+            addr, "tenant", "set-gateway", tenant, "--gateway", "kiwify", "--secret", "x" * 16
+        )
+        assert gateway.returncode == 0, gateway.stderr + proc.logs()
+        funnel = _cli(addr, "funnel", "create", tenant, "--name", "Curso", "--slug", "curso")
+        assert funnel.returncode == 0, funnel.stderr + proc.logs()
+    finally:
+        stack.stop_all()
+        run_sync(_admin(database_url, f"DROP OWNED BY {role}", f"DROP ROLE {role}"))
+
+
+async def _admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()

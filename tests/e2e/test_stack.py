@@ -74,12 +74,19 @@ def _refused_start(service: str, env: dict[str, str]) -> str:
 
 
 def test_unsafe_configuration_refuses_to_start(stack) -> None:
-    # Without TRACKAI_ENV a process is in production: the development token is refused.
-    bare = {k: v for k, v in stack.env.items() if k not in ("TRACKAI_ENV", "GRPC_AUTH_TOKEN")}
-    assert "GRPC_AUTH_TOKEN" in _refused_start("ingestion", bare)
-    env = {**stack.env, "TRACKAI_ENV": "production", "GRPC_AUTH_TOKEN": "local-dev-token"}
-    assert "GRPC_AUTH_TOKEN" in _refused_start("provisioner", env)
-    env["GRPC_AUTH_TOKEN"] = secrets.token_hex(32)
+    # Without TRACKAI_ENV a process is in production: a development token is refused.
+    bare = {k: v for k, v in stack.env.items() if k != "TRACKAI_ENV"}
+    bare["GRPC_CLIENT_TOKEN"] = "local-dev-ingestion-token"
+    assert "GRPC_CLIENT_TOKEN" in _refused_start("ingestion", bare)
+    env = {
+        **stack.env,
+        "TRACKAI_ENV": "production",
+        "GRPC_CLIENT_TOKEN": "local-dev-provisioner-token",
+        "GRPC_TLS_BY_MESH": "true",
+    }
+    assert "GRPC_CLIENT_TOKEN" in _refused_start("provisioner", env)
+    env["GRPC_CLIENT_TOKEN"] = secrets.token_hex(32)
+    env["GRPC_CALLER_TOKENS"] = '{"operator": "' + "ab" * 32 + '"}'
     assert "TRACKAI_ENCRYPTION_KEYS" in _refused_start("provisioner", env)
 
 

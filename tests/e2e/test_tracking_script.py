@@ -30,9 +30,9 @@ from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
 from trackai_ingestion.entrypoints.collect import build_collect_router
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
 from trackai_kit import migrations, pii
-from trackai_kit.grpc import client_channel
+from trackai_kit.grpc import client_channel, local_dev_token
 from trackai_kit.identity import event_id
-from trackai_kit.tenant_config import TenantConfigClient
+from trackai_kit.tenant_config import RegistryClient, tenant_view_client
 from trackai_testing.plugin import in_thread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -146,7 +146,6 @@ async def env(
             "DATABASE_URL": empty_database_url,
             "AMQP_URL": amqp_url,
             "AMQP_PREFIX": amqp_prefix,
-            "GRPC_AUTH_TOKEN": TOKEN,
             "TRACKAI_ENV": "test",
             "LOG_JSON": "true",
         },
@@ -154,7 +153,7 @@ async def env(
     )
     provisioner = stack.start("provisioner")
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
-    tenants: TenantConfigClient | None = None
+    tenants: RegistryClient[pb.TenantView] | None = None
     try:
         await asyncio.to_thread(stack.wait_ready, provisioner)
         target = f"127.0.0.1:{provisioner.grpc_port}"
@@ -185,7 +184,8 @@ async def env(
         await channel.close()
 
         pool = await pg_pool(empty_database_url, schema="ingestion")
-        tenants = TenantConfigClient(target, TOKEN)
+        # The collect endpoint reads the view (no secret), as the matcher does.
+        tenants = tenant_view_client(target, local_dev_token("matcher"))
         ingest = FastAPI()
         ingest.include_router(build_collect_router(RecordBrowserHit(pool, tenants)))
         ingest_server, ingest_task, ingest_port = await _serve(ingest)

@@ -32,11 +32,12 @@ app.kubernetes.io/component: {{ .name }}
 trackai.io/process: {{ .processName }}
 {{- end -}}
 
+{{/* ServiceAccount of one service: (dict "root" $ "name" <service>). */}}
 {{- define "trackai.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create -}}
-{{- default (include "trackai.fullname" .) .Values.serviceAccount.name -}}
+{{- if .root.Values.serviceAccount.create -}}
+{{- printf "%s-%s" (include "trackai.fullname" .root) .name -}}
 {{- else -}}
-{{- default "default" .Values.serviceAccount.name -}}
+default
 {{- end -}}
 {{- end -}}
 
@@ -44,9 +45,96 @@ trackai.io/process: {{ .processName }}
 {{- printf "%s-secrets" (include "trackai.fullname" .) -}}
 {{- end -}}
 
-{{/* The keys every process expects in its Secret (the ExternalSecret copies exactly these). */}}
+{{/*
+The Secret keys some enabled workload (or the migration Job) reads, sorted and unique, space
+separated: the ExternalSecret copies exactly these, a plain Secret must hold them all.
+*/}}
 {{- define "trackai.secretKeys" -}}
-DATABASE_URL AMQP_URL GRPC_AUTH_TOKEN SENTRY_DSN TRACKAI_ENCRYPTION_KEYS META_APP_TOKEN CLOUDFLARE_API_TOKEN STAPE_API_KEY GTM_CREDENTIALS_JSON
+{{- $keys := list -}}
+{{- range $name, $svc := .Values.services -}}
+{{- if $svc.enabled -}}
+{{- $keys = concat $keys (values $svc.secretEnv) -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.migrations.enabled -}}
+{{- $keys = concat $keys (values .Values.migrations.secretEnv) -}}
+{{- end -}}
+{{- $keys | uniq | sortAlpha | join " " -}}
+{{- end -}}
+
+{{/*
+Env entries that read a workload's own Secret keys: (dict "root" $ "secretEnv" <env → key>).
+*/}}
+{{- define "trackai.secretEnv" -}}
+{{- $secretName := include "trackai.secretName" .root -}}
+{{- range $env := keys .secretEnv | sortAlpha }}
+- name: {{ $env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secretName }}
+      key: {{ get $.secretEnv $env }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Annotations that restart a workload's pods when its Secret keys change: a checksum of exactly
+those values for a plain Secret, Stakater Reloader's annotation for an ExternalSecret (written
+by its operator after Helm is done). (dict "root" $ "secretEnv" <env → key>).
+*/}}
+{{- define "trackai.secretRollAnnotations" -}}
+{{- $s := .root.Values.secrets -}}
+{{- if eq $s.mode "secret" -}}
+{{- $picked := dict -}}
+{{- range $key := values .secretEnv -}}
+{{- $_ := set $picked $key (get $s.values $key) -}}
+{{- end }}
+checksum/secret: {{ toJson $picked | sha256sum }}
+{{- else if $s.reloaderAnnotation }}
+secret.reloader.stakater.com/reload: {{ include "trackai.secretName" .root }}
+{{- end -}}
+{{- end -}}
+
+{{/* Mount point of the gRPC TLS Secret (grpc.tls.secretName). */}}
+{{- define "trackai.grpcTlsDir" -}}
+/etc/trackai/grpc-tls
+{{- end -}}
+
+{{/* Release-wide guards: unsafe or incomplete production values fail the render. */}}
+{{- define "trackai.guards" -}}
+{{- $c := .Values.config -}}
+{{- $local := has $c.environment (list "local" "test") -}}
+{{- if not $local -}}
+{{- if not .Values.grpc.callers -}}
+{{- fail (printf "grpc.callers is empty: outside local/test each caller needs its own token (environment %s)" $c.environment) -}}
+{{- end -}}
+{{- if not (or .Values.grpc.tls.secretName .Values.grpc.tls.mesh) -}}
+{{- fail "gRPC must be encrypted outside local/test: set grpc.tls.secretName, or grpc.tls.mesh=true when a service mesh encrypts pod traffic" -}}
+{{- end -}}
+{{- if not (include "trackai.trackingScriptUrl" .) -}}
+{{- fail "config.trackingScriptUrl is empty and the ingestion ingress has no host to derive it from" -}}
+{{- end -}}
+{{- end -}}
+{{- $ing := .Values.services.ingestion -}}
+{{- if and $ing.enabled $ing.ingress.enabled (not $ing.trustedProxies) -}}
+{{- fail "services.ingestion.trustedProxies is required with the ingestion ingress on: the CIDRs of the load balancer / ingress controller, or every visitor gets the balancer's IP" -}}
+{{- end -}}
+{{- if eq .Values.secrets.mode "secret" -}}
+{{- range $key := include "trackai.secretKeys" . | splitList " " -}}
+{{- if not (hasKey $.Values.secrets.values $key) -}}
+{{- fail (printf "secrets.values.%s is missing: an enabled workload reads it (use \"\" for an unused integration)" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* TRACKING_SCRIPT_URL: the value, else derived from the first ingestion ingress host. */}}
+{{- define "trackai.trackingScriptUrl" -}}
+{{- $ing := .Values.services.ingestion -}}
+{{- if .Values.config.trackingScriptUrl -}}
+{{- .Values.config.trackingScriptUrl -}}
+{{- else if and $ing.enabled $ing.ingress.enabled $ing.ingress.hosts -}}
+{{- printf "https://%s/sdk/v1/track.js" (first $ing.ingress.hosts).host -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "trackai.configMapName" -}}
@@ -74,7 +162,27 @@ the kit defaults to loopback, which a kubelet probe or a peer pod cannot reach.
   "META_GRAPH_URL" $c.metaGraphUrl
   "META_API_VERSION" $c.metaApiVersion
   "INGESTION_RATE_LIMIT_PER_MINUTE" (toString (int64 $c.ingestionRateLimitPerMinute))
+  "CLOUDFLARE_ZONE_ID" $c.cloudflareZoneId
+  "GTM_ACCOUNT_ID" $c.gtmAccountId
+  "STAPE_API_URL" $c.stapeApiUrl
+  "INGESTION_TRUSTED_PROXIES" (join "," .Values.services.ingestion.trustedProxies)
 -}}
+{{- with include "trackai.trackingScriptUrl" . -}}
+{{- $_ := set $env "TRACKING_SCRIPT_URL" . -}}
+{{- end -}}
+{{- $g := .Values.grpc -}}
+{{- if $g.callers -}}
+{{- $_ := set $env "GRPC_CALLER_TOKENS" (toJson $g.callers) -}}
+{{- end -}}
+{{- if $g.tls.secretName -}}
+{{- $dir := include "trackai.grpcTlsDir" . -}}
+{{- $_ := set $env "GRPC_TLS_CERT_FILE" (printf "%s/tls.crt" $dir) -}}
+{{- $_ := set $env "GRPC_TLS_KEY_FILE" (printf "%s/tls.key" $dir) -}}
+{{- $_ := set $env "GRPC_TLS_CA_FILE" (printf "%s/ca.crt" $dir) -}}
+{{- end -}}
+{{- if $g.tls.mesh -}}
+{{- $_ := set $env "GRPC_TLS_BY_MESH" "true" -}}
+{{- end -}}
 {{- $fullname := include "trackai.fullname" . -}}
 {{- range $name, $svc := .Values.services -}}
 {{- if $svc.enabled -}}
@@ -89,6 +197,12 @@ the kit defaults to loopback, which a kubelet probe or a peer pod cannot reach.
 {{- $_ := set $env (printf "%s_GRPC_TARGET" $prefix) (printf "%s-%s:%d" $fullname $name (int64 $svc.ports.grpc)) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.services.console -}}
+{{- if and .enabled .ingress.enabled .ingress.hosts -}}
+{{/* One-time password links point at the console's public address. */}}
+{{- $_ := set $env "CONSOLE_PUBLIC_URL" (printf "https://%s" (index .ingress.hosts 0).host) -}}
 {{- end -}}
 {{- end -}}
 {{- range $key, $value := $c.extraEnv -}}
@@ -117,6 +231,9 @@ the kit defaults to loopback, which a kubelet probe or a peer pod cannot reach.
     {{- $others = append $others (printf "%s_" (upper $other)) }}
     {{- end }}
     {{- end }}
+    - name: DATABASE_SERVICE_ROLE
+      value: {{ $svc.databaseRole | quote }}
+    {{- include "trackai.secretEnv" (dict "root" $root "secretEnv" $root.Values.migrations.secretEnv) | trim | nindent 4 }}
     {{- range $key, $value := .env }}
     {{- $foreign := false }}
     {{- range $others }}
@@ -129,9 +246,6 @@ the kit defaults to loopback, which a kubelet probe or a peer pod cannot reach.
       value: {{ $value | quote }}
     {{- end }}
     {{- end }}
-  envFrom:
-    - secretRef:
-        name: {{ include "trackai.secretName" $root }}
   resources:
     {{- toYaml $root.Values.migrations.resources | nindent 4 }}
   securityContext:

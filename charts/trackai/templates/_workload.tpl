@@ -51,11 +51,9 @@ spec:
       annotations:
         {{- /* envFrom is read at container start only: a changed value must roll the pods. */}}
         checksum/config: {{ include "trackai.configEnv" $root | sha256sum }}
-        {{- if eq $root.Values.secrets.mode "secret" }}
-        checksum/secret: {{ toJson $root.Values.secrets.values | sha256sum }}
-        {{- end }}
+        {{- include "trackai.secretRollAnnotations" (dict "root" $root "secretEnv" $svc.secretEnv) | trim | nindent 8 }}
     spec:
-      serviceAccountName: {{ include "trackai.serviceAccountName" $root }}
+      serviceAccountName: {{ include "trackai.serviceAccountName" (dict "root" $root "name" .name) }}
       automountServiceAccountToken: false
       terminationGracePeriodSeconds: {{ $process.terminationGracePeriodSeconds }}
       securityContext:
@@ -81,15 +79,16 @@ spec:
           envFrom:
             - configMapRef:
                 name: {{ include "trackai.configMapName" $root }}
-            - secretRef:
-                name: {{ include "trackai.secretName" $root }}
-          {{- with $process.env }}
+          {{- /* Only this service's own Secret keys, one by one: never the whole Secret. */}}
           env:
-            {{- range $key, $value := . }}
+            {{- include "trackai.secretEnv" (dict "root" $root "secretEnv" $svc.secretEnv) | trim | nindent 12 }}
+            {{- range $key, $value := $process.env }}
+            {{- if hasKey $svc.secretEnv $key }}
+            {{- fail (printf "services.%s.processes.%s.env.%s collides with a Secret key of the service" $.name $.processName $key) }}
+            {{- end }}
             - name: {{ $key }}
               value: {{ $value | quote }}
             {{- end }}
-          {{- end }}
           startupProbe:
             httpGet: { path: /health, port: http }
             {{- toYaml $root.Values.probes.startup | nindent 12 }}
@@ -114,10 +113,20 @@ spec:
             {{- /* The root filesystem is read-only; Python and TLS libraries still want a /tmp. */}}
             - name: tmp
               mountPath: /tmp
+            {{- if $root.Values.grpc.tls.secretName }}
+            - name: grpc-tls
+              mountPath: {{ include "trackai.grpcTlsDir" $root }}
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        {{- with $root.Values.grpc.tls.secretName }}
+        - name: grpc-tls
+          secret:
+            secretName: {{ . }}
+        {{- end }}
       topologySpreadConstraints:
         - maxSkew: 1
           topologyKey: kubernetes.io/hostname

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp
 
-from trackai_sandbox import cloudflare, gtm, meta, stape
+from trackai_sandbox import cloudflare, gtm, llm, meta, stape
 from trackai_sandbox.server import Listener, serve_all
 from trackai_sandbox.settings import SandboxSettings
 
@@ -28,6 +28,7 @@ FAKES: tuple[Fake, ...] = (
     Fake("cloudflare", lambda s: s.cloudflare_port, cloudflare.build_app),
     Fake("stape", lambda s: s.stape_port, stape.build_app),
     Fake("gtm", lambda s: s.gtm_port, gtm.build_app),
+    Fake("llm", lambda s: s.llm_port, llm.build_app),
 )
 
 

@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from pydantic import Field, SecretStr
 
 from trackai_kit.grpc import client_channel
-from trackai_kit.settings import DEFAULT_AMQP_URL, LOCAL_DEV_GRPC_TOKEN, KitSettings
+from trackai_kit.settings import DEFAULT_AMQP_URL, GrpcTlsSettings, KitSettings, local_dev_token
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -30,7 +30,16 @@ class CliSettings(KitSettings):
     ingestion_target: str = Field("127.0.0.1:50051", alias="INGESTION_GRPC_TARGET")
     matcher_target: str = Field("127.0.0.1:50052", alias="MATCHER_GRPC_TARGET")
     dispatcher_target: str = Field("127.0.0.1:50053", alias="DISPATCHER_GRPC_TARGET")
-    grpc_auth_token: SecretStr = Field(SecretStr(LOCAL_DEV_GRPC_TOKEN), alias="GRPC_AUTH_TOKEN")
+    console_target: str = Field("127.0.0.1:50056", alias="CONSOLE_GRPC_TARGET")
+    #: The operator's own token (identity ``operator``); the local stack's dev token by default.
+    grpc_client_token: SecretStr = Field(
+        SecretStr(local_dev_token("operator")), alias="GRPC_CLIENT_TOKEN"
+    )
+    #: CA that signed the services' gRPC certificates; empty = plaintext (local stack). With
+    #: mTLS, the operator's client certificate and key too.
+    grpc_tls_ca_file: str = Field("", alias="GRPC_TLS_CA_FILE")
+    grpc_tls_cert_file: str = Field("", alias="GRPC_TLS_CERT_FILE")
+    grpc_tls_key_file: str = Field("", alias="GRPC_TLS_KEY_FILE")
     timeout_s: float = Field(10.0, alias="TRACKAI_CLI_TIMEOUT")
     #: The broker, for `trackai dlq --queue` (dead-letter queues have no service API).
     amqp_url: str = Field(DEFAULT_AMQP_URL, alias="AMQP_URL")
@@ -86,7 +95,13 @@ class Context:
         self.current = service
         if service not in self.channels:
             self.channels[service] = client_channel(
-                self.settings.target(service), self.settings.grpc_auth_token.get_secret_value()
+                self.settings.target(service),
+                self.settings.grpc_client_token.get_secret_value(),
+                GrpcTlsSettings(
+                    ca_file=self.settings.grpc_tls_ca_file,
+                    cert_file=self.settings.grpc_tls_cert_file,
+                    key_file=self.settings.grpc_tls_key_file,
+                ),
             )
         return self.channels[service]
 

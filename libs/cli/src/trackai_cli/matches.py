@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from trackai.matcher.v1 import matcher_service_pb2 as pb
 from trackai.matcher.v1 import matcher_service_pb2_grpc as pb_grpc
-from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
 from trackai_cli.core import Context, SubParsers, command
-from trackai_cli.tenants import tenant_ref_request
+from trackai_cli.tenants import tenant_id_of
 
 if TYPE_CHECKING:
     from trackai.matcher.v1.matcher_service_pb2_grpc import MatcherServiceAsyncStub
@@ -21,16 +19,6 @@ PAGE_SIZE = 500
 
 def _matcher(ctx: Context) -> MatcherServiceAsyncStub:
     return pb_grpc.MatcherServiceStub(ctx.channel("matcher"))
-
-
-async def _tenant_id(ref: str, ctx: Context) -> str:
-    """A UUID as is; a slug through the tenant registry."""
-    try:
-        return str(uuid.UUID(ref))
-    except ValueError:
-        registry = prov_grpc.TenantRegistryServiceStub(ctx.channel("provisioner"))
-        resp = await registry.GetTenant(tenant_ref_request(ref), timeout=ctx.deadline_s)
-        return resp.tenant.id
 
 
 def export_record(m: pb.MatchSummary) -> dict[str, Any]:
@@ -54,7 +42,7 @@ def export_record(m: pb.MatchSummary) -> dict[str, Any]:
 
 
 async def _export(args: argparse.Namespace, ctx: Context) -> None:
-    tenant = await _tenant_id(args.tenant, ctx)
+    tenant = await tenant_id_of(args.tenant, ctx)
     stub = _matcher(ctx)
     token = ""
     records: list[dict[str, Any]] = []
@@ -81,7 +69,7 @@ async def _export(args: argparse.Namespace, ctx: Context) -> None:
 
 
 async def _explain(args: argparse.Namespace, ctx: Context) -> None:
-    tenant = await _tenant_id(args.tenant, ctx)
+    tenant = await tenant_id_of(args.tenant, ctx)
     request = (
         pb.ExplainMatchRequest(tenant_id=tenant, event_id=args.id)
         if len(args.id) == 64

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,6 +99,15 @@ def _stdin_once(args: argparse.Namespace, *names: str) -> None:
 def tenant_ref_request(ref: str) -> prov.GetTenantRequest:
     looks_like_uuid = len(ref) == 36 and ref.count("-") == 4
     return prov.GetTenantRequest(id=ref) if looks_like_uuid else prov.GetTenantRequest(slug=ref)
+
+
+async def tenant_id_of(ref: str, ctx: Context) -> str:
+    """A UUID as is; a slug through the tenant registry."""
+    try:
+        return str(uuid.UUID(ref))
+    except ValueError:
+        resp = await _registry(ctx).GetTenant(tenant_ref_request(ref), timeout=ctx.deadline_s)
+        return resp.tenant.id
 
 
 async def _tenant_create(args: argparse.Namespace, ctx: Context) -> None:

@@ -1,23 +1,51 @@
-"""grpc.aio server runner (health, reflection, token auth, tracing) and an authenticated channel.
+"""grpc.aio server runner (health, reflection, caller auth, tracing) and an authenticated channel.
 
-Every call except the health and reflection services must carry ``authorization: Bearer <token>``;
-trace context travels in the call metadata in both directions.
+Every calling process has its own identity (``ingestion``, ``matcher``, ``console``, ``operator``
+...) and its own token. A server knows each caller by the SHA-256 of its token and lets it call
+only the methods its :class:`AccessPolicy` grants that identity: a call without a known token is
+UNAUTHENTICATED, a known caller outside its grants is PERMISSION_DENIED. Health and reflection
+are open. Trace context travels in the call metadata in both directions.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import grpc
 import grpc.aio
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 
 from trackai_kit.logging import get_logger
-from trackai_kit.settings import GrpcSettings
+from trackai_kit.settings import (
+    IDENTITIES,
+    GrpcSettings,
+    GrpcTlsSettings,
+    local_dev_callers,
+    local_dev_token,
+    token_digest,
+)
+
+__all__ = [
+    "IDENTITIES",
+    "AccessPolicy",
+    "CallerAuthInterceptor",
+    "GrpcServer",
+    "client_channel",
+    "local_dev_callers",
+    "local_dev_token",
+    "rpc",
+    "rpcs",
+    "start_grpc_server",
+    "token_digest",
+]
 
 log = get_logger(__name__)
 
@@ -32,14 +60,44 @@ AUTHORIZATION = "authorization"
 _Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
-def _denied_handler(handler: _Handler, detail: str) -> _Handler:
-    """A handler of the same kind as ``handler`` that fails every call with UNAUTHENTICATED."""
+def rpc(service: ServiceDescriptor, method: str) -> str:
+    """The full name (``/pkg.Service/Method``) of a method, checked against the descriptor so a
+    typo in a policy fails at import instead of silently granting nothing."""
+    return f"/{service.full_name}/{service.methods_by_name[method].name}"
+
+
+def rpcs(service: ServiceDescriptor) -> tuple[str, ...]:
+    """Every method of ``service``."""
+    return tuple(rpc(service, m.name) for m in service.methods)
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Which caller identity may call which methods of one server (an allow-list)."""
+
+    grants: Mapping[str, frozenset[str]]
+
+    @classmethod
+    def of(cls, grants: Mapping[str, Iterable[str]]) -> AccessPolicy:
+        unknown = set(grants) - set(IDENTITIES)
+        if unknown:
+            raise ValueError(
+                f"unknown gRPC caller identities {sorted(unknown)}; known: {IDENTITIES}"
+            )
+        return cls({identity: frozenset(methods) for identity, methods in grants.items()})
+
+    def allows(self, identity: str, method: str) -> bool:
+        return method in self.grants.get(identity, frozenset())
+
+
+def _denied_handler(handler: _Handler, code: grpc.StatusCode, detail: str) -> _Handler:
+    """A handler of the same kind as ``handler`` that fails every call with ``code``."""
 
     async def deny(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, detail)
+        await context.abort(code, detail)
 
     async def deny_stream(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, detail)
+        await context.abort(code, detail)
         yield  # pragma: no cover - makes this an async generator, as streaming handlers must be
 
     kwargs = {
@@ -55,13 +113,25 @@ def _denied_handler(handler: _Handler, detail: str) -> _Handler:
     return grpc.stream_stream_rpc_method_handler(deny_stream, **kwargs)
 
 
-class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
-    """Rejects calls without the expected bearer token (constant-time comparison)."""
+class CallerAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Finds the caller by its bearer token's digest and applies the server's allow-list."""
 
-    def __init__(self, token: str) -> None:
-        if not token:
-            raise ValueError("gRPC auth token must not be empty")
-        self._expected = f"Bearer {token}".encode()
+    def __init__(self, callers: Mapping[str, str], policy: AccessPolicy) -> None:
+        if not callers:
+            raise ValueError("no gRPC caller is configured (GRPC_CALLER_TOKENS is empty)")
+        self._callers = {identity: digest.lower().encode() for identity, digest in callers.items()}
+        self._policy = policy
+
+    def _identity(self, presented: bytes) -> str | None:
+        if not presented.startswith(b"Bearer "):
+            return None
+        digest = hashlib.sha256(presented[len(b"Bearer ") :]).hexdigest().encode()
+        found = None
+        # Every entry is compared (constant time each) so timing does not reveal which matched.
+        for identity, expected in self._callers.items():
+            if hmac.compare_digest(digest, expected):
+                found = identity
+        return found
 
     async def intercept_service(
         self,
@@ -77,10 +147,46 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
                 presented = value.encode() if isinstance(value, str) else value
                 break
         handler = await continuation(handler_call_details)
-        if handler is None or hmac.compare_digest(presented, self._expected):
-            return handler
-        log.warning("grpc call rejected: bad or missing token", method=method)
-        return _denied_handler(handler, "missing or invalid bearer token")
+        if handler is None:
+            return None
+        identity = self._identity(presented)
+        if identity is None:
+            log.warning("grpc call rejected: bad or missing token", method=method)
+            return _denied_handler(
+                handler, grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token"
+            )
+        if not self._policy.allows(identity, method):
+            log.warning("grpc call rejected: not allowed", method=method, caller=identity)
+            return _denied_handler(
+                handler,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"caller {identity!r} may not call {method}",
+            )
+        return handler
+
+
+def _read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def server_credentials(tls: GrpcTlsSettings) -> grpc.ServerCredentials:
+    """TLS for a server; with a client CA, clients must present a certificate it signed (mTLS)."""
+    ca = _read(tls.ca_file) if tls.ca_file else None
+    return grpc.ssl_server_credentials(
+        [(_read(tls.key_file), _read(tls.cert_file))],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
+
+
+def channel_credentials(tls: GrpcTlsSettings) -> grpc.ChannelCredentials:
+    """TLS for a client: the CA that signed the servers, and this process's certificate (mTLS)."""
+    pair = (_read(tls.key_file), _read(tls.cert_file)) if tls.cert_file else (None, None)
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(tls.ca_file) if tls.ca_file else None,
+        private_key=pair[0],
+        certificate_chain=pair[1],
+    )
 
 
 class GrpcServer:
@@ -125,12 +231,20 @@ async def start_grpc_server(
     settings: GrpcSettings,
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
+    policy: AccessPolicy,
 ) -> GrpcServer:
-    """Build, register and start a server on ``settings.host:settings.port`` (0 = ephemeral)."""
+    """Build, register and start a server on ``settings.host:settings.port`` (0 = ephemeral);
+    TLS when ``settings.tls`` has a certificate, callers limited to ``policy``."""
+    if settings.tls.required and not settings.tls.cert_file:
+        raise ValueError(
+            "gRPC must be encrypted outside local/test: set GRPC_TLS_CERT_FILE and "
+            "GRPC_TLS_KEY_FILE (and GRPC_TLS_CA_FILE for mTLS), or GRPC_TLS_BY_MESH=true when a "
+            "service mesh encrypts pod traffic"
+        )
     server = grpc.aio.server(
         interceptors=[
             aio_server_interceptor(),  # type: ignore[no-untyped-call]
-            TokenAuthInterceptor(settings.auth_token.get_secret_value()),
+            CallerAuthInterceptor(settings.callers, policy),
         ]
     )
     register(server)
@@ -140,7 +254,11 @@ async def start_grpc_server(
         reflection.enable_server_reflection(
             (*service_names, HEALTH_SERVICE, reflection.SERVICE_NAME), server
         )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls.cert_file:
+        port = server.add_secure_port(address, server_credentials(settings.tls))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not bind gRPC server to {settings.host}:{settings.port}")
     await server.start()
@@ -197,8 +315,16 @@ class _StreamStreamToken(_BearerToken, grpc.aio.StreamStreamClientInterceptor):
         return await continuation(self.details(client_call_details), requests)
 
 
-def client_channel(target: str, token: str) -> grpc.aio.Channel:
-    """An insecure channel (in-cluster traffic) that sends the bearer token and trace context."""
+def client_channel(target: str, token: str, tls: GrpcTlsSettings | None = None) -> grpc.aio.Channel:
+    """A channel that sends this caller's bearer token and trace context; TLS when ``tls`` names
+    a CA (plaintext is for local and test, or inside a mesh that encrypts pod traffic)."""
+    if not token:
+        raise ValueError("GRPC_CLIENT_TOKEN is empty: this process has no gRPC identity")
+    if tls is not None and tls.required and not tls.ca_file:
+        raise ValueError(
+            "gRPC must be encrypted outside local/test: set GRPC_TLS_CA_FILE (and the client "
+            "certificate for mTLS), or GRPC_TLS_BY_MESH=true when a service mesh encrypts it"
+        )
     interceptors: list[grpc.aio.ClientInterceptor] = [
         _UnaryUnaryToken(token),
         _UnaryStreamToken(token),
@@ -206,4 +332,6 @@ def client_channel(target: str, token: str) -> grpc.aio.Channel:
         _StreamStreamToken(token),
         *aio_client_interceptors(),  # type: ignore[no-untyped-call]
     ]
+    if tls is not None and tls.ca_file:
+        return grpc.aio.secure_channel(target, channel_credentials(tls), interceptors=interceptors)
     return grpc.aio.insecure_channel(target, interceptors=interceptors)

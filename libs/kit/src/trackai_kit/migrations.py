@@ -174,6 +174,49 @@ def ensure_database(database_url: str) -> None:
     _run_sync(create)
 
 
+def grant_service_role(
+    service: str, database_url: str, role: str, *, create_with_password: str | None = None
+) -> None:
+    """Give ``role`` the run-time rights on ``service``'s schema and nothing more: read and write
+    its tables, use its sequences and functions; no DDL, no other service's schema. Run by the
+    migrating (owner) role after each upgrade, so tables added later are covered too.
+
+    ``create_with_password`` creates the role (LOGIN) when it does not exist: the local stack.
+    In a deployment the database administrator creates the roles (docs/runbooks/deploy.md).
+    """
+    schema = check_identifier(_check_service(service))
+    role = check_identifier(role)
+
+    async def grant() -> None:
+        conn = await asyncpg.connect(_libpq_dsn(database_url))
+        try:
+            async with conn.transaction():
+                # Serialised: concurrent GRANTs on one schema can fail with "tuple concurrently
+                # updated" (two migration steps, or two tests, at once).
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('trackai.grants'))")
+                exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+                if not exists and create_with_password is not None:
+                    password = create_with_password.replace("'", "''")
+                    await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+                await conn.execute(
+                    f"""
+                    GRANT USAGE ON SCHEMA {schema} TO {role};
+                    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+                    GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+                    GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {role};
+                    ALTER DEFAULT PRIVILEGES IN SCHEMA {schema}
+                        GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role};
+                    ALTER DEFAULT PRIVILEGES IN SCHEMA {schema}
+                        GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {role};
+                    """
+                )
+        finally:
+            await conn.close()
+
+    _run_sync(grant)
+    _log.info("granted %s its rights on schema %s", role, schema)
+
+
 def _run_sync(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     """Run a coroutine to completion from synchronous code, even inside a running event loop.
 

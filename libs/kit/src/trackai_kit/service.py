@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from trackai_kit.amqp import AmqpClient
-from trackai_kit.grpc import GrpcServer, start_grpc_server
+from trackai_kit.grpc import AccessPolicy, GrpcServer, start_grpc_server
 from trackai_kit.http import ReadinessCheck, create_app
 from trackai_kit.logging import get_logger
 from trackai_kit.postgres import create_pool, ping
@@ -56,6 +56,8 @@ class Wiring:
     """What a service's bootstrap returns for `host()` to run."""
 
     grpc_services: Sequence[tuple[str, GrpcRegistration]] = ()
+    #: Who may call which of those methods; the default grants nobody anything.
+    grpc_policy: AccessPolicy = field(default_factory=lambda: AccessPolicy({}))
     background: Sequence[Background] = ()
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
     configure_http: Callable[[FastAPI], None] | None = None
@@ -130,7 +132,10 @@ async def host(
                     add(server)
 
             return await start_grpc_server(
-                settings.grpc, register, [name for name, _ in wiring.grpc_services]
+                settings.grpc,
+                register,
+                [name for name, _ in wiring.grpc_services],
+                wiring.grpc_policy,
             )
 
         await run_service(
@@ -149,11 +154,14 @@ async def host(
 
 
 def migrate(service: str, settings: ServiceSettings) -> None:
-    """Create the database if needed and apply the service's migrations up to head."""
-    from trackai_kit.migrations import ensure_database, upgrade
+    """Create the database if needed, apply the service's migrations up to head, and grant the
+    service's own database role (``DATABASE_SERVICE_ROLE``) its rights on the schema."""
+    from trackai_kit.migrations import ensure_database, grant_service_role, upgrade
 
     ensure_database(settings.database_url)
     upgrade(service, settings.database_url)
+    if settings.database_service_role:
+        grant_service_role(service, settings.database_url, settings.database_service_role)
 
 
 def service_main(

@@ -6,6 +6,7 @@ and adding its own ``<SVC>_*`` knobs. Nothing outside a ``settings.py`` reads ``
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from typing import ClassVar, Literal
@@ -22,9 +23,35 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 #: Environments where the published development defaults (token, key ring, sandbox URLs) are
 #: accepted. Anything else, including an unset TRACKAI_ENV, is treated as production.
 DEVELOPMENT_ENVIRONMENTS = ("local", "test")
+#: Every identity that may hold a gRPC client token: the services, the console, and the
+#: operator's ``trackai`` CLI. Each server's allow-list grants methods to these names.
+IDENTITIES = (
+    "ingestion",
+    "matcher",
+    "dispatcher",
+    "provisioner",
+    "agent",
+    "console",
+    "operator",
+)
 
-#: Accepted only when TRACKAI_ENV is local or test.
-LOCAL_DEV_GRPC_TOKEN = "local-dev-token"  # noqa: S105 - a public development default, refused in prod
+LOCAL_ENVIRONMENTS = DEVELOPMENT_ENVIRONMENTS
+
+
+def local_dev_token(identity: str) -> str:
+    """The public development token of ``identity`` (accepted only in local and test)."""
+    return f"local-dev-{identity}-token"
+
+
+def token_digest(token: str) -> str:
+    """What a server stores for a caller's token (``GRPC_CALLER_TOKENS``): its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def local_dev_callers() -> dict[str, str]:
+    """Digests of every identity's development token: the local and test default."""
+    return {identity: token_digest(local_dev_token(identity)) for identity in IDENTITIES}
+
 
 #: Shared secrets outside local/test: at least this long and this much estimated entropy, which
 #: `openssl rand -hex 32` or `python -c "import secrets; print(secrets.token_urlsafe(32))"` give.
@@ -85,6 +112,7 @@ GRPC_PORTS = {
     "dispatcher": 50053,
     "provisioner": 50054,
     "agent": 50055,
+    "console": 50056,
 }
 
 
@@ -134,11 +162,24 @@ class HttpSettings(BaseModel):
     port: int = 0
 
 
+class GrpcTlsSettings(BaseModel):
+    """PEM files. A server with ``cert_file`` serves TLS and, with ``ca_file``, requires client
+    certificates signed by it (mTLS); a client with ``ca_file`` verifies servers against it and
+    presents ``cert_file`` when set."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+    #: Refuse plaintext (outside local/test, unless a service mesh encrypts pod traffic).
+    required: bool = False
+
+
 class GrpcSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 0
-    #: Bearer token expected in the ``authorization`` metadata of every call (health excluded).
-    auth_token: SecretStr = SecretStr("")
+    #: Caller identity → SHA-256 (hex) of the bearer token it presents (health excluded).
+    callers: dict[str, str] = Field(default_factory=dict)
+    tls: GrpcTlsSettings = Field(default_factory=GrpcTlsSettings)
     #: Server reflection (lists every service and message for whoever asks): local/test only.
     reflection: bool = False
 
@@ -174,6 +215,8 @@ class ServiceSettings(KitSettings):
     #: Production unless told otherwise: a bare image must never run on development defaults.
     environment: Environment = Field("production", alias="TRACKAI_ENV")
     database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    #: `migrate` only: the role the service connects as at run time, granted its schema's rights.
+    database_service_role: str = Field("", alias="DATABASE_SERVICE_ROLE")
     amqp_url: str = Field(DEFAULT_AMQP_URL, alias="AMQP_URL")
     amqp_prefix: str = Field("", alias="AMQP_PREFIX")
     amqp_prefetch: int = Field(64, alias="AMQP_PREFETCH")
@@ -184,7 +227,15 @@ class ServiceSettings(KitSettings):
     http_port: int | None = None
     grpc_host: str = "127.0.0.1"
     grpc_port: int | None = None
-    grpc_auth_token: SecretStr = Field(SecretStr(LOCAL_DEV_GRPC_TOKEN), alias="GRPC_AUTH_TOKEN")
+    #: This process's own token when it calls another service (its identity is service_name).
+    grpc_client_token: SecretStr = Field(SecretStr(""), alias="GRPC_CLIENT_TOKEN")
+    #: JSON object, caller identity → SHA-256 hex of its token: who may call this process.
+    grpc_caller_tokens: dict[str, str] = Field(default_factory=dict, alias="GRPC_CALLER_TOKENS")
+    grpc_tls_cert_file: str = Field("", alias="GRPC_TLS_CERT_FILE")
+    grpc_tls_key_file: str = Field("", alias="GRPC_TLS_KEY_FILE")
+    grpc_tls_ca_file: str = Field("", alias="GRPC_TLS_CA_FILE")
+    #: Plaintext gRPC outside local/test only when a service mesh encrypts pod-to-pod traffic.
+    grpc_tls_by_mesh: bool = Field(False, alias="GRPC_TLS_BY_MESH")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_json: bool = Field(True, alias="LOG_JSON")
     otel_exporter_otlp_endpoint: str = Field("", alias="OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -207,17 +258,30 @@ class ServiceSettings(KitSettings):
     @model_validator(mode="after")
     def _unsafe_defaults_fail_outside_local(self) -> ServiceSettings:
         if self.is_development:
+            if not self.grpc_client_token.get_secret_value():
+                self.grpc_client_token = SecretStr(local_dev_token(self.service_name))
+            if not self.grpc_caller_tokens:
+                self.grpc_caller_tokens = local_dev_callers()
             return self
-        token = self.grpc_auth_token.get_secret_value()
-        if not token or token == LOCAL_DEV_GRPC_TOKEN:
+        # Missing identity or TLS settings are refused where gRPC is used (server start, client
+        # creation), so processes that use none (migrations) need none; development values are
+        # refused here, always.
+        token = self.grpc_client_token.get_secret_value()
+        if token in {local_dev_token(i) for i in IDENTITIES}:
             raise ValueError(
-                "GRPC_AUTH_TOKEN must be set to a strong random value outside the local "
-                f"sandbox (TRACKAI_ENV={self.environment})"
+                "GRPC_CLIENT_TOKEN is a public development token; give this service its own "
+                f"strong random token outside the local sandbox (TRACKAI_ENV={self.environment})"
             )
-        if reason := weak_secret_reason(token):
+        if token and (reason := weak_secret_reason(token)):
             raise ValueError(
-                f"GRPC_AUTH_TOKEN is too weak for TRACKAI_ENV={self.environment}: {reason} "
+                f"GRPC_CLIENT_TOKEN is too weak for TRACKAI_ENV={self.environment}: {reason} "
                 "(generate one with `openssl rand -hex 32`)"
+            )
+        dev = set(local_dev_callers().values())
+        if any(digest.lower() in dev for digest in self.grpc_caller_tokens.values()):
+            raise ValueError(
+                "GRPC_CALLER_TOKENS holds a development token's digest; give every caller its "
+                f"own random token (TRACKAI_ENV={self.environment})"
             )
         for name in self.https_only_fields:
             if reason := non_https_reason(str(getattr(self, name))):
@@ -251,8 +315,18 @@ class ServiceSettings(KitSettings):
         return GrpcSettings(
             host=self.grpc_host,
             port=port,
-            auth_token=self.grpc_auth_token,
+            callers=self.grpc_caller_tokens,
+            tls=self.grpc_tls,
             reflection=self.is_development,
+        )
+
+    @property
+    def grpc_tls(self) -> GrpcTlsSettings:
+        return GrpcTlsSettings(
+            cert_file=self.grpc_tls_cert_file,
+            key_file=self.grpc_tls_key_file,
+            ca_file=self.grpc_tls_ca_file,
+            required=not self.is_development and not self.grpc_tls_by_mesh,
         )
 
     @property

@@ -17,9 +17,8 @@ import grpc.aio
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pydantic import SecretStr
 
-from trackai_kit.grpc import GrpcServer, start_grpc_server
+from trackai_kit.grpc import AccessPolicy, GrpcServer, local_dev_callers, start_grpc_server
 from trackai_kit.http import create_app
 from trackai_kit.logging import configure_logging
 from trackai_kit.runner import ServiceCrashed, run_service
@@ -59,7 +58,10 @@ async def test_objects_alive_at_start_are_frozen_while_serving() -> None:
 
 async def _grpc_factory() -> GrpcServer:
     return await start_grpc_server(
-        GrpcSettings(port=0, auth_token=SecretStr("tok")), lambda server: None, ["svc.v1.S"]
+        GrpcSettings(port=0, callers=local_dev_callers()),
+        lambda server: None,
+        ["svc.v1.S"],
+        AccessPolicy({}),
     )
 
 
@@ -129,8 +131,7 @@ async def test_crashing_background_task_exits_non_zero_after_cleanup() -> None:
 SCRIPT = textwrap.dedent(
     """
     import asyncio
-    from pydantic import SecretStr
-    from trackai_kit.grpc import start_grpc_server
+    from trackai_kit.grpc import AccessPolicy, local_dev_callers, start_grpc_server
     from trackai_kit.http import create_app
     from trackai_kit.runner import bootstrap_observability, run_service
     from trackai_kit.settings import GrpcSettings, HttpSettings, ServiceSettings
@@ -140,7 +141,7 @@ SCRIPT = textwrap.dedent(
 
     async def grpc_factory():
         return await start_grpc_server(
-            GrpcSettings(port=0, auth_token=SecretStr("tok")), lambda s: None, []
+            GrpcSettings(port=0, callers=local_dev_callers()), lambda s: None, [], AccessPolicy({})
         )
 
     asyncio.run(run_service(

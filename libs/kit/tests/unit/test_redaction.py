@@ -67,7 +67,7 @@ def test_ids_hashes_and_dates_are_kept(text: str) -> None:
         "X-Api-Key",
         "apiKey",
         "accessToken",
-        "GRPC_AUTH_TOKEN",
+        "GRPC_CLIENT_TOKEN",
         "client_secret",
         "hottok",
         "signature",

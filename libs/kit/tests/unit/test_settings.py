@@ -7,7 +7,7 @@ import secrets
 import pytest
 from pydantic import ValidationError
 
-from trackai_kit.settings import ServiceSettings, estimated_entropy_bits
+from trackai_kit.settings import ServiceSettings, estimated_entropy_bits, local_dev_token
 
 STRONG = secrets.token_hex(32)
 
@@ -20,14 +20,14 @@ def _settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> ServiceSettings:
 
 
 def test_an_unset_environment_is_production(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = _settings(monkeypatch, GRPC_AUTH_TOKEN=STRONG)
+    settings = _settings(monkeypatch, GRPC_CLIENT_TOKEN=STRONG)
     assert settings.environment == "production"
     assert not settings.is_development
 
 
 def test_a_bare_process_refuses_the_development_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValidationError, match="GRPC_AUTH_TOKEN"):
-        _settings(monkeypatch)
+    with pytest.raises(ValidationError, match="GRPC_CLIENT_TOKEN is a public development token"):
+        _settings(monkeypatch, GRPC_CLIENT_TOKEN=local_dev_token("ingestion"))
 
 
 @pytest.mark.parametrize(
@@ -35,13 +35,13 @@ def test_a_bare_process_refuses_the_development_token(monkeypatch: pytest.Monkey
     ["x", "a" * 64, "ab" * 32, "short-but-not-empty-token", "0123456789" * 3],
 )
 def test_production_refuses_weak_tokens(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
-    with pytest.raises(ValidationError, match="GRPC_AUTH_TOKEN is too weak"):
-        _settings(monkeypatch, TRACKAI_ENV="production", GRPC_AUTH_TOKEN=token)
+    with pytest.raises(ValidationError, match="GRPC_CLIENT_TOKEN is too weak"):
+        _settings(monkeypatch, TRACKAI_ENV="production", GRPC_CLIENT_TOKEN=token)
 
 
 @pytest.mark.parametrize("token", [secrets.token_hex(32), secrets.token_urlsafe(32)])
 def test_generated_tokens_pass(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
-    assert _settings(monkeypatch, TRACKAI_ENV="staging", GRPC_AUTH_TOKEN=token)
+    assert _settings(monkeypatch, TRACKAI_ENV="staging", GRPC_CLIENT_TOKEN=token)
 
 
 @pytest.mark.parametrize("env", ["local", "test"])

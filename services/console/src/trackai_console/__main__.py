@@ -12,13 +12,12 @@ from trackai_kit.service import host, service_main
 
 
 async def serve(settings: Settings) -> None:
-    # The console serves HTTP only (web UI and server-sent events); it has no gRPC API.
+    # HTTP: the web UI; gRPC: account administration for `trackai user ...`.
     await host(
         settings,
         schema=SCHEMA,
         topology=TOPOLOGY,
         wire=partial(bootstrap.wire, settings),
-        with_grpc=False,
     )
 
 

@@ -2,13 +2,96 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from functools import partial
+
+from trackai.console.v1 import console_service_pb2 as pb
+from trackai.console.v1 import console_service_pb2_grpc as pb_grpc
+from trackai_console.adapters.accounts_store import PostgresAccountStore
+from trackai_console.adapters.dlq import GrpcDeadLetterQueue
+from trackai_console.adapters.passwords import Argon2Hasher
+from trackai_console.adapters.read_apis import GrpcEventSource, GrpcMatchStats, close_channels
+from trackai_console.adapters.status_feed import AmqpStatusFeed
+from trackai_console.domain.accounts import LoginLimits
+from trackai_console.entrypoints import web
+from trackai_console.entrypoints.grpc_access import POLICY as GRPC_POLICY
+from trackai_console.entrypoints.grpc_users import UserAdminServicer
+from trackai_console.entrypoints.pages import WebConfig
+from trackai_console.service_layer.accounts import Accounts
+from trackai_console.service_layer.dead_letters import DeadLetters
+from trackai_console.service_layer.events import Events
+from trackai_console.service_layer.live import StatusHub
+from trackai_console.service_layer.overview import BuildOverview
+from trackai_console.service_layer.quality import Quality
 from trackai_console.settings import Settings
+from trackai_kit.grpc import client_channel
 from trackai_kit.service import Resources, Wiring
 
 SCHEMA = "console"
+#: The status exchange is consumed through a private queue the feed declares itself.
 TOPOLOGY = None
+USER_ADMIN_SERVICE = pb.DESCRIPTOR.services_by_name["UserAdminService"].full_name
+
+
+def build_accounts(settings: Settings, store: PostgresAccountStore) -> Accounts:
+    return Accounts(
+        store,
+        Argon2Hasher(),
+        session_ttl=timedelta(hours=settings.session_hours),
+        link_ttl=timedelta(minutes=settings.password_link_minutes),
+        invite_ttl=timedelta(hours=settings.invite_hours),
+        limits=LoginLimits(
+            per_email=settings.login_max_failures,
+            per_address=settings.login_max_failures_per_address,
+            window=timedelta(minutes=settings.login_window_minutes),
+        ),
+    )
+
+
+def web_config(settings: Settings) -> WebConfig:
+    return WebConfig(
+        secure_cookies=settings.secure_cookies,
+        session_max_age_s=int(settings.session_hours * 3600),
+    )
 
 
 async def wire(settings: Settings, resources: Resources) -> Wiring:
-    """HTTP health/readiness and gRPC health; the service's APIs are registered here."""
-    return Wiring()
+    """The web pages on the HTTP app, the status feed in the background, and the account
+    administration API on gRPC."""
+    assert resources.pool is not None
+    accounts = build_accounts(settings, PostgresAccountStore(resources.pool))
+    token = settings.grpc_client_token.get_secret_value()
+    channels = {
+        name: client_channel(target, token, settings.grpc_tls)
+        for name, target in (
+            ("ingestion", settings.ingestion_target),
+            ("matcher", settings.matcher_target),
+            ("dispatcher", settings.dispatcher_target),
+            ("provisioner", settings.provisioner_target),
+        )
+    }
+    events = Events(GrpcEventSource(**channels, timeout_s=settings.grpc_timeout_s))
+    hub = StatusHub()
+    feed = AmqpStatusFeed(settings.amqp_url, settings.amqp_prefix, hub)
+    dead_letters = DeadLetters(
+        GrpcDeadLetterQueue(channels["dispatcher"], timeout_s=settings.grpc_timeout_s)
+    )
+    quality = Quality(GrpcMatchStats(channels["matcher"], timeout_s=settings.grpc_timeout_s))
+    overview = BuildOverview(quality, dead_letters)
+    uses = web.UseCases(accounts, events, dead_letters, quality, overview, hub)
+    router = web.build_web(uses, web_config(settings))
+    return Wiring(
+        grpc_services=[
+            (
+                USER_ADMIN_SERVICE,
+                partial(
+                    pb_grpc.add_UserAdminServiceServicer_to_server,
+                    UserAdminServicer(accounts, settings.public_url),
+                ),
+            )
+        ],
+        grpc_policy=GRPC_POLICY,
+        background=[feed.run],
+        on_shutdown=[partial(close_channels, *channels.values())],
+        configure_http=partial(web.configure, router=router, accounts=accounts),
+    )

@@ -14,6 +14,7 @@ from trackai_dispatcher.adapters.meta import MetaClient
 from trackai_dispatcher.domain.breaker import BreakerPolicy
 from trackai_dispatcher.domain.model import RetryLadder
 from trackai_dispatcher.entrypoints.consumer import ConsumerTask, Monitor
+from trackai_dispatcher.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_dispatcher.entrypoints.grpc_dispatcher import DispatcherServicer
 from trackai_dispatcher.service_layer.delivery import Dispatcher
 from trackai_dispatcher.service_layer.dlq import DeadLetters
@@ -22,7 +23,7 @@ from trackai_kit import topology
 from trackai_kit.amqp import RetryPolicy
 from trackai_kit.retention import RetentionTask, Rule
 from trackai_kit.service import Resources, Wiring
-from trackai_kit.tenant_config import TenantConfigClient
+from trackai_kit.tenant_config import meta_destination_client
 
 SCHEMA = "dispatcher"
 RETENTION_INTERVAL_S = 3600.0
@@ -93,9 +94,10 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     dead_letters = DeadLetters(resources.pool, DispatchPublisher(resources.amqp))
     servicer = DispatcherServicer(resources.pool, dead_letters)
     return Wiring(
+        grpc_policy=GRPC_POLICY,
         grpc_services=[
             (DISPATCHER_SERVICE, partial(pb_grpc.add_DispatcherServiceServicer_to_server, servicer))
-        ]
+        ],
     )
 
 
@@ -109,8 +111,10 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
         partner_agent=settings.partner_agent,
         max_connections=max(8, 2 * settings.concurrency),
     )
-    registry = TenantConfigClient(
-        settings.provisioner_addr, settings.grpc_auth_token.get_secret_value()
+    registry = meta_destination_client(
+        settings.provisioner_addr,
+        settings.grpc_client_token.get_secret_value(),
+        tls=settings.grpc_tls,
     )
     notifier = StatusPublisher(
         settings.amqp_url,

@@ -1,5 +1,5 @@
 """Real parts for the dispatcher's tests: the Meta fake on an ephemeral port, a tenant registry
-gRPC server answering GetTenantConfig, a migrated database, a prefixed RabbitMQ topology, and the
+gRPC server answering GetMetaDestination (the dispatcher's only grant), a migrated database, a prefixed RabbitMQ topology, and the
 consumer either in-process (background tasks on the test loop) or as a real subprocess."""
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ from trackai_dispatcher.adapters.broker import COPY_HEADER, DISPATCH_TYPE
 from trackai_dispatcher.bootstrap import dispatch_topology, wire_consumer
 from trackai_dispatcher.settings import Settings
 from trackai_kit.amqp import AmqpClient
-from trackai_kit.grpc import GrpcServer, start_grpc_server
+from trackai_kit.grpc import (
+    AccessPolicy,
+    GrpcServer,
+    local_dev_callers,
+    local_dev_token,
+    rpc,
+    start_grpc_server,
+)
 from trackai_kit.postgres import create_pool
 from trackai_kit.service import Resources
 from trackai_kit.settings import GrpcSettings, PostgresSettings
@@ -41,7 +48,8 @@ from trackai_sandbox.server import BackgroundServer
 from trackai_sandbox.settings import SandboxSettings
 from trackai_sandbox.testing import MetaSandboxClient, sample_purchase
 
-GRPC_TOKEN = "dispatcher-test-token"
+GRPC_TOKEN = local_dev_token("dispatcher")
+_REGISTRY = registry_pb.DESCRIPTOR.services_by_name["TenantRegistryService"]
 PIXEL = "1234567890"
 META_TOKEN = "sandbox-token"
 #: A scaled-down ladder (x0.2): the real 1-2-4-8-16 s one has its own slow test.
@@ -64,15 +72,25 @@ def meta(meta_server: BackgroundServer) -> Iterator[MetaSandboxClient]:
         client.reset()
 
 
-# --- tenant registry (GetTenantConfig only) ---------------------------------------------------
+# --- tenant registry (GetMetaDestination only) ------------------------------------------------
+@dataclass
+class _Tenant:
+    destination: registry_pb.MetaDestination
+    funnel_codes: dict[str, str]
+
+
 class FakeRegistry(registry_grpc.TenantRegistryServiceServicer):
-    """Serves the configs a test registers; unknown tenants answer NOT_FOUND like the real one."""
+    """Serves the destinations a test registers; an unknown tenant or pixel answers NOT_FOUND
+    like the real one."""
 
     def __init__(self) -> None:
-        self.configs: dict[str, registry_pb.TenantConfig] = {}
+        self.tenants: dict[str, _Tenant] = {}
         self.calls = 0
         #: When set, every call is refused with this ``grpc.StatusCode``.
         self.refuse: Any = None
+        #: (tenant, pixel) → why the registry cannot open that destination's credential
+        #: (answered FAILED_PRECONDITION, as the provisioner does).
+        self.broken: dict[tuple[str, str], str] = {}
 
     def add_tenant(
         self, pixel: str = PIXEL, token: str = META_TOKEN, funnels: dict[str, str] | None = None
@@ -80,33 +98,28 @@ class FakeRegistry(registry_grpc.TenantRegistryServiceServicer):
         """A tenant whose default destination is ``pixel``; ``funnels`` maps funnel ids to
         their test event codes."""
         tenant_id = str(uuid.uuid4())
-        config = registry_pb.TenantConfig(
-            tenant=registry_pb.Tenant(id=tenant_id, slug=f"t{tenant_id[:8]}"),
-            meta=registry_pb.MetaDestination(pixel_id=pixel, access_token=token),
+        self.tenants[tenant_id] = _Tenant(
+            registry_pb.MetaDestination(pixel_id=pixel, access_token=token), dict(funnels or {})
         )
-        for funnel_id, code in (funnels or {}).items():
-            config.funnels.append(
-                registry_pb.FunnelConfig(
-                    funnel=registry_pb.Funnel(
-                        id=funnel_id, tenant_id=tenant_id, test_event_code=code
-                    )
-                )
-            )
-        self.configs[tenant_id] = config
         return tenant_id
 
-    async def GetTenantConfig(
-        self, request: registry_pb.GetTenantConfigRequest, context: Any
-    ) -> registry_pb.GetTenantConfigResponse:
+    async def GetMetaDestination(
+        self, request: registry_pb.GetMetaDestinationRequest, context: Any
+    ) -> registry_pb.GetMetaDestinationResponse:
+        import grpc
+
         self.calls += 1
         if self.refuse is not None:
-            await context.abort(self.refuse, "the dispatcher may not call GetTenantConfig")
-        config = self.configs.get(request.tenant_ref)
-        if config is None:
-            import grpc
-
-            await context.abort(grpc.StatusCode.NOT_FOUND, "tenant not found")
-        return registry_pb.GetTenantConfigResponse(config=config)
+            await context.abort(self.refuse, "the dispatcher may not call GetMetaDestination")
+        if (why := self.broken.get((request.tenant_ref, request.pixel_id))) is not None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
+        tenant = self.tenants.get(request.tenant_ref)
+        if tenant is None or tenant.destination.pixel_id != request.pixel_id:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no destination")
+        found = registry_pb.MetaDestination()
+        found.CopyFrom(tenant.destination)
+        found.test_event_code = tenant.funnel_codes.get(request.funnel_id, "")
+        return registry_pb.GetMetaDestinationResponse(destination=found)
 
 
 @dataclass
@@ -123,9 +136,10 @@ class Registry:
 async def registry() -> AsyncIterator[Registry]:
     servicer = FakeRegistry()
     server = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=GRPC_TOKEN),  # type: ignore[arg-type]
+        GrpcSettings(port=0, callers=local_dev_callers()),
         partial(registry_grpc.add_TenantRegistryServiceServicer_to_server, servicer),
-        ["trackai.provisioner.v1.TenantRegistryService"],
+        [_REGISTRY.full_name],
+        AccessPolicy.of({"dispatcher": [rpc(_REGISTRY, "GetMetaDestination")]}),
     )
     try:
         yield Registry(servicer, server)
@@ -154,7 +168,7 @@ class Env:
             "META_GRAPH_URL": self.meta_url,
             "META_API_VERSION": "v25.0",
             "PROVISIONER_GRPC_TARGET": self.registry_target,
-            "GRPC_AUTH_TOKEN": GRPC_TOKEN,
+            "GRPC_CLIENT_TOKEN": GRPC_TOKEN,
             "DISPATCHER_HTTP_PORT": "0",
             "DISPATCHER_BATCH_DEADLINE_MS": "50",
             "DISPATCHER_RETRY_DELAYS_MS": FAST_LADDER,

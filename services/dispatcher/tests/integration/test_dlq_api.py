@@ -23,15 +23,21 @@ from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from trackai_dispatcher.adapters.broker import DispatchPublisher
 from trackai_dispatcher.bootstrap import DISPATCHER_SERVICE
+from trackai_dispatcher.entrypoints.grpc_access import POLICY
 from trackai_dispatcher.entrypoints.grpc_dispatcher import DispatcherServicer
 from trackai_dispatcher.service_layer.dlq import DeadLetters
 from trackai_kit.amqp import AmqpClient
-from trackai_kit.grpc import GrpcServer, client_channel, start_grpc_server
+from trackai_kit.grpc import (
+    GrpcServer,
+    client_channel,
+    local_dev_callers,
+    local_dev_token,
+    start_grpc_server,
+)
 from trackai_kit.settings import GrpcSettings
 from trackai_sandbox.testing import MetaSandboxClient
 
 from .conftest import (
-    GRPC_TOKEN,
     PIXEL,
     Registry,
     Start,
@@ -41,6 +47,7 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.integration
+OPERATOR = local_dev_token("operator")
 
 
 @pytest.fixture
@@ -49,11 +56,12 @@ async def api(
 ) -> AsyncIterator[tuple[pb_grpc.DispatcherServiceStub, GrpcServer]]:
     servicer = DispatcherServicer(db, DeadLetters(db, DispatchPublisher(broker)))
     server = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=GRPC_TOKEN),  # type: ignore[arg-type]
+        GrpcSettings(port=0, callers=local_dev_callers()),
         partial(pb_grpc.add_DispatcherServiceServicer_to_server, servicer),
         [DISPATCHER_SERVICE],
+        POLICY,
     )
-    channel = client_channel(f"127.0.0.1:{server.port}", GRPC_TOKEN)
+    channel = client_channel(f"127.0.0.1:{server.port}", OPERATOR)
     try:
         yield pb_grpc.DispatcherServiceStub(channel), server
     finally:
@@ -66,7 +74,7 @@ async def cli(server: GrpcServer, *args: str) -> subprocess.CompletedProcess[str
     env = {
         **os.environ,
         "DISPATCHER_GRPC_TARGET": f"127.0.0.1:{server.port}",
-        "GRPC_AUTH_TOKEN": GRPC_TOKEN,
+        "GRPC_CLIENT_TOKEN": OPERATOR,
     }
     return await asyncio.to_thread(
         subprocess.run,
@@ -225,3 +233,20 @@ async def test_dead_letters_list_replay_and_audit(
             pb.ReplayDeadLettersRequest(filter=pb.DeadLetterFilter(), requested_by="ops")
         )
     assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_replay_is_denied_to_services_and_unknown_tokens(
+    api: tuple[pb_grpc.DispatcherServiceStub, GrpcServer],
+) -> None:
+    _, server = api
+    target = f"127.0.0.1:{server.port}"
+    for token, code in (
+        (local_dev_token("ingestion"), grpc.StatusCode.PERMISSION_DENIED),
+        ("not-a-token", grpc.StatusCode.UNAUTHENTICATED),
+    ):
+        async with client_channel(target, token) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await pb_grpc.DispatcherServiceStub(channel).ReplayDeadLetters(
+                    pb.ReplayDeadLettersRequest(all=True, requested_by="intruder")
+                )
+            assert refused.value.code() == code

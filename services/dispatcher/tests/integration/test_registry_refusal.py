@@ -8,7 +8,6 @@ import asyncpg
 import grpc
 import pytest
 
-from trackai.provisioner.v1 import provisioner_service_pb2 as registry_pb
 from trackai_kit.amqp import AmqpClient
 from trackai_sandbox.testing import MetaSandboxClient
 
@@ -51,18 +50,12 @@ async def test_undecryptable_token_kills_only_the_events_that_need_it(
     db: asyncpg.Pool,
     start_consumer: Start,
 ) -> None:
-    tenant = registry.servicer.add_tenant(pixel=OTHER_PIXEL, funnels={"f-ok": ""})
-    config = registry.servicer.configs[tenant]
-    # The provisioner could not decrypt the tenant's default Meta token (left out, reported);
-    # the funnel's own destination still decrypts.
-    config.ClearField("meta")
-    config.broken_credentials.append(
-        registry_pb.BrokenCredential(
-            kind="meta", provider="meta", error="credential sealed with key 'k0', which is not in"
-        )
-    )
-    config.funnels[0].meta.CopyFrom(
-        registry_pb.MetaDestination(pixel_id=PIXEL, access_token="sandbox-token")
+    tenant = registry.servicer.add_tenant(pixel=PIXEL, funnels={"f-ok": ""})
+    # The provisioner cannot decrypt the destination of OTHER_PIXEL and says so, definitively
+    # (as its GetMetaDestination does); the tenant's other destination still works.
+    registry.servicer.broken[(tenant, OTHER_PIXEL)] = (
+        "the Meta credential of the tenant cannot be decrypted by the provisioner (credential "
+        "sealed with key 'k0', which is not in TRACKAI_ENCRYPTION_KEYS); set it again"
     )
     stuck = dispatch_request(tenant, "broken-token", pixel=OTHER_PIXEL)
     fine = dispatch_request(tenant, "working-funnel", funnel_id="f-ok")

@@ -11,8 +11,6 @@ import pytest
 from google.protobuf.json_format import ParseDict
 
 from trackai.matcher.v1 import events_pb2 as matcher_pb
-from trackai.provisioner.v1 import provisioner_service_pb2 as registry_pb
-from trackai_dispatcher.adapters.destinations import credentials_from
 from trackai_dispatcher.adapters.meta import event_payload, wire_event
 from trackai_dispatcher.domain.breaker import Breaker, BreakerPolicy, BreakerState, Gate, Transition
 from trackai_dispatcher.domain.classification import MetaAnswer, Verdict, classify
@@ -175,25 +173,3 @@ def test_retry_ladder_and_parking_delays() -> None:
     assert ladder.park_delay(30_000) == 16000
     assert ladder.park_delay(5000) == 4000
     assert ladder.park_delay(10) == 1000
-
-
-def test_funnel_destinations_and_test_codes() -> None:
-    config = registry_pb.TenantConfig(
-        meta=registry_pb.MetaDestination(
-            pixel_id="1", access_token="t-default", test_event_code="D"
-        )
-    )
-    config.funnels.append(
-        registry_pb.FunnelConfig(
-            funnel=registry_pb.Funnel(id="f1", test_event_code="F1"),
-            meta=registry_pb.MetaDestination(pixel_id="2", access_token="t-f1"),
-        )
-    )
-    config.funnels.append(registry_pb.FunnelConfig(funnel=registry_pb.Funnel(id="f2")))
-    found = credentials_from(config, "f1", "2")
-    assert found is not None and (found.access_token, found.test_event_code) == ("t-f1", "F1")
-    found = credentials_from(config, "f2", "1")
-    assert found is not None and (found.access_token, found.test_event_code) == ("t-default", "D")
-    found = credentials_from(config, "", "2")
-    assert found is not None and found.access_token == "t-f1"
-    assert credentials_from(config, "f2", "3") is None

@@ -12,7 +12,7 @@ from trackai_dispatcher.settings import Settings
 
 def _settings(monkeypatch: pytest.MonkeyPatch, env: str, url: str) -> Settings:
     monkeypatch.setenv("TRACKAI_ENV", env)
-    monkeypatch.setenv("GRPC_AUTH_TOKEN", secrets.token_hex(32))
+    monkeypatch.setenv("GRPC_CLIENT_TOKEN", secrets.token_hex(32))
     monkeypatch.setenv("META_GRAPH_URL", url)
     return Settings(_env_file=None)  # type: ignore[call-arg]
 

@@ -14,13 +14,17 @@ from fastapi import FastAPI
 
 from trackai.ingestion.v1 import ingestion_service_pb2 as pb
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
+from trackai.provisioner.v1 import provisioner_service_pb2 as prov_pb
+from trackai_ingestion.adapters.auth_failures import RedisAuthFailures
 from trackai_ingestion.adapters.rate_limit import RedisRateLimiter
+from trackai_ingestion.adapters.receipts import ReceiptStats
 from trackai_ingestion.adapters.repository import ConversionStore
 from trackai_ingestion.entrypoints.collect import build_collect_router
+from trackai_ingestion.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_ingestion.entrypoints.grpc_ingestion import IngestionServicer
 from trackai_ingestion.entrypoints.webhooks import WebhookLimits, build_webhook_router
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
-from trackai_ingestion.service_layer.conversions import ConversionQueries
+from trackai_ingestion.service_layer.conversions import ConversionQueries, WebhookActivityQueries
 from trackai_ingestion.service_layer.webhooks import WebhookService
 from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_ingestion.settings import Settings
@@ -28,7 +32,7 @@ from trackai_kit import topology
 from trackai_kit.outbox import OutboxRelay
 from trackai_kit.retention import RetentionTask, Rule
 from trackai_kit.service import Background, Resources, Wiring
-from trackai_kit.tenant_config import TenantConfigClient
+from trackai_kit.tenant_config import RegistryClient, webhook_config_client
 
 SCHEMA = "ingestion"
 TOPOLOGY = topology.ingestion_topology().merge(topology.status_topology())
@@ -68,15 +72,29 @@ class Components:
         )
 
 
+@dataclass(frozen=True)
+class _TenantViews:
+    """The view part of the webhook config cache, for the collect endpoint (one cache)."""
+
+    configs: RegistryClient[prov_pb.WebhookConfig]
+
+    async def get(self, tenant_ref: str) -> prov_pb.TenantView | None:
+        config = await self.configs.get(tenant_ref)
+        return None if config is None else config.view
+
+
 def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
-    tenants = TenantConfigClient(
-        settings.provisioner_addr, settings.grpc_auth_token.get_secret_value()
+    tenants = webhook_config_client(
+        settings.provisioner_addr,
+        settings.grpc_client_token.get_secret_value(),
+        tls=settings.grpc_tls,
     )
     limiter = RedisRateLimiter(settings.redis_url)
     store = ConversionStore(pool, acquire_timeout_s=settings.db_acquire_timeout_s)
     unknown_tenants = UnknownTenantLimit(
         tenants.cached, per_window=settings.unknown_tenant_limit_per_minute
     )
+    auth_failures = RedisAuthFailures(settings.redis_url)
     return Components(
         webhooks=WebhookService(
             tenants,
@@ -86,11 +104,14 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
             relay_signature_tolerance_s=settings.relay_signature_tolerance_s,
             accept_legacy_relay_signature=settings.legacy_relay_signature,
             unknown_tenants=unknown_tenants,
+            auth_failures=auth_failures,
         ),
-        collect=RecordBrowserHit(pool, tenants),
-        servicer=IngestionServicer(ConversionQueries(store)),
+        collect=RecordBrowserHit(pool, _TenantViews(tenants)),
+        servicer=IngestionServicer(
+            ConversionQueries(store), WebhookActivityQueries(ReceiptStats(pool), auth_failures)
+        ),
         unknown_tenants=unknown_tenants,
-        closers=[tenants.close, limiter.close],
+        closers=[tenants.close, limiter.close, auth_failures.close],
     )
 
 
@@ -103,6 +124,7 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     assert resources.pool is not None
     parts = build_components(settings, resources.pool)
     return Wiring(
+        grpc_policy=GRPC_POLICY,
         grpc_services=[
             (
                 INGESTION_SERVICE,

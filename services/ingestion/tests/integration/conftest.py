@@ -1,7 +1,7 @@
 """Integration fixtures of the webhook receiver: a real gRPC server with an in-memory tenant
-registry servicer (serving GetTenantConfig to the real ``TenantConfigClient``; the provisioner's
-own registry is tested in its suite), a migrated database, and the ingestion HTTP app driven
-through httpx's ASGI transport.
+registry servicer (serving GetWebhookConfig, ingestion's only grant, to the kit's real cached
+client; the provisioner's own registry is tested in its suite), a migrated database, and the
+ingestion HTTP app driven through httpx's ASGI transport.
 """
 
 from __future__ import annotations
@@ -27,15 +27,23 @@ from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
 from trackai_ingestion.bootstrap import Components, build_components
 from trackai_ingestion.settings import Settings
 from trackai_kit import migrations
-from trackai_kit.grpc import GrpcServer, start_grpc_server
+from trackai_kit.grpc import (
+    AccessPolicy,
+    GrpcServer,
+    local_dev_callers,
+    local_dev_token,
+    rpc,
+    start_grpc_server,
+)
 from trackai_kit.http import create_app
 from trackai_kit.settings import GrpcSettings
 from trackai_testing.plugin import in_thread, shared_redis_url
 
 from ..conftest import hmac_hex
 
-TOKEN = "test-token-ingestion"
-REGISTRY_SERVICE = prov.DESCRIPTOR.services_by_name["TenantRegistryService"].full_name
+TOKEN = local_dev_token("ingestion")
+_REGISTRY = prov.DESCRIPTOR.services_by_name["TenantRegistryService"]
+REGISTRY_SERVICE = _REGISTRY.full_name
 #: Secrets of the test tenants, one per gateway (the fixtures' own values where they carry one).
 SECRETS = {
     "kiwify": "9ch0bpzogu9",
@@ -67,18 +75,18 @@ def credentials(gateway: str, raw: bytes, secret: str | None = None) -> dict[str
 
 
 class _Registry(prov_grpc.TenantRegistryServiceServicer):
-    def __init__(self, configs: dict[str, prov.TenantConfig]) -> None:
+    def __init__(self, configs: dict[str, prov.WebhookConfig]) -> None:
         self._configs = configs
         self.calls = 0
 
-    async def GetTenantConfig(
-        self, request: prov.GetTenantConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> prov.GetTenantConfigResponse:
+    async def GetWebhookConfig(
+        self, request: prov.GetWebhookConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> prov.GetWebhookConfigResponse:
         self.calls += 1
         config = self._configs.get(request.tenant_ref)
         if config is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such tenant")
-        return prov.GetTenantConfigResponse(config=config)
+        return prov.GetWebhookConfigResponse(config=config)
 
 
 @dataclass
@@ -87,7 +95,7 @@ class Registry:
 
     server: GrpcServer
     servicer: _Registry
-    configs: dict[str, prov.TenantConfig] = field(default_factory=dict)
+    configs: dict[str, prov.WebhookConfig] = field(default_factory=dict)
 
     @property
     def target(self) -> str:
@@ -107,9 +115,11 @@ class Registry:
             )
             for name, secret in (secrets if secrets is not None else SECRETS).items()
         ]
-        self.configs[tenant_id] = prov.TenantConfig(
-            tenant=prov.Tenant(
-                id=tenant_id, slug=f"t{tenant_id[:8]}", rate_limit_per_minute=rate_limit
+        self.configs[tenant_id] = prov.WebhookConfig(
+            view=prov.TenantView(
+                tenant=prov.Tenant(
+                    id=tenant_id, slug=f"t{tenant_id[:8]}", rate_limit_per_minute=rate_limit
+                )
             ),
             gateways=gateways,
         )
@@ -126,12 +136,13 @@ def database_url(empty_database_url: str) -> str:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def registry() -> AsyncIterator[Registry]:
-    configs: dict[str, prov.TenantConfig] = {}
+    configs: dict[str, prov.WebhookConfig] = {}
     servicer = _Registry(configs)
     server = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=TOKEN),  # type: ignore[arg-type]
+        GrpcSettings(port=0, callers=local_dev_callers()),
         partial(prov_grpc.add_TenantRegistryServiceServicer_to_server, servicer),
         [REGISTRY_SERVICE],
+        AccessPolicy.of({"ingestion": [rpc(_REGISTRY, "GetWebhookConfig")]}),
     )
     try:
         yield Registry(server, servicer, configs)
@@ -143,7 +154,7 @@ def ingestion_settings(database_url: str, registry_target: str, **overrides: Any
     values: dict[str, Any] = {
         "DATABASE_URL": database_url,
         "PROVISIONER_GRPC_TARGET": registry_target,
-        "GRPC_AUTH_TOKEN": TOKEN,
+        "GRPC_CLIENT_TOKEN": TOKEN,
         "REDIS_URL": shared_redis_url(),
         "TRACKAI_ENV": "test",
         **overrides,

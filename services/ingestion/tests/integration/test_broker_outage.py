@@ -178,7 +178,7 @@ async def test_acknowledged_webhooks_reach_ingest_events_after_a_broker_outage(
         "DATABASE_URL": database_url,
         "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/",
         "AMQP_PREFIX": amqp_prefix,
-        "GRPC_AUTH_TOKEN": TOKEN,
+        "GRPC_CLIENT_TOKEN": TOKEN,
         "PROVISIONER_GRPC_TARGET": registry.target,
         "INGESTION_GRPC_PORT": str(free_port()),
         "INGESTION_RELAY_IN_SERVE": "false",

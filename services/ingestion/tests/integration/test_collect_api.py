@@ -38,22 +38,22 @@ PHONE = "(11) 98765-4321"
 
 
 class Directory:
-    """Stands in for TenantConfigClient: one tenant, reachable by id or slug."""
+    """Stands in for the tenant view cache: one tenant, reachable by id or slug."""
 
     def __init__(self) -> None:
         self.down = False
-        self.config = registry_pb.TenantConfig(
+        self.config = registry_pb.TenantView(
             tenant=registry_pb.Tenant(
                 id=TENANT_ID, slug="acme", allowed_domains=["shop.example.com"]
             ),
             funnels=[
-                registry_pb.FunnelConfig(
+                registry_pb.FunnelView(
                     funnel=registry_pb.Funnel(id=FUNNEL_ID, tenant_id=TENANT_ID, slug="launch")
                 )
             ],
         )
 
-    async def get(self, tenant_ref: str) -> registry_pb.TenantConfig | None:
+    async def get(self, tenant_ref: str) -> registry_pb.TenantView | None:
         if self.down:
             raise TenantConfigUnavailable("registry down")
         return self.config if tenant_ref in (TENANT_ID, "acme") else None

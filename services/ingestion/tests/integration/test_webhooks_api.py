@@ -26,12 +26,13 @@ from trackai.ingestion.v1 import ingestion_service_pb2 as ing
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from trackai_ingestion.bootstrap import INGESTION_SERVICE
 from trackai_ingestion.domain.gateways.base import relay_signature
+from trackai_ingestion.entrypoints.grpc_access import POLICY
 from trackai_ingestion.service_layer.webhooks import AUTH_BURST_THRESHOLD
-from trackai_kit.grpc import client_channel, start_grpc_server
+from trackai_kit.grpc import client_channel, local_dev_callers, local_dev_token, start_grpc_server
 from trackai_kit.settings import GrpcSettings
 
 from ..conftest import KIWIFY_SIGNATURES, PLAINTEXT, fixture_bytes, hmac_hex
-from .conftest import SECRETS, TOKEN, App, AppFactory, Registry, credentials
+from .conftest import SECRETS, App, AppFactory, Registry, credentials
 
 pytestmark = pytest.mark.integration
 
@@ -558,11 +559,12 @@ async def test_read_api_is_tenant_scoped_and_paginates(
     foreign = await post_signed(app, "kiwify", other, fixture_bytes("kiwify-3.json"))
 
     server = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=TOKEN),  # type: ignore[arg-type]
+        GrpcSettings(port=0, callers=local_dev_callers()),
         partial(ing_grpc.add_IngestionServiceServicer_to_server, app.components.servicer),
         [INGESTION_SERVICE],
+        POLICY,
     )
-    channel = client_channel(f"127.0.0.1:{server.port}", TOKEN)
+    channel = client_channel(f"127.0.0.1:{server.port}", local_dev_token("operator"))
     stub = ing_grpc.IngestionServiceStub(channel)
     try:
         got = await stub.GetConversion(
@@ -617,6 +619,29 @@ async def test_read_api_is_tenant_scoped_and_paginates(
         in_window = await stub.ListConversions(window)
         assert [c.conversion.order_id for c in in_window.conversions] == ["order-2", "order-1"]
 
+        # The console's search and filters: order id, gateway, funnel.
+        by_order = await stub.ListConversions(
+            ing.ListConversionsRequest(tenant_id=tenant, order_id="order-3")
+        )
+        assert [c.id for c in by_order.conversions] == [ids[3]]
+        by_gateway = await stub.ListConversions(
+            ing.ListConversionsRequest(tenant_id=tenant, gateway="hotmart")
+        )
+        assert list(by_gateway.conversions) == []
+        kiwify = await stub.ListConversions(
+            ing.ListConversionsRequest(tenant_id=tenant, gateway="kiwify", order_id="order-0")
+        )
+        assert [c.id for c in kiwify.conversions] == [ids[0]]
+        by_funnel = await stub.ListConversions(
+            ing.ListConversionsRequest(tenant_id=tenant, funnel_id=str(uuid.uuid4()))
+        )
+        assert list(by_funnel.conversions) == []
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ListConversions(
+                ing.ListConversionsRequest(tenant_id=tenant, funnel_id="funil")
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
         first_page = await stub.ListConversions(
             ing.ListConversionsRequest(tenant_id=tenant, page_size=2)
         )
@@ -626,6 +651,13 @@ async def test_read_api_is_tenant_scoped_and_paginates(
                     ing.ListConversionsRequest(tenant_id=other, page_token=bad_token)
                 )
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # Receipts are read by people's tools and the assistant, not by the pipeline's services.
+        async with client_channel(f"127.0.0.1:{server.port}", local_dev_token("matcher")) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as denied:
+                await ing_grpc.IngestionServiceStub(ch).ListConversions(
+                    ing.ListConversionsRequest(tenant_id=tenant)
+                )
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         await channel.close()
         await server.stop(0)

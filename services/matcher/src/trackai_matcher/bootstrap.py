@@ -15,12 +15,13 @@ from trackai_kit.logging import get_logger
 from trackai_kit.outbox import OutboxRelay
 from trackai_kit.retention import RetentionTask, Rule
 from trackai_kit.service import Resources, Wiring
-from trackai_kit.tenant_config import TenantConfigClient
+from trackai_kit.tenant_config import tenant_view_client
 from trackai_matcher.adapters.telemetry import MatcherMetrics
 from trackai_matcher.adapters.tenants import TenantDirectory
 from trackai_matcher.domain.policy import StatusPolicy
 from trackai_matcher.domain.scoring import ModelParams, ProbabilisticModel
 from trackai_matcher.entrypoints.consumer import IngestConsumer
+from trackai_matcher.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_matcher.entrypoints.grpc_matcher import MatcherServicer
 from trackai_matcher.service_layer.ingest import IngestService, MatcherConfig
 from trackai_matcher.service_layer.matching import MatchEngine
@@ -53,9 +54,10 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     assert resources.pool is not None
     servicer = MatcherServicer(MatchQueries(resources.pool))
     return Wiring(
+        grpc_policy=GRPC_POLICY,
         grpc_services=[
             (MATCHER_SERVICE, partial(pb_grpc.add_MatcherServiceServicer_to_server, servicer))
-        ]
+        ],
     )
 
 
@@ -122,8 +124,10 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
     """Consumer process: `ingest-events` handler, outbox relay to `capi-dispatch`, retention
     sweeps."""
     assert resources.pool is not None and resources.amqp is not None
-    config_client = TenantConfigClient(
-        settings.provisioner_grpc_target, settings.grpc_auth_token.get_secret_value()
+    config_client = tenant_view_client(
+        settings.provisioner_grpc_target,
+        settings.grpc_client_token.get_secret_value(),
+        tls=settings.grpc_tls,
     )
     service = IngestService(
         resources.pool,

@@ -1,7 +1,7 @@
 """The matcher on a freshly migrated database, with a real gRPC tenant registry fake.
 
-The registry fake serves ``GetTenantConfig`` from a dict over a real gRPC server, so the kit's
-``TenantConfigClient`` (cache, errors) is exercised as in production.
+The registry fake serves ``GetTenantView`` (the matcher's only grant) from a dict over a real
+gRPC server, so the kit's cached client (cache, errors) is exercised as in production.
 """
 
 from __future__ import annotations
@@ -25,10 +25,16 @@ from trackai.matcher.v1 import events_pb2 as mpb
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
 from trackai_kit.amqp import IncomingMessage
-from trackai_kit.grpc import start_grpc_server
+from trackai_kit.grpc import (
+    AccessPolicy,
+    local_dev_callers,
+    local_dev_token,
+    rpc,
+    start_grpc_server,
+)
 from trackai_kit.postgres import create_pool
 from trackai_kit.settings import GrpcSettings, PostgresSettings
-from trackai_kit.tenant_config import TenantConfigClient
+from trackai_kit.tenant_config import RegistryClient, tenant_view_client
 from trackai_matcher.adapters.telemetry import MatcherMetrics
 from trackai_matcher.adapters.tenants import TenantDirectory
 from trackai_matcher.domain.policy import StatusPolicy
@@ -37,47 +43,44 @@ from trackai_matcher.entrypoints.consumer import INGEST_TYPE, IngestConsumer
 from trackai_matcher.service_layer.ingest import IngestService, MatcherConfig
 from trackai_matcher.service_layer.matching import MatchEngine
 
-TOKEN = "matcher-test-token"
+TOKEN = local_dev_token("matcher")
 PIXEL = "1234567890"
-REGISTRY = prov.DESCRIPTOR.services_by_name["TenantRegistryService"].full_name
+_REGISTRY = prov.DESCRIPTOR.services_by_name["TenantRegistryService"]
+REGISTRY = _REGISTRY.full_name
 
 
 class FakeRegistry(prov_grpc.TenantRegistryServiceServicer):
-    """GetTenantConfig from ``configs``; every other RPC is UNIMPLEMENTED (inherited)."""
+    """GetTenantView from ``configs``; every other RPC is UNIMPLEMENTED (inherited)."""
 
     def __init__(self) -> None:
-        self.configs: dict[str, prov.TenantConfig] = {}
+        self.configs: dict[str, prov.TenantView] = {}
         #: When set, every call is refused with this code (a caller not allowed, say).
         self.refuse: grpc.StatusCode | None = None
 
-    async def GetTenantConfig(
-        self, request: prov.GetTenantConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> prov.GetTenantConfigResponse:
+    async def GetTenantView(
+        self, request: prov.GetTenantViewRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> prov.GetTenantViewResponse:
         if self.refuse is not None:
-            await context.abort(self.refuse, "matcher may not call GetTenantConfig")
+            await context.abort(self.refuse, "matcher may not call GetTenantView")
         config = self.configs.get(request.tenant_ref)
         if config is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "tenant not found")
-        return prov.GetTenantConfigResponse(config=config)
+        return prov.GetTenantViewResponse(view=config)
 
     def add_tenant(
         self,
         *,
         meta: bool = True,
         test_event_code: str = "",
-        funnels: tuple[prov.FunnelConfig, ...] = (),
+        funnels: tuple[prov.FunnelView, ...] = (),
     ) -> str:
         tenant_id = str(uuid.uuid4())
-        config = prov.TenantConfig(
+        config = prov.TenantView(
             tenant=prov.Tenant(id=tenant_id, slug=f"t-{tenant_id[:8]}", name="Loja"),
             funnels=list(funnels),
         )
         if meta:
-            config.meta.CopyFrom(
-                prov.MetaDestination(
-                    pixel_id=PIXEL, access_token="sandbox-token", test_event_code=test_event_code
-                )
-            )
+            config.meta.CopyFrom(prov.MetaPixel(pixel_id=PIXEL, test_event_code=test_event_code))
         self.configs[tenant_id] = config
         return tenant_id
 
@@ -96,7 +99,7 @@ class Delivery:
 class Matcher:
     pool: asyncpg.Pool
     registry: FakeRegistry
-    client: TenantConfigClient
+    client: RegistryClient[prov.TenantView]
     metrics_reader: InMemoryMetricReader
     meter: Meter
     database_url: str
@@ -140,13 +143,14 @@ class Matcher:
 async def matcher(database_url: str) -> AsyncIterator[Matcher]:
     registry = FakeRegistry()
     server = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=TOKEN),  # type: ignore[arg-type]
+        GrpcSettings(port=0, callers=local_dev_callers()),
         partial(prov_grpc.add_TenantRegistryServiceServicer_to_server, registry),
         [REGISTRY],
+        AccessPolicy.of({"matcher": [rpc(_REGISTRY, "GetTenantView")]}),
     )
     pool = await create_pool(PostgresSettings(url=database_url, pool_max=8), schema="matcher")
     reader = InMemoryMetricReader()
-    client = TenantConfigClient(f"127.0.0.1:{server.port}", TOKEN, ttl_s=0.0)
+    client = tenant_view_client(f"127.0.0.1:{server.port}", TOKEN, ttl_s=0.0)
     meter = MeterProvider(metric_readers=[reader]).get_meter("test")
     m = Matcher(pool, registry, client, reader, meter, database_url)
     try:

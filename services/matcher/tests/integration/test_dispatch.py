@@ -212,13 +212,13 @@ async def test_no_meta_destination_records_but_does_not_publish(
 
 
 async def test_the_matched_clicks_funnel_picks_the_destination(matcher: Any, consumer: Any) -> None:
-    funnel = prov.FunnelConfig(
+    funnel = prov.FunnelView(
         funnel=prov.Funnel(
             id="0b4d3a8e-1111-4c1e-9f00-000000000001",
             lookback_days=60,
             test_event_code="FUNNELTEST",
         ),
-        meta=prov.MetaDestination(pixel_id="99887766", access_token="x"),
+        meta=prov.MetaPixel(pixel_id="99887766"),
     )
     tenant = matcher.registry.add_tenant(funnels=(funnel,))
     await matcher.feed(
@@ -248,7 +248,7 @@ async def test_the_funnels_pending_payment_event_overrides_the_service_default(
 ) -> None:
     """A funnel configured with AddPaymentInfo sends it for a pending pix of its session even
     though the service default is InitiateCheckout."""
-    sends = prov.FunnelConfig(
+    sends = prov.FunnelView(
         funnel=prov.Funnel(
             id="0b4d3a8e-2222-4c1e-9f00-000000000002", pending_payment_event="AddPaymentInfo"
         )

@@ -23,15 +23,16 @@ from trackai.ingestion.v1 import events_pb2 as ingest
 from trackai.matcher.v1 import events_pb2 as mpb
 from trackai.matcher.v1 import matcher_service_pb2 as pb
 from trackai.matcher.v1 import matcher_service_pb2_grpc as pb_grpc
-from trackai_kit.grpc import client_channel, start_grpc_server
+from trackai_kit.grpc import client_channel, local_dev_callers, local_dev_token, start_grpc_server
 from trackai_kit.identity import event_id
 from trackai_kit.settings import GrpcSettings
 from trackai_matcher.bootstrap import MATCHER_SERVICE
+from trackai_matcher.entrypoints.grpc_access import POLICY
 from trackai_matcher.entrypoints.grpc_matcher import MatcherServicer
 from trackai_matcher.service_layer.queries import MatchQueries
 
 pytestmark = pytest.mark.integration
-TOKEN = "matcher-grpc-token"
+TOKEN = local_dev_token("operator")
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
 TRACKAI = shutil.which("trackai", path=str(Path(sys.executable).parent)) or "trackai"
 
@@ -56,12 +57,13 @@ async def api(matcher: Any, consumer: Any) -> AsyncIterator[tuple[Any, str, str]
     ]
     await matcher.feed(consumer, *events)
     server = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=TOKEN),  # type: ignore[arg-type]
+        GrpcSettings(port=0, callers=local_dev_callers()),
         partial(
             pb_grpc.add_MatcherServiceServicer_to_server,
             MatcherServicer(MatchQueries(matcher.pool)),
         ),
         [MATCHER_SERVICE],
+        POLICY,
     )
     channel = client_channel(f"127.0.0.1:{server.port}", TOKEN)
     try:
@@ -140,7 +142,7 @@ async def test_errors_map_to_status_codes(api: tuple[Any, str, str]) -> None:
 
 async def test_cli_export_prints_one_json_object_per_conversion(api: tuple[Any, str, str]) -> None:
     _, tenant, target = api
-    env = {**os.environ, "MATCHER_GRPC_TARGET": target, "GRPC_AUTH_TOKEN": TOKEN}
+    env = {**os.environ, "MATCHER_GRPC_TARGET": target, "GRPC_CLIENT_TOKEN": TOKEN}
     proc = await asyncio.create_subprocess_exec(
         TRACKAI,
         "matches",

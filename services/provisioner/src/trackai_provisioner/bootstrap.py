@@ -20,6 +20,7 @@ from trackai_provisioner.adapters.meta import MetaGraph
 from trackai_provisioner.adapters.stape import StapeApi
 from trackai_provisioner.adapters.templates import load_gtm_templates
 from trackai_provisioner.domain.provisioning import ProvisioningError
+from trackai_provisioner.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_provisioner.entrypoints.grpc_provisioning import ProvisioningServicer
 from trackai_provisioner.entrypoints.grpc_registry import TenantRegistryServicer
 from trackai_provisioner.service_layer.provisioning import (
@@ -142,6 +143,7 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
             await adapter.aclose()  # type: ignore[attr-defined]
 
     return Wiring(
+        grpc_policy=GRPC_POLICY,
         grpc_services=[
             (
                 REGISTRY_SERVICE,

@@ -9,7 +9,7 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
-from trackai_kit.grpc import client_channel, start_grpc_server
+from trackai_kit.grpc import client_channel, local_dev_callers, local_dev_token, start_grpc_server
 from trackai_kit.postgres import create_pool
 from trackai_kit.settings import GrpcSettings, PostgresSettings
 from trackai_provisioner.adapters.crypto import KeyRing
@@ -31,6 +31,7 @@ from trackai_provisioner.bootstrap import (
     build_providers,
     saga_config,
 )
+from trackai_provisioner.entrypoints.grpc_access import POLICY
 from trackai_provisioner.entrypoints.grpc_provisioning import ProvisioningServicer
 from trackai_provisioner.entrypoints.grpc_registry import TenantRegistryServicer
 from trackai_provisioner.service_layer.provisioning import ProvisioningService
@@ -42,7 +43,8 @@ from trackai_sandbox.meta import build_app as build_meta
 from trackai_sandbox.server import BackgroundServer
 from trackai_sandbox.settings import SandboxSettings
 
-TOKEN = "test-token-provisioner"
+#: The tests act as the operator (the `trackai` CLI) unless they call ``Provisioner.as_``.
+TOKEN = local_dev_token("operator")
 
 
 @dataclass
@@ -52,6 +54,13 @@ class Provisioner:
     pool: asyncpg.Pool
     port: int
     key_spec: str
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    def as_(self, identity: str) -> pb_grpc.TenantRegistryServiceStub:
+        """A stub that calls with ``identity``'s development token."""
+        channel = client_channel(f"127.0.0.1:{self.port}", local_dev_token(identity))
+        self.channels.append(channel)
+        return pb_grpc.TenantRegistryServiceStub(channel)
 
 
 @pytest.fixture
@@ -61,17 +70,20 @@ async def provisioner(database_url: str) -> AsyncIterator[Provisioner]:
     registry = TenantRegistry(pool, KeyRing.parse(key_spec))
     servicer = TenantRegistryServicer(registry, default_rate_limit=100)
     server = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=TOKEN),  # type: ignore[arg-type]
+        GrpcSettings(port=0, callers=local_dev_callers()),
         partial(pb_grpc.add_TenantRegistryServiceServicer_to_server, servicer),
         [REGISTRY_SERVICE],
+        POLICY,
     )
     channel = client_channel(f"127.0.0.1:{server.port}", TOKEN)
+    provisioner = Provisioner(
+        pb_grpc.TenantRegistryServiceStub(channel), registry, pool, server.port, key_spec
+    )
     try:
-        yield Provisioner(
-            pb_grpc.TenantRegistryServiceStub(channel), registry, pool, server.port, key_spec
-        )
+        yield provisioner
     finally:
-        await channel.close()
+        for opened in (channel, *provisioner.channels):
+            await opened.close()
         await server.stop(0)
         await pool.close()
 
@@ -199,9 +211,10 @@ async def provisioning_server(
         )
 
     server = await start_grpc_server(
-        GrpcSettings(port=0, auth_token=TOKEN),  # type: ignore[arg-type]
+        GrpcSettings(port=0, callers=local_dev_callers()),
         register,
         [REGISTRY_SERVICE, PROVISIONING_SERVICE],
+        POLICY,
     )
     channel = client_channel(f"127.0.0.1:{server.port}", TOKEN)
     try:
@@ -279,7 +292,7 @@ async def run_cli(port: int, *args: str) -> tuple[int, str, str]:
     env = {
         **os.environ,
         "PROVISIONER_GRPC_TARGET": f"127.0.0.1:{port}",
-        "GRPC_AUTH_TOKEN": TOKEN,
+        "GRPC_CLIENT_TOKEN": TOKEN,
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

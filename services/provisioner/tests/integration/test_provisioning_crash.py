@@ -19,11 +19,11 @@ import pytest
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
-from trackai_kit.grpc import client_channel
+from trackai_kit.grpc import client_channel, local_dev_token
 from trackai_kit.postgres import asyncpg_dsn
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-TOKEN = "crash-test-token"
+TOKEN = local_dev_token("operator")
 
 
 def _free_port() -> int:
@@ -86,7 +86,7 @@ async def test_killed_process_resumes_the_run(
         "DATABASE_URL": database_url,
         "PROVISIONER_GRPC_PORT": str(grpc_port),
         "PROVISIONER_HTTP_PORT": str(_free_port()),
-        "GRPC_AUTH_TOKEN": TOKEN,
+        "GRPC_CLIENT_TOKEN": TOKEN,
         "LOG_JSON": "true",
         "AMQP_URL": amqp_url,
         "AMQP_PREFIX": amqp_prefix,

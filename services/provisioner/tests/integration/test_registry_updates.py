@@ -1,6 +1,6 @@
 """UpdateTenant and UpdateFunnel over real gRPC and PostgreSQL: the update mask decides what
 changes, a named field with its zero value resets it, and the per-funnel pending-payment event
-reaches GetTenantConfig."""
+reaches GetTenantView."""
 
 from __future__ import annotations
 
@@ -61,8 +61,8 @@ async def test_update_tenant_changes_only_the_masked_fields(provisioner: Any) ->
     assert reset.tenant.name == "Loja Nova"
     assert reset.tenant.rate_limit_per_minute == 100 and reset.tenant.rate_limit_default
     assert list(reset.tenant.allowed_domains) == []
-    config = (await stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref="acme"))).config
-    assert config.tenant == reset.tenant
+    view = (await stub.GetTenantView(pb.GetTenantViewRequest(tenant_ref="acme"))).view
+    assert view.tenant == reset.tenant
 
 
 @pytest.mark.parametrize(
@@ -105,8 +105,8 @@ async def test_update_funnel_and_the_pending_payment_event(provisioner: Any) -> 
     assert funnel.pending_payment_event == "AddPaymentInfo"
     assert list(funnel.checkout_domains) == ["pay.hotmart.com"]
     assert (funnel.name, funnel.lookback_days, funnel.test_event_code) == ("Curso", 7, "TEST1")
-    config = (await stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref="acme"))).config
-    assert config.funnels[0].funnel.pending_payment_event == "AddPaymentInfo"
+    view = (await stub.GetTenantView(pb.GetTenantViewRequest(tenant_ref="acme"))).view
+    assert view.funnels[0].funnel.pending_payment_event == "AddPaymentInfo"
 
     reset = await stub.UpdateFunnel(
         pb.UpdateFunnelRequest(

@@ -90,9 +90,11 @@ async def test_gateway_secret_is_sealed_at_rest_and_opened_for_internal_callers(
         "SELECT string_agg(encode(ciphertext, 'escape') || public::text, '|') FROM provisioner.credentials"
     )
     assert "kiwi-secret" not in dump and "relay-hmac" not in dump
+    ingestion = provisioner.as_("ingestion")
     config = (
-        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref=tenant.id))
+        await ingestion.GetWebhookConfig(pb.GetWebhookConfigRequest(tenant_ref=tenant.id))
     ).config
+    assert config.view.tenant.id == tenant.id
     assert [(g.gateway, g.secret, g.signing_secret) for g in config.gateways] == [
         ("kiwify", "kiwi-secret-9ch0bpzogu9", "relay-hmac-key-123")
     ]
@@ -101,7 +103,7 @@ async def test_gateway_secret_is_sealed_at_rest_and_opened_for_internal_callers(
         pb.SetGatewayCredentialRequest(tenant_ref="acme", gateway="kiwify", secret="second-secret")
     )
     config = (
-        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref="acme"))
+        await ingestion.GetWebhookConfig(pb.GetWebhookConfigRequest(tenant_ref="acme"))
     ).config
     assert [(g.gateway, g.secret, g.signing_secret) for g in config.gateways] == [
         ("kiwify", "second-secret", "")
@@ -131,17 +133,28 @@ async def test_meta_destination_tenant_default_and_per_funnel(provisioner) -> No
         )
     )
     assert resp.funnel.pixel_id == "99999999" and resp.funnel.meta_configured
-    config = (
-        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref="acme"))
-    ).config
-    assert (config.meta.pixel_id, config.meta.access_token) == ("1234567890", "EAAB-default-token")
-    [funnel] = config.funnels
+    view = (
+        await provisioner.as_("matcher").GetTenantView(pb.GetTenantViewRequest(tenant_ref="acme"))
+    ).view
+    assert view.meta.pixel_id == "1234567890"
+    [funnel] = view.funnels
     assert funnel.funnel.lookback_days == 30
-    assert (funnel.meta.pixel_id, funnel.meta.access_token, funnel.meta.test_event_code) == (
-        "99999999",
-        "EAAB-funnel-token",
-        "TEST4242",
-    )
+    assert (funnel.meta.pixel_id, funnel.meta.test_event_code) == ("99999999", "TEST4242")
+    dispatcher = provisioner.as_("dispatcher")
+
+    async def destination(funnel_id: str, pixel_id: str) -> pb.MetaDestination:
+        request = pb.GetMetaDestinationRequest(
+            tenant_ref=view.tenant.id, funnel_id=funnel_id, pixel_id=pixel_id
+        )
+        return (await dispatcher.GetMetaDestination(request)).destination
+
+    default = await destination("", "1234567890")
+    assert (default.pixel_id, default.access_token) == ("1234567890", "EAAB-default-token")
+    own = await destination(funnel.funnel.id, "99999999")
+    assert (own.access_token, own.test_event_code) == ("EAAB-funnel-token", "TEST4242")
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await destination(funnel.funnel.id, "5555555555")
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     listed = await provisioner.stub.ListFunnels(pb.ListFunnelsRequest(tenant_ref="acme"))
     assert [f.slug for f in listed.funnels] == ["curso"]
 
@@ -195,10 +208,17 @@ async def test_one_undecryptable_credential_leaves_the_others_working(provisione
         "UPDATE provisioner.credentials SET key_id = 'retired' WHERE provider = 'hotmart'"
     )
     config = (
-        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref="acme"))
+        await provisioner.as_("ingestion").GetWebhookConfig(
+            pb.GetWebhookConfigRequest(tenant_ref="acme")
+        )
     ).config
     assert [(g.gateway, g.secret) for g in config.gateways] == [("kiwify", "kiwi-secret-1")]
-    assert config.meta.access_token == "EAAB-token-1"
+    destination = (
+        await provisioner.as_("dispatcher").GetMetaDestination(
+            pb.GetMetaDestinationRequest(tenant_ref="acme", pixel_id="1234567890")
+        )
+    ).destination
+    assert destination.access_token == "EAAB-token-1"
     (broken,) = config.broken_credentials
     assert (broken.kind, broken.provider, broken.funnel_id) == ("gateway", "hotmart", "")
     assert "'retired'" in broken.error and "TRACKAI_ENCRYPTION_KEYS" in broken.error
@@ -208,14 +228,27 @@ async def test_one_undecryptable_credential_leaves_the_others_working(provisione
         " WHERE kind = 'meta'"
     )
     config = (
-        await provisioner.stub.GetTenantConfig(pb.GetTenantConfigRequest(tenant_ref="acme"))
+        await provisioner.as_("ingestion").GetWebhookConfig(
+            pb.GetWebhookConfigRequest(tenant_ref="acme")
+        )
     ).config
     assert [g.gateway for g in config.gateways] == ["kiwify"]
-    assert not config.HasField("meta")
-    assert {(b.kind, b.provider) for b in config.broken_credentials} == {
+    masked = await provisioner.stub.GetMaskedCredentials(
+        pb.GetMaskedCredentialsRequest(tenant_ref="acme")
+    )
+    assert not masked.meta_destinations
+    assert {(b.kind, b.provider) for b in masked.broken_credentials} == {
         ("gateway", "hotmart"),
         ("meta", "meta"),
     }
     assert all(
-        "hottok" not in b.error and "EAAB-token" not in b.error for b in config.broken_credentials
+        "hottok" not in b.error and "EAAB-token" not in b.error for b in masked.broken_credentials
     )
+    # The dispatcher is told, definitively, which credential to set again.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await provisioner.as_("dispatcher").GetMetaDestination(
+            pb.GetMetaDestinationRequest(tenant_ref="acme", pixel_id="1234567890")
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "Meta credential of the tenant cannot be decrypted" in (refused.value.details() or "")
+    assert "EAAB-token" not in (refused.value.details() or "")

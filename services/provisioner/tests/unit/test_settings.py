@@ -15,7 +15,7 @@ REAL_KEY = "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 def _settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
     monkeypatch.setenv("TRACKAI_ENV", "production")
-    monkeypatch.setenv("GRPC_AUTH_TOKEN", secrets.token_hex(32))
+    monkeypatch.setenv("GRPC_CLIENT_TOKEN", secrets.token_hex(32))
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return Settings(_env_file=None)  # type: ignore[call-arg]

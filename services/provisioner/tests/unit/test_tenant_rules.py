@@ -1,5 +1,8 @@
 """Operator-facing validation rules of tenants, funnels and credentials."""
 
+import uuid
+from datetime import UTC, datetime
+
 import pytest
 
 from trackai_provisioner.domain import tenants as t
@@ -82,3 +85,40 @@ def test_update_mask_zero_values_reset_and_absent_fields_stay() -> None:
         t.validated_changes({"slug": "x"}, t.FUNNEL_UPDATABLE)
     with pytest.raises(t.ValidationError, match="name: must have"):
         t.validated_changes({"name": ""}, t.TENANT_UPDATABLE)  # a name cannot be reset
+
+
+def _funnel(tenant_id: uuid.UUID, code: str | None) -> t.Funnel:
+    return t.Funnel(uuid.uuid4(), tenant_id, "f", "F", 30, None, [], code)
+
+
+def test_meta_destination_of_a_funnel_and_its_test_code() -> None:
+    tenant = t.Tenant(uuid.uuid4(), "acme", "Acme", None, [], datetime.now(UTC))
+    f1, f2 = _funnel(tenant.id, "F1"), _funnel(tenant.id, None)
+    config = t.TenantConfig(
+        tenant=tenant,
+        gateways=[],
+        meta=t.MetaDestination("1", "t-default", "D"),
+        funnels=[(f1, t.MetaDestination("2", "t-f1", None)), (f2, None)],
+    )
+    found = t.destination_for(config, str(f1.id), "2")
+    assert found is not None and (found.access_token, found.test_event_code) == ("t-f1", "F1")
+    found = t.destination_for(config, str(f2.id), "1")
+    assert found is not None and (found.access_token, found.test_event_code) == ("t-default", "D")
+    found = t.destination_for(config, "", "2")
+    assert found is not None and found.access_token == "t-f1"
+    assert t.destination_for(config, str(f2.id), "3") is None
+
+
+def test_view_of_a_config_holds_no_token() -> None:
+    tenant = t.Tenant(uuid.uuid4(), "acme", "Acme", None, [], datetime.now(UTC))
+    funnel = _funnel(tenant.id, None)
+    config = t.TenantConfig(
+        tenant=tenant,
+        gateways=[t.GatewayCredential("kiwify", "gw-secret", None)],
+        meta=t.MetaDestination("1", "t-default", "D"),
+        funnels=[(funnel, t.MetaDestination("2", "t-f1", None))],
+    )
+    view = t.without_tokens(config)
+    assert "t-default" not in repr(view) and "t-f1" not in repr(view)
+    assert "gw-secret" not in repr(view)
+    assert view.meta == t.MetaPixel("1", "D")

@@ -1,1 +1,1 @@
-"""Agent domain."""
+"""The agent's domain: tool verdicts, the guided flow and the escalation rule; no I/O."""

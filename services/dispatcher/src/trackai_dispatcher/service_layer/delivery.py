@@ -32,7 +32,6 @@ from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.adapters import repository as repo
 from trackai_dispatcher.adapters.destinations import (
     Credentials,
-    CredentialUnreadable,
     DestinationResolver,
 )
 from trackai_dispatcher.adapters.meta import event_payload
@@ -239,14 +238,18 @@ class Dispatcher:
                     found[funnel] = await self._destinations.credentials(
                         destination.tenant_id, funnel, destination.pixel_id
                     )
-                except CredentialUnreadable as exc:
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                        raise
+                    # The registry cannot open the credential this funnel's events need (it
+                    # says which): those events are dead until it is set again; others go on.
                     found[funnel] = None
-                    batch.unusable[funnel] = str(exc)
+                    batch.unusable[funnel] = rpc_error_text(exc)
                     log.error(
-                        "Meta credential cannot be decrypted; the events that need it are dead",
+                        "Meta credential cannot be used; the events that need it are dead",
                         destination=str(destination),
                         funnel_id=funnel,
-                        error=str(exc),
+                        error=batch.unusable[funnel],
                     )
         except grpc.aio.AioRpcError as exc:
             if is_transient_rpc_error(exc):

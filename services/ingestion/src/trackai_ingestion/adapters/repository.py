@@ -314,6 +314,9 @@ class ConversionStore:
         end: datetime | None,
         limit: int,
         after: tuple[datetime, uuid.UUID] | None,
+        gateway: str | None = None,
+        order_id: str | None = None,
+        funnel_id: uuid.UUID | None = None,
     ) -> list[StoredConversion]:
         """Newest event time first; keyset pagination on (event_time, id)."""
         conditions = ["tenant_id = $1", "kind = 'conversion'"]
@@ -332,6 +335,13 @@ class ConversionStore:
             conditions.append(f"event_time < {arg(end)}")
         if after is not None:
             conditions.append(f"(event_time, id) < ({arg(after[0])}, {arg(after[1])})")
+        if gateway is not None:
+            conditions.append(f"gateway = {arg(gateway)}")
+        if order_id is not None:
+            # With the gateway, served by events_conversion_dedupe_uq (tenant, gateway, order).
+            conditions.append(f"order_id = {arg(order_id)}")
+        if funnel_id is not None:
+            conditions.append(f"funnel_id = {arg(funnel_id)}")
         sql = (
             _SELECT
             + "WHERE "

@@ -12,7 +12,11 @@ from trackai.ingestion.v1 import ingestion_service_pb2 as pb
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 from trackai_ingestion.adapters.messages import PB_TO_STATUS, conversion_pb, timestamp
 from trackai_ingestion.adapters.repository import StoredConversion
-from trackai_ingestion.service_layer.conversions import ConversionQueries, InvalidQuery
+from trackai_ingestion.service_layer.conversions import (
+    ConversionQueries,
+    InvalidQuery,
+    WebhookActivityQueries,
+)
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -36,8 +40,41 @@ async def _call(context: Context, use_case: Callable[[], Awaitable[T]]) -> T:
 
 
 class IngestionServicer(pb_grpc.IngestionServiceServicer):
-    def __init__(self, queries: ConversionQueries) -> None:
+    def __init__(self, queries: ConversionQueries, activity: WebhookActivityQueries) -> None:
         self._queries = queries
+        self._activity = activity
+
+    async def GetWebhookActivity(
+        self, request: pb.GetWebhookActivityRequest, context: Context
+    ) -> pb.GetWebhookActivityResponse:
+        since = (
+            request.since_time.ToDatetime(tzinfo=UTC) if request.HasField("since_time") else None
+        )
+        found, refused = await _call(
+            context, lambda: self._activity.since(request.tenant_id, since)
+        )
+        return pb.GetWebhookActivityResponse(
+            refused=[
+                pb.CredentialMismatch(
+                    gateway=r.gateway,
+                    credential=r.credential,
+                    count=r.count,
+                    last_time=timestamp(r.last_at),
+                )
+                for r in refused
+            ],
+            gateways=[
+                pb.GatewayActivity(
+                    gateway=a.gateway,
+                    received=a.received,
+                    by_outcome=a.by_outcome,
+                    last_received_time=timestamp(a.last_received_at)
+                    if a.last_received_at
+                    else None,
+                )
+                for a in found
+            ],
+        )
 
     async def GetConversion(
         self, request: pb.GetConversionRequest, context: Context
@@ -75,6 +112,9 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                 else None,
                 page_size=request.page_size,
                 page_token=request.page_token,
+                gateway=request.gateway,
+                order_id=request.order_id,
+                funnel_id=request.funnel_id,
             ),
         )
         return pb.ListConversionsResponse(

@@ -30,9 +30,9 @@ MESSAGE_TYPE = ev.IngestEvent.DESCRIPTOR.full_name
 
 
 class TenantDirectory(Protocol):
-    """Where tenant configs come from: ``trackai_kit.tenant_config.TenantConfigClient``."""
+    """Where tenant views come from (no secret: the collect endpoint needs none)."""
 
-    async def get(self, tenant_ref: str) -> registry_pb.TenantConfig | None: ...
+    async def get(self, tenant_ref: str) -> registry_pb.TenantView | None: ...
 
 
 class TenantUnavailable(RuntimeError):
@@ -47,8 +47,8 @@ class Recorded:
     event_row_id: str | None
 
 
-def collect_tenant(config: registry_pb.TenantConfig) -> CollectTenant:
-    """The collect endpoint's view of a tenant config."""
+def collect_tenant(config: registry_pb.TenantView) -> CollectTenant:
+    """The collect endpoint's view of a tenant."""
     funnels: dict[str, str] = {}
     for item in config.funnels:
         funnels[item.funnel.slug] = item.funnel.id

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from trackai_ingestion.adapters.auth_failures import CredentialMismatch, RedisAuthFailures
+from trackai_ingestion.adapters.receipts import GatewayActivity, ReceiptStats
 from trackai_ingestion.adapters.repository import ConversionStore, StoredConversion
 from trackai_ingestion.domain.model import CanonicalStatus
 
@@ -55,8 +57,15 @@ class ConversionQueries:
         end: datetime | None = None,
         page_size: int = 0,
         page_token: str = "",
+        gateway: str = "",
+        order_id: str = "",
+        funnel_id: str = "",
     ) -> Page:
         tenant = parse_tenant(tenant_id)
+        try:
+            funnel = uuid.UUID(funnel_id) if funnel_id else None
+        except ValueError as exc:
+            raise InvalidQuery(f"funnel_id must be a UUID, got {funnel_id[:64]!r}") from exc
         if page_size < 0:
             raise InvalidQuery("page_size must not be negative")
         if start is not None and end is not None and start >= end:
@@ -64,7 +73,15 @@ class ConversionQueries:
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         after = _decode_token(page_token, tenant) if page_token else None
         rows = await self._store.list(
-            tenant, statuses=statuses, start=start, end=end, limit=size + 1, after=after
+            tenant,
+            statuses=statuses,
+            start=start,
+            end=end,
+            limit=size + 1,
+            after=after,
+            gateway=gateway or None,
+            order_id=order_id or None,
+            funnel_id=funnel,
         )
         more = len(rows) > size
         rows = rows[:size]
@@ -89,3 +106,23 @@ def _decode_token(token: str, tenant: uuid.UUID) -> tuple[datetime, uuid.UUID]:
     if not same_tenant:
         raise InvalidQuery("page_token belongs to another tenant")
     return parsed
+
+
+class WebhookActivityQueries:
+    """What each of a tenant's gateways delivered since a moment (the setup agent's check)."""
+
+    def __init__(self, receipts: ReceiptStats, auth_failures: RedisAuthFailures) -> None:
+        self._receipts = receipts
+        self._auth_failures = auth_failures
+
+    async def since(
+        self, tenant_id: str, since: datetime | None
+    ) -> tuple[list[GatewayActivity], list[CredentialMismatch]]:
+        """Authenticated webhooks per gateway, and the refusals for a wrong credential."""
+        tenant = parse_tenant(tenant_id)
+        if since is None:
+            raise InvalidQuery("since_time is required")
+        return (
+            await self._receipts.since(tenant, since),
+            await self._auth_failures.since(tenant, since),
+        )

@@ -58,11 +58,15 @@ BURST_WINDOW_S = 60.0
 
 
 class TenantConfigs(Protocol):
-    async def get(self, tenant_ref: str) -> prov.TenantConfig | None: ...
+    async def get(self, tenant_ref: str) -> prov.WebhookConfig | None: ...
 
 
 class RateLimiter(Protocol):
     async def acquire(self, tenant_id: str, limit_per_minute: int) -> RateDecision: ...
+
+
+class AuthFailureRecorder(Protocol):
+    async def record(self, tenant_id: uuid.UUID, gateway: str, credential: str) -> None: ...
 
 
 class ConversionWriter(Protocol):
@@ -121,7 +125,9 @@ class WebhookService:
         accept_legacy_relay_signature: bool = False,
         unknown_tenants: UnknownTenantLimit | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        auth_failures: AuthFailureRecorder | None = None,
     ) -> None:
+        self._refusals = auth_failures
         self._tenants = tenants
         self._limiter = limiter
         self._store = store
@@ -130,7 +136,7 @@ class WebhookService:
         self._accept_legacy_signature = accept_legacy_relay_signature
         self._clock = clock
         # One log line per tenant and minute, not one per request, when a flood is refused.
-        self._auth_failures = WindowCounter(BURST_WINDOW_S)
+        self._auth_bursts = WindowCounter(BURST_WINDOW_S)
         self._rate_limited = WindowCounter(BURST_WINDOW_S)
         self._unknown_tenants = unknown_tenants
 
@@ -148,9 +154,21 @@ class WebhookService:
             return unknown_gateway(gateway)
         try:
             tenant_id, config = await self._tenant(tenant_ref, adapter, source_ip)
-            self._authenticate(
-                adapter, tenant_id, config, request, source_ip=source_ip, received_at=received_at
-            )
+            try:
+                self._authenticate(
+                    adapter,
+                    tenant_id,
+                    config,
+                    request,
+                    source_ip=source_ip,
+                    received_at=received_at,
+                )
+            except _Stop as refused:
+                credential = refused.outcome.body.get("credential")
+                if refused.outcome.status == 401 and credential and self._refusals:
+                    # Which credential mismatched, for the setup agent's webhook check.
+                    await self._refusals.record(tenant_id, adapter.name, str(credential))
+                raise
             await self._within_rate(tenant_id, config)
         except _Stop as stop:
             return stop.outcome
@@ -158,7 +176,7 @@ class WebhookService:
 
     async def _tenant(
         self, tenant_ref: str, adapter: GatewayAdapter, source_ip: str | None
-    ) -> tuple[uuid.UUID, prov.TenantConfig]:
+    ) -> tuple[uuid.UUID, prov.WebhookConfig]:
         try:
             tenant_id = uuid.UUID(tenant_ref)
         except ValueError:
@@ -209,7 +227,7 @@ class WebhookService:
         self,
         adapter: GatewayAdapter,
         tenant_id: uuid.UUID,
-        config: prov.TenantConfig,
+        config: prov.WebhookConfig,
         request: WebhookRequest,
         *,
         source_ip: str | None,
@@ -252,7 +270,7 @@ class WebhookService:
             WEBHOOKS_REFUSED.add(
                 1, {ATTR_STATUS: 401, ATTR_GATEWAY: adapter.name, ATTR_REASON: exc.reason}
             )
-            if self._auth_failures.hit(str(tenant_id)) == AUTH_BURST_THRESHOLD:
+            if self._auth_bursts.hit(str(tenant_id)) == AUTH_BURST_THRESHOLD:
                 log.error(
                     "webhook authentication failures burst",
                     tenant_id=str(tenant_id),
@@ -272,8 +290,8 @@ class WebhookService:
             # nothing is stored.
             raise _Stop(_error(400, "malformed_body", str(exc))) from None
 
-    async def _within_rate(self, tenant_id: uuid.UUID, config: prov.TenantConfig) -> None:
-        limit = config.tenant.rate_limit_per_minute or self._default_rate_limit
+    async def _within_rate(self, tenant_id: uuid.UUID, config: prov.WebhookConfig) -> None:
+        limit = config.view.tenant.rate_limit_per_minute or self._default_rate_limit
         decision = await self._limiter.acquire(str(tenant_id), limit)
         if not decision.allowed:
             retry = max(1, decision.retry_after_s)

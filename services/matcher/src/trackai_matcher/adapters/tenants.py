@@ -1,4 +1,5 @@
-"""Tenant set-up from the registry's ``GetTenantConfig`` (through the kit's cached client)."""
+"""Tenant set-up from the registry's ``GetTenantView`` (no secret; through the kit's cached
+client)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ from trackai_matcher.domain.tenants import Destination, FunnelSetup, TenantSetup
 
 
 class TenantConfigSource(Protocol):
-    """What :class:`trackai_kit.tenant_config.TenantConfigClient` offers."""
+    """What :func:`trackai_kit.tenant_config.tenant_view_client` offers."""
 
-    async def get(self, tenant_ref: str) -> prov.TenantConfig | None: ...
+    async def get(self, tenant_ref: str) -> prov.TenantView | None: ...
 
 
-def _destination(meta: prov.MetaDestination) -> Destination | None:
+def _destination(meta: prov.MetaPixel) -> Destination | None:
     return Destination(meta.pixel_id, meta.test_event_code) if meta.pixel_id else None
 
 
-def setup_from_config(tenant_id: str, config: prov.TenantConfig | None) -> TenantSetup:
+def setup_from_config(tenant_id: str, config: prov.TenantView | None) -> TenantSetup:
     if config is None:
         return unknown_tenant(tenant_id)
     funnels = {

@@ -254,6 +254,23 @@ class BrokenCredential:
 
 
 @dataclass(frozen=True)
+class MetaPixel:
+    """A Meta destination without its token (what callers that send nothing to Meta see)."""
+
+    pixel_id: str
+    test_event_code: str | None
+
+
+@dataclass(frozen=True)
+class TenantView:
+    """A tenant, its funnels and Meta pixels: nothing secret."""
+
+    tenant: Tenant
+    meta: MetaPixel | None
+    funnels: list[tuple[Funnel, MetaPixel | None]]
+
+
+@dataclass(frozen=True)
 class TenantConfig:
     tenant: Tenant
     gateways: list[GatewayCredential]
@@ -261,6 +278,53 @@ class TenantConfig:
     funnels: list[tuple[Funnel, MetaDestination | None]]
     #: Left out of the above; every other credential of the tenant still works.
     broken: list[BrokenCredential] = field(default_factory=list)
+
+
+#: Secrets shorter than this show nothing: 4 characters would be too large a share of them.
+MASK_MIN_LENGTH = 12
+
+
+def last4(secret: str | None) -> str:
+    """The last 4 characters of ``secret`` for people to recognise it; empty when it is short."""
+    if not secret or len(secret) < MASK_MIN_LENGTH:
+        return ""
+    return secret[-4:]
+
+
+def without_tokens(config: TenantConfig) -> TenantView:
+    """The view of an opened config: Meta destinations reduced to their pixels."""
+
+    def pixel(meta: MetaDestination | None) -> MetaPixel | None:
+        return None if meta is None else MetaPixel(meta.pixel_id, meta.test_event_code)
+
+    return TenantView(config.tenant, pixel(config.meta), [(f, pixel(m)) for f, m in config.funnels])
+
+
+def destination_for(config: TenantConfig, funnel_id: str, pixel_id: str) -> MetaDestination | None:
+    """The destination that delivers ``pixel_id`` for ``funnel_id`` (or the tenant default).
+
+    A funnel with its own destination uses its token; otherwise the tenant default applies, then
+    any other funnel's destination with that pixel. The funnel's test event code wins over the
+    destination's. None when no destination reaches the pixel (the event cannot be sent).
+    """
+    funnel_code: str | None = None
+    candidates: list[MetaDestination] = []
+    for funnel, meta in config.funnels:
+        if funnel_id and str(funnel.id) == funnel_id:
+            funnel_code = funnel.test_event_code
+            if meta is not None:
+                candidates.append(meta)
+    if config.meta is not None:
+        candidates.append(config.meta)
+    candidates.extend(meta for _, meta in config.funnels if meta is not None)
+    for destination in candidates:
+        if destination.pixel_id == pixel_id and destination.access_token:
+            return MetaDestination(
+                destination.pixel_id,
+                destination.access_token,
+                funnel_code or destination.test_event_code,
+            )
+    return None
 
 
 def credential_associated_data(

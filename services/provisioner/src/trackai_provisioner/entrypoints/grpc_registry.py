@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -15,9 +16,15 @@ from trackai_provisioner.domain.tenants import (
     AlreadyExistsError,
     Funnel,
     MetaDestination,
+    MetaPixel,
     NotFoundError,
     Tenant,
+    TenantConfig,
+    TenantView,
     ValidationError,
+    destination_for,
+    last4,
+    without_tokens,
 )
 from trackai_provisioner.service_layer.registry import TenantRegistry
 
@@ -182,35 +189,106 @@ class TenantRegistryServicer(pb_grpc.TenantRegistryServiceServicer):
             tenant=self._tenant(tenant), funnel=self._funnel(funnel) if funnel else None
         )
 
-    async def GetTenantConfig(
-        self, request: pb.GetTenantConfigRequest, context: Context
-    ) -> pb.GetTenantConfigResponse:
+    @staticmethod
+    def _broken(config: TenantConfig, kind: str | None = None) -> list[pb.BrokenCredential]:
+        return [
+            pb.BrokenCredential(
+                kind=b.kind, provider=b.provider, funnel_id=str(b.funnel_id or ""), error=b.error
+            )
+            for b in config.broken
+            if kind is None or b.kind == kind
+        ]
+
+    def _view(self, view: TenantView) -> pb.TenantView:
+        def pixel(meta: MetaPixel | None) -> pb.MetaPixel | None:
+            if meta is None:
+                return None
+            return pb.MetaPixel(pixel_id=meta.pixel_id, test_event_code=meta.test_event_code or "")
+
+        return pb.TenantView(
+            tenant=self._tenant(view.tenant),
+            meta=pixel(view.meta),
+            funnels=[pb.FunnelView(funnel=self._funnel(f), meta=pixel(m)) for f, m in view.funnels],
+        )
+
+    async def GetTenantView(
+        self, request: pb.GetTenantViewRequest, context: Context
+    ) -> pb.GetTenantViewResponse:
+        view = await _call(context, lambda: self._registry.tenant_view(request.tenant_ref))
+        return pb.GetTenantViewResponse(view=self._view(view))
+
+    async def GetWebhookConfig(
+        self, request: pb.GetWebhookConfigRequest, context: Context
+    ) -> pb.GetWebhookConfigResponse:
         config = await _call(context, lambda: self._registry.tenant_config(request.tenant_ref))
-        return pb.GetTenantConfigResponse(
-            config=pb.TenantConfig(
-                tenant=self._tenant(config.tenant),
+        return pb.GetWebhookConfigResponse(
+            config=pb.WebhookConfig(
+                view=self._view(without_tokens(config)),
                 gateways=[
                     pb.GatewayCredential(
                         gateway=g.gateway, secret=g.secret, signing_secret=g.signing_secret or ""
                     )
                     for g in config.gateways
                 ],
-                meta=self._meta(config.meta),
-                funnels=[
-                    pb.FunnelConfig(funnel=self._funnel(f), meta=self._meta(m))
-                    for f, m in config.funnels
-                ],
-                broken_credentials=[
-                    pb.BrokenCredential(
-                        kind=b.kind,
-                        provider=b.provider,
-                        funnel_id=str(b.funnel_id or ""),
-                        error=b.error,
-                    )
-                    for b in config.broken
-                ],
+                broken_credentials=self._broken(config, kind="gateway"),
             )
         )
+
+    async def GetMaskedCredentials(
+        self, request: pb.GetMaskedCredentialsRequest, context: Context
+    ) -> pb.GetMaskedCredentialsResponse:
+        config = await _call(context, lambda: self._registry.tenant_config(request.tenant_ref))
+        destinations = [(None, config.meta), *((f.id, m) for f, m in config.funnels)]
+        return pb.GetMaskedCredentialsResponse(
+            view=self._view(without_tokens(config)),
+            gateways=[
+                pb.MaskedGatewayCredential(
+                    gateway=g.gateway,
+                    secret_last4=last4(g.secret),
+                    has_signing_secret=bool(g.signing_secret),
+                    signing_secret_last4=last4(g.signing_secret),
+                )
+                for g in config.gateways
+            ],
+            meta_destinations=[
+                pb.MaskedMetaDestination(
+                    funnel_id=str(funnel_id) if funnel_id else "",
+                    pixel_id=meta.pixel_id,
+                    access_token_last4=last4(meta.access_token),
+                    test_event_code=meta.test_event_code or "",
+                )
+                for funnel_id, meta in destinations
+                if meta is not None
+            ],
+            broken_credentials=self._broken(config),
+        )
+
+    async def GetMetaDestination(
+        self, request: pb.GetMetaDestinationRequest, context: Context
+    ) -> pb.GetMetaDestinationResponse:
+        config = await _call(context, lambda: self._registry.tenant_config(request.tenant_ref))
+        destination = destination_for(config, request.funnel_id, request.pixel_id)
+        broken = [b for b in config.broken if b.kind == "meta"]
+        if destination is None and broken:
+            # The destination may be the one that cannot be opened: say so, definitively.
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "; ".join(
+                    f"the Meta credential of {_owner(b.funnel_id)} cannot be decrypted by the "
+                    f"provisioner ({b.error}); set it again"
+                    for b in broken
+                ),
+            )
+        if destination is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no Meta destination of this tenant delivers pixel {request.pixel_id!r}",
+            )
+        return pb.GetMetaDestinationResponse(destination=self._meta(destination))
+
+
+def _owner(funnel_id: uuid.UUID | None) -> str:
+    return f"funnel {funnel_id}" if funnel_id else "the tenant"
 
 
 #: Request fields that identify the target; never updatable, whatever the mask says.

@@ -1,7 +1,8 @@
 """Use cases of the tenant registry: create and read tenants/funnels, seal and open credentials.
 
-Secrets are validated, sealed with the key ring and stored; only ``tenant_config`` (internal
-callers) ever opens them again.
+Secrets are validated, sealed with the key ring and stored; only ``tenant_config`` (behind the
+webhook and Meta destination views of internal callers) ever opens them again; ``tenant_view``
+never does.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from trackai_provisioner.domain.tenants import (
     Funnel,
     GatewayCredential,
     MetaDestination,
+    MetaPixel,
     Tenant,
     TenantConfig,
+    TenantView,
     ValidationError,
     credential_associated_data,
     validate_domains,
@@ -225,6 +228,25 @@ class TenantRegistry:
             )
         log.info("meta credential set", tenant_id=str(tenant.id), pixel_id=public["pixel_id"])
         return tenant, funnel
+
+    async def tenant_view(self, tenant_ref: str) -> TenantView:
+        """The tenant, its funnels and Meta pixels, read without opening any secret."""
+        async with self._pool.acquire() as conn:
+            tenant = await self._repo.get_tenant(conn, tenant_ref)
+            funnels = await self._repo.list_funnels(conn, tenant.id)
+            rows = await self._repo.credentials(conn, tenant.id)
+        tenant_pixel: MetaPixel | None = None
+        funnel_pixel: dict[object, MetaPixel] = {}
+        for row in rows:
+            if row["kind"] == "gateway":
+                continue
+            public = row["public"]
+            pixel = MetaPixel(public["pixel_id"], public.get("test_event_code"))
+            if row["funnel_id"] is None:
+                tenant_pixel = pixel
+            else:
+                funnel_pixel[row["funnel_id"]] = pixel
+        return TenantView(tenant, tenant_pixel, [(f, funnel_pixel.get(f.id)) for f in funnels])
 
     async def tenant_config(self, tenant_ref: str) -> TenantConfig:
         """Everything an internal caller needs about a tenant, secrets opened."""

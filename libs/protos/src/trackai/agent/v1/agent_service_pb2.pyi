@@ -53,6 +53,8 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     ROLE_ASSISTANT: _Role.ValueType  # 2
     ROLE_TOOL: _Role.ValueType  # 3
     """The result of a tool call made by the assistant."""
+    ROLE_OPERATOR: _Role.ValueType  # 4
+    """A support operator (after an escalation)."""
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """Role is who produced a transcript entry."""
@@ -62,6 +64,8 @@ ROLE_USER: Role.ValueType  # 1
 ROLE_ASSISTANT: Role.ValueType  # 2
 ROLE_TOOL: Role.ValueType  # 3
 """The result of a tool call made by the assistant."""
+ROLE_OPERATOR: Role.ValueType  # 4
+"""A support operator (after an escalation)."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 @_typing.final
@@ -75,11 +79,26 @@ class Session(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
+    FUNNEL_SLUG_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    SETUP_LOCKED_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant_id: _builtins.str
     status: Global___SessionStatus.ValueType
     consecutive_failures: _builtins.int
     """Consecutive failed steps; escalation happens at 3."""
+    funnel_slug: _builtins.str
+    step: _builtins.str
+    """Guided step reached: "meta_token", "gateway_webhook", "landing_url", "tracking_snippet",
+    "pixel_presence", "test_event", "done".
+    """
+    setup_locked: _builtins.bool
+    """True while no verified gateway webhook arrived: provisioning and publish stay locked."""
+    prompt_tokens: _builtins.int
+    """Language-model tokens spent by the session."""
+    completion_tokens: _builtins.int
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -90,10 +109,15 @@ class Session(_message.Message):
         status: Global___SessionStatus.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         consecutive_failures: _builtins.int = ...,
+        funnel_slug: _builtins.str = ...,
+        step: _builtins.str = ...,
+        setup_locked: _builtins.bool = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_failures", b"consecutive_failures", "create_time", b"create_time", "id", b"id", "status", b"status", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "consecutive_failures", b"consecutive_failures", "create_time", b"create_time", "funnel_slug", b"funnel_slug", "id", b"id", "prompt_tokens", b"prompt_tokens", "setup_locked", b"setup_locked", "status", b"status", "step", b"step", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -110,12 +134,32 @@ class TranscriptEntry(_message.Message):
     TOOL_NAME_FIELD_NUMBER: _builtins.int
     TOOL_SUCCEEDED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    TOOL_STATUS_FIELD_NUMBER: _builtins.int
+    TOOL_ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    TOOL_RESULT_JSON_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
     role: Global___Role.ValueType
     content: _builtins.str
     tool_name: _builtins.str
     """Tool called (ROLE_ASSISTANT) or answering (ROLE_TOOL); empty otherwise."""
     tool_succeeded: _builtins.bool
     """For ROLE_TOOL entries: whether the call succeeded."""
+    seq: _builtins.int
+    """Order within the session, from 1."""
+    tool_status: _builtins.str
+    """For ROLE_TOOL entries: "ok", "warning" or "error"."""
+    tool_arguments_json: _builtins.str
+    """Tool call arguments and result as JSON objects (secrets redacted); empty otherwise."""
+    tool_result_json: _builtins.str
+    duration_ms: _builtins.float
+    prompt_tokens: _builtins.int
+    completion_tokens: _builtins.int
+    event_id: _builtins.str
+    """event_id of the test event a send_test_capi_event call produced."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -126,14 +170,77 @@ class TranscriptEntry(_message.Message):
         tool_name: _builtins.str = ...,
         tool_succeeded: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        seq: _builtins.int = ...,
+        tool_status: _builtins.str = ...,
+        tool_arguments_json: _builtins.str = ...,
+        tool_result_json: _builtins.str = ...,
+        duration_ms: _builtins.float = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        event_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "create_time", b"create_time", "role", b"role", "tool_name", b"tool_name", "tool_succeeded", b"tool_succeeded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "content", b"content", "create_time", b"create_time", "duration_ms", b"duration_ms", "event_id", b"event_id", "prompt_tokens", b"prompt_tokens", "role", b"role", "seq", b"seq", "tool_arguments_json", b"tool_arguments_json", "tool_name", b"tool_name", "tool_result_json", b"tool_result_json", "tool_status", b"tool_status", "tool_succeeded", b"tool_succeeded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TranscriptEntry: _TypeAlias = TranscriptEntry  # noqa: Y015
+
+@_typing.final
+class Escalation(_message.Message):
+    """Escalation is a session handed to a human after three consecutive failures."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    FAILURE_COUNT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SUMMARY_JSON_FIELD_NUMBER: _builtins.int
+    TRANSCRIPT_URL_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    session_id: _builtins.str
+    tenant_id: _builtins.str
+    step: _builtins.str
+    """Guided step where it failed."""
+    reason: _builtins.str
+    failure_count: _builtins.int
+    state: _builtins.str
+    """"open", "acknowledged" (an operator took it) or "resolved"."""
+    summary_json: _builtins.str
+    """JSON: tenant, step, each failure with its message, what was tried, the suggested fix."""
+    transcript_url: _builtins.str
+    acknowledged_by: _builtins.str
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        step: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        failure_count: _builtins.int = ...,
+        state: _builtins.str = ...,
+        summary_json: _builtins.str = ...,
+        transcript_url: _builtins.str = ...,
+        acknowledged_by: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_by", b"acknowledged_by", "create_time", b"create_time", "failure_count", b"failure_count", "id", b"id", "reason", b"reason", "session_id", b"session_id", "state", b"state", "step", b"step", "summary_json", b"summary_json", "tenant_id", b"tenant_id", "transcript_url", b"transcript_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Escalation: _TypeAlias = Escalation  # noqa: Y015
 
 @_typing.final
 class StartSessionRequest(_message.Message):
@@ -141,18 +248,22 @@ class StartSessionRequest(_message.Message):
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     STARTED_BY_FIELD_NUMBER: _builtins.int
+    FUNNEL_SLUG_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     started_by: _builtins.str
     """Operator or user starting the session, for the transcript."""
+    funnel_slug: _builtins.str
+    """Funnel being set up; empty selects the tenant's only funnel."""
     def __init__(
         self,
         *,
         tenant_id: _builtins.str = ...,
         started_by: _builtins.str = ...,
+        funnel_slug: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["started_by", b"started_by", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["funnel_slug", b"funnel_slug", "started_by", b"started_by", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -163,16 +274,22 @@ class StartSessionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def session(self) -> Global___Session: ...
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___TranscriptEntry]:
+        """The assistant's greeting."""
+
     def __init__(
         self,
         *,
         session: Global___Session | None = ...,
+        entries: _abc.Iterable[Global___TranscriptEntry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -230,6 +347,59 @@ class SendMessageResponse(_message.Message):
 Global___SendMessageResponse: _TypeAlias = SendMessageResponse  # noqa: Y015
 
 @_typing.final
+class StreamMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    session_id: _builtins.str
+    content: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        content: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "session_id", b"session_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamMessageRequest: _TypeAlias = StreamMessageRequest  # noqa: Y015
+
+@_typing.final
+class StreamMessageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___TranscriptEntry: ...
+    @_builtins.property
+    def session(self) -> Global___Session:
+        """The session after the turn: always the last message."""
+
+    def __init__(
+        self,
+        *,
+        entry: Global___TranscriptEntry | None = ...,
+        session: Global___Session | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "event", b"event", "session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "event", b"event", "session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["entry", "session"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___StreamMessageResponse: _TypeAlias = StreamMessageResponse  # noqa: Y015
+
+@_typing.final
 class GetTranscriptRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -274,3 +444,170 @@ class GetTranscriptResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetTranscriptResponse: _TypeAlias = GetTranscriptResponse  # noqa: Y015
+
+@_typing.final
+class ExportTranscriptRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    session_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportTranscriptRequest: _TypeAlias = ExportTranscriptRequest  # noqa: Y015
+
+@_typing.final
+class ExportTranscriptResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JSON_FIELD_NUMBER: _builtins.int
+    json: _builtins.str
+    """{"session": {...}, "entries": [...]}: the same content as GetTranscript, as JSON."""
+    def __init__(
+        self,
+        *,
+        json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json", b"json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportTranscriptResponse: _TypeAlias = ExportTranscriptResponse  # noqa: Y015
+
+@_typing.final
+class ListEscalationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    """"open", "acknowledged", "resolved"; empty lists the unresolved ones."""
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEscalationsRequest: _TypeAlias = ListEscalationsRequest  # noqa: Y015
+
+@_typing.final
+class ListEscalationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCALATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def escalations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Escalation]: ...
+    def __init__(
+        self,
+        *,
+        escalations: _abc.Iterable[Global___Escalation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalations", b"escalations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEscalationsResponse: _TypeAlias = ListEscalationsResponse  # noqa: Y015
+
+@_typing.final
+class TakeOverSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    operator: _builtins.str
+    """Operator handle (never an e-mail)."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        operator: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operator", b"operator", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TakeOverSessionRequest: _TypeAlias = TakeOverSessionRequest  # noqa: Y015
+
+@_typing.final
+class TakeOverSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCALATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def escalation(self) -> Global___Escalation: ...
+    def __init__(
+        self,
+        *,
+        escalation: Global___Escalation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escalation", b"escalation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalation", b"escalation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TakeOverSessionResponse: _TypeAlias = TakeOverSessionResponse  # noqa: Y015
+
+@_typing.final
+class ResumeSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    operator: _builtins.str
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        operator: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operator", b"operator", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeSessionRequest: _TypeAlias = ResumeSessionRequest  # noqa: Y015
+
+@_typing.final
+class ResumeSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def session(self) -> Global___Session: ...
+    def __init__(
+        self,
+        *,
+        session: Global___Session | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeSessionResponse: _TypeAlias = ResumeSessionResponse  # noqa: Y015

@@ -45,10 +45,35 @@ class AgentServiceStub:
                 request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.SendMessageRequest.SerializeToString,
                 response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.SendMessageResponse.FromString,
                 _registered_method=True)
+        self.StreamMessage = channel.unary_stream(
+                '/trackai.agent.v1.AgentService/StreamMessage',
+                request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageRequest.SerializeToString,
+                response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageResponse.FromString,
+                _registered_method=True)
         self.GetTranscript = channel.unary_unary(
                 '/trackai.agent.v1.AgentService/GetTranscript',
                 request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetTranscriptRequest.SerializeToString,
                 response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetTranscriptResponse.FromString,
+                _registered_method=True)
+        self.ExportTranscript = channel.unary_unary(
+                '/trackai.agent.v1.AgentService/ExportTranscript',
+                request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ExportTranscriptRequest.SerializeToString,
+                response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ExportTranscriptResponse.FromString,
+                _registered_method=True)
+        self.ListEscalations = channel.unary_unary(
+                '/trackai.agent.v1.AgentService/ListEscalations',
+                request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ListEscalationsRequest.SerializeToString,
+                response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ListEscalationsResponse.FromString,
+                _registered_method=True)
+        self.TakeOverSession = channel.unary_unary(
+                '/trackai.agent.v1.AgentService/TakeOverSession',
+                request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.TakeOverSessionRequest.SerializeToString,
+                response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.TakeOverSessionResponse.FromString,
+                _registered_method=True)
+        self.ResumeSession = channel.unary_unary(
+                '/trackai.agent.v1.AgentService/ResumeSession',
+                request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ResumeSessionRequest.SerializeToString,
+                response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ResumeSessionResponse.FromString,
                 _registered_method=True)
 
 
@@ -71,8 +96,47 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamMessage(self, request, context):
+        """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists;
+        the last message carries the session. Streamed entries have no seq yet (GetTranscript does).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTranscript(self, request, context):
         """GetTranscript returns the whole conversation. NOT_FOUND when absent or another tenant's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportTranscript(self, request, context):
+        """ExportTranscript returns the whole conversation as one JSON document (support, audits).
+        NOT_FOUND when absent or another tenant's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEscalations(self, request, context):
+        """ListEscalations returns the operator queue, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TakeOverSession(self, request, context):
+        """TakeOverSession records that an operator took an escalated session.
+        FAILED_PRECONDITION when the session has no open escalation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSession(self, request, context):
+        """ResumeSession hands the session back to the assistant (escalation resolved, failures reset).
+        FAILED_PRECONDITION when the session is not escalated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,10 +155,35 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.SendMessageRequest.FromString,
                     response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.SendMessageResponse.SerializeToString,
             ),
+            'StreamMessage': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamMessage,
+                    request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageRequest.FromString,
+                    response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageResponse.SerializeToString,
+            ),
             'GetTranscript': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTranscript,
                     request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetTranscriptRequest.FromString,
                     response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetTranscriptResponse.SerializeToString,
+            ),
+            'ExportTranscript': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportTranscript,
+                    request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ExportTranscriptRequest.FromString,
+                    response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ExportTranscriptResponse.SerializeToString,
+            ),
+            'ListEscalations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEscalations,
+                    request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ListEscalationsRequest.FromString,
+                    response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ListEscalationsResponse.SerializeToString,
+            ),
+            'TakeOverSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.TakeOverSession,
+                    request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.TakeOverSessionRequest.FromString,
+                    response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.TakeOverSessionResponse.SerializeToString,
+            ),
+            'ResumeSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSession,
+                    request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ResumeSessionRequest.FromString,
+                    response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ResumeSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -163,6 +252,33 @@ class AgentService:
             _registered_method=True)
 
     @staticmethod
+    def StreamMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/trackai.agent.v1.AgentService/StreamMessage',
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageRequest.SerializeToString,
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetTranscript(request,
             target,
             options=(),
@@ -179,6 +295,114 @@ class AgentService:
             '/trackai.agent.v1.AgentService/GetTranscript',
             trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetTranscriptRequest.SerializeToString,
             trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetTranscriptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportTranscript(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.agent.v1.AgentService/ExportTranscript',
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.ExportTranscriptRequest.SerializeToString,
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.ExportTranscriptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEscalations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.agent.v1.AgentService/ListEscalations',
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.ListEscalationsRequest.SerializeToString,
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.ListEscalationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TakeOverSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.agent.v1.AgentService/TakeOverSession',
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.TakeOverSessionRequest.SerializeToString,
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.TakeOverSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.agent.v1.AgentService/ResumeSession',
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.ResumeSessionRequest.SerializeToString,
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.ResumeSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

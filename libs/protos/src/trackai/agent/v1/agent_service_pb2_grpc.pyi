@@ -39,8 +39,26 @@ class AgentServiceStub:
     """SendMessage adds the user's message and returns what the assistant did and said in reply.
     FAILED_PRECONDITION when the session is closed.
     """
+    StreamMessage: _grpc.UnaryStreamMultiCallable[_agent_service_pb2.StreamMessageRequest, _agent_service_pb2.StreamMessageResponse]
+    """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists;
+    the last message carries the session. Streamed entries have no seq yet (GetTranscript does).
+    """
     GetTranscript: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.GetTranscriptRequest, _agent_service_pb2.GetTranscriptResponse]
     """GetTranscript returns the whole conversation. NOT_FOUND when absent or another tenant's."""
+    ExportTranscript: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ExportTranscriptRequest, _agent_service_pb2.ExportTranscriptResponse]
+    """ExportTranscript returns the whole conversation as one JSON document (support, audits).
+    NOT_FOUND when absent or another tenant's.
+    """
+    ListEscalations: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ListEscalationsRequest, _agent_service_pb2.ListEscalationsResponse]
+    """ListEscalations returns the operator queue, oldest first."""
+    TakeOverSession: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.TakeOverSessionRequest, _agent_service_pb2.TakeOverSessionResponse]
+    """TakeOverSession records that an operator took an escalated session.
+    FAILED_PRECONDITION when the session has no open escalation.
+    """
+    ResumeSession: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ResumeSessionRequest, _agent_service_pb2.ResumeSessionResponse]
+    """ResumeSession hands the session back to the assistant (escalation resolved, failures reset).
+    FAILED_PRECONDITION when the session is not escalated.
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -53,8 +71,26 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """SendMessage adds the user's message and returns what the assistant did and said in reply.
     FAILED_PRECONDITION when the session is closed.
     """
+    StreamMessage: _aio.UnaryStreamMultiCallable[_agent_service_pb2.StreamMessageRequest, _agent_service_pb2.StreamMessageResponse]  # type: ignore[assignment]
+    """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists;
+    the last message carries the session. Streamed entries have no seq yet (GetTranscript does).
+    """
     GetTranscript: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.GetTranscriptRequest, _agent_service_pb2.GetTranscriptResponse]  # type: ignore[assignment]
     """GetTranscript returns the whole conversation. NOT_FOUND when absent or another tenant's."""
+    ExportTranscript: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ExportTranscriptRequest, _agent_service_pb2.ExportTranscriptResponse]  # type: ignore[assignment]
+    """ExportTranscript returns the whole conversation as one JSON document (support, audits).
+    NOT_FOUND when absent or another tenant's.
+    """
+    ListEscalations: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ListEscalationsRequest, _agent_service_pb2.ListEscalationsResponse]  # type: ignore[assignment]
+    """ListEscalations returns the operator queue, oldest first."""
+    TakeOverSession: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.TakeOverSessionRequest, _agent_service_pb2.TakeOverSessionResponse]  # type: ignore[assignment]
+    """TakeOverSession records that an operator took an escalated session.
+    FAILED_PRECONDITION when the session has no open escalation.
+    """
+    ResumeSession: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ResumeSessionRequest, _agent_service_pb2.ResumeSessionResponse]  # type: ignore[assignment]
+    """ResumeSession hands the session back to the assistant (escalation resolved, failures reset).
+    FAILED_PRECONDITION when the session is not escalated.
+    """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """AgentService runs setup-assistant conversations."""
@@ -78,11 +114,59 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def StreamMessage(
+        self,
+        request: _agent_service_pb2.StreamMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_service_pb2.StreamMessageResponse], _abc.AsyncIterator[_agent_service_pb2.StreamMessageResponse]]:
+        """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists;
+        the last message carries the session. Streamed entries have no seq yet (GetTranscript does).
+        """
+
+    @_abc_1.abstractmethod
     def GetTranscript(
         self,
         request: _agent_service_pb2.GetTranscriptRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_service_pb2.GetTranscriptResponse, _abc.Awaitable[_agent_service_pb2.GetTranscriptResponse]]:
         """GetTranscript returns the whole conversation. NOT_FOUND when absent or another tenant's."""
+
+    @_abc_1.abstractmethod
+    def ExportTranscript(
+        self,
+        request: _agent_service_pb2.ExportTranscriptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_service_pb2.ExportTranscriptResponse, _abc.Awaitable[_agent_service_pb2.ExportTranscriptResponse]]:
+        """ExportTranscript returns the whole conversation as one JSON document (support, audits).
+        NOT_FOUND when absent or another tenant's.
+        """
+
+    @_abc_1.abstractmethod
+    def ListEscalations(
+        self,
+        request: _agent_service_pb2.ListEscalationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_service_pb2.ListEscalationsResponse, _abc.Awaitable[_agent_service_pb2.ListEscalationsResponse]]:
+        """ListEscalations returns the operator queue, oldest first."""
+
+    @_abc_1.abstractmethod
+    def TakeOverSession(
+        self,
+        request: _agent_service_pb2.TakeOverSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_service_pb2.TakeOverSessionResponse, _abc.Awaitable[_agent_service_pb2.TakeOverSessionResponse]]:
+        """TakeOverSession records that an operator took an escalated session.
+        FAILED_PRECONDITION when the session has no open escalation.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeSession(
+        self,
+        request: _agent_service_pb2.ResumeSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_service_pb2.ResumeSessionResponse, _abc.Awaitable[_agent_service_pb2.ResumeSessionResponse]]:
+        """ResumeSession hands the session back to the assistant (escalation resolved, failures reset).
+        FAILED_PRECONDITION when the session is not escalated.
+        """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -105,11 +105,20 @@ class ListConversionsRequest(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    FUNNEL_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     page_size: _builtins.int
     """0 means the service default (50); values above 500 are capped."""
     page_token: _builtins.str
     """Token from a previous response; empty for the first page."""
+    gateway: _builtins.str
+    """Only this gateway ("kiwify", ...); empty means all."""
+    order_id: _builtins.str
+    """Only this gateway order id (exact match); empty means all."""
+    funnel_id: _builtins.str
+    """Only this funnel (UUID); empty means all."""
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[_events_pb2.ConversionStatus.ValueType]:
         """Only these statuses; empty means all."""
@@ -129,10 +138,13 @@ class ListConversionsRequest(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        gateway: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        funnel_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time", "statuses", b"statuses", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "funnel_id", b"funnel_id", "gateway", b"gateway", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time", "statuses", b"statuses", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -161,3 +173,145 @@ class ListConversionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListConversionsResponse: _TypeAlias = ListConversionsResponse  # noqa: Y015
+
+@_typing.final
+class GetWebhookActivityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    SINCE_TIME_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    @_builtins.property
+    def since_time(self) -> _timestamp_pb2.Timestamp:
+        """Received at or after this moment (looked back at most 30 days)."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        since_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since_time", b"since_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since_time", b"since_time", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWebhookActivityRequest: _TypeAlias = GetWebhookActivityRequest  # noqa: Y015
+
+@_typing.final
+class GatewayActivity(_message.Message):
+    """GatewayActivity is what one gateway delivered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ByOutcomeEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    RECEIVED_FIELD_NUMBER: _builtins.int
+    BY_OUTCOME_FIELD_NUMBER: _builtins.int
+    LAST_RECEIVED_TIME_FIELD_NUMBER: _builtins.int
+    gateway: _builtins.str
+    received: _builtins.int
+    """Authenticated webhooks received (the sum of by_outcome)."""
+    @_builtins.property
+    def by_outcome(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Receipts per outcome ("accepted", "duplicate", "ignored", "test", "invalid")."""
+
+    @_builtins.property
+    def last_received_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        gateway: _builtins.str = ...,
+        received: _builtins.int = ...,
+        by_outcome: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        last_received_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_received_time", b"last_received_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_outcome", b"by_outcome", "gateway", b"gateway", "last_received_time", b"last_received_time", "received", b"received"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GatewayActivity: _TypeAlias = GatewayActivity  # noqa: Y015
+
+@_typing.final
+class CredentialMismatch(_message.Message):
+    """CredentialMismatch is a gateway's requests refused with 401 for one credential."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    LAST_TIME_FIELD_NUMBER: _builtins.int
+    gateway: _builtins.str
+    credential: _builtins.str
+    """The credential that did not match: "kiwify_signature", "hotmart_hottok", "eduzz_signature",
+    "perfectpay_token", "cakto_secret", "x_signature".
+    """
+    count: _builtins.int
+    @_builtins.property
+    def last_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        gateway: _builtins.str = ...,
+        credential: _builtins.str = ...,
+        count: _builtins.int = ...,
+        last_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_time", b"last_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "credential", b"credential", "gateway", b"gateway", "last_time", b"last_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CredentialMismatch: _TypeAlias = CredentialMismatch  # noqa: Y015
+
+@_typing.final
+class GetWebhookActivityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GATEWAYS_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def gateways(self) -> _containers.RepeatedCompositeFieldContainer[Global___GatewayActivity]:
+        """Gateways with at least one webhook, by name."""
+
+    @_builtins.property
+    def refused(self) -> _containers.RepeatedCompositeFieldContainer[Global___CredentialMismatch]:
+        """Refusals for a wrong credential since since_time (kept 30 days, best effort)."""
+
+    def __init__(
+        self,
+        *,
+        gateways: _abc.Iterable[Global___GatewayActivity] | None = ...,
+        refused: _abc.Iterable[Global___CredentialMismatch] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gateways", b"gateways", "refused", b"refused"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWebhookActivityResponse: _TypeAlias = GetWebhookActivityResponse  # noqa: Y015

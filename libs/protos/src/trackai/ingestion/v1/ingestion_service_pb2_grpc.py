@@ -45,6 +45,11 @@ class IngestionServiceStub:
                 request_serializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ListConversionsRequest.SerializeToString,
                 response_deserializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ListConversionsResponse.FromString,
                 _registered_method=True)
+        self.GetWebhookActivity = channel.unary_unary(
+                '/trackai.ingestion.v1.IngestionService/GetWebhookActivity',
+                request_serializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetWebhookActivityRequest.SerializeToString,
+                response_deserializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetWebhookActivityResponse.FromString,
+                _registered_method=True)
 
 
 class IngestionServiceServicer:
@@ -67,6 +72,16 @@ class IngestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWebhookActivity(self, request, context):
+        """GetWebhookActivity counts, per gateway, the authenticated webhooks a tenant received since a
+        moment (every stored receipt: accepted, duplicate, ignored, test, invalid), and the requests
+        refused because a credential did not match (which one), for the setup agent's "has the
+        gateway reached us?" check. INVALID_ARGUMENT for a malformed tenant id or an unset since_time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +94,11 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.ListConversions,
                     request_deserializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ListConversionsRequest.FromString,
                     response_serializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ListConversionsResponse.SerializeToString,
+            ),
+            'GetWebhookActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookActivity,
+                    request_deserializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetWebhookActivityRequest.FromString,
+                    response_serializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetWebhookActivityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +156,33 @@ class IngestionService:
             '/trackai.ingestion.v1.IngestionService/ListConversions',
             trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ListConversionsRequest.SerializeToString,
             trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ListConversionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.ingestion.v1.IngestionService/GetWebhookActivity',
+            trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetWebhookActivityRequest.SerializeToString,
+            trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetWebhookActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,

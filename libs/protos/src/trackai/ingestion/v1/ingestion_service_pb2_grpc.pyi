@@ -40,6 +40,12 @@ class IngestionServiceStub:
     status happened at the gateway; ties by id). INVALID_ARGUMENT for a malformed tenant id,
     page token (or one issued for another tenant) or an inverted time range.
     """
+    GetWebhookActivity: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetWebhookActivityRequest, _ingestion_service_pb2.GetWebhookActivityResponse]
+    """GetWebhookActivity counts, per gateway, the authenticated webhooks a tenant received since a
+    moment (every stored receipt: accepted, duplicate, ignored, test, invalid), and the requests
+    refused because a credential did not match (which one), for the setup agent's "has the
+    gateway reached us?" check. INVALID_ARGUMENT for a malformed tenant id or an unset since_time.
+    """
 
 @_typing.type_check_only
 class IngestionServiceAsyncStub(IngestionServiceStub):
@@ -52,6 +58,12 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     """ListConversions pages through a tenant's conversions, newest event time first (the time the
     status happened at the gateway; ties by id). INVALID_ARGUMENT for a malformed tenant id,
     page token (or one issued for another tenant) or an inverted time range.
+    """
+    GetWebhookActivity: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetWebhookActivityRequest, _ingestion_service_pb2.GetWebhookActivityResponse]  # type: ignore[assignment]
+    """GetWebhookActivity counts, per gateway, the authenticated webhooks a tenant received since a
+    moment (every stored receipt: accepted, duplicate, ignored, test, invalid), and the requests
+    refused because a credential did not match (which one), for the setup agent's "has the
+    gateway reached us?" check. INVALID_ARGUMENT for a malformed tenant id or an unset since_time.
     """
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -74,6 +86,18 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         """ListConversions pages through a tenant's conversions, newest event time first (the time the
         status happened at the gateway; ties by id). INVALID_ARGUMENT for a malformed tenant id,
         page token (or one issued for another tenant) or an inverted time range.
+        """
+
+    @_abc_1.abstractmethod
+    def GetWebhookActivity(
+        self,
+        request: _ingestion_service_pb2.GetWebhookActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_service_pb2.GetWebhookActivityResponse, _abc.Awaitable[_ingestion_service_pb2.GetWebhookActivityResponse]]:
+        """GetWebhookActivity counts, per gateway, the authenticated webhooks a tenant received since a
+        moment (every stored receipt: accepted, duplicate, ignored, test, invalid), and the requests
+        refused because a credential did not match (which one), for the setup agent's "has the
+        gateway reached us?" check. INVALID_ARGUMENT for a malformed tenant id or an unset since_time.
         """
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -260,8 +260,32 @@ class MetaDestination(_message.Message):
 Global___MetaDestination: _TypeAlias = MetaDestination  # noqa: Y015
 
 @_typing.final
-class FunnelConfig(_message.Message):
-    """FunnelConfig is a funnel with its own Meta destination, when it has one."""
+class MetaPixel(_message.Message):
+    """MetaPixel is a Meta destination without its token."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PIXEL_ID_FIELD_NUMBER: _builtins.int
+    TEST_EVENT_CODE_FIELD_NUMBER: _builtins.int
+    pixel_id: _builtins.str
+    test_event_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        pixel_id: _builtins.str = ...,
+        test_event_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pixel_id", b"pixel_id", "test_event_code", b"test_event_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MetaPixel: _TypeAlias = MetaPixel  # noqa: Y015
+
+@_typing.final
+class FunnelView(_message.Message):
+    """FunnelView is a funnel with its own Meta pixel, when it has one."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -270,14 +294,14 @@ class FunnelConfig(_message.Message):
     @_builtins.property
     def funnel(self) -> Global___Funnel: ...
     @_builtins.property
-    def meta(self) -> Global___MetaDestination:
+    def meta(self) -> Global___MetaPixel:
         """Unset when the funnel uses the tenant default destination."""
 
     def __init__(
         self,
         *,
         funnel: Global___Funnel | None = ...,
-        meta: Global___MetaDestination | None = ...,
+        meta: Global___MetaPixel | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["funnel", b"funnel", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -285,51 +309,136 @@ class FunnelConfig(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___FunnelConfig: _TypeAlias = FunnelConfig  # noqa: Y015
+Global___FunnelView: _TypeAlias = FunnelView  # noqa: Y015
 
 @_typing.final
-class TenantConfig(_message.Message):
-    """TenantConfig is everything an internal caller needs, secrets decrypted."""
+class TenantView(_message.Message):
+    """TenantView is a tenant as internal callers see it: no field holds a secret."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
-    GATEWAYS_FIELD_NUMBER: _builtins.int
     META_FIELD_NUMBER: _builtins.int
     FUNNELS_FIELD_NUMBER: _builtins.int
-    BROKEN_CREDENTIALS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def tenant(self) -> Global___Tenant: ...
     @_builtins.property
-    def gateways(self) -> _containers.RepeatedCompositeFieldContainer[Global___GatewayCredential]: ...
-    @_builtins.property
-    def meta(self) -> Global___MetaDestination:
+    def meta(self) -> Global___MetaPixel:
         """Tenant default destination; unset when not configured."""
 
     @_builtins.property
-    def funnels(self) -> _containers.RepeatedCompositeFieldContainer[Global___FunnelConfig]: ...
+    def funnels(self) -> _containers.RepeatedCompositeFieldContainer[Global___FunnelView]: ...
+    def __init__(
+        self,
+        *,
+        tenant: Global___Tenant | None = ...,
+        meta: Global___MetaPixel | None = ...,
+        funnels: _abc.Iterable[Global___FunnelView] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "tenant", b"tenant"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["funnels", b"funnels", "meta", b"meta", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TenantView: _TypeAlias = TenantView  # noqa: Y015
+
+@_typing.final
+class MaskedGatewayCredential(_message.Message):
+    """MaskedGatewayCredential is a stored gateway credential as people may see it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    SECRET_LAST4_FIELD_NUMBER: _builtins.int
+    HAS_SIGNING_SECRET_FIELD_NUMBER: _builtins.int
+    SIGNING_SECRET_LAST4_FIELD_NUMBER: _builtins.int
+    gateway: _builtins.str
+    secret_last4: _builtins.str
+    """Last 4 characters of the secret; empty when it is shorter than 12."""
+    has_signing_secret: _builtins.bool
+    signing_secret_last4: _builtins.str
+    def __init__(
+        self,
+        *,
+        gateway: _builtins.str = ...,
+        secret_last4: _builtins.str = ...,
+        has_signing_secret: _builtins.bool = ...,
+        signing_secret_last4: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gateway", b"gateway", "has_signing_secret", b"has_signing_secret", "secret_last4", b"secret_last4", "signing_secret_last4", b"signing_secret_last4"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaskedGatewayCredential: _TypeAlias = MaskedGatewayCredential  # noqa: Y015
+
+@_typing.final
+class MaskedMetaDestination(_message.Message):
+    """MaskedMetaDestination is a stored Meta destination as people may see it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNNEL_ID_FIELD_NUMBER: _builtins.int
+    PIXEL_ID_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_LAST4_FIELD_NUMBER: _builtins.int
+    TEST_EVENT_CODE_FIELD_NUMBER: _builtins.int
+    funnel_id: _builtins.str
+    """Empty for the tenant default destination."""
+    pixel_id: _builtins.str
+    access_token_last4: _builtins.str
+    """Last 4 characters of the access token; empty when it is shorter than 12."""
+    test_event_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        funnel_id: _builtins.str = ...,
+        pixel_id: _builtins.str = ...,
+        access_token_last4: _builtins.str = ...,
+        test_event_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token_last4", b"access_token_last4", "funnel_id", b"funnel_id", "pixel_id", b"pixel_id", "test_event_code", b"test_event_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MaskedMetaDestination: _TypeAlias = MaskedMetaDestination  # noqa: Y015
+
+@_typing.final
+class WebhookConfig(_message.Message):
+    """WebhookConfig is what ingestion needs to accept one tenant's webhooks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIEW_FIELD_NUMBER: _builtins.int
+    GATEWAYS_FIELD_NUMBER: _builtins.int
+    BROKEN_CREDENTIALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def view(self) -> Global___TenantView: ...
+    @_builtins.property
+    def gateways(self) -> _containers.RepeatedCompositeFieldContainer[Global___GatewayCredential]: ...
     @_builtins.property
     def broken_credentials(self) -> _containers.RepeatedCompositeFieldContainer[Global___BrokenCredential]:
-        """Credentials the provisioner could not decrypt (left out of gateways/meta above; the others
+        """Gateway credentials the provisioner could not decrypt (left out of gateways above; the others
         still work). Callers name them in their errors; the fix is to set the credential again.
         """
 
     def __init__(
         self,
         *,
-        tenant: Global___Tenant | None = ...,
+        view: Global___TenantView | None = ...,
         gateways: _abc.Iterable[Global___GatewayCredential] | None = ...,
-        meta: Global___MetaDestination | None = ...,
-        funnels: _abc.Iterable[Global___FunnelConfig] | None = ...,
         broken_credentials: _abc.Iterable[Global___BrokenCredential] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "tenant", b"tenant"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["view", b"view"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["broken_credentials", b"broken_credentials", "funnels", b"funnels", "gateways", b"gateways", "meta", b"meta", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["broken_credentials", b"broken_credentials", "gateways", b"gateways", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___TenantConfig: _TypeAlias = TenantConfig  # noqa: Y015
+Global___WebhookConfig: _TypeAlias = WebhookConfig  # noqa: Y015
 
 @_typing.final
 class BrokenCredential(_message.Message):
@@ -856,7 +965,7 @@ class SetMetaCredentialResponse(_message.Message):
 Global___SetMetaCredentialResponse: _TypeAlias = SetMetaCredentialResponse  # noqa: Y015
 
 @_typing.final
-class GetTenantConfigRequest(_message.Message):
+class GetTenantViewRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_REF_FIELD_NUMBER: _builtins.int
@@ -873,19 +982,59 @@ class GetTenantConfigRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetTenantConfigRequest: _TypeAlias = GetTenantConfigRequest  # noqa: Y015
+Global___GetTenantViewRequest: _TypeAlias = GetTenantViewRequest  # noqa: Y015
 
 @_typing.final
-class GetTenantConfigResponse(_message.Message):
+class GetTenantViewResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIEW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def view(self) -> Global___TenantView: ...
+    def __init__(
+        self,
+        *,
+        view: Global___TenantView | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["view", b"view"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTenantViewResponse: _TypeAlias = GetTenantViewResponse  # noqa: Y015
+
+@_typing.final
+class GetWebhookConfigRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_REF_FIELD_NUMBER: _builtins.int
+    tenant_ref: _builtins.str
+    """Tenant id or slug."""
+    def __init__(
+        self,
+        *,
+        tenant_ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_ref", b"tenant_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWebhookConfigRequest: _TypeAlias = GetWebhookConfigRequest  # noqa: Y015
+
+@_typing.final
+class GetWebhookConfigResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONFIG_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def config(self) -> Global___TenantConfig: ...
+    def config(self) -> Global___WebhookConfig: ...
     def __init__(
         self,
         *,
-        config: Global___TenantConfig | None = ...,
+        config: Global___WebhookConfig | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -893,7 +1042,110 @@ class GetTenantConfigResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetTenantConfigResponse: _TypeAlias = GetTenantConfigResponse  # noqa: Y015
+Global___GetWebhookConfigResponse: _TypeAlias = GetWebhookConfigResponse  # noqa: Y015
+
+@_typing.final
+class GetMetaDestinationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_REF_FIELD_NUMBER: _builtins.int
+    FUNNEL_ID_FIELD_NUMBER: _builtins.int
+    PIXEL_ID_FIELD_NUMBER: _builtins.int
+    tenant_ref: _builtins.str
+    """Tenant id or slug."""
+    funnel_id: _builtins.str
+    """Funnel id of the event; empty when the event has no funnel."""
+    pixel_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant_ref: _builtins.str = ...,
+        funnel_id: _builtins.str = ...,
+        pixel_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["funnel_id", b"funnel_id", "pixel_id", b"pixel_id", "tenant_ref", b"tenant_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMetaDestinationRequest: _TypeAlias = GetMetaDestinationRequest  # noqa: Y015
+
+@_typing.final
+class GetMaskedCredentialsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_REF_FIELD_NUMBER: _builtins.int
+    tenant_ref: _builtins.str
+    """Tenant id or slug."""
+    def __init__(
+        self,
+        *,
+        tenant_ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_ref", b"tenant_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMaskedCredentialsRequest: _TypeAlias = GetMaskedCredentialsRequest  # noqa: Y015
+
+@_typing.final
+class GetMaskedCredentialsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIEW_FIELD_NUMBER: _builtins.int
+    GATEWAYS_FIELD_NUMBER: _builtins.int
+    META_DESTINATIONS_FIELD_NUMBER: _builtins.int
+    BROKEN_CREDENTIALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def view(self) -> Global___TenantView: ...
+    @_builtins.property
+    def gateways(self) -> _containers.RepeatedCompositeFieldContainer[Global___MaskedGatewayCredential]: ...
+    @_builtins.property
+    def meta_destinations(self) -> _containers.RepeatedCompositeFieldContainer[Global___MaskedMetaDestination]: ...
+    @_builtins.property
+    def broken_credentials(self) -> _containers.RepeatedCompositeFieldContainer[Global___BrokenCredential]:
+        """Credentials that cannot be decrypted: people see which one to set again."""
+
+    def __init__(
+        self,
+        *,
+        view: Global___TenantView | None = ...,
+        gateways: _abc.Iterable[Global___MaskedGatewayCredential] | None = ...,
+        meta_destinations: _abc.Iterable[Global___MaskedMetaDestination] | None = ...,
+        broken_credentials: _abc.Iterable[Global___BrokenCredential] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["view", b"view"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["broken_credentials", b"broken_credentials", "gateways", b"gateways", "meta_destinations", b"meta_destinations", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMaskedCredentialsResponse: _TypeAlias = GetMaskedCredentialsResponse  # noqa: Y015
+
+@_typing.final
+class GetMetaDestinationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def destination(self) -> Global___MetaDestination:
+        """access_token decrypted; test_event_code is the funnel's when it has one."""
+
+    def __init__(
+        self,
+        *,
+        destination: Global___MetaDestination | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMetaDestinationResponse: _TypeAlias = GetMetaDestinationResponse  # noqa: Y015
 
 @_typing.final
 class Snippet(_message.Message):

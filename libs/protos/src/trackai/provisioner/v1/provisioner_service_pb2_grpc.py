@@ -27,8 +27,11 @@ if _version_not_supported:
 
 class TenantRegistryServiceStub:
     """TenantRegistryService owns tenants, funnels and their encrypted credentials.
-    Secrets are write-only through the public RPCs; only GetTenantConfig returns them,
-    for internal callers (ingestion, dispatcher) that cache the answer briefly.
+    Secrets are write-only through the public RPCs. Internal callers read a view cut to what they
+    need, one tenant per call: GetTenantView has no secret (matcher, agent, console),
+    GetWebhookConfig adds the webhook secrets of that one tenant (ingestion), GetMetaDestination
+    returns the token of the one destination an event is sent to (dispatcher). Which caller may
+    call which RPC is the provisioner's allow-list (trackai_provisioner.entrypoints.grpc_access).
     """
 
     def __init__(self, channel):
@@ -82,17 +85,35 @@ class TenantRegistryServiceStub:
                 request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.SetMetaCredentialRequest.SerializeToString,
                 response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.SetMetaCredentialResponse.FromString,
                 _registered_method=True)
-        self.GetTenantConfig = channel.unary_unary(
-                '/trackai.provisioner.v1.TenantRegistryService/GetTenantConfig',
-                request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetTenantConfigRequest.SerializeToString,
-                response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetTenantConfigResponse.FromString,
+        self.GetTenantView = channel.unary_unary(
+                '/trackai.provisioner.v1.TenantRegistryService/GetTenantView',
+                request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetTenantViewRequest.SerializeToString,
+                response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetTenantViewResponse.FromString,
+                _registered_method=True)
+        self.GetWebhookConfig = channel.unary_unary(
+                '/trackai.provisioner.v1.TenantRegistryService/GetWebhookConfig',
+                request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetWebhookConfigRequest.SerializeToString,
+                response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetWebhookConfigResponse.FromString,
+                _registered_method=True)
+        self.GetMetaDestination = channel.unary_unary(
+                '/trackai.provisioner.v1.TenantRegistryService/GetMetaDestination',
+                request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMetaDestinationRequest.SerializeToString,
+                response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMetaDestinationResponse.FromString,
+                _registered_method=True)
+        self.GetMaskedCredentials = channel.unary_unary(
+                '/trackai.provisioner.v1.TenantRegistryService/GetMaskedCredentials',
+                request_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMaskedCredentialsRequest.SerializeToString,
+                response_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMaskedCredentialsResponse.FromString,
                 _registered_method=True)
 
 
 class TenantRegistryServiceServicer:
     """TenantRegistryService owns tenants, funnels and their encrypted credentials.
-    Secrets are write-only through the public RPCs; only GetTenantConfig returns them,
-    for internal callers (ingestion, dispatcher) that cache the answer briefly.
+    Secrets are write-only through the public RPCs. Internal callers read a view cut to what they
+    need, one tenant per call: GetTenantView has no secret (matcher, agent, console),
+    GetWebhookConfig adds the webhook secrets of that one tenant (ingestion), GetMetaDestination
+    returns the token of the one destination an event is sent to (dispatcher). Which caller may
+    call which RPC is the provisioner's allow-list (trackai_provisioner.entrypoints.grpc_access).
     """
 
     def CreateTenant(self, request, context):
@@ -159,8 +180,34 @@ class TenantRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetTenantConfig(self, request, context):
-        """GetTenantConfig returns the tenant with its decrypted secrets. Internal callers only.
+    def GetTenantView(self, request, context):
+        """GetTenantView returns the tenant, its funnels and Meta pixels: no secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhookConfig(self, request, context):
+        """GetWebhookConfig returns one tenant's view with its decrypted gateway webhook secrets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMetaDestination(self, request, context):
+        """GetMetaDestination returns the destination (with its decrypted token) that delivers
+        pixel_id for funnel_id: the funnel's own destination, else the tenant default, else another
+        funnel's destination with that pixel. The funnel's test event code wins over the
+        destination's. NOT_FOUND when the tenant is unknown or no destination reaches the pixel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMaskedCredentials(self, request, context):
+        """GetMaskedCredentials returns the tenant's view and its stored credentials with every secret
+        reduced to its last 4 characters (nothing for secrets shorter than 12), so people can
+        recognise which one is stored without anyone reading it back (console, operator).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -214,10 +261,25 @@ def add_TenantRegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.SetMetaCredentialRequest.FromString,
                     response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.SetMetaCredentialResponse.SerializeToString,
             ),
-            'GetTenantConfig': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetTenantConfig,
-                    request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetTenantConfigRequest.FromString,
-                    response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetTenantConfigResponse.SerializeToString,
+            'GetTenantView': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenantView,
+                    request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetTenantViewRequest.FromString,
+                    response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetTenantViewResponse.SerializeToString,
+            ),
+            'GetWebhookConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookConfig,
+                    request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetWebhookConfigRequest.FromString,
+                    response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetWebhookConfigResponse.SerializeToString,
+            ),
+            'GetMetaDestination': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetaDestination,
+                    request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMetaDestinationRequest.FromString,
+                    response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMetaDestinationResponse.SerializeToString,
+            ),
+            'GetMaskedCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMaskedCredentials,
+                    request_deserializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMaskedCredentialsRequest.FromString,
+                    response_serializer=trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMaskedCredentialsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,8 +291,11 @@ def add_TenantRegistryServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class TenantRegistryService:
     """TenantRegistryService owns tenants, funnels and their encrypted credentials.
-    Secrets are write-only through the public RPCs; only GetTenantConfig returns them,
-    for internal callers (ingestion, dispatcher) that cache the answer briefly.
+    Secrets are write-only through the public RPCs. Internal callers read a view cut to what they
+    need, one tenant per call: GetTenantView has no secret (matcher, agent, console),
+    GetWebhookConfig adds the webhook secrets of that one tenant (ingestion), GetMetaDestination
+    returns the token of the one destination an event is sent to (dispatcher). Which caller may
+    call which RPC is the provisioner's allow-list (trackai_provisioner.entrypoints.grpc_access).
     """
 
     @staticmethod
@@ -477,7 +542,7 @@ class TenantRegistryService:
             _registered_method=True)
 
     @staticmethod
-    def GetTenantConfig(request,
+    def GetTenantView(request,
             target,
             options=(),
             channel_credentials=None,
@@ -490,9 +555,90 @@ class TenantRegistryService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/trackai.provisioner.v1.TenantRegistryService/GetTenantConfig',
-            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetTenantConfigRequest.SerializeToString,
-            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetTenantConfigResponse.FromString,
+            '/trackai.provisioner.v1.TenantRegistryService/GetTenantView',
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetTenantViewRequest.SerializeToString,
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetTenantViewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.provisioner.v1.TenantRegistryService/GetWebhookConfig',
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetWebhookConfigRequest.SerializeToString,
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetWebhookConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMetaDestination(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.provisioner.v1.TenantRegistryService/GetMetaDestination',
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMetaDestinationRequest.SerializeToString,
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMetaDestinationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMaskedCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.provisioner.v1.TenantRegistryService/GetMaskedCredentials',
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMaskedCredentialsRequest.SerializeToString,
+            trackai_dot_provisioner_dot_v1_dot_provisioner__service__pb2.GetMaskedCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

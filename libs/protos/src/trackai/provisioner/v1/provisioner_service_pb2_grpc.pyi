@@ -30,8 +30,11 @@ GRPC_VERSION: str
 
 class TenantRegistryServiceStub:
     """TenantRegistryService owns tenants, funnels and their encrypted credentials.
-    Secrets are write-only through the public RPCs; only GetTenantConfig returns them,
-    for internal callers (ingestion, dispatcher) that cache the answer briefly.
+    Secrets are write-only through the public RPCs. Internal callers read a view cut to what they
+    need, one tenant per call: GetTenantView has no secret (matcher, agent, console),
+    GetWebhookConfig adds the webhook secrets of that one tenant (ingestion), GetMetaDestination
+    returns the token of the one destination an event is sent to (dispatcher). Which caller may
+    call which RPC is the provisioner's allow-list (trackai_provisioner.entrypoints.grpc_access).
     """
 
     @_typing.overload
@@ -58,14 +61,30 @@ class TenantRegistryServiceStub:
     """SetMetaCredential stores (or replaces) the Meta pixel and Conversions API token,
     for the tenant default or for one funnel.
     """
-    GetTenantConfig: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetTenantConfigRequest, _provisioner_service_pb2.GetTenantConfigResponse]
-    """GetTenantConfig returns the tenant with its decrypted secrets. Internal callers only."""
+    GetTenantView: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetTenantViewRequest, _provisioner_service_pb2.GetTenantViewResponse]
+    """GetTenantView returns the tenant, its funnels and Meta pixels: no secret."""
+    GetWebhookConfig: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetWebhookConfigRequest, _provisioner_service_pb2.GetWebhookConfigResponse]
+    """GetWebhookConfig returns one tenant's view with its decrypted gateway webhook secrets."""
+    GetMetaDestination: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetMetaDestinationRequest, _provisioner_service_pb2.GetMetaDestinationResponse]
+    """GetMetaDestination returns the destination (with its decrypted token) that delivers
+    pixel_id for funnel_id: the funnel's own destination, else the tenant default, else another
+    funnel's destination with that pixel. The funnel's test event code wins over the
+    destination's. NOT_FOUND when the tenant is unknown or no destination reaches the pixel.
+    """
+    GetMaskedCredentials: _grpc.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetMaskedCredentialsRequest, _provisioner_service_pb2.GetMaskedCredentialsResponse]
+    """GetMaskedCredentials returns the tenant's view and its stored credentials with every secret
+    reduced to its last 4 characters (nothing for secrets shorter than 12), so people can
+    recognise which one is stored without anyone reading it back (console, operator).
+    """
 
 @_typing.type_check_only
 class TenantRegistryServiceAsyncStub(TenantRegistryServiceStub):
     """TenantRegistryService owns tenants, funnels and their encrypted credentials.
-    Secrets are write-only through the public RPCs; only GetTenantConfig returns them,
-    for internal callers (ingestion, dispatcher) that cache the answer briefly.
+    Secrets are write-only through the public RPCs. Internal callers read a view cut to what they
+    need, one tenant per call: GetTenantView has no secret (matcher, agent, console),
+    GetWebhookConfig adds the webhook secrets of that one tenant (ingestion), GetMetaDestination
+    returns the token of the one destination an event is sent to (dispatcher). Which caller may
+    call which RPC is the provisioner's allow-list (trackai_provisioner.entrypoints.grpc_access).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -89,13 +108,29 @@ class TenantRegistryServiceAsyncStub(TenantRegistryServiceStub):
     """SetMetaCredential stores (or replaces) the Meta pixel and Conversions API token,
     for the tenant default or for one funnel.
     """
-    GetTenantConfig: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetTenantConfigRequest, _provisioner_service_pb2.GetTenantConfigResponse]  # type: ignore[assignment]
-    """GetTenantConfig returns the tenant with its decrypted secrets. Internal callers only."""
+    GetTenantView: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetTenantViewRequest, _provisioner_service_pb2.GetTenantViewResponse]  # type: ignore[assignment]
+    """GetTenantView returns the tenant, its funnels and Meta pixels: no secret."""
+    GetWebhookConfig: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetWebhookConfigRequest, _provisioner_service_pb2.GetWebhookConfigResponse]  # type: ignore[assignment]
+    """GetWebhookConfig returns one tenant's view with its decrypted gateway webhook secrets."""
+    GetMetaDestination: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetMetaDestinationRequest, _provisioner_service_pb2.GetMetaDestinationResponse]  # type: ignore[assignment]
+    """GetMetaDestination returns the destination (with its decrypted token) that delivers
+    pixel_id for funnel_id: the funnel's own destination, else the tenant default, else another
+    funnel's destination with that pixel. The funnel's test event code wins over the
+    destination's. NOT_FOUND when the tenant is unknown or no destination reaches the pixel.
+    """
+    GetMaskedCredentials: _aio.UnaryUnaryMultiCallable[_provisioner_service_pb2.GetMaskedCredentialsRequest, _provisioner_service_pb2.GetMaskedCredentialsResponse]  # type: ignore[assignment]
+    """GetMaskedCredentials returns the tenant's view and its stored credentials with every secret
+    reduced to its last 4 characters (nothing for secrets shorter than 12), so people can
+    recognise which one is stored without anyone reading it back (console, operator).
+    """
 
 class TenantRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """TenantRegistryService owns tenants, funnels and their encrypted credentials.
-    Secrets are write-only through the public RPCs; only GetTenantConfig returns them,
-    for internal callers (ingestion, dispatcher) that cache the answer briefly.
+    Secrets are write-only through the public RPCs. Internal callers read a view cut to what they
+    need, one tenant per call: GetTenantView has no secret (matcher, agent, console),
+    GetWebhookConfig adds the webhook secrets of that one tenant (ingestion), GetMetaDestination
+    returns the token of the one destination an event is sent to (dispatcher). Which caller may
+    call which RPC is the provisioner's allow-list (trackai_provisioner.entrypoints.grpc_access).
     """
 
     @_abc_1.abstractmethod
@@ -173,12 +208,43 @@ class TenantRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def GetTenantConfig(
+    def GetTenantView(
         self,
-        request: _provisioner_service_pb2.GetTenantConfigRequest,
+        request: _provisioner_service_pb2.GetTenantViewRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_provisioner_service_pb2.GetTenantConfigResponse, _abc.Awaitable[_provisioner_service_pb2.GetTenantConfigResponse]]:
-        """GetTenantConfig returns the tenant with its decrypted secrets. Internal callers only."""
+    ) -> _typing.Union[_provisioner_service_pb2.GetTenantViewResponse, _abc.Awaitable[_provisioner_service_pb2.GetTenantViewResponse]]:
+        """GetTenantView returns the tenant, its funnels and Meta pixels: no secret."""
+
+    @_abc_1.abstractmethod
+    def GetWebhookConfig(
+        self,
+        request: _provisioner_service_pb2.GetWebhookConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioner_service_pb2.GetWebhookConfigResponse, _abc.Awaitable[_provisioner_service_pb2.GetWebhookConfigResponse]]:
+        """GetWebhookConfig returns one tenant's view with its decrypted gateway webhook secrets."""
+
+    @_abc_1.abstractmethod
+    def GetMetaDestination(
+        self,
+        request: _provisioner_service_pb2.GetMetaDestinationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioner_service_pb2.GetMetaDestinationResponse, _abc.Awaitable[_provisioner_service_pb2.GetMetaDestinationResponse]]:
+        """GetMetaDestination returns the destination (with its decrypted token) that delivers
+        pixel_id for funnel_id: the funnel's own destination, else the tenant default, else another
+        funnel's destination with that pixel. The funnel's test event code wins over the
+        destination's. NOT_FOUND when the tenant is unknown or no destination reaches the pixel.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMaskedCredentials(
+        self,
+        request: _provisioner_service_pb2.GetMaskedCredentialsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioner_service_pb2.GetMaskedCredentialsResponse, _abc.Awaitable[_provisioner_service_pb2.GetMaskedCredentialsResponse]]:
+        """GetMaskedCredentials returns the tenant's view and its stored credentials with every secret
+        reduced to its last 4 characters (nothing for secrets shorter than 12), so people can
+        recognise which one is stored without anyone reading it back (console, operator).
+        """
 
 def add_TenantRegistryServiceServicer_to_server(servicer: TenantRegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -1,0 +1,1 @@
+"""Generated from proto/trackai/console; regenerate with `make proto`, never edit."""

@@ -1,0 +1,170 @@
+"""What the console's use cases need: account storage, password hashing, and the other
+services' read APIs."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from trackai_console.domain.accounts import Credentials, Role, User
+from trackai_console.domain.dead_letters import DeadLetter, ReplayOutcome
+from trackai_console.domain.events import Attempt, Conversion, Delivery, Explanation
+from trackai_console.domain.quality import DayQuality
+
+
+class AccountStore(Protocol):
+    async def create_user(
+        self,
+        *,
+        email_hash: str,
+        role: Role,
+        tenant_id: uuid.UUID | None,
+        password_hash: str | None,
+    ) -> User:
+        """Raises DuplicateAccount when the e-mail has an account."""
+        ...
+
+    async def credentials(self, email_hash: str) -> Credentials | None: ...
+
+    async def list_users(self, tenant_id: uuid.UUID | None) -> list[User]: ...
+
+    async def disable_user(self, email_hash: str) -> User | None:
+        """Disable the account and delete its sessions; None when unknown."""
+        ...
+
+    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None: ...
+
+    async def recent_failures(
+        self, email_hash: str, client_ip: str | None, since: datetime
+    ) -> tuple[int, int]:
+        """Failed sign-ins since ``since``: (for this e-mail, from this address)."""
+        ...
+
+    async def record_attempt(
+        self, email_hash: str, client_ip: str | None, *, succeeded: bool
+    ) -> None: ...
+
+    async def create_session(
+        self, id_hash: str, user_id: uuid.UUID, expires_at: datetime
+    ) -> None: ...
+
+    async def session_user(self, id_hash: str, now: datetime) -> User | None:
+        """The enabled user of an unexpired session."""
+        ...
+
+    async def delete_session(self, id_hash: str) -> None: ...
+
+    async def create_password_link(
+        self, token_hash: str, user_id: uuid.UUID, expires_at: datetime
+    ) -> None: ...
+
+    async def password_link_user(self, token_hash: str, now: datetime) -> User | None:
+        """The enabled user of an unused, unexpired link."""
+        ...
+
+    async def use_password_link(self, token_hash: str, now: datetime, password_hash: str) -> bool:
+        """Atomically mark the link used, set the password and end the user's sessions; False
+        when the link is unknown, used or expired."""
+        ...
+
+
+class PasswordHasher(Protocol):
+    def hash(self, password: str) -> str: ...
+
+    def verify(self, password_hash: str, password: str) -> bool: ...
+
+    def needs_rehash(self, password_hash: str) -> bool: ...
+
+
+class SourceUnavailable(Exception):
+    """Another service's API did not answer (down or too slow)."""
+
+
+@dataclass(frozen=True)
+class ConversionPage:
+    conversions: list[Conversion]
+    next_token: str
+
+
+@dataclass(frozen=True)
+class Funnel:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TenantSummary:
+    id: str
+    name: str
+
+
+class EventSource(Protocol):
+    """The other services' read APIs, always called with the tenant of the signed-in session
+    (or the operator's chosen tenant). Absent and another tenant's records both read as None."""
+
+    async def conversions(
+        self,
+        tenant_id: str,
+        *,
+        statuses: tuple[str, ...],
+        since: datetime | None,
+        gateway: str,
+        order_id: str,
+        funnel_id: str,
+        page_size: int,
+        page_token: str,
+    ) -> ConversionPage: ...
+
+    async def conversion(self, tenant_id: str, conversion_id: str) -> Conversion | None: ...
+
+    async def match(self, tenant_id: str, conversion_id: str) -> Explanation | None: ...
+
+    async def delivery(self, tenant_id: str, event_id: str) -> Delivery | None: ...
+
+    async def attempts(self, tenant_id: str, event_id: str) -> list[Attempt]: ...
+
+    async def funnels(self, tenant_id: str) -> list[Funnel]: ...
+
+    async def tenants(self) -> list[TenantSummary]: ...
+
+
+@dataclass(frozen=True)
+class DeadLetterPage:
+    dead_letters: list[DeadLetter]
+    next_token: str
+
+
+class DeadLetterQueue(Protocol):
+    """The dispatcher's DLQ API, scoped to one tenant by the caller."""
+
+    async def dead_letters(
+        self, tenant_id: str, *, reason: str, since: datetime | None, page_token: str
+    ) -> DeadLetterPage: ...
+
+    async def owns(self, tenant_id: str, event_id: str) -> bool:
+        """Whether the event is this tenant's (replay by id is not tenant-scoped upstream)."""
+        ...
+
+    async def replay_event(self, event_id: str, requested_by: str) -> ReplayOutcome:
+        """Replays one event; an event that cannot be replayed counts as refused."""
+        ...
+
+    async def replay_matching(
+        self, tenant_id: str, *, reason: str, since: datetime | None, requested_by: str
+    ) -> ReplayOutcome: ...
+
+
+class MatchStats(Protocol):
+    async def daily(self, tenant_id: str, start_day: str, end_day: str) -> list[DayQuality]:
+        """One entry per UTC day in [start_day, end_day], oldest first."""
+        ...
+
+
+class StatusSink(Protocol):
+    """Where the status feed hands each update (the live hub)."""
+
+    def publish(
+        self, tenant_id: str, *, entity: str, entity_id: str, status: str, detail: str
+    ) -> None: ...

@@ -1,0 +1,100 @@
+"""Events page use cases: a page of a tenant's conversions with their match and delivery, and
+one conversion in detail. The tenant always comes from the caller's session (see ``scope``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from trackai_console.domain.accounts import User
+from trackai_console.domain.events import Attempt, EventFilter, EventRow, Explanation
+from trackai_console.domain.ports import EventSource, Funnel, TenantSummary
+
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+PAGE_SIZE = 25
+#: Source pages read at most to fill one page when status/stage filter after the read.
+MAX_SCANNED_PAGES = 4
+
+
+class NotVisible(LookupError):
+    """Absent, or another tenant's: the page answers 404 either way."""
+
+
+def scope(user: User, chosen_tenant: str) -> str | None:
+    """The tenant a request reads. A seller's is their own, whatever the URL says; an operator's
+    is the one they chose (None until they choose)."""
+    if user.tenant_id is not None:
+        return str(user.tenant_id)
+    return chosen_tenant or None
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    rows: list[EventRow]
+    next_token: str
+
+
+@dataclass(frozen=True)
+class EventDetail:
+    row: EventRow
+    explanation: Explanation | None
+    attempts: list[Attempt]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Events:
+    def __init__(self, source: EventSource, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self._source = source
+        self._clock = clock
+
+    async def _row(self, tenant_id: str, row: EventRow) -> tuple[EventRow, Explanation | None]:
+        explanation = await self._source.match(tenant_id, row.conversion.id)
+        match = explanation.match if explanation else None
+        delivery = await self._source.delivery(tenant_id, match.event_id) if match else None
+        return EventRow(row.conversion, match, delivery), explanation
+
+    async def page(self, tenant_id: str, where: EventFilter, page_token: str = "") -> EventsPage:
+        """Newest first, keyset-paginated by the ingestion read API's token."""
+        now = self._clock()
+        midnight = now.astimezone(SAO_PAULO).replace(hour=0, minute=0, second=0, microsecond=0)
+        rows: list[EventRow] = []
+        token = page_token
+        for _ in range(MAX_SCANNED_PAGES):
+            read = await self._source.conversions(
+                tenant_id,
+                statuses=where.ingestion_statuses(),
+                since=where.since(now, midnight),
+                gateway=where.gateway,
+                order_id=where.order_id,
+                funnel_id=where.funnel_id,
+                page_size=PAGE_SIZE,
+                page_token=token,
+            )
+            enriched = await asyncio.gather(
+                *(self._row(tenant_id, EventRow(c)) for c in read.conversions)
+            )
+            rows.extend(row for row, _ in enriched if where.keeps(row))
+            token = read.next_token
+            if not token or len(rows) >= PAGE_SIZE:
+                break
+        return EventsPage(rows, token)
+
+    async def detail(self, tenant_id: str, conversion_id: str) -> EventDetail:
+        conversion = await self._source.conversion(tenant_id, conversion_id)
+        if conversion is None:
+            raise NotVisible(conversion_id)
+        row, explanation = await self._row(tenant_id, EventRow(conversion))
+        attempts = await self._source.attempts(tenant_id, row.match.event_id) if row.match else []
+        return EventDetail(row, explanation, attempts)
+
+    async def funnels(self, tenant_id: str) -> list[Funnel]:
+        return await self._source.funnels(tenant_id)
+
+    async def tenants(self) -> list[TenantSummary]:
+        return await self._source.tenants()

@@ -1,0 +1,81 @@
+"""The status a seller reads and the events filters (pure logic)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from trackai_console.domain.accounts import User
+from trackai_console.domain.events import (
+    Conversion,
+    Delivery,
+    EventFilter,
+    EventRow,
+    Match,
+    console_status,
+)
+from trackai_console.service_layer.events import scope
+
+NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
+
+
+def _conversion(status: str = "approved") -> Conversion:
+    return Conversion(
+        id="c1", order_id="o1", gateway="kiwify", status=status, gateway_status="paid",
+        event_time=NOW, received_time=NOW, amount="197.00", currency="BRL",
+        product_name="Curso", payment_method="pix", funnel_id="",
+    )  # fmt: skip
+
+
+MATCH = Match("ev1", "Purchase", "deterministic", 1.0, 7.5, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("status", "match", "delivery", "expected"),
+    [
+        ("approved", None, None, "received"),
+        ("pending_payment", None, None, "pending_payment"),
+        ("refunded", None, None, "ignored"),
+        ("approved", MATCH, None, "matched"),
+        ("approved", MATCH, Delivery("pending", 0, ""), "matched"),
+        ("approved", MATCH, Delivery("sent", 1, ""), "sent"),
+        ("approved", MATCH, Delivery("retrying", 2, "timeout"), "failed"),
+        ("approved", MATCH, Delivery("parked", 2, "breaker"), "failed"),
+        ("approved", MATCH, Delivery("dead", 5, "meta_permanent"), "dead"),
+        ("approved", MATCH, Delivery("expired", 0, "older than 7 days"), "expired"),
+        ("pending_payment", MATCH, Delivery("sent", 1, ""), "sent"),
+    ],
+)
+def test_the_status_is_the_furthest_step_reached(
+    status: str, match: Match | None, delivery: Delivery | None, expected: str
+) -> None:
+    assert console_status(_conversion(status), match, delivery) == expected
+
+
+def test_filters_drop_unknown_values_instead_of_failing() -> None:
+    where = EventFilter.parse(
+        status="hacked", gateway="evil", stage="x", funnel_id="1; drop", period="ever",
+        order_id="  123  ",
+    )  # fmt: skip
+    assert where == EventFilter(order_id="123")
+
+
+def test_status_and_stage_filters_apply_after_the_read() -> None:
+    row = EventRow(_conversion(), MATCH, Delivery("sent", 1, ""))
+    assert EventFilter(status="sent").keeps(row)
+    assert not EventFilter(status="dead").keeps(row)
+    assert EventFilter(stage="deterministic").keeps(row)
+    assert not EventFilter(stage="probabilistic").keeps(row)
+    assert EventFilter(status="pending_payment").ingestion_statuses() == ("pending_payment",)
+
+
+def test_a_seller_always_reads_their_own_tenant() -> None:
+    mine, other = uuid.uuid4(), str(uuid.uuid4())
+    seller = User(uuid.uuid4(), "seller", mine, False, True, NOW)
+    operator = User(uuid.uuid4(), "operator", None, False, True, NOW)
+    assert scope(seller, other) == str(mine)
+    assert scope(seller, "") == str(mine)
+    assert scope(operator, other) == other
+    assert scope(operator, "") is None

@@ -1,0 +1,16 @@
+"""Who may call which IngestionService RPC (receipt reads): the one allow-list of this server."""
+
+from __future__ import annotations
+
+from trackai.ingestion.v1 import ingestion_service_pb2 as pb
+from trackai_kit.grpc import AccessPolicy, rpcs
+
+_INGESTION = pb.DESCRIPTOR.services_by_name["IngestionService"]
+
+POLICY = AccessPolicy.of(
+    {
+        "agent": rpcs(_INGESTION),  # shows the seller whether a test webhook arrived
+        "console": rpcs(_INGESTION),
+        "operator": rpcs(_INGESTION),
+    }
+)
