@@ -15,6 +15,10 @@ import httpx
 import pytest
 
 from trackai_kit.grpc import local_dev_token
+from trackai_sandbox.meta import build_app
+from trackai_sandbox.server import BackgroundServer
+from trackai_sandbox.settings import SandboxSettings
+from trackai_sandbox.testing import MetaSandboxClient
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,3 +113,14 @@ def stack(database_url: str, amqp_url: str, amqp_prefix: str, tmp_path: Path) ->
         yield s
     finally:
         s.stop_all()
+
+
+@pytest.fixture
+def meta() -> Iterator[tuple[str, MetaSandboxClient]]:
+    """The Meta fake on a free port: its base URL and a client of its inspection API."""
+    server = BackgroundServer(build_app(SandboxSettings())).start()
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=5) as http:
+            yield server.base_url, MetaSandboxClient(http)
+    finally:
+        server.stop()

@@ -85,6 +85,11 @@ def _landing_app(script_tag: Callable[[], str]) -> FastAPI:
             '<a id="buy" href="https://pay.kiwify.com.br/AbC9xYz">Comprar</a>'
             '<a id="bio" href="https://go.perfectpay.com.br/PPU38?src=bio">Perfect Pay</a>'
             '<a id="blog" href="https://blog.example.org/post">Blog</a>'
+            # The other platforms' checkout hosts, as their payloads show them.
+            '<a id="monetizze" href="https://app.monetizze.com.br/checkout/KAL215862">M</a>'
+            '<a id="braip" href="https://ev.braip.com/checkout/pla5k9d1">B</a>'
+            '<a id="ticto" href="https://checkout.ticto.app/O84ABA07F">T</a>'
+            '<a id="greenn" href="https://payfast.greenn.com.br/12345">G</a>'
             '<form id="lead" action="/obrigado" method="get">'
             '<input type="email" name="email"><input type="tel" name="whatsapp">'
             '<button id="send" type="submit">Enviar</button></form>'
@@ -165,7 +170,14 @@ async def env(
                     tenant_ref=tenant.id,
                     name="Lançamento",
                     slug="launch",
-                    checkout_domains=["pay.kiwify.com.br", "perfectpay.com.br"],
+                    checkout_domains=[
+                        "pay.kiwify.com.br",
+                        "perfectpay.com.br",
+                        "monetizze.com.br",
+                        "braip.com",
+                        "ticto.app",
+                        "greenn.com.br",
+                    ],
                 )
             )
         ).funnel
@@ -246,6 +258,12 @@ async def test_tracking_script_end_to_end(env: Env) -> None:
     bio = parse_qs(urlsplit(await page.get_attribute("#bio", "href") or "").query)
     assert bio["sck"] == [session_id] and bio["src"] == ["bio"]
     assert await page.get_attribute("#blog", "href") == "https://blog.example.org/post"
+    # What each platform passes back to its webhook: src (Monetizze venda.src, Braip meta.src,
+    # Greenn saleMetas, Ticto tracking.src) and sck (Ticto tracking.sck).
+    for platform in ("monetizze", "braip", "ticto", "greenn"):
+        href = await page.get_attribute(f"#{platform}", "href") or ""
+        query = parse_qs(urlsplit(href).query)
+        assert query["src"] == [session_id] and query["sck"] == [session_id], platform
 
     # A second load of the landing keeps the session and the fbc; so does another page.
     await page.goto(url)

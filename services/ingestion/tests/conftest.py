@@ -52,6 +52,12 @@ PLAINTEXT = [
     "0123456789abcdef0123456789abcdef",
     "f8c3de3d-1fea-4d7c-a8b0-29f63c4c3454",
     "REDACTED_ACCOUNT_HOTTOK",
+    # Monetizze, Braip, Ticto, Greenn buyers (secrets and the rest: personal_values).
+    "27900000000",
+    "buyer2@example.com",
+    "joao@example.com",
+    "123.456.789-00",
+    "11988888888",
 ]
 
 

@@ -299,7 +299,9 @@ def register(groups: SubParsers) -> None:
     gw = sub.add_parser("set-gateway", help="store a checkout gateway's webhook secret")
     gw.add_argument("tenant", help="tenant id or slug")
     gw.add_argument(
-        "--gateway", required=True, help="kiwify, perfectpay, hotmart, eduzz, cakto, ..."
+        "--gateway",
+        required=True,
+        help="kiwify, perfectpay, hotmart, eduzz, cakto, monetizze, braip, ticto, greenn",
     )
     _add_secret(gw, "secret", "the gateway's token / signing key", required=True)
     _add_secret(

@@ -36,7 +36,16 @@ _CREDENTIAL_WORDS = frozenset(
         "dsn",
     }
 )
-_CREDENTIAL_PHRASES = ("api_key", "private_key", "secret_key", "encryption_key", "set_cookie")
+_CREDENTIAL_PHRASES = (
+    "api_key",
+    "private_key",
+    "secret_key",
+    "encryption_key",
+    "set_cookie",
+    # Monetizze's and Braip's webhook secrets.
+    "chave_unica",
+    "basic_authentication",
+)
 _PERSONAL_KEYS = frozenset(
     {
         "email",

@@ -90,6 +90,8 @@ def test_ids_hashes_and_dates_are_kept(text: str) -> None:
         "zip_code",
         "cep",
         "birthday",
+        "chave_unica",
+        "basic_authentication",
     ],
 )
 def test_sensitive_keys(key: str) -> None:

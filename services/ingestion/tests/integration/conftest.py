@@ -51,6 +51,11 @@ SECRETS = {
     "hotmart": "hottok-of-the-test-account",
     "eduzz": "eduzz-signing-secret",
     "cakto": "f8c3de3d-1fea-4d7c-a8b0-29f63c4c3454",
+    # Monetizze, Braip and Ticto carry theirs in the fixtures; Greenn's rides in a header.
+    "monetizze": "ffffffffffffffffffffffffffffffff",
+    "braip": "0000000000000000000000000000000000000000",
+    "ticto": "REDACTED_TICTO_WEBHOOK_TOKEN",
+    "greenn": "greenn-shared-secret",
 }
 
 
@@ -64,6 +69,8 @@ def credentials(gateway: str, raw: bytes, secret: str | None = None) -> dict[str
         return {"headers": {"X-HOTMART-HOTTOK": key}}
     if gateway == "eduzz":
         return {"headers": {"x-signature": hmac_hex("sha256", key, raw)}}
+    if gateway == "greenn":
+        return {"headers": {"token": key}}
     return {}
 
 

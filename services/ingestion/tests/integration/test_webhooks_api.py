@@ -18,6 +18,7 @@ import asyncpg
 import grpc
 import httpx
 import pytest
+import qs_codec
 from structlog.testing import capture_logs
 
 from trackai.ingestion.v1 import events_pb2 as ev
@@ -93,6 +94,11 @@ EXPECTED: dict[str, tuple[str, str | None, Decimal | None, datetime | None]] = {
     "eduzz-1.json": ("ignored", None, None, None),
     "eduzz-2.json": ("accepted", "approved", Decimal("197"), datetime(2024, 1, 10, 17, 45, tzinfo=UTC)),
     "cakto-1.json": ("ignored", None, None, None),
+    "monetizze-1.json": ("accepted", "completed", Decimal("157.00"), datetime(2022, 10, 1, 12, 33, 53, tzinfo=UTC)),
+    "monetizze-2.json": ("accepted", "completed", Decimal("157.00"), datetime(2022, 10, 1, 12, 33, 53, tzinfo=UTC)),
+    "braip-1.json": ("accepted", "approved", Decimal("237.90"), datetime(2024, 5, 29, 20, 56, 8, tzinfo=UTC)),
+    "ticto-1.json": ("accepted", "approved", Decimal("39.90"), datetime(2024, 2, 10, 22, 19, 17, tzinfo=UTC)),
+    "greenn-1.json": ("accepted", "approved", Decimal("99.9"), datetime(2025, 11, 4, 23, 0, tzinfo=UTC)),
 }  # fmt: skip
 
 
@@ -176,6 +182,10 @@ WRONG_SECRET_MESSAGES = {
     "hotmart": "X-HOTMART-HOTTOK does not match",
     "eduzz": "Eduzz x-signature does not match",
     "cakto": "Cakto secret does not match",
+    "monetizze": "Monetizze chave_unica does not match",
+    "braip": "Braip basic_authentication does not match",
+    "ticto": "Ticto token does not match",
+    "greenn": "Greenn `token` header does not match",
 }
 GOOD_FIXTURE = {
     "kiwify": "kiwify-3.json",
@@ -183,6 +193,10 @@ GOOD_FIXTURE = {
     "hotmart": "hotmart-3.json",
     "eduzz": "eduzz-2.json",
     "cakto": "cakto-1.json",
+    "monetizze": "monetizze-1.json",
+    "braip": "braip-1.json",
+    "ticto": "ticto-1.json",
+    "greenn": "greenn-1.json",
 }
 
 
@@ -219,13 +233,28 @@ async def test_missing_credential_is_refused(
     assert "missing" in response.json()["detail"]
 
 
-async def test_body_token_gateways_refuse_a_payload_without_token(app: App, tenant: str) -> None:
-    for gateway, key in (("perfectpay", "token"), ("cakto", "secret")):
-        body = json.loads(fixture_bytes(GOOD_FIXTURE[gateway]))
-        del body[key]
-        response = await post(app, gateway, tenant, json.dumps(body).encode())
-        assert response.status_code == 401
-        assert response.json()["credential"] == f"{gateway}_{key}"
+@pytest.mark.parametrize(
+    ("gateway", "key"),
+    [
+        ("perfectpay", "token"),
+        ("cakto", "secret"),
+        ("monetizze", "chave_unica"),
+        ("braip", "basic_authentication"),
+        ("ticto", "token"),
+        ("greenn", "token"),
+    ],
+)
+async def test_body_token_gateways_refuse_a_payload_without_token(
+    app: App, tenant: str, gateway: str, key: str
+) -> None:
+    body = json.loads(fixture_bytes(GOOD_FIXTURE[gateway]))
+    body.pop(key, None)
+    # Monetizze's JSON copy carries the key too, and is what is read.
+    body.pop("json", None)
+    response = await post(app, gateway, tenant, json.dumps(body).encode())
+    assert response.status_code == 401
+    assert response.json()["credential"] == f"{gateway}_{key}"
+    assert f"missing `{key}`" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("gateway", sorted(GOOD_FIXTURE))
@@ -370,7 +399,7 @@ async def test_bad_input_answers(
     raw = fixture_bytes("kiwify-3.json")
     signed = credentials("kiwify", raw)
 
-    unknown_gateway = await post(app, "monetizze", tenant, raw)
+    unknown_gateway = await post(app, "pagseguro", tenant, raw)
     assert unknown_gateway.status_code == 404
     assert "kiwify" in unknown_gateway.json()["detail"]
 
@@ -632,6 +661,98 @@ async def test_read_api_is_tenant_scoped_and_paginates(
     finally:
         await channel.close()
         await server.stop(0)
+
+
+# -- Monetizze, Braip, Ticto, Greenn -----------------------------------------------------------
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def monetizze_form(body: dict[str, Any]) -> bytes:
+    """A Monetizze postback as it arrives: PHP-style keys, form-encoded, the JSON copy in ``json``."""
+    return qs_codec.encode(body, qs_codec.EncodeOptions(encode_values_only=False)).encode()
+
+
+async def test_monetizze_form_and_json_are_one_conversion(
+    app: App, tenant: str, database_url: str
+) -> None:
+    body = json.loads(fixture_bytes("monetizze-1.json"))
+    form = await post(app, "monetizze", tenant, monetizze_form(body), headers=FORM)
+    assert form.status_code == 200, form.text
+    assert form.json()["status"] == "accepted" and form.json()["duplicate"] is False
+    without_copy = {k: v for k, v in body.items() if k != "json"}
+    php_keys = await post(app, "monetizze", tenant, monetizze_form(without_copy), headers=FORM)
+    as_json = await post(app, "monetizze", tenant, fixture_bytes("monetizze-1.json"))
+    assert php_keys.json() == as_json.json() == {**form.json(), "duplicate": True}
+    conn = await asyncpg.connect(database_url)
+    try:
+        receipt = await conn.fetchrow(
+            "SELECT content_type, body_redacted FROM ingestion.webhook_receipts "
+            "ORDER BY received_at LIMIT 1"
+        )
+    finally:
+        await conn.close()
+    assert receipt is not None
+    assert receipt["content_type"] == FORM["Content-Type"]
+    stored = json.loads(receipt["body_redacted"])
+    assert stored["venda"]["codigo"] == "41852883" and stored["chave_unica"] == "[REDACTED]"
+
+
+@pytest.mark.parametrize(
+    ("gateway", "recipients"),
+    [
+        (
+            "monetizze",
+            [{"tipoPostback": {"codigo": 2, "descricao": "Produtor"}},
+             {"tipoPostback": {"codigo": 1, "descricao": "Afiliado"}},
+             {"tipoPostback": {"codigo": 4, "descricao": "Gerente"}}],
+        ),
+        ("braip", [{"postback_type": "Produtor"}, {"postback_type": "Afiliado"}]),
+    ],
+)  # fmt: skip
+async def test_one_postback_per_commission_recipient_is_one_conversion(
+    app: App, tenant: str, database_url: str, gateway: str, recipients: list[dict[str, Any]]
+) -> None:
+    body = json.loads(fixture_bytes(GOOD_FIXTURE[gateway]))
+    body.pop("json", None)
+    if gateway == "monetizze":
+        body["codigo_status"] = "2"
+    answers = []
+    for recipient in recipients:
+        raw = json.dumps({**body, **recipient}).encode()
+        if gateway == "monetizze":
+            raw, headers = monetizze_form(json.loads(raw)), FORM
+        else:
+            headers = {}
+        answers.append((await post(app, gateway, tenant, raw, headers=headers)).json())
+    assert [a["status"] for a in answers] == ["accepted"] * len(recipients)
+    assert [a["duplicate"] for a in answers] == [False] + [True] * (len(recipients) - 1)
+    assert len({a["conversion_id"] for a in answers}) == 1
+    assert (await counts(database_url))["events"] == 1
+    assert (await counts(database_url))["outbox"] == 1
+
+
+async def test_greenn_secret_in_the_body_or_behind_our_signature(
+    app: App, registry: Registry
+) -> None:
+    tenant = registry.add_tenant()
+    body = json.loads(fixture_bytes("greenn-1.json"))
+    in_body = await post(
+        app, "greenn", tenant, json.dumps({**body, "token": SECRETS["greenn"]}).encode()
+    )
+    assert in_body.status_code == 200 and in_body.json()["status"] == "accepted"
+    wrong = await post(app, "greenn", tenant, json.dumps({**body, "token": "nope"}).encode())
+    assert wrong.status_code == 401 and wrong.json()["credential"] == "greenn_token"
+    relayed = registry.add_tenant(secrets={"greenn": ""}, signing_secrets={"greenn": "relay-k"})
+    raw = fixture_bytes("greenn-1.json")
+    signed = await post(
+        app,
+        "greenn",
+        relayed,
+        raw,
+        headers={"X-Signature": relay_signature("relay-k", raw, int(time.time()))},
+    )
+    assert signed.status_code == 200 and signed.json()["status"] == "accepted"
 
 
 async def test_rate_limited_webhooks_are_logged_once_per_tenant_and_window(

@@ -1,25 +1,37 @@
-"""Every real payload of the five gateways normalises to the right order, status, time and amount."""
+"""Every real payload of the nine gateways normalises to the right order, status, time and amount."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
+import qs_codec
 
-from trackai_ingestion.domain.gateways import ADAPTERS
+from trackai_ingestion.domain.gateways import ADAPTERS, WebhookRequest
 from trackai_ingestion.domain.model import (
     Accept,
     CanonicalStatus,
     Conversion,
     Ignore,
     InvalidPayload,
+    MalformedBody,
     PaymentMethod,
+    Tracking,
 )
 from trackai_ingestion.domain.redaction import redact_body
+from trackai_testing.personal_data import find_leaks, personal_values
 
-from ..conftest import PLAINTEXT, fixture_json, sha256_text
+from ..conftest import PLAINTEXT, fixture_bytes, fixture_json, sha256_text
+
+#: The webhook secrets inside the Monetizze, Braip and Ticto fixtures.
+NEW_BODY_SECRETS = (
+    "ffffffffffffffffffffffffffffffff",
+    "0000000000000000000000000000000000000000",
+    "REDACTED_TICTO_WEBHOOK_TOKEN",
+)
 
 
 def _accept(gateway: str, body: dict[str, Any]) -> Accept:
@@ -57,6 +69,19 @@ CASES = [
      _utc(2024, 1, 10, 17, 45), Decimal("197.0"), PaymentMethod.CREDIT_CARD, False),
     ("cakto-1.json", "cakto", "87956abe-940e-4e8b-8a27-82c482920f64", CanonicalStatus.APPROVED,
      _utc(2026, 6, 26, 12, 0), Decimal("90"), PaymentMethod.CREDIT_CARD, True),
+    # Completa (guarantee over): dataFinalizada 09:33:53 in Brasília; the sale's gross "157.00".
+    ("monetizze-1.json", "monetizze", "41852883", CanonicalStatus.COMPLETED,
+     _utc(2022, 10, 1, 12, 33, 53), Decimal("157.00"), PaymentMethod.CREDIT_CARD, False),
+    # The same postback's form fields without the JSON copy (what the PHP-style keys decode to).
+    ("monetizze-2.json", "monetizze", "41852883", CanonicalStatus.COMPLETED,
+     _utc(2022, 10, 1, 12, 33, 53), Decimal("157.00"), PaymentMethod.CREDIT_CARD, False),
+    # trans_total_value 23790 cents (plan 19790 + bump 4000), not the producer's 22500.
+    ("braip-1.json", "braip", "ven33x0wng", CanonicalStatus.APPROVED,
+     _utc(2024, 5, 29, 20, 56, 8), Decimal("237.90"), PaymentMethod.BOLETO, False),
+    ("ticto-1.json", "ticto", "TOC8C0E11002NKR132S", CanonicalStatus.APPROVED,
+     _utc(2024, 2, 10, 22, 19, 17), Decimal("39.90"), PaymentMethod.CREDIT_CARD, False),
+    ("greenn-1.json", "greenn", "777777", CanonicalStatus.APPROVED,
+     _utc(2025, 11, 4, 23, 0), Decimal("99.9"), PaymentMethod.CREDIT_CARD, False),
 ]  # fmt: skip
 
 
@@ -257,8 +282,6 @@ def test_missing_or_bad_fields_are_named(gateway: str, mutate: Any, field: str) 
      "cakto-1.json", "braip-1.json", "greenn-1.json", "monetizze-1.json", "ticto-1.json"],
 )  # fmt: skip
 def test_redacted_body_keeps_no_personal_data_or_secret(name: str) -> None:
-    import json
-
     from trackai_testing.personal_data import find_leaks, personal_values
 
     payload = fixture_json(name)
@@ -294,9 +317,192 @@ def test_redacted_body_is_an_allow_list_of_sale_fields() -> None:
     assert stored["buyer_nickname"] is None
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["monetizze-1.json", "monetizze-2.json", "braip-1.json", "ticto-1.json", "greenn-1.json"],
+)
+def test_redacted_body_keeps_none_of_the_buyers_values_nor_the_secret(name: str) -> None:
+    adapter = ADAPTERS[name.split("-", maxsplit=1)[0]]
+    # What is stored: the parsed body (Monetizze's JSON copy, not the form around it).
+    body = adapter.parse(_request(fixture_bytes(name), "application/json"))
+    stored = json.dumps(redact_body(body), ensure_ascii=False)
+    assert find_leaks(personal_values(fixture_json(name)), stored) == []
+    assert [secret for secret in NEW_BODY_SECRETS if secret in stored] == []
+
+
 def test_conversion_carries_no_plaintext() -> None:
     for name, gateway in [("kiwify-3.json", "kiwify"), ("perfectpay-1.json", "perfectpay"),
                           ("hotmart-3.json", "hotmart"), ("cakto-1.json", "cakto")]:  # fmt: skip
         conversion: Conversion = _accept(gateway, fixture_json(name)).conversion
         dumped = repr(conversion)
         assert [value for value in PLAINTEXT if value in dumped] == []
+
+
+# -- Monetizze, Braip, Ticto, Greenn -----------------------------------------------------------
+
+
+def _request(raw: bytes, content_type: str) -> WebhookRequest:
+    return WebhookRequest(raw, {"Content-Type": content_type})
+
+
+def _form(body: dict[str, Any]) -> bytes:
+    """``body`` as Monetizze posts it: PHP-style keys, form-encoded."""
+    return qs_codec.encode(body, qs_codec.EncodeOptions(encode_values_only=False)).encode()
+
+
+def _monetizze(raw: bytes, content_type: str) -> Accept | Ignore:
+    adapter = ADAPTERS["monetizze"]
+    return adapter.interpret(adapter.parse(_request(raw, content_type)))
+
+
+def test_monetizze_form_and_json_encodings_read_the_same() -> None:
+    body = fixture_json("monetizze-1.json")
+    without_copy = {key: value for key, value in body.items() if key != "json"}
+    as_json = _monetizze(json.dumps(body).encode(), "application/json")
+    as_form = _monetizze(_form(body), "application/x-www-form-urlencoded")
+    # PHP-style keys only (no JSON copy): the real form parser builds the same nesting.
+    as_php_keys = _monetizze(_form(without_copy), "application/x-www-form-urlencoded")
+    assert b"venda%5Bcodigo%5D=41852883" in _form(without_copy)
+    assert isinstance(as_json, Accept)
+    assert as_json == as_form == as_php_keys
+    assert as_json.conversion.product_name == "Lift Detox Caps"
+    assert as_json.conversion.user_data.em == sha256_text("buyer@example.com")
+    assert as_json.conversion.user_data.ph == sha256_text("5527900000000")
+    assert as_json.conversion.user_data.ct == sha256_text("novavenécia")
+    assert as_json.conversion.user_data.st == sha256_text("es")
+
+
+def test_monetizze_prefers_the_json_copy() -> None:
+    body = fixture_json("monetizze-1.json")
+    form_fields = dict(body, venda=dict(body["venda"], valor="999.00"))
+    result = _monetizze(_form(form_fields), "application/x-www-form-urlencoded")
+    assert isinstance(result, Accept) and result.conversion.amount == Decimal("157.00")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"\xff\xfe=1", "not UTF-8"),
+        (b"a" + b"[x]" * 20 + b"=1", "cannot be read"),
+        (b"json=%7Bnot+json", "the `json` field"),
+        (b"venda%5Bcodigo%5D=1%00", "NUL"),
+        (b"json=%7B%22a%22%3A1%2C%22a%22%3A2%7D", "appears more than once"),
+    ],
+)
+def test_monetizze_malformed_forms_are_refused(raw: bytes, message: str) -> None:
+    with pytest.raises(MalformedBody, match=message):
+        ADAPTERS["monetizze"].parse(_request(raw, "application/x-www-form-urlencoded"))
+
+
+def test_monetizze_approved_sale_in_brazilian_number_form() -> None:
+    body = fixture_json("monetizze-1.json")
+    del body["json"]
+    body["codigo_status"] = "2"
+    body["venda"] = dict(body["venda"], valor="1.234,56", src="taAbCdEfGhIjKlMnOpQrSt")
+    conversion = _accept("monetizze", body).conversion
+    assert conversion.status is CanonicalStatus.APPROVED
+    assert conversion.amount == Decimal("1234.56")
+    assert conversion.tracking.src == "taAbCdEfGhIjKlMnOpQrSt"
+    pending = _accept("monetizze", dict(body, codigo_status="1")).conversion
+    # A pending boleto/pix happened when the sale started (dataInicio 09:33:48 in Brasília).
+    assert pending.event_time == _utc(2022, 10, 1, 12, 33, 48)
+
+
+def test_monetizze_each_recipients_postback_is_the_same_sale() -> None:
+    producer = fixture_json("monetizze-1.json")
+    del producer["json"]
+    affiliate = dict(
+        producer,
+        tipoPostback={"codigo": 1, "descricao": "Afiliado"},
+        venda=dict(producer["venda"], valorRecebido="65.33"),
+    )
+    first, second = (_accept("monetizze", b).conversion for b in (producer, affiliate))
+    assert first == second
+
+
+def test_braip_tracking_phone_and_gross_value() -> None:
+    conversion = _accept("braip", fixture_json("braip-1.json")).conversion
+    assert conversion.tracking.src == "facediego"
+    assert conversion.tracking.fbclid is not None and conversion.tracking.fbclid.startswith("IwAR")
+    assert conversion.tracking.utm["utm_campaign"] == "240400"
+    assert conversion.tracking.extra == {"utm_id": "120209683485600119"}
+    assert conversion.user_data.em == sha256_text("buyer@example.com")
+    assert conversion.user_data.ph == sha256_text("5555900000000")
+    assert conversion.user_data.zp == sha256_text("98800000")
+    # Each commission recipient's postback carries the same sale: same conversion.
+    affiliate = dict(fixture_json("braip-1.json"), postback_type="Afiliado")
+    assert _accept("braip", affiliate).conversion == conversion
+
+
+def test_ticto_not_informed_is_empty_and_tracking_read() -> None:
+    conversion = _accept("ticto", fixture_json("ticto-1.json")).conversion
+    assert conversion.tracking == Tracking()
+    assert conversion.user_data.ph == sha256_text("5521900000000")
+    assert conversion.user_data.country == sha256_text("br")
+    body = fixture_json("ticto-1.json")
+    body["tracking"] = dict(body["tracking"], sck="taAbCdEfGhIjKlMnOpQrSt", utm_source="fb")
+    tracked = _accept("ticto", body).conversion.tracking
+    assert (tracked.sck, tracked.src, tracked.utm) == (
+        "taAbCdEfGhIjKlMnOpQrSt",
+        None,
+        {"utm_source": "fb"},
+    )
+
+
+def test_greenn_sale_metas_are_tracking() -> None:
+    body = fixture_json("greenn-1.json")
+    body["saleMetas"] = [
+        {"meta_key": "src", "meta_value": "taAbCdEfGhIjKlMnOpQrSt"},
+        {"meta_key": "utm_source", "meta_value": "facebook"},
+        {"unexpected": "shape"},
+        "not an object",
+    ]
+    conversion = _accept("greenn", body).conversion
+    assert conversion.tracking.src == "taAbCdEfGhIjKlMnOpQrSt"
+    assert conversion.tracking.utm == {"utm_source": "facebook"}
+    assert conversion.user_data.em == sha256_text("joao@example.com")
+    assert conversion.user_data.ph == sha256_text("5511988888888")
+
+
+@pytest.mark.parametrize(
+    ("gateway", "change", "reason"),
+    [
+        ("monetizze", {"codigo_status": "5"}, "codigo_status '5'"),
+        ("monetizze", {"codigo_status": "42"}, "codigo_status '42'"),
+        ("braip", {"trans_status": "Em Análise"}, "Em Análise"),
+        ("braip", {"type": "CODIGO_RASTREIO"}, "CODIGO_RASTREIO"),
+        ("ticto", {"status": "trial"}, "trial"),
+        ("greenn", {"currentStatus": "trialing"}, "trialing"),
+        ("greenn", {"type": "contract"}, "contract"),
+    ],
+)
+def test_new_gateways_ignore_unknown_statuses_with_a_reason(
+    gateway: str, change: dict[str, str], reason: str
+) -> None:
+    body = dict(fixture_json(f"{gateway}-1.json"), **change)
+    body.pop("json", None)
+    result = ADAPTERS[gateway].interpret(body)
+    assert isinstance(result, Ignore)
+    assert reason in result.reason and result.order_id
+
+
+@pytest.mark.parametrize(
+    ("gateway", "mutate", "field"),
+    [
+        ("monetizze", lambda b: b["venda"].update(valor="12,3,4"), "venda.valor"),
+        ("monetizze", lambda b: b["venda"].update(dataFinalizada="01/10/2022"), "venda.dataFinalizada"),
+        ("braip", lambda b: b.pop("trans_key"), "trans_key"),
+        ("braip", lambda b: b.update(trans_total_value=10.5), "trans_total_value"),
+        ("ticto", lambda b: b["order"].update(paid_amount="abc"), "order.paid_amount"),
+        ("ticto", lambda b: b.update(status_date="ontem"), "status_date"),
+        ("greenn", lambda b: b["sale"].pop("id"), "sale.id"),
+        ("greenn", lambda b: b["sale"].update(amount=-5), "sale.amount"),
+    ],
+)  # fmt: skip
+def test_new_gateways_name_bad_fields(gateway: str, mutate: Any, field: str) -> None:
+    body = fixture_json(f"{gateway}-1.json")
+    body.pop("json", None)
+    mutate(body)
+    with pytest.raises(InvalidPayload) as caught:
+        ADAPTERS[gateway].interpret(body)
+    assert caught.value.field == field

@@ -34,6 +34,15 @@ _PERSON_BLOCKS = frozenset(
         "subscriber",
         "commissions",
         "commission",
+        # Monetizze, Greenn, Ticto.
+        "comprador",
+        "dados_comprador",
+        "produtor",
+        "comissoes",
+        "client",
+        "seller",
+        "cards",
+        "coproducers",
     }
 )
 #: Words a kept key is made of (after snake-casing, split on anything but letters and digits):

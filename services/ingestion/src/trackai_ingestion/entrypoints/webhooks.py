@@ -1,10 +1,11 @@
 """HTTP entry point of checkout webhooks: ``POST /api/v1/webhooks/{gateway}/{tenant_id}``.
 
-Only transport concerns live here: the gateway must exist, the content type must be JSON, at most
-``max_in_flight`` webhooks are handled at once (503 + Retry-After beyond: a bounded amount of
-memory and database work, whatever the load), and the body is read with a hard cap and a time
-limit (``Content-Length`` is checked first, then the bytes as they stream, so an oversized, lying
-or trickling request never gets buffered past the cap nor holds a slot for long).
+Only transport concerns live here: the gateway must exist, the content type must be JSON (or the
+gateway's own form encoding), at most ``max_in_flight`` webhooks are handled at once (503 +
+Retry-After beyond: a bounded amount of memory and database work, whatever the load), and the body
+is read with a hard cap and a time limit (``Content-Length`` is checked first, then the bytes as
+they stream, so an oversized, lying or trickling request never gets buffered past the cap nor
+holds a slot for long).
 """
 
 from __future__ import annotations
@@ -52,10 +53,12 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _is_json(content_type: str | None) -> bool:
+def _accepted(content_type: str | None, gateway: str) -> bool:
     media = (content_type or "").split(";", 1)[0].strip().lower()
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
+    return (
+        media == "application/json"
+        or (media.startswith("application/") and media.endswith("+json"))
+        or media in ADAPTERS[gateway].other_media_types
     )
 
 
@@ -98,7 +101,7 @@ def build_webhook_router(
         if gateway not in ADAPTERS:
             return _respond(unknown_gateway(gateway))
         content_type = request.headers.get("content-type")
-        if not _is_json(content_type):
+        if not _accepted(content_type, gateway):
             return JSONResponse(
                 {
                     "error": "unsupported_media_type",

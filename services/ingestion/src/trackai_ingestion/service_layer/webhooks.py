@@ -347,7 +347,7 @@ class WebhookService:
 
         try:
             try:
-                body = request.body
+                body = adapter.parse(request)
             except MalformedBody as exc:
                 await self._store.record(tenant_id, receipt("invalid", 400, reason=str(exc)))
                 return _error(400, "malformed_body", str(exc))

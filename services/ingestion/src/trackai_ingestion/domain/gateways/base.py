@@ -101,6 +101,8 @@ class GatewayAdapter(ABC):
     display_name: ClassVar[str]
     #: Where the operator finds the secret to store, quoted in 401 answers.
     credential_location: ClassVar[str]
+    #: Media types accepted besides JSON (Monetizze posts a form), read by :meth:`parse`.
+    other_media_types: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def authenticate(self, request: WebhookRequest, secret: str) -> None:
@@ -110,12 +112,17 @@ class GatewayAdapter(ABC):
     def interpret(self, body: Mapping[str, Any]) -> Accept | Ignore:
         """Normalise the parsed body; raise :class:`InvalidPayload` naming the bad field."""
 
+    def parse(self, request: WebhookRequest) -> dict[str, Any]:
+        """The body as an object (JSON for most gateways; Monetizze overrides it for its form
+        encoding). Raises :class:`MalformedBody`."""
+        return request.body
+
     def check_body_secret(
         self, request: WebhookRequest, key: str, secret: str, *, what: str
     ) -> None:
-        """For gateways that put a static secret in the JSON body (Perfect Pay, Cakto): the body
+        """For gateways that put a static secret in the body (Perfect Pay, Cakto, ...): the body
         is parsed to read it, and nothing else of it is looked at before it matches."""
-        received = request.body.get(key)
+        received = self.parse(request).get(key)
         credential = f"{self.name}_{key}"
         if not isinstance(received, str) or not received:
             raise AuthenticationFailed(
