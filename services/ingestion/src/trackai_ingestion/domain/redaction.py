@@ -68,6 +68,11 @@ _SALE_WORDS = frozenset(
         "duetime", "paiddate", "paidtime", "expiration", "expiry", "start", "startdate", "next",
         "first", "last", "period", "interval", "frequency", "recurrence", "subscription",
         "recurring", "warranty", "guarantee", "until", "active", "access",
+        # the same in Portuguese (Monetizze, Braip, Ticto...)
+        "codigo", "cod", "venda", "vendas", "produto", "produtos", "oferta", "plano", "tipo",
+        "situacao", "valor", "valores", "preco", "total", "liquido", "bruto", "moeda", "taxa",
+        "desconto", "cupom", "parcelas", "parcela", "quantidade", "forma", "pagamento", "meio",
+        "data", "inicio", "fim", "finalizada", "recorrencia", "assinatura", "fatura", "numero",
         # campaign
         "utm", "source", "medium", "campaign", "content", "term", "src", "sck", "xcod", "s1",
         "s2", "s3", "tracking", "tracker", "trk", "trk2", "trk3", "fbc", "fbp", "fbclid",
