@@ -69,8 +69,8 @@ _SALE_WORDS = frozenset(
         "first", "last", "period", "interval", "frequency", "recurrence", "subscription",
         "recurring", "warranty", "guarantee", "until", "active", "access",
         # the same in Portuguese (Monetizze, Braip, Ticto...)
-        "codigo", "cod", "venda", "vendas", "produto", "produtos", "oferta", "plano", "tipo",
-        "situacao", "valor", "valores", "preco", "total", "liquido", "bruto", "moeda", "taxa",
+        "codigo", "venda", "vendas", "produto", "produtos", "oferta", "plano", "tipo",
+        "situacao", "valor", "valores", "preco", "liquido", "bruto", "moeda", "taxa",
         "desconto", "cupom", "parcelas", "parcela", "quantidade", "forma", "pagamento", "meio",
         "data", "inicio", "fim", "finalizada", "recorrencia", "assinatura", "fatura", "numero",
         # campaign
