@@ -74,6 +74,11 @@ def _usable(value: str) -> bool:
     stripped = value.strip()
     if len(stripped) < _MIN_LENGTH or stripped.lower() in _TOO_COMMON:
         return False
+    digits = _DIGITS.sub("", stripped)
+    if len(digits) == len(stripped.replace(" ", "")) and len(set(digits)) == 1:
+        # One digit repeated ("99999999999"): a placeholder, never a real document or phone,
+        # and it stands inside any boleto line of nines.
+        return False
     return not all(word.lower() in _TOO_COMMON for word in stripped.split())
 
 

@@ -30,8 +30,9 @@ from trackai_ingestion.entrypoints.grpc_access import POLICY
 from trackai_ingestion.service_layer.webhooks import AUTH_BURST_THRESHOLD
 from trackai_kit.grpc import client_channel, local_dev_callers, local_dev_token, start_grpc_server
 from trackai_kit.settings import GrpcSettings
+from trackai_testing.personal_data import find_leaks
 
-from ..conftest import KIWIFY_SIGNATURES, PLAINTEXT, fixture_bytes, hmac_hex
+from ..conftest import FIXTURE_PERSONAL_DATA, KIWIFY_SIGNATURES, PLAINTEXT, fixture_bytes, hmac_hex
 from .conftest import SECRETS, App, AppFactory, Registry, credentials
 
 pytestmark = pytest.mark.integration
@@ -528,6 +529,8 @@ async def test_no_personal_data_in_the_database(app: App, tenant: str, database_
     assert "COPY ingestion.events" in dump and "kiwify" in dump
     leaks = [line for line in dump.splitlines() if any(v in line for v in PLAINTEXT)]
     assert leaks == []
+    # Every fixture's buyer values, in every form a leak takes (lower-cased, JSON-escaped, ...).
+    assert find_leaks(FIXTURE_PERSONAL_DATA, dump) == []
     # Protobuf bodies are bytea (hex in the dump): check them decoded as well.
     conn = await asyncpg.connect(database_url)
     try:
@@ -536,6 +539,7 @@ async def test_no_personal_data_in_the_database(app: App, tenant: str, database_
         await conn.close()
     decoded = bodies.decode("utf-8", errors="replace")
     assert [value for value in PLAINTEXT if value in decoded] == []
+    assert find_leaks(FIXTURE_PERSONAL_DATA, decoded) == []
 
 
 async def test_read_api_is_tenant_scoped_and_paginates(
