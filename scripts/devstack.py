@@ -7,6 +7,7 @@ service plus the sandbox fakes as child processes, printing where each listens. 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import shutil
@@ -201,6 +202,46 @@ def migrate() -> None:
         grant_service_role(svc, url, service_role(svc), create_with_password=service_role(svc))
     _say(f"  migrations applied to {urlsplit(url).path.lstrip('/') or 'trackai'}")
     _say("  each service connects as trackai_<service>, with rights on its own schema only")
+    asyncio.run(_reconcile_local_queues())
+
+
+async def _reconcile_local_queues() -> None:
+    """Recreate the local queues an older checkout declared with other arguments.
+
+    RabbitMQ refuses to redeclare a queue with different arguments (a new ``x-delivery-limit``,
+    say), and the services would then retry their declaration forever. On the local stack only,
+    such a queue is deleted and declared again; its messages are dropped. A deployment migrates
+    instead (docs/runbooks/dlq.md).
+    """
+    import aio_pika
+    from aio_pika.exceptions import ChannelPreconditionFailed
+
+    from trackai_kit import topology
+
+    settings = ServiceSettings()
+    wanted = (
+        topology.ingestion_topology()
+        .merge(topology.matcher_topology())
+        .merge(topology.dispatcher_topology())
+        .merge(topology.status_topology())
+        .prefixed(settings.amqp_prefix)
+    )
+    connection = await aio_pika.connect(settings.amqp_url)
+    try:
+        for spec in wanted.all_queues():
+            channel = await connection.channel()
+            try:
+                await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
+            except ChannelPreconditionFailed:
+                channel = await connection.channel()
+                await channel.queue_delete(spec.name)
+                await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
+                _say(f"  recreated local queue {spec.name} (declared by an older checkout)")
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+    finally:
+        await connection.close()
 
 
 @dataclass
