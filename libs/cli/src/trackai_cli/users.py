@@ -36,8 +36,13 @@ def _read_password(args: argparse.Namespace) -> str | None:
     """From stdin with --password-stdin (scripts), else asked twice without echo."""
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("Password: ")
-    if first != getpass.getpass("Repeat the password: "):
+    try:
+        first = getpass.getpass("Password: ")
+        again = getpass.getpass("Repeat the password: ")
+    except EOFError:
+        sys.stderr.write("error: no terminal to ask the password on; pipe it: --password-stdin\n")
+        return None
+    if first != again:
         sys.stderr.write("error: the passwords differ\n")
         return None
     return first
