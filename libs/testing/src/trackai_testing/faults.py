@@ -8,17 +8,21 @@ import contextlib
 
 class TcpProxy:
     """Forwards ``127.0.0.1:<port>`` to ``host:port``; :meth:`cut` resets every open connection
-    (both sides) while new ones are still accepted, as a network blip or a failover does."""
+    (both sides) while new ones are still accepted, as a network blip or a failover does;
+    :meth:`down` also stops listening (an outage) until :meth:`up` listens again on the same
+    port."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
+        self.port = 0
 
     async def start(self) -> int:
         """Listen on a free port and return it."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self._server.sockets[0].getsockname()[1])
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -42,8 +46,17 @@ class TcpProxy:
             writer.transport.abort()
         self._writers.clear()
 
-    async def close(self) -> None:
-        self.cut()
+    async def down(self) -> None:
+        """Refuse new connections and reset the open ones."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+            self._server = None
+        self.cut()
+
+    async def up(self) -> None:
+        """Listen again, on the same port."""
+        await self.start()
+
+    async def close(self) -> None:
+        await self.down()

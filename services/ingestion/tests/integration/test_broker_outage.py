@@ -22,6 +22,7 @@ from trackai.ingestion.v1 import events_pb2 as ev
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.settings import AmqpSettings
 from trackai_kit.topology import INGEST_EVENTS, ingestion_topology
+from trackai_testing.faults import TcpProxy
 from trackai_testing.personal_data import find_leaks
 
 from ..conftest import FIXTURE_PERSONAL_DATA, PLAINTEXT, fixture_bytes
@@ -42,53 +43,14 @@ def free_port() -> int:
         return port
 
 
-class FaultProxy:
-    """A TCP proxy in front of RabbitMQ that can be cut (listener closed, connections reset) and
-    restored on the same port."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.port = free_port()
-        self._upstream = upstream_port
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
 @pytest_asyncio.fixture(loop_scope="session")
-async def proxy(amqp_url: str) -> AsyncIterator[FaultProxy]:
-    upstream = httpx.URL(amqp_url).port or 5672
-    fault = FaultProxy(upstream)
+async def proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of RabbitMQ that can be taken down and brought back on its port."""
+    fault = TcpProxy("127.0.0.1", httpx.URL(amqp_url).port or 5672)
     await fault.start()
     yield fault
     with contextlib.suppress(Exception):
-        await fault.cut()
+        await fault.close()
 
 
 async def _start_service(
@@ -162,7 +124,7 @@ async def test_acknowledged_webhooks_reach_ingest_events_after_a_broker_outage(
     database_url: str,
     amqp_url: str,
     amqp_prefix: str,
-    proxy: FaultProxy,
+    proxy: TcpProxy,
     tmp_path: Path,
 ) -> None:
     """As deployed: ``serve`` answers webhooks, the separate ``relay`` process publishes, and the
@@ -220,7 +182,7 @@ async def test_acknowledged_webhooks_reach_ingest_events_after_a_broker_outage(
                 assert not stream.done(), "the stream ended before the cut: nothing in flight"
                 await asyncio.sleep(0.05)
             assert not stream.done()
-            await proxy.cut()
+            await proxy.down()
             await stream
             # RabbitMQ down does not take ingestion out of its load balancer.
             assert (await client.get(f"{url}/ready")).status_code == 200
@@ -228,7 +190,7 @@ async def test_acknowledged_webhooks_reach_ingest_events_after_a_broker_outage(
             stranded = await _queue_depth(amqp_url, queue)
             assert 40 <= stranded < len(acknowledged)  # the rest waits in the outbox
 
-            await proxy.start()
+            await proxy.up()
             await send(client, 10, "after")
             # Every real fixture too (their personal data must not reach the logs).
             for name in sorted(EXPECTED):
