@@ -29,7 +29,6 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from tests.e2e.conftest import ROOT, ServiceProcess, Stack
 from tests.e2e.test_purchase_flow import _kiwify_webhook
-from tests.e2e.test_tracking_script import CHROMIUM, CHROMIUM_ARGS
 from trackai.common.v1 import events_pb2 as common_pb
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.identity import event_id
@@ -40,6 +39,7 @@ from trackai_sandbox.meta import build_app as build_meta
 from trackai_sandbox.server import BackgroundServer
 from trackai_sandbox.settings import SandboxSettings
 from trackai_sandbox.testing import MetaSandboxClient
+from trackai_testing.browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -33,6 +33,7 @@ from playwright.sync_api import sync_playwright
 from tests.e2e.conftest import ServiceProcess, Stack
 from trackai_kit.identity import event_id
 from trackai_kit.pii import email_hash
+from trackai_testing.browser import CHROMIUM, CHROMIUM_ARGS
 from trackai_testing.plugin import run_sync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -44,15 +45,6 @@ PIXEL_ID = "1234567890"
 META_TOKEN = "sandbox-token"
 SESSION_ID = "taE2Esession0000000001"
 LANDING_HOST = "shop.localhost"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 FBCLID = "IwAR2e2eFbClIdCaseKept"
 
 

@@ -33,19 +33,11 @@ from trackai_kit import migrations, pii
 from trackai_kit.grpc import client_channel, local_dev_token
 from trackai_kit.identity import event_id
 from trackai_kit.tenant_config import RegistryClient, tenant_view_client
+from trackai_testing.browser import CHROMIUM, CHROMIUM_ARGS
 from trackai_testing.plugin import in_thread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Chromium resolves every *.localhost name to the loopback and treats it as a secure context
 # (crypto.subtle works over http), so the page and the collect endpoint are two real origins.
 LANDING_HOST = "shop.localhost"

@@ -38,10 +38,10 @@ from trackai_sandbox.meta import build_app as build_meta
 from trackai_sandbox.server import BackgroundServer
 from trackai_sandbox.settings import SandboxSettings
 from trackai_sandbox.testing import DEMO_APP_TOKEN, MetaSandboxClient
+from trackai_testing.browser import CHROMIUM
 
 from .harness import TOKEN, Backend, TestCa, WebServer, make_ca, start_backend, web_server
 
-CHROMIUM = "/usr/bin/chromium"
 APP_ID = DEMO_APP_TOKEN.partition("|")[0]
 
 

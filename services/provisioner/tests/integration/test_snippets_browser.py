@@ -13,19 +13,11 @@ import pytest
 
 from trackai_kit.identity import event_id
 from trackai_provisioner.domain import snippets
+from trackai_testing.browser import CHROMIUM, CHROMIUM_ARGS
 from trackai_testing.plugin import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TRACK_JS = (
     Path(__file__).resolve().parents[4] / "services/ingestion/src/trackai_ingestion/static/track.js"
 )
