@@ -35,8 +35,6 @@ IDENTITIES = (
     "operator",
 )
 
-LOCAL_ENVIRONMENTS = DEVELOPMENT_ENVIRONMENTS
-
 
 def local_dev_token(identity: str) -> str:
     """The public development token of ``identity`` (accepted only in local and test)."""
