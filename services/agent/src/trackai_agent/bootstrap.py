@@ -117,7 +117,8 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
             (
                 AGENT_SERVICE,
                 partial(
-                    pb_grpc.add_AgentServiceServicer_to_server, AgentServicer(conversation, store)
+                    pb_grpc.add_AgentServiceServicer_to_server,
+                    AgentServicer(conversation, store, tools),
                 ),
             )
         ],

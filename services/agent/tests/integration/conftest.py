@@ -159,9 +159,10 @@ def make_agent(
         pool = await pg_pool(database_url, schema="agent")
         store = PostgresSessionStore(pool)
         model = OpenAiChat(llm.base_url, DEMO_LLM_KEY, "sandbox", 2.0) if use_llm else None
+        tools = wired.tools()
         conversation = Conversation(
             store,
-            wired.tools(),
+            tools,
             model,
             ConversationConfig(
                 transcript_url_template="https://console.example/operator/sessions/{session_id}",
@@ -172,7 +173,8 @@ def make_agent(
         server = await start_grpc_server(
             GrpcSettings(port=0, callers=local_dev_callers()),
             partial(
-                agent_grpc.add_AgentServiceServicer_to_server, AgentServicer(conversation, store)
+                agent_grpc.add_AgentServiceServicer_to_server,
+                AgentServicer(conversation, store, tools),
             ),
             [AGENT_SERVICE],
             AGENT_POLICY,

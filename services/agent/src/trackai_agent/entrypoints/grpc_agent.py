@@ -6,7 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -21,6 +21,7 @@ from trackai_agent.service_layer.conversation import (
     SessionNotFound,
 )
 from trackai_agent.service_layer.ports import SessionStore
+from trackai_agent.service_layer.tools import SetupTools
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -36,6 +37,16 @@ _ROLES = {
     "operator": pb.ROLE_OPERATOR,
 }
 _ESCALATION_STATES = ("", "open", "acknowledged", "resolved")
+#: Tools RunCheck may run: the read-only ones (a test event goes through the conversation).
+CHECKS = frozenset(
+    {
+        "validate_meta_token",
+        "validate_gateway_webhook",
+        "probe_landing_url",
+        "check_pixel_presence",
+        "generate_tracking_snippet",
+    }
+)
 
 
 def _time(moment: datetime | None) -> Timestamp | None:
@@ -141,9 +152,10 @@ async def _operator_request(context: Context, session_id: str, operator: str) ->
 
 
 class AgentServicer(pb_grpc.AgentServiceServicer):
-    def __init__(self, conversation: Conversation, store: SessionStore) -> None:
+    def __init__(self, conversation: Conversation, store: SessionStore, tools: SetupTools) -> None:
         self._conversation = conversation
         self._store = store
+        self._tools = tools
 
     async def StartSession(
         self, request: pb.StartSessionRequest, context: Context
@@ -256,3 +268,33 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the session is not escalated")
         assert session is not None
         return pb.ResumeSessionResponse(session=session_pb(session))
+
+    async def RunCheck(self, request: pb.RunCheckRequest, context: Context) -> pb.RunCheckResponse:
+        await _ids(context, request.tenant_id)
+        if request.tool not in CHECKS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"tool must be one of {', '.join(sorted(CHECKS))} (got {request.tool!r})",
+            )
+        try:
+            arguments = json.loads(request.arguments_json) if request.arguments_json else {}
+        except ValueError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "arguments_json is not an object")
+        assert isinstance(arguments, dict)
+        since = (
+            request.setup_start_time.ToDatetime(tzinfo=UTC)
+            if request.HasField("setup_start_time")
+            else datetime.now(UTC)
+        )
+        run = await self._tools.run(
+            request.tool, request.tenant_id, request.funnel_slug, arguments, since
+        )
+        return pb.RunCheckResponse(
+            status=run.result.status,
+            message=run.result.message,
+            action=run.result.action,
+            details_json=json.dumps(run.result.details, ensure_ascii=False, default=str),
+            duration_ms=run.duration_ms,
+        )

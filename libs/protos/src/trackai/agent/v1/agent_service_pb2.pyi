@@ -611,3 +611,74 @@ class ResumeSessionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeSessionResponse: _TypeAlias = ResumeSessionResponse  # noqa: Y015
+
+@_typing.final
+class RunCheckRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    FUNNEL_SLUG_FIELD_NUMBER: _builtins.int
+    TOOL_FIELD_NUMBER: _builtins.int
+    SETUP_START_TIME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    funnel_slug: _builtins.str
+    """Funnel being set up; empty selects the tenant's only funnel."""
+    tool: _builtins.str
+    arguments_json: _builtins.str
+    """Tool arguments as a JSON object (e.g. {"platform": "html"}); empty for none."""
+    @_builtins.property
+    def setup_start_time(self) -> _timestamp_pb2.Timestamp:
+        """validate_gateway_webhook: verified webhooks count from this moment (when setup began)."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        funnel_slug: _builtins.str = ...,
+        tool: _builtins.str = ...,
+        setup_start_time: _timestamp_pb2.Timestamp | None = ...,
+        arguments_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["setup_start_time", b"setup_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "funnel_slug", b"funnel_slug", "setup_start_time", b"setup_start_time", "tenant_id", b"tenant_id", "tool", b"tool"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunCheckRequest: _TypeAlias = RunCheckRequest  # noqa: Y015
+
+@_typing.final
+class RunCheckResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    DETAILS_JSON_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """"ok", "warning" or "error"."""
+    message: _builtins.str
+    """What was found, in Brazilian Portuguese, for the seller."""
+    action: _builtins.str
+    """The concrete next step, in Brazilian Portuguese."""
+    details_json: _builtins.str
+    """Machine-readable details as a JSON object (e.g. webhook_urls, blocks_setup); no secret."""
+    duration_ms: _builtins.float
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        message: _builtins.str = ...,
+        action: _builtins.str = ...,
+        details_json: _builtins.str = ...,
+        duration_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "details_json", b"details_json", "duration_ms", b"duration_ms", "message", b"message", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunCheckResponse: _TypeAlias = RunCheckResponse  # noqa: Y015

@@ -75,6 +75,11 @@ class AgentServiceStub:
                 request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ResumeSessionRequest.SerializeToString,
                 response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ResumeSessionResponse.FromString,
                 _registered_method=True)
+        self.RunCheck = channel.unary_unary(
+                '/trackai.agent.v1.AgentService/RunCheck',
+                request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.RunCheckRequest.SerializeToString,
+                response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.RunCheckResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -142,6 +147,16 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunCheck(self, request, context):
+        """RunCheck runs one read-only setup tool for a tenant's funnel outside any conversation (the
+        console's setup wizard validates each step with it): "validate_meta_token",
+        "validate_gateway_webhook", "probe_landing_url", "check_pixel_presence" or
+        "generate_tracking_snippet". Nothing is stored. INVALID_ARGUMENT for any other tool.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +199,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ResumeSession,
                     request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ResumeSessionRequest.FromString,
                     response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.ResumeSessionResponse.SerializeToString,
+            ),
+            'RunCheck': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunCheck,
+                    request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.RunCheckRequest.FromString,
+                    response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.RunCheckResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -403,6 +423,33 @@ class AgentService:
             '/trackai.agent.v1.AgentService/ResumeSession',
             trackai_dot_agent_dot_v1_dot_agent__service__pb2.ResumeSessionRequest.SerializeToString,
             trackai_dot_agent_dot_v1_dot_agent__service__pb2.ResumeSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunCheck(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.agent.v1.AgentService/RunCheck',
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.RunCheckRequest.SerializeToString,
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.RunCheckResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,12 @@ class AgentServiceStub:
     """ResumeSession hands the session back to the assistant (escalation resolved, failures reset).
     FAILED_PRECONDITION when the session is not escalated.
     """
+    RunCheck: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.RunCheckRequest, _agent_service_pb2.RunCheckResponse]
+    """RunCheck runs one read-only setup tool for a tenant's funnel outside any conversation (the
+    console's setup wizard validates each step with it): "validate_meta_token",
+    "validate_gateway_webhook", "probe_landing_url", "check_pixel_presence" or
+    "generate_tracking_snippet". Nothing is stored. INVALID_ARGUMENT for any other tool.
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -90,6 +96,12 @@ class AgentServiceAsyncStub(AgentServiceStub):
     ResumeSession: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ResumeSessionRequest, _agent_service_pb2.ResumeSessionResponse]  # type: ignore[assignment]
     """ResumeSession hands the session back to the assistant (escalation resolved, failures reset).
     FAILED_PRECONDITION when the session is not escalated.
+    """
+    RunCheck: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.RunCheckRequest, _agent_service_pb2.RunCheckResponse]  # type: ignore[assignment]
+    """RunCheck runs one read-only setup tool for a tenant's funnel outside any conversation (the
+    console's setup wizard validates each step with it): "validate_meta_token",
+    "validate_gateway_webhook", "probe_landing_url", "check_pixel_presence" or
+    "generate_tracking_snippet". Nothing is stored. INVALID_ARGUMENT for any other tool.
     """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -167,6 +179,18 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agent_service_pb2.ResumeSessionResponse, _abc.Awaitable[_agent_service_pb2.ResumeSessionResponse]]:
         """ResumeSession hands the session back to the assistant (escalation resolved, failures reset).
         FAILED_PRECONDITION when the session is not escalated.
+        """
+
+    @_abc_1.abstractmethod
+    def RunCheck(
+        self,
+        request: _agent_service_pb2.RunCheckRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_service_pb2.RunCheckResponse, _abc.Awaitable[_agent_service_pb2.RunCheckResponse]]:
+        """RunCheck runs one read-only setup tool for a tenant's funnel outside any conversation (the
+        console's setup wizard validates each step with it): "validate_meta_token",
+        "validate_gateway_webhook", "probe_landing_url", "check_pixel_presence" or
+        "generate_tracking_snippet". Nothing is stored. INVALID_ARGUMENT for any other tool.
         """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
