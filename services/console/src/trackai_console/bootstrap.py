@@ -11,7 +11,9 @@ from trackai_console.adapters.accounts_store import PostgresAccountStore
 from trackai_console.adapters.dlq import GrpcDeadLetterQueue
 from trackai_console.adapters.passwords import Argon2Hasher
 from trackai_console.adapters.read_apis import GrpcEventSource, GrpcMatchStats, close_channels
+from trackai_console.adapters.setup_apis import GrpcSetupChecks, GrpcSetupRegistry
 from trackai_console.adapters.status_feed import AmqpStatusFeed
+from trackai_console.adapters.wizard_store import PostgresWizardStore
 from trackai_console.domain.accounts import LoginLimits
 from trackai_console.entrypoints import web
 from trackai_console.entrypoints.grpc_access import POLICY as GRPC_POLICY
@@ -23,6 +25,7 @@ from trackai_console.service_layer.events import Events
 from trackai_console.service_layer.live import StatusHub
 from trackai_console.service_layer.overview import BuildOverview
 from trackai_console.service_layer.quality import Quality
+from trackai_console.service_layer.wizard import SetupWizard
 from trackai_console.settings import Settings
 from trackai_kit.grpc import client_channel
 from trackai_kit.service import Resources, Wiring
@@ -68,9 +71,18 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
             ("matcher", settings.matcher_target),
             ("dispatcher", settings.dispatcher_target),
             ("provisioner", settings.provisioner_target),
+            ("agent", settings.agent_target),
         )
     }
-    events = Events(GrpcEventSource(**channels, timeout_s=settings.grpc_timeout_s))
+    events = Events(
+        GrpcEventSource(
+            ingestion=channels["ingestion"],
+            matcher=channels["matcher"],
+            dispatcher=channels["dispatcher"],
+            provisioner=channels["provisioner"],
+            timeout_s=settings.grpc_timeout_s,
+        )
+    )
     hub = StatusHub()
     feed = AmqpStatusFeed(settings.amqp_url, settings.amqp_prefix, hub)
     dead_letters = DeadLetters(
@@ -78,7 +90,13 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     )
     quality = Quality(GrpcMatchStats(channels["matcher"], timeout_s=settings.grpc_timeout_s))
     overview = BuildOverview(quality, dead_letters)
-    uses = web.UseCases(accounts, events, dead_letters, quality, overview, hub)
+    wizard = SetupWizard(
+        PostgresWizardStore(resources.pool),
+        GrpcSetupRegistry(channels["provisioner"], timeout_s=settings.grpc_timeout_s),
+        # A check may call Meta and the provisioner in turn: twice the read timeout.
+        GrpcSetupChecks(channels["agent"], timeout_s=2 * settings.grpc_timeout_s),
+    )
+    uses = web.UseCases(accounts, events, dead_letters, quality, overview, hub, wizard)
     router = web.build_web(uses, web_config(settings))
     return Wiring(
         grpc_services=[

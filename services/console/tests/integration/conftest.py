@@ -34,10 +34,13 @@ from trackai_console.service_layer.events import Events
 from trackai_console.service_layer.live import StatusHub
 from trackai_console.service_layer.overview import BuildOverview
 from trackai_console.service_layer.quality import Quality
+from trackai_console.service_layer.wizard import SetupWizard
 from trackai_kit.grpc import client_channel, start_grpc_server
 from trackai_kit.http import create_app
 from trackai_kit.postgres import create_pool
 from trackai_kit.settings import GrpcSettings, PostgresSettings, local_dev_callers, local_dev_token
+
+from .wizard_fakes import FakeChecks, FakeRegistry, MemoryWizardStore
 
 #: `trackai user` calls the console as the operator.
 TOKEN = local_dev_token("operator")
@@ -76,7 +79,9 @@ def build_accounts(pool: asyncpg.Pool, limits: LoginLimits | None = None) -> Acc
     )
 
 
-def build_app(accounts: Accounts, *, secure_cookies: bool = False) -> object:
+def build_app(
+    accounts: Accounts, *, secure_cookies: bool = False, wizard: SetupWizard | None = None
+) -> object:
     """The console app. These tests never open an events page, so the read APIs' channels point
     at a closed port (the events pages are tested against real services in tests/e2e)."""
     app = create_app("console")
@@ -93,6 +98,7 @@ def build_app(accounts: Accounts, *, secure_cookies: bool = False) -> object:
         quality,
         BuildOverview(quality, dead),
         StatusHub(),
+        wizard or SetupWizard(MemoryWizardStore(), FakeRegistry(), FakeChecks()),
     )
     router = web.build_web(uses, WebConfig(secure_cookies, session_max_age_s=3600))
     web.configure(app, router, accounts)

@@ -12,6 +12,15 @@ from trackai_console.domain.accounts import Credentials, Role, User
 from trackai_console.domain.dead_letters import DeadLetter, ReplayOutcome
 from trackai_console.domain.events import Attempt, Conversion, Delivery, Explanation
 from trackai_console.domain.quality import DayQuality
+from trackai_console.domain.wizard import (
+    Check,
+    CompanyForm,
+    MetaForm,
+    Run,
+    Setup,
+    TestEvent,
+    WizardRecord,
+)
 
 
 class AccountStore(Protocol):
@@ -168,3 +177,62 @@ class StatusSink(Protocol):
     def publish(
         self, tenant_id: str, *, entity: str, entity_id: str, status: str, detail: str
     ) -> None: ...
+
+
+class UpstreamRefused(Exception):
+    """Another service refused a change (a precondition, a duplicate, an invalid value); the
+    message says why in pt-BR for the seller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SetupRegistry(Protocol):
+    """The provisioner's registry and provisioning APIs, as the setup wizard uses them. Always
+    called with the signed-in session's tenant; secrets go in and never come back."""
+
+    async def setup(self, tenant_id: str, funnel_slug: str) -> Setup | None:
+        """The tenant's registration with secrets masked; None when the tenant is unknown."""
+        ...
+
+    async def save_company(self, tenant_id: str, funnel_slug: str, form: CompanyForm) -> str:
+        """Rename the tenant and create or update the funnel; returns the funnel's slug."""
+        ...
+
+    async def set_gateway(self, tenant_id: str, gateway: str, secret: str) -> None: ...
+
+    async def set_meta(self, tenant_id: str, funnel_slug: str, form: MetaForm) -> None:
+        """Store the pixel and token (only when a token is given) and the funnel's test code."""
+        ...
+
+    async def clear_test_code(self, tenant_id: str, funnel_slug: str) -> None: ...
+
+    async def provision(self, tenant_id: str, funnel_slug: str) -> str:
+        """Run (or resume) the saga to its end; returns the run's final status."""
+        ...
+
+    async def run(self, tenant_id: str, funnel_slug: str) -> Run | None:
+        """The latest run of the funnel; None before the first."""
+        ...
+
+    async def send_test_event(self, run_id: str) -> TestEvent: ...
+
+    async def publish(self, run_id: str, approved_by: str, note: str) -> str:
+        """Approve and publish; returns the published GTM version. UpstreamRefused (with the
+        reason) while no test event succeeded."""
+        ...
+
+
+class SetupChecks(Protocol):
+    """The setup agent's read-only tools (AgentService.RunCheck)."""
+
+    async def check(
+        self, tenant_id: str, funnel_slug: str, tool: str, since: datetime
+    ) -> Check: ...
+
+
+class WizardStore(Protocol):
+    async def load(self, tenant_id: uuid.UUID) -> WizardRecord | None: ...
+
+    async def save(self, record: WizardRecord) -> None: ...

@@ -30,12 +30,14 @@ from trackai_console.entrypoints.pages import (
 from trackai_console.entrypoints.web_dlq import dlq_routes
 from trackai_console.entrypoints.web_events import event_routes
 from trackai_console.entrypoints.web_quality import quality_routes
+from trackai_console.entrypoints.web_wizard import wizard_routes
 from trackai_console.service_layer.accounts import Accounts, SignInRefused
 from trackai_console.service_layer.dead_letters import DeadLetters
 from trackai_console.service_layer.events import Events, NotVisible, scope
 from trackai_console.service_layer.live import StatusHub
 from trackai_console.service_layer.overview import BuildOverview
 from trackai_console.service_layer.quality import Quality
+from trackai_console.service_layer.wizard import SetupWizard
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
@@ -48,6 +50,7 @@ class UseCases:
     quality: Quality
     overview: BuildOverview
     hub: StatusHub
+    wizard: SetupWizard
 
 
 def build_web(uses: UseCases, config: WebConfig) -> APIRouter:
@@ -59,6 +62,7 @@ def build_web(uses: UseCases, config: WebConfig) -> APIRouter:
     event_routes(router, pages, uses.events, uses.hub)
     dlq_routes(router, pages, uses.dead_letters)
     quality_routes(router, pages, uses.quality)
+    wizard_routes(router, pages, uses.wizard, uses.events)
     return router
 
 
