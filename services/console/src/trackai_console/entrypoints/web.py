@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from trackai_console.domain.accounts import AccountError, new_token
 from trackai_console.domain.ports import SourceUnavailable
+from trackai_console.domain.wizard import STEPS
 from trackai_console.entrypoints.pages import (
     CSRF_COOKIE,
     PACKAGE_DIR,
@@ -150,6 +151,8 @@ def _app_routes(router: APIRouter, pages: Pages, uses: UseCases) -> None:
             context["tenants"] = await uses.events.tenants()
         else:
             context["overview"] = await uses.overview(scoped)
+            context["setup"] = await uses.wizard.unfinished(scoped)
+            context["setup_steps"] = STEPS
         return pages.render(request, "overview.html", context)
 
 

@@ -94,6 +94,12 @@ class SetupWizard:
             await self._store.save(record)
         return record
 
+    async def unfinished(self, tenant_id: str) -> WizardRecord | None:
+        """The stored wizard while not yet published (the overview offers to resume it); None
+        when it never began or was approved."""
+        record = await self._store.load(uuid.UUID(tenant_id))
+        return record if record is not None and record.approved_at is None else None
+
     async def _setup(self, record: WizardRecord) -> Setup:
         setup = await self._registry.setup(str(record.tenant_id), record.funnel_slug)
         if setup is None:

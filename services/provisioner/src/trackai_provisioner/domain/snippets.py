@@ -39,25 +39,29 @@ class Platform:
     thank_you: bool
 
 
+#: Titles and places are shown to sellers (console wizard, setup agent): Brazilian Portuguese.
 #: Checkout platforms' hosted thank-you pages do not run a tenant's scripts (they offer their own
 #: pixel field); every one of them can redirect to the tenant's own thank-you page, which is where
 #: the ``<gateway>_thank_you`` snippet goes, with ``data-gateway`` set for the event id.
 PLATFORMS = (
-    Platform("html", "Plain HTML (every page)", "inside <head> of every page", None, False),
+    Platform(
+        "html", "HTML (todas as páginas)", "dentro do <head> de todas as páginas", None, False
+    ),
     Platform(
         "wordpress",
-        "WordPress / Elementor (every page)",
-        "WPCode → Header & Footer → Header, or Elementor → Custom Code → <head>",
+        "WordPress / Elementor (todas as páginas)",
+        "WPCode → Header & Footer → Header, ou Elementor → Código personalizado → <head>",
         None,
         False,
     ),
     *(
         Platform(
             f"{gateway}_thank_you",
-            f"{title} → your own thank-you page",
-            f"<head> of your own thank-you page (plain HTML, or WordPress/Elementor Custom Code "
-            f"limited to that page), set as the redirect URL in {title}'s product settings; the "
-            "redirect must carry the order id (order_id, transaction or sale_id parameter)",
+            f"{title} → sua própria página de obrigado",
+            f"<head> da sua própria página de obrigado (HTML puro, ou Código personalizado do "
+            f"WordPress/Elementor só nessa página), configurada como URL de redirecionamento nas "
+            f"configurações do produto na {title}; o redirecionamento precisa levar o número do "
+            "pedido (parâmetro order_id, transaction ou sale_id)",
             gateway,
             True,
         )
