@@ -285,6 +285,8 @@ async def test_events_table_updates_live_and_explains_the_match(
     # The sale counts in the EMQ page: today's bar is green (8+ is above the 6.0 line, drawn).
     await page.get_by_role("link", name="Qualidade (EMQ)").click()
     await page.get_by_text("Média dos últimos 7 dias").wait_for()
+    # The text is parsed before the chart's scripts at the end of the page have run.
+    await page.wait_for_function("window.Chart && Chart.getChart('emq-grafico')")
     chart = await page.evaluate(
         """() => {
             const c = Chart.getChart('emq-grafico');
@@ -340,8 +342,11 @@ async def _publish_status(pipeline: Pipeline, tenant_id: str, event_id: str) -> 
 
 def _read_events(client: httpx.Client, path: str, want: int, found: list[str]) -> None:
     with client.stream("GET", path, timeout=httpx.Timeout(10, read=10)) as stream:
+        kind = ""
         for line in stream.iter_lines():
-            if line.startswith("data: "):
+            if line.startswith("event: "):
+                kind = line[7:]
+            if line.startswith("data: ") and kind == "status":  # not the opening "ready"
                 found.append(json.loads(line[6:])["entity_id"])
                 if len(found) >= want:
                     return

@@ -64,6 +64,16 @@ def _kiwify_test_webhook(url: str) -> None:
     assert sent.status_code == 200, sent.text
 
 
+# Records, in the page, the webhook statuses the console's stream delivers to this tenant.
+WATCH_STATUS = """() => {
+  window.__webhooks = [];
+  const source = new EventSource("/eventos/ao-vivo");
+  source.addEventListener("status", (event) => {
+    const update = JSON.parse(event.data);
+    if (update.entity === "webhook") window.__webhooks.push(update.entity_id);
+  });
+}"""
+
 # Records, in the page, every state the provisioning list shows (htmx swaps #etapas in place).
 WATCH_RUN = """() => {
   window.__seen = [];
@@ -131,7 +141,10 @@ async def test_seller_runs_the_wizard_to_publish(
     assert url == f"{ingestion.http}/api/v1/webhooks/kiwify/{tenant}"
     assert KIWIFY_TOKEN not in await page.content()
     await shot(page, "configuracao-2-aguardando-webhook-desktop")
+    await page.evaluate(WATCH_STATUS)
     _kiwify_test_webhook(url)
+    # The signal: ingestion's status for the test payload reached this browser over SSE.
+    await page.wait_for_function("window.__webhooks.includes('kiwify')", timeout=30_000)
     await page.get_by_text("Webhook verificado recebido.").wait_for(timeout=30_000)
     await shot(page, "configuracao-2-webhook-verificado-desktop")
 

@@ -21,6 +21,7 @@ import pytest
 import qs_codec
 from structlog.testing import capture_logs
 
+from trackai.common.v1 import events_pb2 as common_pb
 from trackai.ingestion.v1 import events_pb2 as ev
 from trackai.ingestion.v1 import ingestion_service_pb2 as ing
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
@@ -121,7 +122,23 @@ async def test_every_fixture_is_answered_and_stored_as_expected(
             assert body["reason"]
             assert receipt["outcome"] in ("test", "ignored")
             assert await conn.fetchval("SELECT count(*) FROM ingestion.events") == 0
-            assert await conn.fetchval("SELECT count(*) FROM ingestion.outbox") == 0
+            # Nothing for the pipeline; a gateway panel's test payload tells trackai.status.
+            queued = await conn.fetch("SELECT exchange, routing_key, body FROM ingestion.outbox")
+            if receipt["outcome"] == "ignored":
+                assert queued == []
+                return
+            [status] = queued
+            assert (status["exchange"], status["routing_key"]) == (
+                "trackai.status",
+                f"webhook.{tenant}",
+            )
+            update = common_pb.StatusUpdate.FromString(status["body"])
+            assert (update.tenant_id, update.entity, update.entity_id, update.status) == (
+                tenant,
+                common_pb.STATUS_ENTITY_WEBHOOK,
+                gateway,
+                "test",
+            )
             return
         assert body["duplicate"] is False
         row = await conn.fetchrow(

@@ -128,8 +128,10 @@ def event_routes(router: APIRouter, pages: Pages, events: Events, hub: StatusHub
             return Response(status_code=400)
 
         async def stream() -> AsyncIterator[str]:
-            # Tell EventSource how long to wait before reconnecting after a drop.
-            yield "retry: 1000\n\n"
+            # Tell EventSource how long to wait before reconnecting after a drop, then say the
+            # stream is open: a fragment that listens for "ready" re-reads once now, covering
+            # whatever changed between its page's render and this (re)connection.
+            yield "retry: 1000\n\nevent: ready\ndata: {}\n\n"
             async for update in hub.subscribe(scoped, last_event_id):
                 if update is None:
                     yield ": ping\n\n"

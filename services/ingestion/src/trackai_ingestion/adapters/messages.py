@@ -7,10 +7,25 @@ from decimal import Decimal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from trackai.common.v1 import events_pb2 as common_pb
 from trackai.ingestion.v1 import events_pb2 as pb
 from trackai_ingestion.domain.model import CanonicalStatus, Conversion, PaymentMethod
 
 INGEST_EVENT_TYPE = pb.IngestEvent.DESCRIPTOR.full_name
+STATUS_UPDATE_TYPE = common_pb.StatusUpdate.DESCRIPTOR.full_name
+
+
+def webhook_status(tenant_id: str, gateway: str, outcome: str, at: datetime) -> bytes:
+    """The ``trackai.status`` notification of a verified webhook that carried no sale."""
+    return common_pb.StatusUpdate(
+        tenant_id=tenant_id,
+        entity=common_pb.STATUS_ENTITY_WEBHOOK,
+        entity_id=gateway,
+        status=outcome,
+        detail=f"verified {outcome} webhook from {gateway}",
+        time=timestamp(at),
+    ).SerializeToString()
+
 
 STATUS_TO_PB = {
     CanonicalStatus.APPROVED: pb.CONVERSION_STATUS_APPROVED,

@@ -16,7 +16,12 @@ from typing import Any, overload
 
 import asyncpg
 
-from trackai_ingestion.adapters.messages import INGEST_EVENT_TYPE, ingest_event
+from trackai_ingestion.adapters.messages import (
+    INGEST_EVENT_TYPE,
+    STATUS_UPDATE_TYPE,
+    ingest_event,
+    webhook_status,
+)
 from trackai_ingestion.domain.model import (
     CanonicalStatus,
     Conversion,
@@ -25,7 +30,7 @@ from trackai_ingestion.domain.model import (
     Tracking,
 )
 from trackai_kit import outbox
-from trackai_kit.topology import INGEST_EVENTS
+from trackai_kit.topology import INGEST_EVENTS, STATUS_EXCHANGE
 
 SCHEMA = "ingestion"
 _HASH_COLUMNS = (
@@ -292,9 +297,27 @@ class ConversionStore:
                 )
 
     async def record(self, tenant_id: uuid.UUID, receipt: Receipt) -> None:
-        """A receipt without a conversion (ignored, test payload, invalid)."""
+        """A receipt without a conversion (ignored, test payload, invalid). A gateway panel's
+        test payload also tells ``trackai.status`` (``webhook.<tenant>``), in the same
+        transaction: the seller setting up is waiting for it."""
+        args = _receipt_args(tenant_id, receipt, None, None)
         async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
-            await conn.execute(_INSERT_RECEIPT, *_receipt_args(tenant_id, receipt, None, None))
+            if receipt.outcome != "test":
+                await conn.execute(_INSERT_RECEIPT, *args)
+                return
+            async with conn.transaction():
+                await conn.execute(_INSERT_RECEIPT, *args)
+                await outbox.enqueue(
+                    conn,
+                    schema=SCHEMA,
+                    exchange=STATUS_EXCHANGE,
+                    routing_key=f"webhook.{tenant_id}",
+                    message_id=uuid.uuid4().hex,
+                    message_type=STATUS_UPDATE_TYPE,
+                    body=webhook_status(
+                        str(tenant_id), receipt.gateway, receipt.outcome, receipt.received_at
+                    ),
+                )
 
     async def get(self, tenant_id: uuid.UUID, conversion_id: uuid.UUID) -> StoredConversion | None:
         async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:

@@ -33,6 +33,10 @@ class _StatusEntityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatusEn
     """A provisioning run (id = run id)."""
     STATUS_ENTITY_AGENT_SESSION: _StatusEntity.ValueType  # 4
     """An agent session (id = session id), e.g. escalated to a human."""
+    STATUS_ENTITY_WEBHOOK: _StatusEntity.ValueType  # 5
+    """A verified webhook that carried no sale: a gateway panel's test payload (id = gateway key,
+    status "test"). The console's setup wizard turns "waiting for the first webhook" green on it.
+    """
 
 class StatusEntity(_StatusEntity, metaclass=_StatusEntityEnumTypeWrapper):
     """StatusEntity is the kind of thing whose status changed."""
@@ -46,6 +50,10 @@ STATUS_ENTITY_PROVISIONING: StatusEntity.ValueType  # 3
 """A provisioning run (id = run id)."""
 STATUS_ENTITY_AGENT_SESSION: StatusEntity.ValueType  # 4
 """An agent session (id = session id), e.g. escalated to a human."""
+STATUS_ENTITY_WEBHOOK: StatusEntity.ValueType  # 5
+"""A verified webhook that carried no sale: a gateway panel's test payload (id = gateway key,
+status "test"). The console's setup wizard turns "waiting for the first webhook" green on it.
+"""
 Global___StatusEntity: _TypeAlias = StatusEntity  # noqa: Y015
 
 @_typing.final
