@@ -185,7 +185,9 @@ async def test_forms_answer_in_portuguese_and_never_show_secrets(
         assert "O token do Meta expirou em 02/12." in expired.text
         assert META_TOKEN not in expired.text and "wxyz" in expired.text
         fragment = await client.get("/configuracao/webhook")
-        assert "Aguardando" in fragment.text and 'hx-trigger="sse:status' in fragment.text
+        assert (
+            "Aguardando" in fragment.text and 'hx-trigger="sse:ready, sse:status' in fragment.text
+        )
         wired.checks.webhook_arrived.add(wired.tenant)
         green = await client.get("/configuracao/webhook")
         assert "Webhook verificado recebido" in green.text and "hx-trigger" not in green.text
