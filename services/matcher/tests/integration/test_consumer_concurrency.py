@@ -152,7 +152,7 @@ async def test_a_redelivered_message_changes_nothing(
 
     async def commit_then_fail_the_first_time(message: IncomingMessage) -> None:
         await consumer(message)
-        deliveries.append((message.message_id or "", message.redelivered))
+        deliveries.append((message.message_id or "", bool(message.redelivered)))
         states.append(await state())
         if not message.redelivered:
             # Committed, then the ack never comes: without a retry policy the kit hands the
