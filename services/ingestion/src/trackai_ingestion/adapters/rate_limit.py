@@ -1,4 +1,5 @@
-"""Per-tenant webhook rate limit shared by every replica: GCRA in one atomic Redis Lua script.
+"""Rate limits shared by every replica (per tenant for webhooks; per tenant and per client address
+for browser hits): GCRA in one atomic Redis Lua script.
 
 Redis is an optimisation of fairness, not a dependency of acceptance: when it cannot answer, the
 limiter lets the request through (fail open), counts it, logs at most once per cool-down, and does
@@ -23,8 +24,12 @@ from trackai_kit.telemetry import get_meter
 log = get_logger(__name__)
 _fail_open = get_meter(__name__).create_counter(
     "trackai.ingestion.rate_limit.fail_open",
-    description="Webhooks let through without a rate-limit decision because Redis did not answer",
+    description="Requests let through without a rate-limit decision because Redis did not answer",
 )
+#: Attribute of the counter above: what the limiter guards (``webhooks``, ``collect``).
+ATTR_PURPOSE = "trackai.rate_limit.purpose"
+#: What the fail-open log line says is let through, by purpose.
+_LET_THROUGH = {"webhooks": "webhooks", "collect": "browser hits"}
 
 WINDOW_S = 60
 KEY_PREFIX = "trackai:ingestion:rate:"
@@ -103,7 +108,10 @@ class _Pending:
 
 
 class RedisRateLimiter:
-    """``await limiter.acquire(tenant_id, limit_per_minute)`` -> :class:`RateDecision`.
+    """``await limiter.acquire(key, limit_per_minute)`` -> :class:`RateDecision`.
+
+    ``purpose`` names what is limited (``webhooks``, ``collect``) in the fail-open log line and
+    metric; keys of different purposes must not collide (the caller namespaces them).
 
     Decisions are batched: requests that arrive while script calls are in flight are decided
     together, in arrival order, by the next call (at most :data:`MAX_BATCH` requests,
@@ -118,6 +126,7 @@ class RedisRateLimiter:
         timeout_s: float = 0.25,
         cooldown_s: float = 5.0,
         key_prefix: str = KEY_PREFIX,
+        purpose: str = "webhooks",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = aioredis.Redis.from_url(
@@ -129,17 +138,19 @@ class RedisRateLimiter:
         self._script = self._redis.register_script(_GCRA)
         self._cooldown_s = cooldown_s
         self._prefix = key_prefix
+        self._let_through_what = _LET_THROUGH.get(purpose, purpose)
+        self._attributes = {ATTR_PURPOSE: purpose}
         self._clock = clock
         self._skip_until = 0.0
         self._pending: deque[_Pending] = deque()
         self._deciders: set[asyncio.Task[None]] = set()
 
-    async def acquire(self, tenant_id: str, limit_per_minute: int) -> RateDecision:
+    async def acquire(self, key: str, limit_per_minute: int) -> RateDecision:
         if self._clock() < self._skip_until:
-            _fail_open.add(1)
+            _fail_open.add(1, self._attributes)
             return _DEGRADED
         pending = _Pending(
-            self._prefix + tenant_id,
+            self._prefix + key,
             max(1, limit_per_minute),
             asyncio.get_running_loop().create_future(),
         )
@@ -178,7 +189,7 @@ class RedisRateLimiter:
         except (RedisError, OSError, TimeoutError) as exc:
             if self._clock() >= self._skip_until:  # once per cool-down, not once per call
                 log.warning(
-                    "rate limiter unavailable; accepting webhooks without a limit",
+                    f"rate limiter unavailable; accepting {self._let_through_what} without a limit",
                     error=f"{type(exc).__name__}: {exc}",
                     retry_in_s=self._cooldown_s,
                 )
@@ -206,11 +217,10 @@ class RedisRateLimiter:
                     )
                 )
 
-    @staticmethod
-    def _let_through(batch: list[_Pending]) -> None:
+    def _let_through(self, batch: list[_Pending]) -> None:
         for pending in batch:
             if not pending.done.done():
-                _fail_open.add(1)
+                _fail_open.add(1, self._attributes)
                 pending.done.set_result(_DEGRADED)
 
     async def close(self) -> None:
