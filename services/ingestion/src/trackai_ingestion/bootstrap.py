@@ -31,7 +31,7 @@ from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_ingestion.settings import Settings
 from trackai_kit import topology
 from trackai_kit.outbox import OutboxRelay
-from trackai_kit.retention import RetentionTask, Rule
+from trackai_kit.retention import RetentionTask, Rule, retention_service
 from trackai_kit.service import Background, Resources, Wiring
 from trackai_kit.tenant_config import RegistryClient, webhook_config_client
 
@@ -144,7 +144,9 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
             (
                 INGESTION_SERVICE,
                 partial(pb_grpc.add_IngestionServiceServicer_to_server, parts.servicer),
-            )
+            ),
+            # The relay process's sweeps, on the operator's demand (`trackai retention run`).
+            retention_service("ingestion", resources.pool, retention_rules(settings)),
         ],
         background=_relay_tasks(settings, resources) if settings.relay_in_serve else [],
         on_shutdown=parts.closers,
