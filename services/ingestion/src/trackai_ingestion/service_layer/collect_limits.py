@@ -2,13 +2,15 @@
 per tenant, both GCRA in Redis shared by every replica.
 
 The client ceiling stops one browser, bot or script from flooding a tenant's events; the tenant
-ceiling bounds what many addresses together can write for one tenant. The client is asked first,
-so a refused flood does not use up the tenant's budget that real visitors share. Redis down: both
-fail open (the limiter's ``degraded`` answer), so tracking never stops for it.
+ceiling bounds what many addresses together can write for one tenant. Both are decided in one
+Redis call, all or nothing: a hit refused by either counts against neither, so a refused flood
+does not use up the tenant's budget that real visitors share. Redis down: both fail open (the
+limiter's ``degraded`` answer), so tracking never stops for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,7 +31,18 @@ DEFAULT_TENANT_LIMIT_PER_MINUTE = 6000
 
 
 class Limiter(Protocol):
-    async def acquire(self, key: str, limit_per_minute: int) -> RateDecision: ...
+    async def acquire_all(self, limits: Sequence[tuple[str, int]]) -> RateDecision: ...
+
+
+@dataclass(frozen=True)
+class _Ceiling:
+    key: str
+    limit: int
+    error: str
+    detail: str
+    #: Logged (once per key and window) when a hit is refused by this ceiling.
+    message: str
+    fields: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -64,50 +77,44 @@ class CollectRateLimit:
         self._logged = WindowCounter(LOG_WINDOW_S, max_keys=max_logged_keys)
 
     async def check(self, tenant_id: str, client: str | None) -> CollectRefusal | None:
+        ceilings: list[_Ceiling] = []
         if client is not None and self.per_client > 0:
-            # The address is logged so that an operator can block a flood upstream.
-            retry = await self._over(
-                f"client:{tenant_id}:{client}",
-                self.per_client,
-                "browser hits rate limited for one client",
-                tenant_id=tenant_id,
-                client=client,
-            )
-            if retry:
-                return CollectRefusal(
+            ceilings.append(
+                _Ceiling(
+                    f"client:{tenant_id}:{client}",
+                    self.per_client,
                     "client_rate_limited",
                     f"this address is over its limit of {self.per_client} hits per minute for "
-                    f"this tenant; retry after {retry} s",
-                    retry,
+                    "this tenant",
+                    "browser hits rate limited for one client",
+                    # The address, so that an operator can block a flood upstream.
+                    {"tenant_id": tenant_id, "client": client},
                 )
-        if self.per_tenant > 0:
-            retry = await self._over(
-                f"tenant:{tenant_id}",
-                self.per_tenant,
-                "browser hits rate limited for the tenant",
-                tenant_id=tenant_id,
             )
-            if retry:
-                return CollectRefusal(
+        if self.per_tenant > 0:
+            ceilings.append(
+                _Ceiling(
+                    f"tenant:{tenant_id}",
+                    self.per_tenant,
                     "rate_limited",
-                    f"tenant {tenant_id} is over its limit of {self.per_tenant} hits per minute; "
-                    f"retry after {retry} s",
-                    retry,
+                    f"tenant {tenant_id} is over its limit of {self.per_tenant} hits per minute",
+                    "browser hits rate limited for the tenant",
+                    {"tenant_id": tenant_id},
                 )
-        return None
-
-    async def _over(self, key: str, limit: int, message: str, **fields: str) -> int:
-        """0 when the hit fits ``key``'s budget, else the seconds to wait (logged once a window)."""
-        decision = await self._limiter.acquire(key, limit)
+            )
+        if not ceilings:
+            return None
+        decision = await self._limiter.acquire_all([(c.key, c.limit) for c in ceilings])
         if decision.allowed:
-            return 0
+            return None
+        ceiling = ceilings[decision.refused_by or 0]
         retry = max(1, decision.retry_after_s)
-        if self._logged.hit(key) == 1:
+        if self._logged.hit(ceiling.key) == 1:
             log.warning(
-                message,
-                **fields,
-                limit_per_minute=limit,
+                ceiling.message,
+                **ceiling.fields,
+                limit_per_minute=ceiling.limit,
                 retry_after_s=retry,
                 next_log_within_s=LOG_WINDOW_S,
             )
-        return retry
+        return CollectRefusal(ceiling.error, f"{ceiling.detail}; retry after {retry} s", retry)
