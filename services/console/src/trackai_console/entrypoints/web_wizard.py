@@ -29,6 +29,8 @@ from trackai_console.service_layer.events import Events, NotVisible, scope
 from trackai_console.service_layer.wizard import SetupWizard, StepLocked
 
 BASE = "/configuracao"
+#: htmx's "stop polling" answer (a 2xx: the content is still swapped in).
+STOP_POLLING = 286
 
 
 class TenantForm(BaseModel):
@@ -149,6 +151,8 @@ def _page_routes(
             request,
             "_wizard_webhook.html",
             {"check": check, "suffix": _suffix(user, scoped)},
+            # htmx ends the element's polling on 286; the verdict will not change back.
+            status_code=STOP_POLLING if check.ok else 200,
         )
 
     @router.get(BASE + "/provisionamento/etapas", response_class=HTMLResponse)
