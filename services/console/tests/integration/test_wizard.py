@@ -160,6 +160,10 @@ async def test_forms_answer_in_portuguese_and_never_show_secrets(
         assert bad.status_code == 400
         assert "Informe o nome da empresa (de 2 a 100 caracteres)." in bad.text
         assert "começando com https://" in bad.text
+        # What was sent comes back, not what is stored ("Tenant"), next to its message.
+        assert 'id="empresa" name="empresa" type="text" autocomplete="organization" value="A"' in (
+            bad.text
+        )
         ok = await _post(client, "/configuracao/empresa", {
             "empresa": "Loja da Ana", "funil": "Curso", "pagina": "https://lojadaana.com.br/",
         })  # fmt: skip
