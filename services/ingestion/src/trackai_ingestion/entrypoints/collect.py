@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -256,6 +257,19 @@ def build_collect_router(
                 for error in exc.errors
             ]
             raise _Refused(422, "invalid_request", detail, cors) from None
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            # No connection in time, or the database is away: the beacon may be sent again.
+            log.warning(
+                "collect hit not stored; database unavailable",
+                tenant_id=tenant.tenant_id,
+                error=type(exc).__name__,
+            )
+            raise _Refused(
+                503,
+                "database_unavailable",
+                "the hit could not be stored now; retry",
+                {**cors, "Retry-After": _REGISTRY_RETRY_AFTER_S},
+            ) from None
         if not recorded.stored:
             log.debug("duplicate hit absorbed", tenant_id=tenant.tenant_id)
         return Response(status_code=204, headers=cors)
