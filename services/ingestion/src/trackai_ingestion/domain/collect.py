@@ -41,6 +41,10 @@ _FBCLID = r"^[A-Za-z0-9_-]{1,500}$"
 # fb.<subdomain index>.<creation ms>.<fbclid>[.<appendix>] and fb.<index>.<ms>.<random>[.<appendix>]
 _FBC_RE = re.compile(r"^fb\.(\d{1,2})\.(\d{1,16})\.([A-Za-z0-9_-]{1,500})(?:\.([^.\s]{1,200}))?$")
 _FBP = r"^fb\.\d{1,2}\.\d{1,16}\.\d{1,20}(?:\.[^.\s]{1,200})?$"
+#: The shape (and so the length limit: fbclid 500 characters, appendix 200) a click id must have
+#: to be kept, on the collect path and on every gateway webhook: a longer or malformed value is
+#: refused whole, never cut.
+CLICK_ID_PATTERNS = {"fbclid": re.compile(_FBCLID), "fbc": _FBC_RE, "fbp": re.compile(_FBP)}
 
 Token = Annotated[str, StringConstraints(strip_whitespace=True, pattern=_ID_PATTERN)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
