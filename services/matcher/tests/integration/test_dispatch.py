@@ -29,6 +29,7 @@ from trackai_sandbox.settings import SandboxSettings
 from trackai_sandbox.testing import DEMO_PIXEL_ID, DEMO_TOKEN, MetaSandboxClient
 
 pytestmark = pytest.mark.integration
+VISITOR = "0a1b2c3d" * 8
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
 
 
@@ -81,6 +82,7 @@ async def test_every_dispatch_request_passes_meta_validation(
             fbclid="IwAR1xYz",
             fbc=f"fb.1.{ms}.IwAR1xYz",
             fbp=f"fb.1.{ms}.98765",
+            visitor=VISITOR,
         ),
         hit(
             tenant,
@@ -123,7 +125,8 @@ async def test_every_dispatch_request_passes_meta_validation(
     assert list(ud.em) == [EMAIL] and list(ud.ph) == [PHONE]  # from the session's lead form
     assert ud.fbc == f"fb.1.{ms}.IwAR1xYz" and ud.fbp == f"fb.1.{ms}.98765"
     assert ud.client_ip_address == "189.10.20.30" and ud.client_user_agent == ANDROID
-    assert len(ud.external_id) == 1 and len(ud.external_id[0]) == 64
+    # The tracking script's visitor id, exactly as the pixel was given it.
+    assert list(ud.external_id) == [VISITOR]
     assert web.test_event_code == "TEST42" and web.pixel_id == DEMO_PIXEL_ID
     assert web.event.custom_data.value == "197.00" and web.event.custom_data.order_id == "ORD-1"
     by_order = {r.event.custom_data.order_id: r.event for r in requests}

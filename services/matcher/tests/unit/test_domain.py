@@ -101,10 +101,9 @@ def test_missing_values_weigh_nothing() -> None:
 @pytest.mark.parametrize(
     ("keys", "expected"),
     [
+        ({"em", "ph", "fbc", "fbp", "external_id", "client_ip_address", "client_user_agent"}, 8.96),
         ({"em", "ph", "fbc", "fbp", "client_ip_address", "client_user_agent"}, 8.78),
-        # external_id has no weight: the browser pixel does not send it (docs/emq.md).
-        ({"em", "ph", "fbc", "fbp", "external_id", "client_ip_address", "client_user_agent"}, 8.78),
-        ({"em", "external_id"}, 5.0),
+        ({"em", "external_id"}, 5.75),
         ({"em"}, 5.0),
         # Birth date and gender are weak keys: they add a little to what is already there.
         ({"em", "db", "ge"}, 5.2),

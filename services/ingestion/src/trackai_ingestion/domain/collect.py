@@ -68,6 +68,11 @@ class HitPayload(BaseModel):
         Annotated[str, StringConstraints(strip_whitespace=True, pattern=_FBC_RE.pattern)] | None
     ) = None
     fbp: Annotated[str, StringConstraints(strip_whitespace=True, pattern=_FBP)] | None = None
+    #: The script's stable visitor id (``_tai_vid``): 64 lowercase hex, Meta's ``external_id`` as
+    #: the pixel receives it.
+    visitor_id: (
+        Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9a-f]{64}$")] | None
+    ) = None
     utm_source: Text | None = None
     utm_medium: Text | None = None
     utm_campaign: Text | None = None
@@ -131,6 +136,8 @@ class BrowserHit:
     phone_hash: str | None
     client_ip: str | None
     user_agent: str | None
+    #: The visitor id, sent to Meta as ``external_id`` unchanged (already digest-shaped).
+    visitor_id: str | None = None
 
     @property
     def event_name(self) -> str:
@@ -384,4 +391,5 @@ def build_hit(
         phone_hash=ph,
         client_ip=client_ip,
         user_agent=user_agent[:1000] if user_agent else None,
+        visitor_id=payload.visitor_id,
     )

@@ -87,7 +87,9 @@ def ingest_event(hit: BrowserHit, message_id: str, received_at: datetime) -> ev.
             tracking=tracking,
             client_ip=hit.client_ip or "",
             user_agent=hit.user_agent or "",
-            user_data=ev.HashedUserData(em=hit.email_hash or "", ph=hit.phone_hash or ""),
+            user_data=ev.HashedUserData(
+                em=hit.email_hash or "", ph=hit.phone_hash or "", external_id=hit.visitor_id or ""
+            ),
             funnel_id=hit.funnel_id or "",
         ),
     )
@@ -116,10 +118,11 @@ class RecordBrowserHit:
             INSERT INTO {s}.events (
                 tenant_id, kind, event_name, event_id, event_time, received_at,
                 email_hash, phone_hash, session_id, page_url, referrer,
-                fbclid, fbc, fbp, client_ip, user_agent, utm, tracking, funnel_id
+                fbclid, fbc, fbp, client_ip, user_agent, utm, tracking, funnel_id,
+                external_id_hash
             ) VALUES (
                 $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                $12, $13, $14, $15::inet, $16, $17::jsonb, $18::jsonb, $19::uuid
+                $12, $13, $14, $15::inet, $16, $17::jsonb, $18::jsonb, $19::uuid, $20
             )
             ON CONFLICT (tenant_id, kind, event_id)
                 WHERE kind <> 'conversion' AND event_id IS NOT NULL
@@ -175,6 +178,7 @@ class RecordBrowserHit:
                 dict(hit.utm),
                 tracking,
                 hit.funnel_id or None,
+                hit.visitor_id,
             )
             if row_id is None:
                 return Recorded(stored=False, event_row_id=None)

@@ -16,6 +16,8 @@ MATCH_POWER: dict[str, tuple[tuple[str, ...], float]] = {
     "ph": (("ph",), 0.40),
     "fbc": (("fbc",), 0.40),
     "fbp": (("fbp",), 0.20),
+    # The tracking script's visitor id: the pixel is given the same external_id.
+    "external_id": (("external_id",), 0.15),
     "ip_ua": (("client_ip_address", "client_user_agent"), 0.15),
     "name": (("fn", "ln"), 0.10),
     "location": (("ct", "st", "zp"), 0.05),
@@ -23,8 +25,6 @@ MATCH_POWER: dict[str, tuple[tuple[str, ...], float]] = {
     "gender": (("ge",), 0.01),
     "country": (("country",), 0.01),
 }
-#: ``external_id`` is sent (our session id, hashed) but carries no weight: the browser pixel does
-#: not send it, so Meta has nothing of the pixel's to match it with (docs/emq.md).
 
 #: Events estimated below this raise the low-EMQ alert (seed STORY-012).
 LOW_EMQ_THRESHOLD = 6.0

@@ -164,6 +164,8 @@ class Click:
     #: The session's ``utm_campaign`` ("" when none): the only UTM value matching compares.
     campaign: str
     funnel_id: str | None
+    #: The tracking script's stable visitor id, the pixel's ``external_id`` (64 lowercase hex).
+    visitor_id: str | None = None
 
 
 @dataclass(frozen=True)

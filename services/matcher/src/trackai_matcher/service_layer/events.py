@@ -77,9 +77,10 @@ def build_user_data(
 ) -> pb.UserData:
     h = purchase.hashed
     external = [h.get("external_id")]
-    if click is not None:
-        # The pixel's external_id rule: our session id, normalised and hashed like any key.
-        external.append(hash_value("external_id", click.session_id))
+    if click is not None and click.visitor_id:
+        # The tracking script's visitor id: what the pixel on the tenant's pages was given as
+        # external_id, already digest-shaped, so sent as is (docs/emq.md).
+        external.append(click.visitor_id)
     external += [hash_value("external_id", i.external_id) for i in identities]
     return pb.UserData(
         em=_hashed([h.get("em"), *(i.email_hash for i in identities)]),
