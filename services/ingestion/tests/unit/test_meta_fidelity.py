@@ -100,9 +100,14 @@ def test_brazil_only_gateways_assume_brazil_international_ones_do_not() -> None:
     buyer.pop("address", None)
     buyer["checkout_phone"] = "(650) 555-1212"
     buyer.pop("checkout_phone_code", None)
+    checkout_country = body["data"]["purchase"].pop("checkout_country")
     user = _conversion("hotmart", body).user_data
     assert user.country is None
     assert user.ph is None
+    # The country the checkout was shown in stands in for the buyer's address.
+    body["data"]["purchase"]["checkout_country"] = checkout_country
+    assert _conversion("hotmart", body).user_data.country == sha256_text("br")
+    del body["data"]["purchase"]["checkout_country"]
     # With the buyer's country the same number reads right.
     buyer["address"] = {"country_iso": "US"}
     user = _conversion("hotmart", body).user_data

@@ -131,8 +131,10 @@ class HotmartAdapter(GatewayAdapter):
                 city=get_path(buyer, "address.city"),
                 state=get_path(buyer, "address.state"),
                 zip_code=get_path(buyer, "address.zipcode"),
+                # The buyer's address, else the country the checkout was shown in.
                 country=opt_text(buyer, "address.country_iso")
-                or opt_text(buyer, "address.country"),
+                or opt_text(buyer, "address.country")
+                or opt_text(purchase, "checkout_country.iso"),
             ),
             renewal=count_above_one(get_path(purchase, "recurrence_number")),
         )
