@@ -44,37 +44,6 @@ _SHA256_ANY_CASE = re.compile(r"^[0-9a-fA-F]{64}$")
 _WHITESPACE = re.compile(r"\s+")
 _BR_CEP = re.compile(r"^\d{5}[-.\s]?\d{3}$")
 
-# Brazilian states by name (accents folded, letters only) -> UF code, so "São Paulo" and "SP"
-# hash alike. Gateways send either form.
-_BR_STATES = {
-    "acre": "ac",
-    "alagoas": "al",
-    "amapa": "ap",
-    "amazonas": "am",
-    "bahia": "ba",
-    "ceara": "ce",
-    "distritofederal": "df",
-    "espiritosanto": "es",
-    "goias": "go",
-    "maranhao": "ma",
-    "matogrosso": "mt",
-    "matogrossodosul": "ms",
-    "minasgerais": "mg",
-    "para": "pa",
-    "paraiba": "pb",
-    "parana": "pr",
-    "pernambuco": "pe",
-    "piaui": "pi",
-    "riodejaneiro": "rj",
-    "riograndedonorte": "rn",
-    "riograndedosul": "rs",
-    "rondonia": "ro",
-    "roraima": "rr",
-    "santacatarina": "sc",
-    "saopaulo": "sp",
-    "sergipe": "se",
-    "tocantins": "to",
-}
 #: Common names ISO 3166 does not list (its English and Portuguese names, alpha-2 and alpha-3
 #: codes are read from ``pycountry``).
 _COUNTRY_ALIASES = {
