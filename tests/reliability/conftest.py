@@ -24,7 +24,12 @@ KIWIFY_TOKEN = "reliability-kiwify-token"
 #: Processes started at once on a shared two-core machine.
 READY_S = 150.0
 #: A short ladder (and a short batch deadline), so an event Meta keeps failing is dead in seconds.
-DISPATCH_SETTINGS = {"DISPATCHER_BATCH_DEADLINE_MS": "50", "DISPATCHER_RETRY_DELAYS_MS": "200,200"}
+DISPATCH_SETTINGS = {
+    "DISPATCHER_BATCH_DEADLINE_MS": "50",
+    "DISPATCHER_RETRY_DELAYS_MS": "200,200",
+    # A breaker that opened on a failing Meta probes again within seconds.
+    "DISPATCHER_BREAKER_COOLDOWN_S": "2",
+}
 
 
 @dataclass
@@ -56,13 +61,13 @@ class Pipeline:
         return answer
 
     def restart(
-        self, name: str, command: str, *, kill: bool = True, **extra: str
+        self, name: str, command: str, *, kill: bool = True, grpc: bool = False, **extra: str
     ) -> ServiceProcess:
         """Kill (SIGKILL) or stop (SIGTERM) a process, then start it again and wait until ready."""
         old = self.stack.procs[f"{name}-{command}"]
         old.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         old.popen.wait(timeout=30)
-        new = self.stack.start(name, command, grpc=False, **extra)
+        new = self.stack.start(name, command, grpc=grpc, **extra)
         self.stack.wait_ready(new, READY_S)
         return new
 
