@@ -446,7 +446,7 @@ def _store_row(*, event_id: str, kind: str = "page_view") -> list[Any]:
     return [
         row_id, TENANT_ID, kind, "PageView", event_id, datetime.now(UTC), datetime.now(UTC),
         None, None, "taSESSION0000000000001", "https://lp.shop.example.com/", None, None, None,
-        None, "177.67.82.9", "Mozilla/5.0", {}, {}, None,
+        None, "177.67.82.9", "Mozilla/5.0", {}, {}, None, None,
         *outbox.enqueue_params(routing_key=INGEST_EVENTS, message_id=str(row_id),
                                message_type="trackai.ingestion.v1.IngestEvent", body=b""),
     ]  # fmt: skip

@@ -42,6 +42,8 @@ HIT_INPUT = (
     ("utm", "jsonb"),
     ("tracking", "jsonb"),
     ("funnel_id", "uuid"),
+    # The tracking script's first-party visitor id (already a SHA-256-shaped value, sent as is).
+    ("external_id_hash", "text"),
     # The outbox message (trackai_kit.outbox.enqueue_params).
     ("message_id", "text"),
     ("exchange", "text"),
@@ -50,7 +52,7 @@ HIT_INPUT = (
     ("body", "bytea"),
     ("headers", "jsonb"),
 )
-_EVENT_COLUMNS = ", ".join(column for column, _ in HIT_INPUT[:20])
+_EVENT_COLUMNS = ", ".join(column for column, _ in HIT_INPUT[:21])
 _UNNEST_ARGS = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(HIT_INPUT, 1))
 
 _RECORD = f"""

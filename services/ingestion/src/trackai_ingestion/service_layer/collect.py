@@ -86,7 +86,9 @@ def ingest_event(hit: BrowserHit, message_id: str, received_at: datetime) -> ev.
             tracking=tracking,
             client_ip=hit.client_ip or "",
             user_agent=hit.user_agent or "",
-            user_data=ev.HashedUserData(em=hit.email_hash or "", ph=hit.phone_hash or ""),
+            user_data=ev.HashedUserData(
+                em=hit.email_hash or "", ph=hit.phone_hash or "", external_id=hit.visitor_id or ""
+            ),
             funnel_id=hit.funnel_id or "",
         ),
     )
@@ -159,6 +161,7 @@ class RecordBrowserHit:
             dict(hit.utm),
             tracking,
             hit.funnel_id or None,
+            hit.visitor_id,
             # The message, in the caller's trace context.
             *outbox.enqueue_params(
                 routing_key=INGEST_EVENTS,
