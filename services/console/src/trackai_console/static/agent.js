@@ -51,12 +51,18 @@
       if (event.name === "delta") {
         if (!live) {
           live = bubble("assistant agent-streaming", "Assistente", "");
+          live.dataset.pieces = "0";
           log.append(live);
         }
         live.querySelector("p").textContent += payload.text;
+        live.dataset.pieces = String(Number(live.dataset.pieces) + 1);
       } else if (event.name === "entry") {
         if (payload.role === "assistant" && live) {
-          if (payload.html) live.insertAdjacentHTML("beforebegin", payload.html);
+          if (payload.html) {
+            live.insertAdjacentHTML("beforebegin", payload.html);
+            // How many pieces the answer arrived in (tests, and a curious reader of the DOM).
+            live.previousElementSibling.dataset.streamed = live.dataset.pieces;
+          }
           live.remove();
           live = null;
         } else if (payload.html) {
@@ -116,6 +122,27 @@
     if (!(form instanceof HTMLFormElement) || !form.classList.contains("agent-form")) return;
     event.preventDefault();
     send(form);
+  });
+  // When htmx replaces the log (the panel loading, or the refresh while a specialist has the
+  // conversation), keep the reader's place, and follow new entries when they were at the end.
+  let kept = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const log = document.getElementById("agent-log");
+    if (!log || !event.detail.target.contains(log)) return;
+    kept = {
+      top: log.scrollTop,
+      count: log.children.length,
+      atEnd: log.scrollHeight - log.scrollTop - log.clientHeight < 8,
+    };
+  });
+  // htmx:load is fired on the new content once it is in the page (an outerHTML swap's
+  // afterSwap/afterSettle go to the element that was removed).
+  document.addEventListener("htmx:load", function (event) {
+    const log = document.getElementById("agent-log");
+    if (!log || !event.target.contains(log)) return;
+    if (kept === null || kept.atEnd || log.children.length > kept.count) scrollDown(log);
+    else log.scrollTop = kept.top;
+    kept = null;
   });
   // Enter sends, Shift+Enter breaks the line.
   document.addEventListener("keydown", function (event) {
