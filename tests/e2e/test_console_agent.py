@@ -167,6 +167,7 @@ async def test_seller_chats_escalates_and_an_operator_answers(
     item = ops.locator(f"li.escalation:has-text('{agent_stack.tenant_a}')")
     await item.wait_for()
     text = await item.inner_text()
+    assert "Loja-Da-Ana" in text  # the tenant's name from the registry, next to its id
     assert "3 falhas seguidas" in text and "Webhook do checkout" in text
     assert text.count("o modelo respondeu HTTP 500") == 3
     await shot(ops, "especialistas-desktop")

@@ -87,7 +87,8 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
             agent_channel,
             timeout_s=settings.grpc_timeout_s,
             turn_timeout_s=settings.agent_turn_timeout_s,
-        )
+        ),
+        events.tenants,
     )
     uses = web.UseCases(accounts, events, dead_letters, quality, overview, hub, assistant)
     router = web.build_web(uses, web_config(settings))

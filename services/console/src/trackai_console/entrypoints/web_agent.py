@@ -190,6 +190,7 @@ def operator_routes(router: APIRouter, pages: Pages, assistant: Assistant) -> No
                 "user": user,
                 "page": "escalations",
                 "escalations": escalations,
+                "tenant_names": await assistant.tenant_names(user) if escalations else {},
                 "states": ESCALATION_STATES,
                 "state": state,
             },

@@ -4,7 +4,7 @@ actions need the operator role."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from trackai_console.domain.accounts import User
 from trackai_console.domain.assistant import (
@@ -14,6 +14,7 @@ from trackai_console.domain.assistant import (
     QueuedEscalation,
     TurnEvent,
 )
+from trackai_console.domain.ports import SourceUnavailable, TenantSummary
 from trackai_console.service_layer.events import NotVisible
 
 
@@ -29,8 +30,13 @@ def _operator(user: User) -> None:
 
 
 class Assistant:
-    def __init__(self, api: AssistantApi) -> None:
+    def __init__(
+        self,
+        api: AssistantApi,
+        tenants: Callable[[], Awaitable[list[TenantSummary]]] | None = None,
+    ) -> None:
         self.api = api
+        self._tenants = tenants
 
     # --- the seller's panel (an operator acting on a chosen tenant uses the same) --------------
     async def open(self, tenant_id: str, user: User, funnel_slug: str = "") -> Conversation:
@@ -53,6 +59,17 @@ class Assistant:
     async def queue(self, user: User, state: str = "") -> list[QueuedEscalation]:
         _operator(user)
         return await self.api.escalations(state)
+
+    async def tenant_names(self, user: User) -> dict[str, str]:
+        """Tenant id → name for the queue; empty when the registry does not answer (the queue
+        still shows the ids)."""
+        _operator(user)
+        if self._tenants is None:
+            return {}
+        try:
+            return {t.id: t.name for t in await self._tenants()}
+        except SourceUnavailable:
+            return {}
 
     async def escalation(self, user: User, session_id: str) -> QueuedEscalation:
         """The session's latest escalation (any state); NotVisible when it never escalated."""
