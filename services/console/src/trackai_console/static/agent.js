@@ -4,6 +4,9 @@
 // the escalation notice; error: a pt-BR message). The rest of the panel is htmx.
 (function () {
   "use strict";
+  // The panel may be swapped in more than once (a wizard's modal): listen once per page.
+  if (window.trackaiAgentPanel) return;
+  window.trackaiAgentPanel = true;
 
   function scrollDown(log) {
     log.scrollTop = log.scrollHeight;
