@@ -38,6 +38,7 @@ from trackai_kit.settings import TelemetrySettings
 
 _lock = threading.Lock()
 _configured = False
+_prometheus = False
 
 
 class _SampleWhileExported(Sampler):
@@ -115,6 +116,8 @@ class _MeterProvider(MeterProvider):
 def configure_telemetry(service: str, settings: TelemetrySettings) -> None:
     """Install the SDK tracer and meter providers (idempotent: later calls do nothing).
 
+    With ``METRICS_PROMETHEUS`` (the default) metrics are read on each scrape of ``GET /metrics``
+    (:func:`prometheus_text`); with neither that nor an OTLP endpoint measurements are skipped.
     Without ``OTEL_EXPORTER_OTLP_ENDPOINT`` (and no span processor added later) spans are not
     recorded: they still get real ids, so logs carry them; the meter provider has no reader, and
     :func:`metrics_exported` tells instrumentation to skip recording. With an exporter (spans
@@ -145,12 +148,37 @@ def configure_telemetry(service: str, settings: TelemetrySettings) -> None:
                     OTLPMetricExporter(endpoint=settings.exporter_otlp_endpoint)
                 )
             )
+        if settings.prometheus:
+            readers.append(_prometheus_reader())
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(_MeterProvider(resource=resource, metric_readers=readers))
         propagate.set_global_textmap(
             CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
         )
         _configured = True
+
+
+def _prometheus_reader() -> MetricReader:
+    """A reader that the ``/metrics`` endpoint collects on each scrape (prometheus_client's
+    default registry, which also carries the process collector: CPU, memory, open files)."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    global _prometheus  # noqa: PLW0603 - one reader per process, like the providers
+    # No scope labels: every series would carry the meter's name as well.
+    _prometheus = True
+    return PrometheusMetricReader(scope_info_enabled=False)
+
+
+def prometheus_exposed() -> bool:
+    """Whether ``GET /metrics`` has anything to serve (the Prometheus reader is installed)."""
+    return _prometheus
+
+
+def prometheus_text() -> tuple[bytes, str]:
+    """The process's metrics in Prometheus' text format, and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
 def spans_exported() -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from trackai_ingestion.adapters.telemetry import COLLECT_HITS, status_outcome
 from trackai_ingestion.domain.collect import (
     MAX_BODY_BYTES,
     CollectTenant,
@@ -251,9 +252,11 @@ def build_collect_router(
     async def collect(tenant_ref: str, request: Request) -> Response:
         """Record a page view, lead or checkout start (JSON, sent as text/plain by beacons)."""
         try:
-            return await accept_hit(tenant_ref, request)
+            answer = await accept_hit(tenant_ref, request)
         except _Refused as refused:
-            return refused.response()
+            answer = refused.response()
+        COLLECT_HITS.add(1, {"outcome": status_outcome(answer.status_code)})
+        return answer
 
     @router.api_route(SCRIPT_PATH, methods=["GET", "HEAD"], include_in_schema=False)
     async def tracking_script(request: Request) -> Response:
