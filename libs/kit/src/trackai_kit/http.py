@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from trackai_kit.logging import get_logger
 from trackai_kit.redaction import redact_text
 from trackai_kit.telemetry import (
-    metrics_exported,
+    metrics_pushed,
     prometheus_exposed,
     prometheus_text,
     spans_exported,
@@ -67,7 +67,8 @@ class _Telemetry:
     def __init__(self) -> None:
         # Metric readers are attached by configure_telemetry, before any app is built; FastAPI
         # takes its meter provider once, so the choice is made here rather than per request.
-        self.metrics = metrics_exported()
+        # The Prometheus scrape alone does not turn them on (see metrics_pushed).
+        self.metrics = metrics_pushed()
 
     def exported(self) -> bool:
         return self.metrics or spans_exported()

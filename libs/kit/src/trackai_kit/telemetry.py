@@ -104,6 +104,11 @@ class _MeterProvider(MeterProvider):
     def has_readers(self) -> bool:
         return bool(self._readers)
 
+    @property
+    def has_push_readers(self) -> bool:
+        """Readers other than the Prometheus one (OTLP, or a test's in-memory reader)."""
+        return any(not _is_prometheus(reader) for reader in self._readers)
+
     def add_metric_reader(self, metric_reader: MetricReader) -> None:
         super().add_metric_reader(metric_reader)
         self._readers.add(metric_reader)
@@ -209,6 +214,23 @@ def exported_span(
         return contextlib.nullcontext(trace.INVALID_SPAN)
     context = extract_context(parent_headers) if parent_headers is not None else None
     return tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes)
+
+
+def _is_prometheus(reader: MetricReader) -> bool:
+    return type(reader).__name__ == "PrometheusMetricReader"
+
+
+def metrics_pushed() -> bool:
+    """Whether a metric reader other than the Prometheus scrape reads the meter provider.
+
+    The per-request HTTP server metrics (FastAPI's native instrumentation) are recorded only
+    then: through Prometheus alone they would cost ~10 % of a webhook's CPU for series that the
+    services' own counters and histograms already cover (docs/metrics.md).
+    """
+    provider = metrics.get_meter_provider()
+    if isinstance(provider, _MeterProvider):
+        return provider.has_push_readers
+    return isinstance(provider, MeterProvider)
 
 
 def metrics_exported() -> bool:
