@@ -44,8 +44,8 @@ migrate: services ## Create the database and apply every service's migrations
 run: migrate console-assets ## Run every service and the sandbox fakes; Ctrl-C stops everything
 	@$(PY) scripts/devstack.py run
 
-test: services console-assets ## The whole test suite (unit, integration, e2e, contract, charts, browser)
-	@$(PY) scripts/devstack.py ensure-browser
+test: services console-assets ## The whole test suite (unit, integration, e2e, contract, charts and alarms, browser)
+	@$(PY) scripts/devstack.py ensure-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: env ## Unit tests only (no I/O)
