@@ -1,6 +1,7 @@
 """Every process serves Prometheus metrics on its HTTP port, and real traffic shows up in them:
 webhooks (accepted, duplicate, 401) and their latency, collect hits, the outbox relay, the
-matcher's outcomes and EMQ, the dispatcher's Meta latency, verdicts and health gauges.
+matcher's outcomes and EMQ, the dispatcher's Meta latency, verdicts and health gauges. Every
+metric that the chart's Grafana dashboard and alarms query is among those exported.
 
 Scraped from the real processes over HTTP after a sale went through the pipeline to the Meta fake,
 parsed with prometheus_client's own text parser (what Prometheus would read). A scrape relayed by a
@@ -12,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -31,6 +35,8 @@ from tests.e2e.test_purchase_flow import (
 from trackai_kit.identity import event_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+MONITORING = Path(__file__).resolve().parents[2] / "charts/trackai/monitoring"
 
 
 def _scrape(proc: ServiceProcess) -> list[Sample]:
@@ -140,7 +146,42 @@ def test_every_process_exports_the_pipeline_metrics_after_real_traffic(stack: St
     assert _value(dispatcher, "trackai_dispatcher_breakers", state="open") == 0
 
     # The API processes serve theirs too, with nothing personal in any exposition.
+    exported: set[str] = set()
     for proc in (provisioner, ingestion, *stack.procs.values()):
         text = httpx.get(proc.http + "/metrics", timeout=10).text
         assert "buyer@example.com" not in text
         assert 'service_name="' in text
+        exported |= {sample.name for sample in _scrape(proc)}
+
+    # Every metric the dashboard's panels and the alarms query is one these processes export
+    # (or RabbitMQ's plugin: its names are not ours to test here).
+    queried = {
+        name
+        for expr in [*_dashboard_queries(), *_alarm_queries()]
+        for name in METRIC_NAME.findall(expr)
+    }
+    ours = {name for name in queried if not name.startswith("rabbitmq_")}
+    assert ours - exported == set()
+    assert queried - ours <= RABBITMQ_METRICS
+
+
+#: Names in a PromQL expression that are metrics (ours, the process collector's, RabbitMQ's).
+METRIC_NAME = re.compile(r"\b((?:trackai|process|rabbitmq)_[a-z_]+|target_info)\b")
+#: The per-object series of RabbitMQ's rabbitmq_prometheus plugin that the alarms read.
+RABBITMQ_METRICS = {
+    "rabbitmq_queue_messages",
+    "rabbitmq_queue_messages_ready",
+    "rabbitmq_queue_consumers",
+}
+
+
+def _dashboard_queries() -> list[str]:
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert len(exprs) >= len(dashboard["panels"]) > 10
+    return exprs
+
+
+def _alarm_queries() -> list[str]:
+    alarms = yaml.safe_load((MONITORING / "alarms.yaml").read_text())["alarms"]
+    return [alarm["expr"] for alarm in alarms]
