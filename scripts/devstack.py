@@ -180,7 +180,7 @@ def ensure_browser() -> None:
 
 
 #: Debian packages whose tools the tests call (trackai_testing.require_tool).
-MONITORING_TOOLS = {"promtool": "prometheus"}
+MONITORING_TOOLS = {"promtool": "prometheus", "amtool": "prometheus-alertmanager"}
 
 
 def ensure_tools() -> None:
