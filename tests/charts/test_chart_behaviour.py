@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 # The chart must agree with the ports the services default to.
+from trackai_ingestion.settings import Settings
 from trackai_kit.settings import GRPC_PORTS, HTTP_PORTS
 
 SERVICES = ("ingestion", "matcher", "dispatcher", "provisioner", "agent", "console")
@@ -220,6 +221,8 @@ def test_pods_listen_on_all_interfaces_on_the_configured_ports(ci_render: Any) -
         "META_GRAPH_URL",
         "META_API_VERSION",
         "INGESTION_RATE_LIMIT_PER_MINUTE",
+        "INGESTION_COLLECT_IP_RATE_LIMIT_PER_MINUTE",
+        "INGESTION_COLLECT_TENANT_RATE_LIMIT_PER_MINUTE",
     ):
         assert isinstance(data[key], str)
     secret_names = SECRET_KEYS | {"DATABASE_URL", "GRPC_CLIENT_TOKEN"}
@@ -230,6 +233,8 @@ def test_production_values_reach_the_config_map(by_name: Any) -> None:
     data = by_name("production-values").one("ConfigMap", "trackai-config")["data"]
     assert data["TRACKAI_ENV"] == "production"
     assert data["INGESTION_RATE_LIMIT_PER_MINUTE"] == "1200"
+    assert data["INGESTION_COLLECT_TENANT_RATE_LIMIT_PER_MINUTE"] == "12000"
+    assert data["INGESTION_COLLECT_IP_RATE_LIMIT_PER_MINUTE"] == "300"
     assert data["DISPATCHER_BATCH_MAX"] == "1000"
     assert data["CLOUDFLARE_ZONE_ID"] == "023e105f4ecef8ad9ca31a8372d0c353"
     assert data["GTM_ACCOUNT_ID"] == "6012345678"
@@ -245,6 +250,14 @@ def test_defaults_follow_the_seed_and_set_redis(by_name: Any) -> None:
     rendered = by_name("default-values")
     data = rendered.one("ConfigMap", "trackai-config")["data"]
     assert data["INGESTION_RATE_LIMIT_PER_MINUTE"] == "100"
+    # The service's own defaults for browser hits (docs/runbooks/collect.md).
+    defaults = Settings(TRACKAI_ENV="test")
+    assert data["INGESTION_COLLECT_IP_RATE_LIMIT_PER_MINUTE"] == str(
+        defaults.collect_ip_rate_limit_per_minute
+    )
+    assert data["INGESTION_COLLECT_TENANT_RATE_LIMIT_PER_MINUTE"] == str(
+        defaults.collect_tenant_rate_limit_per_minute
+    )
     (container,) = _pod_spec(rendered.one("Deployment", "trackai-ingestion-serve"))["containers"]
     assert _secret_refs(container)["REDIS_URL"] == ("trackai-secrets", "REDIS_URL")
 

@@ -34,6 +34,8 @@ SHA = "a" * 64  # shape of a SHA-256 hex digest
 # registry is called on every webhook and the saga rarely, and they authorise different callers.
 EXPECTED_SERVICES = {
     "agent": {"AgentService"},
+    # Served by ingestion, matcher and dispatcher alike (trackai_kit.retention).
+    "common": {"RetentionService"},
     "console": {"UserAdminService"},
     "dispatcher": {"DispatcherService"},
     "ingestion": {"IngestionService"},

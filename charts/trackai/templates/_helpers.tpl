@@ -162,6 +162,8 @@ the kit defaults to loopback, which a kubelet probe or a peer pod cannot reach.
   "META_GRAPH_URL" $c.metaGraphUrl
   "META_API_VERSION" $c.metaApiVersion
   "INGESTION_RATE_LIMIT_PER_MINUTE" (toString (int64 $c.ingestionRateLimitPerMinute))
+  "INGESTION_COLLECT_IP_RATE_LIMIT_PER_MINUTE" (toString (int64 $c.collectIpRateLimitPerMinute))
+  "INGESTION_COLLECT_TENANT_RATE_LIMIT_PER_MINUTE" (toString (int64 $c.collectTenantRateLimitPerMinute))
   "CLOUDFLARE_ZONE_ID" $c.cloudflareZoneId
   "GTM_ACCOUNT_ID" $c.gtmAccountId
   "STAPE_API_URL" $c.stapeApiUrl

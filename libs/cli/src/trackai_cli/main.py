@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import grpc
 
-from trackai_cli import dlq, keys, matches, provision, tenants, users
+from trackai_cli import dlq, keys, matches, provision, retention, tenants, users
 from trackai_cli.core import EXIT_REFUSED, EXIT_UNREACHABLE, CliSettings, Context, Output
 
-GROUPS = (tenants, keys, matches, dlq, provision, users)
+GROUPS = (tenants, keys, matches, dlq, provision, users, retention)
 
 
 def build_parser() -> argparse.ArgumentParser:

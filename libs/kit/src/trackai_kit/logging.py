@@ -2,6 +2,11 @@
 
 Every line carries ``service``, ``level``, ``timestamp`` and, inside a span, ``trace_id`` and
 ``span_id``; every event dict goes through :func:`redact` before it is rendered.
+
+Tracebacks never show frame locals (a decrypted token, a buyer's e-mail in a local variable):
+exceptions are rendered to plain text by ``format_exc_info`` (the stdlib's traceback format, which
+has no locals) before redaction, and the console renderer is given the plain formatter too, since
+its default (rich's, whenever ``rich`` is installed, as in development) prints every frame's locals.
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ def configure_logging(settings: LogSettings, service: str) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         _add_service(service),
         structlog.processors.StackInfoRenderer(),
+        # Plain text, without locals, whichever renderer follows (see the module docstring).
         structlog.processors.format_exc_info,
         # Redaction runs after the exception is rendered to text (tracebacks may quote values) and
         # before the trace ids are added (hex ids must not be mistaken for phone numbers).
@@ -85,7 +91,9 @@ def configure_logging(settings: LogSettings, service: str) -> None:
     renderer: Processor = (
         structlog.processors.JSONRenderer()
         if settings.json_output
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[

@@ -2,19 +2,27 @@
 old rows, or blank their raw network data, in small batches so a sweep never holds long locks.
 
 Each service lists its rules (tables, ages from its settings) and runs :class:`RetentionTask` in
-a long-running process; the rules are documented in docs/schema and docs/runbooks/retention.md.
+a long-running process; its gRPC server also serves :class:`RetentionServicer` (``RunRetention``,
+the operator's `trackai retention run`). The rules are documented in docs/schema and
+docs/runbooks/retention.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
+from typing import Any
 
 import asyncpg
+import grpc
 
+from trackai.common.v1 import common_service_pb2 as pb
+from trackai.common.v1 import common_service_pb2_grpc as pb_grpc
+from trackai_kit.grpc import rpcs
 from trackai_kit.logging import get_logger
 from trackai_kit.postgres import check_identifier
 
@@ -55,6 +63,39 @@ class Rule:
         return f"UPDATE {table} SET {self.blank} WHERE ctid = ANY(ARRAY({chosen}))"  # noqa: S608
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What one rule did in one run: rows deleted or blanked, and whether rows past the age are
+    left because the run stopped at its batch limit."""
+
+    rule: Rule
+    rows: int
+    more: bool
+
+
+async def apply_rules(
+    pool: asyncpg.Pool,
+    rules: Sequence[Rule],
+    *,
+    batch_size: int = BATCH_SIZE,
+    max_batches: int = MAX_BATCHES,
+) -> list[Applied]:
+    """Apply every rule once, in batches of ``batch_size`` rows, at most ``max_batches`` each."""
+    applied: list[Applied] = []
+    for rule in rules:
+        sql = rule.statement()
+        total, more = 0, True
+        for _ in range(max_batches):
+            status = await pool.execute(sql, rule.keep, batch_size)
+            count = int(status.split()[-1])
+            total += count
+            if count < batch_size:
+                more = False
+                break
+        applied.append(Applied(rule, total, more))
+    return applied
+
+
 async def sweep(
     pool: asyncpg.Pool,
     rules: Sequence[Rule],
@@ -63,18 +104,8 @@ async def sweep(
     max_batches: int = MAX_BATCHES,
 ) -> dict[str, int]:
     """Apply every rule once, in batches; rows affected per rule."""
-    done: dict[str, int] = {}
-    for rule in rules:
-        sql = rule.statement()
-        total = 0
-        for _ in range(max_batches):
-            status = await pool.execute(sql, rule.keep, batch_size)
-            count = int(status.split()[-1])
-            total += count
-            if count < batch_size:
-                break
-        done[rule.name] = total
-    return done
+    applied = await apply_rules(pool, rules, batch_size=batch_size, max_batches=max_batches)
+    return {a.rule.name: a.rows for a in applied}
 
 
 class RetentionTask:
@@ -96,3 +127,57 @@ class RetentionTask:
                 log.warning("retention sweep failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval_s)
+
+
+RETENTION_SERVICE = pb.DESCRIPTOR.services_by_name["RetentionService"]
+#: The methods to grant the operator on every server that serves :class:`RetentionServicer`.
+RETENTION_RPCS = rpcs(RETENTION_SERVICE)
+#: The database errors a run answers with UNAVAILABLE (try again later), not INTERNAL.
+_UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+class RetentionServicer(pb_grpc.RetentionServiceServicer):
+    """``RunRetention``: the service's rules once, on the operator's demand."""
+
+    def __init__(
+        self, service: str, pool: asyncpg.Pool, rules: Sequence[Rule], **limits: int
+    ) -> None:
+        self._service = service
+        self._pool = pool
+        self._rules = tuple(rules)
+        self._limits = limits
+
+    async def RunRetention(
+        self, request: pb.RunRetentionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RunRetentionResponse:
+        try:
+            applied = await apply_rules(self._pool, self._rules, **self._limits)
+        except _UNAVAILABLE as exc:
+            log.warning("retention run failed", error=repr(exc))
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"retention run failed: {type(exc).__name__}"
+            )
+        log.info("retention run on request", **{a.rule.name: a.rows for a in applied})
+        response = pb.RunRetentionResponse(service=self._service)
+        for a in applied:
+            result = response.rules.add(
+                rule=a.rule.name,
+                table=a.rule.table,
+                action=pb.RETENTION_ACTION_DELETE
+                if a.rule.blank is None
+                else pb.RETENTION_ACTION_BLANK,
+                rows=a.rows,
+                more=a.more,
+            )
+            result.keep.FromTimedelta(a.rule.keep)
+        return response
+
+
+def retention_service(
+    service: str, pool: asyncpg.Pool, rules: Sequence[Rule]
+) -> tuple[str, Callable[[grpc.aio.Server], None]]:
+    """``(name, registration)`` for ``Wiring.grpc_services``: RetentionService over ``rules``."""
+    servicer = RetentionServicer(service, pool, rules)
+    return RETENTION_SERVICE.full_name, partial(
+        pb_grpc.add_RetentionServiceServicer_to_server, servicer
+    )

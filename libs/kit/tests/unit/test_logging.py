@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+import structlog
 from opentelemetry import trace
 
 from trackai_kit.logging import configure_logging, get_logger
@@ -52,6 +53,49 @@ def test_exceptions_are_rendered_and_redacted(capsys: pytest.CaptureFixture[str]
     assert line["level"] == "error"
     assert "ValueError" in str(line["exception"])
     assert "joao@example.com" not in json.dumps(line)
+
+
+def _fail_with_secrets_in_locals() -> None:
+    token = "EAAG-meta-access-token-Zq81"
+    buyer_email = "ana.souza@example.com"
+    try:
+        {"token": token, "email": buyer_email}["missing"]
+    except KeyError as exc:
+        plaintext_password = "hunter2-correct-horse"
+        raise RuntimeError(f"lookup failed ({len(plaintext_password)} chars)") from exc
+
+
+@pytest.mark.parametrize("json_output", [True, False], ids=["json", "console"])
+def test_tracebacks_never_show_frame_locals(
+    capsys: pytest.CaptureFixture[str], json_output: bool
+) -> None:
+    configure_logging(LogSettings(level="INFO", json_output=json_output), "kit-tests")
+    log = get_logger("kit.test")
+    try:
+        _fail_with_secrets_in_locals()
+    except RuntimeError as exc:
+        log.exception("structlog exception")
+        log.error("structlog exc_info", exc_info=exc)
+        logging.getLogger("some.library").exception("stdlib exception")
+    out = capsys.readouterr().out
+    # The tracebacks were rendered (both exceptions of the chain, with their frames) ...
+    assert out.count("_fail_with_secrets_in_locals") >= 3
+    assert out.count("KeyError") >= 3 and out.count("RuntimeError") >= 3
+    # ... without any frame's local variables.
+    for value in ("EAAG-meta-access-token-Zq81", "ana.souza", "hunter2-correct-horse"):
+        assert value not in out
+    # The console renderer's default exception formatter (rich's when installed) shows locals:
+    # it must never be the one in use, even for an event that still carries exc_info (the JSON
+    # renderer writes only the exception's repr then).
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler.formatter, structlog.stdlib.ProcessorFormatter)
+    renderer = handler.formatter.processors[-1]
+    try:
+        _fail_with_secrets_in_locals()
+    except RuntimeError as exc:
+        rendered = str(renderer(None, "error", {"event": "raw", "exc_info": exc}))
+    assert "EAAG-meta-access-token-Zq81" not in rendered
+    assert ("_fail_with_secrets_in_locals" in rendered) is not json_output
 
 
 def test_level_filters(capsys: pytest.CaptureFixture[str]) -> None:

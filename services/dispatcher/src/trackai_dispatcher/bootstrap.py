@@ -21,7 +21,7 @@ from trackai_dispatcher.service_layer.dlq import DeadLetters
 from trackai_dispatcher.settings import Settings
 from trackai_kit import topology
 from trackai_kit.amqp import RetryPolicy
-from trackai_kit.retention import RetentionTask, Rule
+from trackai_kit.retention import RetentionTask, Rule, retention_service
 from trackai_kit.service import Resources, Wiring
 from trackai_kit.tenant_config import meta_destination_client
 
@@ -89,14 +89,19 @@ def build_dispatcher(
 
 
 async def wire(settings: Settings, resources: Resources) -> Wiring:
-    """``serve``: DispatcherService (attempts, event state, DLQ list and replay)."""
+    """``serve``: DispatcherService (attempts, event state, DLQ list and replay) and the
+    operator's RetentionService (the `consume` process's sweeps, on demand)."""
     assert resources.pool is not None and resources.amqp is not None
     dead_letters = DeadLetters(resources.pool, DispatchPublisher(resources.amqp))
     servicer = DispatcherServicer(resources.pool, dead_letters)
     return Wiring(
         grpc_policy=GRPC_POLICY,
         grpc_services=[
-            (DISPATCHER_SERVICE, partial(pb_grpc.add_DispatcherServiceServicer_to_server, servicer))
+            (
+                DISPATCHER_SERVICE,
+                partial(pb_grpc.add_DispatcherServiceServicer_to_server, servicer),
+            ),
+            retention_service("dispatcher", resources.pool, retention_rules(settings)),
         ],
     )
 

@@ -144,7 +144,12 @@ async def test_sigterm_finishes_in_flight_and_hands_back_the_rest(
     )
     assert sum(1 for r in after if r["state"] == "sent") == 50, "the in-flight batch finished"
     assert all(r["claim_expires_at"] is None for r in after), "nothing left claimed"
-    assert await ready_messages(env) == 150, "everything else is back in the queue"
+    # Everything else is back in the queue. A quorum queue may also return a few messages whose
+    # acks reached it just before the channel closed (rabbitmq-server#10327; the consumer waits
+    # for its last acks to settle, which made this rare): those are sent events, and the stale
+    # rule acks them without a second POST (checked below: every event reached Meta once).
+    ready = await ready_messages(env)
+    assert 150 <= ready <= 200, f"{ready} messages back in the queue, expected 150"
     assert "draining" in log.read_text()
 
     meta.set_latency(0)

@@ -243,7 +243,11 @@ async def test_copies_of_one_event_reach_meta_once(
     # Two consumers (as two replicas would): copies arrive while the first is in flight.
     await start_consumer(DISPATCHER_BATCH_DEADLINE_MS="10")
     await start_consumer(DISPATCHER_BATCH_DEADLINE_MS="10")
-    await asyncio.sleep(0.1)
+
+    async def first_in_flight() -> bool:
+        return bool(await asyncio.to_thread(meta.requests, pixel_id=PIXEL))
+
+    await wait_for(first_in_flight, 20, "the original's POST at the fake")
     await publish(broker, *copies)
     await wait_states(db, tenant, 1, {"sent"})
     await asyncio.sleep(1.5)  # let every copy come back from the delay queue and be dropped
@@ -266,7 +270,13 @@ async def test_parked_events_wait_for_the_probe_and_count_cycles_on_their_row(
     await publish(broker, *events)
     await start_consumer(DISPATCHER_BATCH_DEADLINE_MS="100", DISPATCHER_BREAKER_COOLDOWN_S="2")
     await wait_states(db, tenant, 3, {"parked"})
-    await asyncio.sleep(7)  # three cool-downs, each ending in a failed probe
+
+    async def three_cycles() -> bool:
+        # Three cool-downs, each ending in a failed probe that parks the events again.
+        cycles = await db.fetch("SELECT park_cycles FROM dispatches WHERE tenant_id = $1", tenant)
+        return len(cycles) == 3 and all(r["park_cycles"] >= 3 for r in cycles)
+
+    await wait_for(three_cycles, 20, "three park cycles on every event")
     rows = await db.fetch(
         "SELECT d.event_id, d.park_cycles, count(a.id) FILTER (WHERE a.outcome = 'breaker_open')"
         " AS parked_attempts, count(a.id) AS attempts FROM dispatches d"

@@ -24,19 +24,22 @@ from trackai_ingestion.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_ingestion.entrypoints.grpc_ingestion import IngestionServicer
 from trackai_ingestion.entrypoints.webhooks import WebhookLimits, build_webhook_router
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
+from trackai_ingestion.service_layer.collect_limits import CollectRateLimit
 from trackai_ingestion.service_layer.conversions import ConversionQueries, WebhookActivityQueries
 from trackai_ingestion.service_layer.webhooks import WebhookService
 from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_ingestion.settings import Settings
 from trackai_kit import topology
 from trackai_kit.outbox import OutboxRelay
-from trackai_kit.retention import RetentionTask, Rule
+from trackai_kit.retention import RetentionTask, Rule, retention_service
 from trackai_kit.service import Background, Resources, Wiring
 from trackai_kit.tenant_config import RegistryClient, webhook_config_client
 
 SCHEMA = "ingestion"
 TOPOLOGY = topology.ingestion_topology().merge(topology.status_topology())
 RETENTION_INTERVAL_S = 3600.0
+#: Redis keys of the collect limits: ``...client:<tenant>:<address>`` and ``...tenant:<tenant>``.
+COLLECT_KEY_PREFIX = "trackai:ingestion:collect-rate:"
 INGESTION_SERVICE = pb.DESCRIPTOR.services_by_name["IngestionService"].full_name
 
 
@@ -49,6 +52,8 @@ class Components:
     servicer: IngestionServicer
     #: Per-source budget of unknown-tenant answers, shared by webhooks and collect.
     unknown_tenants: UnknownTenantLimit
+    #: Per-client and per-tenant ceilings of browser hits.
+    collect_limits: CollectRateLimit
     closers: list[Callable[[], Awaitable[None]]]
 
     def configure_http(self, app: FastAPI, settings: Settings) -> None:
@@ -68,6 +73,7 @@ class Components:
                 self.collect,
                 trusted_proxies=settings.trusted_proxy_networks,
                 unknown_tenants=self.unknown_tenants,
+                rate_limit=self.collect_limits,
             )
         )
 
@@ -90,6 +96,10 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
         tls=settings.grpc_tls,
     )
     limiter = RedisRateLimiter(settings.redis_url)
+    # Its own keys, fail-open cool-down and metric attribute (purpose=collect).
+    collect_limiter = RedisRateLimiter(
+        settings.redis_url, key_prefix=COLLECT_KEY_PREFIX, purpose="collect"
+    )
     store = ConversionStore(pool, acquire_timeout_s=settings.db_acquire_timeout_s)
     unknown_tenants = UnknownTenantLimit(
         tenants.cached, per_window=settings.unknown_tenant_limit_per_minute
@@ -111,7 +121,12 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
             ConversionQueries(store), WebhookActivityQueries(ReceiptStats(pool), auth_failures)
         ),
         unknown_tenants=unknown_tenants,
-        closers=[tenants.close, limiter.close, auth_failures.close],
+        collect_limits=CollectRateLimit(
+            collect_limiter,
+            per_client=settings.collect_ip_rate_limit_per_minute,
+            per_tenant=settings.collect_tenant_rate_limit_per_minute,
+        ),
+        closers=[tenants.close, limiter.close, collect_limiter.close, auth_failures.close],
     )
 
 
@@ -129,7 +144,9 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
             (
                 INGESTION_SERVICE,
                 partial(pb_grpc.add_IngestionServiceServicer_to_server, parts.servicer),
-            )
+            ),
+            # The relay process's sweeps, on the operator's demand (`trackai retention run`).
+            retention_service("ingestion", resources.pool, retention_rules(settings)),
         ],
         background=_relay_tasks(settings, resources) if settings.relay_in_serve else [],
         on_shutdown=parts.closers,

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from trackai_ingestion.service_layer.collect_limits import (
+    DEFAULT_CLIENT_LIMIT_PER_MINUTE,
+    DEFAULT_TENANT_LIMIT_PER_MINUTE,
+)
 from trackai_kit.settings import ServiceSettings, service_config
 
 
@@ -36,6 +40,12 @@ class Settings(ServiceSettings):
     #: source is served only tenants already cached (429 for the rest), so made-up tenant ids
     #: cannot keep the registry busy nor churn the tenant-config cache.
     unknown_tenant_limit_per_minute: int = Field(30, ge=1)
+    #: Browser hits per minute (docs/runbooks/collect.md): from one client address (IPv4, or an
+    #: IPv6 /64) to one tenant, and to one tenant from everyone. A landing page sends ~5 hits per
+    #: visitor: 300 is 60 visitors a minute behind one address (office, CGNAT), 6,000 a spike of
+    #: 1,200 visitors a minute. 429 + Retry-After beyond; 0 turns a ceiling off.
+    collect_ip_rate_limit_per_minute: int = Field(DEFAULT_CLIENT_LIMIT_PER_MINUTE, ge=0)
+    collect_tenant_rate_limit_per_minute: int = Field(DEFAULT_TENANT_LIMIT_PER_MINUTE, ge=0)
     #: Seconds a relay's timestamped `X-Signature: t=...,v1=...` stays valid, either side of now.
     relay_signature_tolerance_s: float = Field(300.0, gt=0, le=3600)
     #: Also accept the untimestamped `X-Signature: sha256=<hex>` (replayable forever): only while

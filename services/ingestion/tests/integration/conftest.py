@@ -107,6 +107,7 @@ class Registry:
         rate_limit: int = 10_000,
         signing_secrets: dict[str, str] | None = None,
         secrets: dict[str, str] | None = None,
+        allowed_domains: tuple[str, ...] = (),
     ) -> str:
         tenant_id = str(uuid.uuid4())
         gateways = [
@@ -118,7 +119,10 @@ class Registry:
         self.configs[tenant_id] = prov.WebhookConfig(
             view=prov.TenantView(
                 tenant=prov.Tenant(
-                    id=tenant_id, slug=f"t{tenant_id[:8]}", rate_limit_per_minute=rate_limit
+                    id=tenant_id,
+                    slug=f"t{tenant_id[:8]}",
+                    rate_limit_per_minute=rate_limit,
+                    allowed_domains=allowed_domains,
                 )
             ),
             gateways=gateways,

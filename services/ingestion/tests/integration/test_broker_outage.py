@@ -97,9 +97,12 @@ async def _wait_depth(amqp_url: str, queue: str, expected: int, timeout_s: float
     return depth
 
 
-async def _drain(amqp_url: str, queue: str) -> list[str]:
+async def _drain(amqp_url: str, queue: str) -> tuple[list[str], str]:
+    """The message ids in ``queue`` (emptying it), and every message's headers and body as text
+    (protobuf strings are UTF-8 bytes in the body), for the personal-data search."""
     connection = await aio_pika.connect(amqp_url)
     ids: list[str] = []
+    texts: list[str] = []
     try:
         channel = await connection.channel()
         q = await channel.get_queue(queue, ensure=False)
@@ -107,10 +110,12 @@ async def _drain(amqp_url: str, queue: str) -> list[str]:
             event = ev.IngestEvent.FromString(message.body)
             assert message.message_id == event.message_id
             ids.append(event.message_id)
+            texts.append(repr(message.headers))
+            texts.append(message.body.decode("utf-8", errors="replace"))
             await message.ack()
     finally:
         await connection.close()
-    return ids
+    return ids, "\n".join(texts)
 
 
 async def _post(client: httpx.AsyncClient, url: str, gateway: str, raw: bytes) -> httpx.Response:
@@ -209,7 +214,7 @@ async def test_acknowledged_webhooks_reach_ingest_events_after_a_broker_outage(
         assert len(acknowledged) == 230 + _accepted_fixtures()
         depth = await _wait_depth(amqp_url, queue, len(set(acknowledged)), 90)
         assert depth >= len(set(acknowledged)), relay_log.read_text()[-3000:]
-        delivered = await _drain(amqp_url, queue)
+        delivered, messages = await _drain(amqp_url, queue)
         # Every acknowledged webhook arrived. A publish the broker took but never confirmed
         # before the cut is published again (at least once; the matcher dedupes by message id),
         # so repeats exist only within the one batch the relay had in flight.
@@ -225,6 +230,10 @@ async def test_acknowledged_webhooks_reach_ingest_events_after_a_broker_outage(
     assert "outbox publish failed" in relay_log.read_text()
     assert [value for value in PLAINTEXT if value in logs] == []
     assert find_leaks(FIXTURE_PERSONAL_DATA, logs) == []
+    # What travelled on ingest-events: every fixture's message, none of its personal data (the
+    # buyer's identifiers are hashed before the outbox; names, documents, addresses never go).
+    assert sum(name in messages for name in ("kiwify", "hotmart", "perfectpay")) == 3
+    assert find_leaks(FIXTURE_PERSONAL_DATA, messages) == []
 
 
 def _accepted_fixtures() -> int:

@@ -1,5 +1,6 @@
 """The Redis rate limiter against real Redis: batched decisions give exactly the answers of one
-call per request, under concurrency they share script calls, and an outage fails open."""
+call per request, a request against several keys is counted by all or none, under concurrency
+they share script calls, and an outage fails open."""
 
 from __future__ import annotations
 
@@ -100,6 +101,44 @@ async def test_interleaved_tenants_in_one_batch_each_get_their_own_budget(
     # The same requests one at a time, on fresh tenants, get the same answers.
     one_by_one = [await limiter.acquire(f"{name}-alone", limits[name]) for name in order]
     assert _answers(one_by_one) == _answers(list(decisions))
+
+
+async def test_a_request_on_several_keys_is_counted_by_all_of_them_or_by_none(
+    limiter: RedisRateLimiter,
+) -> None:
+    # A client key with room for 2 and a tenant key with room for 10: the client runs out first,
+    # and its refused requests do not use up the tenant's room.
+    both = [await limiter.acquire_all([("client", 2), ("tenant", 10)]) for _ in range(4)]
+    assert [(d.allowed, d.refused_by, d.remaining) for d in both] == [
+        (True, None, 1),  # the fewest left among the keys: the client's
+        (True, None, 0),
+        (False, 0, 0),
+        (False, 0, 0),
+    ]
+    assert both[2].retry_after_s == 30  # the client's next slot: 60 s / 2
+    assert (await limiter.acquire("tenant", 10)).remaining == 7  # only the 2 allowed counted
+    # The second key without room: named by its position, and no key counts the request.
+    await limiter.acquire("full", 1)
+    refused = await limiter.acquire_all([("fresh", 5), ("full", 1)])
+    assert (refused.allowed, refused.refused_by, refused.retry_after_s) == (False, 1, 60)
+    assert (await limiter.acquire("fresh", 5)).remaining == 4  # "fresh" was not counted
+    # Both without room: the longest wait, so that Retry-After is honest.
+    refused = await limiter.acquire_all([("client", 2), ("full", 1)])
+    assert (refused.refused_by, refused.retry_after_s) == (0, 60)
+
+
+async def test_grouped_requests_in_one_batch_get_the_answers_of_one_call_each(
+    limiter: RedisRateLimiter,
+) -> None:
+    groups = [[("c1", 2), ("t", 5)], [("c2", 3), ("t", 5)], [("t", 5)]] * 3
+    together = await asyncio.gather(*(limiter.acquire_all(g) for g in groups))
+    alone = [
+        await limiter.acquire_all([(f"{key}-alone", limit) for key, limit in g]) for g in groups
+    ]
+    assert [(d.allowed, d.refused_by, d.remaining, d.retry_after_s) for d in together] == [
+        (d.allowed, d.refused_by, d.remaining, d.retry_after_s) for d in alone
+    ]
+    assert sum(d.allowed for d in together) == 5  # the tenant's room, shared by all
 
 
 async def test_concurrent_acquires_share_script_calls(

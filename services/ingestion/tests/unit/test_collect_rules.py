@@ -15,12 +15,14 @@ from trackai_ingestion.domain.collect import (
     fbc_fbclid,
     origin_allowed,
     parse_networks,
+    rate_key,
     request_origin,
     resolve_fbc,
     scrub_url,
 )
 from trackai_ingestion.domain.gateways.base import client_ip as gateway_client_ip
 from trackai_kit import pii
+from trackai_kit.addresses import parse_ip
 
 NOW_MS = 1_767_225_600_123
 RECEIVED = datetime.fromtimestamp(NOW_MS / 1000, UTC)
@@ -142,6 +144,21 @@ def test_gateway_ip_keeps_public_addresses() -> None:
     assert gateway_client_ip(VISITOR) == VISITOR
     assert gateway_client_ip(" 2804:14c:65a1::42 ") == "2804:14c:65a1::42"
     assert gateway_client_ip("not an ip") is None
+
+
+@pytest.mark.parametrize(
+    ("sender", "key"),
+    [
+        ("177.67.82.9", "177.67.82.9"),
+        ("::ffff:177.67.82.9", "177.67.82.9"),  # IPv4-mapped: the same client
+        ("2804:14c:65a1:4001:8d2f:1::9", "2804:14c:65a1:4001::/64"),
+        ("10.1.2.3", None),  # an untrusted proxy's or internal address: not one client
+        ("100.64.0.1", None),
+        ("2001:db8::1", None),
+    ],
+)
+def test_rate_key_is_a_public_ipv4_or_an_ipv6_64(sender: str, key: str | None) -> None:
+    assert rate_key(parse_ip(sender)) == key
 
 
 def test_bad_trusted_proxy_setting_is_refused_with_the_value() -> None:

@@ -13,7 +13,7 @@ from trackai_kit import topology
 from trackai_kit.amqp import AmqpClient, ConsumerHandle, RetryPolicy
 from trackai_kit.logging import get_logger
 from trackai_kit.outbox import OutboxRelay
-from trackai_kit.retention import RetentionTask, Rule
+from trackai_kit.retention import RetentionTask, Rule, retention_service
 from trackai_kit.service import Resources, Wiring
 from trackai_kit.tenant_config import tenant_view_client
 from trackai_matcher.adapters.telemetry import MatcherMetrics
@@ -50,13 +50,15 @@ def matcher_config(settings: Settings) -> MatcherConfig:
 
 
 async def wire(settings: Settings, resources: Resources) -> Wiring:
-    """The read API: MatcherService on the gRPC server."""
+    """The read API: MatcherService on the gRPC server, and the operator's RetentionService
+    (the `consume` process's sweeps, on demand)."""
     assert resources.pool is not None
     servicer = MatcherServicer(MatchQueries(resources.pool))
     return Wiring(
         grpc_policy=GRPC_POLICY,
         grpc_services=[
-            (MATCHER_SERVICE, partial(pb_grpc.add_MatcherServiceServicer_to_server, servicer))
+            (MATCHER_SERVICE, partial(pb_grpc.add_MatcherServiceServicer_to_server, servicer)),
+            retention_service("matcher", resources.pool, retention_rules(settings)),
         ],
     )
 

@@ -14,7 +14,7 @@ from bench.traffic import EMAIL
 from bench.traffic import conversion_event as conversion
 from bench.traffic import hit_event as hit
 from trackai.ingestion.v1 import events_pb2 as ingest
-from trackai_kit.amqp import AmqpClient
+from trackai_kit.amqp import AmqpClient, Handler, IncomingMessage
 from trackai_kit.postgres import create_pool
 from trackai_kit.settings import AmqpSettings, PostgresSettings
 from trackai_kit.topology import INGEST_EVENTS, matcher_topology
@@ -44,6 +44,14 @@ async def wait_for(check: Any, timeout: float = 60.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+def counting(handler: IngestConsumer, handled: list[str]) -> Handler:
+    async def handle(message: IncomingMessage) -> None:
+        await handler(message)
+        handled.append(message.message_id or "")
+
+    return handle
+
+
 async def test_concurrent_consumers_register_each_order_once(
     matcher: Any, make_service: Any, amqp_url: str, amqp_prefix: str
 ) -> None:
@@ -65,6 +73,7 @@ async def test_concurrent_consumers_register_each_order_once(
         ]:
             events.append(conversion(tenant, f"ORD-{n}", NOW, status=status, sck=session))
     distinct = len(hits) + len(events)
+    handled: list[str] = []
     clients, pools = [], []
     try:
         for event in hits + hits:
@@ -78,7 +87,7 @@ async def test_concurrent_consumers_register_each_order_once(
             pools.append(pool)
             clients.append(client)
             consumer = IngestConsumer(make_service(pool=pool))
-            handles.append(await client.consume(INGEST_EVENTS, consumer))
+            handles.append(await client.consume(INGEST_EVENTS, counting(consumer, handled)))
 
         def processed(count: int) -> Any:
             async def check() -> bool:
@@ -92,7 +101,13 @@ async def test_concurrent_consumers_register_each_order_once(
         for event in events + events:
             await publish(publisher, event)
         await wait_for(processed(distinct))
-        await asyncio.sleep(1.0)  # let the duplicate deliveries settle too
+
+        async def every_delivery_handled() -> bool:
+            # Every published copy went through a consumer (duplicates included), not just the
+            # distinct ones the inbox counts: nothing is still on its way when we look.
+            return len(handled) == 2 * (len(hits) + len(events))
+
+        await wait_for(every_delivery_handled)
         for handle in handles:
             await handle.cancel()
     finally:
@@ -121,34 +136,62 @@ async def test_concurrent_consumers_register_each_order_once(
     assert [c["hits"] for c in clicks] == [1] * ORDERS  # the published-twice hit counted once
 
 
-async def test_a_redelivered_message_changes_nothing(matcher: Any, consumer: Any) -> None:
+async def test_a_redelivered_message_changes_nothing(
+    matcher: Any, consumer: IngestConsumer, amqp_url: str, amqp_prefix: str
+) -> None:
+    """The broker redelivers what a consumer committed but never acknowledged (as when a pod dies
+    between its commit and its ack): the redelivery changes nothing."""
     tenant = matcher.registry.add_tenant()
     lead = hit(tenant, "sess-redeliv-01", NOW, kind=ingest.HIT_TYPE_LEAD, em=EMAIL)
     order = conversion(tenant, "ORD-1", NOW + dt.timedelta(minutes=5))
-    await matcher.feed(consumer, lead, order)
-    before = await matcher.fetch(
-        "SELECT (SELECT count(*) FROM matcher.inbox) AS inbox, "
-        "(SELECT hits FROM matcher.clicks) AS hits, "
-        "(SELECT count(*) FROM matcher.conversion_log) AS log, "
-        "(SELECT count(*) FROM matcher.outbox) AS outbox, "
-        "(SELECT conversions FROM matcher.match_daily_stats) AS stats"
-    )
-    await matcher.feed(consumer, lead, order, lead, order)
-    after = await matcher.fetch(
-        "SELECT (SELECT count(*) FROM matcher.inbox) AS inbox, "
-        "(SELECT hits FROM matcher.clicks) AS hits, "
-        "(SELECT count(*) FROM matcher.conversion_log) AS log, "
-        "(SELECT count(*) FROM matcher.outbox) AS outbox, "
-        "(SELECT conversions FROM matcher.match_daily_stats) AS stats"
-    )
-    assert (
-        dict(before[0])
-        == dict(after[0])
-        == {
-            "inbox": 2,
-            "hits": 1,
-            "log": 1,
-            "outbox": 1,
-            "stats": 1,
-        }
-    )
+    settings = AmqpSettings(url=amqp_url, prefix=amqp_prefix, prefetch=1)
+    client = AmqpClient(settings)
+    await client.declare(matcher_topology())
+    deliveries: list[tuple[str, bool]] = []
+    states: list[dict[str, Any]] = []
+
+    async def commit_then_fail_the_first_time(message: IncomingMessage) -> None:
+        await consumer(message)
+        deliveries.append((message.message_id or "", bool(message.redelivered)))
+        states.append(await state())
+        if not message.redelivered:
+            # Committed, then the ack never comes: without a retry policy the kit hands the
+            # message back to the broker (nack + requeue), which delivers it again.
+            raise ConnectionError("the pod died after its commit")
+
+    async def state() -> dict[str, Any]:
+        rows = await matcher.fetch(
+            "SELECT (SELECT count(*) FROM matcher.inbox) AS inbox, "
+            "(SELECT hits FROM matcher.clicks) AS hits, "
+            "(SELECT count(*) FROM matcher.conversion_log) AS log, "
+            "(SELECT count(*) FROM matcher.outbox) AS outbox, "
+            "(SELECT conversions FROM matcher.match_daily_stats) AS stats"
+        )
+        return dict(rows[0])
+
+    try:
+        handle = await client.consume(INGEST_EVENTS, commit_then_fail_the_first_time)
+        await publish(client, lead)
+
+        async def lead_redelivered() -> bool:
+            return (lead.message_id, True) in deliveries
+
+        await wait_for(lead_redelivered)
+        await publish(client, order)
+
+        async def order_redelivered() -> bool:
+            return (order.message_id, True) in deliveries
+
+        await wait_for(order_redelivered)
+        await handle.cancel()
+    finally:
+        await client.close()
+    assert deliveries == [
+        (lead.message_id, False),
+        (lead.message_id, True),
+        (order.message_id, False),
+        (order.message_id, True),
+    ], "each message came twice, the second time as a broker redelivery"
+    after_order = {"inbox": 2, "hits": 1, "log": 1, "outbox": 1, "stats": 1}
+    assert states[0] == states[1], "the redelivered lead changed nothing"
+    assert states[2] == states[3] == after_order, "the redelivered order changed nothing"

@@ -1,4 +1,5 @@
-"""Per-tenant webhook rate limit shared by every replica: GCRA in one atomic Redis Lua script.
+"""Rate limits shared by every replica (per tenant for webhooks; per tenant and per client address
+for browser hits): GCRA in one atomic Redis Lua script.
 
 Redis is an optimisation of fairness, not a dependency of acceptance: when it cannot answer, the
 limiter lets the request through (fail open), counts it, logs at most once per cool-down, and does
@@ -11,7 +12,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -23,8 +24,12 @@ from trackai_kit.telemetry import get_meter
 log = get_logger(__name__)
 _fail_open = get_meter(__name__).create_counter(
     "trackai.ingestion.rate_limit.fail_open",
-    description="Webhooks let through without a rate-limit decision because Redis did not answer",
+    description="Requests let through without a rate-limit decision because Redis did not answer",
 )
+#: Attribute of the counter above: what the limiter guards (``webhooks``, ``collect``).
+ATTR_PURPOSE = "trackai.rate_limit.purpose"
+#: What the fail-open log line says is let through, by purpose.
+_LET_THROUGH = {"webhooks": "webhooks", "collect": "browser hits"}
 
 WINDOW_S = 60
 KEY_PREFIX = "trackai:ingestion:rate:"
@@ -32,13 +37,18 @@ KEY_PREFIX = "trackai:ingestion:rate:"
 MAX_BATCH = 128
 MAX_IN_FLIGHT = 2
 
-# GCRA (generic cell rate algorithm): one key per tenant holding the theoretical arrival time
-# (TAT) in microseconds of Redis' own clock, so every replica agrees on "now". ``limit`` requests
-# fit in a burst, then one per ``period / limit``. One call decides several requests in order:
-# KEYS[i] and ARGV[i + 1] (its limit) are request i, ARGV[1] the period. A key repeated in the
-# batch sees the TAT its earlier requests left, rounded as if it had been stored, so the answers
-# are those of one call per request at the same instant. Returns {allowed, retry_after_us,
-# remaining} per request, flattened.
+# GCRA (generic cell rate algorithm): one key per limited thing (a tenant, a client address)
+# holding the theoretical arrival time (TAT) in microseconds of Redis' own clock, so every replica
+# agrees on "now". ``limit`` requests fit in a burst, then one per ``period / limit``.
+#
+# One call decides several requests in order; a request may name several keys, and is allowed
+# only when every one of them has room (then each of them counts it; refused, none does). ARGV[1]
+# is the period; then, per request, its number of keys n and their n limits; KEYS are the
+# requests' keys in the same order. A key repeated in the batch sees the TAT its earlier requests
+# left, rounded as if it had been stored, so the answers are those of one call per request at the
+# same instant. Returns {allowed, retry_after_us, remaining, refused_by} per request, flattened:
+# retry_after_us is the longest wait of the keys without room, remaining the fewest requests left
+# among the keys, refused_by the (1-based) position of the first key without room, 0 if none.
 _GCRA = """
 local period_us = tonumber(ARGV[1])
 local clock = redis.call('TIME')
@@ -46,32 +56,55 @@ local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local tats = {}
 local written = {}
 local out = {}
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[i + 1])
-  local emission = period_us / limit
-  local tolerance = period_us - emission
-  local tat = tats[key]
-  if tat == nil then
-    tat = tonumber(redis.call('GET', key) or '0')
-    if tat < now then tat = now end
-    tats[key] = tat
+local k = 0
+local a = 2
+while a <= #ARGV do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local refused_by = 0
+  local wait = 0
+  local remaining = nil
+  local next_tats = {}
+  for j = 1, n do
+    local key = KEYS[k + j]
+    local emission = period_us / tonumber(ARGV[a + j - 1])
+    local tolerance = period_us - emission
+    local tat = tats[key]
+    if tat == nil then
+      tat = tonumber(redis.call('GET', key) or '0')
+      if tat < now then tat = now end
+      tats[key] = tat
+    end
+    local allow_at = tat - tolerance
+    if now < allow_at then
+      if refused_by == 0 then refused_by = j end
+      if allow_at - now > wait then wait = allow_at - now end
+    else
+      local new_tat = tat + emission
+      next_tats[j] = new_tat
+      local left = math.floor((tolerance - (new_tat - now)) / emission + 1)
+      if left < 0 then left = 0 end
+      if remaining == nil or left < remaining then remaining = left end
+    end
   end
-  local allow_at = tat - tolerance
-  if now < allow_at then
-    out[#out + 1] = 0
-    out[#out + 1] = math.ceil(allow_at - now)
-    out[#out + 1] = 0
-  else
-    local new_tat = tat + emission
-    local stored = string.format('%.0f', new_tat)
-    tats[key] = tonumber(stored)
-    written[key] = stored
-    local remaining = math.floor((tolerance - (new_tat - now)) / emission + 1)
-    if remaining < 0 then remaining = 0 end
+  if refused_by == 0 then
+    for j = 1, n do
+      local stored = string.format('%.0f', next_tats[j])
+      tats[KEYS[k + j]] = tonumber(stored)
+      written[KEYS[k + j]] = stored
+    end
     out[#out + 1] = 1
     out[#out + 1] = 0
     out[#out + 1] = remaining
+    out[#out + 1] = 0
+  else
+    out[#out + 1] = 0
+    out[#out + 1] = math.ceil(wait)
+    out[#out + 1] = 0
+    out[#out + 1] = refused_by
   end
+  k = k + n
+  a = a + n
 end
 for key, stored in pairs(written) do
   redis.call('SET', key, stored, 'PX', math.ceil((tonumber(stored) - now) / 1000) + 1)
@@ -88,6 +121,8 @@ class RateDecision:
     remaining: int = 0
     #: True when Redis did not answer and the request was let through.
     degraded: bool = False
+    #: Refused: the position (0-based) of the first of the request's keys without room.
+    refused_by: int | None = None
 
 
 _DEGRADED = RateDecision(True, degraded=True)
@@ -95,15 +130,18 @@ _DEGRADED = RateDecision(True, degraded=True)
 
 @dataclass(frozen=True)
 class _Pending:
-    """One request waiting for a script call."""
+    """One request waiting for a script call: its keys (prefixed) and their limits."""
 
-    key: str
-    limit: int
+    keys: tuple[str, ...]
+    limits: tuple[int, ...]
     done: asyncio.Future[RateDecision]
 
 
 class RedisRateLimiter:
-    """``await limiter.acquire(tenant_id, limit_per_minute)`` -> :class:`RateDecision`.
+    """``await limiter.acquire(key, limit_per_minute)`` -> :class:`RateDecision`.
+
+    ``purpose`` names what is limited (``webhooks``, ``collect``) in the fail-open log line and
+    metric; keys of different purposes must not collide (the caller namespaces them).
 
     Decisions are batched: requests that arrive while script calls are in flight are decided
     together, in arrival order, by the next call (at most :data:`MAX_BATCH` requests,
@@ -118,6 +156,7 @@ class RedisRateLimiter:
         timeout_s: float = 0.25,
         cooldown_s: float = 5.0,
         key_prefix: str = KEY_PREFIX,
+        purpose: str = "webhooks",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = aioredis.Redis.from_url(
@@ -129,18 +168,26 @@ class RedisRateLimiter:
         self._script = self._redis.register_script(_GCRA)
         self._cooldown_s = cooldown_s
         self._prefix = key_prefix
+        self._let_through_what = _LET_THROUGH.get(purpose, purpose)
+        self._attributes = {ATTR_PURPOSE: purpose}
         self._clock = clock
         self._skip_until = 0.0
         self._pending: deque[_Pending] = deque()
         self._deciders: set[asyncio.Task[None]] = set()
 
-    async def acquire(self, tenant_id: str, limit_per_minute: int) -> RateDecision:
+    async def acquire(self, key: str, limit_per_minute: int) -> RateDecision:
+        return await self.acquire_all([(key, limit_per_minute)])
+
+    async def acquire_all(self, limits: Sequence[tuple[str, int]]) -> RateDecision:
+        """One request against several ``(key, limit per minute)`` at once: allowed only when
+        every key has room, and then counted by each (refused, by none); ``refused_by`` says
+        which key had no room first."""
         if self._clock() < self._skip_until:
-            _fail_open.add(1)
+            _fail_open.add(1, self._attributes)
             return _DEGRADED
         pending = _Pending(
-            self._prefix + tenant_id,
-            max(1, limit_per_minute),
+            tuple(self._prefix + key for key, _ in limits),
+            tuple(max(1, limit) for _, limit in limits),
             asyncio.get_running_loop().create_future(),
         )
         self._pending.append(pending)
@@ -172,13 +219,15 @@ class RedisRateLimiter:
 
     async def _decide(self, batch: list[_Pending]) -> None:
         args: list[int] = [WINDOW_S * 1_000_000]
-        args.extend(p.limit for p in batch)
+        for p in batch:
+            args.append(len(p.keys))
+            args.extend(p.limits)
         try:
-            flat = await self._script(keys=[p.key for p in batch], args=args)
+            flat = await self._script(keys=[key for p in batch for key in p.keys], args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             if self._clock() >= self._skip_until:  # once per cool-down, not once per call
                 log.warning(
-                    "rate limiter unavailable; accepting webhooks without a limit",
+                    f"rate limiter unavailable; accepting {self._let_through_what} without a limit",
                     error=f"{type(exc).__name__}: {exc}",
                     retry_in_s=self._cooldown_s,
                 )
@@ -196,21 +245,21 @@ class RedisRateLimiter:
                 pending.done.cancel()
             raise
         for n, pending in enumerate(batch):
-            allowed, retry_after_us, remaining = flat[3 * n : 3 * n + 3]
+            allowed, retry_after_us, remaining, refused_by = flat[4 * n : 4 * n + 4]
             if not pending.done.done():
                 pending.done.set_result(
                     RateDecision(
                         bool(allowed),
                         retry_after_s=math.ceil(int(retry_after_us) / 1_000_000),
                         remaining=int(remaining),
+                        refused_by=int(refused_by) - 1 if refused_by else None,
                     )
                 )
 
-    @staticmethod
-    def _let_through(batch: list[_Pending]) -> None:
+    def _let_through(self, batch: list[_Pending]) -> None:
         for pending in batch:
             if not pending.done.done():
-                _fail_open.add(1)
+                _fail_open.add(1, self._attributes)
                 pending.done.set_result(_DEGRADED)
 
     async def close(self) -> None:

@@ -1,7 +1,9 @@
 """Ingestion's metrics (docs/metrics.md lists every series and its labels).
 
 Monitoring alarms on ``trackai.ingestion.webhooks`` (by outcome): a burst of 401s is someone
-probing a tenant's webhook URL or a relay whose key or clock is wrong.
+probing a tenant's webhook URL or a relay whose key or clock is wrong. Browser hits refused by the
+collect endpoint also count in ``trackai.ingestion.collect.refused`` (429s there are a flood from
+one address, or a tenant over its ceiling: docs/runbooks/collect.md).
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ COLLECT_HITS = _meter.create_counter(
     unit="{hit}",
     description="Browser hits answered by the collect endpoint, by outcome",
 )
+
+#: Browser hits answered with anything but 204 (``POST /api/v1/collect/{tenant}``); attributes
+#: ``trackai.collect.status`` (400 ... 503) and ``trackai.collect.reason`` (the answer's ``error``
+#: code, e.g. ``rate_limited``, ``client_rate_limited``, ``origin_not_allowed``).
+COLLECT_REFUSED = _meter.create_counter(
+    "trackai.ingestion.collect.refused",
+    description="Browser hits refused (not stored), by HTTP status and reason",
+)
+ATTR_COLLECT_STATUS = "trackai.collect.status"
+ATTR_COLLECT_REASON = "trackai.collect.reason"
 
 
 def webhook_outcome(status: int, body: Mapping[str, Any]) -> tuple[str, str]:

@@ -209,6 +209,18 @@ def sender_address(
     return str(address) if address is not None else peer
 
 
+def rate_key(address: IpAddress | None) -> str | None:
+    """The per-client rate-limit key of a sender: a public IPv4 address itself, a public IPv6
+    address's /64 (one subscriber's prefix: a client gets a whole /64 and may rotate within it);
+    ``None`` for a private or reserved address (a proxy whose ``X-Forwarded-For`` is not trusted,
+    or internal traffic), which must not lump every visitor behind it into one budget."""
+    if address is None or not is_public(address):
+        return None
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def client_ip(
     peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IpNetwork]
 ) -> str | None:

@@ -15,18 +15,27 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from trackai_ingestion.adapters.telemetry import COLLECT_HITS, status_outcome
+from trackai_ingestion.adapters.telemetry import (
+    ATTR_COLLECT_REASON,
+    ATTR_COLLECT_STATUS,
+    COLLECT_HITS,
+    COLLECT_REFUSED,
+    status_outcome,
+)
 from trackai_ingestion.domain.collect import (
     MAX_BODY_BYTES,
     CollectTenant,
     InvalidHit,
     client_ip,
+    forwarded_client,
     origin_allowed,
     parse_networks,
+    rate_key,
     request_origin,
     sender_address,
 )
 from trackai_ingestion.service_layer.collect import RecordBrowserHit, TenantUnavailable
+from trackai_ingestion.service_layer.collect_limits import CollectRateLimit
 from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_kit.logging import get_logger
 
@@ -162,9 +171,11 @@ def build_collect_router(
     trusted_proxies: Sequence[str] = (),
     script_max_age_s: int = 3600,
     unknown_tenants: UnknownTenantLimit | None = None,
+    rate_limit: CollectRateLimit | None = None,
 ) -> APIRouter:
     """Routes of browser collection. ``trusted_proxies``: CIDRs whose ``X-Forwarded-For`` is
     believed (the load balancer / ingress); from anyone else the TCP peer is the client.
+    ``rate_limit``: the per-client and per-tenant ceilings of hits (none when omitted).
     """
     trusted = parse_networks(trusted_proxies)
     script = _Script(script_max_age_s)
@@ -208,6 +219,17 @@ def build_collect_router(
             request_origin(request.headers.get("origin"), request.headers.get("referer")), tenant
         )
         cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        peer = request.client.host if request.client else None
+        forwarded_for = request.headers.getlist("x-forwarded-for")
+        if rate_limit is not None:
+            client_key = rate_key(forwarded_client(peer, forwarded_for, trusted))
+            if refusal := await rate_limit.check(tenant.tenant_id, client_key):
+                raise _Refused(
+                    429,
+                    refusal.error,
+                    refusal.detail,
+                    {**cors, "Retry-After": str(refusal.retry_after_s)},
+                )
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if media_type not in _ACCEPTED_MEDIA_TYPES:
             raise _Refused(
@@ -217,12 +239,11 @@ def build_collect_router(
             payload = json.loads(body)
         except ValueError:  # UnicodeDecodeError included
             raise _Refused(400, "invalid_json", "the body is not valid UTF-8 JSON", cors) from None
-        peer = request.client.host if request.client else None
         try:
             recorded = await record(
                 tenant,
                 payload,
-                client_ip=client_ip(peer, request.headers.getlist("x-forwarded-for"), trusted),
+                client_ip=client_ip(peer, forwarded_for, trusted),
                 user_agent=request.headers.get("user-agent"),
             )
         except InvalidHit as exc:
@@ -254,6 +275,9 @@ def build_collect_router(
         try:
             answer = await accept_hit(tenant_ref, request)
         except _Refused as refused:
+            COLLECT_REFUSED.add(
+                1, {ATTR_COLLECT_STATUS: refused.status, ATTR_COLLECT_REASON: refused.error}
+            )
             answer = refused.response()
         COLLECT_HITS.add(1, {"outcome": status_outcome(answer.status_code)})
         return answer

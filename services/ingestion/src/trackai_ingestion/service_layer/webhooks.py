@@ -66,7 +66,7 @@ class TenantConfigs(Protocol):
 
 
 class RateLimiter(Protocol):
-    async def acquire(self, tenant_id: str, limit_per_minute: int) -> RateDecision: ...
+    async def acquire(self, key: str, limit_per_minute: int) -> RateDecision: ...
 
 
 class AuthFailureRecorder(Protocol):
