@@ -563,9 +563,29 @@ def test_another_release_name_prefixes_every_object_and_reference(render_inline:
 # --- identities, network policies, gRPC TLS ------------------------------------------------------
 
 
+#: The Prometheus namespace allowed to scrape /metrics (monitoring.podMonitor.scrapeFrom).
+SCRAPERS = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+
+
 def _policy(rendered: Any, name: str) -> dict[str, Any]:
-    spec: dict[str, Any] = rendered.one("NetworkPolicy", name)["spec"]
+    """The NetworkPolicy's spec, without the scrape rule (tested on its own below)."""
+    spec: dict[str, Any] = dict(rendered.one("NetworkPolicy", name)["spec"])
+    if "ingress" in spec:
+        spec["ingress"] = [rule for rule in spec["ingress"] if rule["from"] != SCRAPERS]
     return spec
+
+
+def test_prometheus_may_scrape_every_process_http_port_and_nothing_else(by_name: Any) -> None:
+    rendered = by_name("production-values")
+    for svc in SERVICES:
+        spec = rendered.one("NetworkPolicy", f"trackai-{svc}")["spec"]
+        scrape = [rule for rule in spec["ingress"] if rule["from"] == SCRAPERS]
+        assert [rule["ports"] for rule in scrape] == [
+            [{"protocol": "TCP", "port": HTTP_PORTS[svc]}]
+        ]
+    # Without the PodMonitor, no scrape rule at all.
+    for policy in by_name("default-values").of_kind("NetworkPolicy"):
+        assert all(rule["from"] != SCRAPERS for rule in policy["spec"].get("ingress", []))
 
 
 def _peers_components(rule: dict[str, Any]) -> set[str]:

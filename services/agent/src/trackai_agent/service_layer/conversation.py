@@ -29,6 +29,7 @@ from trackai_agent.domain.model import (
 from trackai_agent.domain.redaction import scrub, scrub_text
 from trackai_agent.service_layer.ports import LanguageModel, SessionStore
 from trackai_agent.service_layer.tools import TOOL_SPECS, SetupTools
+from trackai_kit.telemetry import get_meter
 
 SYSTEM_PROMPT = """\
 Você é o assistente de configuração do Track AI, um rastreador de conversões server-side para \
@@ -63,6 +64,12 @@ LLM_FAILED_REPLY = (
     "de novo em instantes."
 )
 _ICONS = {"ok": "✅", "warning": "⚠️", "error": "❌"}
+
+ESCALATIONS = get_meter("trackai.agent").create_counter(
+    "trackai.agent.escalations",
+    unit="{escalation}",
+    description="Setup sessions handed to a person, by the flow step they stopped at",
+)
 
 
 class SessionNotFound(Exception):
@@ -347,6 +354,8 @@ class Conversation:
         )
         body = slack_message(escalation) if self._config.support_webhook else None
         stored = await self._store.record_escalation(session, turn.entries, escalation, body)
+        # Label: the flow's step names only (a bounded set), never the session or tenant.
+        ESCALATIONS.add(1, {"step": session.step})
         return TurnOutcome(session, list(turn.entries), stored)
 
 

@@ -19,7 +19,9 @@ from fastapi.responses import JSONResponse
 from trackai_ingestion.adapters.telemetry import (
     ATTR_COLLECT_REASON,
     ATTR_COLLECT_STATUS,
+    COLLECT_HITS,
     COLLECT_REFUSED,
+    status_outcome,
 )
 from trackai_ingestion.domain.collect import (
     MAX_BODY_BYTES,
@@ -285,12 +287,14 @@ def build_collect_router(
     async def collect(tenant_ref: str, request: Request) -> Response:
         """Record a page view, lead or checkout start (JSON, sent as text/plain by beacons)."""
         try:
-            return await accept_hit(tenant_ref, request)
+            answer = await accept_hit(tenant_ref, request)
         except _Refused as refused:
             COLLECT_REFUSED.add(
                 1, {ATTR_COLLECT_STATUS: refused.status, ATTR_COLLECT_REASON: refused.error}
             )
-            return refused.response()
+            answer = refused.response()
+        COLLECT_HITS.add(1, {"outcome": status_outcome(answer.status_code)})
+        return answer
 
     @router.api_route(SCRIPT_PATH, methods=["GET", "HEAD"], include_in_schema=False)
     async def tracking_script(request: Request) -> Response:
