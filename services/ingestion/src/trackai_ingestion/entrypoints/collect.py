@@ -35,7 +35,11 @@ from trackai_ingestion.domain.collect import (
     request_origin,
     sender_address,
 )
-from trackai_ingestion.service_layer.collect import RecordBrowserHit, TenantUnavailable
+from trackai_ingestion.service_layer.collect import (
+    RecordBrowserHit,
+    Recorded,
+    TenantUnavailable,
+)
 from trackai_ingestion.service_layer.collect_limits import CollectRateLimit
 from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_kit.logging import get_logger
@@ -166,6 +170,45 @@ def _allowed_origin(origin: str | None, tenant: CollectTenant) -> str:
     return origin
 
 
+async def _store(
+    record: RecordBrowserHit,
+    tenant: CollectTenant,
+    payload: object,
+    *,
+    client_ip: str | None,
+    user_agent: str | None,
+    cors: dict[str, str],
+) -> Recorded:
+    """Record the hit; a refusal (422 naming the fields, 503 when the database is away)."""
+    try:
+        return await record(tenant, payload, client_ip=client_ip, user_agent=user_agent)
+    except InvalidHit as exc:
+        # Field names only in the log: the values may be personal data.
+        log.info(
+            "collect hit refused",
+            tenant_id=tenant.tenant_id,
+            fields=[".".join(map(str, e.loc)) for e in exc.errors],
+        )
+        detail = [
+            {"loc": ["body", *error.loc], "msg": error.msg, "type": error.type}
+            for error in exc.errors
+        ]
+        raise _Refused(422, "invalid_request", detail, cors) from None
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        # No connection in time, or the database is away: the beacon may be sent again.
+        log.warning(
+            "collect hit not stored; database unavailable",
+            tenant_id=tenant.tenant_id,
+            error=type(exc).__name__,
+        )
+        raise _Refused(
+            503,
+            "database_unavailable",
+            "the hit could not be stored now; retry",
+            {**cors, "Retry-After": _REGISTRY_RETRY_AFTER_S},
+        ) from None
+
+
 def build_collect_router(
     record: RecordBrowserHit,
     *,
@@ -240,38 +283,14 @@ def build_collect_router(
             payload = json.loads(body)
         except ValueError:  # UnicodeDecodeError included
             raise _Refused(400, "invalid_json", "the body is not valid UTF-8 JSON", cors) from None
-        try:
-            recorded = await record(
-                tenant,
-                payload,
-                client_ip=client_ip(peer, forwarded_for, trusted),
-                user_agent=request.headers.get("user-agent"),
-            )
-        except InvalidHit as exc:
-            # Field names only in the log: the values may be personal data.
-            log.info(
-                "collect hit refused",
-                tenant_id=tenant.tenant_id,
-                fields=[".".join(map(str, e.loc)) for e in exc.errors],
-            )
-            detail = [
-                {"loc": ["body", *error.loc], "msg": error.msg, "type": error.type}
-                for error in exc.errors
-            ]
-            raise _Refused(422, "invalid_request", detail, cors) from None
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            # No connection in time, or the database is away: the beacon may be sent again.
-            log.warning(
-                "collect hit not stored; database unavailable",
-                tenant_id=tenant.tenant_id,
-                error=type(exc).__name__,
-            )
-            raise _Refused(
-                503,
-                "database_unavailable",
-                "the hit could not be stored now; retry",
-                {**cors, "Retry-After": _REGISTRY_RETRY_AFTER_S},
-            ) from None
+        recorded = await _store(
+            record,
+            tenant,
+            payload,
+            client_ip=client_ip(peer, forwarded_for, trusted),
+            user_agent=request.headers.get("user-agent"),
+            cors=cors,
+        )
         if not recorded.stored:
             log.debug("duplicate hit absorbed", tenant_id=tenant.tenant_id)
         return Response(status_code=204, headers=cors)
