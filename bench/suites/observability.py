@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import hmac
 import itertools
-import json
 import secrets
 import sys
 import uuid
@@ -34,10 +33,12 @@ from bench.servers import HOST, Server, free_port, process_server
 from bench.suites.baseline_http import CONNECTIONS
 from bench.suites.ingestion import (
     KIWIFY_SECRET,
+    Requests,
     _order_template,
     _queues,
     _server_log,
     _tenant_registry,
+    collect_requests,
     migrated_database,
     serve_env,
 )
@@ -45,9 +46,6 @@ from trackai_sandbox.sentry import SentrySink
 
 SENTRY_COST = "ingestion.sentry_cost"
 METRICS_COST = "ingestion.metrics_cost"
-ORIGIN = "https://lp.bench.example"
-
-Requests = Callable[[], bytes]
 
 
 def _webhooks(port: int, tenant_id: str) -> Requests:
@@ -59,41 +57,6 @@ def _webhooks(port: int, tenant_id: str) -> Requests:
         signature = hmac.new(KIWIFY_SECRET.encode(), body, hashlib.sha1).hexdigest()
         path = f"/api/v1/webhooks/kiwify/{tenant_id}?signature={signature}"
         return build_request(HOST, port, "POST", path, body)
-
-    return partial(next, map(build, itertools.count()))
-
-
-def _hits(port: int, tenant_id: str) -> Requests:
-    """Page views as the tracking script sends them (``text/plain`` JSON, an allowed Origin),
-    a new event id each."""
-    run = secrets.token_hex(4)
-
-    def build(n: int) -> bytes:
-        body = json.dumps(
-            {
-                "type": "page_view",
-                "session_id": f"ta{run}session0000",
-                "event_id": f"ev{run}{n:012d}",
-                "page_url": f"{ORIGIN}/oferta?utm_source=facebook&fbclid=IwAR2xYz{run}",
-                "referrer": "https://l.facebook.com/",
-                "fbclid": f"IwAR2xYz{run}",
-                "fbp": "fb.1.1767225600000.1234567890",
-                "utm_source": "facebook",
-                "utm_medium": "cpc",
-                "utm_campaign": "lancamento",
-            },
-            separators=(",", ":"),
-        ).encode()
-        head = (
-            f"POST /api/v1/collect/{tenant_id} HTTP/1.1\r\n"
-            f"Host: {HOST}:{port}\r\n"
-            "Content-Type: text/plain;charset=UTF-8\r\n"
-            f"Origin: {ORIGIN}\r\n"
-            "User-Agent: Mozilla/5.0 (Linux; Android 14) Chrome/131.0 Mobile Safari/537.36\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "\r\n"
-        )
-        return head.encode("ascii") + body
 
     return partial(next, map(build, itertools.count()))
 
@@ -154,7 +117,7 @@ def _alternating_rounds(
     machine lands on both alike; ``*_cost`` is the variant's relative increase."""
     routes: dict[str, tuple[dict[bool, Requests], int]] = {
         "webhook": ({d: _webhooks(s.port, tenant_id) for d, s in servers.items()}, 200),
-        "collect": ({d: _hits(s.port, tenant_id) for d, s in servers.items()}, 204),
+        "collect": ({d: collect_requests(s.port, tenant_id) for d, s in servers.items()}, 204),
     }
     slices, seconds = 4, ctx.seconds(0.75, 0.4)
 
