@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from google.protobuf.json_format import MessageToDict
 from structlog.testing import capture_logs
 
 from bench.traffic import ANDROID, EMAIL, PHONE
@@ -22,6 +21,7 @@ from bench.traffic import hit_event as hit
 from trackai.ingestion.v1 import events_pb2 as ingest
 from trackai.matcher.v1 import events_pb2 as mpb
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
+from trackai_dispatcher.adapters.meta import event_payload, wire_event
 from trackai_matcher.entrypoints.consumer import IngestConsumer
 from trackai_sandbox.meta import build_app
 from trackai_sandbox.server import BackgroundServer
@@ -57,14 +57,8 @@ def with_fields(event: ingest.IngestEvent, **fields: Any) -> ingest.IngestEvent:
 
 
 def meta_event(request: mpb.DispatchRequest) -> dict[str, Any]:
-    """The dispatcher's rendering: proto field names; value and event_time as JSON numbers
-    (MessageToDict renders int64 as a string, which Meta refuses)."""
-    event = MessageToDict(request.event, preserving_proto_field_name=True)
-    event["event_time"] = int(event["event_time"])
-    custom = event.get("custom_data", {})
-    if "value" in custom:
-        custom["value"] = float(Decimal(custom["value"]))
-    return event
+    """The event exactly as the dispatcher posts it to Meta (its own rendering, not a copy)."""
+    return wire_event(event_payload(request.event))
 
 
 async def test_every_dispatch_request_passes_meta_validation(
