@@ -9,7 +9,7 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: help env console-assets run test test-fast fuzz lint fmt migrate proto proto-check bench services clean
+.PHONY: help env console-assets run monitor test test-fast fuzz lint fmt migrate proto proto-check bench services clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -44,8 +44,12 @@ migrate: services ## Create the database and apply every service's migrations
 run: migrate console-assets ## Run every service and the sandbox fakes; Ctrl-C stops everything
 	@$(PY) scripts/devstack.py run
 
-test: services console-assets ## The whole test suite (unit, integration, e2e, contract, charts, browser)
-	@$(PY) scripts/devstack.py ensure-browser
+monitor: env ## Prometheus + Alertmanager (Debian's packages) on the local stack, with the alarms loaded
+	@$(PY) scripts/monitor.py check
+	@$(PY) scripts/monitor.py run
+
+test: services console-assets ## The whole test suite (unit, integration, e2e, contract, charts and alarms, browser)
+	@$(PY) scripts/devstack.py ensure-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: env ## Unit tests only (no I/O)

@@ -371,6 +371,7 @@ def hit_event(
     em: str = "",
     ph: str = "",
     funnel: str = "",
+    visitor: str = "",
     **tracking: str,
 ) -> ingest.IngestEvent:
     return ingest.IngestEvent(
@@ -384,7 +385,7 @@ def hit_event(
             tracking=_tracking(tracking, {}),
             client_ip=ip,
             user_agent=ua,
-            user_data=ingest.HashedUserData(em=em, ph=ph),
+            user_data=ingest.HashedUserData(em=em, ph=ph, external_id=visitor),
             event_time=_ts(at),
             funnel_id=funnel,
         ),

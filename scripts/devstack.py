@@ -179,6 +179,44 @@ def ensure_browser() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
 
 
+#: Debian packages whose tools the tests call (trackai_testing.require_tool).
+MONITORING_TOOLS = {"promtool": "prometheus", "amtool": "prometheus-alertmanager"}
+
+
+def ensure_tools() -> None:
+    """The browser and the monitoring tools the test suite drives, from Debian's packages."""
+    ensure_browser()
+    missing = sorted({pkg for tool, pkg in MONITORING_TOOLS.items() if not shutil.which(tool)})
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit(
+            f"{', '.join(missing)} missing and this user cannot install them: run "
+            f"`sudo apt-get install --no-install-recommends {' '.join(missing)}`, then `make test`."
+        )
+    _say(f"  installing Debian's {', '.join(missing)} for the alarm tests (once) ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    # Only the tools: the packages' services are not started (no init system runs them here).
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        check=True,
+        env=env,
+    )
+
+
+def _enable_rabbitmq_prometheus() -> None:
+    """RabbitMQ's built-in Prometheus plugin (queue depths on :15692/metrics, docs/metrics.md)."""
+    plugins = shutil.which("rabbitmq-plugins")
+    if plugins is None:
+        return
+    done = subprocess.run(
+        [plugins, "enable", "rabbitmq_prometheus"], check=False, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        _say("  (could not enable rabbitmq_prometheus: queue metrics stay off on this broker)")
+
+
 def service_role(svc: str) -> str:
     """The database role a service connects as: rights on its own schema only."""
     return f"trackai_{svc}"
@@ -355,6 +393,7 @@ def _print_table(procs: list[Proc]) -> None:
 
 
 def run() -> None:
+    _enable_rabbitmq_prometheus()
     procs = _stack()
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -384,6 +423,7 @@ def main() -> None:
     commands = {
         "ensure-services": ensure_services,
         "ensure-browser": ensure_browser,
+        "ensure-tools": ensure_tools,
         "migrate": migrate,
         "run": run,
     }

@@ -21,12 +21,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
+import asyncpg
 import grpc
 
 from bench.context import BenchContext
@@ -47,9 +48,13 @@ from trackai_kit.amqp import AmqpClient
 from trackai_kit.grpc import AccessPolicy, local_dev_callers, rpc, start_grpc_server
 from trackai_kit.logging import configure_logging
 from trackai_kit.settings import AmqpSettings, GrpcSettings, LogSettings
-from trackai_kit.topology import ingestion_topology
+from trackai_kit.topology import INGEST_EVENTS, ingestion_topology
 
 WEBHOOK = "ingestion.webhook_accept"
+COLLECT = "ingestion.collect_accept"
+#: The landing page of the collect hits (the tenant's allowed domain).
+ORIGIN = "https://lp.bench.example"
+Requests = Callable[[], bytes]
 SERVICE_CPU = "ingestion.webhook_service_cpu"
 KIWIFY_SECRET = "bench-kiwify-token"
 
@@ -119,16 +124,20 @@ def _requests(port: int, tenant_id: str) -> Iterator[bytes]:
 
 
 async def _load(
-    port: int, requests: Iterator[bytes], seconds: float, rate: float | None = None
+    port: int,
+    requests: Requests,
+    seconds: float,
+    rate: float | None = None,
+    expected_status: int = 200,
 ) -> LoadResult:
-    """A load run in which every request is a new signed order."""
+    """A load run in which every request is new (a new order, a new hit)."""
     return await run_load(
         HOST,
         port,
-        request=partial(next, requests),
+        request=requests,
         connections=CONNECTIONS,
         seconds=seconds,
-        expected_status=200,
+        expected_status=expected_status,
         rate=rate,
     )
 
@@ -242,8 +251,28 @@ def _metrics() -> list[Metric]:
 @benchmark(WEBHOOK, metrics=_metrics())
 async def webhook_accept(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     """Kiwify webhook, new order each: verify + normalise + commit, real service process."""
+    served = _served(ctx, lambda port, tenant_id: partial(next, _requests(port, tenant_id)), 200)
+    async with contextlib.aclosing(served) as runs:
+        async for once in runs:
+            yield once
+
+
+@benchmark(COLLECT, metrics=_metrics())
+async def collect_accept(ctx: BenchContext) -> AsyncIterator[RunOnce]:
+    """Page views as the tracking script sends them, new event id each: validate + commit (group
+    commit) + publish by the relay, real service process; every hit counted into ingest-events."""
+    async with contextlib.aclosing(_served(ctx, collect_requests, 204)) as runs:
+        async for once in runs:
+            yield once
+
+
+async def _served(
+    ctx: BenchContext, requests_for: Callable[[int, str], Requests], expected_status: int
+) -> AsyncGenerator[RunOnce]:
+    """A served ingestion process and its relay, loaded closed-loop then at half that rate; after
+    each run, every answered request is checked to be one row and one published message."""
     settings = ctx.settings
-    db_url = await migrated_database(ctx)
+    db_url = await migrated_database(ctx, f"ingestion.database.{expected_status}")
     tenant_id = str(uuid.uuid4())
     prefix = f"bench.{secrets.token_hex(6)}."
     port = free_port()
@@ -265,20 +294,92 @@ async def webhook_accept(ctx: BenchContext) -> AsyncIterator[RunOnce]:
             extra_env={**env, "INGESTION_HTTP_PORT": str(relay_port)},
         ),
     ):
-        requests = _requests(port, tenant_id)
+        requests = requests_for(port, tenant_id)
         seconds = ctx.seconds(2.0, 1.0)
+        answered = 0
 
         async def once() -> dict[str, float]:
+            nonlocal answered
             server_cpu, own_cpu = server.cpu_seconds(), time.process_time()
-            closed = await _load(port, requests, seconds)
+            closed = await _load(port, requests, seconds, expected_status=expected_status)
             cpu = {
                 "server_cpu": 100 * (server.cpu_seconds() - server_cpu) / closed.seconds,
                 "loadgen_cpu": 100 * (time.process_time() - own_cpu) / closed.seconds,
             }
-            paced = await _load(port, requests, seconds, rate=closed.rate / 2)
-            return _figures(closed, paced, cpu)
+            paced = await _load(
+                port, requests, seconds, rate=closed.rate / 2, expected_status=expected_status
+            )
+            figures = _figures(closed, paced, cpu)
+            answered += closed.requests + paced.requests
+            await _every_answer_stored_and_published(
+                db_url, tenant_id, settings.amqp_url, f"{prefix}{INGEST_EVENTS}", answered
+            )
+            return figures
 
         yield once
+
+
+async def _every_answer_stored_and_published(
+    db_url: str, tenant_id: str, amqp_url: str, queue: str, answered: int
+) -> None:
+    """Each answered request is one row of the tenant, and the relay published each row's message
+    once (the queue has no consumer: its depth counts them). Waits up to 60 s for the relay."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM ingestion.events WHERE tenant_id = $1", uuid.UUID(tenant_id)
+        )
+    finally:
+        await conn.close()
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        deadline = time.monotonic() + 60
+        while True:
+            declared = await channel.declare_queue(queue, passive=True)
+            depth = declared.declaration_result.message_count or 0
+            if depth >= stored or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await connection.close()
+    if not stored == depth == answered:
+        raise RuntimeError(f"{answered} answered, {stored} stored, {depth} published")
+
+
+def collect_requests(port: int, tenant_id: str) -> Requests:
+    """Page views as the tracking script sends them (``text/plain`` JSON, an allowed Origin),
+    a new event id each."""
+    run = secrets.token_hex(4)
+
+    def build(n: int) -> bytes:
+        body = json.dumps(
+            {
+                "type": "page_view",
+                "session_id": f"ta{run}session0000",
+                "event_id": f"ev{run}{n:012d}",
+                "page_url": f"{ORIGIN}/oferta?utm_source=facebook&fbclid=IwAR2xYz{run}",
+                "referrer": "https://l.facebook.com/",
+                "fbclid": f"IwAR2xYz{run}",
+                "fbp": "fb.1.1767225600000.1234567890",
+                "utm_source": "facebook",
+                "utm_medium": "cpc",
+                "utm_campaign": "lancamento",
+            },
+            separators=(",", ":"),
+        ).encode()
+        head = (
+            f"POST /api/v1/collect/{tenant_id} HTTP/1.1\r\n"
+            f"Host: {HOST}:{port}\r\n"
+            "Content-Type: text/plain;charset=UTF-8\r\n"
+            f"Origin: {ORIGIN}\r\n"
+            "User-Agent: Mozilla/5.0 (Linux; Android 14) Chrome/131.0 Mobile Safari/537.36\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "\r\n"
+        )
+        return head.encode("ascii") + body
+
+    return partial(next, map(build, itertools.count()))
 
 
 def serve_env(db_url: str, amqp_url: str, prefix: str, port: int) -> dict[str, str]:
@@ -300,12 +401,12 @@ def serve_env(db_url: str, amqp_url: str, prefix: str, port: int) -> dict[str, s
     }
 
 
-async def migrated_database(ctx: BenchContext) -> str:
-    """The URL of the run's ingestion database (created once per run, schema migrated)."""
+async def migrated_database(ctx: BenchContext, name: str = "ingestion.database") -> str:
+    """The URL of the run's ingestion database ``name`` (created once per run, schema migrated).
+    Benchmarks whose relays run at the same time need databases of their own: a relay publishes
+    every row of its outbox, whichever benchmark wrote it."""
     settings = ctx.settings
-    database = await ctx.shared(
-        "ingestion.database", lambda: temporary_database(settings.database_url)
-    )
+    database = await ctx.shared(name, lambda: temporary_database(settings.database_url))
     db_url = _database_url(settings.database_url, database)
     await asyncio.to_thread(migrations.upgrade, "ingestion", db_url)
     return db_url

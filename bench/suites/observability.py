@@ -1,11 +1,14 @@
-"""What production error reporting costs the ingress: the real ``python -m trackai_ingestion
-serve`` twice, without ``SENTRY_DSN`` and with one pointing at the sandbox's Sentry fake (a real
-HTTP envelope endpoint), under the same webhook and collect load, measured in turn.
+"""What production observability costs the ingress: the real ``python -m trackai_ingestion
+serve`` twice under the same webhook and collect load, measured in turn.
+
+``ingestion.sentry_cost``: without ``SENTRY_DSN`` and with one pointing at the sandbox's Sentry
+fake (a real HTTP envelope endpoint); neither process may send Sentry anything during the load
+(a request that errors would, and the round fails then). ``ingestion.metrics_cost``: with
+``METRICS_PROMETHEUS`` off and on, the latter scraped after every slice.
 
 The figure is server CPU per request, comparable across rounds even when the shared cores, not
-the server, limit the throughput; the cost is the relative increase with the DSN (issue 19's
-target: at most 5 %). Neither process may send Sentry anything during the load: a request that
-errors would, and the round fails then.
+the server, limit the throughput; the cost is the relative increase of the variant (issues 19
+and 13: under 5 %).
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import contextlib
 import hashlib
 import hmac
 import itertools
-import json
 import secrets
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
+
+import httpx
 
 from bench.context import BenchContext
 from bench.http_load import build_request, run_load
@@ -29,19 +33,19 @@ from bench.servers import HOST, Server, free_port, process_server
 from bench.suites.baseline_http import CONNECTIONS
 from bench.suites.ingestion import (
     KIWIFY_SECRET,
+    Requests,
     _order_template,
     _queues,
     _server_log,
     _tenant_registry,
+    collect_requests,
     migrated_database,
     serve_env,
 )
 from trackai_sandbox.sentry import SentrySink
 
 SENTRY_COST = "ingestion.sentry_cost"
-ORIGIN = "https://lp.bench.example"
-
-Requests = Callable[[], bytes]
+METRICS_COST = "ingestion.metrics_cost"
 
 
 def _webhooks(port: int, tenant_id: str) -> Requests:
@@ -57,125 +61,119 @@ def _webhooks(port: int, tenant_id: str) -> Requests:
     return partial(next, map(build, itertools.count()))
 
 
-def _hits(port: int, tenant_id: str) -> Requests:
-    """Page views as the tracking script sends them (``text/plain`` JSON, an allowed Origin),
-    a new event id each."""
-    run = secrets.token_hex(4)
+def _metrics(variant: str) -> list[Metric]:
+    metrics = []
+    for route in ("webhook", "collect"):
+        metrics += [
+            Metric(f"{route}_ms", "ms cpu", higher_is_better=False),
+            Metric(f"{route}_ms_{variant}", "ms cpu", higher_is_better=False),
+            Metric(f"{route}_cost", "%", higher_is_better=False),
+        ]
+    return metrics
 
-    def build(n: int) -> bytes:
-        body = json.dumps(
-            {
-                "type": "page_view",
-                "session_id": f"ta{run}session0000",
-                "event_id": f"ev{run}{n:012d}",
-                "page_url": f"{ORIGIN}/oferta?utm_source=facebook&fbclid=IwAR2xYz{run}",
-                "referrer": "https://l.facebook.com/",
-                "fbclid": f"IwAR2xYz{run}",
-                "fbp": "fb.1.1767225600000.1234567890",
-                "utm_source": "facebook",
-                "utm_medium": "cpc",
-                "utm_campaign": "lancamento",
-            },
-            separators=(",", ":"),
-        ).encode()
-        head = (
-            f"POST /api/v1/collect/{tenant_id} HTTP/1.1\r\n"
-            f"Host: {HOST}:{port}\r\n"
-            "Content-Type: text/plain;charset=UTF-8\r\n"
-            f"Origin: {ORIGIN}\r\n"
-            "User-Agent: Mozilla/5.0 (Linux; Android 14) Chrome/131.0 Mobile Safari/537.36\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "\r\n"
+
+VariantEnv = Callable[[bool], dict[str, str]]
+
+
+async def _paired_servers(
+    ctx: BenchContext, stack: contextlib.AsyncExitStack, variant_env: VariantEnv
+) -> tuple[dict[bool, Server], str]:
+    """Two served ingestion processes on one database, the second with ``variant_env(True)``."""
+    settings = ctx.settings
+    db_url = await migrated_database(ctx)
+    tenant_id = str(uuid.uuid4())
+    prefix = f"bench.{secrets.token_hex(6)}."
+    await stack.enter_async_context(_queues(settings.amqp_url, prefix))
+    registry_port = await stack.enter_async_context(_tenant_registry(tenant_id))
+    servers: dict[bool, Server] = {}
+    for variant in (False, True):
+        port = free_port()
+        env = {
+            **serve_env(db_url, settings.amqp_url, prefix, port),
+            "PROVISIONER_GRPC_TARGET": f"127.0.0.1:{registry_port}",
+            **variant_env(variant),
+        }
+        log = await stack.enter_async_context(_server_log())
+        servers[variant] = await stack.enter_async_context(
+            process_server(
+                [sys.executable, "-m", "trackai_ingestion", "serve"],
+                port,
+                extra_env=env,
+                stdout=log,
+            )
         )
-        return head.encode("ascii") + body
-
-    return partial(next, map(build, itertools.count()))
+    return servers, tenant_id
 
 
-async def _cpu_and_count(
-    server: Server, requests: Requests, seconds: float, expected_status: int
-) -> tuple[float, int]:
-    """Server CPU seconds spent and requests answered during one closed-loop load."""
-    before = server.cpu_seconds()
+def _alternating_rounds(
+    ctx: BenchContext,
+    servers: dict[bool, Server],
+    tenant_id: str,
+    variant: str,
+    after_slice: Callable[[Server, bool], Awaitable[None]] | None = None,
+) -> RunOnce:
+    """One run: server CPU per webhook and per collect hit of each process, in short slices
+    alternating between the two (the first one alternating too), so the drift of a shared
+    machine lands on both alike; ``*_cost`` is the variant's relative increase."""
+    routes: dict[str, tuple[dict[bool, Requests], int]] = {
+        "webhook": ({d: _webhooks(s.port, tenant_id) for d, s in servers.items()}, 200),
+        "collect": ({d: collect_requests(s.port, tenant_id) for d, s in servers.items()}, 204),
+    }
+    slices, seconds = 4, ctx.seconds(0.75, 0.4)
+
+    async def once() -> dict[str, float]:
+        figures: dict[str, float] = {}
+        for route, (requests, status) in routes.items():
+            spent = {False: 0.0, True: 0.0}
+            answered = {False: 0, True: 0}
+            for index in range(slices):
+                for with_variant in (False, True) if index % 2 else (True, False):
+                    server = servers[with_variant]
+                    before = server.cpu_seconds()
+                    count = await _answered(server, requests[with_variant], seconds, status)
+                    if after_slice is not None:
+                        await after_slice(server, with_variant)
+                    spent[with_variant] += server.cpu_seconds() - before
+                    answered[with_variant] += count
+            base = spent[False] * 1000 / answered[False]
+            observed = spent[True] * 1000 / answered[True]
+            figures |= {
+                f"{route}_ms": base,
+                f"{route}_ms_{variant}": observed,
+                f"{route}_cost": 100 * (observed - base) / base,
+            }
+        return figures
+
+    return once
+
+
+async def _answered(server: Server, requests: Requests, seconds: float, expected: int) -> int:
+    """Requests answered during one closed-loop load (any refusal fails the round)."""
     result = await run_load(
         HOST,
         server.port,
         request=requests,
         connections=CONNECTIONS,
         seconds=seconds,
-        expected_status=expected_status,
+        expected_status=expected,
     )
     if result.errors or not result.requests:
         raise RuntimeError(f"{result.errors} of {result.requests} requests were refused")
-    return server.cpu_seconds() - before, result.requests
+    return result.requests
 
 
-def _metrics() -> list[Metric]:
-    metrics = []
-    for route in ("webhook", "collect"):
-        metrics += [
-            Metric(f"{route}_ms", "ms cpu", higher_is_better=False),
-            Metric(f"{route}_ms_dsn", "ms cpu", higher_is_better=False),
-            Metric(f"{route}_cost", "%", higher_is_better=False),
-        ]
-    return metrics
-
-
-@benchmark(SENTRY_COST, metrics=_metrics())
+@benchmark(SENTRY_COST, metrics=_metrics("dsn"))
 async def sentry_cost(ctx: BenchContext) -> AsyncIterator[RunOnce]:
     """Server CPU per webhook and per collect hit, without and with SENTRY_DSN (target <= 5 %)."""
-    settings = ctx.settings
-    db_url = await migrated_database(ctx)
-    tenant_id = str(uuid.uuid4())
-    prefix = f"bench.{secrets.token_hex(6)}."
     async with contextlib.AsyncExitStack() as stack:
-        await stack.enter_async_context(_queues(settings.amqp_url, prefix))
-        registry_port = await stack.enter_async_context(_tenant_registry(tenant_id))
         sink = stack.enter_context(SentrySink())
-        servers: dict[bool, Server] = {}
-        for with_dsn in (False, True):
-            port = free_port()
-            env = {
-                **serve_env(db_url, settings.amqp_url, prefix, port),
-                "PROVISIONER_GRPC_TARGET": f"127.0.0.1:{registry_port}",
-                "SENTRY_DSN": sink.dsn if with_dsn else "",
-            }
-            log = await stack.enter_async_context(_server_log())
-            servers[with_dsn] = await stack.enter_async_context(
-                process_server(
-                    [sys.executable, "-m", "trackai_ingestion", "serve"],
-                    port,
-                    extra_env=env,
-                    stdout=log,
-                )
-            )
-        routes: dict[str, tuple[dict[bool, Requests], int]] = {
-            "webhook": ({d: _webhooks(s.port, tenant_id) for d, s in servers.items()}, 200),
-            "collect": ({d: _hits(s.port, tenant_id) for d, s in servers.items()}, 204),
-        }
-        # Short slices, alternating between the two processes (the first one alternating too),
-        # so the drift of a shared machine lands on both alike.
-        slices, seconds = 4, ctx.seconds(0.75, 0.4)
+        servers, tenant_id = await _paired_servers(
+            ctx, stack, lambda with_dsn: {"SENTRY_DSN": sink.dsn if with_dsn else ""}
+        )
+        measure = _alternating_rounds(ctx, servers, tenant_id, "dsn")
 
         async def once() -> dict[str, float]:
-            figures: dict[str, float] = {}
-            for route, (requests, status) in routes.items():
-                spent = {False: 0.0, True: 0.0}
-                answered = {False: 0, True: 0}
-                for index in range(slices):
-                    for with_dsn in (False, True) if index % 2 else (True, False):
-                        cpu, count = await _cpu_and_count(
-                            servers[with_dsn], requests[with_dsn], seconds, status
-                        )
-                        spent[with_dsn] += cpu
-                        answered[with_dsn] += count
-                base = spent[False] * 1000 / answered[False]
-                observed = spent[True] * 1000 / answered[True]
-                figures |= {
-                    f"{route}_ms": base,
-                    f"{route}_ms_dsn": observed,
-                    f"{route}_cost": 100 * (observed - base) / base,
-                }
+            figures = await measure()
             # Error events only: a request that failed would send one. (Other items, e.g. the
             # SDK's session updates, are not about the requests.)
             sent = await asyncio.to_thread(sink.items, "event")
@@ -184,3 +182,26 @@ async def sentry_cost(ctx: BenchContext) -> AsyncIterator[RunOnce]:
             return figures
 
         yield once
+
+
+@benchmark(METRICS_COST, metrics=_metrics("metrics"))
+async def metrics_cost(ctx: BenchContext) -> AsyncIterator[RunOnce]:
+    """Server CPU per webhook and per collect hit, without and with the Prometheus metrics
+    (``METRICS_PROMETHEUS``), the latter scraped after every slice (target < 5 %)."""
+    async with contextlib.AsyncExitStack() as stack:
+        servers, tenant_id = await _paired_servers(
+            ctx, stack, lambda on: {"METRICS_PROMETHEUS": "true" if on else "false"}
+        )
+        async with httpx.AsyncClient(timeout=10) as http:
+
+            async def scrape(server: Server, with_metrics: bool) -> None:
+                # As Prometheus would, once per slice (a real one: every 15-30 s); the
+                # collection's CPU counts against the process with metrics.
+                answer = await http.get(f"http://{HOST}:{server.port}/metrics")
+                wanted = 200 if with_metrics else 404
+                if answer.status_code != wanted:
+                    raise RuntimeError(f"/metrics answered {answer.status_code}, not {wanted}")
+                if with_metrics and b"trackai_ingestion_webhooks_total" not in answer.content:
+                    raise RuntimeError("the webhook counter is missing from /metrics")
+
+            yield _alternating_rounds(ctx, servers, tenant_id, "metrics", scrape)

@@ -30,6 +30,8 @@ SECRET_KEYS = {
     "CLOUDFLARE_API_TOKEN",
     "STAPE_API_KEY",
     "GTM_CREDENTIALS_JSON",
+    "AGENT_LLM_API_KEY",
+    "AGENT_SUPPORT_WEBHOOK_URL",
 }
 #: Secret keys only the provisioner may hold (keys and provider credentials).
 PROVISIONER_ONLY = {
@@ -244,6 +246,31 @@ def test_production_values_reach_the_config_map(by_name: Any) -> None:
     assert f"acme.track.{data['CF_BASE_DOMAIN']}" == "acme.track.example.com"
     # Derived from the public ingestion host when not given.
     assert data["TRACKING_SCRIPT_URL"] == "https://hooks.trackai.example.com/sdk/v1/track.js"
+
+
+def test_agent_settings_reach_the_config_map_and_its_secrets_only_the_agent(
+    by_name: Any,
+) -> None:
+    rendered = by_name("production-values")
+    data = rendered.one("ConfigMap", "trackai-config")["data"]
+    assert data["AGENT_LLM_BASE_URL"] == "https://api.openai.com/v1"
+    assert (data["AGENT_MAX_TOOL_CALLS_PER_TURN"], data["AGENT_MAX_SESSION_TOKENS"]) == (
+        "4",
+        "200000",
+    )
+    # Derived from the public hosts: the webhook URL sellers paste, the console's transcript link.
+    assert data["AGENT_WEBHOOK_BASE_URL"] == "https://hooks.trackai.example.com"
+    host = rendered.effective["services"]["console"]["ingress"]["hosts"][0]["host"]
+    assert data["AGENT_TRANSCRIPT_URL_TEMPLATE"] == (
+        f"https://{host}/operador/conversas/{{session_id}}"
+    )
+    for deployment in rendered.of_kind("Deployment"):
+        (container,) = _pod_spec(deployment)["containers"]
+        agent_keys = {"AGENT_LLM_API_KEY", "AGENT_SUPPORT_WEBHOOK_URL"} & set(
+            _secret_refs(container)
+        )
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert bool(agent_keys) == (component == "agent"), component
 
 
 def test_defaults_follow_the_seed_and_set_redis(by_name: Any) -> None:
@@ -536,9 +563,29 @@ def test_another_release_name_prefixes_every_object_and_reference(render_inline:
 # --- identities, network policies, gRPC TLS ------------------------------------------------------
 
 
+#: The Prometheus namespace allowed to scrape /metrics (monitoring.podMonitor.scrapeFrom).
+SCRAPERS = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+
+
 def _policy(rendered: Any, name: str) -> dict[str, Any]:
-    spec: dict[str, Any] = rendered.one("NetworkPolicy", name)["spec"]
+    """The NetworkPolicy's spec, without the scrape rule (tested on its own below)."""
+    spec: dict[str, Any] = dict(rendered.one("NetworkPolicy", name)["spec"])
+    if "ingress" in spec:
+        spec["ingress"] = [rule for rule in spec["ingress"] if rule["from"] != SCRAPERS]
     return spec
+
+
+def test_prometheus_may_scrape_every_process_http_port_and_nothing_else(by_name: Any) -> None:
+    rendered = by_name("production-values")
+    for svc in SERVICES:
+        spec = rendered.one("NetworkPolicy", f"trackai-{svc}")["spec"]
+        scrape = [rule for rule in spec["ingress"] if rule["from"] == SCRAPERS]
+        assert [rule["ports"] for rule in scrape] == [
+            [{"protocol": "TCP", "port": HTTP_PORTS[svc]}]
+        ]
+    # Without the PodMonitor, no scrape rule at all.
+    for policy in by_name("default-values").of_kind("NetworkPolicy"):
+        assert all(rule["from"] != SCRAPERS for rule in policy["spec"].get("ingress", []))
 
 
 def _peers_components(rule: dict[str, Any]) -> set[str]:

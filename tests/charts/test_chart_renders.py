@@ -18,7 +18,12 @@ import kubernetes_validate
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 #: Custom resources kubernetes-validate knows nothing about, validated against our own schemas.
-CRD_SCHEMAS = {"ExternalSecret": "externalsecret.json"}
+CRD_SCHEMAS = {
+    "ExternalSecret": "externalsecret.json",
+    "PodMonitor": "podmonitor.json",
+    "PrometheusRule": "prometheusrule.json",
+    "AlertmanagerConfig": "alertmanagerconfig.json",
+}
 
 
 @cache

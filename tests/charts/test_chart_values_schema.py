@@ -221,7 +221,8 @@ def test_a_pdb_policy_override_replaces_the_default_instead_of_adding_one(
             },
             "services.ingestion.trustedProxies is required with the ingestion ingress on",
         ),
-        ({"secrets": {"mode": "secret"}}, "secrets.values.AMQP_URL is missing"),
+        # The first key in order: the agent's language-model key.
+        ({"secrets": {"mode": "secret"}}, "secrets.values.AGENT_LLM_API_KEY is missing"),
         (
             {"services": {"provisioner": {"processes": {"serve": {"env": {"SENTRY_DSN": "x"}}}}}},
             "env.SENTRY_DSN collides with a Secret key",

@@ -115,21 +115,23 @@ class _Landing:
 
 def _click_through_the_tracking_script(
     landing: _Landing, stored: Callable[[str], int]
-) -> tuple[str, str]:
+) -> tuple[str, str, str]:
     """The ad click lands in Chromium: track.js sends the page view (with the fbclid) and puts its
     session id on the checkout link. The browser stays open until ``stored(session_id)`` sees the
-    page view. The session id, and the checkout link's ``sck``."""
+    page view. The session id, the checkout link's ``sck`` and the visitor id (the pixel's
+    external_id)."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.goto(f"{landing.url}curso?fbclid={FBCLID}&utm_source=facebook")
             session_id = str(page.evaluate("window.trackai.sessionId"))
+            visitor_id = str(page.evaluate("window.trackai.visitorId"))
             href = page.get_attribute("#buy", "href") or ""
             _wait_for(lambda: stored(session_id), 30, "the page view stored by ingestion")
         finally:
             browser.close()
-    return session_id, parse_qs(urlsplit(href).query)["sck"][0]
+    return session_id, parse_qs(urlsplit(href).query)["sck"][0], visitor_id
 
 
 async def _page_views(database_url: str, tenant_id: str, session_id: str) -> int:
@@ -219,7 +221,7 @@ def test_click_and_purchase_reach_meta_once_with_the_shared_event_id(stack: Stac
     # 1. The ad click lands: the tracking script's page view, with the fbclid in the URL.
     landing = _Landing(ingestion.http_port, tenant_id)
     try:
-        session_id, sck = _click_through_the_tracking_script(
+        session_id, sck, visitor_id = _click_through_the_tracking_script(
             landing,
             lambda session: run_sync(_page_views(stack.env["DATABASE_URL"], tenant_id, session)),
         )
@@ -263,6 +265,8 @@ def test_click_and_purchase_reach_meta_once_with_the_shared_event_id(stack: Stac
     user = data["user_data"]
     assert user.get("fbc", "").startswith("fb.1."), json.dumps(data)
     assert user["fbc"].endswith(FBCLID)  # from the click, case kept
+    # The visitor id track.js gives the pixel as external_id, sent as is by the server.
+    assert user["external_id"] == [visitor_id]
     em = user["em"] if isinstance(user["em"], str) else user["em"][0]
     assert em == email_hash("buyer@example.com")
     assert abs(int(data["event_time"]) - datetime.now(UTC).timestamp()) < 600

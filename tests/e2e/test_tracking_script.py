@@ -238,6 +238,11 @@ async def test_tracking_script_end_to_end(env: Env) -> None:
         re.fullmatch(r"fb\.1\.\d{13}\.\d{1,10}", cookies["_fbp"]) and view["fbp"] == cookies["_fbp"]
     )
     assert view["session_id"] == session_id
+    # The stable visitor id (the pixel's external_id) travels with the hit, digest-shaped.
+    visitor = cookies["_tai_vid"]
+    assert re.fullmatch(r"[0-9a-f]{64}", visitor)
+    assert await page.evaluate("window.trackai.visitorId") == visitor
+    assert view["external_id_hash"] == visitor
     assert view["utm"] == {"utm_source": "facebook"}
     assert view["page_url"] == url
     # The browser reaches the service over loopback: not a visitor address, so none is kept.
@@ -262,6 +267,7 @@ async def test_tracking_script_end_to_end(env: Env) -> None:
     await page.goto(f"{env.landing}/next")
     views = await _wait_rows(env.pool, "kind = 'page_view'", count=3)
     assert [v["session_id"] for v in views] == [session_id] * 3
+    assert [v["external_id_hash"] for v in views] == [visitor] * 3
     assert {v["fbc"] for v in views} == {fbc}
     await page.wait_for_selector("#late-buy")
     late = parse_qs(urlsplit(await page.get_attribute("#late-buy", "href") or "").query)

@@ -201,6 +201,28 @@ the kit defaults to loopback, which a kubelet probe or a peer pod cannot reach.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- with .Values.services.agent -}}
+{{- if .enabled -}}
+{{- $a := .assistant -}}
+{{- $_ := set $env "AGENT_LLM_BASE_URL" $a.llmBaseUrl -}}
+{{- $_ := set $env "AGENT_LLM_MODEL" $a.llmModel -}}
+{{- $_ := set $env "AGENT_LLM_TIMEOUT_S" (toString $a.llmTimeoutSeconds) -}}
+{{- $_ := set $env "AGENT_MAX_TOOL_CALLS_PER_TURN" (toString (int64 $a.maxToolCallsPerTurn)) -}}
+{{- $_ := set $env "AGENT_MAX_SESSION_TOKENS" (toString (int64 $a.maxSessionTokens)) -}}
+{{- $ing := $.Values.services.ingestion -}}
+{{- if $a.webhookBaseUrl -}}
+{{- $_ := set $env "AGENT_WEBHOOK_BASE_URL" $a.webhookBaseUrl -}}
+{{- else if and $ing.enabled $ing.ingress.enabled $ing.ingress.hosts -}}
+{{- $_ := set $env "AGENT_WEBHOOK_BASE_URL" (printf "https://%s" (first $ing.ingress.hosts).host) -}}
+{{- end -}}
+{{- $con := $.Values.services.console -}}
+{{- if $a.transcriptUrlTemplate -}}
+{{- $_ := set $env "AGENT_TRANSCRIPT_URL_TEMPLATE" $a.transcriptUrlTemplate -}}
+{{- else if and $con.enabled $con.ingress.enabled $con.ingress.hosts -}}
+{{- $_ := set $env "AGENT_TRANSCRIPT_URL_TEMPLATE" (printf "https://%s/operador/conversas/{session_id}" (first $con.ingress.hosts).host) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- with .Values.services.console -}}
 {{- if and .enabled .ingress.enabled .ingress.hosts -}}
 {{/* One-time password links point at the console's public address. */}}

@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context, propagate, trace
 from opentelemetry.metrics import NoOpMeterProvider
@@ -26,12 +26,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from trackai_kit.logging import get_logger
 from trackai_kit.redaction import redact_text
-from trackai_kit.telemetry import metrics_exported, spans_exported
+from trackai_kit.telemetry import (
+    metrics_pushed,
+    prometheus_exposed,
+    prometheus_text,
+    spans_exported,
+)
 
 ReadinessCheck = tuple[str, Callable[[], Awaitable[None]]]
 READINESS_TIMEOUT_S = 3.0
 #: Probes every few seconds would drown the traces; they get no span.
-_UNTRACED_PATHS = frozenset({"/health", "/ready"})
+_UNTRACED_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+#: Headers that proxies and load balancers add: their presence means "not a direct scrape".
+_PROXIED = frozenset({"x-forwarded-for", "forwarded", "x-real-ip"})
 
 log = get_logger(__name__)
 
@@ -59,7 +67,8 @@ class _Telemetry:
     def __init__(self) -> None:
         # Metric readers are attached by configure_telemetry, before any app is built; FastAPI
         # takes its meter provider once, so the choice is made here rather than per request.
-        self.metrics = metrics_exported()
+        # The Prometheus scrape alone does not turn them on (see metrics_pushed).
+        self.metrics = metrics_pushed()
 
     def exported(self) -> bool:
         return self.metrics or spans_exported()
@@ -174,7 +183,8 @@ def create_app(
     readiness_timeout_s: float = READINESS_TIMEOUT_S,
     expose_details: bool = False,
 ) -> FastAPI:
-    """A FastAPI app with ``/health``, ``/ready``, OpenTelemetry instrumentation and safe errors.
+    """A FastAPI app with ``/health``, ``/ready``, ``/metrics`` (when Prometheus is on),
+    OpenTelemetry instrumentation and safe errors.
 
     ``expose_details`` (local/test only) serves ``/docs`` and ``/openapi.json`` and puts each
     readiness check's error in ``/ready``; otherwise a failing check answers only ``failing``
@@ -202,6 +212,19 @@ def create_app(
             else {name: "ok" if result == "ok" else "failing" for name, result in outcome.items()},
         }
         return JSONResponse(status_code=200 if ok else 503, content=body)
+
+    if prometheus_exposed():
+
+        @app.get("/metrics", include_in_schema=False)
+        def prometheus_metrics(request: Request) -> Response:
+            # Prometheus scrapes the pod directly. A request relayed by a proxy (the public
+            # ingress of ingestion and the console forwards every path) is not a scrape: tenant
+            # ids and volumes are nobody else's business.
+            if _PROXIED.intersection(request.headers.keys()):
+                return JSONResponse(status_code=404, content={"detail": "Not Found"})
+            # A sync handler: collecting runs the SDK's locks and callbacks off the event loop.
+            body, content_type = prometheus_text()
+            return Response(body, media_type=content_type)
 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unhandled_error)

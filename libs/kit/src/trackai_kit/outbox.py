@@ -10,24 +10,64 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import time
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from opentelemetry import trace
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.logging import get_logger
 from trackai_kit.postgres import Connection, check_identifier
-from trackai_kit.telemetry import exported_span, inject_headers
+from trackai_kit.telemetry import exported_span, get_meter, inject_headers
 
 log = get_logger(__name__)
 tracer = trace.get_tracer(__name__)
 
 MAX_BACKOFF_S = 30.0
 _LAST_ERROR_MAX = 500
+#: How often a running relay measures its backlog (one indexed query on the pending rows).
+STATS_INTERVAL_S = 10.0
+
+#: Running relays, observed by the backlog gauges below (label ``schema``: one per service).
+_relays: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
+
+
+def _observe(field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def observe(_: CallbackOptions) -> Iterable[Observation]:
+        seen: dict[str, float] = {}
+        for relay in list(_relays):
+            stats = relay.stats
+            if stats is not None:
+                seen[relay.schema] = getattr(stats, field)
+        return [Observation(value, {"schema": schema}) for schema, value in seen.items()]
+
+    return observe
+
+
+_meter = get_meter("trackai.outbox")
+_PUBLISHED = _meter.create_counter(
+    "trackai.outbox.messages",
+    unit="{message}",
+    description="Outbox rows relayed, by schema and outcome (published, failed)",
+)
+_meter.create_observable_gauge(
+    "trackai.outbox.backlog",
+    callbacks=[_observe("backlog")],
+    unit="{message}",
+    description="Outbox rows not yet published, by schema",
+)
+_meter.create_observable_gauge(
+    "trackai.outbox.oldest_age",
+    callbacks=[_observe("oldest_age_s")],
+    unit="s",
+    description="Age of the oldest unpublished outbox row (0 when none), by schema",
+)
 
 
 def notify_channel(schema: str) -> str:
@@ -177,6 +217,14 @@ class _Row:
 
 
 @dataclass(frozen=True)
+class BacklogStats:
+    """Pending rows of one outbox when last measured."""
+
+    backlog: int
+    oldest_age_s: float
+
+
+@dataclass(frozen=True)
 class RelayResult:
     """Outcome of one relay batch."""
 
@@ -201,6 +249,27 @@ class OutboxRelay:
         self._schema = check_identifier(schema)
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
+        #: Last backlog measurement (None until the running relay took one).
+        self.stats: BacklogStats | None = None
+        self._stats_due = 0.0
+        _relays.add(self)
+
+    @property
+    def schema(self) -> str:
+        return self._schema
+
+    async def measure_backlog(self) -> BacklogStats:
+        """Count the pending rows and the age of the oldest (kept in :attr:`stats`)."""
+        s = self._schema
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"SELECT count(*) AS backlog, "  # noqa: S608
+                f"coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age "
+                f"FROM {s}.outbox WHERE published_at IS NULL"
+            )
+        assert row is not None
+        self.stats = BacklogStats(int(row["backlog"]), float(row["age"]))
+        return self.stats
 
     async def relay_once(self) -> int:
         """Publish one batch; returns how many rows were published (broker errors do not raise)."""
@@ -238,7 +307,10 @@ class OutboxRelay:
                     f"WHERE id = $1",
                     failed,
                 )
+        if published:
+            _PUBLISHED.add(len(published), {"schema": s, "outcome": "published"})
         if failed:
+            _PUBLISHED.add(len(failed), {"schema": s, "outcome": "failed"})
             log.warning(
                 "outbox publish failed",
                 schema=s,
@@ -288,6 +360,7 @@ class OutboxRelay:
                     await self._release_listener(listener, on_notify)
                     listener = await self._listen(on_notify)
                 wake.clear()
+                await self._maybe_measure()
                 try:
                     result = await self.relay_batch()
                 except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
@@ -305,6 +378,16 @@ class OutboxRelay:
                 await _wait_any(stop, wake, self._poll_interval_s)
         finally:
             await self._release_listener(listener, on_notify)
+
+    async def _maybe_measure(self) -> None:
+        if time.monotonic() < self._stats_due:
+            return
+        self._stats_due = time.monotonic() + STATS_INTERVAL_S
+        try:
+            await self.measure_backlog()
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            # The relay's own round reports the database trouble; the gauge keeps its last value.
+            log.debug("outbox backlog not measured", schema=self._schema, error=str(exc))
 
     async def _listen(self, callback: Callable[..., None]) -> PoolConnectionProxy | None:
         try:

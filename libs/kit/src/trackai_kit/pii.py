@@ -8,6 +8,7 @@ and passes through a value that is already a SHA-256 digest instead of hashing i
 from __future__ import annotations
 
 import datetime as dt
+import gettext
 import hashlib
 import re
 import unicodedata
@@ -16,6 +17,7 @@ from functools import lru_cache
 from typing import Literal
 
 import phonenumbers
+import pycountry
 
 MatchKey = Literal["em", "ph", "fn", "ln", "ct", "st", "zp", "country", "db", "ge", "external_id"]
 MATCH_KEYS: tuple[MatchKey, ...] = (
@@ -32,57 +34,63 @@ MATCH_KEYS: tuple[MatchKey, ...] = (
     "external_id",
 )
 DEFAULT_REGION = "BR"
+#: How a gateway writes an all-numeric birth date whose day and month could be swapped
+#: (``03/04/1990``): ``dmy`` (Brazilian, the default) or ``mdy`` (US). A date that reads one way
+#: only (``2/16/1997``, ``16/02/1997``) is read that way whatever the order.
+DateOrder = Literal["dmy", "mdy"]
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _SHA256_ANY_CASE = re.compile(r"^[0-9a-fA-F]{64}$")
 _WHITESPACE = re.compile(r"\s+")
 _BR_CEP = re.compile(r"^\d{5}[-.\s]?\d{3}$")
 
-# Brazilian states by name (accents folded, letters only) -> UF code, so "São Paulo" and "SP"
-# hash alike. Gateways send either form.
-_BR_STATES = {
-    "acre": "ac",
-    "alagoas": "al",
-    "amapa": "ap",
-    "amazonas": "am",
-    "bahia": "ba",
-    "ceara": "ce",
-    "distritofederal": "df",
-    "espiritosanto": "es",
-    "goias": "go",
-    "maranhao": "ma",
-    "matogrosso": "mt",
-    "matogrossodosul": "ms",
-    "minasgerais": "mg",
-    "para": "pa",
-    "paraiba": "pb",
-    "parana": "pr",
-    "pernambuco": "pe",
-    "piaui": "pi",
-    "riodejaneiro": "rj",
-    "riograndedonorte": "rn",
-    "riograndedosul": "rs",
-    "rondonia": "ro",
-    "roraima": "rr",
-    "santacatarina": "sc",
-    "saopaulo": "sp",
-    "sergipe": "se",
-    "tocantins": "to",
+#: Common names ISO 3166 does not list (its English and Portuguese names, alpha-2 and alpha-3
+#: codes are read from ``pycountry``).
+_COUNTRY_ALIASES = {
+    "uk": "gb",
+    "england": "gb",
+    "greatbritain": "gb",
+    "scotland": "gb",
+    "wales": "gb",
+    "northernireland": "gb",
+    "inglaterra": "gb",
+    "usa": "us",
+    "eua": "us",
+    "america": "us",
+    "unitedstatesofamerica": "us",
+    "holland": "nl",
+    "holanda": "nl",
+    "southkorea": "kr",
+    "coreiadosul": "kr",
+    "russia": "ru",
 }
-_COUNTRY_NAMES = {"brasil": "br", "brazil": "br"}
+#: Words before a state's name that are not part of it ("Estado de São Paulo", "State of Ohio").
+_STATE_PREFIX = re.compile(r"^(?:estado|state|provincia|province)\s+(?:(?:de|do|da|of)\s+)?")
 _GENDERS = {
     "f": "f",
     "female": "f",
+    "woman": "f",
     "feminino": "f",
     "fem": "f",
     "mulher": "f",
     "m": "m",
     "male": "m",
+    "man": "m",
     "masculino": "m",
     "masc": "m",
     "homem": "m",
 }
-_DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%Y/%m/%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y")
+#: ``YYYYMMDD`` and year-first dates (ISO), with any punctuation.
+_YEAR_FIRST = re.compile(r"(\d{4})[-/.\s]?(\d{1,2})[-/.\s]?(\d{1,2})")
+#: Day and month first in either order, four-digit year last.
+_YEAR_LAST = re.compile(r"(\d{1,2})[-/.\s](\d{1,2})[-/.\s](\d{4})")
+#: A time after the date (``T00:00:00Z``, `` 00:00:00``, ``T03:00:00.000000+00:00``).
+_TIME_PART = re.compile(r"(?:[T\s]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?)$")
+#: Phone extensions and remarks written after the number ("ramal 12", "ext. 3", "(whatsapp)").
+_PHONE_REMARK = re.compile(r"\([^)]*[^\W\d_][^)]*\)")
+_PHONE_EXTENSION = re.compile(
+    r"\s*(?:ramal|ext(?:ens[aã]o|ension)?\.?|r\.|x|#)\s*\d+\s*$", re.IGNORECASE
+)
 
 
 def is_sha256_hex(value: str) -> bool:
@@ -128,27 +136,35 @@ def normalize_email(value: object) -> str | None:
     return text
 
 
-def normalize_phone(value: object, default_region: str = DEFAULT_REGION) -> str | None:
+def normalize_phone(value: object, default_region: str | None = DEFAULT_REGION) -> str | None:
     """E.164 digits without ``+`` (``5511987654321``); ``None`` for an invalid number.
 
-    A number without a country code is read in ``default_region``; one written with a bare
-    country code (``5511...``) or the ``00`` international prefix is also recognised.
+    Remarks and extensions written after the number (``(whatsapp)``, ``ramal 12``) are dropped
+    first, as Meta advises. A number without a country code is read in ``default_region``; with
+    no default region only an international number (``+``, ``00`` or a valid country code in
+    front) is accepted, so a foreign number is never read as a Brazilian one by assumption.
     """
     text = _clean(value)
     if text is None:
         return None
+    text = _PHONE_EXTENSION.sub("", _PHONE_REMARK.sub(" ", text)).strip()
     digits = re.sub(r"\D", "", text)
     if not digits:
         return None
     if text.startswith("+"):
-        candidates = [text]
+        candidates = ["+" + digits]
     elif digits.startswith("00"):
-        candidates = ["+" + digits[2:], text]
+        candidates = ["+" + digits[2:]]
+        if default_region is not None:
+            candidates.append(digits)
+    elif default_region is not None:
+        candidates = [digits, "+" + digits]
     else:
-        candidates = [text, "+" + digits]
+        candidates = ["+" + digits]
+    region = default_region.upper() if default_region is not None else None
     for candidate in candidates:
         try:
-            number = phonenumbers.parse(candidate, default_region.upper())
+            number = phonenumbers.parse(candidate, region)
         except phonenumbers.NumberParseException:
             continue
         if phonenumbers.is_valid_number(number):
@@ -174,24 +190,39 @@ def normalize_city(value: object) -> str | None:
 
 
 def normalize_state(value: object, country: str | None = None) -> str | None:
-    """State: two-letter code in lowercase; Brazilian state names become their UF code.
+    """State: the two-letter code in lowercase; Brazilian and US state names become their code.
 
-    Outside Brazil and the US a longer value is kept as lowercase letters only (Meta's rule for
-    states without an ANSI code).
+    ``Estado de São Paulo`` and ``State of California`` lose their prefix. Without a country a
+    Brazilian, then a US, name is recognised. Elsewhere a longer value is kept as lowercase
+    letters only (Meta's rule for states without an ANSI code).
     """
     text = _clean(value)
     if text is None:
         return None
-    letters = "".join(ch for ch in text.lower() if ch.isalpha())
+    letters = _letters(_STATE_PREFIX.sub("", _fold_accents(text.lower())))
     if not letters:
         return None
     if len(letters) == 2:
         return letters
-    if country is None or normalize_country(country) == "br":
-        code = _BR_STATES.get(_fold_accents(letters))
+    iso = normalize_country(country) if country is not None else None
+    for region in (iso,) if iso is not None else ("br", "us"):
+        code = _state_codes(region).get(letters)
         if code is not None:
             return code
-    return letters
+    return "".join(ch for ch in text.lower() if ch.isalpha())
+
+
+@lru_cache(maxsize=8)
+def _state_codes(iso: str) -> Mapping[str, str]:
+    """Folded state names -> two-letter code, for the countries whose codes Meta uses (BR, US)."""
+    if iso not in ("br", "us"):
+        return {}
+    codes: dict[str, str] = {}
+    for sub in pycountry.subdivisions:
+        prefix, _, suffix = sub.code.lower().partition("-")
+        if prefix == iso and len(suffix) == 2:
+            codes[_letters(sub.name)] = suffix
+    return codes
 
 
 def normalize_zip(value: object, country: str | None = None) -> str | None:
@@ -224,33 +255,78 @@ def _country_uncached(value: object) -> str | None:
     text = _clean(value)
     if text is None:
         return None
-    letters = "".join(ch for ch in _fold_accents(text.lower()) if ch.isalpha())
-    letters = _COUNTRY_NAMES.get(letters, letters)
-    if len(letters) == 2 and letters.upper() in phonenumbers.SUPPORTED_REGIONS:
-        return letters
-    return None
+    return _country_index().get(_letters(text))
 
 
-def normalize_birth_date(value: object) -> str | None:
-    """Date of birth as ``YYYYMMDD``; accepts dates, ISO and day-first Brazilian forms."""
+def _letters(text: str) -> str:
+    return "".join(ch for ch in _fold_accents(text.lower()) if ch.isalpha())
+
+
+@lru_cache(maxsize=1)
+def _country_index() -> Mapping[str, str]:
+    """ISO 3166-1 alpha-2, alpha-3, English names (short, official, common) and Brazilian
+    Portuguese names, folded to letters -> alpha-2 in lowercase."""
+    portuguese = gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=["pt_BR"])
+    index: dict[str, str] = {}
+    for country in pycountry.countries:
+        code = country.alpha_2.lower()
+        names = [
+            country.name,
+            getattr(country, "official_name", ""),
+            getattr(country, "common_name", ""),
+            portuguese.gettext(country.name),
+        ]
+        for name in names:
+            if name:
+                index.setdefault(_letters(name), code)
+    index.update(_COUNTRY_ALIASES)
+    # Codes last: they win over a name that happens to spell one.
+    for country in pycountry.countries:
+        index[country.alpha_3.lower()] = country.alpha_2.lower()
+        index[country.alpha_2.lower()] = country.alpha_2.lower()
+    return index
+
+
+def normalize_birth_date(value: object, order: DateOrder = "dmy") -> str | None:
+    """Date of birth as ``YYYYMMDD`` (Meta's ``db``), years 1900 to this year.
+
+    Accepts dates and date-times, ISO forms with or without a time (``1997-02-16T00:00:00Z``),
+    ``YYYYMMDD`` and day/month/year with any punctuation. When day and month could be swapped
+    ``order`` decides (each gateway declares its own); a date that reads only one way is read
+    that way (Meta's own example ``2/16/1997``).
+    """
     if isinstance(value, dt.datetime):
         value = value.date()
     if isinstance(value, dt.date):
-        parsed: dt.date | None = value
-    else:
-        text = _clean(value)
-        if text is None:
-            return None
-        parsed = None
-        for fmt in _DATE_FORMATS:
-            try:
-                parsed = dt.datetime.strptime(text, fmt).date()
-            except ValueError:
-                continue
-            break
-    if parsed is None or not 1900 <= parsed.year <= dt.date.today().year:
+        return _in_range(value)
+    text = _clean(value)
+    if text is None:
         return None
-    return parsed.strftime("%Y%m%d")
+    text = _TIME_PART.sub("", text).strip()
+    if match := _YEAR_FIRST.fullmatch(text):
+        year, month, day = (int(part) for part in match.groups())
+        return _in_range(_date(year, month, day))
+    if match := _YEAR_LAST.fullmatch(text):
+        first, second, year = (int(part) for part in match.groups())
+        day_first = _date(year, second, first)
+        month_first = _date(year, first, second)
+        if day_first is not None and month_first is not None:
+            return _in_range(day_first if order == "dmy" else month_first)
+        return _in_range(day_first or month_first)
+    return None
+
+
+def _date(year: int, month: int, day: int) -> dt.date | None:
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+def _in_range(date: dt.date | None) -> str | None:
+    if date is None or not 1900 <= date.year <= dt.date.today().year:
+        return None
+    return date.strftime("%Y%m%d")
 
 
 def normalize_gender(value: object) -> str | None:
@@ -273,15 +349,18 @@ _NORMALIZERS: Mapping[MatchKey, Callable[[object], str | None]] = {
     "ln": normalize_name,
     "ct": normalize_city,
     "country": normalize_country,
-    "db": normalize_birth_date,
     "ge": normalize_gender,
     "external_id": normalize_external_id,
 }
 
 
-def _normalize(key: MatchKey, value: object, country: str | None, region: str) -> str | None:
+def _normalize(
+    key: MatchKey, value: object, country: str | None, region: str | None, order: DateOrder
+) -> str | None:
     if key == "ph":
         return normalize_phone(value, region)
+    if key == "db":
+        return normalize_birth_date(value, order)
     if key == "st":
         return normalize_state(value, country)
     if key == "zp":
@@ -294,17 +373,20 @@ def hash_value(
     value: object,
     *,
     country: str | None = None,
-    default_region: str = DEFAULT_REGION,
+    default_region: str | None = DEFAULT_REGION,
+    date_order: DateOrder = "dmy",
 ) -> str | None:
     """Normalise ``value`` as Meta's ``key`` and hash it; a SHA-256 hex digest passes through.
 
-    ``country`` (any form :func:`normalize_country` accepts) refines states and postal codes.
+    ``country`` (any form :func:`normalize_country` accepts) refines states and postal codes;
+    ``default_region`` reads phones without a country code (None: international numbers only);
+    ``date_order`` reads ambiguous birth dates.
     """
     if value is None:
         return None
     if isinstance(value, str) and len(value) >= 64 and _SHA256_ANY_CASE.fullmatch(value.strip()):
         return value.strip().lower()
-    normalized = _normalize(key, value, country, default_region)
+    normalized = _normalize(key, value, country, default_region, date_order)
     return sha256_hex(normalized) if normalized is not None else None
 
 
@@ -313,25 +395,31 @@ def email_hash(value: object) -> str | None:
     return hash_value("em", value)
 
 
-def phone_hash(value: object, default_region: str = DEFAULT_REGION) -> str | None:
+def phone_hash(value: object, default_region: str | None = DEFAULT_REGION) -> str | None:
     """The ``phone_hash`` column: SHA-256 of the E.164 digits (Brazil when no country code)."""
     return hash_value("ph", value, default_region=default_region)
 
 
 def hash_user_data(
-    fields: Mapping[str, object], *, default_region: str = DEFAULT_REGION
+    fields: Mapping[str, object],
+    *,
+    default_region: str | None = DEFAULT_REGION,
+    date_order: DateOrder = "dmy",
 ) -> dict[str, str]:
     """Hash every known match key present in ``fields``; unusable values are dropped.
 
-    A usable ``country`` also becomes the phone's default region and the context for ``st``/``zp``.
-    Unknown keys are ignored rather than sent unhashed.
+    A usable ``country`` also becomes the phone's default region and the context for ``st``/``zp``;
+    without one, ``default_region`` reads national phone numbers (None: none are). Unknown keys
+    are ignored rather than sent unhashed.
     """
     raw_country = fields.get("country")
     iso = normalize_country(raw_country) if isinstance(raw_country, str) else None
     region = iso.upper() if iso is not None else default_region
     hashed: dict[str, str] = {}
     for key in MATCH_KEYS:
-        digest = hash_value(key, fields.get(key), country=iso, default_region=region)
+        digest = hash_value(
+            key, fields.get(key), country=iso, default_region=region, date_order=date_order
+        )
         if digest is not None:
             hashed[key] = digest
     return hashed

@@ -191,6 +191,9 @@ class TelemetrySettings(BaseModel):
     #: OTLP endpoint; empty keeps traces/metrics in-process (no exporter).
     exporter_otlp_endpoint: str = ""
     service_namespace: str = "trackai"
+    #: Serve the process's metrics in Prometheus' text format on ``GET /metrics`` of its HTTP port
+    #: (on in every service process through ``METRICS_PROMETHEUS``; off for bare library use).
+    prometheus: bool = False
 
 
 class SentrySettings(BaseModel):
@@ -237,6 +240,7 @@ class ServiceSettings(KitSettings):
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_json: bool = Field(True, alias="LOG_JSON")
     otel_exporter_otlp_endpoint: str = Field("", alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    metrics_prometheus: bool = Field(True, alias="METRICS_PROMETHEUS")
     sentry_dsn: SecretStr = Field(SecretStr(""), alias="SENTRY_DSN")
     sentry_traces_sample_rate: float = Field(0.0, alias="SENTRY_TRACES_SAMPLE_RATE")
 
@@ -333,7 +337,10 @@ class ServiceSettings(KitSettings):
 
     @property
     def telemetry(self) -> TelemetrySettings:
-        return TelemetrySettings(exporter_otlp_endpoint=self.otel_exporter_otlp_endpoint)
+        return TelemetrySettings(
+            exporter_otlp_endpoint=self.otel_exporter_otlp_endpoint,
+            prometheus=self.metrics_prometheus,
+        )
 
     @property
     def sentry(self) -> SentrySettings:

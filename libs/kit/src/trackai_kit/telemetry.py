@@ -38,6 +38,7 @@ from trackai_kit.settings import TelemetrySettings
 
 _lock = threading.Lock()
 _configured = False
+_prometheus = False
 
 
 class _SampleWhileExported(Sampler):
@@ -103,6 +104,11 @@ class _MeterProvider(MeterProvider):
     def has_readers(self) -> bool:
         return bool(self._readers)
 
+    @property
+    def has_push_readers(self) -> bool:
+        """Readers other than the Prometheus one (OTLP, or a test's in-memory reader)."""
+        return any(not _is_prometheus(reader) for reader in self._readers)
+
     def add_metric_reader(self, metric_reader: MetricReader) -> None:
         super().add_metric_reader(metric_reader)
         self._readers.add(metric_reader)
@@ -115,6 +121,8 @@ class _MeterProvider(MeterProvider):
 def configure_telemetry(service: str, settings: TelemetrySettings) -> None:
     """Install the SDK tracer and meter providers (idempotent: later calls do nothing).
 
+    With ``METRICS_PROMETHEUS`` (the default) metrics are read on each scrape of ``GET /metrics``
+    (:func:`prometheus_text`); with neither that nor an OTLP endpoint measurements are skipped.
     Without ``OTEL_EXPORTER_OTLP_ENDPOINT`` (and no span processor added later) spans are not
     recorded: they still get real ids, so logs carry them; the meter provider has no reader, and
     :func:`metrics_exported` tells instrumentation to skip recording. With an exporter (spans
@@ -145,12 +153,37 @@ def configure_telemetry(service: str, settings: TelemetrySettings) -> None:
                     OTLPMetricExporter(endpoint=settings.exporter_otlp_endpoint)
                 )
             )
+        if settings.prometheus:
+            readers.append(_prometheus_reader())
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(_MeterProvider(resource=resource, metric_readers=readers))
         propagate.set_global_textmap(
             CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
         )
         _configured = True
+
+
+def _prometheus_reader() -> MetricReader:
+    """A reader that the ``/metrics`` endpoint collects on each scrape (prometheus_client's
+    default registry, which also carries the process collector: CPU, memory, open files)."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    global _prometheus  # noqa: PLW0603 - one reader per process, like the providers
+    # No scope labels: every series would carry the meter's name as well.
+    _prometheus = True
+    return PrometheusMetricReader(scope_info_enabled=False)
+
+
+def prometheus_exposed() -> bool:
+    """Whether ``GET /metrics`` has anything to serve (the Prometheus reader is installed)."""
+    return _prometheus
+
+
+def prometheus_text() -> tuple[bytes, str]:
+    """The process's metrics in Prometheus' text format, and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
 def spans_exported() -> bool:
@@ -181,6 +214,23 @@ def exported_span(
         return contextlib.nullcontext(trace.INVALID_SPAN)
     context = extract_context(parent_headers) if parent_headers is not None else None
     return tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes)
+
+
+def _is_prometheus(reader: MetricReader) -> bool:
+    return type(reader).__name__ == "PrometheusMetricReader"
+
+
+def metrics_pushed() -> bool:
+    """Whether a metric reader other than the Prometheus scrape reads the meter provider.
+
+    The per-request HTTP server metrics (FastAPI's native instrumentation) are recorded only
+    then: through Prometheus alone they would cost ~10 % of a webhook's CPU for series that the
+    services' own counters and histograms already cover (docs/metrics.md).
+    """
+    provider = metrics.get_meter_provider()
+    if isinstance(provider, _MeterProvider):
+        return provider.has_push_readers
+    return isinstance(provider, MeterProvider)
 
 
 def metrics_exported() -> bool:

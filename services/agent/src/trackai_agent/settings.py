@@ -52,7 +52,7 @@ class Settings(ServiceSettings):
     #: Slack-compatible incoming webhook receiving escalations; empty keeps them in the queue only.
     support_webhook_url: SecretStr = SecretStr("")
     #: Link to a transcript in the console; ``{session_id}`` is replaced.
-    transcript_url_template: str = "http://127.0.0.1:8000/operator/sessions/{session_id}"
+    transcript_url_template: str = "http://127.0.0.1:8000/operador/conversas/{session_id}"
 
     @model_validator(mode="after")
     def _local_defaults(self) -> Settings:

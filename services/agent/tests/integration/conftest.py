@@ -165,7 +165,7 @@ def make_agent(
             tools,
             model,
             ConversationConfig(
-                transcript_url_template="https://console.example/operator/sessions/{session_id}",
+                transcript_url_template="https://console.example/operador/conversas/{session_id}",
                 support_webhook=True,
                 **config,
             ),

@@ -16,6 +16,8 @@ from trackai.agent.v1 import agent_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
 from trackai_agent.service_layer.conversation import (
     ESCALATED_REPLY,
+    HUMAN_REQUESTED_REASON,
+    HUMAN_REQUESTED_REPLY,
     LLM_FAILED_REPLY,
     SYSTEM_PROMPT,
     WAITING_FOR_HUMAN,
@@ -322,3 +324,112 @@ async def test_streamed_turn_sends_each_entry_then_the_session(make_agent: Any) 
     assert events[-1].session.step == "pixel_presence"
     # What was streamed is what was stored after the user's message.
     assert [e.entry.content for e in events[:5]] == [e.content for e in stored.entries[2:]]
+
+
+async def test_streamed_model_answer_arrives_as_deltas_before_its_entry(
+    make_agent: Any, llm: LlmControl
+) -> None:
+    answer = "O seu token do Meta está válido e tem as permissões necessárias para continuar."
+    llm.script(
+        {"tool_calls": [{"name": "validate_meta_token", "arguments": {}}]},
+        {"content": answer},
+    )
+    async with make_agent(use_llm=True) as agent:
+        session_id = (await agent.start()).session.id
+        stream = agent.stub.StreamMessage(
+            pb.StreamMessageRequest(
+                tenant_id=agent.wired.backend.tenant_id, session_id=session_id, content="oi"
+            )
+        )
+        events = [event async for event in stream]
+    kinds = [event.WhichOneof("event") for event in events]
+    deltas = [e.delta for e in events if e.WhichOneof("event") == "delta"]
+    # Several pieces (the fake streams three words a chunk), all before the complete entry.
+    assert len(deltas) > 3
+    assert "".join(deltas) == answer
+    last_entry = max(i for i, kind in enumerate(kinds) if kind == "entry")
+    assert kinds.index("delta") < last_entry
+    assert events[last_entry].entry.content == answer
+    assert kinds[-1] == "session"
+    assert [r.get("stream") for r in llm.requests()] == [True, True]
+
+
+async def test_current_session_is_the_latest_open_one(make_agent: Any) -> None:
+    async with make_agent() as agent:
+        tenant = agent.wired.backend.tenant_id
+        with pytest.raises(grpc.aio.AioRpcError) as none_yet:
+            await agent.stub.GetCurrentSession(pb.GetCurrentSessionRequest(tenant_id=tenant))
+        await agent.start()
+        latest = (await agent.start()).session.id
+        await agent.say(latest, "olá")
+        current = await agent.stub.GetCurrentSession(
+            pb.GetCurrentSessionRequest(tenant_id=tenant, funnel_slug="launch")
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as other_funnel:
+            await agent.stub.GetCurrentSession(
+                pb.GetCurrentSessionRequest(tenant_id=tenant, funnel_slug="outro")
+            )
+    assert none_yet.value.code() == grpc.StatusCode.NOT_FOUND
+    assert other_funnel.value.code() == grpc.StatusCode.NOT_FOUND
+    assert current.session.id == latest
+    assert [e.role for e in current.entries][:2] == [pb.ROLE_ASSISTANT, pb.ROLE_USER]
+
+
+async def test_seller_asks_for_a_human_and_the_operator_answers(
+    make_agent: Any, meta: MetaSandboxClient
+) -> None:
+    meta.register_token("expired-token", state="expired", pixel_ids=[PIXEL])
+    async with make_agent() as agent:
+        tenant = agent.wired.backend.tenant_id
+        agent.wired.backend.meta_token = "expired-token"
+        session_id = (await agent.start()).session.id
+        await agent.say(session_id, "começar")
+        asked = await agent.stub.RequestHuman(
+            pb.RequestHumanRequest(tenant_id=tenant, session_id=session_id)
+        )
+        again = await agent.stub.RequestHuman(
+            pb.RequestHumanRequest(tenant_id=tenant, session_id=session_id)
+        )
+        relay = agent.relay()
+        assert await relay.deliver_once() == (1, 0)
+        await relay.aclose()
+        with pytest.raises(grpc.aio.AioRpcError) as before_take_over:
+            await agent.stub.PostOperatorMessage(
+                pb.PostOperatorMessageRequest(
+                    session_id=session_id, operator="ana.suporte", content="Oi!"
+                )
+            )
+        await agent.stub.TakeOverSession(
+            pb.TakeOverSessionRequest(session_id=session_id, operator="ana.suporte")
+        )
+        posted = await agent.stub.PostOperatorMessage(
+            pb.PostOperatorMessageRequest(
+                session_id=session_id,
+                operator="ana.suporte",
+                content="Oi! Gere um token novo no Business Settings e cole aqui.",
+            )
+        )
+        transcript = await agent.stub.GetTranscript(
+            pb.GetTranscriptRequest(tenant_id=tenant, session_id=session_id)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as other_tenant:
+            await agent.stub.RequestHuman(
+                pb.RequestHumanRequest(
+                    tenant_id="00000000-0000-4000-8000-000000000001", session_id=session_id
+                )
+            )
+    summary = json.loads(asked.escalation.summary_json)
+    assert asked.session.status == pb.SESSION_STATUS_ESCALATED
+    assert asked.entries[-1].content == HUMAN_REQUESTED_REPLY
+    assert summary["reason"] == HUMAN_REQUESTED_REASON == asked.escalation.reason
+    # The one failure before the request is in the summary, with its fix.
+    assert [f["tool"] for f in summary["failures"]] == ["validate_meta_token"]
+    assert "Gerar novo token" in summary["suggested_fix"]
+    assert again.escalation.id == asked.escalation.id and not again.entries
+    [delivery] = agent.sink.received
+    assert delivery["body"]["summary"]["reason"] == HUMAN_REQUESTED_REASON
+    assert before_take_over.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert posted.entry.role == pb.ROLE_OPERATOR and posted.entry.seq > 0
+    assert transcript.entries[-1].content.startswith("Oi! Gere um token novo")
+    assert transcript.entries[-1].role == pb.ROLE_OPERATOR
+    assert other_tenant.value.code() == grpc.StatusCode.NOT_FOUND

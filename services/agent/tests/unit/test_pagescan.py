@@ -22,3 +22,13 @@ def test_duplicates_gtm_our_script_and_event_id() -> None:
     assert scan.gtm_containers == ("GTM-ABC1234",)
     assert scan.our_script
     assert (scan.purchase_events, scan.purchase_with_event_id) == (1, 1)
+
+
+def test_track_ais_thank_you_snippet_pixel_is_found_in_both_forms() -> None:
+    for init in ("fbq('init', c.pixel);", "fbq('init', c.pixel, vid ? {external_id: vid} : {});"):
+        html = (
+            "<html><head><script>(function (c) {"
+            f"{init}"
+            '})({"pixel": "4455667788", "order": ["order_id"]});</script></head></html>'
+        )
+        assert scan_html(html).pixel_ids == ("4455667788",), init

@@ -8,6 +8,7 @@ from functools import partial
 from trackai.console.v1 import console_service_pb2 as pb
 from trackai.console.v1 import console_service_pb2_grpc as pb_grpc
 from trackai_console.adapters.accounts_store import PostgresAccountStore
+from trackai_console.adapters.agent_api import GrpcAssistant
 from trackai_console.adapters.dlq import GrpcDeadLetterQueue
 from trackai_console.adapters.passwords import Argon2Hasher
 from trackai_console.adapters.read_apis import GrpcEventSource, GrpcMatchStats, close_channels
@@ -20,6 +21,7 @@ from trackai_console.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_console.entrypoints.grpc_users import UserAdminServicer
 from trackai_console.entrypoints.pages import WebConfig
 from trackai_console.service_layer.accounts import Accounts
+from trackai_console.service_layer.assistant import Assistant
 from trackai_console.service_layer.dead_letters import DeadLetters
 from trackai_console.service_layer.events import Events
 from trackai_console.service_layer.live import StatusHub
@@ -74,15 +76,8 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
             ("agent", settings.agent_target),
         )
     }
-    events = Events(
-        GrpcEventSource(
-            ingestion=channels["ingestion"],
-            matcher=channels["matcher"],
-            dispatcher=channels["dispatcher"],
-            provisioner=channels["provisioner"],
-            timeout_s=settings.grpc_timeout_s,
-        )
-    )
+    agent_channel = channels.pop("agent")
+    events = Events(GrpcEventSource(**channels, timeout_s=settings.grpc_timeout_s))
     hub = StatusHub()
     feed = AmqpStatusFeed(settings.amqp_url, settings.amqp_prefix, hub)
     dead_letters = DeadLetters(
@@ -90,13 +85,21 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     )
     quality = Quality(GrpcMatchStats(channels["matcher"], timeout_s=settings.grpc_timeout_s))
     overview = BuildOverview(quality, dead_letters)
+    assistant = Assistant(
+        GrpcAssistant(
+            agent_channel,
+            timeout_s=settings.grpc_timeout_s,
+            turn_timeout_s=settings.agent_turn_timeout_s,
+        ),
+        events.tenants,
+    )
     wizard = SetupWizard(
         PostgresWizardStore(resources.pool),
         GrpcSetupRegistry(channels["provisioner"], timeout_s=settings.grpc_timeout_s),
         # A check may call Meta and the provisioner in turn: twice the read timeout.
-        GrpcSetupChecks(channels["agent"], timeout_s=2 * settings.grpc_timeout_s),
+        GrpcSetupChecks(agent_channel, timeout_s=2 * settings.grpc_timeout_s),
     )
-    uses = web.UseCases(accounts, events, dead_letters, quality, overview, hub, wizard)
+    uses = web.UseCases(accounts, events, dead_letters, quality, overview, hub, assistant, wizard)
     router = web.build_web(uses, web_config(settings))
     return Wiring(
         grpc_services=[
@@ -110,6 +113,6 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
         ],
         grpc_policy=GRPC_POLICY,
         background=[feed.run],
-        on_shutdown=[partial(close_channels, *channels.values())],
+        on_shutdown=[partial(close_channels, *channels.values(), agent_channel)],
         configure_http=partial(web.configure, router=router, accounts=accounts),
     )

@@ -28,10 +28,12 @@ class Settings(ServiceSettings):
     matcher_target: str = Field("127.0.0.1:50052", alias="MATCHER_GRPC_TARGET")
     dispatcher_target: str = Field("127.0.0.1:50053", alias="DISPATCHER_GRPC_TARGET")
     provisioner_target: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
-    #: The setup wizard's checks (AgentService.RunCheck: Meta token, first webhook).
+    #: The setup assistant (chat panel, escalation queue) and the setup wizard's checks (RunCheck).
     agent_target: str = Field("127.0.0.1:50055", alias="AGENT_GRPC_TARGET")
     #: Seconds a page waits for one read call.
     grpc_timeout_s: float = Field(5.0, gt=0)
+    #: Seconds one assistant turn may take (tools, language model) before the panel gives up.
+    agent_turn_timeout_s: float = Field(120.0, gt=0)
 
     @property
     def secure_cookies(self) -> bool:

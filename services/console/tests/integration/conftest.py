@@ -19,6 +19,7 @@ import pytest
 
 from trackai.console.v1 import console_service_pb2_grpc as pb_grpc
 from trackai_console.adapters.accounts_store import PostgresAccountStore
+from trackai_console.adapters.agent_api import GrpcAssistant
 from trackai_console.adapters.dlq import GrpcDeadLetterQueue
 from trackai_console.adapters.passwords import Argon2Hasher
 from trackai_console.adapters.read_apis import GrpcEventSource, GrpcMatchStats
@@ -29,6 +30,7 @@ from trackai_console.entrypoints.grpc_access import POLICY
 from trackai_console.entrypoints.grpc_users import UserAdminServicer
 from trackai_console.entrypoints.pages import WebConfig
 from trackai_console.service_layer.accounts import Accounts
+from trackai_console.service_layer.assistant import Assistant
 from trackai_console.service_layer.dead_letters import DeadLetters
 from trackai_console.service_layer.events import Events
 from trackai_console.service_layer.live import StatusHub
@@ -80,10 +82,15 @@ def build_accounts(pool: asyncpg.Pool, limits: LoginLimits | None = None) -> Acc
 
 
 def build_app(
-    accounts: Accounts, *, secure_cookies: bool = False, wizard: SetupWizard | None = None
+    accounts: Accounts,
+    *,
+    secure_cookies: bool = False,
+    agent_target: str = "127.0.0.1:9",
+    wizard: SetupWizard | None = None,
 ) -> object:
     """The console app. These tests never open an events page, so the read APIs' channels point
-    at a closed port (the events pages are tested against real services in tests/e2e)."""
+    at a closed port (the events pages are tested against real services in tests/e2e); the
+    agent's, unless given, too."""
     app = create_app("console")
     nowhere = {
         name: client_channel("127.0.0.1:9", TOKEN)
@@ -98,6 +105,13 @@ def build_app(
         quality,
         BuildOverview(quality, dead),
         StatusHub(),
+        Assistant(
+            GrpcAssistant(
+                client_channel(agent_target, local_dev_token("console")),
+                timeout_s=5.0,
+                turn_timeout_s=10.0,
+            )
+        ),
         wizard or SetupWizard(MemoryWizardStore(), FakeRegistry(), FakeChecks()),
     )
     router = web.build_web(uses, WebConfig(secure_cookies, session_max_age_s=3600))

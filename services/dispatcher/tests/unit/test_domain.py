@@ -44,6 +44,12 @@ def test_a_complete_purchase_is_valid() -> None:
         ({"user_data": {"em": [sha256_hex("a")]}}, "required"),  # website needs the user agent
         ({"user_data": {"em": ["Buyer@Example.com"], "client_user_agent": "UA"}}, "hashed_key"),
         ({"user_data": {"ph": ["ABC" * 21 + "D"], "client_user_agent": "UA"}}, "hashed_key"),
+        ({"user_data": {"db": ["19970216"], "client_user_agent": "UA"}}, "hashed_key"),
+        ({"user_data": {"ge": ["f"], "client_user_agent": "UA"}}, "hashed_key"),
+        (
+            {"user_data": {"client_user_agent": "UA", "db": [sha256_hex("19970216")]}},
+            "customer_information",
+        ),
         (
             {"user_data": {"client_user_agent": "UA", "ct": [sha256_hex("x")]}},
             "customer_information",
@@ -65,6 +71,19 @@ def test_a_complete_purchase_is_valid() -> None:
 def test_meta_rules_name_the_broken_one(overrides: dict[str, Any], rule: str) -> None:
     problem = validate(event(**overrides), NOW)
     assert problem is not None and problem.rule == rule, problem
+
+
+def test_birth_date_and_gender_reach_the_payload_hashed() -> None:
+    user = {
+        "em": [sha256_hex("a@b.com")],
+        "db": [sha256_hex("19970216")],
+        "ge": [sha256_hex("f")],
+        "client_user_agent": "UA",
+    }
+    built = event(user_data=user)
+    assert validate(built, NOW) is None
+    sent = wire_event(event_payload(built))["user_data"]
+    assert sent["db"] == [sha256_hex("19970216")] and sent["ge"] == [sha256_hex("f")]
 
 
 def test_age_is_expiry_not_invalidity() -> None:

@@ -116,7 +116,9 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
             unknown_tenants=unknown_tenants,
             auth_failures=auth_failures,
         ),
-        collect=RecordBrowserHit(pool, _TenantViews(tenants)),
+        collect=RecordBrowserHit(
+            pool, _TenantViews(tenants), acquire_timeout_s=settings.db_acquire_timeout_s
+        ),
         servicer=IngestionServicer(
             ConversionQueries(store), WebhookActivityQueries(ReceiptStats(pool), auth_failures)
         ),

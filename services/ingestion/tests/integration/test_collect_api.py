@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
+import aio_pika
 import asyncpg
 import httpx
 import pytest
@@ -16,10 +18,11 @@ from fastapi import FastAPI
 
 from trackai.ingestion.v1 import events_pb2 as ev
 from trackai.provisioner.v1 import provisioner_service_pb2 as registry_pb
+from trackai_ingestion.adapters.hits import HitStore, new_id
 from trackai_ingestion.entrypoints.collect import build_collect_router
 from trackai_ingestion.service_layer.collect import RecordBrowserHit
 from trackai_ingestion.service_layer.windows import UnknownTenantLimit
-from trackai_kit import migrations, pii
+from trackai_kit import migrations, outbox, pii
 from trackai_kit.amqp import AmqpClient, IncomingMessage
 from trackai_kit.outbox import OutboxRelay
 from trackai_kit.settings import AmqpSettings
@@ -379,3 +382,71 @@ async def test_tracking_script_is_served_cacheable_and_compressed(
     # httpx decodes the body; the declared length is the compressed one.
     assert zipped.content == plain.content
     assert int(zipped.headers["content-length"]) < len(plain.content) // 2
+
+
+async def test_concurrent_hits_are_group_committed_each_stored_and_published_once(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, amqp_url: str, amqp_prefix: str
+) -> None:
+    """600 beacons at once, every event sent twice (a retried beacon): the statements group
+    them, yet each caller learns its own outcome, each distinct hit is one row and one message,
+    and the relay publishes each once to ingest-events (counted, by id)."""
+    distinct = 300
+    bodies = [_hit(event_id=f"evGROUP{n:017d}", session_id=f"taGROUP{n:015d}")
+              for n in range(distinct)]  # fmt: skip
+    answers = await asyncio.gather(*(_post(client, body) for body in bodies + bodies))
+    assert {a.status_code for a in answers} == {204}
+    rows = await _rows(pool)
+    assert len(rows) == distinct
+    assert len({r["event_id"] for r in rows}) == distinct
+    box = await _outbox(pool)
+    assert sorted(b["message_id"] for b in box) == sorted(str(r["id"]) for r in rows)
+    groups = await pool.fetchval(
+        "SELECT count(DISTINCT xmin::text) FROM ingestion.events"
+    )  # one transaction per statement
+    assert groups < distinct, "hits arriving together shared statements"
+
+    published: list[str] = []
+    async with AmqpClient(AmqpSettings(url=amqp_url, prefix=amqp_prefix)) as amqp:
+        await amqp.declare(ingestion_topology())
+        relay = OutboxRelay(pool, amqp, schema="ingestion")
+        while await relay.relay_once():
+            pass
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            channel = await connection.channel()
+            queue = await channel.get_queue(f"{amqp_prefix}{INGEST_EVENTS}", ensure=False)
+            while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                published.append(ev.IngestEvent.FromString(message.body).message_id)
+        finally:
+            await connection.close()
+    assert len(published) == distinct, "each hit published once"
+    assert set(published) == {str(r["id"]) for r in rows}
+
+
+async def test_a_hit_the_database_refuses_does_not_fail_the_others_in_its_statement(
+    pool: asyncpg.Pool,
+) -> None:
+    """One row of a batch violates a constraint: the batch is written row by row, the others are
+    stored, and only that caller sees the error."""
+    store = HitStore(pool)
+    row = _store_row(event_id="evGOOD0000000000000000")
+    bad = _store_row(event_id="evBAD00000000000000000", kind="not-a-kind")
+    more = [_store_row(event_id=f"evMORE{n:016d}") for n in range(5)]
+    results = await asyncio.gather(
+        *(store.record(r) for r in [row, bad, *more]), return_exceptions=True
+    )
+    assert results[0] is True and all(r is True for r in results[2:])
+    assert isinstance(results[1], asyncpg.CheckViolationError)
+    assert len(await _rows(pool)) == 6
+
+
+def _store_row(*, event_id: str, kind: str = "page_view") -> list[Any]:
+    """A row of the hit statement, as the use case builds it."""
+    row_id = new_id()
+    return [
+        row_id, TENANT_ID, kind, "PageView", event_id, datetime.now(UTC), datetime.now(UTC),
+        None, None, "taSESSION0000000000001", "https://lp.shop.example.com/", None, None, None,
+        None, "177.67.82.9", "Mozilla/5.0", {}, {}, None, None,
+        *outbox.enqueue_params(routing_key=INGEST_EVENTS, message_id=str(row_id),
+                               message_type="trackai.ingestion.v1.IngestEvent", body=b""),
+    ]  # fmt: skip

@@ -21,6 +21,7 @@ from trackai_ingestion.domain.collect import (
     scrub_url,
 )
 from trackai_ingestion.domain.gateways.base import client_ip as gateway_client_ip
+from trackai_ingestion.service_layer.collect import ingest_event
 from trackai_kit import pii
 from trackai_kit.addresses import parse_ip
 
@@ -229,6 +230,20 @@ def test_page_view_is_normalised() -> None:
     assert hit.funnel_id == "f0000000-0000-4000-8000-000000000001"
     assert hit.event_time == RECEIVED - timedelta(seconds=2)
     assert hit.email_hash is None and hit.phone_hash is None
+
+
+def test_the_visitor_id_travels_as_the_hits_external_id() -> None:
+    visitor = "0123456789abcdef" * 4
+    hit = _build(_payload(visitor_id=visitor))
+    assert hit.visitor_id == visitor
+    message = ingest_event(hit, "m-1", RECEIVED)
+    assert message.hit.user_data.external_id == visitor
+    assert _build(_payload()).visitor_id is None  # an older script sends none
+
+
+@pytest.mark.parametrize("visitor", ["ABCDEF" * 10 + "ABCD", "0" * 63, "z" * 64, "ta" + "0" * 20])
+def test_a_malformed_visitor_id_is_refused(visitor: str) -> None:
+    assert _fields(_payload(visitor_id=visitor)) == {"visitor_id"}
 
 
 def test_a_wrong_browser_clock_is_replaced_by_the_receipt_time() -> None:

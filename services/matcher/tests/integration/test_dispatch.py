@@ -4,14 +4,15 @@ with the EMQ estimate, its daily aggregate and the low-EMQ alert."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from google.protobuf.json_format import MessageToDict
 from structlog.testing import capture_logs
 
 from bench.traffic import ANDROID, EMAIL, PHONE
@@ -20,6 +21,7 @@ from bench.traffic import hit_event as hit
 from trackai.ingestion.v1 import events_pb2 as ingest
 from trackai.matcher.v1 import events_pb2 as mpb
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
+from trackai_dispatcher.adapters.meta import event_payload, wire_event
 from trackai_matcher.entrypoints.consumer import IngestConsumer
 from trackai_sandbox.meta import build_app
 from trackai_sandbox.server import BackgroundServer
@@ -27,6 +29,7 @@ from trackai_sandbox.settings import SandboxSettings
 from trackai_sandbox.testing import DEMO_PIXEL_ID, DEMO_TOKEN, MetaSandboxClient
 
 pytestmark = pytest.mark.integration
+VISITOR = "0a1b2c3d" * 8
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
 
 
@@ -39,15 +42,23 @@ def meta() -> Iterator[MetaSandboxClient]:
         yield MetaSandboxClient(http)
 
 
-def meta_event(request: mpb.DispatchRequest) -> dict[str, Any]:
-    """The dispatcher's rendering: proto field names; value and event_time as JSON numbers
-    (MessageToDict renders int64 as a string, which Meta refuses)."""
-    event = MessageToDict(request.event, preserving_proto_field_name=True)
-    event["event_time"] = int(event["event_time"])
-    custom = event.get("custom_data", {})
-    if "value" in custom:
-        custom["value"] = float(Decimal(custom["value"]))
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def with_fields(event: ingest.IngestEvent, **fields: Any) -> ingest.IngestEvent:
+    """The conversion with ``renewal``, ``checkout_url`` or user-data keys (``db``, ``ge``) set."""
+    for name, value in fields.items():
+        if name in ("db", "ge"):
+            setattr(event.conversion.user_data, name, value)
+        else:
+            setattr(event.conversion, name, value)
     return event
+
+
+def meta_event(request: mpb.DispatchRequest) -> dict[str, Any]:
+    """The event exactly as the dispatcher posts it to Meta (its own rendering, not a copy)."""
+    return wire_event(event_payload(request.event))
 
 
 async def test_every_dispatch_request_passes_meta_validation(
@@ -65,6 +76,7 @@ async def test_every_dispatch_request_passes_meta_validation(
             fbclid="IwAR1xYz",
             fbc=f"fb.1.{ms}.IwAR1xYz",
             fbp=f"fb.1.{ms}.98765",
+            visitor=VISITOR,
         ),
         hit(
             tenant,
@@ -76,13 +88,30 @@ async def test_every_dispatch_request_passes_meta_validation(
         ),
         # Deterministic with the click's URL and UA: a website event.
         conversion(tenant, "ORD-1", NOW, sck="sess-web-00001", em=""),
-        # Unmatched, with nothing but an e-mail: a system-generated event.
+        # Unmatched, with nothing but an e-mail: a web purchase Meta cannot take as a website
+        # event (no page, no browser), so "other", never an automatic conversion.
         conversion(tenant, "ORD-2", NOW, gateway="hotmart", em="c" * 64),
-        # Unmatched, with IP and UA from the gateway.
-        conversion(tenant, "ORD-3", NOW, gateway="cakto", ip="200.1.2.3", ua=ANDROID),
+        # Unmatched, with IP and UA from the gateway but no page known: "other" too.
+        conversion(tenant, "ORD-3", NOW, em="d" * 64, gateway="cakto", ip="200.1.2.3", ua=ANDROID),
+        # Unmatched, the gateway names its checkout page and the buyer's browser: website, with
+        # birth date and gender.
+        with_fields(
+            conversion(
+                tenant, "ORD-4", NOW, em="e" * 64, gateway="ticto", ip="200.1.2.4", ua=ANDROID
+            ),
+            checkout_url="https://checkout.ticto.app/O84ABA07F",
+            db=sha("19910101"),
+            ge=sha("f"),
+        ),
+        # A subscription renewal: an automatic charge, system_generated even with a browser.
+        with_fields(
+            conversion(tenant, "ORD-5", NOW, em="f" * 64, gateway="perfectpay", ua=ANDROID),
+            renewal=True,
+            checkout_url="https://checkout.example.com/x",
+        ),
     )
     requests = await matcher.dispatched()
-    assert len(requests) == 3
+    assert len(requests) == 5
     web = requests[0]
     assert web.event.action_source == "website"
     assert web.event.event_source_url == "https://lp.example.com/oferta"
@@ -90,13 +119,46 @@ async def test_every_dispatch_request_passes_meta_validation(
     assert list(ud.em) == [EMAIL] and list(ud.ph) == [PHONE]  # from the session's lead form
     assert ud.fbc == f"fb.1.{ms}.IwAR1xYz" and ud.fbp == f"fb.1.{ms}.98765"
     assert ud.client_ip_address == "189.10.20.30" and ud.client_user_agent == ANDROID
-    assert len(ud.external_id) == 1 and len(ud.external_id[0]) == 64
+    # The tracking script's visitor id, exactly as the pixel was given it.
+    assert list(ud.external_id) == [VISITOR]
     assert web.test_event_code == "TEST42" and web.pixel_id == DEMO_PIXEL_ID
     assert web.event.custom_data.value == "197.00" and web.event.custom_data.order_id == "ORD-1"
-    assert requests[1].event.action_source == "system_generated"
+    by_order = {r.event.custom_data.order_id: r.event for r in requests}
+    assert (by_order["ORD-2"].action_source, by_order["ORD-2"].event_source_url) == ("other", "")
+    assert by_order["ORD-3"].action_source == "other"
+    checkout = by_order["ORD-4"]
+    assert (checkout.action_source, checkout.event_source_url) == (
+        "website",
+        "https://checkout.ticto.app/O84ABA07F",
+    )
+    assert checkout.user_data.client_user_agent == ANDROID
+    assert list(checkout.user_data.db) == [sha("19910101")]
+    assert list(checkout.user_data.ge) == [sha("f")]
+    assert by_order["ORD-5"].action_source == "system_generated"
+    assert by_order["ORD-5"].event_source_url == ""
     answer = meta.post_events([meta_event(r) for r in requests], token=DEMO_TOKEN)
     assert answer.status_code == 200, answer.text
-    assert answer.json()["events_received"] == 3
+    assert answer.json()["events_received"] == 5
+
+
+async def test_a_funnels_landing_page_makes_an_unmatched_web_purchase_a_website_event(
+    matcher: Any, consumer: Any, meta: MetaSandboxClient
+) -> None:
+    # The conversion names no funnel: the tenant's only landing page is the page.
+    funnel = prov.Funnel(
+        id=str(uuid.uuid4()), slug="curso", landing_url="https://lp.example.com/curso"
+    )
+    tenant = matcher.registry.add_tenant(funnels=(prov.FunnelView(funnel=funnel),))
+    await matcher.feed(
+        consumer,
+        conversion(tenant, "ORD-LP", NOW, gateway="perfectpay", ip="200.1.2.5", ua=ANDROID),
+    )
+    [request] = await matcher.dispatched()
+    assert request.match_stage == mpb.MATCH_STAGE_NONE
+    assert request.event.action_source == "website"
+    assert request.event.event_source_url == "https://lp.example.com/curso"
+    answer = meta.post_events([meta_event(request)], token=DEMO_TOKEN)
+    assert answer.status_code == 200, answer.text
 
 
 async def test_emq_is_estimated_aggregated_and_low_values_alert(

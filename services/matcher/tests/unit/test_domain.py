@@ -102,7 +102,12 @@ def test_missing_values_weigh_nothing() -> None:
     ("keys", "expected"),
     [
         ({"em", "ph", "fbc", "fbp", "external_id", "client_ip_address", "client_user_agent"}, 8.96),
+        ({"em", "ph", "fbc", "fbp", "client_ip_address", "client_user_agent"}, 8.78),
+        ({"em", "external_id"}, 5.75),
         ({"em"}, 5.0),
+        # Birth date and gender are weak keys: they add a little to what is already there.
+        ({"em", "db", "ge"}, 5.2),
+        ({"em", "ph", "fn", "ln", "ct", "st", "zp", "country", "db", "ge"}, 7.56),
         ({"client_ip_address", "client_user_agent", "fbp"}, 3.2),
         ({"client_ip_address"}, 0.0),
     ],

@@ -5,6 +5,7 @@ is trackai_kit.identity.event_id for the same order. The internet is stubbed wit
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ async def test_page_snippet_loads_gtm_and_fires_the_collect_call(
     hit = json.loads(body)
     assert hit["type"] == "page_view"
     assert hit["funnel"] == "launch"
+    assert re.fullmatch(r"[0-9a-f]{64}", hit["visitor_id"])  # the stable visitor id
     assert not [c for c in seen.get("fbq", []) if c[:2] == ["track", "Purchase"]]
 
 
@@ -134,7 +136,11 @@ async def test_thank_you_snippet_fires_the_pixel_purchase_with_the_shared_event_
     assert seen["collect"], "the tracking script sent no hit"
     assert seen["gtm"] == ["https://www.googletagmanager.com/gtm.js?id=GTM-TEST123"]
     assert seen["fbevents"] == 1
-    assert ["init", "1234567890"] in seen["fbq"]
+    # The pixel gets the tracking script's visitor id as external_id: the value every hit carries,
+    # which the server sends as the Purchase's external_id.
+    visitor = json.loads(seen["collect"][0][1])["visitor_id"]
+    assert re.fullmatch(r"[0-9a-f]{64}", visitor)
+    assert ["init", "1234567890", {"external_id": visitor}] in seen["fbq"]
     [purchase] = [c for c in seen["fbq"] if c[:2] == ["track", "Purchase"]]
     assert purchase[2] == {"value": 197, "currency": "BRL"}
     assert purchase[3] == {"eventID": expected}

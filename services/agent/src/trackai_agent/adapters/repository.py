@@ -220,6 +220,39 @@ class PostgresSessionStore:
             )
         return session
 
+    async def current(self, tenant_id: str, funnel_slug: str) -> SessionRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_SESSION_COLUMNS} FROM agent.sessions "  # noqa: S608
+            "WHERE tenant_id = $1 AND state <> 'closed' AND ($2 = '' OR funnel_slug = $2) "
+            "ORDER BY created_at DESC, id DESC LIMIT 1",
+            _uuid(tenant_id),
+            funnel_slug,
+        )
+        return _session(row) if row else None
+
+    async def open_escalation(self, session_id: str) -> Escalation | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_ESCALATION_COLUMNS} FROM agent.escalations "  # noqa: S608
+            "WHERE session_id = $1 AND state <> 'resolved' ORDER BY created_at DESC LIMIT 1",
+            _uuid(session_id),
+        )
+        return _escalation(row) if row else None
+
+    async def post_operator_message(
+        self, session_id: str, operator: str, content: str
+    ) -> Entry | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            session = await self._locked(conn, session_id)
+            taken = await conn.fetchval(
+                "SELECT 1 FROM agent.escalations WHERE session_id = $1 AND state = 'acknowledged'",
+                _uuid(session_id),
+            )
+            if session.state != "escalated" or taken is None:
+                return None
+            entry = Entry("operator", content)
+            await self._write(conn, session, [entry])
+        return entry
+
     async def _locked(self, conn: Any, session_id: str) -> SessionRecord:
         row = await conn.fetchrow(
             f"SELECT {_SESSION_COLUMNS} FROM agent.sessions WHERE id = $1 FOR UPDATE",  # noqa: S608

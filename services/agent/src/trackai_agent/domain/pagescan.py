@@ -15,7 +15,8 @@ from selectolax.lexbor import LexborHTMLParser
 _FBQ_INIT = re.compile(r"""fbq\(\s*['"]init['"]\s*,\s*['"]?(\d{5,20})['"]?""")
 _FBQ_PURCHASE = re.compile(r"""fbq\(\s*['"]track['"]\s*,\s*['"]Purchase['"](?P<rest>[^;]*)""")
 _GTM_ID = re.compile(r"\bGTM-[A-Z0-9]{4,10}\b")
-# Track AI's thank-you snippet initialises the pixel from its config object (fbq('init', c.pixel)).
+# Track AI's thank-you snippet initialises the pixel from its config object
+# (fbq('init', c.pixel, {external_id}); older snippets: fbq('init', c.pixel)).
 _TRACKAI_PIXEL_CONFIG = re.compile(r'"pixel":\s*"(\d{5,20})"')
 OUR_SCRIPT_PATH = "/sdk/v1/track.js"
 
@@ -64,7 +65,7 @@ def scan_html(html: str) -> PageScan:
     configured = [
         pixel
         for script in inline
-        if "fbq('init', c.pixel)" in script
+        if "fbq('init', c.pixel" in script
         for pixel in _TRACKAI_PIXEL_CONFIG.findall(script)
     ]
     return PageScan(

@@ -190,10 +190,11 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         await _ids(context, request.tenant_id, request.session_id)
         if not request.content.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "content is empty")
-        produced: asyncio.Queue[Entry] = asyncio.Queue()
+        # Entries and text deltas in the order they were produced.
+        produced: asyncio.Queue[Entry | str] = asyncio.Queue()
         turn = asyncio.ensure_future(
             self._conversation.send(
-                request.tenant_id, request.session_id, request.content, produced.put
+                request.tenant_id, request.session_id, request.content, produced.put, produced.put
             )
         )
         try:
@@ -201,7 +202,11 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                 waiter = asyncio.ensure_future(produced.get())
                 await asyncio.wait({waiter, turn}, return_when=asyncio.FIRST_COMPLETED)
                 if waiter.done():
-                    yield pb.StreamMessageResponse(entry=entry_pb(waiter.result()))
+                    item = waiter.result()
+                    if isinstance(item, str):
+                        yield pb.StreamMessageResponse(delta=item)
+                    else:
+                        yield pb.StreamMessageResponse(entry=entry_pb(item))
                 else:
                     waiter.cancel()
             outcome = await _call(context, lambda: turn)
@@ -210,6 +215,31 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             if not turn.done():
                 await asyncio.shield(turn)
         yield pb.StreamMessageResponse(session=session_pb(outcome.session))
+
+    async def GetCurrentSession(
+        self, request: pb.GetCurrentSessionRequest, context: Context
+    ) -> pb.GetCurrentSessionResponse:
+        await _ids(context, request.tenant_id)
+        session, entries = await _call(
+            context, lambda: self._conversation.current(request.tenant_id, request.funnel_slug)
+        )
+        return pb.GetCurrentSessionResponse(
+            session=session_pb(session), entries=[entry_pb(e) for e in entries]
+        )
+
+    async def RequestHuman(
+        self, request: pb.RequestHumanRequest, context: Context
+    ) -> pb.RequestHumanResponse:
+        await _ids(context, request.tenant_id, request.session_id)
+        outcome = await _call(
+            context,
+            lambda: self._conversation.request_human(request.tenant_id, request.session_id),
+        )
+        return pb.RequestHumanResponse(
+            session=session_pb(outcome.session),
+            escalation=escalation_pb(outcome.escalation) if outcome.escalation else None,
+            entries=[entry_pb(e) for e in outcome.entries],
+        )
 
     async def GetTranscript(
         self, request: pb.GetTranscriptRequest, context: Context
@@ -268,6 +298,26 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the session is not escalated")
         assert session is not None
         return pb.ResumeSessionResponse(session=session_pb(session))
+
+    async def PostOperatorMessage(
+        self, request: pb.PostOperatorMessageRequest, context: Context
+    ) -> pb.PostOperatorMessageResponse:
+        await _operator_request(context, request.session_id, request.operator)
+        if not request.content.strip():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "content is empty")
+        try:
+            entry = await self._store.post_operator_message(
+                request.session_id, request.operator, request.content.strip()
+            )
+        except LookupError:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "session not found")
+        if entry is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the session is not escalated, or no operator took it over",
+            )
+        assert entry is not None
+        return pb.PostOperatorMessageResponse(entry=entry_pb(entry))
 
     async def RunCheck(self, request: pb.RunCheckRequest, context: Context) -> pb.RunCheckResponse:
         await _ids(context, request.tenant_id)

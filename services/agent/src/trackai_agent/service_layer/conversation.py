@@ -29,6 +29,7 @@ from trackai_agent.domain.model import (
 from trackai_agent.domain.redaction import scrub, scrub_text
 from trackai_agent.service_layer.ports import LanguageModel, SessionStore
 from trackai_agent.service_layer.tools import TOOL_SPECS, SetupTools
+from trackai_kit.telemetry import get_meter
 
 SYSTEM_PROMPT = """\
 Você é o assistente de configuração do Track AI, um rastreador de conversões server-side para \
@@ -53,11 +54,22 @@ ESCALATED_REPLY = (
 WAITING_FOR_HUMAN = (
     "Um especialista do Track AI já está com a sua conversa e vai responder aqui em breve."
 )
+HUMAN_REQUESTED_REPLY = (
+    "Combinado: chamei um especialista do Track AI. Ele vai continuar esta conversa aqui, com "
+    "todo o histórico; você não precisa repetir nada."
+)
+HUMAN_REQUESTED_REASON = "O vendedor pediu para falar com um especialista"
 LLM_FAILED_REPLY = (
     "Não consegui processar a sua mensagem agora (o modelo de linguagem não respondeu). Tente "
     "de novo em instantes."
 )
 _ICONS = {"ok": "✅", "warning": "⚠️", "error": "❌"}
+
+ESCALATIONS = get_meter("trackai.agent").create_counter(
+    "trackai.agent.escalations",
+    unit="{escalation}",
+    description="Setup sessions handed to a person, by the flow step they stopped at",
+)
 
 
 class SessionNotFound(Exception):
@@ -85,6 +97,8 @@ class TurnOutcome:
 
 #: Called with each entry of a turn as soon as it exists (streamed to the console).
 EntryListener = Callable[[Entry], Awaitable[None]]
+#: Called with each piece of the model's answer text as it is generated.
+DeltaListener = Callable[[str], Awaitable[None]]
 
 
 @dataclass
@@ -152,9 +166,11 @@ class Conversation:
         session_id: str,
         content: str,
         listener: EntryListener | None = None,
+        on_delta: DeltaListener | None = None,
     ) -> TurnOutcome:
         """Answer ``content``; the returned entries are those added after the user's, each also
-        handed to ``listener`` as it is produced (before the turn is stored, so without seq)."""
+        handed to ``listener`` as it is produced (before the turn is stored, so without seq),
+        and the model's text to ``on_delta`` while it is generated."""
         session = await self._store.get(session_id, tenant_id)
         if session is None:
             raise SessionNotFound(session_id)
@@ -168,7 +184,7 @@ class Conversation:
         history = await self._store.entries(session_id)
         spent = session.prompt_tokens + session.completion_tokens
         if self._model is not None and spent < self._config.max_session_tokens:
-            await self._model_turn(turn, history, content)
+            await self._model_turn(turn, history, content, on_delta)
         else:
             await self._guided_turn(turn)
         return await self._finish(turn)
@@ -224,7 +240,13 @@ class Conversation:
             )
         await turn.add(Entry("assistant", "\n\n".join(lines)))
 
-    async def _model_turn(self, turn: _Turn, history: Sequence[Entry], content: str) -> None:
+    async def _model_turn(
+        self,
+        turn: _Turn,
+        history: Sequence[Entry],
+        content: str,
+        on_delta: DeltaListener | None,
+    ) -> None:
         session = turn.session
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, *_as_messages(history)]
         messages.append({"role": "user", "content": content})
@@ -234,7 +256,9 @@ class Conversation:
             specs = [_spec(name) for name in allowed] if calls_left > 0 else []
             started = time.perf_counter()
             try:
-                reply = await self._model.complete(messages, specs)  # type: ignore[union-attr]
+                reply = await self._model.complete(  # type: ignore[union-attr]
+                    messages, specs, on_delta
+                )
             except LlmFailure as exc:
                 turn.count(True)
                 await turn.add(Entry("assistant", f"{LLM_FAILED_REPLY} ({exc})", outcome="error"))
@@ -261,14 +285,46 @@ class Conversation:
                 )
             calls_left -= len(calls)
 
+    async def current(self, tenant_id: str, funnel_slug: str) -> tuple[SessionRecord, list[Entry]]:
+        """The tenant's session to resume after a reload; SessionNotFound when there is none."""
+        session = await self._store.current(tenant_id, funnel_slug)
+        if session is None:
+            raise SessionNotFound(tenant_id)
+        return session, await self._store.entries(session.id)
+
+    async def request_human(self, tenant_id: str, session_id: str) -> TurnOutcome:
+        """Escalate at the seller's request, with the same summary and support message as
+        three consecutive failures; an escalated session answers its open escalation."""
+        session = await self._store.get(session_id, tenant_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        if session.state == "closed":
+            raise SessionClosed(session_id)
+        if session.state == "escalated":
+            return TurnOutcome(session, [], await self._store.open_escalation(session_id))
+        turn = _Turn(session)
+        return await self._escalate(turn, HUMAN_REQUESTED_REASON, HUMAN_REQUESTED_REPLY)
+
     # --- escalation ---------------------------------------------------------------------------
     async def _finish(self, turn: _Turn) -> TurnOutcome:
         session = turn.session
         if not flow.FailureCount(session.consecutive_failures).escalates:
             await self._store.record_turn(session, turn.entries)
             return TurnOutcome(session, turn.entries[1:])
+        reason = (
+            f"{session.consecutive_failures} falhas seguidas na etapa "
+            f'"{flow.STEP_TITLES.get(session.step, session.step)}"'
+        )
+        outcome = await self._escalate(turn, reason, ESCALATED_REPLY)
+        outcome.entries = outcome.entries[1:]
+        return outcome
+
+    async def _escalate(self, turn: _Turn, reason: str, reply: str) -> TurnOutcome:
+        session = turn.session
         history = await self._store.entries(session.id)
-        failures = _recent_failures([*history, *turn.entries], flow.ESCALATE_AFTER)
+        # The current run of failures (none when the seller asked before anything failed).
+        count = min(session.consecutive_failures, flow.ESCALATE_AFTER)
+        failures = _recent_failures([*history, *turn.entries], count) if count else []
         url = self._config.transcript_url_template.format(session_id=session.id)
         tried = sorted({e.tool_name for e in [*history, *turn.entries] if e.tool_name})
         suggested = next((f["action"] for f in reversed(failures) if f.get("action")), "")
@@ -277,20 +333,20 @@ class Conversation:
             "session_id": session.id,
             "funnel_slug": session.funnel_slug,
             "step": session.step,
+            "reason": reason,
             "failures": failures,
             "tried": tried,
             "suggested_fix": suggested or "Ler a transcrição e retomar a etapa com o vendedor.",
             "transcript_url": url,
         }
         session.state = "escalated"
-        await turn.add(Entry("assistant", ESCALATED_REPLY))
+        await turn.add(Entry("assistant", reply))
         escalation = Escalation(
             id="",
             session_id=session.id,
             tenant_id=session.tenant_id,
             step=session.step,
-            reason=f"{session.consecutive_failures} falhas seguidas na etapa "
-            f'"{flow.STEP_TITLES.get(session.step, session.step)}"',
+            reason=reason,
             failure_count=session.consecutive_failures,
             state="open",
             summary=summary,
@@ -298,7 +354,9 @@ class Conversation:
         )
         body = slack_message(escalation) if self._config.support_webhook else None
         stored = await self._store.record_escalation(session, turn.entries, escalation, body)
-        return TurnOutcome(session, turn.entries[1:], stored)
+        # Label: the flow's step names only (a bounded set), never the session or tenant.
+        ESCALATIONS.add(1, {"step": session.step})
+        return TurnOutcome(session, list(turn.entries), stored)
 
 
 def slack_message(escalation: Escalation) -> bytes:

@@ -3,7 +3,7 @@ the web, the language model and the database. Adapters implement them structural
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -64,8 +64,13 @@ class PageRenderer(Protocol):
 
 class LanguageModel(Protocol):
     async def complete(
-        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]
-    ) -> LlmReply: ...
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]],
+        on_delta: Callable[[str], Awaitable[None]] | None = None,
+    ) -> LlmReply:
+        """The model's answer; with ``on_delta`` its text is also handed over as generated."""
+        ...
 
 
 class SessionStore(Protocol):
@@ -97,3 +102,18 @@ class SessionStore(Protocol):
     async def take_over(self, session_id: str, operator: str) -> Escalation | None: ...
 
     async def resume(self, session_id: str, operator: str) -> SessionRecord | None: ...
+
+    async def current(self, tenant_id: str, funnel_slug: str) -> SessionRecord | None:
+        """The tenant's most recent session that is not closed."""
+        ...
+
+    async def open_escalation(self, session_id: str) -> Escalation | None:
+        """The session's escalation that is not resolved."""
+        ...
+
+    async def post_operator_message(
+        self, session_id: str, operator: str, content: str
+    ) -> Entry | None:
+        """Append an operator's message to a session whose escalation was taken over; None
+        when it is not escalated or not taken over. ``LookupError`` when absent."""
+        ...

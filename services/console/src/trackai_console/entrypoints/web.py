@@ -28,11 +28,13 @@ from trackai_console.entrypoints.pages import (
     csrf_guard,
     local_path,
 )
+from trackai_console.entrypoints.web_agent import agent_routes
 from trackai_console.entrypoints.web_dlq import dlq_routes
 from trackai_console.entrypoints.web_events import event_routes
 from trackai_console.entrypoints.web_quality import quality_routes
 from trackai_console.entrypoints.web_wizard import wizard_routes
 from trackai_console.service_layer.accounts import Accounts, SignInRefused
+from trackai_console.service_layer.assistant import Assistant
 from trackai_console.service_layer.dead_letters import DeadLetters
 from trackai_console.service_layer.events import Events, NotVisible, scope
 from trackai_console.service_layer.live import StatusHub
@@ -51,6 +53,7 @@ class UseCases:
     quality: Quality
     overview: BuildOverview
     hub: StatusHub
+    assistant: Assistant
     wizard: SetupWizard
 
 
@@ -63,6 +66,7 @@ def build_web(uses: UseCases, config: WebConfig) -> APIRouter:
     event_routes(router, pages, uses.events, uses.hub)
     dlq_routes(router, pages, uses.dead_letters)
     quality_routes(router, pages, uses.quality)
+    agent_routes(router, pages, uses.assistant)
     wizard_routes(router, pages, uses.wizard, uses.events)
     return router
 

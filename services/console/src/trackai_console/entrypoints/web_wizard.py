@@ -122,6 +122,9 @@ def _renderer(pages: Pages, wizard: SetupWizard) -> Render:
                 "notice": aviso,
                 "check": check,
                 "provisioning": wizard.provisioning(tenant),
+                # The assistant's chat panel (agent/panel.html) in the wizard's slot.
+                "agent_tenant": tenant if user.is_operator else "",
+                "agent_funnel": view.record.funnel_slug,
             },
             status_code=status_code,
         )

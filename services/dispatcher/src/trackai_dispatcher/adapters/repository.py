@@ -318,6 +318,21 @@ async def failing_destinations(conn: Conn, window_s: float) -> int:
     return count
 
 
+async def health_counts(conn: Conn) -> dict[str, int]:
+    """What the monitoring gauges show: dead events awaiting replay (the database side of the
+    DLQ), and destinations whose breaker is open or half-open (both from partial indexes)."""
+    row = await conn.fetchrow(
+        """
+        SELECT (SELECT count(*) FROM dispatches WHERE state = 'dead') AS dead,
+               count(*) FILTER (WHERE state = 'open') AS open,
+               count(*) FILTER (WHERE state = 'half_open') AS half_open
+        FROM breaker_states WHERE state <> 'closed'
+        """
+    )
+    assert row is not None
+    return {"dead": row["dead"], "open": row["open"], "half_open": row["half_open"]}
+
+
 async def expire_overdue(conn: Conn, horizon: datetime, detail: str) -> list[asyncpg.Record]:
     """Undelivered events older than Meta's limit and held by no batch become expired."""
     return list(

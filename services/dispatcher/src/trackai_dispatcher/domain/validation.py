@@ -27,7 +27,7 @@ ACTION_SOURCES = frozenset(
     }
 )
 #: Keys Meta requires as SHA-256 of the normalised value (lowercase hex).
-HASHED_KEYS = ("em", "ph", "fn", "ln", "ct", "st", "zp", "country")
+HASHED_KEYS = ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "db", "ge")
 #: Key sets too broad to match anyone; an event whose keys all fall within one is refused.
 TOO_BROAD_KEY_SETS = (
     frozenset({"ct", "country", "st", "zp", "ge", "client_user_agent"}),

@@ -19,6 +19,7 @@ from trackai_dispatcher.adapters.broker import DispatchConsumer, Receipt, destin
 from trackai_dispatcher.domain.model import EXPIRY_MARGIN_S, META_MAX_AGE_S
 from trackai_dispatcher.service_layer.batching import Batcher, Pending, Settle
 from trackai_dispatcher.service_layer.delivery import (
+    EXPIRED,
     TOO_OLD_DETAIL,
     Delivery,
     Dispatcher,
@@ -134,15 +135,41 @@ class Monitor:
         self._interval_s = interval_s
         self.failing = 0
         self.outage = False
+        #: Last round's counts (``repo.health_counts``); None until the first round.
+        self.counts: dict[str, int] | None = None
         _meter.create_observable_gauge(
-            "dispatcher.meta_outage",
+            "trackai.dispatcher.meta_outage",
             callbacks=[lambda _: [Observation(int(self.outage))]],
             description="1 while failures on Meta's side span many destinations",
         )
         _meter.create_observable_gauge(
-            "dispatcher.failing_destinations",
+            "trackai.dispatcher.failing_destinations",
             callbacks=[lambda _: [Observation(self.failing)]],
+            unit="{destination}",
+            description="Destinations with Meta-side failures within the outage window",
         )
+        _meter.create_observable_gauge(
+            "trackai.dispatcher.dead_events",
+            callbacks=[lambda _: self._observe("dead")],
+            unit="{event}",
+            description="Dead events awaiting replay (the database side of the DLQ)",
+        )
+        _meter.create_observable_gauge(
+            "trackai.dispatcher.breakers",
+            callbacks=[self._observe_breakers],
+            unit="{destination}",
+            description="Destinations whose breaker is open or half-open, by state",
+        )
+
+    def _observe(self, key: str) -> list[Observation]:
+        return [] if self.counts is None else [Observation(self.counts[key])]
+
+    def _observe_breakers(self, _: object) -> list[Observation]:
+        if self.counts is None:
+            return []
+        return [
+            Observation(self.counts[state], {"state": state}) for state in ("open", "half_open")
+        ]
 
     async def __call__(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -159,7 +186,9 @@ class Monitor:
         async with self._pool.acquire() as conn:
             expired = await repo.expire_overdue(conn, horizon, TOO_OLD_DETAIL)
             self.failing = await repo.failing_destinations(conn, self._window_s)
+            self.counts = await repo.health_counts(conn)
         if expired:
+            EXPIRED.add(len(expired))
             stamp = Timestamp()
             stamp.FromDatetime(now)
             log.warning("undelivered events expired", count=len(expired))

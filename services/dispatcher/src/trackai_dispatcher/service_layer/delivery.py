@@ -58,13 +58,49 @@ from trackai_kit.telemetry import get_meter
 
 log = get_logger(__name__)
 _meter = get_meter("trackai.dispatcher")
-EVENTS = _meter.create_counter("dispatcher.events", description="Events by resulting state")
-REQUESTS = _meter.create_counter("dispatcher.meta.requests", description="POSTs to Meta by verdict")
-BATCH_SIZE = _meter.create_histogram("dispatcher.batch.size", description="Events per POST")
-META_LATENCY = _meter.create_histogram("dispatcher.meta.latency", unit="ms")
-BREAKER = _meter.create_counter("dispatcher.breaker.transitions")
+# Labels come from bounded sets only (states, reasons, verdicts, ladder steps); tenant ids only
+# where an alarm must name the tenant (token errors), bounded by the number of tenants.
+EVENTS = _meter.create_counter(
+    "trackai.dispatcher.events",
+    unit="{event}",
+    description="Events by resulting state and reason (dead and expired ones included)",
+)
+REQUESTS = _meter.create_counter(
+    "trackai.dispatcher.meta.requests",
+    unit="{request}",
+    description="POSTs to Meta by verdict (Meta's error class)",
+)
+BATCH_SIZE = _meter.create_histogram(
+    "trackai.dispatcher.batch.size",
+    unit="{event}",
+    description="Events per POST",
+    explicit_bucket_boundaries_advisory=[1, 10, 50, 100, 250, 500, 1000],
+)
+META_LATENCY = _meter.create_histogram(
+    "trackai.dispatcher.meta.duration",
+    unit="s",
+    description="Dispatch latency: one POST to Meta, sent to answer (or timeout)",
+    explicit_bucket_boundaries_advisory=[0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5],
+)
+BREAKER = _meter.create_counter(
+    "trackai.dispatcher.breaker.transitions",
+    unit="{transition}",
+    description="Destination breaker transitions (open, half-open, close)",
+)
+RETRIES = _meter.create_counter(
+    "trackai.dispatcher.retries",
+    unit="{retry}",
+    description="Retries scheduled, by step of the retry ladder (1 = first retry)",
+)
+EXPIRED = _meter.create_counter(
+    "trackai.dispatcher.expired",
+    unit="{event}",
+    description="Undelivered events expired by the sweep (past Meta's 7-day limit)",
+)
 TOKEN_ERRORS = _meter.create_counter(
-    "dispatcher.token_errors", description="Meta token errors (190) by tenant: alert on any"
+    "trackai.dispatcher.token_errors",
+    unit="{error}",
+    description="Meta token errors (190) by tenant: alert on any",
 )
 
 #: Meta's subcode for "event timestamp too old": the event expired, it is not malformed.
@@ -148,7 +184,7 @@ class _Batch:
         if change.state in (State.SENT, State.DEAD, State.PARKED, State.EXPIRED):
             self.statuses.append((change.event_id, change.state, status_detail))
         if change.state is not None:
-            EVENTS.add(1, {"state": change.state.value})
+            EVENTS.add(1, {"state": change.state.value, "reason": change.reason or ""})
 
 
 class Dispatcher:
@@ -468,7 +504,7 @@ class Dispatcher:
         verdict = classify(answer)
         REQUESTS.add(1, {"verdict": verdict.value})
         BATCH_SIZE.record(len(part))
-        META_LATENCY.record(answer.latency_ms)
+        META_LATENCY.record(answer.latency_ms / 1000)
         batch.verdicts.append(answer)
         batch.attempts.append(
             repo.AttemptRecord(
@@ -572,6 +608,7 @@ class Dispatcher:
                 )
                 batch.change(retrying)
                 batch.redelays.append((delivery, copy, delay))
+                RETRIES.add(1, {"step": row.retry_step + 1})
                 return
             reason = Reason.RETRIES_EXHAUSTED
             detail = f"{len(self._ladder.delays_ms)} retries used; last: {detail}"

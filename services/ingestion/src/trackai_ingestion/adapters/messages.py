@@ -105,8 +105,12 @@ def conversion_pb(conversion: Conversion, conversion_id: str) -> pb.Conversion:
             zp=user.zp or "",
             country=user.country or "",
             external_id=user.external_id or "",
+            db=user.db or "",
+            ge=user.ge or "",
         ),
         conversion_id=conversion_id,
+        renewal=conversion.renewal,
+        checkout_url=conversion.checkout_url or "",
     )
 
 

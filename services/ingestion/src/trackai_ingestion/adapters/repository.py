@@ -43,6 +43,8 @@ _HASH_COLUMNS = (
     ("zip_hash", "zp"),
     ("country_hash", "country"),
     ("external_id_hash", "external_id"),
+    ("birth_date_hash", "db"),
+    ("gender_hash", "ge"),
 )
 
 _RECEIPT_COLUMNS = """tenant_id, outcome, conversion_id, received_at, gateway, reason, http_status,
@@ -76,6 +78,8 @@ _ACCEPT_INPUT = (
     ("user_agent", "text"),
     ("utm", "jsonb"),
     ("tracking", "jsonb"),
+    ("renewal", "boolean"),
+    ("checkout_url", "text"),
     # The outbox message (trackai_kit.outbox.enqueue_params).
     ("message_id", "text"),
     ("exchange", "text"),
@@ -94,8 +98,9 @@ _ACCEPT_INPUT = (
     ("r_body_redacted", "jsonb"),
     ("r_headers", "jsonb"),
 )
-_EVENT_COLUMNS = [column for column, _ in _ACCEPT_INPUT[:29]]
-_RECEIPT_INPUT = ", ".join(column for column, _ in _ACCEPT_INPUT[35:])
+_INPUT_NAMES = [column for column, _ in _ACCEPT_INPUT]
+_EVENT_COLUMNS = _INPUT_NAMES[: _INPUT_NAMES.index("message_id")]
+_RECEIPT_INPUT = ", ".join(_INPUT_NAMES[_INPUT_NAMES.index("r_received_at") :])
 _UNNEST_ARGS = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(_ACCEPT_INPUT, 1))
 
 # Accept transactions of several webhooks as ONE statement (one round trip, one commit): each
@@ -142,7 +147,8 @@ _SELECT = f"""
 SELECT id, tenant_id, received_at, gateway, order_id, status, gateway_status, event_time, amount,
        currency, product_id, product_name, payment_method,
        {", ".join(column for column, _ in _HASH_COLUMNS)},
-       fbclid, fbc, fbp, host(client_ip) AS client_ip, user_agent, utm, tracking
+       fbclid, fbc, fbp, host(client_ip) AS client_ip, user_agent, utm, tracking, renewal,
+       checkout_url
 FROM ingestion.events
 """  # noqa: S608 - column names are constants
 
@@ -418,6 +424,8 @@ def _conversion_args(
         conversion.user_agent,
         dict(tracking.utm),
         other_tracking,
+        conversion.renewal,
+        conversion.checkout_url,
     ]
 
 
@@ -483,6 +491,8 @@ def _stored(row: asyncpg.Record) -> StoredConversion:
         client_ip=row["client_ip"],
         user_agent=row["user_agent"],
         user_data=HashedUserData(**{attr: row[column] for column, attr in _HASH_COLUMNS}),
+        renewal=bool(row["renewal"]),
+        checkout_url=row["checkout_url"],
     )
     return StoredConversion(row["id"], row["tenant_id"], row["received_at"], conversion)
 

@@ -41,6 +41,10 @@ _FBCLID = r"^[A-Za-z0-9_-]{1,500}$"
 # fb.<subdomain index>.<creation ms>.<fbclid>[.<appendix>] and fb.<index>.<ms>.<random>[.<appendix>]
 _FBC_RE = re.compile(r"^fb\.(\d{1,2})\.(\d{1,16})\.([A-Za-z0-9_-]{1,500})(?:\.([^.\s]{1,200}))?$")
 _FBP = r"^fb\.\d{1,2}\.\d{1,16}\.\d{1,20}(?:\.[^.\s]{1,200})?$"
+#: The shape (and so the length limit: fbclid 500 characters, appendix 200) a click id must have
+#: to be kept, on the collect path and on every gateway webhook: a longer or malformed value is
+#: refused whole, never cut.
+CLICK_ID_PATTERNS = {"fbclid": re.compile(_FBCLID), "fbc": _FBC_RE, "fbp": re.compile(_FBP)}
 
 Token = Annotated[str, StringConstraints(strip_whitespace=True, pattern=_ID_PATTERN)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
@@ -64,6 +68,11 @@ class HitPayload(BaseModel):
         Annotated[str, StringConstraints(strip_whitespace=True, pattern=_FBC_RE.pattern)] | None
     ) = None
     fbp: Annotated[str, StringConstraints(strip_whitespace=True, pattern=_FBP)] | None = None
+    #: The script's stable visitor id (``_tai_vid``): 64 lowercase hex, Meta's ``external_id`` as
+    #: the pixel receives it.
+    visitor_id: (
+        Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9a-f]{64}$")] | None
+    ) = None
     utm_source: Text | None = None
     utm_medium: Text | None = None
     utm_campaign: Text | None = None
@@ -127,6 +136,8 @@ class BrowserHit:
     phone_hash: str | None
     client_ip: str | None
     user_agent: str | None
+    #: The visitor id, sent to Meta as ``external_id`` unchanged (already digest-shaped).
+    visitor_id: str | None = None
 
     @property
     def event_name(self) -> str:
@@ -392,4 +403,5 @@ def build_hit(
         phone_hash=ph,
         client_ip=client_ip,
         user_agent=user_agent[:1000] if user_agent else None,
+        visitor_id=payload.visitor_id,
     )

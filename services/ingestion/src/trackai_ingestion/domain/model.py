@@ -65,6 +65,9 @@ class HashedUserData:
     zp: str | None = None
     country: str | None = None
     external_id: str | None = None
+    #: Date of birth (``YYYYMMDD``) and gender (``f``/``m``) before hashing.
+    db: str | None = None
+    ge: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,12 @@ class Conversion:
     client_ip: str | None
     user_agent: str | None
     user_data: HashedUserData
+    #: An automatic charge of a subscription after the first one (Meta ``system_generated``);
+    #: False for a purchase made on the checkout page (``website``).
+    renewal: bool = False
+    #: The checkout page the buyer paid on, when the gateway says (``event_source_url`` when no
+    #: click is matched).
+    checkout_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,16 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from trackai_ingestion.adapters.telemetry import (
     ATTR_COLLECT_REASON,
     ATTR_COLLECT_STATUS,
+    COLLECT_HITS,
     COLLECT_REFUSED,
+    status_outcome,
 )
 from trackai_ingestion.domain.collect import (
     MAX_BODY_BYTES,
@@ -32,7 +35,11 @@ from trackai_ingestion.domain.collect import (
     request_origin,
     sender_address,
 )
-from trackai_ingestion.service_layer.collect import RecordBrowserHit, TenantUnavailable
+from trackai_ingestion.service_layer.collect import (
+    RecordBrowserHit,
+    Recorded,
+    TenantUnavailable,
+)
 from trackai_ingestion.service_layer.collect_limits import CollectRateLimit
 from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_kit.logging import get_logger
@@ -163,6 +170,45 @@ def _allowed_origin(origin: str | None, tenant: CollectTenant) -> str:
     return origin
 
 
+async def _store(
+    record: RecordBrowserHit,
+    tenant: CollectTenant,
+    payload: object,
+    *,
+    client_ip: str | None,
+    user_agent: str | None,
+    cors: dict[str, str],
+) -> Recorded:
+    """Record the hit; a refusal (422 naming the fields, 503 when the database is away)."""
+    try:
+        return await record(tenant, payload, client_ip=client_ip, user_agent=user_agent)
+    except InvalidHit as exc:
+        # Field names only in the log: the values may be personal data.
+        log.info(
+            "collect hit refused",
+            tenant_id=tenant.tenant_id,
+            fields=[".".join(map(str, e.loc)) for e in exc.errors],
+        )
+        detail = [
+            {"loc": ["body", *error.loc], "msg": error.msg, "type": error.type}
+            for error in exc.errors
+        ]
+        raise _Refused(422, "invalid_request", detail, cors) from None
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        # No connection in time, or the database is away: the beacon may be sent again.
+        log.warning(
+            "collect hit not stored; database unavailable",
+            tenant_id=tenant.tenant_id,
+            error=type(exc).__name__,
+        )
+        raise _Refused(
+            503,
+            "database_unavailable",
+            "the hit could not be stored now; retry",
+            {**cors, "Retry-After": _REGISTRY_RETRY_AFTER_S},
+        ) from None
+
+
 def build_collect_router(
     record: RecordBrowserHit,
     *,
@@ -237,25 +283,14 @@ def build_collect_router(
             payload = json.loads(body)
         except ValueError:  # UnicodeDecodeError included
             raise _Refused(400, "invalid_json", "the body is not valid UTF-8 JSON", cors) from None
-        try:
-            recorded = await record(
-                tenant,
-                payload,
-                client_ip=client_ip(peer, forwarded_for, trusted),
-                user_agent=request.headers.get("user-agent"),
-            )
-        except InvalidHit as exc:
-            # Field names only in the log: the values may be personal data.
-            log.info(
-                "collect hit refused",
-                tenant_id=tenant.tenant_id,
-                fields=[".".join(map(str, e.loc)) for e in exc.errors],
-            )
-            detail = [
-                {"loc": ["body", *error.loc], "msg": error.msg, "type": error.type}
-                for error in exc.errors
-            ]
-            raise _Refused(422, "invalid_request", detail, cors) from None
+        recorded = await _store(
+            record,
+            tenant,
+            payload,
+            client_ip=client_ip(peer, forwarded_for, trusted),
+            user_agent=request.headers.get("user-agent"),
+            cors=cors,
+        )
         if not recorded.stored:
             log.debug("duplicate hit absorbed", tenant_id=tenant.tenant_id)
         return Response(status_code=204, headers=cors)
@@ -271,12 +306,14 @@ def build_collect_router(
     async def collect(tenant_ref: str, request: Request) -> Response:
         """Record a page view, lead or checkout start (JSON, sent as text/plain by beacons)."""
         try:
-            return await accept_hit(tenant_ref, request)
+            answer = await accept_hit(tenant_ref, request)
         except _Refused as refused:
             COLLECT_REFUSED.add(
                 1, {ATTR_COLLECT_STATUS: refused.status, ATTR_COLLECT_REASON: refused.error}
             )
-            return refused.response()
+            answer = refused.response()
+        COLLECT_HITS.add(1, {"outcome": status_outcome(answer.status_code)})
+        return answer
 
     @router.api_route(SCRIPT_PATH, methods=["GET", "HEAD"], include_in_schema=False)
     async def tracking_script(request: Request) -> Response:

@@ -1,8 +1,7 @@
-"""Record a browser hit: the ``ingestion.events`` row and its ``IngestEvent`` outbox message in one
-transaction, idempotent on (tenant, kind, event_id), so a beacon sent twice is stored once.
+"""Record a browser hit: the ``ingestion.events`` row and its ``IngestEvent`` outbox message,
+committed together (group-committed with the hits arriving meanwhile, see ``adapters/hits.py``),
+idempotent on (tenant, kind, event_id), so a beacon sent twice is stored once.
 """
-
-# ruff: noqa: S608 - the schema name is validated; every value is a bind parameter
 
 from __future__ import annotations
 
@@ -15,9 +14,9 @@ import asyncpg
 
 from trackai.ingestion.v1 import events_pb2 as ev
 from trackai.provisioner.v1 import provisioner_service_pb2 as registry_pb
+from trackai_ingestion.adapters.hits import HitStore, new_id
 from trackai_ingestion.domain.collect import BrowserHit, CollectTenant, HitKind, build_hit
-from trackai_kit.outbox import enqueue
-from trackai_kit.postgres import check_identifier
+from trackai_kit import outbox
 from trackai_kit.tenant_config import TenantConfigUnavailable
 from trackai_kit.topology import INGEST_EVENTS
 
@@ -87,7 +86,9 @@ def ingest_event(hit: BrowserHit, message_id: str, received_at: datetime) -> ev.
             tracking=tracking,
             client_ip=hit.client_ip or "",
             user_agent=hit.user_agent or "",
-            user_data=ev.HashedUserData(em=hit.email_hash or "", ph=hit.phone_hash or ""),
+            user_data=ev.HashedUserData(
+                em=hit.email_hash or "", ph=hit.phone_hash or "", external_id=hit.visitor_id or ""
+            ),
             funnel_id=hit.funnel_id or "",
         ),
     )
@@ -104,28 +105,12 @@ class RecordBrowserHit:
         pool: asyncpg.Pool,
         tenants: TenantDirectory,
         *,
-        schema: str = "ingestion",
         clock: Callable[[], datetime] = _utcnow,
+        acquire_timeout_s: float | None = None,
     ) -> None:
-        self._pool = pool
         self._tenants = tenants
-        self._schema = check_identifier(schema)
         self._clock = clock
-        s = self._schema
-        self._insert = f"""
-            INSERT INTO {s}.events (
-                tenant_id, kind, event_name, event_id, event_time, received_at,
-                email_hash, phone_hash, session_id, page_url, referrer,
-                fbclid, fbc, fbp, client_ip, user_agent, utm, tracking, funnel_id
-            ) VALUES (
-                $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                $12, $13, $14, $15::inet, $16, $17::jsonb, $18::jsonb, $19::uuid
-            )
-            ON CONFLICT (tenant_id, kind, event_id)
-                WHERE kind <> 'conversion' AND event_id IS NOT NULL
-            DO NOTHING
-            RETURNING id
-        """
+        self._store = HitStore(pool, acquire_timeout_s=acquire_timeout_s)
 
     async def tenant(self, tenant_ref: str) -> CollectTenant | None:
         """The tenant by id or slug; None when unknown; :class:`TenantUnavailable` when unsure."""
@@ -153,38 +138,38 @@ class RecordBrowserHit:
             received_at=received_at,
         )
         tracking = {key: value for key, value in (("src", hit.src), ("sck", hit.sck)) if value}
-        async with self._pool.acquire() as conn, conn.transaction():
-            row_id = await conn.fetchval(
-                self._insert,
-                hit.tenant_id,
-                hit.kind,
-                hit.event_name,
-                hit.event_id,
-                hit.event_time,
-                received_at,
-                hit.email_hash,
-                hit.phone_hash,
-                hit.session_id,
-                hit.page_url,
-                hit.referrer,
-                hit.fbclid,
-                hit.fbc,
-                hit.fbp,
-                hit.client_ip,
-                hit.user_agent,
-                dict(hit.utm),
-                tracking,
-                hit.funnel_id or None,
-            )
-            if row_id is None:
-                return Recorded(stored=False, event_row_id=None)
-            message_id = str(row_id)
-            await enqueue(
-                conn,
-                schema=self._schema,
+        row_id = new_id()
+        message_id = str(row_id)
+        row = [
+            row_id,
+            hit.tenant_id,
+            hit.kind,
+            hit.event_name,
+            hit.event_id,
+            hit.event_time,
+            received_at,
+            hit.email_hash,
+            hit.phone_hash,
+            hit.session_id,
+            hit.page_url,
+            hit.referrer,
+            hit.fbclid,
+            hit.fbc,
+            hit.fbp,
+            hit.client_ip,
+            hit.user_agent,
+            dict(hit.utm),
+            tracking,
+            hit.funnel_id or None,
+            hit.visitor_id,
+            # The message, in the caller's trace context.
+            *outbox.enqueue_params(
                 routing_key=INGEST_EVENTS,
                 message_id=message_id,
                 message_type=MESSAGE_TYPE,
                 body=ingest_event(hit, message_id, received_at).SerializeToString(),
-            )
+            ),
+        ]
+        if not await self._store.record(row):
+            return Recorded(stored=False, event_row_id=None)
         return Recorded(stored=True, event_row_id=message_id)

@@ -9,6 +9,7 @@ unauthenticated flood cannot use up a tenant's budget and delay its real sales.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,10 @@ from trackai_ingestion.adapters.telemetry import (
     ATTR_GATEWAY,
     ATTR_REASON,
     ATTR_STATUS,
+    WEBHOOK_DURATION,
+    WEBHOOKS,
     WEBHOOKS_REFUSED,
+    webhook_outcome,
 )
 from trackai_ingestion.domain.gateways import ADAPTERS, GatewayAdapter, WebhookRequest
 from trackai_ingestion.domain.gateways.base import (
@@ -148,10 +152,27 @@ class WebhookService:
         *,
         source_ip: str | None = None,
     ) -> WebhookOutcome:
-        received_at = self._clock()
+        started = time.perf_counter()
         adapter = ADAPTERS.get(gateway)
         if adapter is None:
-            return unknown_gateway(gateway)
+            answer = unknown_gateway(gateway)
+        else:
+            answer = await self._receive(adapter, tenant_ref, request, source_ip)
+        # Labels from bounded sets only: the receivers' names, outcome classes, error codes.
+        label = adapter.name if adapter is not None else "unknown"
+        outcome, reason = webhook_outcome(answer.status, answer.body)
+        WEBHOOKS.add(1, {"gateway": label, "outcome": outcome, "reason": reason})
+        WEBHOOK_DURATION.record(time.perf_counter() - started, {"gateway": label})
+        return answer
+
+    async def _receive(
+        self,
+        adapter: GatewayAdapter,
+        tenant_ref: str,
+        request: WebhookRequest,
+        source_ip: str | None,
+    ) -> WebhookOutcome:
+        received_at = self._clock()
         try:
             tenant_id, config = await self._tenant(tenant_ref, adapter, source_ip)
             try:

@@ -16,6 +16,10 @@
   var SESSION_KEY = "_tai_session";
   var SESSION_MS = 30 * 60 * 1000;
   var FB_MAX_AGE_S = 90 * 24 * 3600;
+  var VISITOR_COOKIE = "_tai_vid";
+  var VISITOR_KEY = "_tai_visitor";
+  var VISITOR_MAX_AGE_S = 400 * 24 * 3600; // browsers cap cookies at 400 days
+  var VISITOR_RE = /^[0-9a-f]{64}$/;
   var UTM_KEYS = ["utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term"];
   var TOKEN_RE = /^[A-Za-z0-9_.:-]{8,128}$/;
   var SESSION_RE = /^ta[A-Za-z0-9]{20}$/;
@@ -113,6 +117,22 @@
   }
   writeCookie("_fbp", fbp, FB_MAX_AGE_S);
 
+  // Visitor: a stable first-party id (64 random hex characters, the shape of a SHA-256 digest, so
+  // Meta and the server take it as already hashed) given to the pixel as external_id and sent with
+  // every hit, so the server sends the same external_id. Kept 400 days, renewed on each visit.
+  var visitorId = (function () {
+    var id = readCookie(VISITOR_COOKIE);
+    if (!id || !VISITOR_RE.test(id)) id = storage(VISITOR_KEY);
+    if (typeof id !== "string" || !VISITOR_RE.test(id)) {
+      id = Array.from(crypto.getRandomValues(new Uint8Array(32)), function (b) {
+        return b.toString(16).padStart(2, "0");
+      }).join("");
+    }
+    writeCookie(VISITOR_COOKIE, id, VISITOR_MAX_AGE_S);
+    storage(VISITOR_KEY, id);
+    return id;
+  })();
+
   // Session: the cookie `<id>.<campaign hash>` lives 30 minutes from the last hit; a landing with
   // a different campaign (UTM or fbclid) starts a new session, as analytics tools do.
   var campaignText = UTM_KEYS.concat(["fbclid"])
@@ -154,6 +174,7 @@
     var body = {
       type: type,
       session_id: session.id,
+      visitor_id: visitorId,
       event_id: eventId,
       event_time: Date.now(),
       page_url: location.href.slice(0, 4096),
@@ -306,6 +327,7 @@
   w.trackai = {
     version: "1",
     sessionId: session.id,
+    visitorId: visitorId,
     pageViewEventId: pageViewEventId,
     eventId: eventId,
     lead: lead,

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import asyncpg
 
+from trackai_kit.pii import is_sha256_hex
 from trackai_matcher.domain.model import Click, Hit, MatchDecision, Purchase, Stage
 from trackai_matcher.domain.scoring import ValueCounts
 from trackai_matcher.domain.useragent import UaTraits
@@ -26,7 +27,7 @@ Connection = asyncpg.Connection
 CLICK_COLUMNS = """c.id, c.session_id, c.first_seen_at, c.last_seen_at, c.fbclid, c.fbc, c.fbp,
     host(c.client_ip) AS client_ip, c.ip_prefix::text AS ip_network, c.user_agent,
     c.browser_family, c.os_family, c.device_type, c.landing_url,
-    coalesce(c.utm->>'utm_campaign', '') AS campaign, c.funnel_id"""
+    coalesce(c.utm->>'utm_campaign', '') AS campaign, c.funnel_id, c.visitor_id"""
 
 #: Sessions retrieved per candidate source in stage 3, and the cap on value counts (a value
 #: shared by more sessions than this weighs next to nothing anyway).
@@ -87,6 +88,7 @@ def click_from_row(row: asyncpg.Record) -> Click:
         landing_url=row["landing_url"],
         campaign=row["campaign"] or "",
         funnel_id=str(funnel) if funnel is not None else None,
+        visitor_id=row["visitor_id"],
     )
 
 
@@ -101,6 +103,13 @@ async def claim_message(conn: Connection, message_id: str, message_type: str) ->
     return bool(status == "INSERT 0 1")
 
 
+def visitor_id(hit: Hit) -> str | None:
+    """The tracking script's visitor id, which hits carry as ``user_data.external_id``: 64
+    lowercase hex, the very value the pixel was given as ``external_id``."""
+    value = hit.external_id
+    return value if value is not None and is_sha256_hex(value) else None
+
+
 async def upsert_click(conn: Connection, hit: Hit, traits: UaTraits) -> None:
     """Fold a hit into its session: first/last seen widen, newer identifiers win, the first
     landing page, referrer, UTM and funnel stay."""
@@ -110,8 +119,9 @@ async def upsert_click(conn: Connection, hit: Hit, traits: UaTraits) -> None:
         INSERT INTO matcher.clicks AS c (
             tenant_id, session_id, first_seen_at, last_seen_at, fbclid, fbc, fbp, client_ip,
             user_agent, browser_family, os_family, device_type, landing_url, referrer, utm,
-            funnel_id)
-        VALUES ($1, $2, $3, $3, $4, $5, $6, $7::inet, $8, $9, $10, $11, $12, $13, $14::jsonb, $15)
+            funnel_id, visitor_id)
+        VALUES ($1, $2, $3, $3, $4, $5, $6, $7::inet, $8, $9, $10, $11, $12, $13, $14::jsonb, $15,
+            $16)
         ON CONFLICT (tenant_id, session_id) DO UPDATE SET
             first_seen_at = least(c.first_seen_at, excluded.first_seen_at),
             last_seen_at = greatest(c.last_seen_at, excluded.last_seen_at),
@@ -127,7 +137,8 @@ async def upsert_click(conn: Connection, hit: Hit, traits: UaTraits) -> None:
             landing_url = coalesce(c.landing_url, excluded.landing_url),
             referrer = coalesce(c.referrer, excluded.referrer),
             utm = CASE WHEN c.utm = '{}'::jsonb THEN excluded.utm ELSE c.utm END,
-            funnel_id = coalesce(c.funnel_id, excluded.funnel_id)
+            funnel_id = coalesce(c.funnel_id, excluded.funnel_id),
+            visitor_id = coalesce(excluded.visitor_id, c.visitor_id)
         """,
         hit.tenant_id,
         hit.session_id,
@@ -144,6 +155,7 @@ async def upsert_click(conn: Connection, hit: Hit, traits: UaTraits) -> None:
         hit.referrer or None,
         dict(t.utm),
         hit.funnel_id,
+        visitor_id(hit),
     )
 
 

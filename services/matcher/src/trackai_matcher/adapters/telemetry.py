@@ -17,6 +17,12 @@ class MatcherMetrics:
             unit="{event}",
             description="Events whose Event Match Quality estimate is below the alert threshold",
         )
+        self.emq = meter.create_histogram(
+            "trackai.matcher.emq",
+            unit="{score}",
+            description="Event Match Quality estimate (0-10) of the events sent, by tenant",
+            explicit_bucket_boundaries_advisory=[2, 4, 6, 8],
+        )
         self.conversions = meter.create_counter(
             "trackai.matcher.conversions",
             unit="{event}",

@@ -29,6 +29,7 @@ def setup_from_config(tenant_id: str, config: prov.TenantView | None) -> TenantS
             destination=_destination(fc.meta) if fc.HasField("meta") else None,
             test_event_code=fc.funnel.test_event_code,
             pending_event=fc.funnel.pending_payment_event or None,
+            landing_url=fc.funnel.landing_url,
         )
         for fc in config.funnels
     }

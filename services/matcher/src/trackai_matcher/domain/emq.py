@@ -16,10 +16,13 @@ MATCH_POWER: dict[str, tuple[tuple[str, ...], float]] = {
     "ph": (("ph",), 0.40),
     "fbc": (("fbc",), 0.40),
     "fbp": (("fbp",), 0.20),
+    # The tracking script's visitor id: the pixel is given the same external_id.
     "external_id": (("external_id",), 0.15),
     "ip_ua": (("client_ip_address", "client_user_agent"), 0.15),
     "name": (("fn", "ln"), 0.10),
     "location": (("ct", "st", "zp"), 0.05),
+    "birth_date": (("db",), 0.03),
+    "gender": (("ge",), 0.01),
     "country": (("country",), 0.01),
 }
 

@@ -96,10 +96,14 @@ class Purchase:
     client_ip: str | None
     user_agent: str
     #: Meta key -> SHA-256 hex (``em``, ``ph``, ``fn``, ``ln``, ``ct``, ``st``, ``zp``,
-    #: ``country``, ``external_id``), only the keys present.
+    #: ``country``, ``db``, ``ge``, ``external_id``), only the keys present.
     hashed: Mapping[str, str]
     #: When ingestion received the webhook (the purchase cannot be later than that).
     received_at: dt.datetime | None = None
+    #: An automatic subscription charge after the first: Meta ``system_generated``.
+    renewal: bool = False
+    #: The checkout page the gateway names ("" when none).
+    checkout_url: str = ""
 
     def candidates_as_of(self, at: dt.datetime) -> dt.datetime:
         """Latest session start a match may use for a purchase at ``at``.
@@ -160,6 +164,8 @@ class Click:
     #: The session's ``utm_campaign`` ("" when none): the only UTM value matching compares.
     campaign: str
     funnel_id: str | None
+    #: The tracking script's stable visitor id, the pixel's ``external_id`` (64 lowercase hex).
+    visitor_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ class FunnelSetup:
     #: The funnel's event for a pending pix/boleto (``InitiateCheckout``/``AddPaymentInfo``);
     #: None: the funnel sends none.
     pending_event: str | None = None
+    #: The funnel's landing page ("" when not set): ``event_source_url`` of a web purchase no
+    #: click and no checkout URL locates.
+    landing_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Route:
 
     funnel_id: str | None
     destination: Destination | None
+    #: The funnel's landing page, else the tenant's only one ("" when unknown).
+    landing_url: str = ""
 
     @property
     def reason(self) -> str:
@@ -68,14 +73,20 @@ class TenantSetup:
         """The funnel's own destination, else the tenant default (with the funnel's test code)."""
         funnel = self.funnels.get(funnel_id or "")
         if funnel is None:
-            return Route(None, self.default_destination)
+            return Route(None, self.default_destination, self._only_landing_url())
+        landing = funnel.landing_url or self._only_landing_url()
         if funnel.destination is not None:
             code = funnel.destination.test_event_code or funnel.test_event_code
-            return Route(funnel.id, Destination(funnel.destination.pixel_id, code))
+            return Route(funnel.id, Destination(funnel.destination.pixel_id, code), landing)
         if self.default_destination is None:
-            return Route(funnel.id, None)
+            return Route(funnel.id, None, landing)
         code = funnel.test_event_code or self.default_destination.test_event_code
-        return Route(funnel.id, Destination(self.default_destination.pixel_id, code))
+        return Route(funnel.id, Destination(self.default_destination.pixel_id, code), landing)
+
+    def _only_landing_url(self) -> str:
+        """The landing page when all the tenant's funnels share one (a single site), else ""."""
+        urls = {f.landing_url for f in self.funnels.values() if f.landing_url}
+        return urls.pop() if len(urls) == 1 else ""
 
 
 #: What the matcher knows about a tenant the registry does not know.

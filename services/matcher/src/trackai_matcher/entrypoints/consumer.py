@@ -102,7 +102,7 @@ def purchase_from_proto(event: ingest.IngestEvent, received: dt.datetime | None)
     u = c.user_data
     hashed = {
         key: value
-        for key in ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "external_id")
+        for key in ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "db", "ge", "external_id")
         if (value := getattr(u, key)) and is_sha256_hex(value)
     }
     return Purchase(
@@ -122,6 +122,8 @@ def purchase_from_proto(event: ingest.IngestEvent, received: dt.datetime | None)
         user_agent=c.user_agent,
         hashed=hashed,
         received_at=received,
+        renewal=c.renewal,
+        checkout_url=c.checkout_url,
     )
 
 

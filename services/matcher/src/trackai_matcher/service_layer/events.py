@@ -77,9 +77,10 @@ def build_user_data(
 ) -> pb.UserData:
     h = purchase.hashed
     external = [h.get("external_id")]
-    if click is not None:
-        # The pixel's external_id rule: our session id, normalised and hashed like any key.
-        external.append(hash_value("external_id", click.session_id))
+    if click is not None and click.visitor_id:
+        # The tracking script's visitor id: what the pixel on the tenant's pages was given as
+        # external_id, already digest-shaped, so sent as is (docs/emq.md).
+        external.append(click.visitor_id)
     external += [hash_value("external_id", i.external_id) for i in identities]
     return pb.UserData(
         em=_hashed([h.get("em"), *(i.email_hash for i in identities)]),
@@ -90,6 +91,8 @@ def build_user_data(
         st=_hashed([h.get("st")]),
         zp=_hashed([h.get("zp")]),
         country=_hashed([h.get("country")]),
+        db=_hashed([h.get("db")]),
+        ge=_hashed([h.get("ge")]),
         external_id=_hashed(external),
         client_ip_address=_valid_ip(purchase.client_ip)
         or _valid_ip(click.client_ip if click else None),
@@ -110,6 +113,27 @@ def _value(amount: str) -> str:
     except InvalidOperation:
         return ""
     return amount if value.is_finite() and value >= 0 else ""
+
+
+def action_source_of(
+    purchase: Purchase, click: Click | None, route: Route, user_data: pb.UserData
+) -> tuple[str, str]:
+    """Meta's ``action_source`` and ``event_source_url`` (docs/emq.md, "action_source").
+
+    A renewal is ``system_generated`` (an automatic charge). Any other checkout event happened on
+    a web page: ``website``, with the page (the matched click's landing page, else the checkout
+    page the gateway names, else the funnel's landing page) and the buyer's user agent (the
+    gateway's, else the click's). Without either Meta would refuse a website event, so it goes
+    as ``other`` rather than as an automatic conversion it is not.
+    """
+    if purchase.renewal:
+        return "system_generated", ""
+    url = (click.landing_url if click else None) or purchase.checkout_url or route.landing_url
+    if not user_data.client_user_agent and click is not None and click.user_agent:
+        user_data.client_user_agent = click.user_agent
+    if url and user_data.client_user_agent:
+        return "website", url
+    return "other", ""
 
 
 @dataclass(frozen=True)
@@ -134,15 +158,13 @@ def build_dispatch(
     event is then recorded but not sent)."""
     user_data = build_user_data(purchase, click, identities)
     emq = estimate_emq(present_keys(user_data))
-    website = click is not None and bool(click.landing_url) and bool(click.user_agent)
-    if website and not user_data.client_user_agent:
-        user_data.client_user_agent = click.user_agent or ""  # type: ignore[union-attr]
+    action_source, source_url = action_source_of(purchase, click, route, user_data)
     event = pb.ServerEvent(
         event_name=event_name,
         event_time=int(purchase.event_time.timestamp()),
         event_id=event_id,
-        action_source="website" if website else "system_generated",
-        event_source_url=(click.landing_url or "") if website and click else "",
+        action_source=action_source,
+        event_source_url=source_url,
         user_data=user_data,
         custom_data=pb.CustomData(
             value=_value(purchase.amount),

@@ -249,15 +249,11 @@ class IngestService:
                 reason=reason,
             )
         emq = result.emq
-        if (
-            emq is not None
-            and emq.low
-            and result.outcome
-            in (
-                Outcome.QUEUED,
-                Outcome.NO_DESTINATION,
-            )
-        ):
+        sent_or_held = result.outcome in (Outcome.QUEUED, Outcome.NO_DESTINATION)
+        if emq is not None and sent_or_held:
+            # Per tenant: the EMQ alarm averages it over an hour (docs/metrics.md).
+            self._metrics.emq.record(emq.score, {"tenant_id": purchase.tenant_id})
+        if emq is not None and emq.low and sent_or_held:
             self._metrics.emq_low.add(1, {"tenant_id": purchase.tenant_id})
             log.warning(
                 "low event match quality",

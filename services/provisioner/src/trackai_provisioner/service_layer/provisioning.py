@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from trackai_kit.logging import get_logger
+from trackai_kit.telemetry import get_meter
 from trackai_provisioner.adapters.repository import Conn
 from trackai_provisioner.adapters.runs import PostgresRunRepository
 from trackai_provisioner.adapters.status_outbox import enqueue_status
@@ -50,6 +52,14 @@ from trackai_provisioner.domain.tenants import (
 from trackai_provisioner.service_layer.registry import TenantRegistry
 
 log = get_logger(__name__)
+#: One sample per executed step, by ``step`` (the fixed step names) and ``outcome``
+#: (succeeded, skipped, failed): the ``_count`` of failed ones is the failure counter.
+STEP_DURATION = get_meter("trackai.provisioner").create_histogram(
+    "trackai.provisioner.step.duration",
+    unit="s",
+    description="Provisioning step durations, by step and outcome",
+    explicit_bucket_boundaries_advisory=[0.1, 0.5, 1, 5, 15, 30, 60, 120, 300],
+)
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
@@ -349,7 +359,14 @@ class ProvisioningService:
 
     async def _execute(self, ctx: _Ctx, report: Reporter) -> bool:
         """Run one step and record its outcome; False when the run stopped (failed or rolled
-        back)."""
+        back). Its duration and outcome feed the step metrics (docs/metrics.md)."""
+        started = time.perf_counter()
+        ok = await self._execute_step(ctx, report)
+        labels = {"step": ctx.step.step, "outcome": ctx.step.status.value if ok else "failed"}
+        STEP_DURATION.record(time.perf_counter() - started, labels)
+        return ok
+
+    async def _execute_step(self, ctx: _Ctx, report: Reporter) -> bool:
         conn, run, step_name = ctx.conn, ctx.run, ctx.step.step
         try:
             outcome: StepOutcome = await getattr(self, f"_step_{step_name}")(ctx)

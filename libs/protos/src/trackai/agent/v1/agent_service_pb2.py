@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$trackai/agent/v1/agent_service.proto\x12\x10trackai.agent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12/\n\x06status\x18\x03 \x01(\x0e\x32\x1f.trackai.agent.v1.SessionStatus\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x63onsecutive_failures\x18\x05 \x01(\x05\x12\x13\n\x0b\x66unnel_slug\x18\x06 \x01(\t\x12\x0c\n\x04step\x18\x07 \x01(\t\x12\x14\n\x0csetup_locked\x18\x08 \x01(\x08\x12\x15\n\rprompt_tokens\x18\t \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\n \x01(\x03\"\xd6\x02\n\x0fTranscriptEntry\x12$\n\x04role\x18\x01 \x01(\x0e\x32\x16.trackai.agent.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x11\n\ttool_name\x18\x03 \x01(\t\x12\x16\n\x0etool_succeeded\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03seq\x18\x06 \x01(\x05\x12\x13\n\x0btool_status\x18\x07 \x01(\t\x12\x1b\n\x13tool_arguments_json\x18\x08 \x01(\t\x12\x18\n\x10tool_result_json\x18\t \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\n \x01(\x01\x12\x15\n\rprompt_tokens\x18\x0b \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x0c \x01(\x05\x12\x10\n\x08\x65vent_id\x18\r \x01(\t\"\xfb\x01\n\nEscalation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rfailure_count\x18\x06 \x01(\x05\x12\r\n\x05state\x18\x07 \x01(\t\x12\x14\n\x0csummary_json\x18\x08 \x01(\t\x12\x16\n\x0etranscript_url\x18\t \x01(\t\x12\x17\n\x0f\x61\x63knowledged_by\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x13StartSessionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nstarted_by\x18\x02 \x01(\t\x12\x13\n\x0b\x66unnel_slug\x18\x03 \x01(\t\"v\n\x14StartSessionResponse\x12*\n\x07session\x18\x01 \x01(\x0b\x32\x19.trackai.agent.v1.Session\x12\x32\n\x07\x65ntries\x18\x02 \x03(\x0b\x32!.trackai.agent.v1.TranscriptEntry\"L\n\x12SendMessageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\"u\n\x13SendMessageResponse\x12*\n\x07session\x18\x01 \x01(\x0b\x32\x19.trackai.agent.v1.Session\x12\x32\n\x07\x65ntries\x18\x02 \x03(\x0b\x32!.trackai.agent.v1.TranscriptEntry\"N\n\x14StreamMessageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\"\x82\x01\n\x15StreamMessageResponse\x12\x32\n\x05\x65ntry\x18\x01 \x01(\x0b\x32!.trackai.agent.v1.TranscriptEntryH\x00\x12,\n\x07session\x18\x02 \x01(\x0b\x32\x19.trackai.agent.v1.SessionH\x00\x42\x07\n\x05\x65vent\"=\n\x14GetTranscriptRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"w\n\x15GetTranscriptResponse\x12*\n\x07session\x18\x01 \x01(\x0b\x32\x19.trackai.agent.v1.Session\x12\x32\n\x07\x65ntries\x18\x02 \x03(\x0b\x32!.trackai.agent.v1.TranscriptEntry\"@\n\x17\x45xportTranscriptRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"(\n\x18\x45xportTranscriptResponse\x12\x0c\n\x04json\x18\x01 \x01(\t\"\'\n\x16ListEscalationsRequest\x12\r\n\x05state\x18\x01 \x01(\t\"L\n\x17ListEscalationsResponse\x12\x31\n\x0b\x65scalations\x18\x01 \x03(\x0b\x32\x1c.trackai.agent.v1.Escalation\">\n\x16TakeOverSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\"K\n\x17TakeOverSessionResponse\x12\x30\n\nescalation\x18\x01 \x01(\x0b\x32\x1c.trackai.agent.v1.Escalation\"<\n\x14ResumeSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\"C\n\x15ResumeSessionResponse\x12*\n\x07session\x18\x01 \x01(\x0b\x32\x19.trackai.agent.v1.Session\"\x95\x01\n\x0fRunCheckRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unnel_slug\x18\x02 \x01(\t\x12\x0c\n\x04tool\x18\x03 \x01(\t\x12\x34\n\x10setup_start_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61rguments_json\x18\x05 \x01(\t\"n\n\x10RunCheckResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x04 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x01*\x83\x01\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18SESSION_STATUS_ESCALATED\x10\x02\x12\x19\n\x15SESSION_STATUS_CLOSED\x10\x03*a\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\x12\r\n\tROLE_TOOL\x10\x03\x12\x11\n\rROLE_OPERATOR\x10\x04\x32\xff\x06\n\x0c\x41gentService\x12]\n\x0cStartSession\x12%.trackai.agent.v1.StartSessionRequest\x1a&.trackai.agent.v1.StartSessionResponse\x12Z\n\x0bSendMessage\x12$.trackai.agent.v1.SendMessageRequest\x1a%.trackai.agent.v1.SendMessageResponse\x12\x62\n\rStreamMessage\x12&.trackai.agent.v1.StreamMessageRequest\x1a\'.trackai.agent.v1.StreamMessageResponse0\x01\x12`\n\rGetTranscript\x12&.trackai.agent.v1.GetTranscriptRequest\x1a\'.trackai.agent.v1.GetTranscriptResponse\x12i\n\x10\x45xportTranscript\x12).trackai.agent.v1.ExportTranscriptRequest\x1a*.trackai.agent.v1.ExportTranscriptResponse\x12\x66\n\x0fListEscalations\x12(.trackai.agent.v1.ListEscalationsRequest\x1a).trackai.agent.v1.ListEscalationsResponse\x12\x66\n\x0fTakeOverSession\x12(.trackai.agent.v1.TakeOverSessionRequest\x1a).trackai.agent.v1.TakeOverSessionResponse\x12`\n\rResumeSession\x12&.trackai.agent.v1.ResumeSessionRequest\x1a\'.trackai.agent.v1.ResumeSessionResponse\x12Q\n\x08RunCheck\x12!.trackai.agent.v1.RunCheckRequest\x1a\".trackai.agent.v1.RunCheckResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$trackai/agent/v1/agent_service.proto\x12\x10trackai.agent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12/\n\x06status\x18\x03 \x01(\x0e\x32\x1f.trackai.agent.v1.SessionStatus\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x63onsecutive_failures\x18\x05 \x01(\x05\x12\x13\n\x0b\x66unnel_slug\x18\x06 \x01(\t\x12\x0c\n\x04step\x18\x07 \x01(\t\x12\x14\n\x0csetup_locked\x18\x08 \x01(\x08\x12\x15\n\rprompt_tokens\x18\t \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\n \x01(\x03\"\xd6\x02\n\x0fTranscriptEntry\x12$\n\x04role\x18\x01 \x01(\x0e\x32\x16.trackai.agent.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x11\n\ttool_name\x18\x03 \x01(\t\x12\x16\n\x0etool_succeeded\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03seq\x18\x06 \x01(\x05\x12\x13\n\x0btool_status\x18\x07 \x01(\t\x12\x1b\n\x13tool_arguments_json\x18\x08 \x01(\t\x12\x18\n\x10tool_result_json\x18\t \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\n \x01(\x01\x12\x15\n\rprompt_tokens\x18\x0b \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x0c \x01(\x05\x12\x10\n\x08\x65vent_id\x18\r \x01(\t\"\xfb\x01\n\nEscalation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rfailure_count\x18\x06 \x01(\x05\x12\r\n\x05state\x18\x07 \x01(\t\x12\x14\n\x0csummary_json\x18\x08 \x01(\t\x12\x16\n\x0etranscript_url\x18\t \x01(\t\x12\x17\n\x0f\x61\x63knowledged_by\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x13StartSessionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nstarted_by\x18\x02 \x01(\t\x12\x13\n\x0b\x66unnel_slug\x18\x03 \x01(\t\"v\n\x14StartSessionResponse\x12*\n\x07session\x18\x01 \x01(\x0b\x32\x19.trackai.agent.v1.Session\x12\x32\n\x07\x65ntries\x18\x02 \x03(\x0b\x32!.trackai.agent.v1.TranscriptEntry\"L\n\x12SendMessageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\"u\n\x13SendMessageResponse\x12*\n\x07session\x18\x01 \x01(\x0b\x32\x19.trackai.agent.v1.Session\x12\x32\n\x07\x65ntries\x18\x02 \x03(\x0b\x32!.trackai.agent.v1.TranscriptEntry\"N\n\x14StreamMessageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\"\x93\x01\n\x15StreamMessageResponse\x12\x32\n\x05\x65ntry\x18\x01 \x01(\x0b\x32!.trackai.agent.v1.TranscriptEntryH\x00\x12,\n\x07session\x18\x02 \x01(\x0b\x32\x19.trackai.agent.v1.SessionH\x00\x12\x0f\n\x05\x64\x65lta\x18\x03 \x01(\tH\x00\x42\x07\n\x05\x65vent\"B\n\x18GetCurrentSessionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unnel_slug\x18\x02 \x01(\t\"{\n\x19GetCurrentSessionResponse\x12*\n\x07session\x18\x01 \x01(\x0b\x32\x19.trackai.agent.v1.Session\x12\x32\n\x07\x65ntries\x18\x02 \x03(\x0b\x32!.trackai.agent.v1.TranscriptEntry\"<\n\x13RequestHumanRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\xa8\x01\n\x14RequestHumanResponse\x12*\n\x07session\x18\x01 \x01(\x0b\x32\x19.trackai.agent.v1.Session\x12\x30\n\nescalation\x18\x02 \x01(\x0b\x32\x1c.trackai.agent.v1.Escalation\x12\x32\n\x07\x65ntries\x18\x03 \x03(\x0b\x32!.trackai.agent.v1.TranscriptEntry\"=\n\x14GetTranscriptRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"w\n\x15GetTranscriptResponse\x12*\n\x07session\x18\x01 \x01(\x0b\x32\x19.trackai.agent.v1.Session\x12\x32\n\x07\x65ntries\x18\x02 \x03(\x0b\x32!.trackai.agent.v1.TranscriptEntry\"@\n\x17\x45xportTranscriptRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"(\n\x18\x45xportTranscriptResponse\x12\x0c\n\x04json\x18\x01 \x01(\t\"\'\n\x16ListEscalationsRequest\x12\r\n\x05state\x18\x01 \x01(\t\"L\n\x17ListEscalationsResponse\x12\x31\n\x0b\x65scalations\x18\x01 \x03(\x0b\x32\x1c.trackai.agent.v1.Escalation\">\n\x16TakeOverSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\"K\n\x17TakeOverSessionResponse\x12\x30\n\nescalation\x18\x01 \x01(\x0b\x32\x1c.trackai.agent.v1.Escalation\"<\n\x14ResumeSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\"C\n\x15ResumeSessionResponse\x12*\n\x07session\x18\x01 \x01(\x0b\x32\x19.trackai.agent.v1.Session\"\x95\x01\n\x0fRunCheckRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unnel_slug\x18\x02 \x01(\t\x12\x0c\n\x04tool\x18\x03 \x01(\t\x12\x34\n\x10setup_start_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61rguments_json\x18\x05 \x01(\t\"n\n\x10RunCheckResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x04 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x01\"S\n\x1aPostOperatorMessageRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\"O\n\x1bPostOperatorMessageResponse\x12\x30\n\x05\x65ntry\x18\x01 \x01(\x0b\x32!.trackai.agent.v1.TranscriptEntry*\x83\x01\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18SESSION_STATUS_ESCALATED\x10\x02\x12\x19\n\x15SESSION_STATUS_CLOSED\x10\x03*a\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\x12\r\n\tROLE_TOOL\x10\x03\x12\x11\n\rROLE_OPERATOR\x10\x04\x32\xc0\t\n\x0c\x41gentService\x12]\n\x0cStartSession\x12%.trackai.agent.v1.StartSessionRequest\x1a&.trackai.agent.v1.StartSessionResponse\x12Z\n\x0bSendMessage\x12$.trackai.agent.v1.SendMessageRequest\x1a%.trackai.agent.v1.SendMessageResponse\x12\x62\n\rStreamMessage\x12&.trackai.agent.v1.StreamMessageRequest\x1a\'.trackai.agent.v1.StreamMessageResponse0\x01\x12l\n\x11GetCurrentSession\x12*.trackai.agent.v1.GetCurrentSessionRequest\x1a+.trackai.agent.v1.GetCurrentSessionResponse\x12]\n\x0cRequestHuman\x12%.trackai.agent.v1.RequestHumanRequest\x1a&.trackai.agent.v1.RequestHumanResponse\x12`\n\rGetTranscript\x12&.trackai.agent.v1.GetTranscriptRequest\x1a\'.trackai.agent.v1.GetTranscriptResponse\x12i\n\x10\x45xportTranscript\x12).trackai.agent.v1.ExportTranscriptRequest\x1a*.trackai.agent.v1.ExportTranscriptResponse\x12\x66\n\x0fListEscalations\x12(.trackai.agent.v1.ListEscalationsRequest\x1a).trackai.agent.v1.ListEscalationsResponse\x12\x66\n\x0fTakeOverSession\x12(.trackai.agent.v1.TakeOverSessionRequest\x1a).trackai.agent.v1.TakeOverSessionResponse\x12`\n\rResumeSession\x12&.trackai.agent.v1.ResumeSessionRequest\x1a\'.trackai.agent.v1.ResumeSessionResponse\x12Q\n\x08RunCheck\x12!.trackai.agent.v1.RunCheckRequest\x1a\".trackai.agent.v1.RunCheckResponse\x12r\n\x13PostOperatorMessage\x12,.trackai.agent.v1.PostOperatorMessageRequest\x1a-.trackai.agent.v1.PostOperatorMessageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackai.agent.v1.agent_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SESSIONSTATUS']._serialized_start=2529
-  _globals['_SESSIONSTATUS']._serialized_end=2660
-  _globals['_ROLE']._serialized_start=2662
-  _globals['_ROLE']._serialized_end=2759
+  _globals['_SESSIONSTATUS']._serialized_start=3138
+  _globals['_SESSIONSTATUS']._serialized_end=3269
+  _globals['_ROLE']._serialized_start=3271
+  _globals['_ROLE']._serialized_end=3368
   _globals['_SESSION']._serialized_start=92
   _globals['_SESSION']._serialized_end=367
   _globals['_TRANSCRIPTENTRY']._serialized_start=370
@@ -53,31 +53,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMMESSAGEREQUEST']._serialized_start=1368
   _globals['_STREAMMESSAGEREQUEST']._serialized_end=1446
   _globals['_STREAMMESSAGERESPONSE']._serialized_start=1449
-  _globals['_STREAMMESSAGERESPONSE']._serialized_end=1579
-  _globals['_GETTRANSCRIPTREQUEST']._serialized_start=1581
-  _globals['_GETTRANSCRIPTREQUEST']._serialized_end=1642
-  _globals['_GETTRANSCRIPTRESPONSE']._serialized_start=1644
-  _globals['_GETTRANSCRIPTRESPONSE']._serialized_end=1763
-  _globals['_EXPORTTRANSCRIPTREQUEST']._serialized_start=1765
-  _globals['_EXPORTTRANSCRIPTREQUEST']._serialized_end=1829
-  _globals['_EXPORTTRANSCRIPTRESPONSE']._serialized_start=1831
-  _globals['_EXPORTTRANSCRIPTRESPONSE']._serialized_end=1871
-  _globals['_LISTESCALATIONSREQUEST']._serialized_start=1873
-  _globals['_LISTESCALATIONSREQUEST']._serialized_end=1912
-  _globals['_LISTESCALATIONSRESPONSE']._serialized_start=1914
-  _globals['_LISTESCALATIONSRESPONSE']._serialized_end=1990
-  _globals['_TAKEOVERSESSIONREQUEST']._serialized_start=1992
-  _globals['_TAKEOVERSESSIONREQUEST']._serialized_end=2054
-  _globals['_TAKEOVERSESSIONRESPONSE']._serialized_start=2056
-  _globals['_TAKEOVERSESSIONRESPONSE']._serialized_end=2131
-  _globals['_RESUMESESSIONREQUEST']._serialized_start=2133
-  _globals['_RESUMESESSIONREQUEST']._serialized_end=2193
-  _globals['_RESUMESESSIONRESPONSE']._serialized_start=2195
-  _globals['_RESUMESESSIONRESPONSE']._serialized_end=2262
-  _globals['_RUNCHECKREQUEST']._serialized_start=2265
-  _globals['_RUNCHECKREQUEST']._serialized_end=2414
-  _globals['_RUNCHECKRESPONSE']._serialized_start=2416
-  _globals['_RUNCHECKRESPONSE']._serialized_end=2526
-  _globals['_AGENTSERVICE']._serialized_start=2762
-  _globals['_AGENTSERVICE']._serialized_end=3657
+  _globals['_STREAMMESSAGERESPONSE']._serialized_end=1596
+  _globals['_GETCURRENTSESSIONREQUEST']._serialized_start=1598
+  _globals['_GETCURRENTSESSIONREQUEST']._serialized_end=1664
+  _globals['_GETCURRENTSESSIONRESPONSE']._serialized_start=1666
+  _globals['_GETCURRENTSESSIONRESPONSE']._serialized_end=1789
+  _globals['_REQUESTHUMANREQUEST']._serialized_start=1791
+  _globals['_REQUESTHUMANREQUEST']._serialized_end=1851
+  _globals['_REQUESTHUMANRESPONSE']._serialized_start=1854
+  _globals['_REQUESTHUMANRESPONSE']._serialized_end=2022
+  _globals['_GETTRANSCRIPTREQUEST']._serialized_start=2024
+  _globals['_GETTRANSCRIPTREQUEST']._serialized_end=2085
+  _globals['_GETTRANSCRIPTRESPONSE']._serialized_start=2087
+  _globals['_GETTRANSCRIPTRESPONSE']._serialized_end=2206
+  _globals['_EXPORTTRANSCRIPTREQUEST']._serialized_start=2208
+  _globals['_EXPORTTRANSCRIPTREQUEST']._serialized_end=2272
+  _globals['_EXPORTTRANSCRIPTRESPONSE']._serialized_start=2274
+  _globals['_EXPORTTRANSCRIPTRESPONSE']._serialized_end=2314
+  _globals['_LISTESCALATIONSREQUEST']._serialized_start=2316
+  _globals['_LISTESCALATIONSREQUEST']._serialized_end=2355
+  _globals['_LISTESCALATIONSRESPONSE']._serialized_start=2357
+  _globals['_LISTESCALATIONSRESPONSE']._serialized_end=2433
+  _globals['_TAKEOVERSESSIONREQUEST']._serialized_start=2435
+  _globals['_TAKEOVERSESSIONREQUEST']._serialized_end=2497
+  _globals['_TAKEOVERSESSIONRESPONSE']._serialized_start=2499
+  _globals['_TAKEOVERSESSIONRESPONSE']._serialized_end=2574
+  _globals['_RESUMESESSIONREQUEST']._serialized_start=2576
+  _globals['_RESUMESESSIONREQUEST']._serialized_end=2636
+  _globals['_RESUMESESSIONRESPONSE']._serialized_start=2638
+  _globals['_RESUMESESSIONRESPONSE']._serialized_end=2705
+  _globals['_RUNCHECKREQUEST']._serialized_start=2708
+  _globals['_RUNCHECKREQUEST']._serialized_end=2857
+  _globals['_RUNCHECKRESPONSE']._serialized_start=2859
+  _globals['_RUNCHECKRESPONSE']._serialized_end=2969
+  _globals['_POSTOPERATORMESSAGEREQUEST']._serialized_start=2971
+  _globals['_POSTOPERATORMESSAGEREQUEST']._serialized_end=3054
+  _globals['_POSTOPERATORMESSAGERESPONSE']._serialized_start=3056
+  _globals['_POSTOPERATORMESSAGERESPONSE']._serialized_end=3135
+  _globals['_AGENTSERVICE']._serialized_start=3371
+  _globals['_AGENTSERVICE']._serialized_end=4587
 # @@protoc_insertion_point(module_scope)

@@ -377,6 +377,11 @@ class StreamMessageResponse(_message.Message):
 
     ENTRY_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    delta: _builtins.str
+    """A piece of the assistant's answer text as the language model generates it; the complete
+    text follows as an entry (deltas are not stored, and absent in the guided flow).
+    """
     @_builtins.property
     def entry(self) -> Global___TranscriptEntry: ...
     @_builtins.property
@@ -388,16 +393,116 @@ class StreamMessageResponse(_message.Message):
         *,
         entry: Global___TranscriptEntry | None = ...,
         session: Global___Session | None = ...,
+        delta: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "event", b"event", "session", b"session"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "entry", b"entry", "event", b"event", "session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "event", b"event", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "entry", b"entry", "event", b"event", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["entry", "session"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["entry", "session", "delta"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___StreamMessageResponse: _TypeAlias = StreamMessageResponse  # noqa: Y015
+
+@_typing.final
+class GetCurrentSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    FUNNEL_SLUG_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    funnel_slug: _builtins.str
+    """Restricts to the funnel's sessions; empty takes any."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        funnel_slug: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["funnel_slug", b"funnel_slug", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCurrentSessionRequest: _TypeAlias = GetCurrentSessionRequest  # noqa: Y015
+
+@_typing.final
+class GetCurrentSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def session(self) -> Global___Session: ...
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___TranscriptEntry]: ...
+    def __init__(
+        self,
+        *,
+        session: Global___Session | None = ...,
+        entries: _abc.Iterable[Global___TranscriptEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCurrentSessionResponse: _TypeAlias = GetCurrentSessionResponse  # noqa: Y015
+
+@_typing.final
+class RequestHumanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    session_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestHumanRequest: _TypeAlias = RequestHumanRequest  # noqa: Y015
+
+@_typing.final
+class RequestHumanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    ESCALATION_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def session(self) -> Global___Session: ...
+    @_builtins.property
+    def escalation(self) -> Global___Escalation: ...
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___TranscriptEntry]:
+        """Entries this request added (the assistant's notice to the seller)."""
+
+    def __init__(
+        self,
+        *,
+        session: Global___Session | None = ...,
+        escalation: Global___Escalation | None = ...,
+        entries: _abc.Iterable[Global___TranscriptEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escalation", b"escalation", "session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "escalation", b"escalation", "session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestHumanResponse: _TypeAlias = RequestHumanResponse  # noqa: Y015
 
 @_typing.final
 class GetTranscriptRequest(_message.Message):
@@ -682,3 +787,49 @@ class RunCheckResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunCheckResponse: _TypeAlias = RunCheckResponse  # noqa: Y015
+
+@_typing.final
+class PostOperatorMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    operator: _builtins.str
+    """Operator handle (never an e-mail)."""
+    content: _builtins.str
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        operator: _builtins.str = ...,
+        content: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "operator", b"operator", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostOperatorMessageRequest: _TypeAlias = PostOperatorMessageRequest  # noqa: Y015
+
+@_typing.final
+class PostOperatorMessageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___TranscriptEntry: ...
+    def __init__(
+        self,
+        *,
+        entry: Global___TranscriptEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostOperatorMessageResponse: _TypeAlias = PostOperatorMessageResponse  # noqa: Y015

@@ -50,6 +50,16 @@ class AgentServiceStub:
                 request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageRequest.SerializeToString,
                 response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageResponse.FromString,
                 _registered_method=True)
+        self.GetCurrentSession = channel.unary_unary(
+                '/trackai.agent.v1.AgentService/GetCurrentSession',
+                request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetCurrentSessionRequest.SerializeToString,
+                response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetCurrentSessionResponse.FromString,
+                _registered_method=True)
+        self.RequestHuman = channel.unary_unary(
+                '/trackai.agent.v1.AgentService/RequestHuman',
+                request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.RequestHumanRequest.SerializeToString,
+                response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.RequestHumanResponse.FromString,
+                _registered_method=True)
         self.GetTranscript = channel.unary_unary(
                 '/trackai.agent.v1.AgentService/GetTranscript',
                 request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetTranscriptRequest.SerializeToString,
@@ -80,6 +90,11 @@ class AgentServiceStub:
                 request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.RunCheckRequest.SerializeToString,
                 response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.RunCheckResponse.FromString,
                 _registered_method=True)
+        self.PostOperatorMessage = channel.unary_unary(
+                '/trackai.agent.v1.AgentService/PostOperatorMessage',
+                request_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.PostOperatorMessageRequest.SerializeToString,
+                response_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.PostOperatorMessageResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -102,8 +117,26 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamMessage(self, request, context):
-        """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists;
-        the last message carries the session. Streamed entries have no seq yet (GetTranscript does).
+        """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists,
+        and the language model's answer text as deltas while it is generated; the last message
+        carries the session. Streamed entries have no seq yet (GetTranscript does).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCurrentSession(self, request, context):
+        """GetCurrentSession returns the tenant's most recent session that is not closed (resume after
+        a reload), with its transcript. NOT_FOUND when there is none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestHuman(self, request, context):
+        """RequestHuman escalates the session at the seller's request ("falar com um especialista"):
+        the same summary, queue entry and support-webhook message as three consecutive failures.
+        An already escalated session answers its open escalation. FAILED_PRECONDITION when closed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,6 +190,15 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PostOperatorMessage(self, request, context):
+        """PostOperatorMessage adds an operator's message to an escalated session the operator took
+        over; the seller reads it in the chat. FAILED_PRECONDITION when the session is not escalated
+        or its escalation was not taken over.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +216,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.StreamMessage,
                     request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageRequest.FromString,
                     response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageResponse.SerializeToString,
+            ),
+            'GetCurrentSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCurrentSession,
+                    request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetCurrentSessionRequest.FromString,
+                    response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetCurrentSessionResponse.SerializeToString,
+            ),
+            'RequestHuman': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestHuman,
+                    request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.RequestHumanRequest.FromString,
+                    response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.RequestHumanResponse.SerializeToString,
             ),
             'GetTranscript': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTranscript,
@@ -204,6 +256,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.RunCheck,
                     request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.RunCheckRequest.FromString,
                     response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.RunCheckResponse.SerializeToString,
+            ),
+            'PostOperatorMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostOperatorMessage,
+                    request_deserializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.PostOperatorMessageRequest.FromString,
+                    response_serializer=trackai_dot_agent_dot_v1_dot_agent__service__pb2.PostOperatorMessageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -288,6 +345,60 @@ class AgentService:
             '/trackai.agent.v1.AgentService/StreamMessage',
             trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageRequest.SerializeToString,
             trackai_dot_agent_dot_v1_dot_agent__service__pb2.StreamMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCurrentSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.agent.v1.AgentService/GetCurrentSession',
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetCurrentSessionRequest.SerializeToString,
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.GetCurrentSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestHuman(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.agent.v1.AgentService/RequestHuman',
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.RequestHumanRequest.SerializeToString,
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.RequestHumanResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -450,6 +561,33 @@ class AgentService:
             '/trackai.agent.v1.AgentService/RunCheck',
             trackai_dot_agent_dot_v1_dot_agent__service__pb2.RunCheckRequest.SerializeToString,
             trackai_dot_agent_dot_v1_dot_agent__service__pb2.RunCheckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostOperatorMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.agent.v1.AgentService/PostOperatorMessage',
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.PostOperatorMessageRequest.SerializeToString,
+            trackai_dot_agent_dot_v1_dot_agent__service__pb2.PostOperatorMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,8 +40,18 @@ class AgentServiceStub:
     FAILED_PRECONDITION when the session is closed.
     """
     StreamMessage: _grpc.UnaryStreamMultiCallable[_agent_service_pb2.StreamMessageRequest, _agent_service_pb2.StreamMessageResponse]
-    """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists;
-    the last message carries the session. Streamed entries have no seq yet (GetTranscript does).
+    """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists,
+    and the language model's answer text as deltas while it is generated; the last message
+    carries the session. Streamed entries have no seq yet (GetTranscript does).
+    """
+    GetCurrentSession: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.GetCurrentSessionRequest, _agent_service_pb2.GetCurrentSessionResponse]
+    """GetCurrentSession returns the tenant's most recent session that is not closed (resume after
+    a reload), with its transcript. NOT_FOUND when there is none.
+    """
+    RequestHuman: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.RequestHumanRequest, _agent_service_pb2.RequestHumanResponse]
+    """RequestHuman escalates the session at the seller's request ("falar com um especialista"):
+    the same summary, queue entry and support-webhook message as three consecutive failures.
+    An already escalated session answers its open escalation. FAILED_PRECONDITION when closed.
     """
     GetTranscript: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.GetTranscriptRequest, _agent_service_pb2.GetTranscriptResponse]
     """GetTranscript returns the whole conversation. NOT_FOUND when absent or another tenant's."""
@@ -65,6 +75,11 @@ class AgentServiceStub:
     "validate_gateway_webhook", "probe_landing_url", "check_pixel_presence" or
     "generate_tracking_snippet". Nothing is stored. INVALID_ARGUMENT for any other tool.
     """
+    PostOperatorMessage: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.PostOperatorMessageRequest, _agent_service_pb2.PostOperatorMessageResponse]
+    """PostOperatorMessage adds an operator's message to an escalated session the operator took
+    over; the seller reads it in the chat. FAILED_PRECONDITION when the session is not escalated
+    or its escalation was not taken over.
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -78,8 +93,18 @@ class AgentServiceAsyncStub(AgentServiceStub):
     FAILED_PRECONDITION when the session is closed.
     """
     StreamMessage: _aio.UnaryStreamMultiCallable[_agent_service_pb2.StreamMessageRequest, _agent_service_pb2.StreamMessageResponse]  # type: ignore[assignment]
-    """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists;
-    the last message carries the session. Streamed entries have no seq yet (GetTranscript does).
+    """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists,
+    and the language model's answer text as deltas while it is generated; the last message
+    carries the session. Streamed entries have no seq yet (GetTranscript does).
+    """
+    GetCurrentSession: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.GetCurrentSessionRequest, _agent_service_pb2.GetCurrentSessionResponse]  # type: ignore[assignment]
+    """GetCurrentSession returns the tenant's most recent session that is not closed (resume after
+    a reload), with its transcript. NOT_FOUND when there is none.
+    """
+    RequestHuman: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.RequestHumanRequest, _agent_service_pb2.RequestHumanResponse]  # type: ignore[assignment]
+    """RequestHuman escalates the session at the seller's request ("falar com um especialista"):
+    the same summary, queue entry and support-webhook message as three consecutive failures.
+    An already escalated session answers its open escalation. FAILED_PRECONDITION when closed.
     """
     GetTranscript: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.GetTranscriptRequest, _agent_service_pb2.GetTranscriptResponse]  # type: ignore[assignment]
     """GetTranscript returns the whole conversation. NOT_FOUND when absent or another tenant's."""
@@ -102,6 +127,11 @@ class AgentServiceAsyncStub(AgentServiceStub):
     console's setup wizard validates each step with it): "validate_meta_token",
     "validate_gateway_webhook", "probe_landing_url", "check_pixel_presence" or
     "generate_tracking_snippet". Nothing is stored. INVALID_ARGUMENT for any other tool.
+    """
+    PostOperatorMessage: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.PostOperatorMessageRequest, _agent_service_pb2.PostOperatorMessageResponse]  # type: ignore[assignment]
+    """PostOperatorMessage adds an operator's message to an escalated session the operator took
+    over; the seller reads it in the chat. FAILED_PRECONDITION when the session is not escalated
+    or its escalation was not taken over.
     """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -131,8 +161,30 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_service_pb2.StreamMessageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_agent_service_pb2.StreamMessageResponse], _abc.AsyncIterator[_agent_service_pb2.StreamMessageResponse]]:
-        """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists;
-        the last message carries the session. Streamed entries have no seq yet (GetTranscript does).
+        """StreamMessage is SendMessage with each entry (tool result, answer) sent as soon as it exists,
+        and the language model's answer text as deltas while it is generated; the last message
+        carries the session. Streamed entries have no seq yet (GetTranscript does).
+        """
+
+    @_abc_1.abstractmethod
+    def GetCurrentSession(
+        self,
+        request: _agent_service_pb2.GetCurrentSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_service_pb2.GetCurrentSessionResponse, _abc.Awaitable[_agent_service_pb2.GetCurrentSessionResponse]]:
+        """GetCurrentSession returns the tenant's most recent session that is not closed (resume after
+        a reload), with its transcript. NOT_FOUND when there is none.
+        """
+
+    @_abc_1.abstractmethod
+    def RequestHuman(
+        self,
+        request: _agent_service_pb2.RequestHumanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_service_pb2.RequestHumanResponse, _abc.Awaitable[_agent_service_pb2.RequestHumanResponse]]:
+        """RequestHuman escalates the session at the seller's request ("falar com um especialista"):
+        the same summary, queue entry and support-webhook message as three consecutive failures.
+        An already escalated session answers its open escalation. FAILED_PRECONDITION when closed.
         """
 
     @_abc_1.abstractmethod
@@ -191,6 +243,17 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         console's setup wizard validates each step with it): "validate_meta_token",
         "validate_gateway_webhook", "probe_landing_url", "check_pixel_presence" or
         "generate_tracking_snippet". Nothing is stored. INVALID_ARGUMENT for any other tool.
+        """
+
+    @_abc_1.abstractmethod
+    def PostOperatorMessage(
+        self,
+        request: _agent_service_pb2.PostOperatorMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_service_pb2.PostOperatorMessageResponse, _abc.Awaitable[_agent_service_pb2.PostOperatorMessageResponse]]:
+        """PostOperatorMessage adds an operator's message to an escalated session the operator took
+        over; the seller reads it in the chat. FAILED_PRECONDITION when the session is not escalated
+        or its escalation was not taken over.
         """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

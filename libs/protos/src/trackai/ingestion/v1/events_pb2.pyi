@@ -256,6 +256,8 @@ class HashedUserData(_message.Message):
     ZP_FIELD_NUMBER: _builtins.int
     COUNTRY_FIELD_NUMBER: _builtins.int
     EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    DB_FIELD_NUMBER: _builtins.int
+    GE_FIELD_NUMBER: _builtins.int
     em: _builtins.str
     ph: _builtins.str
     fn: _builtins.str
@@ -265,6 +267,12 @@ class HashedUserData(_message.Message):
     zp: _builtins.str
     country: _builtins.str
     external_id: _builtins.str
+    db: _builtins.str
+    """Date of birth, normalised to YYYYMMDD before hashing (each gateway's day/month order is in
+    docs/emq.md).
+    """
+    ge: _builtins.str
+    """Gender, "f" or "m" before hashing."""
     def __init__(
         self,
         *,
@@ -277,10 +285,12 @@ class HashedUserData(_message.Message):
         zp: _builtins.str = ...,
         country: _builtins.str = ...,
         external_id: _builtins.str = ...,
+        db: _builtins.str = ...,
+        ge: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["country", b"country", "ct", b"ct", "em", b"em", "external_id", b"external_id", "fn", b"fn", "ln", b"ln", "ph", b"ph", "st", b"st", "zp", b"zp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["country", b"country", "ct", b"ct", "db", b"db", "em", b"em", "external_id", b"external_id", "fn", b"fn", "ge", b"ge", "ln", b"ln", "ph", b"ph", "st", b"st", "zp", b"zp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -308,6 +318,8 @@ class Conversion(_message.Message):
     USER_DATA_FIELD_NUMBER: _builtins.int
     FUNNEL_ID_FIELD_NUMBER: _builtins.int
     CONVERSION_ID_FIELD_NUMBER: _builtins.int
+    RENEWAL_FIELD_NUMBER: _builtins.int
+    CHECKOUT_URL_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     """The gateway's order (transaction) id."""
     gateway: _builtins.str
@@ -331,6 +343,14 @@ class Conversion(_message.Message):
     """Funnel the order belongs to, when ingestion can tell; empty = the tenant's default funnel."""
     conversion_id: _builtins.str
     """Ingestion's id of the stored conversion row (for the read API and status updates)."""
+    renewal: _builtins.bool
+    """True for an automatic charge of a subscription after the first one (a renewal): Meta's
+    `system_generated`. False for a purchase the buyer made on the checkout page (`website`).
+    """
+    checkout_url: _builtins.str
+    """The checkout page's URL when the gateway sends it; the matcher's event_source_url when no
+    click was matched.
+    """
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When the status happened at the gateway (approval time for approved orders), UTC."""
@@ -358,10 +378,12 @@ class Conversion(_message.Message):
         user_data: Global___HashedUserData | None = ...,
         funnel_id: _builtins.str = ...,
         conversion_id: _builtins.str = ...,
+        renewal: _builtins.bool = ...,
+        checkout_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "tracking", b"tracking", "user_data", b"user_data"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "client_ip", b"client_ip", "conversion_id", b"conversion_id", "currency", b"currency", "event_time", b"event_time", "funnel_id", b"funnel_id", "gateway", b"gateway", "gateway_status", b"gateway_status", "order_id", b"order_id", "payment_method", b"payment_method", "product_id", b"product_id", "product_name", b"product_name", "status", b"status", "tracking", b"tracking", "user_agent", b"user_agent", "user_data", b"user_data"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "checkout_url", b"checkout_url", "client_ip", b"client_ip", "conversion_id", b"conversion_id", "currency", b"currency", "event_time", b"event_time", "funnel_id", b"funnel_id", "gateway", b"gateway", "gateway_status", b"gateway_status", "order_id", b"order_id", "payment_method", b"payment_method", "product_id", b"product_id", "product_name", b"product_name", "renewal", b"renewal", "status", b"status", "tracking", b"tracking", "user_agent", b"user_agent", "user_data", b"user_data"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

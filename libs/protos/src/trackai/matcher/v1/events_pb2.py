@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftrackai/matcher/v1/events.proto\x12\x12trackai.matcher.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd4\x01\n\x08UserData\x12\n\n\x02\x65m\x18\x01 \x03(\t\x12\n\n\x02ph\x18\x02 \x03(\t\x12\n\n\x02\x66n\x18\x03 \x03(\t\x12\n\n\x02ln\x18\x04 \x03(\t\x12\n\n\x02\x63t\x18\x05 \x03(\t\x12\n\n\x02st\x18\x06 \x03(\t\x12\n\n\x02zp\x18\x07 \x03(\t\x12\x0f\n\x07\x63ountry\x18\x08 \x03(\t\x12\x13\n\x0b\x65xternal_id\x18\t \x03(\t\x12\x19\n\x11\x63lient_ip_address\x18\n \x01(\t\x12\x19\n\x11\x63lient_user_agent\x18\x0b \x01(\t\x12\x0b\n\x03\x66\x62\x63\x18\x0c \x01(\t\x12\x0b\n\x03\x66\x62p\x18\r \x01(\t\"j\n\nCustomData\x12\r\n\x05value\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x13\n\x0b\x63ontent_ids\x18\x03 \x03(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x10\n\x08order_id\x18\x05 \x01(\t\"\xde\x01\n\x0bServerEvent\x12\x12\n\nevent_name\x18\x01 \x01(\t\x12\x12\n\nevent_time\x18\x02 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x15\n\raction_source\x18\x04 \x01(\t\x12\x18\n\x10\x65vent_source_url\x18\x05 \x01(\t\x12/\n\tuser_data\x18\x06 \x01(\x0b\x32\x1c.trackai.matcher.v1.UserData\x12\x33\n\x0b\x63ustom_data\x18\x07 \x01(\x0b\x32\x1e.trackai.matcher.v1.CustomData\"\xc5\x02\n\x0f\x44ispatchRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x11\n\tfunnel_id\x18\x03 \x01(\t\x12\x10\n\x08pixel_id\x18\x04 \x01(\t\x12.\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x1f.trackai.matcher.v1.ServerEvent\x12\x33\n\x0bmatch_stage\x18\x06 \x01(\x0e\x32\x1e.trackai.matcher.v1.MatchStage\x12\x13\n\x0bmatch_score\x18\x07 \x01(\x01\x12\x0b\n\x03\x65mq\x18\x08 \x01(\x01\x12\x15\n\rconversion_id\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0ftest_event_code\x18\x0b \x01(\t*\xa1\x01\n\nMatchStage\x12\x1b\n\x17MATCH_STAGE_UNSPECIFIED\x10\x00\x12\x14\n\x10MATCH_STAGE_NONE\x10\x01\x12\x1d\n\x19MATCH_STAGE_DETERMINISTIC\x10\x02\x12\"\n\x1eMATCH_STAGE_SEMI_DETERMINISTIC\x10\x03\x12\x1d\n\x19MATCH_STAGE_PROBABILISTIC\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftrackai/matcher/v1/events.proto\x12\x12trackai.matcher.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x01\n\x08UserData\x12\n\n\x02\x65m\x18\x01 \x03(\t\x12\n\n\x02ph\x18\x02 \x03(\t\x12\n\n\x02\x66n\x18\x03 \x03(\t\x12\n\n\x02ln\x18\x04 \x03(\t\x12\n\n\x02\x63t\x18\x05 \x03(\t\x12\n\n\x02st\x18\x06 \x03(\t\x12\n\n\x02zp\x18\x07 \x03(\t\x12\x0f\n\x07\x63ountry\x18\x08 \x03(\t\x12\x13\n\x0b\x65xternal_id\x18\t \x03(\t\x12\x19\n\x11\x63lient_ip_address\x18\n \x01(\t\x12\x19\n\x11\x63lient_user_agent\x18\x0b \x01(\t\x12\x0b\n\x03\x66\x62\x63\x18\x0c \x01(\t\x12\x0b\n\x03\x66\x62p\x18\r \x01(\t\x12\n\n\x02\x64\x62\x18\x0e \x03(\t\x12\n\n\x02ge\x18\x0f \x03(\t\"j\n\nCustomData\x12\r\n\x05value\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x13\n\x0b\x63ontent_ids\x18\x03 \x03(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x10\n\x08order_id\x18\x05 \x01(\t\"\xde\x01\n\x0bServerEvent\x12\x12\n\nevent_name\x18\x01 \x01(\t\x12\x12\n\nevent_time\x18\x02 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x15\n\raction_source\x18\x04 \x01(\t\x12\x18\n\x10\x65vent_source_url\x18\x05 \x01(\t\x12/\n\tuser_data\x18\x06 \x01(\x0b\x32\x1c.trackai.matcher.v1.UserData\x12\x33\n\x0b\x63ustom_data\x18\x07 \x01(\x0b\x32\x1e.trackai.matcher.v1.CustomData\"\xc5\x02\n\x0f\x44ispatchRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x11\n\tfunnel_id\x18\x03 \x01(\t\x12\x10\n\x08pixel_id\x18\x04 \x01(\t\x12.\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x1f.trackai.matcher.v1.ServerEvent\x12\x33\n\x0bmatch_stage\x18\x06 \x01(\x0e\x32\x1e.trackai.matcher.v1.MatchStage\x12\x13\n\x0bmatch_score\x18\x07 \x01(\x01\x12\x0b\n\x03\x65mq\x18\x08 \x01(\x01\x12\x15\n\rconversion_id\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0ftest_event_code\x18\x0b \x01(\t*\xa1\x01\n\nMatchStage\x12\x1b\n\x17MATCH_STAGE_UNSPECIFIED\x10\x00\x12\x14\n\x10MATCH_STAGE_NONE\x10\x01\x12\x1d\n\x19MATCH_STAGE_DETERMINISTIC\x10\x02\x12\"\n\x1eMATCH_STAGE_SEMI_DETERMINISTIC\x10\x03\x12\x1d\n\x19MATCH_STAGE_PROBABILISTIC\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackai.matcher.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MATCHSTAGE']._serialized_start=965
-  _globals['_MATCHSTAGE']._serialized_end=1126
+  _globals['_MATCHSTAGE']._serialized_start=989
+  _globals['_MATCHSTAGE']._serialized_end=1150
   _globals['_USERDATA']._serialized_start=89
-  _globals['_USERDATA']._serialized_end=301
-  _globals['_CUSTOMDATA']._serialized_start=303
-  _globals['_CUSTOMDATA']._serialized_end=409
-  _globals['_SERVEREVENT']._serialized_start=412
-  _globals['_SERVEREVENT']._serialized_end=634
-  _globals['_DISPATCHREQUEST']._serialized_start=637
-  _globals['_DISPATCHREQUEST']._serialized_end=962
+  _globals['_USERDATA']._serialized_end=325
+  _globals['_CUSTOMDATA']._serialized_start=327
+  _globals['_CUSTOMDATA']._serialized_end=433
+  _globals['_SERVEREVENT']._serialized_start=436
+  _globals['_SERVEREVENT']._serialized_end=658
+  _globals['_DISPATCHREQUEST']._serialized_start=661
+  _globals['_DISPATCHREQUEST']._serialized_end=986
 # @@protoc_insertion_point(module_scope)

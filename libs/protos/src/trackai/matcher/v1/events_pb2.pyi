@@ -73,6 +73,8 @@ class UserData(_message.Message):
     CLIENT_USER_AGENT_FIELD_NUMBER: _builtins.int
     FBC_FIELD_NUMBER: _builtins.int
     FBP_FIELD_NUMBER: _builtins.int
+    DB_FIELD_NUMBER: _builtins.int
+    GE_FIELD_NUMBER: _builtins.int
     client_ip_address: _builtins.str
     client_user_agent: _builtins.str
     fbc: _builtins.str
@@ -95,6 +97,12 @@ class UserData(_message.Message):
     def country(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def external_id(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def db(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Date of birth (YYYYMMDD) and gender (f/m), hashed like the other keys."""
+
+    @_builtins.property
+    def ge(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -111,10 +119,12 @@ class UserData(_message.Message):
         client_user_agent: _builtins.str = ...,
         fbc: _builtins.str = ...,
         fbp: _builtins.str = ...,
+        db: _abc.Iterable[_builtins.str] | None = ...,
+        ge: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip_address", b"client_ip_address", "client_user_agent", b"client_user_agent", "country", b"country", "ct", b"ct", "em", b"em", "external_id", b"external_id", "fbc", b"fbc", "fbp", b"fbp", "fn", b"fn", "ln", b"ln", "ph", b"ph", "st", b"st", "zp", b"zp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip_address", b"client_ip_address", "client_user_agent", b"client_user_agent", "country", b"country", "ct", b"ct", "db", b"db", "em", b"em", "external_id", b"external_id", "fbc", b"fbc", "fbp", b"fbp", "fn", b"fn", "ge", b"ge", "ln", b"ln", "ph", b"ph", "st", b"st", "zp", b"zp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -179,7 +189,10 @@ class ServerEvent(_message.Message):
     event_id: _builtins.str
     """SHA-256 hex defined in docs/schema/; shared with the browser pixel for deduplication."""
     action_source: _builtins.str
-    """"website" for conversions of landing-page traffic."""
+    """"website" for a purchase on a web checkout (event_source_url and client_user_agent set);
+    "system_generated" for subscription renewals; "other" for a web purchase Meta cannot take as
+    a website event (no user agent or page known). The mapping per gateway: docs/emq.md.
+    """
     event_source_url: _builtins.str
     @_builtins.property
     def user_data(self) -> Global___UserData: ...

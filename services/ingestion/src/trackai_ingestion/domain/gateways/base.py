@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
+from trackai_ingestion.domain.collect import CLICK_ID_PATTERNS
 from trackai_ingestion.domain.gateways.body import parse_json_object
 from trackai_ingestion.domain.model import (
     Accept,
@@ -30,7 +31,7 @@ from trackai_ingestion.domain.model import (
     Tracking,
 )
 from trackai_kit.addresses import public_ip
-from trackai_kit.pii import hash_user_data
+from trackai_kit.pii import DateOrder, hash_user_data
 from trackai_kit.redaction import redact_text
 
 #: Brazilian gateways that send local time without an offset mean Brasília time.
@@ -38,6 +39,8 @@ BRASILIA = ZoneInfo("America/Sao_Paulo")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _MAX_TEXT = 200
+#: What some checkouts write instead of leaving a tracking field out.
+_PLACEHOLDERS = frozenset({"null", "undefined", "não informado"})
 #: Event times outside these years are refused: no sale of ours happened before 2000 nor is one
 #: dated in the next century (and converting 9999-12-31 to UTC overflows).
 EARLIEST_YEAR = 2000
@@ -103,6 +106,12 @@ class GatewayAdapter(ABC):
     credential_location: ClassVar[str]
     #: Media types accepted besides JSON (Monetizze posts a form), read by :meth:`parse`.
     other_media_types: ClassVar[frozenset[str]] = frozenset()
+    #: The buyer's country when the payload names none: ``"br"`` only for a gateway that sells
+    #: in Brazil only; None for one with international checkouts (then a phone number without a
+    #: country code is not read at all). Per gateway in docs/emq.md.
+    default_country: ClassVar[str | None] = "br"
+    #: How the gateway writes a birth date whose day and month could be swapped.
+    date_order: ClassVar[DateOrder] = "dmy"
 
     @abstractmethod
     def authenticate(self, request: WebhookRequest, secret: str) -> None:
@@ -478,8 +487,15 @@ def hashed_user_data(
     state: Any = None,
     zip_code: Any = None,
     country: Any = None,
+    birth_date: Any = None,
+    gender: Any = None,
+    date_order: DateOrder = "dmy",
 ) -> HashedUserData:
-    """Hash what is present as Meta normalises it; plaintext does not leave this function."""
+    """Hash what is present as Meta normalises it; plaintext does not leave this function.
+
+    Phones without a country code are read in ``country`` (the buyer's, or the gateway's
+    :attr:`GatewayAdapter.default_country`); with no country, only international numbers count.
+    """
     hashed = hash_user_data(
         {
             "em": email,
@@ -490,7 +506,11 @@ def hashed_user_data(
             "st": state,
             "zp": zip_code,
             "country": country,
-        }
+            "db": birth_date,
+            "ge": gender,
+        },
+        default_region=None,
+        date_order=date_order,
     )
     return HashedUserData(
         em=hashed.get("em"),
@@ -501,6 +521,8 @@ def hashed_user_data(
         st=hashed.get("st"),
         zp=hashed.get("zp"),
         country=hashed.get("country"),
+        db=hashed.get("db"),
+        ge=hashed.get("ge"),
     )
 
 
@@ -520,7 +542,7 @@ def tracking_from(
     values: dict[str, str] = {}
     for key, raw in source.items():
         value = text(raw)
-        if value is None or value.lower() in ("null", "undefined", "não informado"):
+        if value is None or value.lower() in _PLACEHOLDERS:
             continue
         values[(aliases or {}).get(key, key)] = value
     # Campaign tags and pass-through fields are free text (an e-mail in utm_content): stored with
@@ -532,11 +554,48 @@ def tracking_from(
         src=values.get("src"),
         sck=values.get("sck"),
         utm={key: values[key] for key in UTM_KEYS if key in values},
-        fbclid=values.get("fbclid"),
-        fbc=values.get("fbc") or values.get("_fbc"),
-        fbp=values.get("fbp") or values.get("_fbp"),
+        fbclid=click_id(source, "fbclid", aliases),
+        fbc=click_id(source, "fbc", aliases) or click_id(source, "_fbc", aliases),
+        fbp=click_id(source, "fbp", aliases) or click_id(source, "_fbp", aliases),
         extra={key: values[key] for key in extra_keys if key in values},
     )
+
+
+def click_id(source: Mapping[str, Any], name: str, aliases: Mapping[str, str] | None) -> str | None:
+    """A click id whole (never cut at :data:`_MAX_TEXT`), or None when it is not one: longer than
+    its documented limit or malformed (:data:`~trackai_ingestion.domain.collect.CLICK_ID_PATTERNS`);
+    Meta would match an altered value to nobody."""
+    keys = [key for key, target in (aliases or {}).items() if target == name] + [name]
+    pattern = CLICK_ID_PATTERNS[name.lstrip("_")]
+    for key in keys:
+        raw = source.get(key)
+        if type(raw) is not str:
+            continue
+        value = raw.strip()
+        if value.lower() not in _PLACEHOLDERS and pattern.fullmatch(value):
+            return value
+    return None
+
+
+#: Longest checkout URL kept (a longer one is dropped, never cut).
+_MAX_URL = 2048
+
+
+def page_url(value: Any) -> str | None:
+    """An ``http(s)`` URL the gateway gives for its checkout page, whole; else None."""
+    if type(value) is not str:
+        return None
+    url = value.strip()
+    if len(url) > _MAX_URL or not url.lower().startswith(("https://", "http://")) or " " in url:
+        return None
+    return url
+
+
+def count_above_one(value: Any) -> bool:
+    """Whether a charge counter (``charges_made``, ``recurrence_number``...) says this is not the
+    first charge: a renewal. Absent or unreadable counts are a first purchase."""
+    number = text(value)
+    return number is not None and number.isdigit() and int(number) > 1
 
 
 def client_ip(value: Any) -> str | None:

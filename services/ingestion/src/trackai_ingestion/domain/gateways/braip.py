@@ -113,7 +113,7 @@ class BraipAdapter(GatewayAdapter):
                 city=get_path(body, "client_address_city"),
                 state=get_path(body, "client_address_state"),
                 zip_code=get_path(body, "client_zip_code"),
-                country=opt_text(body, "client_address_country") or "br",
+                country=opt_text(body, "client_address_country") or self.default_country,
             ),
         )
         return Accept(conversion)

@@ -20,6 +20,7 @@ from trackai_ingestion.domain.gateways.base import (
     iso_time,
     opt_object,
     opt_text,
+    page_url,
     payment_method,
     require_text,
     split_name,
@@ -114,8 +115,11 @@ class CaktoAdapter(GatewayAdapter):
                     city=get_path(main, "address.city"),
                     state=get_path(main, "address.state"),
                     zip_code=get_path(main, "address.zipcode"),
-                    country=opt_text(main, "address.country") or "br",
+                    country=opt_text(main, "address.country") or self.default_country,
+                    birth_date=get_path(customer, "birthDate"),
+                    date_order=self.date_order,
                 ),
+                checkout_url=page_url(get_path(main, "checkoutUrl")),
             )
         test = None
         if order_id == _TEST_ORDER_ID or (opt_text(customer, "email") or "").lower() == _TEST_EMAIL:

@@ -159,7 +159,7 @@ class EduzzAdapter(GatewayAdapter):
                 city=get_path(buyer, "address.city"),
                 state=get_path(buyer, "address.state"),
                 zip_code=get_path(buyer, "address.zipCode"),
-                country=opt_text(buyer, "address.country") or "br",
+                country=opt_text(buyer, "address.country") or self.default_country,
             ),
         )
         return Accept(conversion)

@@ -124,7 +124,7 @@ class GreennAdapter(GatewayAdapter):
                 city=get_path(client, "city"),
                 state=get_path(client, "uf"),
                 zip_code=get_path(client, "zipcode"),
-                country="br",
+                country=self.default_country,
             ),
         )
         return Accept(conversion)

@@ -13,6 +13,7 @@ from trackai_ingestion.domain.gateways.base import (
     GatewayAdapter,
     WebhookRequest,
     amount_from_units,
+    count_above_one,
     currency,
     epoch_ms_time,
     first_time,
@@ -63,6 +64,8 @@ _TEST_TRANSACTION = "HP16015479281022"
 
 class HotmartAdapter(GatewayAdapter):
     name = "hotmart"
+    # Hotmart sells worldwide: a buyer without a country is not assumed Brazilian.
+    default_country = None
     display_name = "Hotmart"
     credential_location = "Hotmart > Ferramentas > Webhook (API e notificações) > Hottok"
 
@@ -128,9 +131,12 @@ class HotmartAdapter(GatewayAdapter):
                 city=get_path(buyer, "address.city"),
                 state=get_path(buyer, "address.state"),
                 zip_code=get_path(buyer, "address.zipcode"),
+                # The buyer's address, else the country the checkout was shown in.
                 country=opt_text(buyer, "address.country_iso")
-                or opt_text(buyer, "address.country"),
+                or opt_text(buyer, "address.country")
+                or opt_text(purchase, "checkout_country.iso"),
             ),
+            renewal=count_above_one(get_path(purchase, "recurrence_number")),
         )
         return Accept(conversion, _test_reason(body, order_id))
 

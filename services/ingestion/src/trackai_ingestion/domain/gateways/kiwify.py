@@ -76,6 +76,8 @@ _TEST_NAME = "John Doe"
 
 class KiwifyAdapter(GatewayAdapter):
     name = "kiwify"
+    # Kiwify has international checkouts (its phones always carry their country code).
+    default_country = None
     display_name = "Kiwify"
     credential_location = "Kiwify > Apps > Webhooks (the webhook's token)"
 
@@ -156,8 +158,10 @@ class KiwifyAdapter(GatewayAdapter):
                 city=get_path(customer, "city"),
                 state=get_path(customer, "state"),
                 zip_code=get_path(customer, "zipcode"),
-                country=opt_text(customer, "country") or "br",
+                country=opt_text(customer, "country"),
             ),
+            renewal=(event or "").lower() == "subscription_renewed",
+            checkout_url=_checkout_url(body),
         )
         return Accept(conversion, _test_reason(body, customer))
 
@@ -186,10 +190,20 @@ class KiwifyAdapter(GatewayAdapter):
                 phone=get_path(body, "phone"),
                 first_name=first,
                 last_name=last,
-                country=opt_text(body, "country") or "br",
+                country=opt_text(body, "country"),
             ),
+            checkout_url=_checkout_url(body),
         )
         return Accept(conversion)
+
+
+def _checkout_url(body: Mapping[str, Any]) -> str | None:
+    """Kiwify sends its checkout's code (``checkout_link``); the page is
+    ``https://pay.kiwify.com.br/<code>``."""
+    code = opt_text(body, "checkout_link")
+    if code is None or not code.isalnum():
+        return None
+    return f"https://pay.kiwify.com.br/{code}"
 
 
 def _test_reason(body: Mapping[str, Any], customer: Mapping[str, Any]) -> str | None:

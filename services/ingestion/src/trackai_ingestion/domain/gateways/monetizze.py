@@ -19,6 +19,7 @@ from trackai_ingestion.domain.gateways.base import (
     WebhookRequest,
     amount_from_units,
     brasilia_time,
+    count_above_one,
     first_time,
     get_path,
     hashed_user_data,
@@ -149,8 +150,11 @@ class MonetizzeAdapter(GatewayAdapter):
                 city=get_path(buyer, "cidade"),
                 state=get_path(buyer, "estado"),
                 zip_code=get_path(buyer, "cep"),
-                country=opt_text(buyer, "pais") or "br",
+                country=opt_text(buyer, "pais") or self.default_country,
+                birth_date=get_path(buyer, "data_nascimento"),
+                date_order=self.date_order,
             ),
+            renewal=count_above_one(get_path(body, "assinatura.parcela")),
         )
         return Accept(conversion)
 

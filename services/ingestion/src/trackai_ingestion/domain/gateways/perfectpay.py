@@ -13,6 +13,7 @@ from trackai_ingestion.domain.gateways.base import (
     amount_from_units,
     brasilia_time,
     client_ip,
+    count_above_one,
     currency,
     first_time,
     get_path,
@@ -134,7 +135,7 @@ class PerfectPayAdapter(GatewayAdapter):
                 aliases=_TRACKING_ALIASES,
             ),
             client_ip=client_ip(get_path(customer, "ip")),
-            user_agent=opt_text(customer, "user_agent"),
+            user_agent=_user_agent(customer),
             user_data=hashed_user_data(
                 email=get_path(customer, "email"),
                 phone=_phone(customer),
@@ -143,10 +144,21 @@ class PerfectPayAdapter(GatewayAdapter):
                 city=get_path(customer, "city"),
                 state=get_path(customer, "state"),
                 zip_code=get_path(customer, "zip_code"),
-                country=opt_text(customer, "country") or "br",
+                country=opt_text(customer, "country") or self.default_country,
+                birth_date=get_path(customer, "birthday") or get_path(customer, "date_birth"),
+                gender=get_path(customer, "gender") or get_path(customer, "sex"),
+                date_order=self.date_order,
             ),
+            renewal=count_above_one(get_path(body, "subscription.charges_made")),
         )
         return Accept(conversion)
+
+
+def _user_agent(customer: Mapping[str, Any]) -> str | None:
+    """The buyer's browser, whole (a user agent cut at 200 characters is another browser)."""
+    value = customer.get("user_agent")
+    agent = value.strip() if isinstance(value, str) else ""
+    return agent if 0 < len(agent) <= 1024 else None
 
 
 def _phone(customer: Mapping[str, Any]) -> str | None:

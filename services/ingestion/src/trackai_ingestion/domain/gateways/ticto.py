@@ -13,11 +13,13 @@ from trackai_ingestion.domain.gateways.base import (
     WebhookRequest,
     amount_from_cents,
     brasilia_time,
+    count_above_one,
     first_time,
     get_path,
     hashed_user_data,
     opt_object,
     opt_text,
+    page_url,
     payment_method,
     require_text,
     split_name,
@@ -109,9 +111,14 @@ class TictoAdapter(GatewayAdapter):
                 city=get_path(customer, "address.city"),
                 state=get_path(customer, "address.state"),
                 zip_code=get_path(customer, "address.zip_code"),
-                # ``address.country`` is a name ("Brasil"); ``is_foreign`` says whether it is BR.
-                country=None if customer.get("is_foreign") is True else "br",
+                # ``is_foreign`` says whether the buyer is abroad; ``address.country`` is then a
+                # name ("Portugal"), read as ISO 3166 (an unknown one is dropped, never "br").
+                country=opt_text(customer, "address.country")
+                if customer.get("is_foreign") is True
+                else self.default_country,
             ),
+            renewal=count_above_one(_first(body.get("subscriptions")).get("successful_charges")),
+            checkout_url=page_url(body.get("checkout_url")),
         )
         return Accept(conversion)
 
@@ -133,3 +140,10 @@ def _phone(customer: Mapping[str, Any]) -> str | None:
     if number is None:
         return None
     return f"+{(ddi or '55').lstrip('+')}{ddd or ''}{number}"
+
+
+def _first(items: Any) -> Mapping[str, Any]:
+    """The first object of a list (Ticto's ``subscriptions``), or an empty one."""
+    if isinstance(items, list) and items and isinstance(items[0], Mapping):
+        return items[0]
+    return {}

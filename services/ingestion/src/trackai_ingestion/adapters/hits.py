@@ -1,0 +1,155 @@
+"""Browser hits into ``ingestion.events`` and their ``IngestEvent`` messages into the outbox, group-
+committed as webhooks are: hits that arrive while a statement is in flight are written together by
+the next one (ONE statement per batch: rows, outbox messages only for the new rows, one round trip,
+one commit), so under load one WAL flush serves many page views; alone, a hit is written at once.
+Each caller still returns only after its own hit is committed. Idempotent on (tenant, kind,
+event_id): a beacon sent twice is stored and enqueued once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from trackai_kit import outbox
+
+SCHEMA = "ingestion"
+
+#: One input row of :data:`_RECORD`: (column, PostgreSQL type), in the order of ``row``.
+HIT_INPUT = (
+    ("id", "uuid"),
+    ("tenant_id", "uuid"),
+    ("kind", "text"),
+    ("event_name", "text"),
+    ("event_id", "text"),
+    ("event_time", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("email_hash", "text"),
+    ("phone_hash", "text"),
+    ("session_id", "text"),
+    ("page_url", "text"),
+    ("referrer", "text"),
+    ("fbclid", "text"),
+    ("fbc", "text"),
+    ("fbp", "text"),
+    ("client_ip", "inet"),
+    ("user_agent", "text"),
+    ("utm", "jsonb"),
+    ("tracking", "jsonb"),
+    ("funnel_id", "uuid"),
+    # The tracking script's first-party visitor id (already a SHA-256-shaped value, sent as is).
+    ("external_id_hash", "text"),
+    # The outbox message (trackai_kit.outbox.enqueue_params).
+    ("message_id", "text"),
+    ("exchange", "text"),
+    ("routing_key", "text"),
+    ("message_type", "text"),
+    ("body", "bytea"),
+    ("headers", "jsonb"),
+)
+_EVENT_COLUMNS = ", ".join(column for column, _ in HIT_INPUT[:21])
+_UNNEST_ARGS = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(HIT_INPUT, 1))
+
+_RECORD = f"""
+WITH input AS (
+    SELECT * FROM unnest({_UNNEST_ARGS})
+        WITH ORDINALITY AS i({", ".join(column for column, _ in HIT_INPUT)}, n)
+), inserted AS (
+    INSERT INTO {SCHEMA}.events ({_EVENT_COLUMNS})
+    SELECT {_EVENT_COLUMNS} FROM input ORDER BY n
+    ON CONFLICT (tenant_id, kind, event_id) WHERE kind <> 'conversion' AND event_id IS NOT NULL
+        DO NOTHING
+    RETURNING id
+), to_enqueue AS (
+    SELECT input.* FROM input JOIN inserted USING (id)
+), outboxed AS (
+    {outbox.enqueue_from_sql(SCHEMA, "to_enqueue")}
+)
+SELECT n FROM input JOIN inserted USING (id)
+"""  # noqa: S608 - identifiers are constants, values are parameters
+
+#: Hits written by one statement at most, and statements in flight at once.
+MAX_BATCH = 128
+MAX_IN_FLIGHT = 4
+
+
+@dataclass
+class _Pending:
+    row: list[Any]
+    done: asyncio.Future[bool] = field(repr=False)
+
+
+class HitStore:
+    """Writes browser hits (see the module docstring)."""
+
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout_s: float | None = None) -> None:
+        self._pool = pool
+        self._acquire_timeout_s = acquire_timeout_s
+        self._pending: deque[_Pending] = deque()
+        self._writers: set[asyncio.Task[None]] = set()
+
+    async def record(self, row: list[Any]) -> bool:
+        """Write one hit (a row of :data:`HIT_INPUT`); True when it is new (stored and
+        enqueued), False when it was already there. Returns once committed."""
+        pending = _Pending(row, asyncio.get_running_loop().create_future())
+        self._pending.append(pending)
+        if len(self._writers) < MAX_IN_FLIGHT:
+            writer = asyncio.create_task(self._write_pending())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        return await pending.done
+
+    async def _write_pending(self) -> None:
+        while batch := self._take_batch():
+            await self._write(batch)
+
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        while self._pending and len(batch) < MAX_BATCH:
+            pending = self._pending.popleft()
+            if not pending.done.done():  # the caller went away before it was written
+                batch.append(pending)
+        return batch
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
+                rows = await conn.fetch(_RECORD, *_columns(p.row for p in batch))
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1 or isinstance(exc, asyncpg.PostgresConnectionError):
+                _fail(batch, exc)
+                return
+            # One row the database refuses must not fail the others: write them one by one.
+            for pending in batch:
+                await self._write([pending])
+            return
+        except Exception as exc:  # e.g. the connection is gone: each caller answers 503
+            _fail(batch, exc)
+            return
+        except BaseException as exc:
+            _fail(batch, exc)
+            raise
+        stored = {row["n"] for row in rows}
+        for n, pending in enumerate(batch, 1):
+            if not pending.done.done():
+                pending.done.set_result(n in stored)
+
+
+def new_id() -> uuid.UUID:
+    """The id of a hit's row and of its message (known before the statement runs)."""
+    return uuid.uuid4()
+
+
+def _columns(rows: Any) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    for pending in batch:
+        if not pending.done.done():
+            pending.done.set_exception(exc)
