@@ -36,7 +36,6 @@ SECRET_KEYS = {
 #: Secret keys only the provisioner may hold (keys and provider credentials).
 PROVISIONER_ONLY = {
     "TRACKAI_ENCRYPTION_KEYS",
-    "META_APP_TOKEN",
     "CLOUDFLARE_API_TOKEN",
     "STAPE_API_KEY",
     "GTM_CREDENTIALS_JSON",
@@ -302,6 +301,8 @@ def test_every_workload_reads_only_its_own_secret_keys(ci_render: Any) -> None:
         if name != "provisioner":
             assert not PROVISIONER_ONLY & set(refs), f"{name} must not hold provider secrets"
             assert refs["GRPC_CLIENT_TOKEN"][1] == f"GRPC_CLIENT_TOKEN_{name.upper()}"
+        # The Meta app token: the provisioner (test events) and the agent (debug_token) only.
+        assert ("META_APP_TOKEN" in refs) == (name in {"provisioner", "agent"}), name
 
 
 def test_exactly_one_secret_source_and_no_secret_data_with_external_secret(
