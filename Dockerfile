@@ -56,6 +56,14 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 FROM ${PYTHON_IMAGE}
 ARG SERVICE
+# The agent renders landing pages whose pixel is injected by JavaScript (check_pixel_presence)
+# in Debian's Chromium, driven by Playwright (its own browser download is not used); the other
+# images carry no browser. Chromium writes only to /tmp, an emptyDir in the chart.
+RUN if [ "$SERVICE" = "agent" ]; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends chromium fonts-liberation \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
 # Fixed ids: the chart's securityContext runs as 10001:10001 and checks runAsNonRoot.
 RUN groupadd --system --gid 10001 trackai \
  && useradd --system --uid 10001 --gid trackai --no-create-home --home-dir /nonexistent \
@@ -69,7 +77,8 @@ ENV PATH=/app/.venv/bin:$PATH \
     TRACKAI_ENV=production \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    TRACKAI_SERVICE=${SERVICE}
+    TRACKAI_SERVICE=${SERVICE} \
+    AGENT_CHROMIUM_PATH=/usr/bin/chromium
 WORKDIR /app/services/${SERVICE}
 USER 10001:10001
 CMD ["sh", "-c", "exec python -m trackai_${TRACKAI_SERVICE} serve"]
