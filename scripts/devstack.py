@@ -392,6 +392,19 @@ def _print_table(procs: list[Proc]) -> None:
     _say("  tracking:     http://127.0.0.1:8001/sdk/v1/track.js")
 
 
+def _seed_demo() -> None:
+    """A demo tenant, seller login and sample sales (TRACKAI_DEMO=false skips it)."""
+    if os.environ.get("TRACKAI_DEMO", "true").lower() in ("0", "false", "no"):
+        return
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import demo_seed
+
+    try:
+        _say(demo_seed.seed())
+    except (RuntimeError, httpx.HTTPError) as exc:
+        _say(f"  demo:         not seeded ({exc}); the stack runs without it")
+
+
 def run() -> None:
     _enable_rabbitmq_prometheus()
     procs = _stack()
@@ -407,6 +420,7 @@ def run() -> None:
     _wait_ready(procs, stop)
     if not stop.is_set():
         _print_table(procs)
+        _seed_demo()
     while not stop.is_set():
         dead = _exited(procs)
         if dead is not None:
