@@ -360,6 +360,10 @@ async def test_seller_asks_for_a_specialist_and_the_operator_answers(
             data={"texto": "Oi! Vou gerar o token com você.", "csrf_token": ops_token},
         )
         view = await ops.get(f"/operador/conversas/{session_id}")
+        transcript = await ops.get(
+            f"/operador/conversas/{session_id}/transcricao", headers={"HX-Request": "true"}
+        )
+        seller_polls_it = await seller.get(f"/operador/conversas/{session_id}/transcricao")
         exported = await ops.get(f"/operador/conversas/{session_id}/exportar")
         polled = await seller.get(
             f"/assistente/historico?sessao={session_id}", headers={"HX-Request": "true"}
@@ -369,6 +373,9 @@ async def test_seller_asks_for_a_specialist_and_the_operator_answers(
         )
         after = await seller.get(
             f"/assistente/historico?sessao={session_id}", headers={"HX-Request": "true"}
+        )
+        transcript_after = await ops.get(
+            f"/operador/conversas/{session_id}/transcricao", headers={"HX-Request": "true"}
         )
     # The seller's panel: the notice, no more button, and the log waits for the specialist.
     assert asked.status_code == 200
@@ -385,6 +392,13 @@ async def test_seller_asks_for_a_specialist_and_the_operator_answers(
     assert taken.status_code == 303 and twice.status_code == 409
     assert posted.status_code == 303
     assert "Oi! Vou gerar o token com você." in view.text and "Devolver ao assistente" in view.text
+    # The operator's transcript refreshes itself while the session waits for a specialist (the
+    # seller's new messages appear without a reload), and stops once it is back.
+    poll = f'hx-get="/operador/conversas/{session_id}/transcricao"'
+    assert poll in view.text and 'hx-trigger="every 4s"' in view.text
+    assert "Oi! Vou gerar o token com você." in transcript.text and poll in transcript.text
+    assert seller_polls_it.status_code == 404, "an operator page"
+    assert transcript_after.status_code == 200 and "hx-trigger" not in transcript_after.text
     assert exported.headers["content-type"] == "application/json"
     assert json.loads(exported.text)["session"]["id"] == session_id
     # The seller sees the operator's answer by polling, and the polling stops once resumed.

@@ -209,6 +209,7 @@ def operator_routes(router: APIRouter, pages: Pages, assistant: Assistant) -> No
                 "escalation": escalation,
                 "session": conversation.session,
                 "entries": [e for e in conversation.entries if e.visible],
+                "poll_seconds": POLL_SECONDS,
                 "notice": notice,
                 "ok_notices": list(NOTICES.values()),
             },
@@ -220,6 +221,22 @@ def operator_routes(router: APIRouter, pages: Pages, assistant: Assistant) -> No
         request: Request, user: CurrentUser, session_id: str, aviso: str = ""
     ) -> HTMLResponse:
         return await operator_page(request, user, session_id, NOTICES.get(aviso, ""))
+
+    @router.get("/operador/conversas/{session_id}/transcricao", response_class=HTMLResponse)
+    async def operator_transcript(
+        request: Request, user: CurrentUser, session_id: str
+    ) -> HTMLResponse:
+        """The transcript fragment the operator's page polls while the session is escalated."""
+        _, conversation = await assistant.operator_view(user, session_id)
+        return pages.render(
+            request,
+            "agent/_operator_log.html",
+            {
+                "session": conversation.session,
+                "entries": [e for e in conversation.entries if e.visible],
+                "poll_seconds": POLL_SECONDS,
+            },
+        )
 
     @router.get("/operador/conversas/{session_id}/exportar")
     async def export(user: CurrentUser, session_id: str) -> Response:
