@@ -272,6 +272,16 @@ async def test_events_table_updates_live_and_explains_the_match(
     assert await page.evaluate("window.__notReloaded === true")
     await shot(page, "eventos-ao-vivo-desktop")
 
+    # A burst: every sale's last status shows without a reload (a throttled refresh dropped the
+    # statuses that arrived inside its window, and nothing read them again until the next one).
+    burst = [f"ana-{uuid.uuid4().hex[:8]}" for _ in range(4)]
+    for n, burst_order in enumerate(burst):
+        _post_sale(pipeline, pipeline.tenant_a, burst_order, f"taConsoleE2Eburst{n:05d}")
+    for burst_order in burst:
+        burst_row = page.locator("tr", has_text=burst_order)
+        await burst_row.get_by_text("Enviado à Meta").wait_for(timeout=60_000)
+    assert await page.evaluate("window.__notReloaded === true")
+
     await row.get_by_role("link", name=order_id).click()
     await page.get_by_role("heading", name="Como a venda foi atribuída").wait_for()
     explanation = await page.inner_text("#atribuicao")
