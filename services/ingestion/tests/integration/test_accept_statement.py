@@ -17,11 +17,11 @@ import asyncpg
 import pytest
 
 from trackai.ingestion.v1 import events_pb2 as ev
+from trackai_ingestion.adapters.group_commit import columns
 from trackai_ingestion.adapters.repository import (
     _ACCEPT,
     ConversionStore,
     Receipt,
-    _columns,
     accept_row,
 )
 from trackai_ingestion.domain.gateways import ADAPTERS
@@ -215,7 +215,7 @@ async def test_known_orders_are_found_through_the_conflict_arbiter_only(
             await transaction.start()
             try:  # EXPLAIN ANALYZE runs the statement: rolled back, it writes nothing
                 plan = await conn.fetchval(
-                    f"EXPLAIN (ANALYZE, FORMAT JSON) {_ACCEPT}", *_columns(rows)
+                    f"EXPLAIN (ANALYZE, FORMAT JSON) {_ACCEPT}", *columns(rows)
                 )
             finally:
                 await transaction.rollback()

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
+from trackai_ingestion.adapters.group_commit import GroupCommit
 from trackai_kit import outbox
 
 SCHEMA = "ingestion"
@@ -84,29 +84,18 @@ class _Pending:
     done: asyncio.Future[bool] = field(repr=False)
 
 
-class HitStore:
+class HitStore(GroupCommit[_Pending]):
     """Writes browser hits (see the module docstring)."""
 
     def __init__(self, pool: asyncpg.Pool, *, acquire_timeout_s: float | None = None) -> None:
-        self._pool = pool
-        self._acquire_timeout_s = acquire_timeout_s
-        self._pending: deque[_Pending] = deque()
-        self._writers: set[asyncio.Task[None]] = set()
+        super().__init__(pool, acquire_timeout_s=acquire_timeout_s, max_in_flight=MAX_IN_FLIGHT)
 
     async def record(self, row: list[Any]) -> bool:
         """Write one hit (a row of :data:`HIT_INPUT`); True when it is new (stored and
         enqueued), False when it was already there. Returns once committed."""
         pending = _Pending(row, asyncio.get_running_loop().create_future())
-        self._pending.append(pending)
-        if len(self._writers) < MAX_IN_FLIGHT:
-            writer = asyncio.create_task(self._write_pending())
-            self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
+        self._submit(pending)
         return await pending.done
-
-    async def _write_pending(self) -> None:
-        while batch := self._take_batch():
-            await self._write(batch)
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
@@ -117,23 +106,9 @@ class HitStore:
         return batch
 
     async def _write(self, batch: list[_Pending]) -> None:
-        try:
-            async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
-                rows = await conn.fetch(_RECORD, *_columns(p.row for p in batch))
-        except asyncpg.PostgresError as exc:
-            if len(batch) == 1 or isinstance(exc, asyncpg.PostgresConnectionError):
-                _fail(batch, exc)
-                return
-            # One row the database refuses must not fail the others: write them one by one.
-            for pending in batch:
-                await self._write([pending])
+        rows = await self._fetch(_RECORD, batch)
+        if rows is None:
             return
-        except Exception as exc:  # e.g. the connection is gone: each caller answers 503
-            _fail(batch, exc)
-            return
-        except BaseException as exc:
-            _fail(batch, exc)
-            raise
         stored = {row["n"] for row in rows}
         for n, pending in enumerate(batch, 1):
             if not pending.done.done():
@@ -143,13 +118,3 @@ class HitStore:
 def new_id() -> uuid.UUID:
     """The id of a hit's row and of its message (known before the statement runs)."""
     return uuid.uuid4()
-
-
-def _columns(rows: Any) -> list[list[Any]]:
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
-def _fail(batch: list[_Pending], exc: BaseException) -> None:
-    for pending in batch:
-        if not pending.done.done():
-            pending.done.set_exception(exc)

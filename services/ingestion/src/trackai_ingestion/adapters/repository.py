@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -16,6 +15,7 @@ from typing import Any, overload
 
 import asyncpg
 
+from trackai_ingestion.adapters.group_commit import GroupCommit
 from trackai_ingestion.adapters.messages import (
     INGEST_EVENT_TYPE,
     STATUS_UPDATE_TYPE,
@@ -216,7 +216,7 @@ def accept_row(tenant_id: uuid.UUID, conversion: Conversion, receipt: Receipt) -
     ]
 
 
-class ConversionStore:
+class ConversionStore(GroupCommit[_Pending]):
     """Writes and reads ``ingestion.events`` / ``webhook_receipts`` / ``outbox``.
 
     Accepts are group-committed: webhooks that arrive while accept statements are in flight are
@@ -226,12 +226,7 @@ class ConversionStore:
     """
 
     def __init__(self, pool: asyncpg.Pool, *, acquire_timeout_s: float | None = None) -> None:
-        self._pool = pool
-        #: Bounds the wait for a connection when the pool is exhausted: the caller answers 503
-        #: with Retry-After (a TimeoutError) instead of queueing without end.
-        self._acquire_timeout_s = acquire_timeout_s
-        self._pending: deque[_Pending] = deque()
-        self._writers: set[asyncio.Task[None]] = set()
+        super().__init__(pool, acquire_timeout_s=acquire_timeout_s, max_in_flight=MAX_IN_FLIGHT)
 
     async def accept(
         self, tenant_id: uuid.UUID, conversion: Conversion, receipt: Receipt
@@ -241,16 +236,8 @@ class ConversionStore:
         key = (tenant_id, conversion.gateway, conversion.order_id, conversion.status.value)
         row = accept_row(tenant_id, conversion, receipt)
         pending = _Pending(key, row, asyncio.get_running_loop().create_future())
-        self._pending.append(pending)
-        if len(self._writers) < MAX_IN_FLIGHT:
-            writer = asyncio.create_task(self._write_pending())
-            self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
+        self._submit(pending)
         return await pending.done
-
-    async def _write_pending(self) -> None:
-        while batch := self._take_batch():
-            await self._write(batch)
 
     def _take_batch(self) -> list[_Pending]:
         """Up to MAX_BATCH waiting webhooks, one per conversion key (a repeat waits for the next
@@ -270,23 +257,9 @@ class ConversionStore:
         return [batch[key] for key in sorted(batch, key=lambda k: (str(k[0]), *k[1:]))]
 
     async def _write(self, batch: list[_Pending]) -> None:
-        try:
-            async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
-                rows = await conn.fetch(_ACCEPT, *_columns(p.row for p in batch))
-        except asyncpg.PostgresError as exc:
-            if len(batch) == 1 or isinstance(exc, asyncpg.PostgresConnectionError):
-                _fail(batch, exc)
-                return
-            # One row the database refuses must not fail the others: write them one by one.
-            for pending in batch:
-                await self._write([pending])
+        rows = await self._fetch(_ACCEPT, batch)
+        if rows is None:
             return
-        except Exception as exc:  # e.g. the connection is gone: each caller answers 503
-            _fail(batch, exc)
-            return
-        except BaseException as exc:
-            _fail(batch, exc)
-            raise
         found = {row["n"]: Accepted(row["id"], duplicate=row["duplicate"]) for row in rows}
         for n, pending in enumerate(batch, 1):
             if pending.done.done():
@@ -380,17 +353,6 @@ class ConversionStore:
         async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
             rows = await conn.fetch(sql, *args)
         return [_stored(row) for row in rows]
-
-
-def _columns(rows: Iterable[list[Any]]) -> list[list[Any]]:
-    """Rows to the column arrays :data:`_ACCEPT` unnests."""
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
-def _fail(batch: list[_Pending], exc: BaseException) -> None:
-    for pending in batch:
-        if not pending.done.done():
-            pending.done.set_exception(exc)
 
 
 def _conversion_args(
