@@ -234,6 +234,7 @@ async def test_copies_of_one_event_reach_meta_once(
     broker: AmqpClient,
     db: asyncpg.Pool,
     start_consumer: Start,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     tenant = registry.servicer.add_tenant()
     meta.add_fault("latency_ms", pixel_id=PIXEL, latency_ms=300, count=None)
@@ -250,7 +251,18 @@ async def test_copies_of_one_event_reach_meta_once(
     await wait_for(first_in_flight, 20, "the original's POST at the fake")
     await publish(broker, *copies)
     await wait_states(db, tenant, 1, {"sent"})
-    await asyncio.sleep(1.5)  # let every copy come back from the delay queue and be dropped
+    # Every copy is dropped with a line of its own: in a batch beside a newer copy, or back from
+    # the delay queue once the original was sent. Only then is "nothing else arrived" known.
+    seen = ""
+
+    async def copies_dropped() -> bool:
+        nonlocal seen
+        captured = capfd.readouterr()
+        seen += captured.out + captured.err
+        lines = [line for line in seen.splitlines() if "leftover copy dropped" in line]
+        return sum(original.event.event_id in line for line in lines) >= len(copies)
+
+    await wait_for(copies_dropped, 20, "every copy dropped as a leftover")
     counts = meta.event_counts(pixel_id=PIXEL)
     assert [(c["event_id"], c["count"]) for c in counts] == [(original.event.event_id, 1)]
 

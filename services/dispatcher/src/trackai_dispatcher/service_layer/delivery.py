@@ -232,6 +232,8 @@ class Dispatcher:
             known = chosen.get(delivery.event_id)
             if known is None or delivery.copy > known.copy:
                 chosen[delivery.event_id] = delivery
+            if known is not None:
+                log.info("leftover copy dropped", event_id=delivery.event_id, why="same batch")
         credentials = await self._credentials(batch, chosen.values())
         go = await self._prepare(batch, list(chosen.values()), credentials)
         self._notify(batch)
@@ -326,9 +328,13 @@ class Dispatcher:
             for delivery in deliveries:
                 row = current[delivery.event_id]
                 if row.state not in (State.PENDING, State.RETRYING, State.PARKED):
-                    continue  # delivered, dead or expired: this copy is a leftover
+                    # Delivered, dead or expired: this copy is a leftover. Rare (a crash, a
+                    # redelivery, a copy that waited out a live batch), so worth a line.
+                    log.info("leftover copy dropped", event_id=delivery.event_id, why="settled")
+                    continue
                 if delivery.copy < row.attempts:
-                    continue  # a newer copy of this event exists
+                    log.info("leftover copy dropped", event_id=delivery.event_id, why="superseded")
+                    continue
                 if row.claimed or credentials is None:
                     # Another batch holds it (or the registry is down): come back shortly.
                     batch.redelays.append((delivery, delivery.copy, self._ladder.delays_ms[0]))
