@@ -6,6 +6,7 @@ bytes), so the FastAPI / bare ratio isolates the framework's own cost.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -45,3 +46,22 @@ async def noop(request: Request) -> Response:
     """Accept a JSON body and do nothing with it: the floor of any FastAPI webhook route."""
     await request.body()
     return Response(status_code=202)
+
+
+def observed_noop_app() -> FastAPI:
+    """The no-op route on the kit's service app, with the kit's observability set up from the
+    environment as a service process does it (``SENTRY_DSN``, ``METRICS_PROMETHEUS``): the floor
+    of a service route, with and without production observability (``uvicorn --factory``)."""
+    from trackai_kit.http import create_app
+    from trackai_kit.sentry import configure_sentry
+    from trackai_kit.settings import SentrySettings, TelemetrySettings
+    from trackai_kit.telemetry import configure_telemetry
+
+    prometheus = os.environ.get("METRICS_PROMETHEUS", "false") == "true"
+    configure_telemetry("bench-noop", TelemetrySettings(prometheus=prometheus))
+    configure_sentry(
+        "bench-noop", SentrySettings(dsn=os.environ.get("SENTRY_DSN", "")), "production"
+    )
+    app = create_app("bench-noop")
+    app.add_api_route("/noop", noop, methods=["POST"], status_code=202)
+    return app

@@ -70,14 +70,18 @@ async def process_server(
                 await process.wait()
 
 
-def uvicorn_server(app: str) -> contextlib.AbstractAsyncContextManager[Server]:
-    """``uvicorn <app>`` (one worker, uvloop, httptools, no access log) on a free port."""
+def uvicorn_server(
+    app: str, *, factory: bool = False, extra_env: Mapping[str, str] | None = None
+) -> contextlib.AbstractAsyncContextManager[Server]:
+    """``uvicorn <app>`` (one worker, uvloop, httptools, no access log) on a free port;
+    ``factory``: ``app`` names a function that builds the app (``--factory``)."""
     port = free_port()
     argv = [
         sys.executable,
         "-m",
         "uvicorn",
         app,
+        *(["--factory"] if factory else []),
         "--app-dir",
         str(REPO_ROOT),
         "--host",
@@ -92,7 +96,7 @@ def uvicorn_server(app: str) -> contextlib.AbstractAsyncContextManager[Server]:
         "--log-level",
         "warning",
     ]
-    return process_server(argv, port)
+    return process_server(argv, port, extra_env=extra_env)
 
 
 async def _wait_listening(port: int, process: asyncio.subprocess.Process, limit_s: float) -> None:

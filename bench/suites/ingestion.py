@@ -347,16 +347,18 @@ async def _every_answer_stored_and_published(
         raise RuntimeError(f"{answered} answered, {stored} stored, {depth} published")
 
 
-def collect_requests(port: int, tenant_id: str) -> Requests:
+def collect_requests(port: int, tenant_id: str, hits_per_session: int = 0) -> Requests:
     """Page views as the tracking script sends them (``text/plain`` JSON, an allowed Origin),
-    a new event id each."""
+    a new event id each; all of one visitor's session, or a new session every
+    ``hits_per_session`` hits (what a consumer folding hits into sessions sees)."""
     run = secrets.token_hex(4)
 
     def build(n: int) -> bytes:
+        session = n // hits_per_session if hits_per_session else 0
         body = json.dumps(
             {
                 "type": "page_view",
-                "session_id": f"ta{run}session0000",
+                "session_id": f"ta{run}session{session:010d}",
                 "event_id": f"ev{run}{n:012d}",
                 "page_url": f"{ORIGIN}/oferta?utm_source=facebook&fbclid=IwAR2xYz{run}",
                 "referrer": "https://l.facebook.com/",

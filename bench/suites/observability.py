@@ -27,9 +27,9 @@ from functools import partial
 import httpx
 
 from bench.context import BenchContext
-from bench.http_load import build_request, run_load
+from bench.http_load import build_request, json_body, run_load
 from bench.registry import Metric, RunOnce, benchmark
-from bench.servers import HOST, Server, free_port, process_server
+from bench.servers import HOST, Server, free_port, process_server, uvicorn_server
 from bench.suites.baseline_http import CONNECTIONS
 from bench.suites.ingestion import (
     KIWIFY_SECRET,
@@ -46,6 +46,8 @@ from trackai_sandbox.sentry import SentrySink
 
 SENTRY_COST = "ingestion.sentry_cost"
 METRICS_COST = "ingestion.metrics_cost"
+OBSERVABILITY_COST = "ingestion.observability_cost"
+NOOP_OBSERVABILITY_COST = "baseline.http.observability_cost"
 
 
 def _webhooks(port: int, tenant_id: str) -> Requests:
@@ -61,9 +63,9 @@ def _webhooks(port: int, tenant_id: str) -> Requests:
     return partial(next, map(build, itertools.count()))
 
 
-def _metrics(variant: str) -> list[Metric]:
+def _metrics(variant: str, routes: tuple[str, ...] = ("webhook", "collect")) -> list[Metric]:
     metrics = []
-    for route in ("webhook", "collect"):
+    for route in routes:
         metrics += [
             Metric(f"{route}_ms", "ms cpu", higher_is_better=False),
             Metric(f"{route}_ms_{variant}", "ms cpu", higher_is_better=False),
@@ -105,20 +107,27 @@ async def _paired_servers(
     return servers, tenant_id
 
 
-def _alternating_rounds(
-    ctx: BenchContext,
-    servers: dict[bool, Server],
-    tenant_id: str,
-    variant: str,
-    after_slice: Callable[[Server, bool], Awaitable[None]] | None = None,
-) -> RunOnce:
-    """One run: server CPU per webhook and per collect hit of each process, in short slices
-    alternating between the two (the first one alternating too), so the drift of a shared
-    machine lands on both alike; ``*_cost`` is the variant's relative increase."""
-    routes: dict[str, tuple[dict[bool, Requests], int]] = {
+Routes = dict[str, tuple[dict[bool, Requests], int]]
+
+
+def _ingress_routes(servers: dict[bool, Server], tenant_id: str) -> Routes:
+    """Signed webhooks (200) and collect page views (204) for each of the two processes."""
+    return {
         "webhook": ({d: _webhooks(s.port, tenant_id) for d, s in servers.items()}, 200),
         "collect": ({d: collect_requests(s.port, tenant_id) for d, s in servers.items()}, 204),
     }
+
+
+def _alternating_rounds(
+    ctx: BenchContext,
+    servers: dict[bool, Server],
+    routes: Routes,
+    variant: str,
+    after_slice: Callable[[Server, bool], Awaitable[None]] | None = None,
+) -> RunOnce:
+    """One run: server CPU per request of each route on each process, in short slices
+    alternating between the two (the first one alternating too), so the drift of a shared
+    machine lands on both alike; ``*_cost`` is the variant's relative increase."""
     slices, seconds = 4, ctx.seconds(0.75, 0.4)
 
     async def once() -> dict[str, float]:
@@ -170,7 +179,7 @@ async def sentry_cost(ctx: BenchContext) -> AsyncIterator[RunOnce]:
         servers, tenant_id = await _paired_servers(
             ctx, stack, lambda with_dsn: {"SENTRY_DSN": sink.dsn if with_dsn else ""}
         )
-        measure = _alternating_rounds(ctx, servers, tenant_id, "dsn")
+        measure = _alternating_rounds(ctx, servers, _ingress_routes(servers, tenant_id), "dsn")
 
         async def once() -> dict[str, float]:
             figures = await measure()
@@ -204,4 +213,93 @@ async def metrics_cost(ctx: BenchContext) -> AsyncIterator[RunOnce]:
                 if with_metrics and b"trackai_ingestion_webhooks_total" not in answer.content:
                     raise RuntimeError("the webhook counter is missing from /metrics")
 
-            yield _alternating_rounds(ctx, servers, tenant_id, "metrics", scrape)
+            yield _alternating_rounds(
+                ctx, servers, _ingress_routes(servers, tenant_id), "metrics", scrape
+            )
+
+
+def _production(sink: SentrySink, on: bool) -> dict[str, str]:
+    """Observability as the chart deploys it (on) or none at all (off): Sentry with a DSN, the
+    Prometheus endpoint, and the chart's OpenTelemetry default (no OTLP exporter)."""
+    return {
+        "SENTRY_DSN": sink.dsn if on else "",
+        "METRICS_PROMETHEUS": "true" if on else "false",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "",
+    }
+
+
+def _scraper(
+    http: httpx.AsyncClient, counter: bytes | None
+) -> Callable[[Server, bool], Awaitable[None]]:
+    """A scrape of ``/metrics`` after every slice of the observed process (as Prometheus would,
+    far more often); ``counter`` must be in it."""
+
+    async def scrape(server: Server, observed: bool) -> None:
+        if not observed:
+            return
+        answer = await http.get(f"http://{HOST}:{server.port}/metrics")
+        if answer.status_code != 200 or (counter is not None and counter not in answer.content):
+            raise RuntimeError(f"/metrics answered {answer.status_code} without the counter")
+
+    return scrape
+
+
+async def _no_error_events(sink: SentrySink) -> None:
+    sent = await asyncio.to_thread(sink.items, "event")
+    if sent:
+        raise RuntimeError(f"a served process sent {len(sent)} error event(s)")
+
+
+@benchmark(OBSERVABILITY_COST, metrics=_metrics("prod"))
+async def observability_cost(ctx: BenchContext) -> AsyncIterator[RunOnce]:
+    """Server CPU per webhook and per collect hit with no observability and with production's
+    (Sentry DSN, /metrics scraped, the chart's OTel settings) (target <= 5 %)."""
+    async with contextlib.AsyncExitStack() as stack:
+        sink = stack.enter_context(SentrySink())
+        servers, tenant_id = await _paired_servers(ctx, stack, partial(_production, sink))
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        measure = _alternating_rounds(
+            ctx,
+            servers,
+            _ingress_routes(servers, tenant_id),
+            "prod",
+            _scraper(http, b"trackai_ingestion_webhooks_total"),
+        )
+
+        async def once() -> dict[str, float]:
+            figures = await measure()
+            await _no_error_events(sink)
+            return figures
+
+        yield once
+
+
+@benchmark(NOOP_OBSERVABILITY_COST, metrics=_metrics("prod", ("noop",)))
+async def noop_observability_cost(ctx: BenchContext) -> AsyncIterator[RunOnce]:
+    """The FastAPI no-op route on the kit's service app, with no observability and with
+    production's, the same way (target <= 5 %)."""
+    async with contextlib.AsyncExitStack() as stack:
+        sink = stack.enter_context(SentrySink())
+        servers: dict[bool, Server] = {}
+        for on in (False, True):
+            servers[on] = await stack.enter_async_context(
+                uvicorn_server(
+                    "bench.apps:observed_noop_app", factory=True, extra_env=_production(sink, on)
+                )
+            )
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        routes: Routes = {"noop": ({on: _noop(s.port) for on, s in servers.items()}, 202)}
+        measure = _alternating_rounds(ctx, servers, routes, "prod", _scraper(http, None))
+
+        async def once() -> dict[str, float]:
+            figures = await measure()
+            await _no_error_events(sink)
+            return figures
+
+        yield once
+
+
+def _noop(port: int) -> Requests:
+    """The HTTP baselines' 1 KB JSON body, posted to the no-op route."""
+    request = build_request(HOST, port, "POST", "/noop", json_body(1024))
+    return partial(next, itertools.repeat(request))
