@@ -276,7 +276,6 @@ class Checklist:
             content=body,
             headers={"Content-Type": "application/json"},
         )
-        trail.trace_id = answer.headers.get("traceparent", trail.trace_id)
         return answer
 
     async def run_check(self, trail: Trail, tool: str) -> agent_pb.RunCheckResponse:
@@ -908,8 +907,8 @@ class Checklist:
             "the dispatcher's error at Sentry",
             "no Sentry event",
         )
-        t.trace_id = str(event.get("contexts", {}).get("trace", {}).get("trace_id", ""))
-        t.saw(f"Sentry got '{_sentry_message(event)[:80]}' (trace {t.trace_id or '-'})")
+        trace_id = str(event.get("contexts", {}).get("trace", {}).get("trace_id", ""))
+        t.saw(f"Sentry got '{_sentry_message(event)[:80]}' (trace {trace_id or '-'})")
 
     async def _sentry_event(self, url: str, text: str) -> dict[str, Any] | None:
         events: list[dict[str, Any]] = (await self.http.get(url + "/_sandbox/events")).json()[

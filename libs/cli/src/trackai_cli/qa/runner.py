@@ -8,7 +8,7 @@ Exit codes: 0 no critical item failed, 1 a critical item failed (the release is 
 from __future__ import annotations
 
 import argparse
-import re
+import random
 import sys
 import time
 import traceback
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import grpc
 import httpx
+from opentelemetry import propagate, trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from trackai_cli.core import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Context, Output, SubParsers
 from trackai_cli.qa import report as rpt
@@ -23,7 +25,6 @@ from trackai_cli.qa.checklist import ITEMS, Item
 from trackai_cli.qa.checks import Checklist, Failed, Skip, Trail
 from trackai_cli.qa.settings import QaSettings
 
-TRACE_ID = re.compile(r'"trace_id": "([0-9a-f]{32})"')
 #: Log lines kept in a bug report.
 LOG_LINES = 25
 
@@ -34,16 +35,19 @@ def _selected(spec: str | None) -> set[int] | None:
     return {int(part) for part in spec.split(",") if part.strip()}
 
 
-def _logs_excerpt(settings: QaSettings, *needles: str) -> str:
-    """The local stack's log lines that mention the run (its tenant or orders), last first."""
-    if not settings.log_dir or not any(needles):
+def _logs_excerpt(settings: QaSettings, trace_id: str, tenant_id: str) -> str:
+    """The local stack's log lines of the item's trace, else those naming the run's tenant."""
+    if not settings.log_dir:
         return ""
-    lines: list[str] = []
+    traced: list[str] = []
+    tenant: list[str] = []
     for log in sorted(Path(settings.log_dir).glob("*.log")):
         for line in log.read_text(errors="replace").splitlines():
-            if any(n and n in line for n in needles) or '"level": "error"' in line:
-                lines.append(f"{log.stem}: {line[:400]}")
-    return "\n".join(lines[-LOG_LINES:])
+            if trace_id in line:
+                traced.append(f"{log.stem}: {line[:600]}")
+            elif tenant_id and tenant_id in line:
+                tenant.append(f"{log.stem}: {line[:600]}")
+    return "\n".join((traced or tenant)[-LOG_LINES:])
 
 
 def _skip_reason(item: Item, settings: QaSettings, chosen: set[int] | None) -> str:
@@ -59,7 +63,7 @@ def _skip_reason(item: Item, settings: QaSettings, chosen: set[int] | None) -> s
 async def run_checklist(settings: QaSettings, ctx: Context, chosen: set[int] | None) -> rpt.Report:
     started = rpt.now()
     results: dict[int, rpt.Result] = {}
-    async with httpx.AsyncClient(timeout=60) as http:
+    async with httpx.AsyncClient(timeout=60, event_hooks={"request": [_traced]}) as http:
         checks = Checklist(settings, ctx, http)
         try:
             for item in ITEMS:
@@ -70,6 +74,11 @@ async def run_checklist(settings: QaSettings, ctx: Context, chosen: set[int] | N
             await checks.close()
     mode = "non-destructive" if settings.non_destructive else "full"
     return rpt.Report(settings.base_url, mode, list(results.values()), started, rpt.now())
+
+
+async def _traced(request: httpx.Request) -> None:
+    """HTTP calls carry the item's trace too (gRPC calls get it from the kit's interceptors)."""
+    propagate.inject(request.headers)
 
 
 async def _one(
@@ -93,8 +102,16 @@ async def _one(
     trail = Trail()
     begun = time.monotonic()
     result = rpt.Result(item, rpt.Outcome.PASSED)
+    # One trace per item: every call it makes carries it (traceparent), so the services' log
+    # lines and Sentry events of this item share the trace id its bug report names.
+    trace_id = random.getrandbits(128)
+    span = NonRecordingSpan(
+        SpanContext(trace_id, random.getrandbits(64), False, TraceFlags(TraceFlags.SAMPLED))
+    )
+    trail.trace_id = format(trace_id, "032x")
     try:
-        await getattr(checks, f"item{item.number}")(trail)
+        with trace.use_span(span, end_on_exit=False):
+            await getattr(checks, f"item{item.number}")(trail)
     except Skip as exc:
         result.outcome, trail.evidence = rpt.Outcome.SKIPPED, [str(exc)]
     except Failed as exc:
@@ -117,9 +134,7 @@ async def _one(
     result.path, result.steps, result.trace_id = trail.path, trail.steps, trail.trace_id
     result.evidence = "; ".join(trail.evidence)
     if result.outcome is rpt.Outcome.FAILED:
-        result.logs = _logs_excerpt(settings, checks.tenant_id, checks.order_id)
-        traces = TRACE_ID.findall(result.logs)
-        result.trace_id = result.trace_id or (traces[-1] if traces else "")
+        result.logs = _logs_excerpt(settings, result.trace_id, checks.tenant_id)
     return result
 
 
