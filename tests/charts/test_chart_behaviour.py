@@ -718,7 +718,7 @@ def test_helm_test_runs_the_non_destructive_qa_gate_as_the_operator(by_name: Any
     assert pod["spec"]["restartPolicy"] == "Never"
     [container] = pod["spec"]["containers"]
     assert container["image"].endswith("/trackai/provisioner:" + container["image"].split(":")[-1])
-    assert container["command"][:3] == ["trackai", "qa", "--non-destructive"]
+    assert container["command"][:4] == ["trackai", "qa", "--non-destructive", "--print-report"]
     assert container["envFrom"] == [{"configMapRef": {"name": "trackai-config"}}]
     env = {e["name"]: e for e in container["env"]}
     assert env["QA_BASE_URL"]["value"] == f"http://trackai-ingestion:{HTTP_PORTS['ingestion']}"

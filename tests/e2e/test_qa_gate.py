@@ -70,7 +70,7 @@ def _outcomes(junit: Path) -> dict[int, str]:
 def test_non_destructive_subset_passes_and_leaves_the_rest_out(
     local: object, tmp_path: Path
 ) -> None:
-    done = _gate(local, tmp_path, "--non-destructive")
+    done = _gate(local, tmp_path, "--non-destructive", "--print-report")
     assert done.returncode == 0, done.stdout + done.stderr
     outcomes = _outcomes(tmp_path / "qa-junit.xml")
     assert {n for n, o in outcomes.items() if o == "passed"} == {1, 7, 8, 10}, outcomes
@@ -79,6 +79,7 @@ def test_non_destructive_subset_passes_and_leaves_the_rest_out(
     assert report.startswith("# QA gate report: PASSED")
     assert "destructive: left out of the non-destructive subset" in report
     assert f"junit:  {tmp_path / 'qa-junit.xml'}" in done.stdout
+    assert report in done.stdout  # printed too: a `helm test` Pod's log is where it is read
 
 
 def test_a_fault_in_the_stack_blocks_the_release_with_the_items_bug_report(

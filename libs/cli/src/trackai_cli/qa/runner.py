@@ -153,6 +153,8 @@ async def _qa(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         await qa_ctx.close()
     md, xml = rpt.write(report, Path(args.report_dir or settings.report_dir))
+    if args.print_report:
+        sys.stdout.write(md.read_text() + "\n")
     counts = report.counts()
     sys.stdout.write(
         f"QA gate: {'BLOCKED' if report.release_blocked else 'passed'} "
@@ -179,4 +181,9 @@ def register(groups: SubParsers) -> None:
         help="only the items that touch nothing outside the release (the helm test subset)",
     )
     parser.add_argument("--report-dir", help="where the reports go (QA_REPORT_DIR, ./qa-report)")
+    parser.add_argument(
+        "--print-report",
+        action="store_true",
+        help="also print the Markdown report (a Pod's log is where `helm test` shows it)",
+    )
     parser.set_defaults(handler=_qa)
