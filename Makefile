@@ -55,8 +55,7 @@ test: services console-assets ## The whole test suite (unit, integration, e2e, c
 test-fast: env ## Unit tests only (no I/O)
 	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
 
-qa: services ## The release gate: the 15-item QA checklist on a fresh local stack, or QA_BASE_URL's
-	@$(PY) scripts/devstack.py ensure-tools
+qa: env ## The release gate: the 15-item QA checklist on a fresh local stack, or QA_BASE_URL's
 	$(PY) scripts/qa.py $(QA_ARGS)
 
 FUZZ_EXAMPLES ?= 5000

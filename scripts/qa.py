@@ -262,6 +262,10 @@ def main() -> int:
     if os.environ.get("QA_BASE_URL"):
         sys.stdout.write(f"QA gate against {os.environ['QA_BASE_URL']}\n")
         return run_gate(dict(os.environ), gate_args)
+    # The local stack needs what `make test` needs: PostgreSQL, RabbitMQ, Redis, Chromium and
+    # promtool (started or installed by devstack when missing); a deployment needs none of it.
+    for need in ("ensure-services", "ensure-tools"):
+        subprocess.run([PY, str(ROOT / "scripts/devstack.py"), need], check=True)
     logs = Path(tempfile.mkdtemp(prefix="trackai-qa-"))
     sys.stdout.write(f"QA gate against a local stack (process logs in {logs}) ...\n")
     sys.stdout.flush()
