@@ -29,10 +29,13 @@ import aio_pika
 import asyncpg
 import httpx
 
+from trackai_dispatcher.settings import Settings as DispatcherSettings
 from trackai_kit.migrations import ensure_database, upgrade_all
 from trackai_kit.postgres import asyncpg_dsn
 from trackai_kit.settings import ServiceSettings
 from trackai_kit.topology import (
+    CAPI_DISPATCH,
+    delay_queues,
     dispatcher_topology,
     ingestion_topology,
     matcher_topology,
@@ -209,10 +212,14 @@ async def _drop(database_url: str, prefix: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+    # The dispatcher declares a delay queue per step of the run's ladder and one for parking.
+    ladder = tuple(int(ms) for ms in LADDER_MS.split(","))
+    park_ms = DispatcherSettings().park_delay_ms
     known = (
         ingestion_topology()
         .merge(matcher_topology())
         .merge(dispatcher_topology())
+        .merge(delay_queues(CAPI_DISPATCH, (*ladder, park_ms)))
         .merge(status_topology())
         .prefixed(prefix)
     )
