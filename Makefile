@@ -9,7 +9,7 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: help env console-assets run monitor test test-fast fuzz lint fmt migrate proto proto-check bench services clean
+.PHONY: help env console-assets run monitor test test-fast qa fuzz lint fmt migrate proto proto-check bench services clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test: services console-assets ## The whole test suite (unit, integration, e2e, c
 
 test-fast: env ## Unit tests only (no I/O)
 	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)
+
+qa: env ## The release gate: the 15-item QA checklist on a fresh local stack, or QA_BASE_URL's
+	$(PY) scripts/qa.py $(QA_ARGS)
 
 FUZZ_EXAMPLES ?= 5000
 fuzz: services ## Long property-based run: mutated gateway payloads must never get a 5xx (FUZZ_EXAMPLES=5000)

@@ -18,6 +18,8 @@ PROCESSES = {
     "dispatcher": ("serve", "consume"),
 }
 #: Keys of the release Secret with every service enabled.
+RELEASE_LABELS = {"app.kubernetes.io/name": "trackai", "app.kubernetes.io/instance": "trackai"}
+QA_TEST_KEYS = {"QA_OPERATOR_GRPC_TOKEN", "QA_META_TOKEN"}
 SECRET_KEYS = {
     "DATABASE_URL_MIGRATIONS",
     *(f"DATABASE_URL_{svc.upper()}" for svc in SERVICES),
@@ -322,6 +324,9 @@ def test_exactly_one_secret_source_and_no_secret_data_with_external_secret(
     expected = {"DATABASE_URL_MIGRATIONS"} | {
         key for svc in enabled for key in ci_render.effective["services"][svc]["secretEnv"].values()
     }
+    qa_test = ci_render.effective["qaTest"]
+    if qa_test["enabled"]:
+        expected |= set(qa_test["secretEnv"].values())
     assert {item["secretKey"] for item in spec["data"]} == expected
     assert all(item["remoteRef"]["property"] == item["secretKey"] for item in spec["data"])
     remote_keys = {item["remoteRef"]["key"] for item in spec["data"]}
@@ -333,7 +338,8 @@ def test_plain_secret_mode_renders_every_key_and_no_external_secret(by_name: Any
     rendered = by_name("dev-values")
     assert rendered.of_kind("ExternalSecret") == []
     secret = rendered.one("Secret", "trackai-secrets")
-    assert set(secret["stringData"]) == SECRET_KEYS
+    # dev-values turns `helm test` on: the QA Pod's two keys too.
+    assert set(secret["stringData"]) == SECRET_KEYS | QA_TEST_KEYS
     assert secret["stringData"]["DATABASE_URL_INGESTION"].startswith("postgresql://")
     assert set(secret["metadata"]["annotations"]["helm.sh/hook"].split(",")) == HOOK_EVENTS
     # A changed secret rolls the pods, since env is read only at container start.
@@ -643,7 +649,12 @@ def test_only_public_services_accept_traffic_from_the_ingress(by_name: Any) -> N
     http_rules = [
         r for r in ingestion["ingress"] if r["ports"][0]["port"] == HTTP_PORTS["ingestion"]
     ]
-    assert [r["from"] for r in http_rules] == [[{"ipBlock": {"cidr": "10.20.0.0/20"}}]]
+    qa_pod = {"matchLabels": {**RELEASE_LABELS, "app.kubernetes.io/component": "qa-test"}}
+    # The load balancer, and the in-cluster `helm test` Pod (production-values turns it on).
+    assert [r["from"] for r in http_rules] == [
+        [{"ipBlock": {"cidr": "10.20.0.0/20"}}],
+        [{"podSelector": qa_pod}],
+    ]
     for internal in ("matcher", "dispatcher", "provisioner", "agent"):
         for rule in _policy(rendered, f"trackai-{internal}").get("ingress", []):
             assert HTTP_PORTS[internal] not in [p["port"] for p in rule["ports"]]
@@ -695,3 +706,30 @@ def test_grpc_identities_and_tls_reach_every_pod(by_name: Any) -> None:
             "mountPath": "/etc/trackai/grpc-tls",
             "readOnly": True,
         } in container["volumeMounts"]
+
+
+def test_helm_test_runs_the_non_destructive_qa_gate_as_the_operator(by_name: Any) -> None:
+    """`helm test`: one hook Pod running `trackai qa --non-destructive` from the provisioner's
+    image (which ships the CLI) against the in-cluster Services, admitted as the operator."""
+    rendered = by_name("production-values")
+    pod = rendered.one("Pod", "trackai-qa-gate")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["metadata"]["labels"]["trackai.io/operator"] == "true"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    [container] = pod["spec"]["containers"]
+    assert container["image"].endswith("/trackai/provisioner:" + container["image"].split(":")[-1])
+    assert container["command"][:4] == ["trackai", "qa", "--non-destructive", "--print-report"]
+    assert container["envFrom"] == [{"configMapRef": {"name": "trackai-config"}}]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["QA_BASE_URL"]["value"] == f"http://trackai-ingestion:{HTTP_PORTS['ingestion']}"
+    assert env["GRPC_CLIENT_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "QA_OPERATOR_GRPC_TOKEN"
+    assert env["QA_META_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "QA_META_TOKEN"
+    assert env["QA_PIXEL_ID"]["value"] == "987654321098765"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["grpc-tls"] == "/etc/trackai/grpc-tls"
+    # Its NetworkPolicy: every gRPC server and ingestion's HTTP port, nothing else.
+    policy = _policy(rendered, "trackai-qa-test")
+    assert policy["policyTypes"] == ["Egress"]
+    assert _egress_ports(policy) == {*GRPC_PORTS.values(), HTTP_PORTS["ingestion"]}
+    # The chart's default leaves it off (it needs the operator's token in the Secret).
+    assert by_name("default-values").of_kind("Pod") == []

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from trackai_cli.qa import report as rpt
+from trackai_cli.qa.checklist import ITEMS
+
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = ROOT / "scripts/ci_junit_check.py"
 
@@ -91,3 +94,25 @@ def test_tests_under_an_integration_directory_are_left_out_of_the_fast_run(tmp_p
     result = _run_suite(tmp_path, files, "-m", "not integration", "-v")
     assert "1 passed, 1 deselected" in result.stdout
     assert "test_i.py::test_io" not in result.stdout
+
+
+def _qa_junit(tmp_path: Path, outcome: str, evidence: str) -> Path:
+    """The QA gate's JUnit for a run where item 5 had ``outcome`` and every other item passed."""
+    results = [
+        rpt.Result(
+            i, rpt.Outcome(outcome) if i.number == 5 else rpt.Outcome.PASSED, evidence=evidence
+        )
+        for i in ITEMS
+    ]
+    now = rpt.now()
+    _, xml = rpt.write(rpt.Report("http://127.0.0.1:8001", "full", results, now, now), tmp_path)
+    return xml
+
+
+def test_ci_refuses_a_qa_run_that_could_not_load_the_snippets_in_chromium(tmp_path: Path) -> None:
+    """`.ci/run` judges the QA gate's JUnit too: an item skipped for lack of Chromium is a refused
+    skip (the gate's wording matches CI's), a deliberately left-out item is not."""
+    missing = _judge(_qa_junit(tmp_path / "a", "skipped", "missing tool: chromium/Playwright"))
+    assert missing.returncode == 1 and "item05" in missing.stderr, missing.stderr
+    left_out = _judge(_qa_junit(tmp_path / "b", "skipped", "destructive: left out"))
+    assert left_out.returncode == 0 and "CI: 14 tests ran" in left_out.stdout, left_out.stderr

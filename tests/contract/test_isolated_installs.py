@@ -16,6 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("ingestion", "matcher", "dispatcher", "provisioner", "agent", "console")
+#: The operator's command too: it ships in the provisioner's image, where `helm test` runs the
+#: QA gate (`trackai qa`) from it.
+PACKAGES = (*SERVICES, "cli")
 
 IMPORT_EVERY_MODULE = """
 import importlib, pkgutil, sys
@@ -41,7 +44,7 @@ def _uv() -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", PACKAGES)
 def test_service_imports_with_only_its_declared_dependencies(service: str, tmp_path: Path) -> None:
     env = {
         **os.environ,

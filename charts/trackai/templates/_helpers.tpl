@@ -46,7 +46,7 @@ default
 {{- end -}}
 
 {{/*
-The Secret keys some enabled workload (or the migration Job) reads, sorted and unique, space
+The Secret keys some enabled workload (or the migration Job, or the `helm test` Pod) reads, sorted and unique, space
 separated: the ExternalSecret copies exactly these, a plain Secret must hold them all.
 */}}
 {{- define "trackai.secretKeys" -}}
@@ -58,6 +58,9 @@ separated: the ExternalSecret copies exactly these, a plain Secret must hold the
 {{- end -}}
 {{- if .Values.migrations.enabled -}}
 {{- $keys = concat $keys (values .Values.migrations.secretEnv) -}}
+{{- end -}}
+{{- if .Values.qaTest.enabled -}}
+{{- $keys = concat $keys (values .Values.qaTest.secretEnv) -}}
 {{- end -}}
 {{- $keys | uniq | sortAlpha | join " " -}}
 {{- end -}}

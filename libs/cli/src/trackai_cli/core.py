@@ -31,6 +31,7 @@ class CliSettings(KitSettings):
     matcher_target: str = Field("127.0.0.1:50052", alias="MATCHER_GRPC_TARGET")
     dispatcher_target: str = Field("127.0.0.1:50053", alias="DISPATCHER_GRPC_TARGET")
     console_target: str = Field("127.0.0.1:50056", alias="CONSOLE_GRPC_TARGET")
+    agent_target: str = Field("127.0.0.1:50055", alias="AGENT_GRPC_TARGET")
     #: The operator's own token (identity ``operator``); the local stack's dev token by default.
     grpc_client_token: SecretStr = Field(
         SecretStr(local_dev_token("operator")), alias="GRPC_CLIENT_TOKEN"

@@ -16,8 +16,9 @@ import grpc
 
 from trackai_cli import dlq, keys, matches, provision, retention, tenants, users
 from trackai_cli.core import EXIT_REFUSED, EXIT_UNREACHABLE, CliSettings, Context, Output
+from trackai_cli.qa import runner as qa
 
-GROUPS = (tenants, keys, matches, dlq, provision, users, retention)
+GROUPS = (tenants, keys, matches, dlq, provision, users, retention, qa)
 
 
 def build_parser() -> argparse.ArgumentParser:
