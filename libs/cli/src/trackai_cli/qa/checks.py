@@ -213,6 +213,8 @@ class Checklist:
         self.tenant_id = ""
         self.run_id = ""
         self.result: prov.ProvisioningResult | None = None
+        #: The gateway panel's test webhook, sent once (the webhook lock needs it first).
+        self.panel_test: httpx.Response | None = None
         self.provision_started = 0.0
         self.provision_done = 0.0
         self.landing: Landing | None = None
@@ -393,6 +395,9 @@ class Checklist:
         if self.result is not None:
             t.step(f"(provisioning run {self.run_id}, already done by an earlier item)")
             return self.result
+        # The webhook lock: provisioning waits for a verified webhook, as a seller sends one
+        # from the gateway's panel before the wizard's provisioning step.
+        await self._panel_test(t)
         t.step(f"ProvisionTenant tenant_ref={self.tenant_id} funnel={FUNNEL} (streamed)")
         self.provision_started = time.monotonic()
         last: prov.ProvisionTenantResponse | None = None
@@ -529,9 +534,19 @@ class Checklist:
         expect(answer.status == "ok", "status ok", f"{answer.status}: {answer.message}")
         t.saw(answer.message)
 
+    async def _panel_test(self, t: Trail) -> httpx.Response:
+        """The Kiwify panel's test webhook, signed with the tenant's secret (sent once)."""
+        if self.panel_test is None:
+            body = kiwify_sale(f"qa-{self.run_tag}-panel-test", None, panel_test=True)
+            t.step("the gateway panel's test webhook")
+            self.panel_test = await self.post_sale(t, body)
+        else:
+            t.step("(the gateway panel's test webhook, already sent by an earlier item)")
+        return self.panel_test
+
     async def item8(self, t: Trail) -> None:
         body = kiwify_sale(f"qa-{self.run_tag}-panel-test", None, panel_test=True)
-        answer = await self.post_sale(t, body)
+        answer = await self._panel_test(t)
         expect(
             answer.status_code == 200 and answer.json().get("status") == "ignored",
             "200 ignored (Kiwify panel test, signature verified)",
