@@ -95,7 +95,7 @@ def record_browser_hit(
 
 def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
     tenants = webhook_config_client(
-        settings.provisioner_grpc_target,
+        settings.provisioner_target,
         settings.grpc_client_token.get_secret_value(),
         tls=settings.grpc_tls,
     )

@@ -126,7 +126,7 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
     sweeps."""
     assert resources.pool is not None and resources.amqp is not None
     config_client = tenant_view_client(
-        settings.provisioner_grpc_target,
+        settings.provisioner_target,
         settings.grpc_client_token.get_secret_value(),
         tls=settings.grpc_tls,
     )
