@@ -23,12 +23,11 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from functools import partial
-from typing import IO, Any
+from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import asyncpg
-import grpc
 
 from bench.context import BenchContext
 from bench.http_load import LoadResult, build_request, run_load
@@ -37,18 +36,17 @@ from bench.servers import HOST, free_port, process_server
 from bench.suites.baseline_http import CONNECTIONS, FASTAPI, http_metrics
 from bench.suites.baseline_postgres import temporary_database
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
-from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
-from trackai_ingestion.adapters.rate_limit import RateDecision
-from trackai_ingestion.adapters.repository import Accepted, Receipt, accept_row
+from trackai_ingestion.adapters.repository import accept_row
 from trackai_ingestion.domain.gateways import WebhookRequest
 from trackai_ingestion.domain.model import Conversion
+from trackai_ingestion.service_layer.ports import Accepted, RateDecision, Receipt
 from trackai_ingestion.service_layer.webhooks import WebhookService
 from trackai_kit import migrations
 from trackai_kit.amqp import AmqpClient
-from trackai_kit.grpc import AccessPolicy, local_dev_callers, rpc, start_grpc_server
 from trackai_kit.logging import configure_logging
-from trackai_kit.settings import AmqpSettings, GrpcSettings, LogSettings
+from trackai_kit.settings import AmqpSettings, LogSettings
 from trackai_kit.topology import INGEST_EVENTS, ingestion_topology
+from trackai_testing.registry import FakeTenantRegistry, serve_registry
 
 WEBHOOK = "ingestion.webhook_accept"
 COLLECT = "ingestion.collect_accept"
@@ -142,18 +140,6 @@ async def _load(
     )
 
 
-class _Registry(prov_grpc.TenantRegistryServiceServicer):
-    def __init__(self, config: prov.WebhookConfig) -> None:
-        self._config = config
-
-    async def GetWebhookConfig(
-        self, request: prov.GetWebhookConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> prov.GetWebhookConfigResponse:
-        if request.tenant_ref != self._config.view.tenant.id:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such tenant")
-        return prov.GetWebhookConfigResponse(config=self._config)
-
-
 def _tenant_config(tenant_id: str) -> prov.WebhookConfig:
     return prov.WebhookConfig(
         view=prov.TenantView(
@@ -173,22 +159,10 @@ def _tenant_config(tenant_id: str) -> prov.WebhookConfig:
 async def _tenant_registry(tenant_id: str) -> AsyncIterator[int]:
     """An in-process registry serving one tenant (Kiwify secret; a limit the load never hits, so
     the Redis script still runs on every request but never refuses)."""
-    config = _tenant_config(tenant_id)
-    service = prov.DESCRIPTOR.services_by_name["TenantRegistryService"]
-    server = await start_grpc_server(
-        GrpcSettings(port=0, callers=local_dev_callers()),
-        # The generated stub marks every RPC abstract; only GetWebhookConfig is served here.
-        partial(
-            prov_grpc.add_TenantRegistryServiceServicer_to_server,
-            _Registry(config),  # type: ignore[abstract]
-        ),
-        [service.full_name],
-        AccessPolicy.of({"ingestion": [rpc(service, "GetWebhookConfig")]}),
-    )
-    try:
+    registry = FakeTenantRegistry()  # type: ignore[abstract]  # the stubs mark every RPC abstract
+    registry.webhook_configs[tenant_id] = _tenant_config(tenant_id)
+    async with serve_registry(registry, "ingestion", ["GetWebhookConfig"]) as server:
         yield server.port
-    finally:
-        await server.stop(0)
 
 
 @contextlib.asynccontextmanager

@@ -33,13 +33,14 @@ from trackai_kit.logging import configure_logging
 from trackai_kit.migrations import upgrade
 from trackai_kit.postgres import create_pool
 from trackai_kit.settings import LogSettings, PostgresSettings
-from trackai_matcher.adapters.telemetry import MatcherMetrics
+from trackai_matcher.adapters import repository
 from trackai_matcher.domain.scoring import ModelParams, ProbabilisticModel
 from trackai_matcher.domain.tenants import Destination, TenantSetup
 from trackai_matcher.domain.useragent import parse_user_agent
 from trackai_matcher.entrypoints.consumer import purchase_from_proto
-from trackai_matcher.service_layer.ingest import IngestService, MatcherConfig
+from trackai_matcher.service_layer.ingest import MatchConversion, MatcherConfig
 from trackai_matcher.service_layer.matching import MatchEngine
+from trackai_matcher.telemetry import MatcherMetrics
 
 INSERT_SINGLE = "baseline.postgres.insert_single"
 WORKERS = 8
@@ -74,13 +75,14 @@ async def matcher_database(ctx: BenchContext) -> AsyncIterator[asyncpg.Pool]:
             await pool.close()
 
 
-def service(pool: asyncpg.Pool) -> IngestService:
+def service(pool: asyncpg.Pool) -> MatchConversion:
     # The matcher's per-event alerts (low EMQ on synthetic data) are not what is measured.
     configure_logging(LogSettings(level="ERROR"), "bench")
-    return IngestService(
+    return MatchConversion(
         pool,
-        directory=StaticDirectory(),  # type: ignore[arg-type]
-        engine=MatchEngine(ProbabilisticModel(ModelParams())),
+        store=repository,
+        directory=StaticDirectory(),
+        engine=MatchEngine(ProbabilisticModel(ModelParams()), repository),
         config=MatcherConfig(),
         metrics=MatcherMetrics(),
     )

@@ -27,8 +27,8 @@ from playwright.async_api import Page, Route, async_playwright
 from tests.e2e.conftest import TOKEN, Stack
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
+from trackai_ingestion.bootstrap import record_browser_hit
 from trackai_ingestion.entrypoints.collect import build_collect_router
-from trackai_ingestion.service_layer.collect import RecordBrowserHit
 from trackai_kit import migrations, pii
 from trackai_kit.grpc import client_channel, local_dev_token
 from trackai_kit.identity import event_id
@@ -179,7 +179,7 @@ async def env(
         # The collect endpoint reads the view (no secret), as the matcher does.
         tenants = tenant_view_client(target, local_dev_token("matcher"))
         ingest = FastAPI()
-        ingest.include_router(build_collect_router(RecordBrowserHit(pool, tenants)))
+        ingest.include_router(build_collect_router(record_browser_hit(pool, tenants)))
         ingest_server, ingest_task, ingest_port = await _serve(ingest)
         servers.append((ingest_server, ingest_task))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from trackai_kit.amqp import AmqpClient
+from trackai_kit.backoff import Backoff
 from trackai_kit.grpc import AccessPolicy, GrpcServer, start_grpc_server
 from trackai_kit.http import ReadinessCheck, create_app
 from trackai_kit.logging import get_logger
@@ -48,7 +48,6 @@ class Resources:
     settings: ServiceSettings
     pool: asyncpg.Pool | None = None
     amqp: AmqpClient | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,22 +60,19 @@ class Wiring:
     background: Sequence[Background] = ()
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
     configure_http: Callable[[FastAPI], None] | None = None
-    readiness: Sequence[ReadinessCheck] = ()
 
 
 async def _declare_when_reachable(
     amqp: AmqpClient, topology: Topology, stop: asyncio.Event
 ) -> None:
     """Declare the topology as soon as the broker answers; retried with back-off until it does."""
-    delay = 0.5
+    backoff = Backoff()
     while not stop.is_set():
         try:
             await amqp.declare(topology)
         except Exception as exc:
             log.warning("broker not reachable; topology not declared yet", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 15.0)
+            await backoff.pause(stop)
             continue
         log.info("topology declared", queues=len(topology.all_queues()))
         return
@@ -120,7 +116,7 @@ async def host(
         wiring = await wire(resources)
         app = create_app(
             settings.service_name,
-            readiness=[*checks, *wiring.readiness],
+            readiness=checks,
             expose_details=settings.is_development,
         )
         if wiring.configure_http is not None:

@@ -31,7 +31,7 @@ AGENT_SERVICE = pb.DESCRIPTOR.services_by_name["AgentService"].full_name
 def build_tools(settings: Settings) -> tuple[SetupTools, list[object]]:
     """The six tools on their adapters, and what must be closed at shutdown."""
     token = settings.grpc_client_token.get_secret_value()
-    provisioner = client_channel(settings.provisioner_grpc_target, token, settings.grpc_tls)
+    provisioner = client_channel(settings.provisioner_target, token, settings.grpc_tls)
     ingestion = client_channel(settings.ingestion_grpc_target, token, settings.grpc_tls)
     meta = HttpxMetaGraph(
         settings.meta_graph_url,

@@ -15,7 +15,7 @@ class Settings(ServiceSettings):
 
     service_name: str = "agent"
 
-    provisioner_grpc_target: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
+    provisioner_target: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
     ingestion_grpc_target: str = Field("127.0.0.1:50051", alias="INGESTION_GRPC_TARGET")
     #: Seconds to wait for the provisioner or ingestion.
     grpc_timeout_s: float = 10.0

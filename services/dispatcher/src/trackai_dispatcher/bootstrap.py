@@ -117,7 +117,7 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
         max_connections=max(8, 2 * settings.concurrency),
     )
     registry = meta_destination_client(
-        settings.provisioner_addr,
+        settings.provisioner_target,
         settings.grpc_client_token.get_secret_value(),
         tls=settings.grpc_tls,
     )

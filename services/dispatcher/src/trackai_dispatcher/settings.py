@@ -49,7 +49,7 @@ class Settings(ServiceSettings):
     raw_network_retention_days: int = Field(8, ge=8)
     #: Version sent as `partner_agent` (`trackai-<version>`).
     partner_agent: str = "trackai-0.1.0"
-    provisioner_addr: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
+    provisioner_target: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
 
     @field_validator("retry_delays_ms")
     @classmethod

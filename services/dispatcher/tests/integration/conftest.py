@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,30 +25,25 @@ from google.protobuf.json_format import ParseDict
 
 from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai.provisioner.v1 import provisioner_service_pb2 as registry_pb
-from trackai.provisioner.v1 import provisioner_service_pb2_grpc as registry_grpc
 from trackai_dispatcher.adapters.broker import COPY_HEADER, DISPATCH_TYPE
 from trackai_dispatcher.bootstrap import dispatch_topology, wire_consumer
 from trackai_dispatcher.settings import Settings
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.grpc import (
-    AccessPolicy,
     GrpcServer,
-    local_dev_callers,
     local_dev_token,
-    rpc,
-    start_grpc_server,
 )
 from trackai_kit.postgres import create_pool
 from trackai_kit.service import Resources
-from trackai_kit.settings import GrpcSettings, PostgresSettings
+from trackai_kit.settings import PostgresSettings
 from trackai_kit.topology import CAPI_DISPATCH
 from trackai_sandbox.meta import build_app
 from trackai_sandbox.server import BackgroundServer
 from trackai_sandbox.settings import SandboxSettings
 from trackai_sandbox.testing import MetaSandboxClient, sample_purchase
+from trackai_testing.registry import Destination, FakeTenantRegistry, serve_registry
 
 GRPC_TOKEN = local_dev_token("dispatcher")
-_REGISTRY = registry_pb.DESCRIPTOR.services_by_name["TenantRegistryService"]
 PIXEL = "1234567890"
 META_TOKEN = "sandbox-token"
 #: A scaled-down ladder (x0.2): the real 1-2-4-8-16 s one has its own slow test.
@@ -73,24 +67,8 @@ def meta(meta_server: BackgroundServer) -> Iterator[MetaSandboxClient]:
 
 
 # --- tenant registry (GetMetaDestination only) ------------------------------------------------
-@dataclass
-class _Tenant:
-    destination: registry_pb.MetaDestination
-    funnel_codes: dict[str, str]
-
-
-class FakeRegistry(registry_grpc.TenantRegistryServiceServicer):
-    """Serves the destinations a test registers; an unknown tenant or pixel answers NOT_FOUND
-    like the real one."""
-
-    def __init__(self) -> None:
-        self.tenants: dict[str, _Tenant] = {}
-        self.calls = 0
-        #: When set, every call is refused with this ``grpc.StatusCode``.
-        self.refuse: Any = None
-        #: (tenant, pixel) → why the registry cannot open that destination's credential
-        #: (answered FAILED_PRECONDITION, as the provisioner does).
-        self.broken: dict[tuple[str, str], str] = {}
+class FakeRegistry(FakeTenantRegistry):
+    """The shared fake registry, with the dispatcher's destinations (``GetMetaDestination``)."""
 
     def add_tenant(
         self, pixel: str = PIXEL, token: str = META_TOKEN, funnels: dict[str, str] | None = None
@@ -98,28 +76,10 @@ class FakeRegistry(registry_grpc.TenantRegistryServiceServicer):
         """A tenant whose default destination is ``pixel``; ``funnels`` maps funnel ids to
         their test event codes."""
         tenant_id = str(uuid.uuid4())
-        self.tenants[tenant_id] = _Tenant(
+        self.destinations[tenant_id] = Destination(
             registry_pb.MetaDestination(pixel_id=pixel, access_token=token), dict(funnels or {})
         )
         return tenant_id
-
-    async def GetMetaDestination(
-        self, request: registry_pb.GetMetaDestinationRequest, context: Any
-    ) -> registry_pb.GetMetaDestinationResponse:
-        import grpc
-
-        self.calls += 1
-        if self.refuse is not None:
-            await context.abort(self.refuse, "the dispatcher may not call GetMetaDestination")
-        if (why := self.broken.get((request.tenant_ref, request.pixel_id))) is not None:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
-        tenant = self.tenants.get(request.tenant_ref)
-        if tenant is None or tenant.destination.pixel_id != request.pixel_id:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no destination")
-        found = registry_pb.MetaDestination()
-        found.CopyFrom(tenant.destination)
-        found.test_event_code = tenant.funnel_codes.get(request.funnel_id, "")
-        return registry_pb.GetMetaDestinationResponse(destination=found)
 
 
 @dataclass
@@ -135,16 +95,8 @@ class Registry:
 @pytest.fixture
 async def registry() -> AsyncIterator[Registry]:
     servicer = FakeRegistry()
-    server = await start_grpc_server(
-        GrpcSettings(port=0, callers=local_dev_callers()),
-        partial(registry_grpc.add_TenantRegistryServiceServicer_to_server, servicer),
-        [_REGISTRY.full_name],
-        AccessPolicy.of({"dispatcher": [rpc(_REGISTRY, "GetMetaDestination")]}),
-    )
-    try:
+    async with serve_registry(servicer, "dispatcher", ["GetMetaDestination"]) as server:
         yield Registry(servicer, server)
-    finally:
-        await server.stop(0)
 
 
 # --- settings and the process under test ------------------------------------------------------

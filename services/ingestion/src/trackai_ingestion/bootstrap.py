@@ -14,11 +14,17 @@ from fastapi import FastAPI
 
 from trackai.ingestion.v1 import ingestion_service_pb2 as pb
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
-from trackai.provisioner.v1 import provisioner_service_pb2 as prov_pb
 from trackai_ingestion.adapters.auth_failures import RedisAuthFailures
+from trackai_ingestion.adapters.hits import HitStore
 from trackai_ingestion.adapters.rate_limit import RedisRateLimiter
 from trackai_ingestion.adapters.receipts import ReceiptStats
 from trackai_ingestion.adapters.repository import ConversionStore
+from trackai_ingestion.adapters.tenants import (
+    RegistryTenantDirectory,
+    RegistryWebhookConfigs,
+    TenantViews,
+    WebhookConfigViews,
+)
 from trackai_ingestion.entrypoints.collect import build_collect_router
 from trackai_ingestion.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_ingestion.entrypoints.grpc_ingestion import IngestionServicer
@@ -33,7 +39,7 @@ from trackai_kit import topology
 from trackai_kit.outbox import OutboxRelay
 from trackai_kit.retention import RetentionTask, Rule, retention_service
 from trackai_kit.service import Background, Resources, Wiring
-from trackai_kit.tenant_config import RegistryClient, webhook_config_client
+from trackai_kit.tenant_config import webhook_config_client
 
 SCHEMA = "ingestion"
 TOPOLOGY = topology.ingestion_topology().merge(topology.status_topology())
@@ -78,20 +84,18 @@ class Components:
         )
 
 
-@dataclass(frozen=True)
-class _TenantViews:
-    """The view part of the webhook config cache, for the collect endpoint (one cache)."""
-
-    configs: RegistryClient[prov_pb.WebhookConfig]
-
-    async def get(self, tenant_ref: str) -> prov_pb.TenantView | None:
-        config = await self.configs.get(tenant_ref)
-        return None if config is None else config.view
+def record_browser_hit(
+    pool: asyncpg.Pool, views: TenantViews, *, acquire_timeout_s: float | None = None
+) -> RecordBrowserHit:
+    """The collect use case on the PostgreSQL hit store and a source of tenant views."""
+    return RecordBrowserHit(
+        HitStore(pool, acquire_timeout_s=acquire_timeout_s), RegistryTenantDirectory(views)
+    )
 
 
 def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
     tenants = webhook_config_client(
-        settings.provisioner_addr,
+        settings.provisioner_target,
         settings.grpc_client_token.get_secret_value(),
         tls=settings.grpc_tls,
     )
@@ -107,7 +111,7 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
     auth_failures = RedisAuthFailures(settings.redis_url)
     return Components(
         webhooks=WebhookService(
-            tenants,
+            RegistryWebhookConfigs(tenants),
             limiter,
             store,
             default_rate_limit=settings.rate_limit_per_minute,
@@ -116,8 +120,8 @@ def build_components(settings: Settings, pool: asyncpg.Pool) -> Components:
             unknown_tenants=unknown_tenants,
             auth_failures=auth_failures,
         ),
-        collect=RecordBrowserHit(
-            pool, _TenantViews(tenants), acquire_timeout_s=settings.db_acquire_timeout_s
+        collect=record_browser_hit(
+            pool, WebhookConfigViews(tenants), acquire_timeout_s=settings.db_acquire_timeout_s
         ),
         servicer=IngestionServicer(
             ConversionQueries(store), WebhookActivityQueries(ReceiptStats(pool), auth_failures)

@@ -19,7 +19,7 @@ class Settings(ServiceSettings):
     rate_limit_per_minute: int = Field(100, alias="INGESTION_RATE_LIMIT_PER_MINUTE", ge=1)
     #: Shared limiter state across replicas.
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
-    provisioner_addr: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
+    provisioner_target: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
     #: Comma-separated CIDRs of the proxies (ingress, load balancer) whose X-Forwarded-For is
     #: believed by the collect endpoint; empty: the TCP peer is the client.
     trusted_proxies: str = Field("", alias="INGESTION_TRUSTED_PROXIES")

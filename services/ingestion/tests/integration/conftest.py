@@ -10,12 +10,10 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import grpc
 import httpx
 import pytest
 import pytest_asyncio
@@ -23,27 +21,20 @@ import uvicorn
 from fastapi import FastAPI
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
-from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
 from trackai_ingestion.bootstrap import Components, build_components
 from trackai_ingestion.settings import Settings
 from trackai_kit import migrations
 from trackai_kit.grpc import (
-    AccessPolicy,
     GrpcServer,
-    local_dev_callers,
     local_dev_token,
-    rpc,
-    start_grpc_server,
 )
 from trackai_kit.http import create_app
-from trackai_kit.settings import GrpcSettings
 from trackai_testing.plugin import in_thread, shared_redis_url
+from trackai_testing.registry import FakeTenantRegistry, serve_registry
 
 from ..conftest import hmac_hex
 
 TOKEN = local_dev_token("ingestion")
-_REGISTRY = prov.DESCRIPTOR.services_by_name["TenantRegistryService"]
-REGISTRY_SERVICE = _REGISTRY.full_name
 #: Secrets of the test tenants, one per gateway (the fixtures' own values where they carry one).
 SECRETS = {
     "kiwify": "9ch0bpzogu9",
@@ -74,28 +65,16 @@ def credentials(gateway: str, raw: bytes, secret: str | None = None) -> dict[str
     return {}
 
 
-class _Registry(prov_grpc.TenantRegistryServiceServicer):
-    def __init__(self, configs: dict[str, prov.WebhookConfig]) -> None:
-        self._configs = configs
-        self.calls = 0
-
-    async def GetWebhookConfig(
-        self, request: prov.GetWebhookConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> prov.GetWebhookConfigResponse:
-        self.calls += 1
-        config = self._configs.get(request.tenant_ref)
-        if config is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such tenant")
-        return prov.GetWebhookConfigResponse(config=config)
-
-
 @dataclass
 class Registry:
     """A real gRPC TenantRegistryService on an ephemeral port, configurable per test."""
 
     server: GrpcServer
-    servicer: _Registry
-    configs: dict[str, prov.WebhookConfig] = field(default_factory=dict)
+    servicer: FakeTenantRegistry
+
+    @property
+    def configs(self) -> dict[str, prov.WebhookConfig]:
+        return self.servicer.webhook_configs
 
     @property
     def target(self) -> str:
@@ -140,18 +119,9 @@ def database_url(empty_database_url: str) -> str:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def registry() -> AsyncIterator[Registry]:
-    configs: dict[str, prov.WebhookConfig] = {}
-    servicer = _Registry(configs)
-    server = await start_grpc_server(
-        GrpcSettings(port=0, callers=local_dev_callers()),
-        partial(prov_grpc.add_TenantRegistryServiceServicer_to_server, servicer),
-        [REGISTRY_SERVICE],
-        AccessPolicy.of({"ingestion": [rpc(_REGISTRY, "GetWebhookConfig")]}),
-    )
-    try:
-        yield Registry(server, servicer, configs)
-    finally:
-        await server.stop(0)
+    servicer = FakeTenantRegistry()
+    async with serve_registry(servicer, "ingestion", ["GetWebhookConfig"]) as server:
+        yield Registry(server, servicer)
 
 
 def ingestion_settings(database_url: str, registry_target: str, **overrides: Any) -> Settings:

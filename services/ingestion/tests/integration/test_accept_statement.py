@@ -21,11 +21,11 @@ from trackai_ingestion.adapters.group_commit import columns
 from trackai_ingestion.adapters.repository import (
     _ACCEPT,
     ConversionStore,
-    Receipt,
     accept_row,
 )
 from trackai_ingestion.domain.gateways import ADAPTERS
 from trackai_ingestion.domain.model import Accept, Conversion
+from trackai_ingestion.service_layer.ports import Receipt
 
 from ..conftest import fixture_bytes
 

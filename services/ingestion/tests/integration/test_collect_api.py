@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,9 +19,9 @@ from fastapi import FastAPI
 
 from trackai.ingestion.v1 import events_pb2 as ev
 from trackai.provisioner.v1 import provisioner_service_pb2 as registry_pb
-from trackai_ingestion.adapters.hits import HitStore, new_id
+from trackai_ingestion.adapters.hits import HitStore
+from trackai_ingestion.bootstrap import record_browser_hit
 from trackai_ingestion.entrypoints.collect import build_collect_router
-from trackai_ingestion.service_layer.collect import RecordBrowserHit
 from trackai_ingestion.service_layer.windows import UnknownTenantLimit
 from trackai_kit import migrations, outbox, pii
 from trackai_kit.amqp import AmqpClient, IncomingMessage
@@ -84,7 +85,7 @@ def directory() -> Directory:
 async def client(pool: asyncpg.Pool, directory: Directory) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     app.include_router(
-        build_collect_router(RecordBrowserHit(pool, directory), trusted_proxies=["10.0.0.0/8"])
+        build_collect_router(record_browser_hit(pool, directory), trusted_proxies=["10.0.0.0/8"])
     )
     transport = httpx.ASGITransport(app=app, client=(PEER, 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://ingest.test") as http:
@@ -311,7 +312,7 @@ async def test_untrusted_peer_forwarded_for_is_ignored(
     pool: asyncpg.Pool, directory: Directory
 ) -> None:
     app = FastAPI()
-    app.include_router(build_collect_router(RecordBrowserHit(pool, directory)))
+    app.include_router(build_collect_router(record_browser_hit(pool, directory)))
     transport = httpx.ASGITransport(app=app, client=("179.108.4.2", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://ingest.test") as http:
         resp = await _post(http, _hit(), headers={"x-forwarded-for": "6.6.6.6"})
@@ -325,7 +326,7 @@ async def test_a_load_balancers_private_address_is_never_the_visitor(
 ) -> None:
     # INGESTION_TRUSTED_PROXIES left unset behind a load balancer: the peer is the balancer.
     app = FastAPI()
-    app.include_router(build_collect_router(RecordBrowserHit(pool, directory)))
+    app.include_router(build_collect_router(record_browser_hit(pool, directory)))
     transport = httpx.ASGITransport(app=app, client=("10.0.3.17", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://ingest.test") as http:
         resp = await _post(http, _hit(), headers={"x-forwarded-for": "177.67.82.9"})
@@ -340,7 +341,7 @@ async def test_a_source_guessing_tenants_is_cut_off(
     limit = UnknownTenantLimit({TENANT_ID: "cached"}.get, per_window=2)
     app = FastAPI()
     app.include_router(
-        build_collect_router(RecordBrowserHit(pool, directory), unknown_tenants=limit)
+        build_collect_router(record_browser_hit(pool, directory), unknown_tenants=limit)
     )
     transport = httpx.ASGITransport(app=app, client=("179.108.4.2", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://ingest.test") as http:
@@ -433,7 +434,7 @@ async def test_a_hit_the_database_refuses_does_not_fail_the_others_in_its_statem
     bad = _store_row(event_id="evBAD00000000000000000", kind="not-a-kind")
     more = [_store_row(event_id=f"evMORE{n:016d}") for n in range(5)]
     results = await asyncio.gather(
-        *(store.record(r) for r in [row, bad, *more]), return_exceptions=True
+        *(store.write(r) for r in [row, bad, *more]), return_exceptions=True
     )
     assert results[0] is True and all(r is True for r in results[2:])
     assert isinstance(results[1], asyncpg.CheckViolationError)
@@ -442,7 +443,7 @@ async def test_a_hit_the_database_refuses_does_not_fail_the_others_in_its_statem
 
 def _store_row(*, event_id: str, kind: str = "page_view") -> list[Any]:
     """A row of the hit statement, as the use case builds it."""
-    row_id = new_id()
+    row_id = uuid.uuid4()
     return [
         row_id, TENANT_ID, kind, "PageView", event_id, datetime.now(UTC), datetime.now(UTC),
         None, None, "taSESSION0000000000001", "https://lp.shop.example.com/", None, None, None,

@@ -14,7 +14,8 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from trackai_ingestion.adapters.rate_limit import MAX_IN_FLIGHT, RateDecision, RedisRateLimiter
+from trackai_ingestion.adapters.rate_limit import MAX_IN_FLIGHT, RedisRateLimiter
+from trackai_ingestion.service_layer.ports import RateDecision
 from trackai_testing.plugin import shared_redis_url
 
 REDIS_URL = shared_redis_url()

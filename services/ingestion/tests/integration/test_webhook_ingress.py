@@ -16,8 +16,9 @@ import asyncpg
 import httpx
 import pytest
 
-from trackai_ingestion.adapters.repository import ConversionStore, Receipt
+from trackai_ingestion.adapters.repository import ConversionStore
 from trackai_ingestion.domain.gateways import ADAPTERS
+from trackai_ingestion.service_layer.ports import Receipt
 from trackai_kit.postgres import create_pool
 from trackai_kit.settings import PostgresSettings
 

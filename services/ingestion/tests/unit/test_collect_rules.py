@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from trackai_ingestion.adapters.messages import hit_event
 from trackai_ingestion.domain.collect import (
     CollectTenant,
     InvalidHit,
@@ -21,7 +22,6 @@ from trackai_ingestion.domain.collect import (
     scrub_url,
 )
 from trackai_ingestion.domain.gateways.base import client_ip as gateway_client_ip
-from trackai_ingestion.service_layer.collect import ingest_event
 from trackai_kit import pii
 from trackai_kit.addresses import parse_ip
 
@@ -236,7 +236,7 @@ def test_the_visitor_id_travels_as_the_hits_external_id() -> None:
     visitor = "0123456789abcdef" * 4
     hit = _build(_payload(visitor_id=visitor))
     assert hit.visitor_id == visitor
-    message = ingest_event(hit, "m-1", RECEIVED)
+    message = hit_event(hit, "m-1", RECEIVED)
     assert message.hit.user_data.external_id == visitor
     assert _build(_payload()).visitor_id is None  # an older script sends none
 

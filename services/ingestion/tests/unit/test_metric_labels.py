@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from trackai_ingestion.adapters.telemetry import status_outcome, webhook_outcome
+from trackai_ingestion.telemetry import status_outcome, webhook_outcome
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 from functools import partial
 
@@ -11,22 +10,24 @@ from trackai.matcher.v1 import matcher_service_pb2 as pb
 from trackai.matcher.v1 import matcher_service_pb2_grpc as pb_grpc
 from trackai_kit import topology
 from trackai_kit.amqp import AmqpClient, ConsumerHandle, RetryPolicy
+from trackai_kit.backoff import Backoff
 from trackai_kit.logging import get_logger
 from trackai_kit.outbox import OutboxRelay
 from trackai_kit.retention import RetentionTask, Rule, retention_service
 from trackai_kit.service import Resources, Wiring
 from trackai_kit.tenant_config import tenant_view_client
-from trackai_matcher.adapters.telemetry import MatcherMetrics
-from trackai_matcher.adapters.tenants import TenantDirectory
+from trackai_matcher.adapters import repository
+from trackai_matcher.adapters.tenants import RegistryTenantDirectory
 from trackai_matcher.domain.policy import StatusPolicy
 from trackai_matcher.domain.scoring import ModelParams, ProbabilisticModel
 from trackai_matcher.entrypoints.consumer import IngestConsumer
 from trackai_matcher.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_matcher.entrypoints.grpc_matcher import MatcherServicer
-from trackai_matcher.service_layer.ingest import IngestService, MatcherConfig
+from trackai_matcher.service_layer.ingest import MatchConversion, MatcherConfig
 from trackai_matcher.service_layer.matching import MatchEngine
 from trackai_matcher.service_layer.queries import MatchQueries
 from trackai_matcher.settings import Settings
+from trackai_matcher.telemetry import MatcherMetrics
 
 SCHEMA = "matcher"
 TOPOLOGY = topology.matcher_topology().merge(topology.status_topology())
@@ -68,7 +69,7 @@ async def _consume_when_reachable(
 ) -> None:
     """Start consuming once the broker answers (the host declares the topology meanwhile), then
     hold the consumer until shutdown; unacknowledged messages go back to the queue."""
-    delay = 0.5
+    backoff = Backoff()
     handle: ConsumerHandle | None = None
     while not stop.is_set() and handle is None:
         try:
@@ -79,9 +80,7 @@ async def _consume_when_reachable(
             )
         except Exception as exc:
             log.warning("cannot consume ingest-events yet", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 15.0)
+            await backoff.pause(stop)
     if handle is None:
         return
     log.info("consuming", queue=topology.INGEST_EVENTS)
@@ -127,14 +126,15 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
     sweeps."""
     assert resources.pool is not None and resources.amqp is not None
     config_client = tenant_view_client(
-        settings.provisioner_grpc_target,
+        settings.provisioner_target,
         settings.grpc_client_token.get_secret_value(),
         tls=settings.grpc_tls,
     )
-    service = IngestService(
+    service = MatchConversion(
         resources.pool,
-        directory=TenantDirectory(config_client),
-        engine=MatchEngine(ProbabilisticModel(model_params(settings))),
+        store=repository,
+        directory=RegistryTenantDirectory(config_client),
+        engine=MatchEngine(ProbabilisticModel(model_params(settings)), repository),
         config=matcher_config(settings),
         metrics=MatcherMetrics(),
     )

@@ -14,7 +14,7 @@ class Settings(ServiceSettings):
 
     service_name: str = "matcher"
     #: Where the tenant registry's GetTenantView is served (pixel, test code, funnel look-back).
-    provisioner_grpc_target: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
+    provisioner_target: str = Field("127.0.0.1:50054", alias="PROVISIONER_GRPC_TARGET")
     #: Look-back of the deterministic e-mail/phone stage when the funnel sets none, in days.
     default_lookback_days: int = Field(30, ge=1, le=365)
     #: Stage 3: sessions active this many hours before the purchase are candidates.

@@ -14,7 +14,6 @@ from functools import partial
 from typing import Any, cast
 
 import asyncpg
-import grpc
 import pytest
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -23,49 +22,29 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from trackai.ingestion.v1 import events_pb2 as ingest
 from trackai.matcher.v1 import events_pb2 as mpb
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
-from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
 from trackai_kit.amqp import IncomingMessage
 from trackai_kit.grpc import (
-    AccessPolicy,
-    local_dev_callers,
     local_dev_token,
-    rpc,
-    start_grpc_server,
 )
 from trackai_kit.postgres import create_pool
-from trackai_kit.settings import GrpcSettings, PostgresSettings
+from trackai_kit.settings import PostgresSettings
 from trackai_kit.tenant_config import RegistryClient, tenant_view_client
-from trackai_matcher.adapters.telemetry import MatcherMetrics
-from trackai_matcher.adapters.tenants import TenantDirectory
+from trackai_matcher.adapters import repository
+from trackai_matcher.adapters.tenants import RegistryTenantDirectory
 from trackai_matcher.domain.policy import StatusPolicy
 from trackai_matcher.domain.scoring import ModelParams, ProbabilisticModel
 from trackai_matcher.entrypoints.consumer import INGEST_TYPE, IngestConsumer
-from trackai_matcher.service_layer.ingest import IngestService, MatcherConfig
+from trackai_matcher.service_layer.ingest import MatchConversion, MatcherConfig
 from trackai_matcher.service_layer.matching import MatchEngine
+from trackai_matcher.telemetry import MatcherMetrics
+from trackai_testing.registry import FakeTenantRegistry, serve_registry
 
 TOKEN = local_dev_token("matcher")
 PIXEL = "1234567890"
-_REGISTRY = prov.DESCRIPTOR.services_by_name["TenantRegistryService"]
-REGISTRY = _REGISTRY.full_name
 
 
-class FakeRegistry(prov_grpc.TenantRegistryServiceServicer):
-    """GetTenantView from ``configs``; every other RPC is UNIMPLEMENTED (inherited)."""
-
-    def __init__(self) -> None:
-        self.configs: dict[str, prov.TenantView] = {}
-        #: When set, every call is refused with this code (a caller not allowed, say).
-        self.refuse: grpc.StatusCode | None = None
-
-    async def GetTenantView(
-        self, request: prov.GetTenantViewRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> prov.GetTenantViewResponse:
-        if self.refuse is not None:
-            await context.abort(self.refuse, "matcher may not call GetTenantView")
-        config = self.configs.get(request.tenant_ref)
-        if config is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "tenant not found")
-        return prov.GetTenantViewResponse(view=config)
+class FakeRegistry(FakeTenantRegistry):
+    """The shared fake registry, with the matcher's tenants (``GetTenantView``)."""
 
     def add_tenant(
         self,
@@ -81,7 +60,7 @@ class FakeRegistry(prov_grpc.TenantRegistryServiceServicer):
         )
         if meta:
             config.meta.CopyFrom(prov.MetaPixel(pixel_id=PIXEL, test_event_code=test_event_code))
-        self.configs[tenant_id] = config
+        self.views[tenant_id] = config
         return tenant_id
 
 
@@ -142,23 +121,17 @@ class Matcher:
 @pytest.fixture
 async def matcher(database_url: str) -> AsyncIterator[Matcher]:
     registry = FakeRegistry()
-    server = await start_grpc_server(
-        GrpcSettings(port=0, callers=local_dev_callers()),
-        partial(prov_grpc.add_TenantRegistryServiceServicer_to_server, registry),
-        [REGISTRY],
-        AccessPolicy.of({"matcher": [rpc(_REGISTRY, "GetTenantView")]}),
-    )
-    pool = await create_pool(PostgresSettings(url=database_url, pool_max=8), schema="matcher")
-    reader = InMemoryMetricReader()
-    client = tenant_view_client(f"127.0.0.1:{server.port}", TOKEN, ttl_s=0.0)
-    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
-    m = Matcher(pool, registry, client, reader, meter, database_url)
-    try:
-        yield m
-    finally:
-        await client.close()
-        await pool.close()
-        await server.stop(0)
+    async with serve_registry(registry, "matcher", ["GetTenantView"]) as server:
+        pool = await create_pool(PostgresSettings(url=database_url, pool_max=8), schema="matcher")
+        reader = InMemoryMetricReader()
+        client = tenant_view_client(f"127.0.0.1:{server.port}", TOKEN, ttl_s=0.0)
+        meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+        m = Matcher(pool, registry, client, reader, meter, database_url)
+        try:
+            yield m
+        finally:
+            await client.close()
+            await pool.close()
 
 
 def build_service(
@@ -167,11 +140,12 @@ def build_service(
     pool: asyncpg.Pool | None = None,
     pending_event: str | None = None,
     threshold: float = 0.97,
-) -> IngestService:
-    return IngestService(
+) -> MatchConversion:
+    return MatchConversion(
         pool or m.pool,
-        directory=TenantDirectory(m.client),
-        engine=MatchEngine(ProbabilisticModel(ModelParams(threshold=threshold))),
+        store=repository,
+        directory=RegistryTenantDirectory(m.client),
+        engine=MatchEngine(ProbabilisticModel(ModelParams(threshold=threshold)), repository),
         config=MatcherConfig(
             default_lookback=dt.timedelta(days=30), policy=StatusPolicy(pending_event=pending_event)
         ),
@@ -179,7 +153,7 @@ def build_service(
     )
 
 
-ServiceFactory = Callable[..., IngestService]
+ServiceFactory = Callable[..., MatchConversion]
 
 
 @pytest.fixture
@@ -188,10 +162,10 @@ def make_service(matcher: Matcher) -> ServiceFactory:
 
 
 @pytest.fixture
-def service(matcher: Matcher) -> IngestService:
+def service(matcher: Matcher) -> MatchConversion:
     return build_service(matcher)
 
 
 @pytest.fixture
-def consumer(service: IngestService) -> IngestConsumer:
+def consumer(service: MatchConversion) -> IngestConsumer:
     return IngestConsumer(service)

@@ -7,7 +7,7 @@ and read all its sessions through another tenant-leading index to find one (0.3-
 statement at 240k sessions, 0.9 s per stage-3 search, 25-39 ms per order lookup at 120k orders);
 on small tables never analysed even generic plans read a tenant's stage-3 window through the
 tenant-and-time index (docs/schema/matcher.md, "Plans and statistics"). The messages below go
-through the production code (``IngestService`` on one pooled connection, asyncpg's prepared
+through the production code (``MatchConversion`` on one pooled connection, asyncpg's prepared
 statements) while auto_explain reports the plan of every statement executed; each plan must reach
 ``clicks``, ``identities`` and ``matches`` through an index keyed on what the statement looks up,
 never by filtering the tenant's rows.

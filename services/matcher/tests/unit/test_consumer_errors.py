@@ -16,7 +16,7 @@ import pytest
 from bench.traffic import conversion_event
 from trackai_kit.amqp import IncomingMessage, Poison
 from trackai_matcher.entrypoints.consumer import INGEST_TYPE, IngestConsumer
-from trackai_matcher.service_layer.ingest import IngestService
+from trackai_matcher.service_layer.ingest import MatchConversion
 
 
 @dataclass
@@ -68,7 +68,7 @@ async def handle(error: BaseException, reconnect: Any = None) -> None:
     event = conversion_event(
         "0d7a3c2e-4b9f-4e53-9f0e-0c4f3b0a1d11", "ORD-1", dt.datetime.now(dt.UTC)
     )
-    consumer = IngestConsumer(cast(IngestService, Failing(error)), reconnect=reconnect)
+    consumer = IngestConsumer(cast(MatchConversion, Failing(error)), reconnect=reconnect)
     message = Message(event.SerializeToString(), event.message_id)
     await consumer(cast(IncomingMessage, message))
 

@@ -6,7 +6,7 @@ import sys
 from functools import partial
 
 from trackai_kit.postgres import create_pool
-from trackai_kit.service import Resources, host, service_main
+from trackai_kit.service import host, service_main
 from trackai_provisioner.bootstrap import SCHEMA, TOPOLOGY, build_registry, wire
 from trackai_provisioner.settings import Settings
 
@@ -27,7 +27,8 @@ async def rotate_keys(settings: Settings) -> None:
     """Reseal every credential with the primary key (the first of TRACKAI_ENCRYPTION_KEYS)."""
     pool = await create_pool(settings.postgres, schema=SCHEMA)
     try:
-        count = await build_registry(settings, Resources(settings, pool=pool)).rotate_keys()
+        registry = build_registry(pool, settings.encryption_keys.get_secret_value())
+        count = await registry.rotate_keys()
         sys.stdout.write(f"resealed {count} credential(s)\n")
     finally:
         await pool.close()

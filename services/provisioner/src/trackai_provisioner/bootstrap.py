@@ -17,19 +17,20 @@ from trackai_provisioner.adapters.cloudflare_dns import CloudflareDns
 from trackai_provisioner.adapters.crypto import KeyRing
 from trackai_provisioner.adapters.gtm import GtmApi, gtm_credentials
 from trackai_provisioner.adapters.meta import MetaGraph
+from trackai_provisioner.adapters.repository import PostgresTenantRepository
+from trackai_provisioner.adapters.runs import PostgresRunRepository
 from trackai_provisioner.adapters.stape import StapeApi
+from trackai_provisioner.adapters.status_outbox import enqueue_status
 from trackai_provisioner.adapters.templates import load_gtm_templates
 from trackai_provisioner.domain.provisioning import ProvisioningError
 from trackai_provisioner.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_provisioner.entrypoints.grpc_provisioning import ProvisioningServicer
 from trackai_provisioner.entrypoints.grpc_registry import TenantRegistryServicer
-from trackai_provisioner.service_layer.provisioning import (
-    Providers,
-    ProvisioningService,
-    SagaConfig,
-)
+from trackai_provisioner.service_layer.ports import Database, Providers
+from trackai_provisioner.service_layer.provisioning import ProvisioningService
 from trackai_provisioner.service_layer.registry import TenantRegistry
 from trackai_provisioner.service_layer.review import ReviewService
+from trackai_provisioner.service_layer.steps.context import SagaConfig
 from trackai_provisioner.settings import Settings
 
 SCHEMA = "provisioner"
@@ -111,11 +112,29 @@ def build_providers(settings: Settings) -> tuple[Providers, list[object]]:
     return Providers(meta=meta, gtm=gtm, stape=stape, dns=dns), [meta, stape, dns]  # type: ignore[arg-type]
 
 
-def build_registry(settings: Settings, resources: Resources) -> TenantRegistry:
-    assert resources.pool is not None
-    return TenantRegistry(
-        resources.pool, KeyRing.parse(settings.encryption_keys.get_secret_value())
+def build_registry(pool: Database, key_spec: str) -> TenantRegistry:
+    """The registry on the PostgreSQL store, sealing with the ``TRACKAI_ENCRYPTION_KEYS`` ring."""
+    return TenantRegistry(pool, KeyRing.parse(key_spec), PostgresTenantRepository())
+
+
+def build_provisioning(
+    settings: Settings, pool: Database, registry: TenantRegistry, providers: Providers
+) -> tuple[ProvisioningService, ReviewService]:
+    """The saga and the review use cases, on the PostgreSQL run store and status outbox."""
+    runs = PostgresRunRepository()
+    saga = ProvisioningService(
+        pool,
+        registry,
+        providers,
+        saga_config(settings),
+        load_gtm_templates(),
+        runs=runs,
+        status=enqueue_status,
     )
+    review = ReviewService(
+        pool, registry, providers.meta, providers.gtm, runs=runs, status=enqueue_status
+    )
+    return saga, review
 
 
 async def wire(settings: Settings, resources: Resources) -> Wiring:
@@ -124,14 +143,11 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     # in its query string: keep those loggers at WARNING.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    registry = build_registry(settings, resources)
+    registry = build_registry(resources.pool, settings.encryption_keys.get_secret_value())
     providers, closable = build_providers(settings)
     if settings.sandbox_providers:
         log.info("provisioning against the sandbox fakes", providers=settings.sandbox_providers)
-    saga = ProvisioningService(
-        resources.pool, registry, providers, saga_config(settings), load_gtm_templates()
-    )
-    review = ReviewService(resources.pool, registry, providers.meta, providers.gtm)
+    saga, review = build_provisioning(settings, resources.pool, registry, providers)
     # Progress StatusUpdates wait in provisioner.outbox until the broker takes them.
     background = []
     if resources.amqp is not None:

@@ -23,20 +23,18 @@ from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
 from trackai_kit.grpc import client_channel, local_dev_callers, local_dev_token, start_grpc_server
 from trackai_kit.postgres import create_pool
 from trackai_kit.settings import GrpcSettings, PostgresSettings
-from trackai_provisioner.adapters.crypto import KeyRing
-from trackai_provisioner.adapters.templates import load_gtm_templates
 from trackai_provisioner.bootstrap import (
     PROVISIONING_SERVICE,
     REGISTRY_SERVICE,
     build_providers,
-    saga_config,
+    build_provisioning,
+    build_registry,
 )
 from trackai_provisioner.entrypoints.grpc_access import POLICY
 from trackai_provisioner.entrypoints.grpc_provisioning import ProvisioningServicer
 from trackai_provisioner.entrypoints.grpc_registry import TenantRegistryServicer
 from trackai_provisioner.service_layer.provisioning import ProvisioningService
 from trackai_provisioner.service_layer.registry import TenantRegistry
-from trackai_provisioner.service_layer.review import ReviewService
 from trackai_provisioner.settings import Settings
 from trackai_sandbox import cloudflare, gtm, stape
 from trackai_sandbox.meta import build_app as build_meta
@@ -67,7 +65,7 @@ class Provisioner:
 async def provisioner(database_url: str) -> AsyncIterator[Provisioner]:
     key_spec = f"k1:{base64.b64encode(os.urandom(32)).decode()}"
     pool = await create_pool(PostgresSettings(url=database_url), schema="provisioner")
-    registry = TenantRegistry(pool, KeyRing.parse(key_spec))
+    registry = build_registry(pool, key_spec)
     servicer = TenantRegistryServicer(registry, default_rate_limit=100)
     server = await start_grpc_server(
         GrpcSettings(port=0, callers=local_dev_callers()),
@@ -195,12 +193,9 @@ async def provisioning_server(
 ) -> AsyncIterator[Provisioning]:
     settings = saga_settings(boxes, **overrides)
     pool = await create_pool(PostgresSettings(url=database_url), schema="provisioner")
-    registry = TenantRegistry(pool, KeyRing.parse(settings.encryption_keys.get_secret_value()))
+    registry = build_registry(pool, settings.encryption_keys.get_secret_value())
     providers, closable = build_providers(settings)
-    saga = ProvisioningService(
-        pool, registry, providers, saga_config(settings), load_gtm_templates()
-    )
-    review = ReviewService(pool, registry, providers.meta, providers.gtm)
+    saga, review = build_provisioning(settings, pool, registry, providers)
 
     def register(server: grpc.aio.Server) -> None:
         pb_grpc.add_TenantRegistryServiceServicer_to_server(

@@ -10,8 +10,7 @@ import pytest
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
-from trackai_provisioner.adapters.crypto import KeyRing
-from trackai_provisioner.service_layer.registry import TenantRegistry
+from trackai_provisioner.bootstrap import build_registry
 
 pytestmark = pytest.mark.integration
 
@@ -184,10 +183,10 @@ async def test_key_rotation_reseals_and_old_key_can_then_retire(provisioner) -> 
         pb.SetGatewayCredentialRequest(tenant_ref="acme", gateway="hotmart", secret="hottok-abcdef")
     )
     new_spec = f"k2:{base64.b64encode(os.urandom(32)).decode()}"
-    rotated = TenantRegistry(provisioner.pool, KeyRing.parse(f"{new_spec},{provisioner.key_spec}"))
+    rotated = build_registry(provisioner.pool, f"{new_spec},{provisioner.key_spec}")
     assert await rotated.rotate_keys() == 1
     assert await rotated.rotate_keys() == 0
-    only_new = TenantRegistry(provisioner.pool, KeyRing.parse(new_spec))
+    only_new = build_registry(provisioner.pool, new_spec)
     config = await only_new.tenant_config("acme")
     assert config.gateways[0].secret == "hottok-abcdef"
 

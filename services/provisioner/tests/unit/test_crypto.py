@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
-from trackai_provisioner.adapters.crypto import KeyRing, KeyRingError, Sealed
+from trackai_provisioner.adapters.crypto import KeyRing
 from trackai_provisioner.domain.tenants import credential_associated_data
+from trackai_provisioner.service_layer.ports import KeyRingError, Sealed
 
 
 def _spec(kid: str) -> str:

@@ -5,13 +5,13 @@ process bound to every routing key, so each replica sees every update for its ow
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import aio_pika
 from google.protobuf.message import DecodeError
 
 from trackai.common.v1 import events_pb2 as common_pb
 from trackai_console.domain.ports import StatusSink
+from trackai_kit.backoff import Backoff
 from trackai_kit.logging import get_logger
 from trackai_kit.topology import STATUS_EXCHANGE
 
@@ -45,7 +45,7 @@ class AmqpStatusFeed:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop``; reconnects with back-off while the broker is away."""
-        delay = 0.5
+        backoff = Backoff()
         while not stop.is_set():
             try:
                 connection = await aio_pika.connect_robust(
@@ -53,9 +53,7 @@ class AmqpStatusFeed:
                 )
             except Exception as exc:
                 log.warning("status feed: broker not reachable", error=repr(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, 15.0)
+                await backoff.pause(stop)
                 continue
             try:
                 channel = await connection.channel()

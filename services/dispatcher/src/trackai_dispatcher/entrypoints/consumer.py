@@ -27,6 +27,7 @@ from trackai_dispatcher.service_layer.delivery import (
     Notifier,
 )
 from trackai_kit.amqp import AmqpClient, RetryPolicy
+from trackai_kit.backoff import Backoff
 from trackai_kit.logging import get_logger
 from trackai_kit.telemetry import get_meter
 
@@ -100,7 +101,7 @@ class ConsumerTask:
 
     async def _start(self, consumer: DispatchConsumer, stop: asyncio.Event) -> None:
         # The broker may not be up yet (the host declares the topology once it is).
-        delay = 0.5
+        backoff = Backoff()
         while not stop.is_set():
             try:
                 await self._amqp.ping()
@@ -110,9 +111,7 @@ class ConsumerTask:
             except Exception as exc:
                 log.warning("cannot consume yet", error=repr(exc))
                 await consumer.close()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, 15.0)
+                await backoff.pause(stop)
 
 
 class Monitor:

@@ -8,27 +8,19 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from trackai_ingestion.service_layer.ports import CredentialMismatch
 from trackai_kit.logging import get_logger
 
 log = get_logger(__name__)
 KEY_PREFIX = "trackai:ingestion:auth-failures:"
 WINDOW_S = 30 * 86400
 MAX_ENTRIES = 500
-
-
-@dataclass(frozen=True)
-class CredentialMismatch:
-    gateway: str
-    credential: str
-    count: int
-    last_at: datetime
 
 
 class RedisAuthFailures:

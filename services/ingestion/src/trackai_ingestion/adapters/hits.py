@@ -11,12 +11,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from trackai_ingestion.adapters.group_commit import GroupCommit
+from trackai_ingestion.adapters.messages import INGEST_EVENT_TYPE, hit_event
+from trackai_ingestion.domain.collect import BrowserHit
+from trackai_ingestion.service_layer.ports import StorageUnavailable
 from trackai_kit import outbox
+from trackai_kit.topology import INGEST_EVENTS
 
 SCHEMA = "ingestion"
 
@@ -90,9 +95,20 @@ class HitStore(GroupCommit[_Pending]):
     def __init__(self, pool: asyncpg.Pool, *, acquire_timeout_s: float | None = None) -> None:
         super().__init__(pool, acquire_timeout_s=acquire_timeout_s, max_in_flight=MAX_IN_FLIGHT)
 
-    async def record(self, row: list[Any]) -> bool:
-        """Write one hit (a row of :data:`HIT_INPUT`); True when it is new (stored and
-        enqueued), False when it was already there. Returns once committed."""
+    async def record(self, hit: BrowserHit, received_at: datetime) -> str | None:
+        """Store and enqueue one hit: its row id, or None when it was already there. Returns
+        once committed; StorageUnavailable when the database cannot take it now."""
+        row_id, row = hit_row(hit, received_at)
+        try:
+            stored = await self.write(row)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            # No connection in time, or the database is away: the beacon may be sent again.
+            raise StorageUnavailable(type(exc).__name__) from exc
+        return str(row_id) if stored else None
+
+    async def write(self, row: list[Any]) -> bool:
+        """Write one row of :data:`HIT_INPUT`; True when it is new (stored and enqueued), False
+        when it was already there. Returns once committed."""
         pending = _Pending(row, asyncio.get_running_loop().create_future())
         self._submit(pending)
         return await pending.done
@@ -115,6 +131,39 @@ class HitStore(GroupCommit[_Pending]):
                 pending.done.set_result(n in stored)
 
 
-def new_id() -> uuid.UUID:
-    """The id of a hit's row and of its message (known before the statement runs)."""
-    return uuid.uuid4()
+def hit_row(hit: BrowserHit, received_at: datetime) -> tuple[uuid.UUID, list[Any]]:
+    """A row of :data:`HIT_INPUT` and its id, which is also its message's id (known before the
+    statement runs)."""
+    row_id = uuid.uuid4()
+    message_id = str(row_id)
+    tracking = {key: value for key, value in (("src", hit.src), ("sck", hit.sck)) if value}
+    return row_id, [
+        row_id,
+        hit.tenant_id,
+        hit.kind,
+        hit.event_name,
+        hit.event_id,
+        hit.event_time,
+        received_at,
+        hit.email_hash,
+        hit.phone_hash,
+        hit.session_id,
+        hit.page_url,
+        hit.referrer,
+        hit.fbclid,
+        hit.fbc,
+        hit.fbp,
+        hit.client_ip,
+        hit.user_agent,
+        dict(hit.utm),
+        tracking,
+        hit.funnel_id or None,
+        hit.visitor_id,
+        # The message, in the caller's trace context.
+        *outbox.enqueue_params(
+            routing_key=INGEST_EVENTS,
+            message_id=message_id,
+            message_type=INGEST_EVENT_TYPE,
+            body=hit_event(hit, message_id, received_at).SerializeToString(),
+        ),
+    ]

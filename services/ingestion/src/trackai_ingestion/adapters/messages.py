@@ -1,4 +1,5 @@
-"""Domain conversions as protobuf: the ``ingest-events`` message and the read API's record."""
+"""Domain conversions and browser hits as protobuf: the ``ingest-events`` messages and the read
+API's record."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.common.v1 import events_pb2 as common_pb
 from trackai.ingestion.v1 import events_pb2 as pb
+from trackai_ingestion.domain.collect import BrowserHit, HitKind
 from trackai_ingestion.domain.model import CanonicalStatus, Conversion, PaymentMethod
 
 INGEST_EVENT_TYPE = pb.IngestEvent.DESCRIPTOR.full_name
 STATUS_UPDATE_TYPE = common_pb.StatusUpdate.DESCRIPTOR.full_name
+_HIT_TYPES: dict[HitKind, pb.HitType.ValueType] = {
+    "page_view": pb.HIT_TYPE_PAGE_VIEW,
+    "lead": pb.HIT_TYPE_LEAD,
+    "checkout_start": pb.HIT_TYPE_INITIATE_CHECKOUT,
+}
 
 
 def webhook_status(tenant_id: str, gateway: str, outcome: str, at: datetime) -> bytes:
@@ -124,3 +131,37 @@ def ingest_event(
         received_time=timestamp(received_at),
         conversion=conversion_pb(conversion, conversion_id),
     )
+
+
+def hit_event(hit: BrowserHit, message_id: str, received_at: datetime) -> pb.IngestEvent:
+    """The ``ingest-events`` message of a stored hit."""
+    tracking = pb.TrackingParameters(
+        src=hit.src or "",
+        sck=hit.sck or "",
+        fbclid=hit.fbclid or "",
+        fbc=hit.fbc or "",
+        fbp=hit.fbp or "",
+    )
+    for key, value in hit.utm.items():  # keys are UTM_KEYS, the proto's utm_* field names
+        setattr(tracking, key, value)
+    message = pb.IngestEvent(
+        message_id=message_id,
+        tenant_id=hit.tenant_id,
+        hit=pb.BrowserHit(
+            hit_type=_HIT_TYPES[hit.kind],
+            session_id=hit.session_id,
+            event_id=hit.event_id,
+            page_url=hit.page_url,
+            referrer=hit.referrer or "",
+            tracking=tracking,
+            client_ip=hit.client_ip or "",
+            user_agent=hit.user_agent or "",
+            user_data=pb.HashedUserData(
+                em=hit.email_hash or "", ph=hit.phone_hash or "", external_id=hit.visitor_id or ""
+            ),
+            funnel_id=hit.funnel_id or "",
+        ),
+    )
+    message.received_time.FromDatetime(received_at)
+    message.hit.event_time.FromDatetime(hit.event_time)
+    return message

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from trackai_ingestion.service_layer.ports import RateDecision
 from trackai_kit.logging import get_logger
 from trackai_kit.telemetry import get_meter
 
@@ -111,18 +112,6 @@ for key, stored in pairs(written) do
 end
 return out
 """
-
-
-@dataclass(frozen=True)
-class RateDecision:
-    allowed: bool
-    #: Seconds until a request would be allowed (whole seconds, for ``Retry-After``).
-    retry_after_s: int = 0
-    remaining: int = 0
-    #: True when Redis did not answer and the request was let through.
-    degraded: bool = False
-    #: Refused: the position (0-based) of the first of the request's keys without room.
-    refused_by: int | None = None
 
 
 _DEGRADED = RateDecision(True, degraded=True)

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 
-
-@dataclass
-class GatewayActivity:
-    gateway: str
-    by_outcome: dict[str, int] = field(default_factory=dict)
-    last_received_at: datetime | None = None
-
-    @property
-    def received(self) -> int:
-        return sum(self.by_outcome.values())
+from trackai_ingestion.service_layer.ports import GatewayActivity
 
 
 class ReceiptStats:

@@ -5,9 +5,10 @@ receipts of requests that produce no conversion, and the read API's queries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +29,12 @@ from trackai_ingestion.domain.model import (
     HashedUserData,
     PaymentMethod,
     Tracking,
+)
+from trackai_ingestion.service_layer.ports import (
+    Accepted,
+    Receipt,
+    StorageUnavailable,
+    StoredConversion,
 )
 from trackai_kit import outbox
 from trackai_kit.topology import INGEST_EVENTS, STATUS_EXCHANGE
@@ -153,36 +160,6 @@ FROM ingestion.events
 """  # noqa: S608 - column names are constants
 
 
-@dataclass(frozen=True)
-class Receipt:
-    """What we record about one webhook (never the raw body: only its hash and a redacted copy)."""
-
-    received_at: datetime
-    gateway: str
-    outcome: str
-    http_status: int
-    body_sha256: str
-    body_redacted: dict[str, Any]
-    headers: dict[str, str]
-    content_type: str | None
-    reason: str | None = None
-    order_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Accepted:
-    conversion_id: uuid.UUID
-    duplicate: bool
-
-
-@dataclass(frozen=True)
-class StoredConversion:
-    id: uuid.UUID
-    tenant_id: uuid.UUID
-    received_at: datetime
-    conversion: Conversion
-
-
 @dataclass
 class _Pending:
     """One webhook waiting for an accept statement."""
@@ -216,6 +193,15 @@ def accept_row(tenant_id: uuid.UUID, conversion: Conversion, receipt: Receipt) -
     ]
 
 
+@contextlib.contextmanager
+def _unavailable_as_port_error() -> Iterator[None]:
+    """The database is away or no connection came in time: the gateway is asked to retry."""
+    try:
+        yield
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        raise StorageUnavailable(type(exc).__name__) from exc
+
+
 class ConversionStore(GroupCommit[_Pending]):
     """Writes and reads ``ingestion.events`` / ``webhook_receipts`` / ``outbox``.
 
@@ -237,7 +223,8 @@ class ConversionStore(GroupCommit[_Pending]):
         row = accept_row(tenant_id, conversion, receipt)
         pending = _Pending(key, row, asyncio.get_running_loop().create_future())
         self._submit(pending)
-        return await pending.done
+        with _unavailable_as_port_error():
+            return await pending.done
 
     def _take_batch(self) -> list[_Pending]:
         """Up to MAX_BATCH waiting webhooks, one per conversion key (a repeat waits for the next
@@ -279,7 +266,11 @@ class ConversionStore(GroupCommit[_Pending]):
         """A receipt without a conversion (ignored, test payload, invalid). A gateway panel's
         test payload also tells ``trackai.status`` (``webhook.<tenant>``), in the same
         transaction: the seller setting up is waiting for it."""
-        args = _receipt_args(tenant_id, receipt, None, None)
+        args = _receipt_args(tenant_id, receipt)
+        with _unavailable_as_port_error():
+            await self._record(tenant_id, receipt, args)
+
+    async def _record(self, tenant_id: uuid.UUID, receipt: Receipt, args: list[Any]) -> None:
         async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
             if receipt.outcome != "test":
                 await conn.execute(_INSERT_RECEIPT, *args)
@@ -391,10 +382,9 @@ def _conversion_args(
     ]
 
 
-def _receipt_args(
-    tenant_id: uuid.UUID, receipt: Receipt, outcome: str | None, conversion_id: uuid.UUID | None
-) -> list[Any]:
-    return [tenant_id, outcome or receipt.outcome, conversion_id, *_receipt_details(receipt)]
+def _receipt_args(tenant_id: uuid.UUID, receipt: Receipt) -> list[Any]:
+    """A receipt without a conversion (its ``conversion_id`` column is null)."""
+    return [tenant_id, receipt.outcome, None, *_receipt_details(receipt)]
 
 
 def _receipt_details(receipt: Receipt) -> list[Any]:

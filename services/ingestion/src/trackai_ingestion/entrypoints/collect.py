@@ -10,19 +10,9 @@ import json
 import re
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
 
-import asyncpg
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
-from trackai_ingestion.adapters.telemetry import (
-    ATTR_COLLECT_REASON,
-    ATTR_COLLECT_STATUS,
-    COLLECT_HITS,
-    COLLECT_REFUSED,
-    status_outcome,
-)
 from trackai_ingestion.domain.collect import (
     MAX_BODY_BYTES,
     CollectTenant,
@@ -35,13 +25,21 @@ from trackai_ingestion.domain.collect import (
     request_origin,
     sender_address,
 )
+from trackai_ingestion.entrypoints.http_answers import Refused, read_capped
 from trackai_ingestion.service_layer.collect import (
     RecordBrowserHit,
     Recorded,
-    TenantUnavailable,
 )
 from trackai_ingestion.service_layer.collect_limits import CollectRateLimit
+from trackai_ingestion.service_layer.ports import RegistryUnavailable, StorageUnavailable
 from trackai_ingestion.service_layer.windows import UnknownTenantLimit
+from trackai_ingestion.telemetry import (
+    ATTR_COLLECT_REASON,
+    ATTR_COLLECT_STATUS,
+    COLLECT_HITS,
+    COLLECT_REFUSED,
+    status_outcome,
+)
 from trackai_kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -57,41 +55,6 @@ _REGISTRY_RETRY_AFTER_S = "5"
 _TENANT_REF = re.compile(
     r"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|[a-z0-9][a-z0-9-]{0,39}"
 )
-
-
-class _Refused(Exception):
-    """An answer other than 204; raised anywhere in a request, turned into JSON once."""
-
-    def __init__(
-        self, status: int, error: str, detail: Any, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.detail = detail
-        self.headers = headers or {}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(
-            status_code=self.status,
-            content={"error": self.error, "detail": self.detail},
-            headers=self.headers or None,
-        )
-
-
-async def _read_limited(request: Request) -> bytes | None:
-    """The body, or None as soon as it is known to exceed :data:`MAX_BODY_BYTES`."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class _Script:
@@ -129,12 +92,12 @@ async def _lookup(
     unknown_tenants: UnknownTenantLimit | None,
     source: str | None,
 ) -> CollectTenant:
-    unknown = _Refused(404, "unknown_tenant", "no tenant with this id or slug")
+    unknown = Refused(404, "unknown_tenant", "no tenant with this id or slug")
     # Junk paths never reach the registry (nor its negative cache).
     if not _TENANT_REF.fullmatch(tenant_ref):
         raise unknown
     if unknown_tenants is not None and (wait := unknown_tenants.retry_after(source, tenant_ref)):
-        raise _Refused(
+        raise Refused(
             429,
             "too_many_unknown_tenants",
             "too many requests for unknown tenants from this address; retry later",
@@ -142,9 +105,9 @@ async def _lookup(
         )
     try:
         tenant = await record.tenant(tenant_ref)
-    except TenantUnavailable:
+    except RegistryUnavailable:
         log.warning("tenant registry unavailable for collect", tenant_ref=tenant_ref)
-        raise _Refused(
+        raise Refused(
             503,
             "registry_unavailable",
             "tenant configuration temporarily unavailable; retry",
@@ -160,7 +123,7 @@ async def _lookup(
 def _allowed_origin(origin: str | None, tenant: CollectTenant) -> str:
     if origin is None or not origin_allowed(origin, tenant.allowed_domains):
         log.info("collect origin refused", tenant_id=tenant.tenant_id, origin=origin)
-        raise _Refused(
+        raise Refused(
             403,
             "origin_not_allowed",
             "this page's domain is not in the tenant's allowed domains"
@@ -193,15 +156,14 @@ async def _store(
             {"loc": ["body", *error.loc], "msg": error.msg, "type": error.type}
             for error in exc.errors
         ]
-        raise _Refused(422, "invalid_request", detail, cors) from None
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        # No connection in time, or the database is away: the beacon may be sent again.
+        raise Refused(422, "invalid_request", detail, cors) from None
+    except StorageUnavailable as exc:
         log.warning(
             "collect hit not stored; database unavailable",
             tenant_id=tenant.tenant_id,
-            error=type(exc).__name__,
+            error=str(exc),
         )
-        raise _Refused(
+        raise Refused(
             503,
             "database_unavailable",
             "the hit could not be stored now; retry",
@@ -249,9 +211,9 @@ def build_collect_router(
         )
 
     async def accept_hit(tenant_ref: str, request: Request) -> Response:
-        body = await _read_limited(request)
+        body = await read_capped(request, MAX_BODY_BYTES)
         if body is None:
-            raise _Refused(413, "body_too_large", f"a hit is limited to {MAX_BODY_BYTES} bytes")
+            raise Refused(413, "body_too_large", f"a hit is limited to {MAX_BODY_BYTES} bytes")
         tenant = await _lookup(
             record,
             tenant_ref,
@@ -268,7 +230,7 @@ def build_collect_router(
         if rate_limit is not None:
             client_key = rate_key(forwarded_client(peer, forwarded_for, trusted))
             if refusal := await rate_limit.check(tenant.tenant_id, client_key):
-                raise _Refused(
+                raise Refused(
                     429,
                     refusal.error,
                     refusal.detail,
@@ -276,13 +238,13 @@ def build_collect_router(
                 )
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if media_type not in _ACCEPTED_MEDIA_TYPES:
-            raise _Refused(
+            raise Refused(
                 415, "unsupported_media_type", "send JSON as application/json or text/plain", cors
             )
         try:
             payload = json.loads(body)
         except ValueError:  # UnicodeDecodeError included
-            raise _Refused(400, "invalid_json", "the body is not valid UTF-8 JSON", cors) from None
+            raise Refused(400, "invalid_json", "the body is not valid UTF-8 JSON", cors) from None
         recorded = await _store(
             record,
             tenant,
@@ -299,7 +261,7 @@ def build_collect_router(
     async def preflight(tenant_ref: str, request: Request) -> Response:
         try:
             return await answer_preflight(tenant_ref, request)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.response()
 
     @router.post(COLLECT_PATH, status_code=204, response_class=Response)
@@ -307,7 +269,7 @@ def build_collect_router(
         """Record a page view, lead or checkout start (JSON, sent as text/plain by beacons)."""
         try:
             answer = await accept_hit(tenant_ref, request)
-        except _Refused as refused:
+        except Refused as refused:
             COLLECT_REFUSED.add(
                 1, {ATTR_COLLECT_STATUS: refused.status, ATTR_COLLECT_REASON: refused.error}
             )

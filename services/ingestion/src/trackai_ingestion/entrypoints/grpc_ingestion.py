@@ -11,12 +11,12 @@ import grpc
 from trackai.ingestion.v1 import ingestion_service_pb2 as pb
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 from trackai_ingestion.adapters.messages import PB_TO_STATUS, conversion_pb, timestamp
-from trackai_ingestion.adapters.repository import StoredConversion
 from trackai_ingestion.service_layer.conversions import (
     ConversionQueries,
     InvalidQuery,
     WebhookActivityQueries,
 )
+from trackai_ingestion.service_layer.ports import StoredConversion
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 
 from trackai_ingestion.domain.collect import IpNetwork, parse_networks, sender_address
 from trackai_ingestion.domain.gateways import ADAPTERS, WebhookRequest
+from trackai_ingestion.entrypoints.http_answers import Refused, read_capped
 from trackai_ingestion.service_layer.webhooks import WebhookOutcome, WebhookService, unknown_gateway
 from trackai_kit.logging import get_logger
 
@@ -35,22 +36,6 @@ class WebhookLimits:
     max_body_bytes: int = 128 * 1024
     body_timeout_s: float = 10.0
     max_in_flight: int = 64
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise _TooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _TooLarge
-    return bytes(body)
 
 
 def _accepted(content_type: str | None, gateway: str) -> bool:
@@ -70,12 +55,10 @@ def _joined_headers(request: Request) -> dict[str, str]:
     return joined
 
 
-def _refuse(status: int, error: str, detail: str) -> JSONResponse:
+def _unread(status: int, error: str, detail: str) -> Refused:
     """A refusal while the body is unread: the connection is closed (what is left of the body
     would otherwise be read as the next request)."""
-    return JSONResponse(
-        {"error": error, "detail": detail}, status_code=status, headers={"Connection": "close"}
-    )
+    return Refused(status, error, detail, {"Connection": "close"})
 
 
 def _respond(outcome: WebhookOutcome) -> JSONResponse:
@@ -102,29 +85,27 @@ def build_webhook_router(
             return _respond(unknown_gateway(gateway))
         content_type = request.headers.get("content-type")
         if not _accepted(content_type, gateway):
-            return JSONResponse(
-                {
-                    "error": "unsupported_media_type",
-                    "detail": f"webhooks must be sent as application/json, got "
-                    f"{(content_type or 'no Content-Type')[:80]!r}",
-                },
-                status_code=415,
-            )
+            return Refused(
+                415,
+                "unsupported_media_type",
+                "webhooks must be sent as application/json, got "
+                f"{(content_type or 'no Content-Type')[:80]!r}",
+            ).response()
         if in_flight >= limits.max_in_flight:
             log.warning("webhook refused: replica busy", gateway=gateway, in_flight=in_flight)
-            return JSONResponse(
-                {
-                    "error": "overloaded",
-                    "detail": f"{in_flight} webhooks are being handled; retry later",
-                },
-                status_code=503,
-                headers={"Retry-After": str(OVERLOADED_RETRY_AFTER_S)},
-            )
+            return Refused(
+                503,
+                "overloaded",
+                f"{in_flight} webhooks are being handled; retry later",
+                {"Retry-After": str(OVERLOADED_RETRY_AFTER_S)},
+            ).response()
         in_flight += 1
         try:
             return await _receive(
                 service, limits, trusted, gateway=gateway, tenant_id=tenant_id, request=request
             )
+        except Refused as refused:
+            return refused.response()
         except Exception:
             # Nothing is known to get here; should something, the client gets an answer that
             # closes the connection cleanly (never a socket reset on its next, kept-alive request).
@@ -149,14 +130,14 @@ async def _receive(
 ) -> JSONResponse:
     try:
         async with asyncio.timeout(limits.body_timeout_s):
-            raw = await _read_capped(request, limits.max_body_bytes)
-    except _TooLarge:
-        return _refuse(
-            413, "payload_too_large", f"bodies are limited to {limits.max_body_bytes} bytes"
-        )
+            raw = await read_capped(request, limits.max_body_bytes)
     except TimeoutError:
-        return _refuse(
+        raise _unread(
             408, "body_timeout", f"the body was not received within {limits.body_timeout_s:g} s"
+        ) from None
+    if raw is None:
+        raise _unread(
+            413, "payload_too_large", f"bodies are limited to {limits.max_body_bytes} bytes"
         )
     outcome = await service.receive(
         gateway,

@@ -10,11 +10,9 @@ limiter's ``degraded`` answer), so tracking never stops for it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-from trackai_ingestion.adapters.rate_limit import RateDecision
+from trackai_ingestion.service_layer.ports import MultiRateLimiter
 from trackai_ingestion.service_layer.windows import WindowCounter
 from trackai_kit.logging import get_logger
 
@@ -28,10 +26,6 @@ LOG_WINDOW_S = 60.0
 #: GCRA lets a whole minute's allowance arrive at once, then one hit per ``60 / limit`` seconds.
 DEFAULT_CLIENT_LIMIT_PER_MINUTE = 300
 DEFAULT_TENANT_LIMIT_PER_MINUTE = 6000
-
-
-class Limiter(Protocol):
-    async def acquire_all(self, limits: Sequence[tuple[str, int]]) -> RateDecision: ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +59,7 @@ class CollectRateLimit:
 
     def __init__(
         self,
-        limiter: Limiter,
+        limiter: MultiRateLimiter,
         *,
         per_client: int = DEFAULT_CLIENT_LIMIT_PER_MINUTE,
         per_tenant: int = DEFAULT_TENANT_LIMIT_PER_MINUTE,

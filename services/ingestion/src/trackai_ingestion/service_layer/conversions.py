@@ -10,10 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from trackai_ingestion.adapters.auth_failures import CredentialMismatch, RedisAuthFailures
-from trackai_ingestion.adapters.receipts import GatewayActivity, ReceiptStats
-from trackai_ingestion.adapters.repository import ConversionStore, StoredConversion
 from trackai_ingestion.domain.model import CanonicalStatus
+from trackai_ingestion.service_layer.ports import (
+    AuthFailureLog,
+    ConversionReader,
+    CredentialMismatch,
+    GatewayActivity,
+    ReceiptCounts,
+    StoredConversion,
+)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -37,7 +42,7 @@ def parse_tenant(value: str) -> uuid.UUID:
 
 
 class ConversionQueries:
-    def __init__(self, store: ConversionStore) -> None:
+    def __init__(self, store: ConversionReader) -> None:
         self._store = store
 
     async def get(self, tenant_id: str, conversion_id: str) -> StoredConversion | None:
@@ -111,7 +116,7 @@ def _decode_token(token: str, tenant: uuid.UUID) -> tuple[datetime, uuid.UUID]:
 class WebhookActivityQueries:
     """What each of a tenant's gateways delivered since a moment (the setup agent's check)."""
 
-    def __init__(self, receipts: ReceiptStats, auth_failures: RedisAuthFailures) -> None:
+    def __init__(self, receipts: ReceiptCounts, auth_failures: AuthFailureLog) -> None:
         self._receipts = receipts
         self._auth_failures = auth_failures
 

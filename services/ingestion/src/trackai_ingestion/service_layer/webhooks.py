@@ -14,23 +14,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
-
-import asyncpg
-import grpc
+from typing import Any
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
-from trackai_ingestion.adapters.rate_limit import RateDecision
-from trackai_ingestion.adapters.repository import Accepted, Receipt
-from trackai_ingestion.adapters.telemetry import (
-    ATTR_GATEWAY,
-    ATTR_REASON,
-    ATTR_STATUS,
-    WEBHOOK_DURATION,
-    WEBHOOKS,
-    WEBHOOKS_REFUSED,
-    webhook_outcome,
-)
 from trackai_ingestion.domain.gateways import ADAPTERS, GatewayAdapter, WebhookRequest
 from trackai_ingestion.domain.gateways.base import (
     RELAY_SIGNATURE_TOLERANCE_S,
@@ -40,15 +26,31 @@ from trackai_ingestion.domain.gateways.base import (
 from trackai_ingestion.domain.model import (
     Accept,
     AuthenticationFailed,
-    Conversion,
     Ignore,
     InvalidPayload,
     MalformedBody,
 )
 from trackai_ingestion.domain.redaction import redact_body
+from trackai_ingestion.service_layer.ports import (
+    AuthFailureRecorder,
+    ConversionWriter,
+    RateLimiter,
+    Receipt,
+    RegistryUnavailable,
+    StorageUnavailable,
+    TenantConfigs,
+)
 from trackai_ingestion.service_layer.windows import UnknownTenantLimit, WindowCounter
+from trackai_ingestion.telemetry import (
+    ATTR_GATEWAY,
+    ATTR_REASON,
+    ATTR_STATUS,
+    WEBHOOK_DURATION,
+    WEBHOOKS,
+    WEBHOOKS_REFUSED,
+    webhook_outcome,
+)
 from trackai_kit.logging import get_logger
-from trackai_kit.tenant_config import TenantConfigUnavailable
 
 log = get_logger(__name__)
 
@@ -59,28 +61,6 @@ _KEPT_HEADERS = ("content-type", "content-length", "user-agent", "x-request-id")
 #: Refused credentials for one tenant within a minute that make one "burst" log line.
 AUTH_BURST_THRESHOLD = 20
 BURST_WINDOW_S = 60.0
-
-
-class TenantConfigs(Protocol):
-    async def get(self, tenant_ref: str) -> prov.WebhookConfig | None: ...
-
-
-class RateLimiter(Protocol):
-    async def acquire(self, key: str, limit_per_minute: int) -> RateDecision: ...
-
-
-class AuthFailureRecorder(Protocol):
-    async def record(self, tenant_id: uuid.UUID, gateway: str, credential: str) -> None: ...
-
-
-class ConversionWriter(Protocol):
-    """Durable writes (``adapters.repository.ConversionStore``)."""
-
-    async def accept(
-        self, tenant_id: uuid.UUID, conversion: Conversion, receipt: Receipt
-    ) -> Accepted: ...
-
-    async def record(self, tenant_id: uuid.UUID, receipt: Receipt) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -220,11 +200,11 @@ class WebhookService:
             )
         try:
             config = await self._tenants.get(str(tenant_id))
-        except (TenantConfigUnavailable, grpc.aio.AioRpcError) as exc:
+        except RegistryUnavailable as exc:
             log.warning(
                 "tenant registry unavailable; asking the gateway to retry",
                 gateway=adapter.name,
-                error=f"{type(exc).__name__}: {exc}",
+                error=str(exc),
             )
             raise _Stop(
                 _retry_later("tenant_registry_unavailable", "the tenant registry cannot be reached")
@@ -391,7 +371,7 @@ class WebhookService:
             return await self._accept(adapter, tenant_id, result, receipt(
                 "accepted", 200, order_id=result.conversion.order_id, body=body
             ))  # fmt: skip
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, TimeoutError):
+        except StorageUnavailable:
             log.exception("webhook not stored: database unavailable", gateway=adapter.name)
             return _retry_later("storage_unavailable", "the webhook could not be stored")
 

@@ -10,7 +10,7 @@ import contextlib
 import datetime as dt
 import functools
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
@@ -20,6 +20,12 @@ from trackai_kit.pii import is_sha256_hex
 from trackai_matcher.domain.model import Click, Hit, MatchDecision, Purchase, Stage
 from trackai_matcher.domain.scoring import ValueCounts
 from trackai_matcher.domain.useragent import UaTraits
+from trackai_matcher.service_layer.ports import (
+    ProbabilisticCandidates,
+    Registration,
+    SessionIdentity,
+    StoredMatch,
+)
 
 Connection = asyncpg.Connection
 
@@ -310,13 +316,6 @@ WHERE c.first_seen_at <= $3
 """  # noqa: S608 - constant fragments only; every value is a bound parameter
 
 
-@dataclass(frozen=True)
-class ProbabilisticCandidates:
-    clicks: list[Click]
-    counts: ValueCounts
-    purchase_network: str | None
-
-
 async def probabilistic_candidates(
     conn: Connection,
     tenant_id: str,
@@ -353,13 +352,6 @@ async def tenant_sample(conn: Connection, tenant_id: str, size: int) -> list[asy
     return await conn.fetch(TENANT_SAMPLE_SQL, tenant_id, size)
 
 
-@dataclass(frozen=True)
-class SessionIdentity:
-    email_hash: str | None
-    phone_hash: str | None
-    external_id: str | None
-
-
 #: The matched session's identities, most recent first, as an array of (email_hash, phone_hash,
 #: external_id) records: read in the statement that reads or records the decision.
 IDENTITIES_LIMIT = 3
@@ -375,18 +367,6 @@ def _identities(
     values: Sequence[tuple[str | None, str | None, str | None]] | None,
 ) -> list[SessionIdentity]:
     return [SessionIdentity(*v) for v in values or ()]
-
-
-@dataclass(frozen=True)
-class StoredMatch:
-    id: int
-    stage: Stage
-    method: str | None
-    click: Click | None
-    score: float | None
-    purchase_time: dt.datetime
-    #: Identities seen on the matched session (up to ``IDENTITIES_LIMIT``, most recent first).
-    identities: list[SessionIdentity] = field(default_factory=list)
 
 
 _MATCH_SQL = f"""
@@ -519,23 +499,6 @@ async def session_identities(
     return _identities(identities)
 
 
-@dataclass(frozen=True)
-class Registration:
-    event_id: str
-    event_name: str
-    source_status: str
-    match_id: int
-    stage: Stage
-    emq: float
-    low_emq: bool
-    event_time: dt.datetime
-    funnel_id: str | None
-    pixel_id: str | None
-    outcome: str
-    #: Why the event will not be sent (``conversion_log.reason`` when it is registered).
-    reason: str | None = None
-
-
 # One statement: the registry row decides, and only when it was inserted do the match's EMQ and
 # the day's statistics move (the day row is locked last, for as short as possible); the message's
 # conversion_log row records the outcome, or ``duplicate`` when another message registered it.
@@ -635,8 +598,3 @@ async def log_conversion(
         disposition,
         reason,
     )
-
-
-def as_values(items: Sequence[str | None]) -> list[str]:
-    """Non-empty values, first occurrence kept, order preserved."""
-    return list(dict.fromkeys(v for v in items if v))

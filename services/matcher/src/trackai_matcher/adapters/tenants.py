@@ -37,8 +37,9 @@ def setup_from_config(tenant_id: str, config: prov.TenantView | None) -> TenantS
     return TenantSetup(tenant_id, default, funnels)
 
 
-class TenantDirectory:
-    """``await directory.setup(tenant_id)``; raises the client's ``TenantConfigUnavailable``."""
+class RegistryTenantDirectory:
+    """``TenantDirectory`` on the kit's cached view client; raises the client's
+    ``TenantConfigUnavailable``."""
 
     def __init__(self, source: TenantConfigSource) -> None:
         self._source = source

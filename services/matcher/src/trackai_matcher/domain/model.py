@@ -6,7 +6,7 @@ Pure data, no I/O. Hashed personal data only: e-mail and phone arrive as SHA-256
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -241,3 +241,8 @@ class MatchDecision:
 
 
 NO_MATCH = MatchDecision(stage=Stage.NONE, method=None, matched=None)
+
+
+def as_values(items: Sequence[str | None]) -> list[str]:
+    """Non-empty values, first occurrence kept, order preserved."""
+    return list(dict.fromkeys(v for v in items if v))

@@ -25,7 +25,7 @@ from trackai_kit.identity import canonical_gateway, canonical_order_id, canonica
 from trackai_kit.logging import get_logger
 from trackai_kit.pii import is_sha256_hex
 from trackai_matcher.domain.model import Hit, HitKind, Purchase, Tracking
-from trackai_matcher.service_layer.ingest import IngestService
+from trackai_matcher.service_layer.ingest import MatchConversion
 
 INGEST_TYPE = ingest.IngestEvent.DESCRIPTOR.full_name
 log = get_logger(__name__)
@@ -131,7 +131,7 @@ class IngestConsumer:
     """``await consumer(message)`` for :meth:`trackai_kit.amqp.AmqpClient.consume`."""
 
     def __init__(
-        self, service: IngestService, reconnect: Callable[[], Awaitable[None]] | None = None
+        self, service: MatchConversion, reconnect: Callable[[], Awaitable[None]] | None = None
     ) -> None:
         self._service = service
         # Drops the pool's connections: after a failover the old primary answers read-only, and

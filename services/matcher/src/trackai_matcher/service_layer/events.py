@@ -20,10 +20,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from trackai.matcher.v1 import events_pb2 as pb
 from trackai_kit.addresses import public_ip
 from trackai_kit.pii import hash_value, is_sha256_hex
-from trackai_matcher.adapters.repository import SessionIdentity, as_values
 from trackai_matcher.domain.emq import EmqEstimate, estimate_emq
-from trackai_matcher.domain.model import Click, Purchase, Stage
+from trackai_matcher.domain.model import Click, Purchase, Stage, as_values
 from trackai_matcher.domain.tenants import Route
+from trackai_matcher.service_layer.ports import SessionIdentity
 
 _FBC = re.compile(r"fb\.\d+\.\d{13}\.[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)?")
 _FBP = re.compile(r"fb\.\d+\.\d{13}\.\d+(\.[A-Za-z0-9_-]+)?")

@@ -22,9 +22,6 @@ from trackai_kit import outbox
 from trackai_kit.identity import event_id as compute_event_id
 from trackai_kit.logging import get_logger
 from trackai_kit.topology import CAPI_DISPATCH
-from trackai_matcher.adapters import repository as repo
-from trackai_matcher.adapters.telemetry import MatcherMetrics
-from trackai_matcher.adapters.tenants import TenantDirectory
 from trackai_matcher.domain.emq import EmqEstimate
 from trackai_matcher.domain.model import Hit, HitKind, Purchase, Stage
 from trackai_matcher.domain.policy import SALE_STATUSES, StatusPolicy
@@ -32,6 +29,14 @@ from trackai_matcher.domain.tenants import TenantSetup
 from trackai_matcher.domain.useragent import parse_user_agent
 from trackai_matcher.service_layer.events import build_dispatch
 from trackai_matcher.service_layer.matching import MatchEngine
+from trackai_matcher.service_layer.ports import (
+    Connection,
+    MatchStore,
+    Registration,
+    StoredMatch,
+    TenantDirectory,
+)
+from trackai_matcher.telemetry import MatcherMetrics
 
 SCHEMA = "matcher"
 DISPATCH_TYPE = pb.DispatchRequest.DESCRIPTOR.full_name
@@ -66,11 +71,15 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class IngestService:
+class MatchConversion:
+    """Folds browser hits into sessions, and matches each conversion to one, registers its
+    Meta event once and enqueues it for the dispatcher."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,
         *,
+        store: MatchStore,
         directory: TenantDirectory,
         engine: MatchEngine,
         config: MatcherConfig,
@@ -78,6 +87,7 @@ class IngestService:
         clock: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
         self._pool = pool
+        self._store = store
         self._directory = directory
         self._engine = engine
         self._config = config
@@ -86,13 +96,13 @@ class IngestService:
 
     async def handle_hit(self, message_id: str, hit: Hit) -> bool:
         """Fold a browser hit into its session; False for a redelivered message."""
-        async with repo.transaction(self._pool) as conn:
-            if not await repo.claim_message(conn, message_id, "hit"):
+        async with self._store.transaction(self._pool) as conn:
+            if not await self._store.claim_message(conn, message_id, "hit"):
                 return False
-            await repo.upsert_click(conn, hit, parse_user_agent(hit.user_agent))
+            await self._store.upsert_click(conn, hit, parse_user_agent(hit.user_agent))
             if hit.email_hash or hit.phone_hash:
                 source = "checkout_start" if hit.kind is HitKind.INITIATE_CHECKOUT else "lead"
-                await repo.upsert_identity(conn, hit, source)
+                await self._store.upsert_identity(conn, hit, source)
         self._metrics.hits.add(1, {"hit_type": hit.kind.value})
         return True
 
@@ -101,8 +111,8 @@ class IngestService:
         # Read before the transaction: a registry call must not hold row locks.
         setup = await self._directory.setup(purchase.tenant_id)
         lookback = setup.lookback(purchase.funnel_id, self._config.default_lookback)
-        async with repo.transaction(self._pool) as conn:
-            claimed, match = await repo.claim_and_find_match(conn, message_id, purchase)
+        async with self._store.transaction(self._pool) as conn:
+            claimed, match = await self._store.claim_and_find_match(conn, message_id, purchase)
             if not claimed:
                 return ConversionResult(Outcome.REDELIVERY)
             if purchase.status in SALE_STATUSES:
@@ -113,7 +123,7 @@ class IngestService:
             policy = setup.policy(funnel_id, self._config.policy)
             event_name, reason = policy.event_for(purchase.status, purchase.payment_method)
             if event_name is None or match is None:
-                await repo.log_conversion(
+                await self._store.log_conversion(
                     conn,
                     purchase,
                     message_id,
@@ -137,11 +147,11 @@ class IngestService:
 
     async def _decide(
         self,
-        conn: repo.Connection,
+        conn: Connection,
         purchase: Purchase,
-        match: repo.StoredMatch | None,
+        match: StoredMatch | None,
         lookback: dt.timedelta,
-    ) -> repo.StoredMatch:
+    ) -> StoredMatch:
         if match is not None and match.stage is not Stage.NONE:
             return match  # decided once: a later click never steals it
         # A pending pix/boleto fixed the purchase time; the approval days later keeps it.
@@ -152,28 +162,28 @@ class IngestService:
             (time.perf_counter() - started) * 1000, {"stage": decision.stage.value}
         )
         if match is None:
-            return await repo.save_match(conn, purchase, decision, at)
-        if decision.stage is not Stage.NONE and await repo.upgrade_unmatched(
+            return await self._store.save_match(conn, purchase, decision, at)
+        if decision.stage is not Stage.NONE and await self._store.upgrade_unmatched(
             conn, match.id, decision
         ):
             click = decision.click
             identities = (
-                await repo.session_identities(conn, purchase.tenant_id, click.session_id)
+                await self._store.session_identities(conn, purchase.tenant_id, click.session_id)
                 if click is not None
                 else []
             )
-            return repo.StoredMatch(
+            return StoredMatch(
                 match.id, decision.stage, decision.method, click, decision.score, at, identities
             )
         return match
 
     async def _register(
         self,
-        conn: repo.Connection,
+        conn: Connection,
         *,
         message_id: str,
         purchase: Purchase,
-        match: repo.StoredMatch,
+        match: StoredMatch,
         event_name: str,
         setup: TenantSetup,
     ) -> ConversionResult:
@@ -196,11 +206,11 @@ class IngestService:
             now=self._clock(),
         )
         outcome = Outcome.QUEUED if route.destination is not None else Outcome.NO_DESTINATION
-        registered = await repo.register_event(
+        registered = await self._store.register_event(
             conn,
             purchase,
             message_id,
-            repo.Registration(
+            Registration(
                 event_id=event_id,
                 event_name=event_name,
                 source_status=purchase.status,

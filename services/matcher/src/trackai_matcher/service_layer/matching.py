@@ -7,11 +7,9 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-import asyncpg
-
-from trackai_matcher.adapters import repository as repo
 from trackai_matcher.domain.model import Candidate, Click, Evidence, MatchDecision, Purchase, Stage
 from trackai_matcher.domain.scoring import ProbabilisticModel, PurchaseTraits, TenantProfile
+from trackai_matcher.service_layer.ports import CandidateStore, Connection, Row
 
 #: Stage 2 keys, strongest first: an fbclid names one ad click, fbp a browser.
 _SEMI_ORDER = ("fbclid", "fbc", "fbp")
@@ -27,17 +25,17 @@ class ProfileCache:
         self._sample = sample
         self._entries: dict[str, tuple[float, TenantProfile]] = {}
 
-    async def get(self, conn: repo.Connection, tenant_id: str) -> TenantProfile:
+    async def get(self, store: CandidateStore, conn: Connection, tenant_id: str) -> TenantProfile:
         now = time.monotonic()
         entry = self._entries.get(tenant_id)
         if entry is not None and now - entry[0] < self._ttl:
             return entry[1]
-        profile = build_profile(await repo.tenant_sample(conn, tenant_id, self._sample))
+        profile = build_profile(await store.tenant_sample(conn, tenant_id, self._sample))
         self._entries[tenant_id] = (now, profile)
         return profile
 
 
-def build_profile(rows: Sequence[asyncpg.Record]) -> TenantProfile:
+def build_profile(rows: Sequence[Row]) -> TenantProfile:
     n = len(rows)
     if n == 0:
         return TenantProfile(0.0, 0, {}, {})
@@ -58,17 +56,23 @@ class MatchEngine:
     """Deterministic, then semi-deterministic, then probabilistic; the first stage that answers
     decides."""
 
-    def __init__(self, model: ProbabilisticModel, profiles: ProfileCache | None = None) -> None:
+    def __init__(
+        self,
+        model: ProbabilisticModel,
+        store: CandidateStore,
+        profiles: ProfileCache | None = None,
+    ) -> None:
         self.model = model
+        self._store = store
         self.profiles = profiles or ProfileCache()
 
     async def decide(
-        self, conn: repo.Connection, purchase: Purchase, at: dt.datetime, lookback: dt.timedelta
+        self, conn: Connection, purchase: Purchase, at: dt.datetime, lookback: dt.timedelta
     ) -> MatchDecision:
         # Windows count back from the purchase; "began before it" allows for the gateway's
         # time precision (Purchase.candidates_as_of).
         as_of = purchase.candidates_as_of(at)
-        found = await repo.exact_candidates(conn, purchase, as_of, lookback)
+        found = await self._store.exact_candidates(conn, purchase, as_of, lookback)
         decision = self._exact(purchase, found)
         if decision is not None:
             return decision
@@ -101,7 +105,7 @@ class MatchEngine:
         return None
 
     async def _probabilistic(
-        self, conn: repo.Connection, purchase: Purchase, at: dt.datetime, as_of: dt.datetime
+        self, conn: Connection, purchase: Purchase, at: dt.datetime, as_of: dt.datetime
     ) -> MatchDecision:
         params = self.model.params
         if not purchase.client_ip and not purchase.user_agent:
@@ -112,7 +116,7 @@ class MatchEngine:
                 threshold=params.threshold,
                 facts={"reason": "purchase carries no IP or user agent"},
             )
-        found = await repo.probabilistic_candidates(
+        found = await self._store.probabilistic_candidates(
             conn,
             purchase.tenant_id,
             client_ip=purchase.client_ip,
@@ -128,7 +132,7 @@ class MatchEngine:
                 threshold=params.threshold,
                 facts={"reason": "no session shares the IP, network or user agent"},
             )
-        profile = await self.profiles.get(conn, purchase.tenant_id)
+        profile = await self.profiles.get(self._store, conn, purchase.tenant_id)
         sessions = max(profile.sessions_in(params.window), float(len(found.clicks)))
         traits = PurchaseTraits.of(
             purchase.client_ip,

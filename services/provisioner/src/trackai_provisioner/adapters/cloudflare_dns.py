@@ -12,8 +12,8 @@ from typing import Any
 import cloudflare
 
 from trackai_provisioner.adapters.throttle import SlidingWindow
-from trackai_provisioner.domain.ports import CnameRecord
 from trackai_provisioner.domain.provisioning import ActionableError, TransientProviderError
+from trackai_provisioner.service_layer.ports import CnameRecord
 
 EXISTS_CODES = {81053, 81057, 81058}
 AUTH_CODES = {9106, 9109, 10000, 10001}

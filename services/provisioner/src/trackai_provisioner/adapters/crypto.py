@@ -10,23 +10,13 @@ import base64
 import binascii
 import json
 import os
-from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from trackai_provisioner.service_layer.ports import KeyRingError, Sealed
+
 NONCE_BYTES = 12
-
-
-class KeyRingError(ValueError):
-    """The configured key ring cannot be parsed or lacks a needed key."""
-
-
-@dataclass(frozen=True)
-class Sealed:
-    key_id: str
-    nonce: bytes
-    ciphertext: bytes
 
 
 class KeyRing:

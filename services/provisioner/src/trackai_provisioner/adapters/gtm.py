@@ -22,8 +22,8 @@ from googleapiclient.errors import HttpError
 
 from trackai_kit.logging import get_logger
 from trackai_provisioner.adapters.throttle import SlidingWindow
-from trackai_provisioner.domain.ports import GtmContainer, GtmEntity, GtmVersion
 from trackai_provisioner.domain.provisioning import ActionableError, TransientProviderError
+from trackai_provisioner.service_layer.ports import GtmContainer, GtmEntity, GtmVersion
 
 log = get_logger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from trackai_provisioner.domain.ports import PixelInfo, TestEventResult, TokenInfo
 from trackai_provisioner.domain.provisioning import ActionableError, TransientProviderError
+from trackai_provisioner.service_layer.ports import PixelInfo, TestEventResult, TokenInfo
 
 _TRANSIENT_CODES = {1, 2, 4, 17, 341, 613}
 

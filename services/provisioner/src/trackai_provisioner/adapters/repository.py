@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from trackai_provisioner.adapters.crypto import Sealed
 from trackai_provisioner.domain.tenants import AlreadyExistsError, Funnel, NotFoundError, Tenant
+from trackai_provisioner.service_layer.ports import Sealed
 
 _TENANT_COLUMNS = """
     t.id, t.slug, t.name, t.rate_limit_per_minute, t.allowed_domains, t.created_at,

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from trackai_provisioner.domain.ports import DnsRecord, StapeContainer, StapeDomain
 from trackai_provisioner.domain.provisioning import ActionableError, TransientProviderError
+from trackai_provisioner.service_layer.ports import DnsRecord, StapeContainer, StapeDomain
 
 API = "/api/v2"
 

@@ -11,7 +11,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
-from trackai_provisioner.adapters.crypto import KeyRingError
 from trackai_provisioner.domain.tenants import (
     AlreadyExistsError,
     Funnel,
@@ -26,6 +25,7 @@ from trackai_provisioner.domain.tenants import (
     last4,
     without_tokens,
 )
+from trackai_provisioner.service_layer.ports import KeyRingError
 from trackai_provisioner.service_layer.registry import TenantRegistry
 
 T = TypeVar("T")

@@ -15,11 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from trackai_kit.logging import get_logger
-from trackai_provisioner.adapters.crypto import KeyRing, KeyRingError, Sealed
-from trackai_provisioner.adapters.repository import PostgresTenantRepository
 from trackai_provisioner.domain.tenants import (
     FUNNEL_UPDATABLE,
     TENANT_UPDATABLE,
@@ -45,6 +41,13 @@ from trackai_provisioner.domain.tenants import (
     validate_slug,
     validate_test_event_code,
     validated_changes,
+)
+from trackai_provisioner.service_layer.ports import (
+    Cipher,
+    Database,
+    KeyRingError,
+    Sealed,
+    TenantRepository,
 )
 
 log = get_logger(__name__)
@@ -78,10 +81,10 @@ def _encode_page_token(tenant: Tenant) -> str:
 class TenantRegistry:
     """The registry's use cases, each in its own transaction."""
 
-    def __init__(self, pool: asyncpg.Pool, key_ring: KeyRing) -> None:
+    def __init__(self, pool: Database, key_ring: Cipher, tenants: TenantRepository) -> None:
         self._pool = pool
         self._keys = key_ring
-        self._repo = PostgresTenantRepository()
+        self._repo = tenants
 
     async def create_tenant(
         self,

@@ -11,13 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
-
 from trackai_kit.identity import event_id as shared_event_id
 from trackai_kit.logging import get_logger
-from trackai_provisioner.adapters.runs import PostgresRunRepository
-from trackai_provisioner.adapters.status_outbox import enqueue_status
-from trackai_provisioner.domain.ports import GtmPort, MetaPort
 from trackai_provisioner.domain.provisioning import (
     PublishRefused,
     Run,
@@ -26,6 +21,13 @@ from trackai_provisioner.domain.provisioning import (
     rollback_plan,
 )
 from trackai_provisioner.domain.tenants import NotFoundError, ValidationError
+from trackai_provisioner.service_layer.ports import (
+    Database,
+    GtmPort,
+    MetaPort,
+    RunRepository,
+    StatusOutbox,
+)
 from trackai_provisioner.service_layer.registry import TenantRegistry
 
 log = get_logger(__name__)
@@ -65,10 +67,13 @@ class RollbackOutcome:
 class ReviewService:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Database,
         registry: TenantRegistry,
         meta: MetaPort,
         gtm: GtmPort,
+        *,
+        runs: RunRepository,
+        status: StatusOutbox,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pool = pool
@@ -76,7 +81,8 @@ class ReviewService:
         self._meta = meta
         self._gtm = gtm
         self._clock = clock
-        self._repo = PostgresRunRepository()
+        self._repo = runs
+        self._enqueue_status = status
 
     async def get_run(self, run_id: str) -> Run:
         async with self._pool.acquire() as conn:
@@ -175,7 +181,7 @@ class ReviewService:
                 published[side] = version.version_id
             async with conn.transaction():
                 await self._repo.record_publish(conn, run.id, published, previous, self._clock())
-                await enqueue_status(
+                await self._enqueue_status(
                     conn,
                     run,
                     f"published by {reviewer}: " + _versions(published),
@@ -220,7 +226,7 @@ class ReviewService:
                 at=self._clock(),
             ):
                 raise PublishRefused("the run was rolled back meanwhile by another call")
-            await enqueue_status(
+            await self._enqueue_status(
                 conn,
                 run,
                 f"publish rolled back by {operator}: live again " + _versions(restored),
