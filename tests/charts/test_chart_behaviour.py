@@ -25,7 +25,7 @@ SECRET_KEYS = {
     *(f"DATABASE_URL_{svc.upper()}" for svc in SERVICES),
     "AMQP_URL",
     "REDIS_URL",
-    *(f"GRPC_CLIENT_TOKEN_{svc.upper()}" for svc in SERVICES if svc != "provisioner"),
+    *(f"GRPC_CLIENT_TOKEN_{svc.upper()}" for svc in SERVICES),
     "SENTRY_DSN",
     "TRACKAI_ENCRYPTION_KEYS",
     "META_APP_TOKEN",

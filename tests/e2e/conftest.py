@@ -53,12 +53,19 @@ class Stack:
     env: dict[str, str]
     tmp: Path
     procs: dict[str, ServiceProcess] = field(default_factory=dict)
+    #: gRPC ports chosen before their server starts, so that a service started earlier can be
+    #: told where a later one will answer (the provisioner asks ingestion about webhooks).
+    grpc_ports: dict[str, int] = field(default_factory=dict)
+
+    def grpc_target(self, service: str) -> str:
+        port = self.grpc_ports.setdefault(service, free_port())
+        return f"127.0.0.1:{port}"
 
     def start(
         self, service: str, command: str = "serve", *, grpc: bool = True, **extra: str
     ) -> ServiceProcess:
         http_port = free_port()
-        grpc_port = free_port() if grpc else None
+        grpc_port = (self.grpc_ports.pop(service, None) or free_port()) if grpc else None
         env = {**self.env, f"{service.upper()}_HTTP_PORT": str(http_port), **extra}
         if grpc_port:
             env[f"{service.upper()}_GRPC_PORT"] = str(grpc_port)
@@ -109,6 +116,7 @@ def stack(database_url: str, amqp_url: str, amqp_prefix: str, tmp_path: Path) ->
         "LOG_JSON": "true",
     }
     s = Stack(env, tmp_path)
+    s.env["INGESTION_GRPC_TARGET"] = s.grpc_target("ingestion")
     try:
         yield s
     finally:

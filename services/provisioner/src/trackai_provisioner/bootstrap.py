@@ -9,6 +9,7 @@ from functools import partial
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
+from trackai_kit.grpc import client_channel
 from trackai_kit.logging import get_logger
 from trackai_kit.outbox import OutboxRelay
 from trackai_kit.service import Resources, Wiring
@@ -16,6 +17,7 @@ from trackai_kit.topology import Topology, status_topology
 from trackai_provisioner.adapters.cloudflare_dns import CloudflareDns
 from trackai_provisioner.adapters.crypto import KeyRing
 from trackai_provisioner.adapters.gtm import GtmApi, gtm_credentials
+from trackai_provisioner.adapters.ingestion import GrpcWebhookActivity
 from trackai_provisioner.adapters.meta import MetaGraph
 from trackai_provisioner.adapters.repository import PostgresTenantRepository
 from trackai_provisioner.adapters.runs import PostgresRunRepository
@@ -26,11 +28,12 @@ from trackai_provisioner.domain.provisioning import ProvisioningError
 from trackai_provisioner.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_provisioner.entrypoints.grpc_provisioning import ProvisioningServicer
 from trackai_provisioner.entrypoints.grpc_registry import TenantRegistryServicer
-from trackai_provisioner.service_layer.ports import Database, Providers
+from trackai_provisioner.service_layer.ports import Database, Providers, WebhookActivityReader
 from trackai_provisioner.service_layer.provisioning import ProvisioningService
 from trackai_provisioner.service_layer.registry import TenantRegistry
 from trackai_provisioner.service_layer.review import ReviewService
 from trackai_provisioner.service_layer.steps.context import SagaConfig
+from trackai_provisioner.service_layer.webhook_gate import WebhookGate
 from trackai_provisioner.settings import Settings
 
 SCHEMA = "provisioner"
@@ -117,11 +120,27 @@ def build_registry(pool: Database, key_spec: str) -> TenantRegistry:
     return TenantRegistry(pool, KeyRing.parse(key_spec), PostgresTenantRepository())
 
 
+def build_webhook_reader(settings: Settings) -> GrpcWebhookActivity:
+    """Ingestion's webhook record, called as the provisioner's own gRPC identity."""
+    channel = client_channel(
+        settings.ingestion_grpc_target,
+        settings.grpc_client_token.get_secret_value(),
+        settings.grpc_tls,
+    )
+    return GrpcWebhookActivity(channel, settings.ingestion_timeout_s)
+
+
 def build_provisioning(
-    settings: Settings, pool: Database, registry: TenantRegistry, providers: Providers
+    settings: Settings,
+    pool: Database,
+    registry: TenantRegistry,
+    providers: Providers,
+    webhooks: WebhookActivityReader,
 ) -> tuple[ProvisioningService, ReviewService]:
-    """The saga and the review use cases, on the PostgreSQL run store and status outbox."""
+    """The saga and the review use cases, on the PostgreSQL run store and status outbox, both
+    behind the webhook lock."""
     runs = PostgresRunRepository()
+    gate = WebhookGate(webhooks)
     saga = ProvisioningService(
         pool,
         registry,
@@ -130,9 +149,10 @@ def build_provisioning(
         load_gtm_templates(),
         runs=runs,
         status=enqueue_status,
+        gate=gate,
     )
     review = ReviewService(
-        pool, registry, providers.meta, providers.gtm, runs=runs, status=enqueue_status
+        pool, registry, providers.meta, providers.gtm, runs=runs, status=enqueue_status, gate=gate
     )
     return saga, review
 
@@ -147,7 +167,9 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     providers, closable = build_providers(settings)
     if settings.sandbox_providers:
         log.info("provisioning against the sandbox fakes", providers=settings.sandbox_providers)
-    saga, review = build_provisioning(settings, resources.pool, registry, providers)
+    webhooks = build_webhook_reader(settings)
+    closable = [*closable, webhooks]
+    saga, review = build_provisioning(settings, resources.pool, registry, providers, webhooks)
     # Progress StatusUpdates wait in provisioner.outbox until the broker takes them.
     background = []
     if resources.amqp is not None:

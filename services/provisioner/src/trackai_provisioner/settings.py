@@ -79,6 +79,10 @@ class Settings(ServiceSettings):
         alias="GTM_PIXEL_TEMPLATE",
     )
     gtm_google_tag_id: str = Field("", alias="GTM_GOOGLE_TAG_ID")
+    #: Where ingestion's gRPC API answers: provisioning and publishing stay locked until it has
+    #: a verified webhook from one of the tenant's gateways (seed STORY-009).
+    ingestion_grpc_target: str = Field("127.0.0.1:50051", alias="INGESTION_GRPC_TARGET")
+    ingestion_timeout_s: float = Field(5.0, alias="PROVISIONER_INGESTION_TIMEOUT_S", gt=0)
     tracking_script_url: str = Field(
         "http://127.0.0.1:8001/sdk/v1/track.js", alias="TRACKING_SCRIPT_URL"
     )

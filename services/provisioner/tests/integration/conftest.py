@@ -18,9 +18,18 @@ import grpc
 import httpx
 import pytest
 
+from trackai.ingestion.v1 import ingestion_service_pb2 as ing
+from trackai.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
-from trackai_kit.grpc import client_channel, local_dev_callers, local_dev_token, start_grpc_server
+from trackai_kit.grpc import (
+    AccessPolicy,
+    client_channel,
+    local_dev_callers,
+    local_dev_token,
+    rpcs,
+    start_grpc_server,
+)
 from trackai_kit.postgres import create_pool
 from trackai_kit.settings import GrpcSettings, PostgresSettings
 from trackai_provisioner.bootstrap import (
@@ -29,6 +38,7 @@ from trackai_provisioner.bootstrap import (
     build_providers,
     build_provisioning,
     build_registry,
+    build_webhook_reader,
 )
 from trackai_provisioner.entrypoints.grpc_access import POLICY
 from trackai_provisioner.entrypoints.grpc_provisioning import ProvisioningServicer
@@ -154,6 +164,7 @@ class Provisioning:
     boxes: Sandboxes
     tenant_id: str
     port: int
+    ingestion: IngestionStub
 
     async def provision(self, funnel: str = "") -> list[pb.ProvisionTenantResponse]:
         call = self.stub.ProvisionTenant(
@@ -162,7 +173,52 @@ class Provisioning:
         return [message async for message in call]
 
 
-def saga_env_values(boxes: Sandboxes) -> dict[str, Any]:
+class IngestionStub(ing_grpc.IngestionServiceServicer):
+    """Ingestion's ``GetWebhookActivity`` on a real gRPC server with the kit's caller checks: by
+    default every tenant has one verified Kiwify webhook; a test sets ``verified`` (tenant id →
+    count, 0 = none) and ``refused`` (tenant id → credentials) to lock it, or ``down``."""
+
+    def __init__(self) -> None:
+        self.verified: dict[str, int] = {}
+        self.refused: dict[str, list[str]] = {}
+        self.down = False
+        self.calls = 0
+        self.target = ""
+
+    async def GetWebhookActivity(
+        self, request: ing.GetWebhookActivityRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ing.GetWebhookActivityResponse:
+        self.calls += 1
+        if self.down:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "ingestion is restarting")
+        count = self.verified.get(request.tenant_id, 1)
+        answer = ing.GetWebhookActivityResponse()
+        if count:
+            answer.gateways.add(gateway="kiwify", received=count, by_outcome={"test": count})
+        for credential in self.refused.get(request.tenant_id, []):
+            answer.refused.add(gateway="kiwify", credential=credential, count=2)
+        return answer
+
+
+@pytest.fixture
+async def ingestion_stub() -> AsyncIterator[IngestionStub]:
+    stub = IngestionStub()
+    service = ing.DESCRIPTOR.services_by_name["IngestionService"]
+    server = await start_grpc_server(
+        GrpcSettings(port=0, callers=local_dev_callers()),
+        partial(ing_grpc.add_IngestionServiceServicer_to_server, stub),
+        [service.full_name],
+        # As ingestion's own allow-list grants it (the operator's token runs some processes).
+        AccessPolicy.of({"provisioner": rpcs(service), "operator": rpcs(service)}),
+    )
+    stub.target = f"127.0.0.1:{server.port}"
+    try:
+        yield stub
+    finally:
+        await server.stop(0)
+
+
+def saga_env_values(boxes: Sandboxes, ingestion: IngestionStub) -> dict[str, Any]:
     return {
         "CF_BASE_DOMAIN": ZONE_NAME,
         "CLOUDFLARE_API_URL": f"{boxes.cloudflare}/client/v4",
@@ -180,22 +236,25 @@ def saga_env_values(boxes: Sandboxes) -> dict[str, Any]:
         "PROVISIONING_STAPE_TIMEOUT_S": 20,
         "PROVISIONING_DOMAIN_TIMEOUT_S": 20,
         "TRACKAI_ENV": "test",
+        "INGESTION_GRPC_TARGET": ingestion.target,
     }
 
 
-def saga_settings(boxes: Sandboxes, **overrides: Any) -> Settings:
-    return Settings(**{**saga_env_values(boxes), **overrides})
+def saga_settings(boxes: Sandboxes, ingestion: IngestionStub, **overrides: Any) -> Settings:
+    return Settings(**{**saga_env_values(boxes, ingestion), **overrides})
 
 
 @contextlib.asynccontextmanager
 async def provisioning_server(
-    database_url: str, boxes: Sandboxes, **overrides: Any
+    database_url: str, boxes: Sandboxes, ingestion: IngestionStub, **overrides: Any
 ) -> AsyncIterator[Provisioning]:
-    settings = saga_settings(boxes, **overrides)
+    settings = saga_settings(boxes, ingestion, **overrides)
     pool = await create_pool(PostgresSettings(url=database_url), schema="provisioner")
     registry = build_registry(pool, settings.encryption_keys.get_secret_value())
     providers, closable = build_providers(settings)
-    saga, review = build_provisioning(settings, pool, registry, providers)
+    webhooks = build_webhook_reader(settings)
+    closable = [*closable, webhooks]
+    saga, review = build_provisioning(settings, pool, registry, providers, webhooks)
 
     def register(server: grpc.aio.Server) -> None:
         pb_grpc.add_TenantRegistryServiceServicer_to_server(
@@ -225,6 +284,10 @@ async def provisioning_server(
         await registry.set_meta_credential(
             "acme", pixel_id=DEMO_PIXEL, access_token=DEMO_META_TOKEN
         )
+        # Its webhooks reach ingestion (the stub says one verified Kiwify webhook arrived).
+        await registry.set_gateway_credential(
+            "acme", gateway="kiwify", secret="kiwify-webhook-token"
+        )
         yield Provisioning(
             pb_grpc.TenantRegistryServiceStub(channel),
             pb_grpc.ProvisioningServiceStub(channel),
@@ -233,6 +296,7 @@ async def provisioning_server(
             boxes,
             str(tenant.id),
             server.port,
+            ingestion,
         )
     finally:
         await channel.close()
@@ -271,15 +335,15 @@ def running_sandboxes(stape_ready_after_s: float = 0.3) -> Iterator[Sandboxes]:
 
 
 @pytest.fixture
-def provisioning(database_url: str, sandboxes: Sandboxes) -> Any:
+def provisioning(database_url: str, sandboxes: Sandboxes, ingestion_stub: IngestionStub) -> Any:
     """``async with provisioning(**settings) as prov``: a server on the fakes for this test."""
-    return partial(provisioning_server, database_url, sandboxes)
+    return partial(provisioning_server, database_url, sandboxes, ingestion_stub)
 
 
 @pytest.fixture
-def saga_env(sandboxes: Sandboxes) -> dict[str, str]:
+def saga_env(sandboxes: Sandboxes, ingestion_stub: IngestionStub) -> dict[str, str]:
     """The environment a provisioner process needs to provision against the fakes."""
-    return {key: str(value) for key, value in saga_env_values(sandboxes).items()}
+    return {key: str(value) for key, value in saga_env_values(sandboxes, ingestion_stub).items()}
 
 
 async def run_cli(port: int, *args: str) -> tuple[int, str, str]:

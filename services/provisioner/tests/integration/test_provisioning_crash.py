@@ -106,6 +106,12 @@ async def test_killed_process_resumes_the_run(
                 tenant_ref="acme", pixel_id="1234567890", access_token="sandbox-token"
             )
         )
+        # The webhook lock: the stub of ingestion reports a verified Kiwify webhook.
+        await registry.SetGatewayCredential(
+            pb.SetGatewayCredentialRequest(
+                tenant_ref="acme", gateway="kiwify", secret="kiwify-webhook-token"
+            )
+        )
         stream = pb_grpc.ProvisioningServiceStub(channel).ProvisionTenant(
             pb.ProvisionTenantRequest(tenant_ref="acme")
         )

@@ -79,6 +79,15 @@ class PublishRefused(Exception):
     """ApproveAndPublish cannot publish yet; the message says what is missing."""
 
 
+class SetupLocked(Exception):
+    """Provisioning and publishing wait for a verified webhook from the tenant's gateway (a
+    setup whose sales would never be recorded must not go live); the message says what to do."""
+
+
+class DependencyUnavailable(Exception):
+    """A service the decision needs did not answer; try again (nothing was changed)."""
+
+
 @dataclass(frozen=True)
 class Resource:
     """Something this run created at a provider; rollback deletes it with ``kind`` and ``ref``."""

@@ -13,10 +13,12 @@ from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
 from trackai_provisioner.domain.provisioning import (
     ActionableError,
+    DependencyUnavailable,
     ProvisioningError,
     PublishRefused,
     Run,
     RunStatus,
+    SetupLocked,
     StepStatus,
 )
 from trackai_provisioner.domain.tenants import NotFoundError, ValidationError
@@ -117,6 +119,10 @@ class ProvisioningServicer(pb_grpc.ProvisioningServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except RunInProgressError as exc:
             await context.abort(grpc.StatusCode.ABORTED, str(exc))
+        except SetupLocked as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except DependencyUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
     async def ApproveAndPublish(
         self, request: pb.ApproveAndPublishRequest, context: Context
@@ -186,7 +192,7 @@ async def _review_call(context: Context, use_case: Any) -> Any:
     transient provider failures UNAVAILABLE (retry)."""
     try:
         return await _call(context, use_case)
-    except (PublishRefused, ActionableError) as exc:
+    except (PublishRefused, ActionableError, SetupLocked) as exc:
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-    except ProvisioningError as exc:
+    except (ProvisioningError, DependencyUnavailable) as exc:
         await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))

@@ -373,3 +373,23 @@ class TenantRepository(Protocol):
     async def credentials_not_sealed_with(self, conn: Conn, key_id: str) -> Sequence[Row]: ...
 
     async def reseal(self, conn: Conn, credential_id: uuid.UUID, sealed: Sealed) -> None: ...
+
+
+@dataclass(frozen=True)
+class GatewayActivity:
+    """What one gateway delivered to ingestion since a moment: authenticated webhooks, and
+    requests refused because a credential did not match (by credential)."""
+
+    gateway: str
+    verified: int
+    refused: dict[str, int]
+
+
+class WebhookActivityReader(Protocol):
+    """Ingestion's record of a tenant's webhooks (``GetWebhookActivity``). Raises
+    :class:`~trackai_provisioner.domain.provisioning.DependencyUnavailable` when it cannot
+    answer."""
+
+    async def activity(
+        self, tenant_id: uuid.UUID, since: datetime
+    ) -> Sequence[GatewayActivity]: ...

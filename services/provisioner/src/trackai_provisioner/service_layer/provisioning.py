@@ -55,6 +55,7 @@ from trackai_provisioner.service_layer.steps.context import (
     Sleep,
     StepContext,
 )
+from trackai_provisioner.service_layer.webhook_gate import WebhookGate
 
 log = get_logger(__name__)
 #: One sample per executed step, by ``step`` (the fixed step names) and ``outcome``
@@ -120,10 +121,12 @@ class ProvisioningService:
         *,
         runs: RunRepository,
         status: StatusOutbox,
+        gate: WebhookGate,
         clock: Clock = _now,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._pool = pool
+        self._gate = gate
         self._registry = registry
         self._p = providers
         self._cfg = config
@@ -171,12 +174,14 @@ class ProvisioningService:
     def provision(self, tenant_ref: str, funnel_slug: str = "") -> AsyncIterator[Progress]:
         """Start or resume the funnel's run; yields progress until the run stops.
 
-        The target is resolved before the first message, so bad input raises at once.
+        The target is resolved before the first message, so bad input raises at once, and so
+        does the webhook lock (:class:`SetupLocked` until a verified webhook arrived).
         """
         return self._stream(tenant_ref, funnel_slug)
 
     async def _stream(self, tenant_ref: str, funnel_slug: str) -> AsyncIterator[Progress]:
         tenant, funnel, meta = await self._target(tenant_ref, funnel_slug)
+        await self._gate.require_verified(tenant)
         queue: asyncio.Queue[Progress | None] = asyncio.Queue()
         task = asyncio.create_task(self._drive(tenant, funnel, meta, queue))
         try:

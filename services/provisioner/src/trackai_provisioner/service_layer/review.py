@@ -29,6 +29,7 @@ from trackai_provisioner.service_layer.ports import (
     StatusOutbox,
 )
 from trackai_provisioner.service_layer.registry import TenantRegistry
+from trackai_provisioner.service_layer.webhook_gate import WebhookGate
 
 log = get_logger(__name__)
 
@@ -74,9 +75,11 @@ class ReviewService:
         *,
         runs: RunRepository,
         status: StatusOutbox,
+        gate: WebhookGate,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pool = pool
+        self._gate = gate
         self._registry = registry
         self._meta = meta
         self._gtm = gtm
@@ -158,6 +161,10 @@ class ReviewService:
                 "gives their name (`trackai provision approve RUN --by NAME`)"
             )
         run_uuid = _run_uuid(run_id)
+        # The webhook lock first: a run provisioned while the lock was open (or before it
+        # existed) still waits for a verified webhook before anything goes live.
+        locked = await self.get_run(run_id)
+        await self._gate.require_verified(await self._registry.get_tenant(str(locked.tenant_id)))
         async with self._pool.acquire() as conn:
             async with conn.transaction():
                 try:
