@@ -35,6 +35,11 @@ _STATES = {
     "dead": pb.EVENT_STATE_DEAD,
     "expired": pb.EVENT_STATE_EXPIRED,
 }
+_BREAKER_STATES = {
+    "closed": pb.BREAKER_STATE_CLOSED,
+    "open": pb.BREAKER_STATE_OPEN,
+    "half_open": pb.BREAKER_STATE_HALF_OPEN,
+}
 _OUTCOMES = {
     "sent": pb.ATTEMPT_OUTCOME_SUCCEEDED,
     "retryable": pb.ATTEMPT_OUTCOME_RETRYABLE,
@@ -243,4 +248,54 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
             skipped_already_sent=result.skipped_sent,
             expired=result.skipped_expired,
             selected=result.selected,
+        )
+
+    async def ListDestinationHealth(
+        self, request: pb.ListDestinationHealthRequest, context: Context
+    ) -> pb.ListDestinationHealthResponse:
+        try:
+            tenant = _uuid(request.tenant_id, "tenant_id") if request.tenant_id else None
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        async with self._pool.acquire() as conn:
+            rows = await records.destination_health(conn, tenant)
+        return pb.ListDestinationHealthResponse(
+            destinations=[
+                pb.DestinationHealth(
+                    tenant_id=str(row["tenant_id"]),
+                    pixel_id=row["pixel_id"],
+                    breaker_state=_BREAKER_STATES[row["state"]],
+                    consecutive_failures=row["consecutive_failures"],
+                    last_code=row["last_code"] or 0,
+                    last_subcode=row["last_subcode"] or 0,
+                    reason=row["reason"] or "",
+                    opened_time=_ts(row["opened_at"]),
+                    probe_time=_ts(row["probe_after"]),
+                    dead_letters=row["dead_letters"],
+                )
+                for row in rows
+            ]
+        )
+
+    async def GetParameterCoverage(
+        self, request: pb.GetParameterCoverageRequest, context: Context
+    ) -> pb.GetParameterCoverageResponse:
+        try:
+            tenant = _uuid(request.tenant_id, "tenant_id")
+            if not (request.HasField("start_time") and request.HasField("end_time")):
+                raise ValueError("start_time and end_time are required")
+            start = request.start_time.ToDatetime(UTC)
+            end = request.end_time.ToDatetime(UTC)
+            if start >= end:
+                raise ValueError("start_time must be before end_time")
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        async with self._pool.acquire() as conn:
+            events, carried = await records.parameter_coverage(conn, tenant, start, end)
+        return pb.GetParameterCoverageResponse(
+            events=events,
+            parameters=[
+                pb.ParameterCoverage(parameter=key, events=count)
+                for key, count in sorted(carried.items())
+            ],
         )

@@ -56,6 +56,16 @@ class DispatcherServiceStub:
                 request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ReplayDeadLettersRequest.SerializeToString,
                 response_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ReplayDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.ListDestinationHealth = channel.unary_unary(
+                '/trackai.dispatcher.v1.DispatcherService/ListDestinationHealth',
+                request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDestinationHealthRequest.SerializeToString,
+                response_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDestinationHealthResponse.FromString,
+                _registered_method=True)
+        self.GetParameterCoverage = channel.unary_unary(
+                '/trackai.dispatcher.v1.DispatcherService/GetParameterCoverage',
+                request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetParameterCoverageRequest.SerializeToString,
+                response_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetParameterCoverageResponse.FromString,
+                _registered_method=True)
 
 
 class DispatcherServiceServicer:
@@ -92,6 +102,25 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDestinationHealth(self, request, context):
+        """ListDestinationHealth returns the Meta destinations (tenant and pixel) that need attention:
+        a breaker not closed, failures counted towards opening it, or events in the dead-letter
+        queue. A destination delivering normally is absent. An empty tenant_id lists every tenant's
+        (the operators' health view). INVALID_ARGUMENT for a malformed tenant id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetParameterCoverage(self, request, context):
+        """GetParameterCoverage counts a tenant's events (by event time) and, per customer-information
+        parameter of the server event sent to Meta (em, ph, fbc, client_ip_address, ...), how many
+        carried it. INVALID_ARGUMENT for a malformed tenant id or a missing or inverted range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +143,16 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.ReplayDeadLetters,
                     request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ReplayDeadLettersRequest.FromString,
                     response_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
+            'ListDestinationHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDestinationHealth,
+                    request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDestinationHealthRequest.FromString,
+                    response_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDestinationHealthResponse.SerializeToString,
+            ),
+            'GetParameterCoverage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetParameterCoverage,
+                    request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetParameterCoverageRequest.FromString,
+                    response_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetParameterCoverageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +265,60 @@ class DispatcherService:
             '/trackai.dispatcher.v1.DispatcherService/ReplayDeadLetters',
             trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ReplayDeadLettersRequest.SerializeToString,
             trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ReplayDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDestinationHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.dispatcher.v1.DispatcherService/ListDestinationHealth',
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDestinationHealthRequest.SerializeToString,
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDestinationHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetParameterCoverage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.dispatcher.v1.DispatcherService/GetParameterCoverage',
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetParameterCoverageRequest.SerializeToString,
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetParameterCoverageResponse.FromString,
             options,
             channel_credentials,
             insecure,
