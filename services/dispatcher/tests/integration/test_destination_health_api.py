@@ -1,6 +1,7 @@
 """DispatcherService's read models for the console: destinations needing attention (breaker and
-dead letters), one tenant's or every tenant's, and the coverage of each customer-information
-parameter in the server events stored for Meta. Real PostgreSQL and a real gRPC server."""
+dead letters), one tenant's or every tenant's, the coverage of each customer-information
+parameter in the server events stored for Meta, and a page of events' states in one call. Real
+PostgreSQL and a real gRPC server."""
 
 from __future__ import annotations
 
@@ -59,14 +60,15 @@ async def _dispatch(
     state: str = "sent",
     event_time: datetime = NOW,
     user_data: Mapping[str, object] | None = None,
-) -> None:
+) -> str:
+    event = uuid.uuid4().hex + uuid.uuid4().hex
     await db.execute(
         """
         INSERT INTO dispatches (event_id, tenant_id, pixel_id, event_name, event_time, state,
                                 payload, reason, sent_at)
         VALUES ($1, $2, $3, 'Purchase', $4, $5, $6::jsonb, $7, $8)
         """,
-        uuid.uuid4().hex + uuid.uuid4().hex,
+        event,
         tenant,
         pixel,
         event_time,
@@ -75,6 +77,7 @@ async def _dispatch(
         "meta_permanent" if state == "dead" else None,
         NOW if state == "sent" else None,
     )
+    return event
 
 
 async def _breaker(db: asyncpg.Pool, tenant: str, pixel: str, state: str, failures: int) -> None:
@@ -169,5 +172,29 @@ async def test_parameter_coverage_counts_the_events_carrying_each_parameter(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.GetParameterCoverage(
             pb.GetParameterCoverageRequest(tenant_id=tenant, **_range(NOW, NOW))
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_batch_event_states_answer_a_page_in_one_call(
+    db: asyncpg.Pool, stub: DispatcherServiceAsyncStub
+) -> None:
+    tenant, other = str(uuid.uuid4()), str(uuid.uuid4())
+    sent = await _dispatch(db, tenant, "111")
+    dead = await _dispatch(db, tenant, "111", state="dead")
+    elsewhere = await _dispatch(db, other, "111")
+    answer = await stub.BatchGetEventStates(
+        pb.BatchGetEventStatesRequest(
+            tenant_id=tenant, event_ids=[sent, dead, elsewhere, "0" * 64, "not-an-event-id", sent]
+        )
+    )
+    states = {e.event_id: e.state for e in answer.events}
+    assert states == {sent: pb.EVENT_STATE_SENT, dead: pb.EVENT_STATE_DEAD}
+    one = await stub.GetEventState(pb.GetEventStateRequest(tenant_id=tenant, event_id=dead))
+    assert next(e for e in answer.events if e.event_id == dead) == one.event
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.BatchGetEventStates(
+            pb.BatchGetEventStatesRequest(tenant_id=tenant, event_ids=[sent] * 501)
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

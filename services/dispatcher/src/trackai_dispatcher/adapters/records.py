@@ -90,17 +90,33 @@ async def list_attempts(
     )
 
 
+_STATE_COLUMNS = """
+    event_id, tenant_id, pixel_id, event_name, state, attempts, reason, detail, next_attempt_at,
+    updated_at
+"""
+
+
 async def event_state(conn: Conn, tenant_id: str, event_id: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
-        """
-        SELECT event_id, tenant_id, pixel_id, event_name, state, attempts, reason, detail,
-               next_attempt_at, updated_at
-        FROM dispatches WHERE event_id = $1 AND tenant_id = $2
-        """,
+        f"SELECT {_STATE_COLUMNS} FROM dispatches WHERE event_id = $1 AND tenant_id = $2",
         event_id,
         tenant_id,
     )
     return row
+
+
+async def event_states(conn: Conn, tenant_id: str, event_ids: list[str]) -> list[asyncpg.Record]:
+    """Several events' states in one primary-key read; other tenants' events are left out."""
+    return list(
+        await conn.fetch(
+            f"""
+            SELECT {_STATE_COLUMNS} FROM dispatches
+            WHERE event_id = ANY($1::bpchar[]) AND tenant_id = $2
+            """,
+            event_ids,
+            tenant_id,
+        )
+    )
 
 
 _DEAD_COLUMNS = """

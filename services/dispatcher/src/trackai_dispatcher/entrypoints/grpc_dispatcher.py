@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from trackai_dispatcher.adapters import records
-from trackai_dispatcher.adapters.records import DeadFilter, page_size
+from trackai_dispatcher.adapters.records import PAGE_MAX, DeadFilter, page_size
 from trackai_dispatcher.domain.model import is_expired
 from trackai_dispatcher.service_layer.dlq import (
     DeadLetters,
@@ -91,6 +91,20 @@ def _filter(message: pb.DeadLetterFilter) -> DeadFilter:
     )
 
 
+def _delivery(row: asyncpg.Record) -> pb.EventDelivery:
+    return pb.EventDelivery(
+        event_id=row["event_id"],
+        tenant_id=str(row["tenant_id"]),
+        pixel_id=row["pixel_id"],
+        event_name=row["event_name"],
+        state=_STATES[row["state"]],
+        attempts=row["attempts"],
+        reason=" - ".join(p for p in (row["reason"], row["detail"]) if p),
+        next_attempt_time=_ts(row["next_attempt_at"]),
+        update_time=_ts(row["updated_at"]),
+    )
+
+
 class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
     def __init__(self, pool: asyncpg.Pool, dead_letters: DeadLetters) -> None:
         self._pool = pool
@@ -157,19 +171,23 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
                 row = await records.event_state(conn, tenant, request.event_id)
         if row is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"event {request.event_id} not found")
-        return pb.GetEventStateResponse(
-            event=pb.EventDelivery(
-                event_id=row["event_id"],
-                tenant_id=str(row["tenant_id"]),
-                pixel_id=row["pixel_id"],
-                event_name=row["event_name"],
-                state=_STATES[row["state"]],
-                attempts=row["attempts"],
-                reason=" - ".join(p for p in (row["reason"], row["detail"]) if p),
-                next_attempt_time=_ts(row["next_attempt_at"]),
-                update_time=_ts(row["updated_at"]),
-            )
-        )
+        return pb.GetEventStateResponse(event=_delivery(row))
+
+    async def BatchGetEventStates(
+        self, request: pb.BatchGetEventStatesRequest, context: Context
+    ) -> pb.BatchGetEventStatesResponse:
+        try:
+            tenant = _uuid(request.tenant_id, "tenant_id")
+            if len(request.event_ids) > PAGE_MAX:
+                raise ValueError(f"at most {PAGE_MAX} event_ids")
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        wanted = [e for e in dict.fromkeys(request.event_ids) if is_event_id(e)]
+        rows = []
+        if wanted:
+            async with self._pool.acquire() as conn:
+                rows = await records.event_states(conn, tenant, wanted)
+        return pb.BatchGetEventStatesResponse(events=[_delivery(row) for row in rows])
 
     async def ListDeadLetters(
         self, request: pb.ListDeadLettersRequest, context: Context

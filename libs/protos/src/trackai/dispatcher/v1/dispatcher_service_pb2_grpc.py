@@ -46,6 +46,11 @@ class DispatcherServiceStub:
                 request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetEventStateRequest.SerializeToString,
                 response_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetEventStateResponse.FromString,
                 _registered_method=True)
+        self.BatchGetEventStates = channel.unary_unary(
+                '/trackai.dispatcher.v1.DispatcherService/BatchGetEventStates',
+                request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesRequest.SerializeToString,
+                response_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesResponse.FromString,
+                _registered_method=True)
         self.ListDeadLetters = channel.unary_unary(
                 '/trackai.dispatcher.v1.DispatcherService/ListDeadLetters',
                 request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDeadLettersRequest.SerializeToString,
@@ -82,6 +87,15 @@ class DispatcherServiceServicer:
 
     def GetEventState(self, request, context):
         """GetEventState returns where one event stands. NOT_FOUND when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetEventStates(self, request, context):
+        """BatchGetEventStates returns where each of up to 500 events stands, in one read (a page of
+        the console's events list); unknown ids and other tenants' events are left out.
+        INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,6 +147,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.GetEventState,
                     request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetEventStateRequest.FromString,
                     response_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetEventStateResponse.SerializeToString,
+            ),
+            'BatchGetEventStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetEventStates,
+                    request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesRequest.FromString,
+                    response_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesResponse.SerializeToString,
             ),
             'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeadLetters,
@@ -211,6 +230,33 @@ class DispatcherService:
             '/trackai.dispatcher.v1.DispatcherService/GetEventState',
             trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetEventStateRequest.SerializeToString,
             trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetEventStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetEventStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.dispatcher.v1.DispatcherService/BatchGetEventStates',
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesRequest.SerializeToString,
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

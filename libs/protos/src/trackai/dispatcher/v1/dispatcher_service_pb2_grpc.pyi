@@ -41,6 +41,11 @@ class DispatcherServiceStub:
     """ListAttempts pages through recorded attempts (one row per event per attempt), newest first."""
     GetEventState: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.GetEventStateRequest, _dispatcher_service_pb2.GetEventStateResponse]
     """GetEventState returns where one event stands. NOT_FOUND when unknown."""
+    BatchGetEventStates: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.BatchGetEventStatesRequest, _dispatcher_service_pb2.BatchGetEventStatesResponse]
+    """BatchGetEventStates returns where each of up to 500 events stands, in one read (a page of
+    the console's events list); unknown ids and other tenants' events are left out.
+    INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+    """
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ListDeadLettersRequest, _dispatcher_service_pb2.ListDeadLettersResponse]
     """ListDeadLetters pages through dead events with their reasons, newest first."""
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ReplayDeadLettersRequest, _dispatcher_service_pb2.ReplayDeadLettersResponse]
@@ -70,6 +75,11 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """ListAttempts pages through recorded attempts (one row per event per attempt), newest first."""
     GetEventState: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.GetEventStateRequest, _dispatcher_service_pb2.GetEventStateResponse]  # type: ignore[assignment]
     """GetEventState returns where one event stands. NOT_FOUND when unknown."""
+    BatchGetEventStates: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.BatchGetEventStatesRequest, _dispatcher_service_pb2.BatchGetEventStatesResponse]  # type: ignore[assignment]
+    """BatchGetEventStates returns where each of up to 500 events stands, in one read (a page of
+    the console's events list); unknown ids and other tenants' events are left out.
+    INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+    """
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ListDeadLettersRequest, _dispatcher_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
     """ListDeadLetters pages through dead events with their reasons, newest first."""
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ReplayDeadLettersRequest, _dispatcher_service_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
@@ -108,6 +118,17 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_service_pb2.GetEventStateResponse, _abc.Awaitable[_dispatcher_service_pb2.GetEventStateResponse]]:
         """GetEventState returns where one event stands. NOT_FOUND when unknown."""
+
+    @_abc_1.abstractmethod
+    def BatchGetEventStates(
+        self,
+        request: _dispatcher_service_pb2.BatchGetEventStatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_service_pb2.BatchGetEventStatesResponse, _abc.Awaitable[_dispatcher_service_pb2.BatchGetEventStatesResponse]]:
+        """BatchGetEventStates returns where each of up to 500 events stands, in one read (a page of
+        the console's events list); unknown ids and other tenants' events are left out.
+        INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+        """
 
     @_abc_1.abstractmethod
     def ListDeadLetters(
