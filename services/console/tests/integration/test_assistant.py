@@ -214,7 +214,7 @@ async def agent() -> AsyncIterator[tuple[FakeAgent, int]]:
 
 @pytest.fixture
 def with_agent(console: Console, agent: tuple[FakeAgent, int]) -> FakeAgent:
-    console.app = build_app(console.accounts, agent_target=f"127.0.0.1:{agent[1]}")
+    console.app = build_app(console.accounts, console.pool, agent_target=f"127.0.0.1:{agent[1]}")
     return agent[0]
 
 
