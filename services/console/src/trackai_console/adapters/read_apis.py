@@ -284,8 +284,11 @@ class GrpcEventSource:
         found: list[TenantSummary] = []
         token = ""
         while True:
-            page = await self._registry.ListTenants(
-                prov.ListTenantsRequest(page_size=200, page_token=token), timeout=self._timeout
+            page = await answered(
+                self._registry.ListTenants(
+                    prov.ListTenantsRequest(page_size=200, page_token=token),
+                    timeout=self._timeout,
+                )
             )
             found.extend(_tenant(t) for t in page.tenants)
             token = page.next_page_token
