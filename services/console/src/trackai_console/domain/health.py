@@ -58,7 +58,8 @@ def breaker_banner(destination: DestinationHealth) -> Banner | None:
     if destination.delivering:
         return None
     since = f" desde {_local(destination.opened_at)}" if destination.opened_at else ""
-    cause = f" Resposta da Meta: “{destination.reason}”." if destination.reason else ""
+    reason = destination.reason.strip().rstrip(".")
+    cause = f" Resposta da Meta: “{reason}”." if reason else ""
     message = (
         f"O envio de vendas para a Meta (pixel {destination.pixel_id}) está pausado{since}." + cause
     )
