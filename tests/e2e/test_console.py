@@ -465,7 +465,9 @@ async def test_dead_event_is_replayed_from_the_dlq_page_and_sent(
     assert who == f"console:{ana}"
 
 
-async def test_overview_banners_show_what_to_fix(pipeline: Pipeline, browser: Browser) -> None:
+async def test_overview_banners_show_what_to_fix(
+    pipeline: Pipeline, browser: Browser, stack: Stack
+) -> None:
     # Meta says the token expired: the destination's breaker opens at once. And a webhook
     # arrives signed with another secret: ingestion answers 401 and records which one.
     pipeline.meta.add_fault("token_expired", pixel_id=PIXEL_ID, count=None)
@@ -517,3 +519,31 @@ async def test_overview_banners_show_what_to_fix(pipeline: Pipeline, browser: Br
     await other.locator("#entrega").wait_for()
     assert await other.locator(".banner-action").count() == 0
     assert PIXEL_ID not in await other.content()
+    refused = await other.goto(pipeline.console.http + "/operador/tenants")
+    assert refused is not None and refused.status == 404
+
+    # The seller's quality page: the coverage of each parameter of what went to Meta.
+    await page.goto(pipeline.console.http + "/emq")
+    coverage = page.locator("#cobertura")
+    await coverage.locator("tr[data-parameter='em']").wait_for()
+    assert "Dos 1 evento(s)" in await coverage.inner_text()
+    await shot(page, "emq-cobertura-desktop")
+
+    # An operator sees both tenants' health; tenant A needs action (its breaker is open).
+    trackai(pipeline.console, stack, "user", "create", "--email", "ops@trackai.com.br",
+            "--role", "operator", "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    ops_context = await browser.new_context(viewport=SIZES["desktop"], locale="pt-BR")
+    ops = await ops_context.new_page()
+    await ops.goto(pipeline.console.http + "/entrar")
+    await ops.fill("#email", "ops@trackai.com.br")
+    await ops.fill("#senha", PASSWORD)
+    await ops.click("button[type=submit]")
+    await ops.get_by_role("heading", name="Visão geral").wait_for(timeout=90_000)
+    await ops.get_by_role("link", name="Tenants").click()
+    row_a = ops.locator(f"tr[data-tenant='{pipeline.tenant_a}']")
+    await row_a.wait_for()
+    assert "Precisa de ação" in await row_a.inner_text()
+    assert "Envio pausado" in await row_a.inner_text()
+    row_b = ops.locator(f"tr[data-tenant='{pipeline.tenant_b}']")
+    assert "Precisa de ação" not in await row_b.inner_text()
+    await shot(ops, "operador-tenants-desktop")

@@ -111,10 +111,13 @@ class TenantHealthList:
             self._wizards.load_many([uuid.UUID(i) for i in ids]),
             self._last_webhooks(ids, now - WEBHOOK_LOOKBACK),
         )
+        by_tenant: dict[str, list[DestinationHealth]] = {}
+        for destination in destinations:
+            by_tenant.setdefault(destination.tenant_id, []).append(destination)
         rows = [
             TenantHealth(
                 tenant=t,
-                destinations=[d for d in destinations if d.tenant_id == t.id],
+                destinations=by_tenant.get(t.id, []),
                 emq=emq.get(t.id),
                 last_webhook_at=webhooks.get(t.id),
                 webhook_unknown=t.id not in webhooks,
