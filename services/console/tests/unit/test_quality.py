@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
 from trackai_console.domain.health import Coverage
 from trackai_console.domain.ports import TenantSummary
 from trackai_console.domain.quality import DayQuality
-from trackai_console.service_layer.quality import Quality
+from trackai_console.service_layer.quality import COVERAGE_TTL, Quality
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
 
@@ -45,11 +45,15 @@ class History:
 
 
 class Delivery:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
     async def destinations(self, tenant_id: str | None) -> list[object]:
         return []
 
     async def coverage(self, tenant_id: str, start: datetime, end: datetime) -> Coverage:
-        return Coverage(0, {})
+        self.asked.append(tenant_id)
+        return Coverage(len(self.asked), {})
 
 
 async def _tenants() -> list[TenantSummary]:
@@ -67,3 +71,21 @@ async def test_the_history_loop_runs_as_a_background_task_and_survives_a_failed_
     stop.set()
     await asyncio.wait_for(task, 5)
     assert history.rounds >= 2
+
+
+async def test_coverage_is_reused_for_a_few_minutes_per_tenant() -> None:
+    now = [NOW]
+    delivery = Delivery()
+    quality = Quality(Stats(), History(False), delivery, clock=lambda: now[0])  # type: ignore[arg-type]
+    first = await quality.coverage("t1")
+    assert await quality.coverage("t1") == first
+    await quality.coverage("t2")
+    assert delivery.asked == ["t1", "t2"]
+    now[0] += COVERAGE_TTL - timedelta(seconds=1)
+    assert await quality.coverage("t1") == first
+    now[0] += timedelta(seconds=2)
+    assert (await quality.coverage("t1")).events == 3
+    assert delivery.asked == ["t1", "t2", "t1"]
+    # The quality page always asks (and renews what the overview reuses).
+    assert (await quality.coverage("t1", fresh=True)).events == 4
+    assert (await quality.coverage("t1")).events == 4

@@ -22,7 +22,7 @@ def quality_routes(router: APIRouter, pages: Pages, quality: Quality) -> None:
             raise NotVisible("tenant")
         report = await quality.last_days(scoped)
         try:
-            coverage: Coverage | None = await quality.coverage(scoped)
+            coverage: Coverage | None = await quality.coverage(scoped, fresh=True)
         except SourceUnavailable:
             coverage = None
         return pages.render(

@@ -22,6 +22,9 @@ from trackai_console.domain.quality import DayQuality, QualityReport
 from trackai_kit.logging import get_logger
 
 DAYS = 7
+#: How long a tenant's parameter coverage is reused, and for how many tenants at most.
+COVERAGE_TTL = timedelta(minutes=5)
+COVERAGE_TENANTS = 10_000
 log = get_logger(__name__)
 
 
@@ -52,12 +55,25 @@ class Quality:
         self._history = history
         self._delivery = delivery
         self._clock = clock
+        self._coverage: dict[str, tuple[datetime, Coverage]] = {}
 
-    async def coverage(self, tenant_id: str) -> Coverage:
+    async def coverage(self, tenant_id: str, *, fresh: bool = False) -> Coverage:
         """Of the events sent (or to be sent) to Meta in the last 7 days, how many carried each
-        customer-information parameter (the dispatcher's stored server events)."""
+        customer-information parameter (the dispatcher's stored server events). Kept
+        ``COVERAGE_TTL`` per tenant for the overview's banner (asked on every view, while the
+        dispatcher counts a week of the tenant's events to answer and a 7-day share barely moves
+        in minutes); ``fresh`` (the quality page) always asks, and renews what is kept."""
         now = self._clock()
-        return await self._delivery.coverage(tenant_id, now - timedelta(days=DAYS), now)
+        cached = self._coverage.get(tenant_id)
+        if not fresh and cached is not None and now - cached[0] < COVERAGE_TTL:
+            return cached[1]
+        found = await self._delivery.coverage(tenant_id, now - timedelta(days=DAYS), now)
+        if len(self._coverage) >= COVERAGE_TENANTS:
+            # Oldest first (insertion order): the tenants not viewed for longest.
+            self._coverage.pop(next(iter(self._coverage)))
+        self._coverage.pop(tenant_id, None)
+        self._coverage[tenant_id] = (now, found)
+        return found
 
     async def last_days(self, tenant_id: str) -> QualityReport:
         today = self._clock().date()
