@@ -463,3 +463,87 @@ async def test_dead_event_is_replayed_from_the_dlq_page_and_sent(
         await conn.close()
     ana = await conn_user_id(pipeline.database_url)
     assert who == f"console:{ana}"
+
+
+async def test_overview_banners_show_what_to_fix(
+    pipeline: Pipeline, browser: Browser, stack: Stack
+) -> None:
+    # Meta says the token expired: the destination's breaker opens at once. And a webhook
+    # arrives signed with another secret: ingestion answers 401 and records which one.
+    pipeline.meta.add_fault("token_expired", pixel_id=PIXEL_ID, count=None)
+    _post_sale(
+        pipeline, pipeline.tenant_a, f"brk-{uuid.uuid4().hex[:8]}", "taConsoleE2Esession0004"
+    )
+    with httpx.Client(base_url=pipeline.ingestion.http, timeout=10) as http:
+        forged = http.post(
+            f"/api/v1/webhooks/kiwify/{pipeline.tenant_a}?signature={'0' * 40}",
+            content=_kiwify_webhook("forjado-1"),
+            headers={"Content-Type": "application/json"},
+        )
+    assert forged.status_code == 401, forged.text
+
+    page = await _sign_in(browser, pipeline, "desktop")
+    banners = page.locator(".banner-action")
+    for _ in range(120):
+        await page.goto(pipeline.console.http + "/")
+        text = " ".join(await banners.all_inner_texts())
+        if "está pausado" in text and "recusado(s) na última hora" in text:
+            break
+        await page.wait_for_timeout(500)
+    breaker = banners.filter(has_text="está pausado")
+    assert f"pixel {PIXEL_ID}" in await breaker.inner_text()
+    assert "Gerar token" in await breaker.inner_text()
+    assert await breaker.get_by_role("link", name="Resolver").get_attribute("href") == (
+        "/configuracao/meta"
+    )
+    refusal = banners.filter(has_text="recusado(s) na última hora")
+    assert "1 webhook(s) da Kiwify" in await refusal.inner_text()
+    assert "Apps → Webhooks" in await refusal.inner_text()
+    await page.locator("#entrega").get_by_text("Envio pausado (disjuntor aberto)").wait_for()
+    await shot(page, "visao-geral-alertas-desktop")
+    mobile = await _sign_in(browser, pipeline, "celular")
+    await mobile.goto(pipeline.console.http + "/")
+    await mobile.locator(".banner-action").first.wait_for()
+    await shot(mobile, "visao-geral-alertas-celular")
+
+    # The other tenant's seller (same pixel id, another destination) sees none of it, even
+    # with tenant A's id in the URL.
+    context = await browser.new_context(viewport=SIZES["desktop"], locale="pt-BR")
+    other = await context.new_page()
+    await other.goto(pipeline.console.http + "/entrar")
+    await other.fill("#email", SELLER_B)
+    await other.fill("#senha", PASSWORD)
+    await other.click("button[type=submit]")
+    await other.get_by_role("heading", name="Visão geral").wait_for(timeout=90_000)
+    await other.goto(pipeline.console.http + f"/?tenant={pipeline.tenant_a}")
+    await other.locator("#entrega").wait_for()
+    assert await other.locator(".banner-action").count() == 0
+    assert PIXEL_ID not in await other.content()
+    refused = await other.goto(pipeline.console.http + "/operador/tenants")
+    assert refused is not None and refused.status == 404
+
+    # The seller's quality page: the coverage of each parameter of what went to Meta.
+    await page.goto(pipeline.console.http + "/emq")
+    coverage = page.locator("#cobertura")
+    await coverage.locator("tr[data-parameter='em']").wait_for()
+    assert "Dos 1 evento(s)" in await coverage.inner_text()
+    await shot(page, "emq-cobertura-desktop")
+
+    # An operator sees both tenants' health; tenant A needs action (its breaker is open).
+    trackai(pipeline.console, stack, "user", "create", "--email", "ops@trackai.com.br",
+            "--role", "operator", "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    ops_context = await browser.new_context(viewport=SIZES["desktop"], locale="pt-BR")
+    ops = await ops_context.new_page()
+    await ops.goto(pipeline.console.http + "/entrar")
+    await ops.fill("#email", "ops@trackai.com.br")
+    await ops.fill("#senha", PASSWORD)
+    await ops.click("button[type=submit]")
+    await ops.get_by_role("heading", name="Visão geral").wait_for(timeout=90_000)
+    await ops.get_by_role("link", name="Tenants").click()
+    row_a = ops.locator(f"tr[data-tenant='{pipeline.tenant_a}']")
+    await row_a.wait_for()
+    assert "Precisa de ação" in await row_a.inner_text()
+    assert "Envio pausado" in await row_a.inner_text()
+    row_b = ops.locator(f"tr[data-tenant='{pipeline.tenant_b}']")
+    assert "Precisa de ação" not in await row_b.inner_text()
+    await shot(ops, "operador-tenants-desktop")

@@ -433,3 +433,40 @@ async def test_seller_asks_for_a_human_and_the_operator_answers(
     assert transcript.entries[-1].content.startswith("Oi! Gere um token novo")
     assert transcript.entries[-1].role == pb.ROLE_OPERATOR
     assert other_tenant.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_escalation_queue_is_paged_oldest_first(make_agent: Any) -> None:
+    async with make_agent() as agent:
+        created = []
+        for minute in range(5):
+            session = await agent.pool.fetchval(
+                "INSERT INTO agent.sessions (opened_by) VALUES ('bench') RETURNING id"
+            )
+            created.append(
+                str(
+                    await agent.pool.fetchval(
+                        "INSERT INTO agent.escalations (session_id, reason, failure_count, "
+                        "created_at) VALUES ($1, 'três falhas', 3, now() - make_interval("
+                        "mins => $2)) RETURNING id",
+                        session,
+                        10 - minute,
+                    )
+                )
+            )
+        seen: list[str] = []
+        token = ""
+        pages = 0
+        while pages < 10:
+            page = await agent.stub.ListEscalations(
+                pb.ListEscalationsRequest(page_size=2, page_token=token)
+            )
+            pages += 1
+            seen += [e.id for e in page.escalations]
+            token = page.next_page_token
+            if not token:
+                break
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await agent.stub.ListEscalations(pb.ListEscalationsRequest(page_token="x|y"))
+    assert seen == created
+    assert pages == 3
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

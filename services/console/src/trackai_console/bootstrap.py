@@ -10,6 +10,8 @@ from trackai.console.v1 import console_service_pb2_grpc as pb_grpc
 from trackai_console.adapters.accounts_store import PostgresAccountStore
 from trackai_console.adapters.agent_api import GrpcAssistant
 from trackai_console.adapters.dlq import GrpcDeadLetterQueue
+from trackai_console.adapters.emq_store import PostgresEmqHistory
+from trackai_console.adapters.health_apis import GrpcDeliveryHealth, GrpcWebhookActivity
 from trackai_console.adapters.passwords import Argon2Hasher
 from trackai_console.adapters.read_apis import GrpcEventSource, GrpcMatchStats, close_channels
 from trackai_console.adapters.setup_apis import GrpcSetupChecks, GrpcSetupRegistry
@@ -27,6 +29,7 @@ from trackai_console.service_layer.events import Events
 from trackai_console.service_layer.live import StatusHub
 from trackai_console.service_layer.overview import BuildOverview
 from trackai_console.service_layer.quality import Quality
+from trackai_console.service_layer.tenant_health import TenantHealthList
 from trackai_console.service_layer.wizard import SetupWizard
 from trackai_console.settings import Settings
 from trackai_kit.grpc import client_channel
@@ -61,8 +64,8 @@ def web_config(settings: Settings) -> WebConfig:
 
 
 async def wire(settings: Settings, resources: Resources) -> Wiring:
-    """The web pages on the HTTP app, the status feed in the background, and the account
-    administration API on gRPC."""
+    """The web pages on the HTTP app, the status feed and the EMQ history in the background, and
+    the account administration API on gRPC."""
     assert resources.pool is not None
     accounts = build_accounts(settings, PostgresAccountStore(resources.pool))
     token = settings.grpc_client_token.get_secret_value()
@@ -77,14 +80,22 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
         )
     }
     agent_channel = channels.pop("agent")
-    events = Events(GrpcEventSource(**channels, timeout_s=settings.grpc_timeout_s))
+    source = GrpcEventSource(**channels, timeout_s=settings.grpc_timeout_s)
+    events = Events(source)
     hub = StatusHub()
     feed = AmqpStatusFeed(settings.amqp_url, settings.amqp_prefix, hub)
     dead_letters = DeadLetters(
         GrpcDeadLetterQueue(channels["dispatcher"], timeout_s=settings.grpc_timeout_s)
     )
-    quality = Quality(GrpcMatchStats(channels["matcher"], timeout_s=settings.grpc_timeout_s))
-    overview = BuildOverview(quality, dead_letters)
+    delivery = GrpcDeliveryHealth(channels["dispatcher"], timeout_s=settings.grpc_timeout_s)
+    webhooks = GrpcWebhookActivity(channels["ingestion"], timeout_s=settings.grpc_timeout_s)
+    history = PostgresEmqHistory(resources.pool)
+    quality = Quality(
+        GrpcMatchStats(channels["matcher"], timeout_s=settings.grpc_timeout_s), history, delivery
+    )
+    overview = BuildOverview(quality, dead_letters, delivery, webhooks)
+    wizard_store = PostgresWizardStore(resources.pool)
+    tenant_health = TenantHealthList(source, delivery, webhooks, history, wizard_store)
     assistant = Assistant(
         GrpcAssistant(
             agent_channel,
@@ -94,12 +105,14 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
         events.tenants,
     )
     wizard = SetupWizard(
-        PostgresWizardStore(resources.pool),
+        wizard_store,
         GrpcSetupRegistry(channels["provisioner"], timeout_s=settings.grpc_timeout_s),
         # A check may call Meta and the provisioner in turn: twice the read timeout.
         GrpcSetupChecks(agent_channel, timeout_s=2 * settings.grpc_timeout_s),
     )
-    uses = web.UseCases(accounts, events, dead_letters, quality, overview, hub, assistant, wizard)
+    uses = web.UseCases(
+        accounts, events, dead_letters, quality, overview, hub, assistant, wizard, tenant_health
+    )
     router = web.build_web(uses, web_config(settings))
     return Wiring(
         grpc_services=[
@@ -112,7 +125,10 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
             )
         ],
         grpc_policy=GRPC_POLICY,
-        background=[feed.run],
+        background=[
+            feed.run,
+            partial(quality.keep_history, events.tenants, settings.emq_snapshot_s),
+        ],
         on_shutdown=[partial(close_channels, *channels.values(), agent_channel)],
         configure_http=partial(web.configure, router=router, accounts=accounts),
     )

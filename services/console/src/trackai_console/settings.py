@@ -32,6 +32,8 @@ class Settings(ServiceSettings):
     agent_target: str = Field("127.0.0.1:50055", alias="AGENT_GRPC_TARGET")
     #: Seconds a page waits for one read call.
     grpc_timeout_s: float = Field(5.0, gt=0)
+    #: Seconds between two copies of every tenant's EMQ figures into ``console.emq_daily``.
+    emq_snapshot_s: float = Field(600.0, gt=0)
     #: Seconds one assistant turn may take (tools, language model) before the panel gives up.
     agent_turn_timeout_s: float = Field(120.0, gt=0)
 

@@ -21,6 +21,8 @@ from trackai.console.v1 import console_service_pb2_grpc as pb_grpc
 from trackai_console.adapters.accounts_store import PostgresAccountStore
 from trackai_console.adapters.agent_api import GrpcAssistant
 from trackai_console.adapters.dlq import GrpcDeadLetterQueue
+from trackai_console.adapters.emq_store import PostgresEmqHistory
+from trackai_console.adapters.health_apis import GrpcDeliveryHealth, GrpcWebhookActivity
 from trackai_console.adapters.passwords import Argon2Hasher
 from trackai_console.adapters.read_apis import GrpcEventSource, GrpcMatchStats
 from trackai_console.bootstrap import USER_ADMIN_SERVICE
@@ -36,6 +38,7 @@ from trackai_console.service_layer.events import Events
 from trackai_console.service_layer.live import StatusHub
 from trackai_console.service_layer.overview import BuildOverview
 from trackai_console.service_layer.quality import Quality
+from trackai_console.service_layer.tenant_health import TenantHealthList
 from trackai_console.service_layer.wizard import SetupWizard
 from trackai_kit.grpc import client_channel, start_grpc_server
 from trackai_kit.http import create_app
@@ -83,27 +86,34 @@ def build_accounts(pool: asyncpg.Pool, limits: LoginLimits | None = None) -> Acc
 
 def build_app(
     accounts: Accounts,
+    pool: asyncpg.Pool,
     *,
+    reads_target: str = "127.0.0.1:9",
     secure_cookies: bool = False,
     agent_target: str = "127.0.0.1:9",
     wizard: SetupWizard | None = None,
 ) -> object:
-    """The console app. These tests never open an events page, so the read APIs' channels point
-    at a closed port (the events pages are tested against real services in tests/e2e); the
-    agent's, unless given, too."""
+    """The console app. The read APIs' channels point at a closed port unless ``reads_target``
+    names a server of fakes (the events pages are tested against real services in tests/e2e);
+    the agent's, unless given, too."""
     app = create_app("console")
     nowhere = {
-        name: client_channel("127.0.0.1:9", TOKEN)
+        name: client_channel(reads_target, local_dev_token("console"))
         for name in ("ingestion", "matcher", "dispatcher", "provisioner")
     }
     dead = DeadLetters(GrpcDeadLetterQueue(nowhere["dispatcher"], timeout_s=1.0))
-    quality = Quality(GrpcMatchStats(nowhere["matcher"], timeout_s=1.0))
+    delivery = GrpcDeliveryHealth(nowhere["dispatcher"], timeout_s=1.0)
+    webhooks = GrpcWebhookActivity(nowhere["ingestion"], timeout_s=1.0)
+    history = PostgresEmqHistory(pool)
+    quality = Quality(GrpcMatchStats(nowhere["matcher"], timeout_s=1.0), history, delivery)
+    source = GrpcEventSource(**nowhere, timeout_s=1.0)
+    wizard = wizard or SetupWizard(MemoryWizardStore(), FakeRegistry(), FakeChecks())
     uses = web.UseCases(
         accounts,
-        Events(GrpcEventSource(**nowhere, timeout_s=1.0)),
+        Events(source),
         dead,
         quality,
-        BuildOverview(quality, dead),
+        BuildOverview(quality, dead, delivery, webhooks),
         StatusHub(),
         Assistant(
             GrpcAssistant(
@@ -112,7 +122,8 @@ def build_app(
                 turn_timeout_s=10.0,
             )
         ),
-        wizard or SetupWizard(MemoryWizardStore(), FakeRegistry(), FakeChecks()),
+        wizard,
+        TenantHealthList(source, delivery, webhooks, history, MemoryWizardStore()),
     )
     router = web.build_web(uses, WebConfig(secure_cookies, session_max_age_s=3600))
     web.configure(app, router, accounts)
@@ -133,7 +144,7 @@ async def console(database_url: str) -> AsyncIterator[Console]:
         POLICY,
     )
     try:
-        yield Console(accounts, pool, build_app(accounts), server.port)
+        yield Console(accounts, pool, build_app(accounts, pool), server.port)
     finally:
         await server.stop(0)
         await pool.close()

@@ -64,6 +64,8 @@ class FakeAgent(pb_grpc.AgentServiceServicer):
     def __init__(self) -> None:
         self.sessions: dict[str, _Session] = {}
         self.calls: list[tuple[str, str]] = []
+        #: The agent's default page size (0: everything on one page).
+        self.page = 0
 
     async def _mine(self, tenant_id: str, session_id: str, context: Context) -> _Session:
         found = self.sessions.get(session_id)
@@ -151,7 +153,14 @@ class FakeAgent(pb_grpc.AgentServiceServicer):
             for e in found
             if (e.state == request.state if request.state else e.state != "resolved")
         ]
-        return pb.ListEscalationsResponse(escalations=wanted)
+        # Paged like the agent (by position here): `page` stands for its cap.
+        size = self.page or request.page_size or len(wanted) or 1
+        start = int(request.page_token or 0)
+        more = start + size < len(wanted)
+        return pb.ListEscalationsResponse(
+            escalations=wanted[start : start + size],
+            next_page_token=str(start + size) if more else "",
+        )
 
     def _escalated(self, session_id: str) -> _Session | None:
         session = self.sessions.get(session_id)
@@ -214,7 +223,7 @@ async def agent() -> AsyncIterator[tuple[FakeAgent, int]]:
 
 @pytest.fixture
 def with_agent(console: Console, agent: tuple[FakeAgent, int]) -> FakeAgent:
-    console.app = build_app(console.accounts, agent_target=f"127.0.0.1:{agent[1]}")
+    console.app = build_app(console.accounts, console.pool, agent_target=f"127.0.0.1:{agent[1]}")
     return agent[0]
 
 
@@ -408,3 +417,34 @@ async def test_seller_asks_for_a_specialist_and_the_operator_answers(
     assert "hx-trigger" not in after.text.split("</ol>")[0]
     handle = next(op for name, op in with_agent.calls if name == "TakeOverSession")
     assert handle.startswith("operador-") and "@" not in handle
+
+
+async def test_the_operator_queue_is_paged(console: Console, with_agent: FakeAgent) -> None:
+    with_agent.page = 1
+    await console.accounts.create_user("ops@trackai.com.br", "operator", None, PASSWORD)
+    sessions = []
+    for email in ("a@loja.com.br", "b@loja.com.br"):
+        await console.seller(email)
+        async with console.client() as seller:
+            await sign_in(seller, email)
+            session_id = await _open_chat(seller)
+            token = await csrf_of(seller, "/assistente")
+            await seller.post(
+                "/assistente/especialista",
+                data={"sessao": session_id, "csrf_token": token},
+                headers={"HX-Request": "true"},
+            )
+            sessions.append(session_id)
+    async with console.client() as ops:
+        await sign_in(ops, "ops@trackai.com.br")
+        first = await ops.get("/operador/escalonamentos")
+        link = re.search(r'href="(/operador/escalonamentos\?pagina=[^"]+)"', first.text)
+        assert link, first.text
+        second = await ops.get(link.group(1))
+        # The conversation of the second page's escalation opens (found across pages).
+        view = await ops.get(f"/operador/conversas/{sessions[1]}")
+    assert f'data-session="{sessions[0]}"' in first.text
+    assert f'data-session="{sessions[1]}"' not in first.text
+    assert f'data-session="{sessions[1]}"' in second.text
+    assert "Próxima página" not in second.text
+    assert view.status_code == 200

@@ -32,7 +32,7 @@ async def test_sign_in_sets_a_hardened_cookie_and_stores_only_its_hash(console: 
 
 async def test_cookies_are_secure_outside_the_local_sandbox(console: Console) -> None:
     await console.seller("a@loja.com.br")
-    app = build_app(console.accounts, secure_cookies=True)
+    app = build_app(console.accounts, console.pool, secure_cookies=True)
     console.app = app
     # Over HTTPS, as a browser must be for Secure cookies to come back.
     async with console.client("https://console.test") as client:

@@ -47,7 +47,7 @@ async def wired(console: Console) -> AsyncIterator[Wired]:
     tenant = str(uuid.uuid4())
     registry.tenant(tenant)
     wizard = SetupWizard(PostgresWizardStore(console.pool), registry, checks)
-    console.app = build_app(console.accounts, wizard=wizard)
+    console.app = build_app(console.accounts, console.pool, wizard=wizard)
     yield Wired(wizard, registry, checks, tenant)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -171,3 +172,6 @@ class MemoryWizardStore:
 
     async def save(self, record: WizardRecord) -> None:
         self.records[record.tenant_id] = replace(record)
+
+    async def load_many(self, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, WizardRecord]:
+        return {t: replace(self.records[t]) for t in tenant_ids if t in self.records}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,8 @@ from trackai_console.domain.events import (
     Match,
     console_status,
 )
-from trackai_console.service_layer.events import scope
+from trackai_console.domain.ports import ConversionPage
+from trackai_console.service_layer.events import PAGE_SIZE, Events, scope
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
 
@@ -79,3 +82,50 @@ def test_a_seller_always_reads_their_own_tenant() -> None:
     assert scope(seller, "") == str(mine)
     assert scope(operator, other) == other
     assert scope(operator, "") is None
+
+
+class CountingSource:
+    """An EventSource double that answers a page of 25 conversions and counts each read."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.conversions_ = [
+            replace(_conversion(), id=f"c{i}", order_id=f"o{i}") for i in range(PAGE_SIZE)
+        ]
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    async def conversions(self, tenant_id: str, **_: Any) -> ConversionPage:
+        self._count("conversions")
+        return ConversionPage(self.conversions_, "")
+
+    async def matches(self, tenant_id: str, conversion_ids: list[str]) -> dict[str, Match]:
+        self._count("matches")
+        # Even conversions matched; two of them to the same event (a pix and its approval).
+        return {
+            c: replace(MATCH, event_id=f"ev{min(i, 2)}")
+            for i, c in enumerate(conversion_ids)
+            if i % 2 == 0
+        }
+
+    async def deliveries(self, tenant_id: str, event_ids: list[str]) -> dict[str, Delivery]:
+        self._count("deliveries")
+        assert len(event_ids) == len(set(event_ids))
+        return {e: Delivery("sent", 1, "") for e in event_ids if e != "ev2"}
+
+    async def match(self, tenant_id: str, conversion_id: str) -> None:
+        self._count("match")
+
+    async def delivery(self, tenant_id: str, event_id: str) -> None:
+        self._count("delivery")
+
+
+async def test_a_page_of_events_is_read_in_three_calls_whatever_its_size() -> None:
+    source = CountingSource()
+    page = await Events(source, clock=lambda: NOW).page("t1", EventFilter())  # type: ignore[arg-type]
+    assert source.calls == {"conversions": 1, "matches": 1, "deliveries": 1}
+    assert len(page.rows) == PAGE_SIZE
+    statuses = [row.status for row in page.rows]
+    assert statuses[:4] == ["sent", "received", "matched", "received"]
+    assert page.rows[0].match is not None and page.rows[0].match.event_id == "ev0"

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -166,3 +167,31 @@ async def test_cli_export_prints_one_json_object_per_conversion(api: tuple[Any, 
     assert none["stage"] == "none" and none["session_id"] is None and none["score"] is None
     assert by_order["ORD-PROB"]["stage"] == "probabilistic"
     assert all(0 <= r["emq"] <= 10 for r in rows)
+
+
+async def test_batch_get_matches_answers_a_page_in_one_call(api: tuple[Any, str, str]) -> None:
+    stub, tenant, _ = api
+    listed = await stub.ListMatches(pb.ListMatchesRequest(tenant_id=tenant))
+    ids = [m.conversion_id for m in listed.matches]
+    assert len(ids) == 3 and all(ids)
+    unknown = str(uuid.uuid4())
+    batch = await stub.BatchGetMatches(
+        pb.BatchGetMatchesRequest(tenant_id=tenant, conversion_ids=[*ids, unknown, "not-a-uuid"])
+    )
+    found = {m.conversion_id: m.summary for m in batch.matches}
+    assert set(found) == set(ids)
+    for conversion_id in ids:
+        one = await stub.ExplainMatch(
+            pb.ExplainMatchRequest(tenant_id=tenant, conversion_id=conversion_id)
+        )
+        assert found[conversion_id] == one.explanation.summary
+    # Another tenant's conversions are not there for this one.
+    other = await stub.BatchGetMatches(
+        pb.BatchGetMatchesRequest(tenant_id=str(uuid.uuid4()), conversion_ids=ids)
+    )
+    assert list(other.matches) == []
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.BatchGetMatches(
+            pb.BatchGetMatchesRequest(tenant_id=tenant, conversion_ids=[unknown] * 501)
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -165,12 +166,19 @@ class PostgresSessionStore:
                 )
         return stored
 
-    async def escalations(self, state: str) -> list[Escalation]:
+    async def escalations(
+        self, state: str, *, after: tuple[datetime, str] | None = None, limit: int | None = None
+    ) -> list[Escalation]:
+        """Oldest first, keyset-paged on (created_at, id) after ``after``."""
         rows = await self._pool.fetch(
             f"SELECT {_ESCALATION_COLUMNS} FROM agent.escalations "  # noqa: S608
             "WHERE CASE WHEN $1 = '' THEN state <> 'resolved' ELSE state = $1 END "
-            "ORDER BY created_at, id",
+            "AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid)) "
+            "ORDER BY created_at, id LIMIT $4",
             state,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit,
         )
         return [_escalation(row) for row in rows]
 

@@ -151,6 +151,19 @@ async def _operator_request(context: Context, session_id: str, operator: str) ->
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "operator is required")
 
 
+#: Escalations per ListEscalations page: the default and the cap.
+ESCALATIONS_PAGE = 50
+ESCALATIONS_PAGE_MAX = 200
+
+
+def _escalation_cursor(token: str) -> tuple[datetime, str] | None:
+    """``<created_at ISO>|<id>`` of the last escalation of the previous page."""
+    if not token:
+        return None
+    when, _, key = token.partition("|")
+    return datetime.fromisoformat(when), str(uuid.UUID(key))
+
+
 class AgentServicer(pb_grpc.AgentServiceServicer):
     def __init__(self, conversation: Conversation, store: SessionStore, tools: SetupTools) -> None:
         self._conversation = conversation
@@ -271,8 +284,21 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"state must be one of open, acknowledged, resolved (got {request.state!r})",
             )
-        escalations = await self._store.escalations(request.state)
-        return pb.ListEscalationsResponse(escalations=[escalation_pb(e) for e in escalations])
+        try:
+            after = _escalation_cursor(request.page_token)
+        except ValueError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "page_token is not one this service issued"
+            )
+        size = min(request.page_size or ESCALATIONS_PAGE, ESCALATIONS_PAGE_MAX)
+        found = await self._store.escalations(request.state, after=after, limit=size + 1)
+        page = found[:size]
+        token = ""
+        if len(found) > size and page[-1].created_at is not None:
+            token = f"{page[-1].created_at.isoformat()}|{page[-1].id}"
+        return pb.ListEscalationsResponse(
+            escalations=[escalation_pb(e) for e in page], next_page_token=token
+        )
 
     async def TakeOverSession(
         self, request: pb.TakeOverSessionRequest, context: Context

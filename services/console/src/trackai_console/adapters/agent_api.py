@@ -19,6 +19,7 @@ from trackai_console.domain.assistant import (
     Conversation,
     ConversationClosed,
     Delta,
+    EscalationPage,
     NoConversation,
     NotEscalated,
     QueuedEscalation,
@@ -168,10 +169,12 @@ class GrpcAssistant:
         await _ask(self._stub.RequestHuman(request, timeout=self._timeout), closed=True)
         return await self.transcript(tenant_id, session_id)
 
-    async def escalations(self, state: str) -> list[QueuedEscalation]:
-        request = pb.ListEscalationsRequest(state=state)
+    async def escalations(
+        self, state: str, page_token: str = "", page_size: int = 0
+    ) -> EscalationPage:
+        request = pb.ListEscalationsRequest(state=state, page_token=page_token, page_size=page_size)
         listed = await _ask(self._stub.ListEscalations(request, timeout=self._timeout))
-        return [escalation(e) for e in listed.escalations]
+        return EscalationPage([escalation(e) for e in listed.escalations], listed.next_page_token)
 
     async def take_over(self, session_id: str, operator: str) -> QueuedEscalation:
         request = pb.TakeOverSessionRequest(session_id=session_id, operator=operator)

@@ -36,6 +36,7 @@ from trackai_console.domain.ports import (
     ConversionPage,
     Funnel,
     SourceUnavailable,
+    TenantPage,
     TenantSummary,
 )
 from trackai_console.domain.quality import DayQuality
@@ -116,23 +117,44 @@ def _candidate(candidate: mat.Candidate) -> Candidate:
     )
 
 
+def _match(s: mat.MatchSummary) -> Match:
+    return Match(
+        event_id=s.event_id,
+        event_name=s.event_name,
+        stage=_word(match_events.MatchStage.Name(s.stage), "MATCH_STAGE_"),
+        score=s.score,
+        emq=s.emq,
+        runner_up_margin=s.runner_up_margin,
+    )
+
+
+def _delivery(e: disp.EventDelivery) -> Delivery:
+    return Delivery(
+        state=_word(disp.EventState.Name(e.state), "EVENT_STATE_"),
+        attempts=e.attempts,
+        reason=e.reason,
+    )
+
+
 def _explanation(explanation: mat.MatchExplanation) -> Explanation:
-    s = explanation.summary
     return Explanation(
-        match=Match(
-            event_id=s.event_id,
-            event_name=s.event_name,
-            stage=_word(match_events.MatchStage.Name(s.stage), "MATCH_STAGE_"),
-            score=s.score,
-            emq=s.emq,
-            runner_up_margin=s.runner_up_margin,
-        ),
+        match=_match(explanation.summary),
         matched=_candidate(explanation.matched) if explanation.HasField("matched") else None,
         runner_up=_candidate(explanation.runner_up) if explanation.HasField("runner_up") else None,
         threshold=explanation.threshold,
         match_time=to_datetime(explanation.match_time)
         if explanation.HasField("match_time")
         else None,
+    )
+
+
+def _tenant(tenant: prov.Tenant) -> TenantSummary:
+    return TenantSummary(
+        tenant.id,
+        tenant.name,
+        slug=tenant.slug,
+        gateways=tuple(tenant.configured_gateways),
+        meta_configured=tenant.meta_configured,
     )
 
 
@@ -210,14 +232,25 @@ class GrpcEventSource:
                 timeout=self._timeout,
             )
         )
-        if response is None:
-            return None
-        e = response.event
-        return Delivery(
-            state=_word(disp.EventState.Name(e.state), "EVENT_STATE_"),
-            attempts=e.attempts,
-            reason=e.reason,
+        return _delivery(response.event) if response is not None else None
+
+    async def matches(self, tenant_id: str, conversion_ids: list[str]) -> dict[str, Match]:
+        if not conversion_ids:
+            return {}
+        response = await self._matcher.BatchGetMatches(
+            mat.BatchGetMatchesRequest(tenant_id=tenant_id, conversion_ids=conversion_ids),
+            timeout=self._timeout,
         )
+        return {m.conversion_id: _match(m.summary) for m in response.matches}
+
+    async def deliveries(self, tenant_id: str, event_ids: list[str]) -> dict[str, Delivery]:
+        if not event_ids:
+            return {}
+        response = await self._dispatcher.BatchGetEventStates(
+            disp.BatchGetEventStatesRequest(tenant_id=tenant_id, event_ids=event_ids),
+            timeout=self._timeout,
+        )
+        return {e.event_id: _delivery(e) for e in response.events}
 
     async def attempts(self, tenant_id: str, event_id: str) -> list[Attempt]:
         response = await self._dispatcher.ListAttempts(
@@ -251,13 +284,25 @@ class GrpcEventSource:
         found: list[TenantSummary] = []
         token = ""
         while True:
-            page = await self._registry.ListTenants(
-                prov.ListTenantsRequest(page_size=200, page_token=token), timeout=self._timeout
+            page = await answered(
+                self._registry.ListTenants(
+                    prov.ListTenantsRequest(page_size=200, page_token=token),
+                    timeout=self._timeout,
+                )
             )
-            found.extend(TenantSummary(t.id, t.name) for t in page.tenants)
+            found.extend(_tenant(t) for t in page.tenants)
             token = page.next_page_token
             if not token:
                 return found
+
+    async def tenant_page(self, page_token: str, page_size: int) -> TenantPage:
+        page = await answered(
+            self._registry.ListTenants(
+                prov.ListTenantsRequest(page_size=page_size, page_token=page_token),
+                timeout=self._timeout,
+            )
+        )
+        return TenantPage([_tenant(t) for t in page.tenants], page.next_page_token)
 
 
 class GrpcMatchStats:
@@ -273,7 +318,17 @@ class GrpcMatchStats:
             )
         )
         return [
-            DayQuality(d.day, d.conversions, d.emq_average, d.low_emq_events) for d in response.days
+            DayQuality(
+                d.day,
+                d.conversions,
+                d.emq_average,
+                d.low_emq_events,
+                deterministic=d.deterministic,
+                semi=d.semi_deterministic,
+                probabilistic=d.probabilistic,
+                unmatched=d.unmatched,
+            )
+            for d in response.days
         ]
 
 

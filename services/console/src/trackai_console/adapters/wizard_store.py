@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -42,3 +43,10 @@ class PostgresWizardStore:
             record.approved_by,
             record.approved_at,
         )
+
+    async def load_many(self, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, WizardRecord]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM console.setup_wizards WHERE tenant_id = ANY($1::uuid[])",  # noqa: S608
+            list(tenant_ids),
+        )
+        return {row["tenant_id"]: WizardRecord(**dict(row)) for row in rows}

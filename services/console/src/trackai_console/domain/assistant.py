@@ -145,6 +145,12 @@ class NotEscalated(Exception):
     """An operator action on a session that is not escalated (or not taken over)."""
 
 
+@dataclass(frozen=True)
+class EscalationPage:
+    escalations: list[QueuedEscalation]
+    next_token: str
+
+
 class AssistantApi(Protocol):
     """The agent's AgentService, called with the tenant id of the signed-in session."""
 
@@ -166,7 +172,11 @@ class AssistantApi(Protocol):
         """Raises NoConversation or ConversationClosed."""
         ...
 
-    async def escalations(self, state: str) -> list[QueuedEscalation]: ...
+    async def escalations(
+        self, state: str, page_token: str = "", page_size: int = 0
+    ) -> EscalationPage:
+        """Oldest first, one page (the agent's default size unless given)."""
+        ...
 
     async def take_over(self, session_id: str, operator: str) -> QueuedEscalation:
         """Raises NotEscalated."""

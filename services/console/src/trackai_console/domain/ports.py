@@ -4,13 +4,15 @@ services' read APIs."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from trackai_console.domain.accounts import Credentials, Role, User
 from trackai_console.domain.dead_letters import DeadLetter, ReplayOutcome
-from trackai_console.domain.events import Attempt, Conversion, Delivery, Explanation
+from trackai_console.domain.events import Attempt, Conversion, Delivery, Explanation, Match
+from trackai_console.domain.health import Coverage, CredentialRefusal, DestinationHealth
 from trackai_console.domain.quality import DayQuality
 from trackai_console.domain.wizard import (
     Check,
@@ -107,6 +109,16 @@ class Funnel:
 class TenantSummary:
     id: str
     name: str
+    slug: str = ""
+    #: Gateways with a stored credential, and whether a Meta pixel and token are stored.
+    gateways: tuple[str, ...] = ()
+    meta_configured: bool = False
+
+
+@dataclass(frozen=True)
+class TenantPage:
+    tenants: list[TenantSummary]
+    next_token: str
 
 
 class EventSource(Protocol):
@@ -132,11 +144,23 @@ class EventSource(Protocol):
 
     async def delivery(self, tenant_id: str, event_id: str) -> Delivery | None: ...
 
+    async def matches(self, tenant_id: str, conversion_ids: list[str]) -> dict[str, Match]:
+        """The match of each conversion that has one, in one call (conversion id → match)."""
+        ...
+
+    async def deliveries(self, tenant_id: str, event_ids: list[str]) -> dict[str, Delivery]:
+        """The delivery of each known event, in one call (event id → delivery)."""
+        ...
+
     async def attempts(self, tenant_id: str, event_id: str) -> list[Attempt]: ...
 
     async def funnels(self, tenant_id: str) -> list[Funnel]: ...
 
     async def tenants(self) -> list[TenantSummary]: ...
+
+    async def tenant_page(self, page_token: str, page_size: int) -> TenantPage:
+        """One page of every tenant, by the provisioner's order (operators only)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -168,6 +192,48 @@ class DeadLetterQueue(Protocol):
 class MatchStats(Protocol):
     async def daily(self, tenant_id: str, start_day: str, end_day: str) -> list[DayQuality]:
         """One entry per UTC day in [start_day, end_day], oldest first."""
+        ...
+
+
+class DeliveryHealth(Protocol):
+    """The dispatcher's view of delivery to Meta."""
+
+    async def destinations(self, tenant_id: str | None) -> list[DestinationHealth]:
+        """Destinations needing attention: one tenant's, or every tenant's for None."""
+        ...
+
+    async def coverage(self, tenant_id: str, start: datetime, end: datetime) -> Coverage:
+        """How many of the tenant's events (by event time) carried each parameter."""
+        ...
+
+
+@dataclass(frozen=True)
+class WebhookReport:
+    refusals: list[CredentialRefusal]
+    last_received_at: datetime | None
+
+
+class WebhookActivity(Protocol):
+    """Ingestion's record of the webhooks a tenant received and refused."""
+
+    async def since(self, tenant_id: str, since: datetime) -> WebhookReport: ...
+
+
+class EmqHistory(Protocol):
+    """The console's own per-day EMQ history (``console.emq_daily``)."""
+
+    async def save(self, tenant_id: str, days: Sequence[DayQuality]) -> None:
+        """Replace the stored figures of these days (a snapshot, safe to repeat)."""
+        ...
+
+    async def days(self, tenant_id: str, start: date, end: date) -> list[DayQuality]:
+        """The stored days in [start, end], oldest first."""
+        ...
+
+    async def averages(
+        self, tenant_ids: Sequence[str], start: date
+    ) -> dict[str, tuple[int, float]]:
+        """Per tenant with events since ``start`` (inclusive): (events, weighted EMQ average)."""
         ...
 
 
@@ -236,3 +302,7 @@ class WizardStore(Protocol):
     async def load(self, tenant_id: uuid.UUID) -> WizardRecord | None: ...
 
     async def save(self, record: WizardRecord) -> None: ...
+
+    async def load_many(self, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, WizardRecord]:
+        """The wizards of these tenants, in one read (tenants that never began are absent)."""
+        ...

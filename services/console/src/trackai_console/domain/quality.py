@@ -24,6 +24,11 @@ class DayQuality:
     conversions: int
     emq_average: float
     below_threshold: int
+    #: Conversions by match stage (kept in the console's history, ``emq_daily``).
+    deterministic: int = 0
+    semi: int = 0
+    probabilistic: int = 0
+    unmatched: int = 0
 
     @property
     def has_data(self) -> bool:
@@ -37,6 +42,8 @@ class DayQuality:
 @dataclass(frozen=True)
 class QualityReport:
     days: list[DayQuality]
+    #: Read from the console's own history because the matcher did not answer.
+    from_history: bool = False
 
     @property
     def conversions(self) -> int:

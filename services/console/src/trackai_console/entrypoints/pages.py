@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from trackai_console.domain.accounts import User, new_token
+from trackai_console.domain.health import percent
 from trackai_console.service_layer.accounts import Accounts
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -68,6 +69,7 @@ class Pages:
         self.templates.env.filters["hora_local"] = local_time
         self.templates.env.filters["brl"] = brl
         self.templates.env.filters["decimal"] = decimal
+        self.templates.env.filters["percent"] = percent
 
     def set_cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
         response.set_cookie(

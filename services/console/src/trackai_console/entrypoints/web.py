@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from trackai_console.domain.accounts import AccountError, new_token
+from trackai_console.domain.health import BREAKER_LABELS
 from trackai_console.domain.ports import SourceUnavailable
 from trackai_console.domain.wizard import STEPS
 from trackai_console.entrypoints.pages import (
@@ -31,6 +32,7 @@ from trackai_console.entrypoints.pages import (
 from trackai_console.entrypoints.web_agent import agent_routes
 from trackai_console.entrypoints.web_dlq import dlq_routes
 from trackai_console.entrypoints.web_events import event_routes
+from trackai_console.entrypoints.web_operator import tenant_health_routes
 from trackai_console.entrypoints.web_quality import quality_routes
 from trackai_console.entrypoints.web_wizard import wizard_routes
 from trackai_console.service_layer.accounts import Accounts, SignInRefused
@@ -40,6 +42,7 @@ from trackai_console.service_layer.events import Events, NotVisible, scope
 from trackai_console.service_layer.live import StatusHub
 from trackai_console.service_layer.overview import BuildOverview
 from trackai_console.service_layer.quality import Quality
+from trackai_console.service_layer.tenant_health import TenantHealthList
 from trackai_console.service_layer.wizard import SetupWizard
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -55,6 +58,7 @@ class UseCases:
     hub: StatusHub
     assistant: Assistant
     wizard: SetupWizard
+    tenant_health: TenantHealthList
 
 
 def build_web(uses: UseCases, config: WebConfig) -> APIRouter:
@@ -68,6 +72,7 @@ def build_web(uses: UseCases, config: WebConfig) -> APIRouter:
     quality_routes(router, pages, uses.quality)
     agent_routes(router, pages, uses.assistant)
     wizard_routes(router, pages, uses.wizard, uses.events)
+    tenant_health_routes(router, pages, uses.tenant_health)
     return router
 
 
@@ -155,6 +160,7 @@ def _app_routes(router: APIRouter, pages: Pages, uses: UseCases) -> None:
             context["tenants"] = await uses.events.tenants()
         else:
             context["overview"] = await uses.overview(scoped)
+            context["breaker_labels"] = BREAKER_LABELS
             context["setup"] = await uses.wizard.unfinished(scoped)
             context["setup_steps"] = STEPS
         return pages.render(request, "overview.html", context)

@@ -180,9 +180,12 @@ def agent_routes(router: APIRouter, pages: Pages, assistant: Assistant) -> None:
 
 def operator_routes(router: APIRouter, pages: Pages, assistant: Assistant) -> None:
     @router.get("/operador/escalonamentos", response_class=HTMLResponse)
-    async def queue(request: Request, user: CurrentUser, estado: str = "") -> HTMLResponse:
+    async def queue(
+        request: Request, user: CurrentUser, estado: str = "", pagina: str = ""
+    ) -> HTMLResponse:
         state = estado if estado in ESCALATION_STATES else ""
-        escalations = await assistant.queue(user, state)
+        page = await assistant.queue(user, state, pagina)
+        escalations = page.escalations
         return pages.render(
             request,
             "agent/queue.html",
@@ -193,6 +196,7 @@ def operator_routes(router: APIRouter, pages: Pages, assistant: Assistant) -> No
                 "tenant_names": await assistant.tenant_names(user) if escalations else {},
                 "states": ESCALATION_STATES,
                 "state": state,
+                "next_token": page.next_token,
             },
         )
 

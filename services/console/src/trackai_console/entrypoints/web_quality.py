@@ -1,10 +1,13 @@
-"""The Event Match Quality page: 7 days against the 6.0 line (Chart.js), and advice."""
+"""The Event Match Quality page: 7 days against the 6.0 line (Chart.js), the coverage of each
+customer-information parameter, and advice."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from trackai_console.domain.health import Coverage
+from trackai_console.domain.ports import SourceUnavailable
 from trackai_console.domain.quality import ADVICE, EMQ_THRESHOLD
 from trackai_console.entrypoints.pages import CurrentUser, Pages
 from trackai_console.service_layer.events import NotVisible, scope
@@ -18,6 +21,10 @@ def quality_routes(router: APIRouter, pages: Pages, quality: Quality) -> None:
         if scoped is None:
             raise NotVisible("tenant")
         report = await quality.last_days(scoped)
+        try:
+            coverage: Coverage | None = await quality.coverage(scoped, fresh=True)
+        except SourceUnavailable:
+            coverage = None
         return pages.render(
             request,
             "emq.html",
@@ -28,5 +35,6 @@ def quality_routes(router: APIRouter, pages: Pages, quality: Quality) -> None:
                 "chart": report.chart(),
                 "threshold": EMQ_THRESHOLD,
                 "advice": ADVICE,
+                "coverage": coverage,
             },
         )

@@ -10,12 +10,16 @@ from trackai_console.domain.accounts import User
 from trackai_console.domain.assistant import (
     AssistantApi,
     Conversation,
+    EscalationPage,
     NoConversation,
     QueuedEscalation,
     TurnEvent,
 )
 from trackai_console.domain.ports import SourceUnavailable, TenantSummary
 from trackai_console.service_layer.events import NotVisible
+
+#: Escalations read per call when looking one session up across the whole queue.
+ESCALATION_SCAN_PAGE = 200
 
 
 def operator_handle(user: User) -> str:
@@ -56,9 +60,9 @@ class Assistant:
         return await self.api.request_human(tenant_id, session_id)
 
     # --- operators -----------------------------------------------------------------------------
-    async def queue(self, user: User, state: str = "") -> list[QueuedEscalation]:
+    async def queue(self, user: User, state: str = "", page_token: str = "") -> EscalationPage:
         _operator(user)
-        return await self.api.escalations(state)
+        return await self.api.escalations(state, page_token)
 
     async def tenant_names(self, user: User) -> dict[str, str]:
         """Tenant id → name for the queue; empty when the registry does not answer (the queue
@@ -75,7 +79,14 @@ class Assistant:
         """The session's latest escalation (any state); NotVisible when it never escalated."""
         _operator(user)
         for state in ("", "resolved"):
-            found = [e for e in await self.api.escalations(state) if e.session_id == session_id]
+            found: list[QueuedEscalation] = []
+            token = ""
+            while True:
+                page = await self.api.escalations(state, token, ESCALATION_SCAN_PAGE)
+                found += [e for e in page.escalations if e.session_id == session_id]
+                token = page.next_token
+                if not token:
+                    break
             if found:
                 return found[-1]
         raise NotVisible("session")

@@ -3,14 +3,13 @@ one conversion in detail. The tenant always comes from the caller's session (see
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from trackai_console.domain.accounts import User
-from trackai_console.domain.events import Attempt, EventFilter, EventRow, Explanation
+from trackai_console.domain.events import Attempt, Conversion, EventFilter, EventRow, Explanation
 from trackai_console.domain.ports import EventSource, Funnel, TenantSummary
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
@@ -59,6 +58,19 @@ class Events:
         delivery = await self._source.delivery(tenant_id, match.event_id) if match else None
         return EventRow(row.conversion, match, delivery), explanation
 
+    async def _rows(self, tenant_id: str, conversions: list[Conversion]) -> list[EventRow]:
+        """A page's rows with two reads whatever its size: every match, then every delivery."""
+        matches = await self._source.matches(tenant_id, [c.id for c in conversions])
+        deliveries = await self._source.deliveries(
+            tenant_id, list(dict.fromkeys(m.event_id for m in matches.values()))
+        )
+        rows = []
+        for conversion in conversions:
+            match = matches.get(conversion.id)
+            delivery = deliveries.get(match.event_id) if match else None
+            rows.append(EventRow(conversion, match, delivery))
+        return rows
+
     async def page(self, tenant_id: str, where: EventFilter, page_token: str = "") -> EventsPage:
         """Newest first, keyset-paginated by the ingestion read API's token."""
         now = self._clock()
@@ -76,10 +88,9 @@ class Events:
                 page_size=PAGE_SIZE,
                 page_token=token,
             )
-            enriched = await asyncio.gather(
-                *(self._row(tenant_id, EventRow(c)) for c in read.conversions)
+            rows.extend(
+                row for row in await self._rows(tenant_id, read.conversions) if where.keeps(row)
             )
-            rows.extend(row for row, _ in enriched if where.keeps(row))
             token = read.next_token
             if not token or len(rows) >= PAGE_SIZE:
                 break

@@ -90,17 +90,33 @@ async def list_attempts(
     )
 
 
+_STATE_COLUMNS = """
+    event_id, tenant_id, pixel_id, event_name, state, attempts, reason, detail, next_attempt_at,
+    updated_at
+"""
+
+
 async def event_state(conn: Conn, tenant_id: str, event_id: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
-        """
-        SELECT event_id, tenant_id, pixel_id, event_name, state, attempts, reason, detail,
-               next_attempt_at, updated_at
-        FROM dispatches WHERE event_id = $1 AND tenant_id = $2
-        """,
+        f"SELECT {_STATE_COLUMNS} FROM dispatches WHERE event_id = $1 AND tenant_id = $2",
         event_id,
         tenant_id,
     )
     return row
+
+
+async def event_states(conn: Conn, tenant_id: str, event_ids: list[str]) -> list[asyncpg.Record]:
+    """Several events' states in one primary-key read; other tenants' events are left out."""
+    return list(
+        await conn.fetch(
+            f"""
+            SELECT {_STATE_COLUMNS} FROM dispatches
+            WHERE event_id = ANY($1::bpchar[]) AND tenant_id = $2
+            """,
+            event_ids,
+            tenant_id,
+        )
+    )
 
 
 _DEAD_COLUMNS = """
@@ -246,3 +262,62 @@ async def mark_expired(conn: Conn, event_ids: list[str], detail: str) -> None:
         event_ids,
         detail,
     )
+
+
+async def destination_health(conn: Conn, tenant_id: str | None) -> list[asyncpg.Record]:
+    """Destinations needing attention (breaker not closed or counting failures, or dead
+    events), one tenant's or every tenant's; the dead counts come from the DLQ's partial
+    index."""
+    return list(
+        await conn.fetch(
+            """
+            WITH dead AS (
+                SELECT tenant_id, pixel_id, count(*)::int AS dead_letters
+                FROM dispatches
+                WHERE state = 'dead' AND ($1::uuid IS NULL OR tenant_id = $1::uuid)
+                GROUP BY tenant_id, pixel_id
+            ), breakers AS (
+                SELECT tenant_id, pixel_id, state, consecutive_failures, opened_at, probe_after,
+                       last_code, last_subcode, reason
+                FROM breaker_states
+                WHERE (state <> 'closed' OR consecutive_failures > 0)
+                  AND ($1::uuid IS NULL OR tenant_id = $1::uuid)
+            )
+            SELECT tenant_id, pixel_id, coalesce(b.state, 'closed') AS state,
+                   coalesce(b.consecutive_failures, 0) AS consecutive_failures,
+                   b.opened_at, b.probe_after, b.last_code, b.last_subcode, b.reason,
+                   coalesce(d.dead_letters, 0) AS dead_letters
+            FROM breakers b FULL JOIN dead d USING (tenant_id, pixel_id)
+            ORDER BY tenant_id, pixel_id
+            """,
+            tenant_id,
+        )
+    )
+
+
+async def parameter_coverage(
+    conn: Conn, tenant_id: str, start: datetime, end: datetime
+) -> tuple[int, dict[str, int]]:
+    """A tenant's events in [start, end) by event time, and per user_data key of the stored
+    Meta server event how many carried it (absent keys are not stored: empty fields are
+    dropped when the event is serialised)."""
+    rows = await conn.fetch(
+        """
+        WITH chosen AS (
+            SELECT payload->'user_data' AS user_data FROM dispatches
+            WHERE tenant_id = $1 AND event_time >= $2 AND event_time < $3
+        )
+        SELECT NULL AS parameter, count(*)::int AS events FROM chosen
+        UNION ALL
+        SELECT key, count(*)::int
+        FROM chosen, jsonb_object_keys(
+            CASE WHEN jsonb_typeof(user_data) = 'object' THEN user_data ELSE '{}' END
+        ) AS key
+        GROUP BY key
+        """,
+        tenant_id,
+        start,
+        end,
+    )
+    total = next(r["events"] for r in rows if r["parameter"] is None)
+    return total, {r["parameter"]: r["events"] for r in rows if r["parameter"] is not None}

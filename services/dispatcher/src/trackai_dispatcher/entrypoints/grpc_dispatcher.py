@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from trackai_dispatcher.adapters import records
-from trackai_dispatcher.adapters.records import DeadFilter, page_size
+from trackai_dispatcher.adapters.records import PAGE_MAX, DeadFilter, page_size
 from trackai_dispatcher.domain.model import is_expired
 from trackai_dispatcher.service_layer.dlq import (
     DeadLetters,
@@ -34,6 +34,11 @@ _STATES = {
     "parked": pb.EVENT_STATE_PARKED,
     "dead": pb.EVENT_STATE_DEAD,
     "expired": pb.EVENT_STATE_EXPIRED,
+}
+_BREAKER_STATES = {
+    "closed": pb.BREAKER_STATE_CLOSED,
+    "open": pb.BREAKER_STATE_OPEN,
+    "half_open": pb.BREAKER_STATE_HALF_OPEN,
 }
 _OUTCOMES = {
     "sent": pb.ATTEMPT_OUTCOME_SUCCEEDED,
@@ -83,6 +88,20 @@ def _filter(message: pb.DeadLetterFilter) -> DeadFilter:
         reason=message.reason or None,
         start=message.start_time.ToDatetime(UTC) if message.HasField("start_time") else None,
         end=message.end_time.ToDatetime(UTC) if message.HasField("end_time") else None,
+    )
+
+
+def _delivery(row: asyncpg.Record) -> pb.EventDelivery:
+    return pb.EventDelivery(
+        event_id=row["event_id"],
+        tenant_id=str(row["tenant_id"]),
+        pixel_id=row["pixel_id"],
+        event_name=row["event_name"],
+        state=_STATES[row["state"]],
+        attempts=row["attempts"],
+        reason=" - ".join(p for p in (row["reason"], row["detail"]) if p),
+        next_attempt_time=_ts(row["next_attempt_at"]),
+        update_time=_ts(row["updated_at"]),
     )
 
 
@@ -152,19 +171,23 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
                 row = await records.event_state(conn, tenant, request.event_id)
         if row is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"event {request.event_id} not found")
-        return pb.GetEventStateResponse(
-            event=pb.EventDelivery(
-                event_id=row["event_id"],
-                tenant_id=str(row["tenant_id"]),
-                pixel_id=row["pixel_id"],
-                event_name=row["event_name"],
-                state=_STATES[row["state"]],
-                attempts=row["attempts"],
-                reason=" - ".join(p for p in (row["reason"], row["detail"]) if p),
-                next_attempt_time=_ts(row["next_attempt_at"]),
-                update_time=_ts(row["updated_at"]),
-            )
-        )
+        return pb.GetEventStateResponse(event=_delivery(row))
+
+    async def BatchGetEventStates(
+        self, request: pb.BatchGetEventStatesRequest, context: Context
+    ) -> pb.BatchGetEventStatesResponse:
+        try:
+            tenant = _uuid(request.tenant_id, "tenant_id")
+            if len(request.event_ids) > PAGE_MAX:
+                raise ValueError(f"at most {PAGE_MAX} event_ids")
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        wanted = [e for e in dict.fromkeys(request.event_ids) if is_event_id(e)]
+        rows = []
+        if wanted:
+            async with self._pool.acquire() as conn:
+                rows = await records.event_states(conn, tenant, wanted)
+        return pb.BatchGetEventStatesResponse(events=[_delivery(row) for row in rows])
 
     async def ListDeadLetters(
         self, request: pb.ListDeadLettersRequest, context: Context
@@ -243,4 +266,54 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
             skipped_already_sent=result.skipped_sent,
             expired=result.skipped_expired,
             selected=result.selected,
+        )
+
+    async def ListDestinationHealth(
+        self, request: pb.ListDestinationHealthRequest, context: Context
+    ) -> pb.ListDestinationHealthResponse:
+        try:
+            tenant = _uuid(request.tenant_id, "tenant_id") if request.tenant_id else None
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        async with self._pool.acquire() as conn:
+            rows = await records.destination_health(conn, tenant)
+        return pb.ListDestinationHealthResponse(
+            destinations=[
+                pb.DestinationHealth(
+                    tenant_id=str(row["tenant_id"]),
+                    pixel_id=row["pixel_id"],
+                    breaker_state=_BREAKER_STATES[row["state"]],
+                    consecutive_failures=row["consecutive_failures"],
+                    last_code=row["last_code"] or 0,
+                    last_subcode=row["last_subcode"] or 0,
+                    reason=row["reason"] or "",
+                    opened_time=_ts(row["opened_at"]),
+                    probe_time=_ts(row["probe_after"]),
+                    dead_letters=row["dead_letters"],
+                )
+                for row in rows
+            ]
+        )
+
+    async def GetParameterCoverage(
+        self, request: pb.GetParameterCoverageRequest, context: Context
+    ) -> pb.GetParameterCoverageResponse:
+        try:
+            tenant = _uuid(request.tenant_id, "tenant_id")
+            if not (request.HasField("start_time") and request.HasField("end_time")):
+                raise ValueError("start_time and end_time are required")
+            start = request.start_time.ToDatetime(UTC)
+            end = request.end_time.ToDatetime(UTC)
+            if start >= end:
+                raise ValueError("start_time must be before end_time")
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        async with self._pool.acquire() as conn:
+            events, carried = await records.parameter_coverage(conn, tenant, start, end)
+        return pb.GetParameterCoverageResponse(
+            events=events,
+            parameters=[
+                pb.ParameterCoverage(parameter=key, events=count)
+                for key, count in sorted(carried.items())
+            ],
         )

@@ -129,6 +129,29 @@ async def by_conversion_id(
     return _row(row) if row is not None else None
 
 
+async def by_conversion_ids(
+    pool: asyncpg.Pool, tenant_id: str, conversion_ids: Sequence[str]
+) -> list[tuple[str, SummaryRow]]:
+    """``by_conversion_id`` for several conversions in one statement: (requested id, row)."""
+    rows = await pool.fetch(
+        """
+        SELECT c.requested, s.* FROM unnest($2::uuid[]) AS c(requested)
+        CROSS JOIN LATERAL ("""  # noqa: S608 - constant SQL fragments, values are bound parameters
+        + _SELECT
+        + """
+            WHERE d.tenant_id = $1 AND (d.conversion_id = c.requested OR d.match_id = (
+                SELECT id FROM matcher.matches
+                WHERE conversion_id = c.requested AND tenant_id = $1 LIMIT 1))
+            ORDER BY (d.conversion_id = c.requested) DESC NULLS LAST, d.registered_at DESC
+            LIMIT 1
+        ) s
+        """,
+        tenant_id,
+        list(conversion_ids),
+    )
+    return [(str(r["requested"]), _row(r)) for r in rows]
+
+
 @dataclass(frozen=True)
 class DayStats:
     day: dt.date

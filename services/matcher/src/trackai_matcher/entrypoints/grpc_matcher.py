@@ -122,6 +122,20 @@ class MatcherServicer(pb_grpc.MatcherServiceServicer):
         )
         return pb.ExplainMatchResponse(explanation=explanation(row))
 
+    async def BatchGetMatches(
+        self, request: pb.BatchGetMatchesRequest, context: Context
+    ) -> pb.BatchGetMatchesResponse:
+        found = await _call(
+            context,
+            lambda: self._queries.by_conversions(request.tenant_id, request.conversion_ids),
+        )
+        return pb.BatchGetMatchesResponse(
+            matches=[
+                pb.ConversionMatch(conversion_id=requested, summary=summary(row))
+                for requested, row in found
+            ]
+        )
+
     async def ListMatches(
         self, request: pb.ListMatchesRequest, context: Context
     ) -> pb.ListMatchesResponse:

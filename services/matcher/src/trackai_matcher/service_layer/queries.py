@@ -17,6 +17,8 @@ from trackai_matcher.domain.model import Stage
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+#: Conversions per BatchGetMatches call.
+MAX_BATCH = 500
 MAX_STATS_DAYS = 366
 
 
@@ -104,6 +106,21 @@ class MatchQueries:
         if row is None:
             raise NotFound("no match recorded for that conversion")
         return row
+
+    async def by_conversions(
+        self, tenant_id: str, conversion_ids: Sequence[str]
+    ) -> list[tuple[str, reports.SummaryRow]]:
+        """The match of each conversion that has one (malformed ids have none)."""
+        t = tenant(tenant_id)
+        if len(conversion_ids) > MAX_BATCH:
+            raise InvalidArgument(f"conversion_ids: at most {MAX_BATCH}")
+        wanted = []
+        for value in dict.fromkeys(conversion_ids):
+            try:
+                wanted.append(str(uuid.UUID(value)))
+            except ValueError:
+                continue
+        return await reports.by_conversion_ids(self._pool, t, wanted) if wanted else []
 
     async def stats(self, tenant_id: str, start_day: str, end_day: str) -> list[reports.DayStats]:
         t = tenant(tenant_id)

@@ -61,6 +61,32 @@ EVENT_STATE_EXPIRED: EventState.ValueType  # 6
 """Past Meta's 7-day limit; will never be sent."""
 Global___EventState: _TypeAlias = EventState  # noqa: Y015
 
+class _BreakerState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BreakerStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BreakerState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BREAKER_STATE_UNSPECIFIED: _BreakerState.ValueType  # 0
+    BREAKER_STATE_CLOSED: _BreakerState.ValueType  # 1
+    """Delivering; failures may be counting towards the threshold."""
+    BREAKER_STATE_OPEN: _BreakerState.ValueType  # 2
+    """Not delivering: events are parked until the cool-down ends."""
+    BREAKER_STATE_HALF_OPEN: _BreakerState.ValueType  # 3
+    """One batch is probing whether Meta accepts again."""
+
+class BreakerState(_BreakerState, metaclass=_BreakerStateEnumTypeWrapper):
+    """BreakerState is a destination's circuit breaker."""
+
+BREAKER_STATE_UNSPECIFIED: BreakerState.ValueType  # 0
+BREAKER_STATE_CLOSED: BreakerState.ValueType  # 1
+"""Delivering; failures may be counting towards the threshold."""
+BREAKER_STATE_OPEN: BreakerState.ValueType  # 2
+"""Not delivering: events are parked until the cool-down ends."""
+BREAKER_STATE_HALF_OPEN: BreakerState.ValueType  # 3
+"""One batch is probing whether Meta accepts again."""
+Global___BreakerState: _TypeAlias = BreakerState  # noqa: Y015
+
 class _AttemptOutcome:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -409,6 +435,51 @@ class GetEventStateResponse(_message.Message):
 Global___GetEventStateResponse: _TypeAlias = GetEventStateResponse  # noqa: Y015
 
 @_typing.final
+class BatchGetEventStatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_IDS_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    @_builtins.property
+    def event_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        event_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_ids", b"event_ids", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetEventStatesRequest: _TypeAlias = BatchGetEventStatesRequest  # noqa: Y015
+
+@_typing.final
+class BatchGetEventStatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventDelivery]:
+        """In no particular order; only the tenant's known events."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___EventDelivery] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetEventStatesResponse: _TypeAlias = BatchGetEventStatesResponse  # noqa: Y015
+
+@_typing.final
 class ListDeadLettersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -528,3 +599,185 @@ class ReplayDeadLettersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReplayDeadLettersResponse: _TypeAlias = ReplayDeadLettersResponse  # noqa: Y015
+
+@_typing.final
+class DestinationHealth(_message.Message):
+    """DestinationHealth is one Meta destination's delivery health."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    PIXEL_ID_FIELD_NUMBER: _builtins.int
+    BREAKER_STATE_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
+    LAST_CODE_FIELD_NUMBER: _builtins.int
+    LAST_SUBCODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OPENED_TIME_FIELD_NUMBER: _builtins.int
+    PROBE_TIME_FIELD_NUMBER: _builtins.int
+    DEAD_LETTERS_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    pixel_id: _builtins.str
+    breaker_state: Global___BreakerState.ValueType
+    consecutive_failures: _builtins.int
+    """Consecutive failures counted by the breaker."""
+    last_code: _builtins.int
+    """Meta error code and subcode of the last failure; 0 when absent."""
+    last_subcode: _builtins.int
+    reason: _builtins.str
+    """Why the breaker last opened or failed (Meta's message); empty when unknown."""
+    dead_letters: _builtins.int
+    """Events of this destination in the dead-letter queue."""
+    @_builtins.property
+    def opened_time(self) -> _timestamp_pb2.Timestamp:
+        """Set while open or half-open."""
+
+    @_builtins.property
+    def probe_time(self) -> _timestamp_pb2.Timestamp:
+        """When the next probe may run; set while open."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        pixel_id: _builtins.str = ...,
+        breaker_state: Global___BreakerState.ValueType = ...,
+        consecutive_failures: _builtins.int = ...,
+        last_code: _builtins.int = ...,
+        last_subcode: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        opened_time: _timestamp_pb2.Timestamp | None = ...,
+        probe_time: _timestamp_pb2.Timestamp | None = ...,
+        dead_letters: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["opened_time", b"opened_time", "probe_time", b"probe_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker_state", b"breaker_state", "consecutive_failures", b"consecutive_failures", "dead_letters", b"dead_letters", "last_code", b"last_code", "last_subcode", b"last_subcode", "opened_time", b"opened_time", "pixel_id", b"pixel_id", "probe_time", b"probe_time", "reason", b"reason", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DestinationHealth: _TypeAlias = DestinationHealth  # noqa: Y015
+
+@_typing.final
+class ListDestinationHealthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """Empty for every tenant."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDestinationHealthRequest: _TypeAlias = ListDestinationHealthRequest  # noqa: Y015
+
+@_typing.final
+class ListDestinationHealthResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESTINATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def destinations(self) -> _containers.RepeatedCompositeFieldContainer[Global___DestinationHealth]:
+        """By tenant, then pixel."""
+
+    def __init__(
+        self,
+        *,
+        destinations: _abc.Iterable[Global___DestinationHealth] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destinations", b"destinations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDestinationHealthResponse: _TypeAlias = ListDestinationHealthResponse  # noqa: Y015
+
+@_typing.final
+class GetParameterCoverageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Event time in [start_time, end_time); both required."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetParameterCoverageRequest: _TypeAlias = GetParameterCoverageRequest  # noqa: Y015
+
+@_typing.final
+class ParameterCoverage(_message.Message):
+    """ParameterCoverage is how many events carried one user_data parameter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARAMETER_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    parameter: _builtins.str
+    """Meta's user_data key: "em", "ph", "fn", "ln", "ct", "st", "zp", "country", "db", "ge",
+    "external_id", "client_ip_address", "client_user_agent", "fbc", "fbp".
+    """
+    events: _builtins.int
+    def __init__(
+        self,
+        *,
+        parameter: _builtins.str = ...,
+        events: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "parameter", b"parameter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParameterCoverage: _TypeAlias = ParameterCoverage  # noqa: Y015
+
+@_typing.final
+class GetParameterCoverageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    events: _builtins.int
+    """Events in the range."""
+    @_builtins.property
+    def parameters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParameterCoverage]:
+        """Parameters carried by at least one event, by name."""
+
+    def __init__(
+        self,
+        *,
+        events: _builtins.int = ...,
+        parameters: _abc.Iterable[Global___ParameterCoverage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "parameters", b"parameters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetParameterCoverageResponse: _TypeAlias = GetParameterCoverageResponse  # noqa: Y015

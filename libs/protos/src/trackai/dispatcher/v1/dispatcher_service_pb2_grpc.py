@@ -46,6 +46,11 @@ class DispatcherServiceStub:
                 request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetEventStateRequest.SerializeToString,
                 response_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetEventStateResponse.FromString,
                 _registered_method=True)
+        self.BatchGetEventStates = channel.unary_unary(
+                '/trackai.dispatcher.v1.DispatcherService/BatchGetEventStates',
+                request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesRequest.SerializeToString,
+                response_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesResponse.FromString,
+                _registered_method=True)
         self.ListDeadLetters = channel.unary_unary(
                 '/trackai.dispatcher.v1.DispatcherService/ListDeadLetters',
                 request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDeadLettersRequest.SerializeToString,
@@ -55,6 +60,16 @@ class DispatcherServiceStub:
                 '/trackai.dispatcher.v1.DispatcherService/ReplayDeadLetters',
                 request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ReplayDeadLettersRequest.SerializeToString,
                 response_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ListDestinationHealth = channel.unary_unary(
+                '/trackai.dispatcher.v1.DispatcherService/ListDestinationHealth',
+                request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDestinationHealthRequest.SerializeToString,
+                response_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDestinationHealthResponse.FromString,
+                _registered_method=True)
+        self.GetParameterCoverage = channel.unary_unary(
+                '/trackai.dispatcher.v1.DispatcherService/GetParameterCoverage',
+                request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetParameterCoverageRequest.SerializeToString,
+                response_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetParameterCoverageResponse.FromString,
                 _registered_method=True)
 
 
@@ -77,6 +92,15 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchGetEventStates(self, request, context):
+        """BatchGetEventStates returns where each of up to 500 events stands, in one read (a page of
+        the console's events list); unknown ids and other tenants' events are left out.
+        INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDeadLetters(self, request, context):
         """ListDeadLetters pages through dead events with their reasons, newest first.
         """
@@ -87,6 +111,25 @@ class DispatcherServiceServicer:
     def ReplayDeadLetters(self, request, context):
         """ReplayDeadLetters re-enqueues dead events. Idempotent: events already sent are not sent
         again; events past Meta's 7-day limit are marked expired instead. Records who replayed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDestinationHealth(self, request, context):
+        """ListDestinationHealth returns the Meta destinations (tenant and pixel) that need attention:
+        a breaker not closed, failures counted towards opening it, or events in the dead-letter
+        queue. A destination delivering normally is absent. An empty tenant_id lists every tenant's
+        (the operators' health view). INVALID_ARGUMENT for a malformed tenant id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetParameterCoverage(self, request, context):
+        """GetParameterCoverage counts a tenant's events (by event time) and, per customer-information
+        parameter of the server event sent to Meta (em, ph, fbc, client_ip_address, ...), how many
+        carried it. INVALID_ARGUMENT for a malformed tenant id or a missing or inverted range.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,6 +148,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetEventStateRequest.FromString,
                     response_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetEventStateResponse.SerializeToString,
             ),
+            'BatchGetEventStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetEventStates,
+                    request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesRequest.FromString,
+                    response_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesResponse.SerializeToString,
+            ),
             'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeadLetters,
                     request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDeadLettersRequest.FromString,
@@ -114,6 +162,16 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.ReplayDeadLetters,
                     request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ReplayDeadLettersRequest.FromString,
                     response_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
+            'ListDestinationHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDestinationHealth,
+                    request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDestinationHealthRequest.FromString,
+                    response_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDestinationHealthResponse.SerializeToString,
+            ),
+            'GetParameterCoverage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetParameterCoverage,
+                    request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetParameterCoverageRequest.FromString,
+                    response_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetParameterCoverageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +241,33 @@ class DispatcherService:
             _registered_method=True)
 
     @staticmethod
+    def BatchGetEventStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.dispatcher.v1.DispatcherService/BatchGetEventStates',
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesRequest.SerializeToString,
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListDeadLetters(request,
             target,
             options=(),
@@ -226,6 +311,60 @@ class DispatcherService:
             '/trackai.dispatcher.v1.DispatcherService/ReplayDeadLetters',
             trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ReplayDeadLettersRequest.SerializeToString,
             trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ReplayDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDestinationHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.dispatcher.v1.DispatcherService/ListDestinationHealth',
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDestinationHealthRequest.SerializeToString,
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDestinationHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetParameterCoverage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.dispatcher.v1.DispatcherService/GetParameterCoverage',
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetParameterCoverageRequest.SerializeToString,
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.GetParameterCoverageResponse.FromString,
             options,
             channel_credentials,
             insecure,

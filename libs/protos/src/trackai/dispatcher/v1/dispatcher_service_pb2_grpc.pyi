@@ -41,11 +41,27 @@ class DispatcherServiceStub:
     """ListAttempts pages through recorded attempts (one row per event per attempt), newest first."""
     GetEventState: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.GetEventStateRequest, _dispatcher_service_pb2.GetEventStateResponse]
     """GetEventState returns where one event stands. NOT_FOUND when unknown."""
+    BatchGetEventStates: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.BatchGetEventStatesRequest, _dispatcher_service_pb2.BatchGetEventStatesResponse]
+    """BatchGetEventStates returns where each of up to 500 events stands, in one read (a page of
+    the console's events list); unknown ids and other tenants' events are left out.
+    INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+    """
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ListDeadLettersRequest, _dispatcher_service_pb2.ListDeadLettersResponse]
     """ListDeadLetters pages through dead events with their reasons, newest first."""
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ReplayDeadLettersRequest, _dispatcher_service_pb2.ReplayDeadLettersResponse]
     """ReplayDeadLetters re-enqueues dead events. Idempotent: events already sent are not sent
     again; events past Meta's 7-day limit are marked expired instead. Records who replayed.
+    """
+    ListDestinationHealth: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ListDestinationHealthRequest, _dispatcher_service_pb2.ListDestinationHealthResponse]
+    """ListDestinationHealth returns the Meta destinations (tenant and pixel) that need attention:
+    a breaker not closed, failures counted towards opening it, or events in the dead-letter
+    queue. A destination delivering normally is absent. An empty tenant_id lists every tenant's
+    (the operators' health view). INVALID_ARGUMENT for a malformed tenant id.
+    """
+    GetParameterCoverage: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.GetParameterCoverageRequest, _dispatcher_service_pb2.GetParameterCoverageResponse]
+    """GetParameterCoverage counts a tenant's events (by event time) and, per customer-information
+    parameter of the server event sent to Meta (em, ph, fbc, client_ip_address, ...), how many
+    carried it. INVALID_ARGUMENT for a malformed tenant id or a missing or inverted range.
     """
 
 @_typing.type_check_only
@@ -59,11 +75,27 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """ListAttempts pages through recorded attempts (one row per event per attempt), newest first."""
     GetEventState: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.GetEventStateRequest, _dispatcher_service_pb2.GetEventStateResponse]  # type: ignore[assignment]
     """GetEventState returns where one event stands. NOT_FOUND when unknown."""
+    BatchGetEventStates: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.BatchGetEventStatesRequest, _dispatcher_service_pb2.BatchGetEventStatesResponse]  # type: ignore[assignment]
+    """BatchGetEventStates returns where each of up to 500 events stands, in one read (a page of
+    the console's events list); unknown ids and other tenants' events are left out.
+    INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+    """
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ListDeadLettersRequest, _dispatcher_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
     """ListDeadLetters pages through dead events with their reasons, newest first."""
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ReplayDeadLettersRequest, _dispatcher_service_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
     """ReplayDeadLetters re-enqueues dead events. Idempotent: events already sent are not sent
     again; events past Meta's 7-day limit are marked expired instead. Records who replayed.
+    """
+    ListDestinationHealth: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ListDestinationHealthRequest, _dispatcher_service_pb2.ListDestinationHealthResponse]  # type: ignore[assignment]
+    """ListDestinationHealth returns the Meta destinations (tenant and pixel) that need attention:
+    a breaker not closed, failures counted towards opening it, or events in the dead-letter
+    queue. A destination delivering normally is absent. An empty tenant_id lists every tenant's
+    (the operators' health view). INVALID_ARGUMENT for a malformed tenant id.
+    """
+    GetParameterCoverage: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.GetParameterCoverageRequest, _dispatcher_service_pb2.GetParameterCoverageResponse]  # type: ignore[assignment]
+    """GetParameterCoverage counts a tenant's events (by event time) and, per customer-information
+    parameter of the server event sent to Meta (em, ph, fbc, client_ip_address, ...), how many
+    carried it. INVALID_ARGUMENT for a malformed tenant id or a missing or inverted range.
     """
 
 class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -88,6 +120,17 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         """GetEventState returns where one event stands. NOT_FOUND when unknown."""
 
     @_abc_1.abstractmethod
+    def BatchGetEventStates(
+        self,
+        request: _dispatcher_service_pb2.BatchGetEventStatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_service_pb2.BatchGetEventStatesResponse, _abc.Awaitable[_dispatcher_service_pb2.BatchGetEventStatesResponse]]:
+        """BatchGetEventStates returns where each of up to 500 events stands, in one read (a page of
+        the console's events list); unknown ids and other tenants' events are left out.
+        INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+        """
+
+    @_abc_1.abstractmethod
     def ListDeadLetters(
         self,
         request: _dispatcher_service_pb2.ListDeadLettersRequest,
@@ -103,6 +146,29 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_dispatcher_service_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_dispatcher_service_pb2.ReplayDeadLettersResponse]]:
         """ReplayDeadLetters re-enqueues dead events. Idempotent: events already sent are not sent
         again; events past Meta's 7-day limit are marked expired instead. Records who replayed.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDestinationHealth(
+        self,
+        request: _dispatcher_service_pb2.ListDestinationHealthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_service_pb2.ListDestinationHealthResponse, _abc.Awaitable[_dispatcher_service_pb2.ListDestinationHealthResponse]]:
+        """ListDestinationHealth returns the Meta destinations (tenant and pixel) that need attention:
+        a breaker not closed, failures counted towards opening it, or events in the dead-letter
+        queue. A destination delivering normally is absent. An empty tenant_id lists every tenant's
+        (the operators' health view). INVALID_ARGUMENT for a malformed tenant id.
+        """
+
+    @_abc_1.abstractmethod
+    def GetParameterCoverage(
+        self,
+        request: _dispatcher_service_pb2.GetParameterCoverageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_service_pb2.GetParameterCoverageResponse, _abc.Awaitable[_dispatcher_service_pb2.GetParameterCoverageResponse]]:
+        """GetParameterCoverage counts a tenant's events (by event time) and, per customer-information
+        parameter of the server event sent to Meta (em, ph, fbc, client_ip_address, ...), how many
+        carried it. INVALID_ARGUMENT for a malformed tenant id or a missing or inverted range.
         """
 
 def add_DispatcherServiceServicer_to_server(servicer: DispatcherServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

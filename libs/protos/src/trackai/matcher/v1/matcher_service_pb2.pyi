@@ -238,6 +238,79 @@ class DailyMatchStats(_message.Message):
 Global___DailyMatchStats: _TypeAlias = DailyMatchStats  # noqa: Y015
 
 @_typing.final
+class BatchGetMatchesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    CONVERSION_IDS_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    @_builtins.property
+    def conversion_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        conversion_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversion_ids", b"conversion_ids", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetMatchesRequest: _TypeAlias = BatchGetMatchesRequest  # noqa: Y015
+
+@_typing.final
+class ConversionMatch(_message.Message):
+    """ConversionMatch is the match a conversion led to (its summary's conversion_id may be another
+    message of the same order: a pending pix whose Purchase came with the approval).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSION_ID_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    conversion_id: _builtins.str
+    """As requested."""
+    @_builtins.property
+    def summary(self) -> Global___MatchSummary: ...
+    def __init__(
+        self,
+        *,
+        conversion_id: _builtins.str = ...,
+        summary: Global___MatchSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["summary", b"summary"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversion_id", b"conversion_id", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConversionMatch: _TypeAlias = ConversionMatch  # noqa: Y015
+
+@_typing.final
+class BatchGetMatchesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MATCHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def matches(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConversionMatch]:
+        """In no particular order."""
+
+    def __init__(
+        self,
+        *,
+        matches: _abc.Iterable[Global___ConversionMatch] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["matches", b"matches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetMatchesResponse: _TypeAlias = BatchGetMatchesResponse  # noqa: Y015
+
+@_typing.final
 class ExplainMatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

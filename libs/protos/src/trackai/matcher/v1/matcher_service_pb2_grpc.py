@@ -40,6 +40,11 @@ class MatcherServiceStub:
                 request_serializer=trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.ExplainMatchRequest.SerializeToString,
                 response_deserializer=trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.ExplainMatchResponse.FromString,
                 _registered_method=True)
+        self.BatchGetMatches = channel.unary_unary(
+                '/trackai.matcher.v1.MatcherService/BatchGetMatches',
+                request_serializer=trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.BatchGetMatchesRequest.SerializeToString,
+                response_deserializer=trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.BatchGetMatchesResponse.FromString,
+                _registered_method=True)
         self.ListMatches = channel.unary_unary(
                 '/trackai.matcher.v1.MatcherService/ListMatches',
                 request_serializer=trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.ListMatchesRequest.SerializeToString,
@@ -63,6 +68,16 @@ class MatcherServiceServicer:
 
     def ExplainMatch(self, request, context):
         """ExplainMatch shows how one conversion was matched. NOT_FOUND when not matched yet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetMatches(self, request, context):
+        """BatchGetMatches returns, in one read, the match summary of each of up to 500 conversions,
+        found as ExplainMatch finds one by conversion_id (a page of the console's events list);
+        conversions without a recorded match, and other tenants', are left out.
+        INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +111,11 @@ def add_MatcherServiceServicer_to_server(servicer, server):
                     servicer.ExplainMatch,
                     request_deserializer=trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.ExplainMatchRequest.FromString,
                     response_serializer=trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.ExplainMatchResponse.SerializeToString,
+            ),
+            'BatchGetMatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetMatches,
+                    request_deserializer=trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.BatchGetMatchesRequest.FromString,
+                    response_serializer=trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.BatchGetMatchesResponse.SerializeToString,
             ),
             'ListMatches': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMatches,
@@ -141,6 +161,33 @@ class MatcherService:
             '/trackai.matcher.v1.MatcherService/ExplainMatch',
             trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.ExplainMatchRequest.SerializeToString,
             trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.ExplainMatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetMatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.matcher.v1.MatcherService/BatchGetMatches',
+            trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.BatchGetMatchesRequest.SerializeToString,
+            trackai_dot_matcher_dot_v1_dot_matcher__service__pb2.BatchGetMatchesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,12 @@ class MatcherServiceStub:
     def __new__(cls, channel: _aio.Channel) -> MatcherServiceAsyncStub: ...
     ExplainMatch: _grpc.UnaryUnaryMultiCallable[_matcher_service_pb2.ExplainMatchRequest, _matcher_service_pb2.ExplainMatchResponse]
     """ExplainMatch shows how one conversion was matched. NOT_FOUND when not matched yet."""
+    BatchGetMatches: _grpc.UnaryUnaryMultiCallable[_matcher_service_pb2.BatchGetMatchesRequest, _matcher_service_pb2.BatchGetMatchesResponse]
+    """BatchGetMatches returns, in one read, the match summary of each of up to 500 conversions,
+    found as ExplainMatch finds one by conversion_id (a page of the console's events list);
+    conversions without a recorded match, and other tenants', are left out.
+    INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+    """
     ListMatches: _grpc.UnaryUnaryMultiCallable[_matcher_service_pb2.ListMatchesRequest, _matcher_service_pb2.ListMatchesResponse]
     """ListMatches pages through a tenant's match results, newest conversion first (export)."""
     ListReviewMatches: _grpc.UnaryUnaryMultiCallable[_matcher_service_pb2.ListReviewMatchesRequest, _matcher_service_pb2.ListReviewMatchesResponse]
@@ -51,6 +57,12 @@ class MatcherServiceAsyncStub(MatcherServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ExplainMatch: _aio.UnaryUnaryMultiCallable[_matcher_service_pb2.ExplainMatchRequest, _matcher_service_pb2.ExplainMatchResponse]  # type: ignore[assignment]
     """ExplainMatch shows how one conversion was matched. NOT_FOUND when not matched yet."""
+    BatchGetMatches: _aio.UnaryUnaryMultiCallable[_matcher_service_pb2.BatchGetMatchesRequest, _matcher_service_pb2.BatchGetMatchesResponse]  # type: ignore[assignment]
+    """BatchGetMatches returns, in one read, the match summary of each of up to 500 conversions,
+    found as ExplainMatch finds one by conversion_id (a page of the console's events list);
+    conversions without a recorded match, and other tenants', are left out.
+    INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+    """
     ListMatches: _aio.UnaryUnaryMultiCallable[_matcher_service_pb2.ListMatchesRequest, _matcher_service_pb2.ListMatchesResponse]  # type: ignore[assignment]
     """ListMatches pages through a tenant's match results, newest conversion first (export)."""
     ListReviewMatches: _aio.UnaryUnaryMultiCallable[_matcher_service_pb2.ListReviewMatchesRequest, _matcher_service_pb2.ListReviewMatchesResponse]  # type: ignore[assignment]
@@ -68,6 +80,18 @@ class MatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_matcher_service_pb2.ExplainMatchResponse, _abc.Awaitable[_matcher_service_pb2.ExplainMatchResponse]]:
         """ExplainMatch shows how one conversion was matched. NOT_FOUND when not matched yet."""
+
+    @_abc_1.abstractmethod
+    def BatchGetMatches(
+        self,
+        request: _matcher_service_pb2.BatchGetMatchesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_matcher_service_pb2.BatchGetMatchesResponse, _abc.Awaitable[_matcher_service_pb2.BatchGetMatchesResponse]]:
+        """BatchGetMatches returns, in one read, the match summary of each of up to 500 conversions,
+        found as ExplainMatch finds one by conversion_id (a page of the console's events list);
+        conversions without a recorded match, and other tenants', are left out.
+        INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+        """
 
     @_abc_1.abstractmethod
     def ListMatches(
