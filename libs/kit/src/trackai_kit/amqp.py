@@ -22,7 +22,7 @@ import aio_pika.abc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from trackai_kit.logging import get_logger
+from trackai_kit.logging import clear_context, get_logger
 from trackai_kit.settings import AmqpSettings
 from trackai_kit.telemetry import exported_span, extract_context, inject_headers
 from trackai_kit.topology import Topology, retry_queue_name
@@ -320,6 +320,9 @@ def _acknowledging(
     client: AmqpClient, queue: str, handler: Handler, retry: RetryPolicy | None
 ) -> Callable[[IncomingMessage], Awaitable[None]]:
     async def on_message(message: IncomingMessage) -> None:
+        # What a handler binds (tenant, event) labels this message's log lines and Sentry
+        # events only.
+        clear_context()
         context = extract_context(message.headers or {})
         with tracer.start_as_current_span(
             f"{queue} process",

@@ -688,6 +688,11 @@ class Dispatcher:
     def _notify(self, batch: _Batch) -> None:
         if not batch.statuses:
             return
+        for event_id, state, reason in batch.statuses:
+            if state is State.DEAD:
+                # Committed: the sale will not reach Meta unless someone replays it (Sentry).
+                log.error("conversion dead; it will not reach Meta", event_id=event_id,
+                          tenant_id=batch.destination.tenant_id, reason=reason)  # fmt: skip
         task = asyncio.create_task(self._publish_statuses(batch.destination, batch.statuses))
         batch.statuses = []
         self._notifying.add(task)
