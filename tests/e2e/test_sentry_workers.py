@@ -10,7 +10,9 @@ production:
 - the matcher's ``consume``: a poison ``IngestEvent`` (a sale without an order id) is
   dead-lettered;
 - the dispatcher's ``consume``: Meta answers 500 past the retry ladder, the conversion is dead;
-- the provisioner (gRPC tenant registry): its database fails while a gateway secret is stored.
+- the provisioner (gRPC tenant registry): its database fails while a gateway secret is stored;
+- the agent (gRPC): its database fails under the console's call for a seller's conversation;
+- the console: a signed-in seller's page fails on the console's database (500).
 
 Each event must carry the ``service`` tag, the release and environment the process was given,
 the ``tenant_id`` tag (and ``event_id`` where the process knows the event: the dispatcher), and
@@ -25,6 +27,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -34,12 +37,16 @@ from typing import Any
 
 import aio_pika
 import asyncpg
+import grpc
 import httpx
 import pytest
 
 from tests.e2e.conftest import Stack
 from tests.e2e.test_purchase_flow import META_TOKEN, PIXEL_ID, _kiwify_webhook, _trackai, _wait_for
+from trackai.agent.v1 import agent_service_pb2 as agent_pb
+from trackai.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from trackai.ingestion.v1 import events_pb2 as ingest
+from trackai_kit.grpc import client_channel, local_dev_token
 from trackai_kit.identity import event_id
 from trackai_kit.topology import INGEST_EVENTS
 from trackai_sandbox.sentry import SentrySink
@@ -51,6 +58,8 @@ _RUN = uuid.uuid4().hex[:12]
 #: The tenant's secrets, unique to this run so that finding one can only mean a leak.
 KIWIFY_SECRET = "kiwi" + _RUN + "secret"
 RELEASE = f"trackai@sentry-{_RUN}"
+SELLER = f"dona.{_RUN}@lojasentry.com.br"
+PASSWORD = "senha-da-loja-sentry-" + _RUN
 READY_S = 150.0
 #: A failure reaches the sink within this (processes on a loaded two-core machine; the relay's
 #: report needs five failed publishes, about 8 s of its back-off).
@@ -158,6 +167,17 @@ def _sql(database_url: str, statement: str) -> None:
     asyncio.run(run())
 
 
+async def _current_session(port: int, tenant_id: str) -> grpc.StatusCode:
+    """The console's call for a seller's open conversation; the status it ends with."""
+    async with client_channel(f"127.0.0.1:{port}", local_dev_token("console")) as channel:
+        stub = agent_grpc.AgentServiceStub(channel)
+        try:
+            await stub.GetCurrentSession(agent_pb.GetCurrentSessionRequest(tenant_id=tenant_id))
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
+
+
 @pytest.fixture
 def sink() -> Iterator[SentrySink]:
     with SentrySink() as running:
@@ -232,6 +252,41 @@ def test_every_worker_reports_its_failures_tagged_and_without_secrets_or_persona
     finally:
         _sql(database_url, "ALTER TABLE provisioner.tenants_gone RENAME TO tenants")
     _assert_tagged(registry, "provisioner", tenant_id)
+
+    # The agent: its database fails under the console's call for the seller's conversation.
+    agent = stack.start("agent")
+    stack.wait_ready(agent, READY_S)
+    stack.env["AGENT_GRPC_TARGET"] = f"127.0.0.1:{agent.grpc_port}"
+    _sql(database_url, "ALTER TABLE agent.sessions RENAME TO sessions_gone")
+    try:
+        code = asyncio.run(_current_session(agent.grpc_port or 0, tenant_id))
+        assert code == grpc.StatusCode.INTERNAL, code
+        chat = _wait_event(sink, "agent", "unhandled error in gRPC call")
+    finally:
+        _sql(database_url, "ALTER TABLE agent.sessions_gone RENAME TO sessions")
+    _assert_tagged(chat, "agent", tenant_id)
+
+    # The console: a signed-in seller opens the setup wizard while its table is gone.
+    console = stack.start("console")
+    stack.wait_ready(console, READY_S)
+    stack.env["CONSOLE_GRPC_TARGET"] = f"127.0.0.1:{console.grpc_port}"
+    _trackai(stack, "user", "create", "--email", SELLER, "--role", "seller", "--tenant",
+             tenant_id, "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    with httpx.Client(base_url=console.http, timeout=30) as client:
+        form = client.get("/entrar")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token, form.text
+        signed = client.post(
+            "/entrar", data={"email": SELLER, "senha": PASSWORD, "csrf_token": token.group(1)}
+        )
+        assert signed.status_code == 303, signed.text
+        _sql(database_url, "ALTER TABLE console.setup_wizards RENAME TO setup_wizards_gone")
+        try:
+            assert client.get("/configuracao").status_code == 500
+            page = _wait_event(sink, "console", "unhandled error in request")
+        finally:
+            _sql(database_url, "ALTER TABLE console.setup_wizards_gone RENAME TO setup_wizards")
+    _assert_tagged(page, "console", tenant_id)
 
     received = sink.items()
     dumped = json.dumps(received)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import grpc
 import grpc.aio
@@ -205,7 +205,8 @@ class UnhandledErrorInterceptor(grpc.aio.ServerInterceptor):
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
         if handler.unary_unary:
-            inner = handler.unary_unary
+            # Typed by grpc's stubs for sync servers; ours are grpc.aio coroutines.
+            inner = cast(Callable[..., Awaitable[Any]], handler.unary_unary)
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 try:
@@ -217,7 +218,7 @@ class UnhandledErrorInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
         if handler.unary_stream:
-            inner_stream = handler.unary_stream
+            inner_stream = cast(Callable[..., AsyncIterator[Any]], handler.unary_stream)
 
             async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 try:
