@@ -28,7 +28,7 @@ from trackai_dispatcher.service_layer.delivery import (
 )
 from trackai_kit.amqp import AmqpClient, RetryPolicy
 from trackai_kit.logging import get_logger
-from trackai_kit.telemetry import get_meter
+from trackai_kit.telemetry import extract_context, get_meter, spans_exported
 
 log = get_logger(__name__)
 _meter = get_meter("trackai.dispatcher")
@@ -75,7 +75,9 @@ class ConsumerTask:
 
     async def __call__(self, stop: asyncio.Event) -> None:
         def on_delivery(request: matcher_pb.DispatchRequest, copy: int, receipt: Receipt) -> None:
-            batcher.add(destination_of(request), Pending(Delivery(request, copy), receipt))
+            headers = receipt.message.headers or {}
+            context = extract_context(headers) if spans_exported() else None
+            batcher.add(destination_of(request), Pending(Delivery(request, copy), receipt, context))
 
         consumer = DispatchConsumer(
             self._amqp, self._url, self._prefetch, on_delivery, retry=self._retry
