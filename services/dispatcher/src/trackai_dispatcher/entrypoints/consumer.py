@@ -26,9 +26,10 @@ from trackai_dispatcher.service_layer.delivery import (
     Disposition,
     Notifier,
 )
-from trackai_kit.amqp import AmqpClient, RetryPolicy
+from trackai_kit.amqp import AmqpClient, RetryPolicy, record_lag
 from trackai_kit.logging import get_logger
 from trackai_kit.telemetry import extract_context, get_meter, spans_exported
+from trackai_kit.topology import CAPI_DISPATCH
 
 log = get_logger(__name__)
 _meter = get_meter("trackai.dispatcher")
@@ -76,6 +77,8 @@ class ConsumerTask:
     async def __call__(self, stop: asyncio.Event) -> None:
         def on_delivery(request: matcher_pb.DispatchRequest, copy: int, receipt: Receipt) -> None:
             headers = receipt.message.headers or {}
+            if copy == 0:  # a later copy waited in a delay queue on purpose
+                record_lag(CAPI_DISPATCH, headers)
             context = extract_context(headers) if spans_exported() else None
             batcher.add(destination_of(request), Pending(Delivery(request, copy), receipt, context))
 
@@ -117,6 +120,10 @@ class ConsumerTask:
                 delay = min(delay * 2, 15.0)
 
 
+#: The breaker-state gauge's values.
+_BREAKER_VALUES = {"half_open": 1, "open": 2}
+
+
 class Monitor:
     """Every ``interval_s``: expire undelivered events past Meta's limit, and tell whether Meta
     looks down for everyone (many destinations failing on Meta's side at once)."""
@@ -156,6 +163,14 @@ class Monitor:
             unit="{event}",
             description="Dead events awaiting replay (the database side of the DLQ)",
         )
+        #: Destinations whose breaker is not closed, and its state (last round).
+        self.breakers: list[tuple[str, str, str]] = []
+        _meter.create_observable_gauge(
+            "trackai.dispatcher.breaker_state",
+            callbacks=[self._observe_breaker_states],
+            description="Breaker of each destination that is not closed: 1 half-open, 2 open "
+            "(a closed breaker has no series; one per failing pixel at most)",
+        )
         _meter.create_observable_gauge(
             "trackai.dispatcher.breakers",
             callbacks=[self._observe_breakers],
@@ -171,6 +186,12 @@ class Monitor:
             return []
         return [
             Observation(self.counts[state], {"state": state}) for state in ("open", "half_open")
+        ]
+
+    def _observe_breaker_states(self, _: object) -> list[Observation]:
+        return [
+            Observation(_BREAKER_VALUES[state], {"tenant_id": tenant, "pixel_id": pixel})
+            for tenant, pixel, state in self.breakers
         ]
 
     async def __call__(self, stop: asyncio.Event) -> None:
@@ -189,6 +210,7 @@ class Monitor:
             expired = await repo.expire_overdue(conn, horizon, TOO_OLD_DETAIL)
             self.failing = await repo.failing_destinations(conn, self._window_s)
             self.counts = await repo.health_counts(conn)
+            self.breakers = await repo.unclosed_breakers(conn)
         if expired:
             EXPIRED.add(len(expired))
             stamp = Timestamp()
