@@ -9,7 +9,7 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: help env console-assets run monitor test test-fast qa fuzz lint fmt migrate proto proto-check bench services clean
+.PHONY: help env console-assets run monitor cloudwatch test test-fast qa fuzz lint fmt migrate proto proto-check bench services clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -47,6 +47,10 @@ run: migrate console-assets ## Run every service and the sandbox fakes; Ctrl-C s
 monitor: env ## Prometheus + Alertmanager (Debian's packages) on the local stack, with the alarms loaded
 	@$(PY) scripts/monitor.py check
 	@$(PY) scripts/monitor.py run
+
+cloudwatch: env ## Render the alarms as CloudFormation (deploy/cloudwatch/) and lint it with cfn-lint
+	@$(PY) scripts/cloudwatch.py
+	.venv/bin/cfn-lint deploy/cloudwatch/trackai-alarms.yaml
 
 test: services console-assets ## The whole test suite (unit, integration, e2e, contract, charts and alarms, browser)
 	@$(PY) scripts/devstack.py ensure-tools

@@ -130,11 +130,16 @@ def test_every_process_exports_the_pipeline_metrics_after_real_traffic(stack: St
     assert conversions == 1
     assert _value(matcher, "trackai_matcher_emq_count", tenant_id=tenant_id) == 1
     assert _value(matcher, "trackai_outbox_messages_total", schema="matcher") == 1
+    # The sale's message waited in ingest-events once (publish to handling), and not for long.
+    assert _value(matcher, "trackai_consumer_lag_seconds_count", queue="ingest-events") == 1
+    lag = _value(matcher, "trackai_consumer_lag_seconds_sum", queue="ingest-events")
+    assert lag is not None and 0 <= lag < 30
 
     dispatcher = _scrape(stack.procs["dispatcher-consume"])
     assert _value(dispatcher, "trackai_dispatcher_meta_requests_total", verdict="sent") == 1
     assert _value(dispatcher, "trackai_dispatcher_meta_duration_seconds_count") == 1
     assert _value(dispatcher, "trackai_dispatcher_events_total", state="sent") == 1
+    assert _value(dispatcher, "trackai_consumer_lag_seconds_count", queue="capi-dispatch") == 1
 
     def gauges_measured() -> bool:
         samples = _scrape(stack.procs["dispatcher-consume"])

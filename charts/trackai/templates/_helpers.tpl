@@ -159,6 +159,7 @@ the kit defaults to loopback, which a kubelet probe or a peer pod cannot reach.
 {{- $c := .Values.config -}}
 {{- $env := dict
   "TRACKAI_ENV" $c.environment
+  "SENTRY_RELEASE" (printf "trackai@%s" (default .Chart.AppVersion .Values.image.tag))
   "LOG_LEVEL" $c.logLevel
   "OTEL_EXPORTER_OTLP_ENDPOINT" $c.otelExporterOtlpEndpoint
   "CF_BASE_DOMAIN" $c.cfBaseDomain

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -22,9 +22,15 @@ import aio_pika.abc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from trackai_kit.logging import get_logger
+from trackai_kit.logging import clear_context, get_logger
 from trackai_kit.settings import AmqpSettings
-from trackai_kit.telemetry import exported_span, extract_context, inject_headers
+from trackai_kit.telemetry import (
+    exported_span,
+    extract_context,
+    get_meter,
+    inject_headers,
+    metrics_exported,
+)
 from trackai_kit.topology import Topology, retry_queue_name
 
 IncomingMessage = aio_pika.abc.AbstractIncomingMessage
@@ -39,6 +45,26 @@ FIRST_FAILURE_HEADER = "x-trackai-first-failure"
 REPLAYED_BY_HEADER = "x-trackai-replayed-by"
 #: Pause before requeueing when not even the delay queue takes the copy (broker trouble).
 REQUEUE_PAUSE_S = 1.0
+#: Unix time in milliseconds of a message's publish (every publish sets it): the consumer lag.
+PUBLISHED_MS_HEADER = "x-trackai-published-ms"
+
+_meter = get_meter("trackai.amqp")
+CONSUMER_LAG = _meter.create_histogram(
+    "trackai.consumer.lag",
+    unit="s",
+    description="Time a message waited in its queue, from its publish to its handling",
+    explicit_bucket_boundaries_advisory=[0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900],
+)
+
+
+def record_lag(queue: str, headers: Mapping[str, Any]) -> None:
+    """Record how long a first delivery waited in ``queue`` (a retried copy's wait in a delay
+    queue is deliberate, so it is left out)."""
+    published = headers.get(PUBLISHED_MS_HEADER)
+    if not isinstance(published, int) or RETRIES_HEADER in headers or not metrics_exported():
+        return
+    CONSUMER_LAG.record(max(0.0, time.time() - published / 1000), {"queue": queue})
+
 
 log = get_logger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -248,6 +274,7 @@ class AmqpClient:
         ) as span:
             message_headers: dict[str, Any] = dict(headers or {})
             inject_headers(message_headers)
+            message_headers[PUBLISHED_MS_HEADER] = int(time.time() * 1000)
             message = aio_pika.Message(
                 body,
                 message_id=message_id,
@@ -320,6 +347,10 @@ def _acknowledging(
     client: AmqpClient, queue: str, handler: Handler, retry: RetryPolicy | None
 ) -> Callable[[IncomingMessage], Awaitable[None]]:
     async def on_message(message: IncomingMessage) -> None:
+        # What a handler binds (tenant, event) labels this message's log lines and Sentry
+        # events only.
+        clear_context()
+        record_lag(queue, message.headers or {})
         context = extract_context(message.headers or {})
         with tracer.start_as_current_span(
             f"{queue} process",

@@ -166,11 +166,14 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
+    # A route's tenant (``/{tenant_id}/...``) is the tag Sentry files the error under.
+    tenant = request.path_params.get("tenant_id")
     log.error(
         "unhandled error in request",
         method=request.method,
         path=request.url.path,
         exc_info=exc,
+        **({"tenant_id": str(tenant)} if tenant else {}),
     )
     return JSONResponse(status_code=500, content={"error": "internal_error"})
 

@@ -125,3 +125,15 @@ def configure_logging(settings: LogSettings, service: str) -> None:
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     """A structlog logger bound to the stdlib logger ``name``."""
     return structlog.stdlib.get_logger(name)
+
+
+def bind_context(**values: Any) -> None:
+    """Bind values (tenant id, event id...) to every log line of the current task; ``tenant_id``
+    and ``event_id`` also become Sentry tags (trackai_kit.sentry)."""
+    structlog.contextvars.bind_contextvars(**values)
+
+
+def clear_context() -> None:
+    """Forget what :func:`bind_context` bound in the current task (each consumed message starts
+    clean)."""
+    structlog.contextvars.clear_contextvars()

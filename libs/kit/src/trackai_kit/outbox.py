@@ -30,6 +30,10 @@ log = get_logger(__name__)
 tracer = trace.get_tracer(__name__)
 
 MAX_BACKOFF_S = 30.0
+#: Failed publishes of one message after which the relay reports it as an error (Sentry), once.
+STUCK_ATTEMPTS = 5
+#: Header naming the tenant a message is about (opaque id; for the relay's error reports).
+TENANT_HEADER = "x-trackai-tenant"
 _LAST_ERROR_MAX = 500
 #: How often a running relay measures its backlog (one indexed query on the pending rows).
 STATS_INTERVAL_S = 10.0
@@ -301,12 +305,17 @@ class OutboxRelay:
                     f"last_error = NULL WHERE id = ANY($1::bigint[])",
                     published,
                 )
+            stuck: list[_Row] = []
             if failed:
-                await conn.executemany(
-                    f"UPDATE {s}.outbox SET attempts = attempts + 1, last_error = $2 "  # noqa: S608
-                    f"WHERE id = $1",
-                    failed,
+                attempts = await conn.fetch(
+                    f"UPDATE {s}.outbox o SET attempts = o.attempts + 1, last_error = f.error "  # noqa: S608
+                    f"FROM unnest($1::bigint[], $2::text[]) AS f(id, error) WHERE o.id = f.id "
+                    f"RETURNING o.id, o.attempts",
+                    [row_id for row_id, _ in failed],
+                    [error for _, error in failed],
                 )
+                reached = {r["id"] for r in attempts if r["attempts"] == STUCK_ATTEMPTS}
+                stuck = [row for row in rows if row.id in reached]
         if published:
             _PUBLISHED.add(len(published), {"schema": s, "outcome": "published"})
         if failed:
@@ -317,6 +326,18 @@ class OutboxRelay:
                 failed=len(failed),
                 published=len(published),
                 error=failed[0][1],
+            )
+        errors = dict(failed)
+        for row in stuck:
+            # Once per message, when its failures stop looking like a broker blip: the message
+            # is kept and retried, but no consumer sees it until someone fixes the cause.
+            log.error(
+                "outbox message keeps failing to publish",
+                schema=s,
+                message_id=row.message_id,
+                tenant_id=row.headers.get(TENANT_HEADER),
+                attempts=STUCK_ATTEMPTS,
+                error=errors[row.id],
             )
         return RelayResult(len(published), len(failed))
 

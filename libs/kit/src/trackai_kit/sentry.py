@@ -17,6 +17,8 @@ requests and queries exists only when ``SENTRY_TRACES_SAMPLE_RATE`` is above zer
 from __future__ import annotations
 
 import logging
+import uuid
+from importlib.metadata import version
 from typing import Any, cast
 
 import sentry_sdk
@@ -43,12 +45,16 @@ _EXTRA_DENYLIST = ["hottok", "access_token", "signing_secret", "secret", "token"
 
 #: structlog's own keys, not fields of the line.
 _STRUCTLOG_META = frozenset({"event", "timestamp", "level", "logger", "service"})
+#: Fields of a log line (its own, or bound with ``bind_context``) that become the event's tags:
+#: what an operator filters Sentry by. Both are opaque ids (a UUID, a SHA-256), never personal.
+TAGGED_FIELDS = ("tenant_id", "event_id")
 
 
 def _structured_log_entry(event: dict[str, Any], hint: dict[str, Any]) -> None:
     """A structlog line reaches the logging integration as its whole event dict, which Sentry
     would print as the message (timestamp included, so every occurrence a new issue): the message
-    becomes the line's event name, the other fields go to ``extra``."""
+    becomes the line's event name, the other fields go to ``extra``, and the tenant and event ids
+    among them (the line's own or the task's bound context) become tags too."""
     fields = getattr(hint.get("log_record"), "msg", None)
     if not isinstance(fields, dict) or not isinstance(fields.get("event"), str):
         return
@@ -57,6 +63,11 @@ def _structured_log_entry(event: dict[str, Any], hint: dict[str, Any]) -> None:
     for key, value in fields.items():
         if isinstance(key, str) and key not in _STRUCTLOG_META and not key.startswith("_"):
             extra[key] = value
+    tags = event.setdefault("tags", {})
+    for key in TAGGED_FIELDS:
+        value = fields.get(key)
+        if isinstance(value, str | uuid.UUID) and str(value):
+            tags[key] = str(value)
 
 
 def scrub_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
@@ -117,6 +128,8 @@ def configure_sentry(
     options: dict[str, Any] = {
         "dsn": dsn,
         "environment": environment,
+        # Explicit: the SDK would otherwise guess from git, absent in an image.
+        "release": settings.release or f"trackai@{version('trackai-kit')}",
         "server_name": service,
         "default_integrations": False,
         "auto_enabling_integrations": False,

@@ -199,6 +199,9 @@ class TelemetrySettings(BaseModel):
 class SentrySettings(BaseModel):
     dsn: SecretStr = SecretStr("")
     traces_sample_rate: float = 0.0
+    #: What Sentry groups regressions by (``trackai@<image tag>`` from the chart); empty: the
+    #: kit's package version.
+    release: str = ""
 
 
 class ServiceSettings(KitSettings):
@@ -243,6 +246,7 @@ class ServiceSettings(KitSettings):
     metrics_prometheus: bool = Field(True, alias="METRICS_PROMETHEUS")
     sentry_dsn: SecretStr = Field(SecretStr(""), alias="SENTRY_DSN")
     sentry_traces_sample_rate: float = Field(0.0, alias="SENTRY_TRACES_SAMPLE_RATE")
+    sentry_release: str = Field("", alias="SENTRY_RELEASE")
 
     @property
     def is_development(self) -> bool:
@@ -345,5 +349,7 @@ class ServiceSettings(KitSettings):
     @property
     def sentry(self) -> SentrySettings:
         return SentrySettings(
-            dsn=self.sentry_dsn, traces_sample_rate=self.sentry_traces_sample_rate
+            dsn=self.sentry_dsn,
+            traces_sample_rate=self.sentry_traces_sample_rate,
+            release=self.sentry_release,
         )

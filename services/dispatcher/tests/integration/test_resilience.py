@@ -11,6 +11,7 @@ import time
 import asyncpg
 import pytest
 
+from trackai_dispatcher.adapters.repository import unclosed_breakers
 from trackai_kit.amqp import AmqpClient
 from trackai_sandbox.testing import MetaSandboxClient
 
@@ -131,6 +132,9 @@ async def test_breaker_opens_after_ten_failures_parks_and_recovers(
         return state == "open"
 
     await wait_for(opened, 20, "the breaker to open")
+    # What the per-destination breaker gauge reports: the failing pixel, open; nobody else.
+    async with db.acquire() as conn:
+        assert await unclosed_breakers(conn) == [(failing, PIXEL, "open")]
     # While it is open the other tenant keeps flowing.
     others = [dispatch_request(healthy, f"h-{i}", pixel="2222222222") for i in range(5)]
     await publish(broker, *others)

@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from trackai_console.domain.accounts import User, new_token
 from trackai_console.domain.health import percent
 from trackai_console.service_layer.accounts import Accounts
+from trackai_kit.logging import bind_context
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 SESSION_COOKIE = "trackai_session"
@@ -121,6 +122,9 @@ async def signed_in(request: Request) -> User:
     user = await accounts.current_user(token) if token else None
     if user is None:
         raise NotSignedIn
+    if user.tenant_id is not None:
+        # The seller's tenant labels this request's log lines and Sentry events.
+        bind_context(tenant_id=str(user.tenant_id))
     return user
 
 

@@ -64,6 +64,15 @@ def parse(message: aio_pika.abc.AbstractIncomingMessage) -> tuple[matcher_pb.Dis
     return request, int(copy) if isinstance(copy, int | str) and str(copy).isdigit() else 0
 
 
+def _ids(message: aio_pika.abc.AbstractIncomingMessage) -> dict[str, str]:
+    """The tenant and event a message is about, for its log line (Sentry's tags)."""
+    try:
+        request, _ = parse(message)
+    except Malformed:
+        return {}
+    return {"tenant_id": request.tenant_id, "event_id": request.event.event_id}
+
+
 def destination_of(request: matcher_pb.DispatchRequest) -> Destination:
     return Destination(str(uuid.UUID(request.tenant_id)), request.pixel_id)
 
@@ -250,6 +259,7 @@ class DispatchConsumer:
             log.error(
                 "message still failing after its retry window; dead-lettering it",
                 message_id=message.message_id,
+                **_ids(message),
             )
             await settle(message.reject(requeue=False))
             receipt.window.handled(receipt.tag)

@@ -10,9 +10,14 @@ from typing import Any
 
 import httpx
 from google.protobuf.json_format import MessageToDict
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from trackai.matcher.v1 import events_pb2
 from trackai_dispatcher.domain.classification import MetaAnswer
+from trackai_kit.telemetry import exported_span
+
+tracer = trace.get_tracer(__name__)
 
 
 def event_payload(event: events_pb2.ServerEvent) -> dict[str, Any]:
@@ -74,17 +79,26 @@ class MetaClient:
         }
         if test_event_code:
             body["test_event_code"] = test_event_code
+        url = f"{self._base}/{pixel_id}/events"
         started = time.perf_counter()
-        try:
-            response = await self._http.post(
-                f"{self._base}/{pixel_id}/events", content=json.dumps(body)
-            )
-        except httpx.HTTPError as exc:
-            return MetaAnswer(
-                http_status=None,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                transport_error=f"{type(exc).__name__}: {exc}"[:500],
-            )
+        # The sale's trace ends with Meta's answer (HTTP semantic conventions; the token is in
+        # the body, never in the URL).
+        with exported_span(
+            tracer,
+            "POST",
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": "POST", "url.full": url},
+        ) as span:
+            try:
+                response = await self._http.post(url, content=json.dumps(body))
+            except httpx.HTTPError as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                return MetaAnswer(
+                    http_status=None,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    transport_error=f"{type(exc).__name__}: {exc}"[:500],
+                )
+            span.set_attribute("http.response.status_code", response.status_code)
         latency_ms = (time.perf_counter() - started) * 1000
         try:
             parsed = response.json()

@@ -333,6 +333,14 @@ async def health_counts(conn: Conn) -> dict[str, int]:
     return {"dead": row["dead"], "open": row["open"], "half_open": row["half_open"]}
 
 
+async def unclosed_breakers(conn: Conn) -> list[tuple[str, str, str]]:
+    """(tenant id, pixel id, state) of every destination whose breaker is open or half-open."""
+    rows = await conn.fetch(
+        "SELECT tenant_id, pixel_id, state FROM breaker_states WHERE state <> 'closed'"
+    )
+    return [(str(r["tenant_id"]), str(r["pixel_id"]), str(r["state"])) for r in rows]
+
+
 async def expire_overdue(conn: Conn, horizon: datetime, detail: str) -> list[asyncpg.Record]:
     """Undelivered events older than Meta's limit and held by no batch become expired."""
     return list(

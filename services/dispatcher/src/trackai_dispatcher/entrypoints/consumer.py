@@ -26,10 +26,11 @@ from trackai_dispatcher.service_layer.delivery import (
     Disposition,
     Notifier,
 )
-from trackai_kit.amqp import AmqpClient, RetryPolicy
+from trackai_kit.amqp import AmqpClient, RetryPolicy, record_lag
 from trackai_kit.backoff import Backoff
 from trackai_kit.logging import get_logger
-from trackai_kit.telemetry import get_meter
+from trackai_kit.telemetry import extract_context, get_meter, spans_exported
+from trackai_kit.topology import CAPI_DISPATCH
 
 log = get_logger(__name__)
 _meter = get_meter("trackai.dispatcher")
@@ -76,7 +77,11 @@ class ConsumerTask:
 
     async def __call__(self, stop: asyncio.Event) -> None:
         def on_delivery(request: matcher_pb.DispatchRequest, copy: int, receipt: Receipt) -> None:
-            batcher.add(destination_of(request), Pending(Delivery(request, copy), receipt))
+            headers = receipt.message.headers or {}
+            if copy == 0:  # a later copy waited in a delay queue on purpose
+                record_lag(CAPI_DISPATCH, headers)
+            context = extract_context(headers) if spans_exported() else None
+            batcher.add(destination_of(request), Pending(Delivery(request, copy), receipt, context))
 
         consumer = DispatchConsumer(
             self._amqp, self._url, self._prefetch, on_delivery, retry=self._retry
@@ -112,6 +117,10 @@ class ConsumerTask:
                 log.warning("cannot consume yet", error=repr(exc))
                 await consumer.close()
                 await backoff.pause(stop)
+
+
+#: The breaker-state gauge's values.
+_BREAKER_VALUES = {"half_open": 1, "open": 2}
 
 
 class Monitor:
@@ -153,6 +162,14 @@ class Monitor:
             unit="{event}",
             description="Dead events awaiting replay (the database side of the DLQ)",
         )
+        #: Destinations whose breaker is not closed, and its state (last round).
+        self.breakers: list[tuple[str, str, str]] = []
+        _meter.create_observable_gauge(
+            "trackai.dispatcher.breaker_state",
+            callbacks=[self._observe_breaker_states],
+            description="Breaker of each destination that is not closed: 1 half-open, 2 open "
+            "(a closed breaker has no series; one per failing pixel at most)",
+        )
         _meter.create_observable_gauge(
             "trackai.dispatcher.breakers",
             callbacks=[self._observe_breakers],
@@ -168,6 +185,12 @@ class Monitor:
             return []
         return [
             Observation(self.counts[state], {"state": state}) for state in ("open", "half_open")
+        ]
+
+    def _observe_breaker_states(self, _: object) -> list[Observation]:
+        return [
+            Observation(_BREAKER_VALUES[state], {"tenant_id": tenant, "pixel_id": pixel})
+            for tenant, pixel, state in self.breakers
         ]
 
     async def __call__(self, stop: asyncio.Event) -> None:
@@ -186,6 +209,7 @@ class Monitor:
             expired = await repo.expire_overdue(conn, horizon, TOO_OLD_DETAIL)
             self.failing = await repo.failing_destinations(conn, self._window_s)
             self.counts = await repo.health_counts(conn)
+            self.breakers = await repo.unclosed_breakers(conn)
         if expired:
             EXPIRED.add(len(expired))
             stamp = Timestamp()

@@ -14,13 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanKind
 
 from trackai_dispatcher.domain.model import Destination
 from trackai_dispatcher.service_layer.delivery import Delivery, Dispatcher, Disposition
 from trackai_kit.logging import get_logger
+from trackai_kit.telemetry import spans_exported
+from trackai_kit.topology import CAPI_DISPATCH
 
 log = get_logger(__name__)
+tracer = trace.get_tracer(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,27 @@ class Pending:
     delivery: Delivery
     #: The transport's handle of the message, given back to ``Settle`` with its disposition.
     receipt: object
+    #: The trace the message belongs to (its sale's), while spans are exported.
+    trace_context: Context | None = None
+
+
+def _consume_span(items: list[Pending]) -> AbstractContextManager[object]:
+    """One consumer span for a batch: a child of its first message's trace, linked to the others'
+    (OpenTelemetry's messaging conventions for a batch); none while spans are not exported."""
+    contexts = [p.trace_context for p in items if p.trace_context is not None]
+    if not contexts or not spans_exported():
+        return contextlib.nullcontext()
+    return tracer.start_as_current_span(
+        f"{CAPI_DISPATCH} process",
+        context=contexts[0],
+        kind=SpanKind.CONSUMER,
+        links=[Link(trace.get_current_span(c).get_span_context()) for c in contexts[1:]],
+        attributes={
+            "messaging.system": "rabbitmq",
+            "messaging.source.name": CAPI_DISPATCH,
+            "messaging.batch.message_count": len(items),
+        },
+    )
 
 
 #: Acks or hands back a batch's messages (together, so the transport can coalesce the acks).
@@ -93,9 +122,10 @@ class Batcher:
             await self._settle_all(items, [Disposition.REQUEUE] * len(items))
             return
         try:
-            dispositions = await self._dispatcher.dispatch(
-                destination, [p.delivery for p in items], stopping=lambda: self._hand_back
-            )
+            with _consume_span(items):
+                dispositions = await self._dispatcher.dispatch(
+                    destination, [p.delivery for p in items], stopping=lambda: self._hand_back
+                )
         except Exception:
             log.exception("batch failed; its messages retry later", destination=str(destination))
             dispositions = [Disposition.RETRY] * len(items)

@@ -82,6 +82,16 @@ META_LATENCY = _meter.create_histogram(
     description="Dispatch latency: one POST to Meta, sent to answer (or timeout)",
     explicit_bucket_boundaries_advisory=[0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5],
 )
+#: The seed's dispatch-latency objective: p95 under 0.5 s (the `dispatch-latency` alarm's
+#: threshold; tests/contract/test_cloudwatch.py keeps them equal). CloudWatch cannot read a
+#: histogram, so there the alarm reads the share of POSTs slower than this: p95 > T exactly when
+#: more than 5 % of the POSTs take longer than T.
+META_SLOW_S = 0.5
+META_SLOW = _meter.create_counter(
+    "trackai.dispatcher.meta.slow_requests",
+    unit="{request}",
+    description=f"POSTs to Meta slower than {META_SLOW_S} s (the p95 alarm's CloudWatch source)",
+)
 BREAKER = _meter.create_counter(
     "trackai.dispatcher.breaker.transitions",
     unit="{transition}",
@@ -511,6 +521,8 @@ class Dispatcher:
         REQUESTS.add(1, {"verdict": verdict.value})
         BATCH_SIZE.record(len(part))
         META_LATENCY.record(answer.latency_ms / 1000)
+        if answer.latency_ms > META_SLOW_S * 1000:
+            META_SLOW.add(1)
         batch.verdicts.append(answer)
         batch.attempts.append(
             repo.AttemptRecord(
@@ -694,6 +706,11 @@ class Dispatcher:
     def _notify(self, batch: _Batch) -> None:
         if not batch.statuses:
             return
+        for event_id, state, reason in batch.statuses:
+            if state is State.DEAD:
+                # Committed: the sale will not reach Meta unless someone replays it (Sentry).
+                log.error("conversion dead; it will not reach Meta", event_id=event_id,
+                          tenant_id=batch.destination.tenant_id, reason=reason)  # fmt: skip
         task = asyncio.create_task(self._publish_statuses(batch.destination, batch.statuses))
         batch.statuses = []
         self._notifying.add(task)

@@ -188,6 +188,7 @@ def accept_row(tenant_id: uuid.UUID, conversion: Conversion, receipt: Receipt) -
             message_id=str(candidate),
             message_type=INGEST_EVENT_TYPE,
             body=message.SerializeToString(),
+            headers={outbox.TENANT_HEADER: str(tenant_id)},
         ),
         *_receipt_details(receipt),
     ]

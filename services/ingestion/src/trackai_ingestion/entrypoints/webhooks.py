@@ -109,7 +109,7 @@ def build_webhook_router(
         except Exception:
             # Nothing is known to get here; should something, the client gets an answer that
             # closes the connection cleanly (never a socket reset on its next, kept-alive request).
-            log.exception("webhook failed unexpectedly", gateway=gateway)
+            log.exception("webhook failed unexpectedly", gateway=gateway, tenant_id=tenant_id)
             return JSONResponse(
                 {"error": "internal_error"}, status_code=500, headers={"Connection": "close"}
             )

@@ -372,7 +372,11 @@ class WebhookService:
                 "accepted", 200, order_id=result.conversion.order_id, body=body
             ))  # fmt: skip
         except StorageUnavailable:
-            log.exception("webhook not stored: database unavailable", gateway=adapter.name)
+            log.exception(
+                "webhook not stored: database unavailable",
+                gateway=adapter.name,
+                tenant_id=str(tenant_id),
+            )
             return _retry_later("storage_unavailable", "the webhook could not be stored")
 
     async def _accept(

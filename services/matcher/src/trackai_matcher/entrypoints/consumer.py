@@ -22,7 +22,7 @@ from trackai.ingestion.v1 import events_pb2 as ingest
 from trackai_kit.amqp import REPLAYED_BY_HEADER, IncomingMessage, Poison
 from trackai_kit.failures import is_transient_rpc_error, rpc_error_text
 from trackai_kit.identity import canonical_gateway, canonical_order_id, canonical_tenant_id
-from trackai_kit.logging import get_logger
+from trackai_kit.logging import bind_context, get_logger
 from trackai_kit.pii import is_sha256_hex
 from trackai_matcher.domain.model import Hit, HitKind, Purchase, Tracking
 from trackai_matcher.service_layer.ingest import MatchConversion
@@ -145,6 +145,8 @@ class IngestConsumer:
             event = ingest.IngestEvent.FromString(message.body)
         except DecodeError as exc:
             raise BadMessage(f"undecodable IngestEvent: {exc}") from exc
+        # The tenant labels this message's log lines and Sentry events (the kit clears it).
+        bind_context(tenant_id=event.tenant_id)
         message_id = event.message_id or message.message_id or ""
         if not message_id:
             raise BadMessage("IngestEvent without message_id")

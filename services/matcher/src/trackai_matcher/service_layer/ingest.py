@@ -20,7 +20,7 @@ import asyncpg
 from trackai.matcher.v1 import events_pb2 as pb
 from trackai_kit import outbox
 from trackai_kit.identity import event_id as compute_event_id
-from trackai_kit.logging import get_logger
+from trackai_kit.logging import bind_context, get_logger
 from trackai_kit.topology import CAPI_DISPATCH
 from trackai_matcher.domain.emq import EmqEstimate
 from trackai_matcher.domain.model import Hit, HitKind, Purchase, Stage
@@ -190,6 +190,7 @@ class MatchConversion:
         event_id = compute_event_id(
             purchase.tenant_id, purchase.gateway, purchase.order_id, event_name
         )
+        bind_context(event_id=event_id)
         click = match.click
         # A purchase with both its own hashes takes none from the session.
         identities = [] if purchase.email_hash and purchase.phone_hash else match.identities
