@@ -18,12 +18,20 @@ from trackai_provisioner.domain.provisioning import (
 from trackai_provisioner.service_layer.ports import Providers
 from trackai_provisioner.service_layer.provisioning import ProvisioningService
 from trackai_provisioner.service_layer.steps.context import SagaConfig
+from trackai_provisioner.service_layer.webhook_gate import WebhookGate
 
 CNAME = Resource("dns_record", "rec-1", "Cloudflare CNAME acme.track.example")
 CONTAINER = Resource("stape_container", "st-1", "Stape container st-1")
 DOMAIN = Resource("stape_domain", "st-1/dom-1", "Stape domain acme.track.example")
 GTM = Resource("gtm_container", "accounts/1/containers/9", "GTM server container GTM-X")
 TAG = Resource("gtm_entity", "accounts/1/containers/9/workspaces/1/tags/3", "GTM 'Purchase'")
+
+
+class _NeverAsked:
+    """The webhook lock is checked before a run starts, never by a rollback."""
+
+    async def activity(self, tenant_id: object, since: object) -> list[object]:
+        raise AssertionError("a rollback asked about webhooks")
 
 
 @dataclass
@@ -109,6 +117,7 @@ async def roll_back(run: Run, deleter: Deleter) -> tuple[Runs, list[tuple[str, s
         {},
         runs=runs,  # type: ignore[arg-type]
         status=no_status,
+        gate=WebhookGate(_NeverAsked()),
         sleep=no_sleep,
     )
     await saga._rollback(None, run, "Stape container not running", report)  # type: ignore[arg-type]
