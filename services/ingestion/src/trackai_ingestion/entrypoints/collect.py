@@ -26,6 +26,7 @@ from trackai_ingestion.adapters.telemetry import (
 from trackai_ingestion.domain.collect import (
     MAX_BODY_BYTES,
     CollectTenant,
+    HitPayload,
     InvalidHit,
     client_ip,
     forwarded_client,
@@ -77,6 +78,20 @@ class _Refused(Exception):
             content={"error": self.error, "detail": self.detail},
             headers=self.headers or None,
         )
+
+
+#: The body is read raw (size-capped before parsing), so FastAPI cannot infer it: the contract
+#: for the tracking script and for the schemathesis run against this schema.
+COLLECT_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One hit as JSON (beacons send it as text/plain).",
+        "content": {
+            "application/json": {"schema": HitPayload.model_json_schema()},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    }
+}
 
 
 async def _read_limited(request: Request) -> bytes | None:
@@ -302,7 +317,9 @@ def build_collect_router(
         except _Refused as refused:
             return refused.response()
 
-    @router.post(COLLECT_PATH, status_code=204, response_class=Response)
+    @router.post(
+        COLLECT_PATH, status_code=204, response_class=Response, openapi_extra=COLLECT_OPENAPI
+    )
     async def collect(tenant_ref: str, request: Request) -> Response:
         """Record a page view, lead or checkout start (JSON, sent as text/plain by beacons)."""
         try:
