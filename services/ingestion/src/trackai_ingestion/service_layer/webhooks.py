@@ -51,6 +51,10 @@ from trackai_kit.logging import get_logger
 from trackai_kit.tenant_config import TenantConfigUnavailable
 
 log = get_logger(__name__)
+#: PostgreSQL cannot take the webhook now: the connection is gone (class 08), or the server is
+#: shutting down, restarting or in recovery (class 57: AdminShutdown, CannotConnectNow, found by
+#: the reliability suite's restart scenario, where they answered 500). 503 + Retry-After.
+DATABASE_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError)
 
 #: Seconds a gateway is asked to wait when we cannot decide now (registry or database down).
 RETRY_LATER_S = 30
@@ -391,7 +395,7 @@ class WebhookService:
             return await self._accept(adapter, tenant_id, result, receipt(
                 "accepted", 200, order_id=result.conversion.order_id, body=body
             ))  # fmt: skip
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, TimeoutError):
+        except (*DATABASE_UNAVAILABLE, asyncpg.InterfaceError, OSError, TimeoutError):
             log.exception("webhook not stored: database unavailable", gateway=adapter.name)
             return _retry_later("storage_unavailable", "the webhook could not be stored")
 
