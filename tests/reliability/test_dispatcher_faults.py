@@ -113,7 +113,7 @@ def test_dispatcher_killed_mid_batch_and_between_metas_answer_and_its_commit(
     # events (only those) go again, under their one id.
     resent = _accepted_but_uncommitted(pipeline)
     pipeline.start("dispatcher", "consume")
-    account = pipeline.ledger.settle(pipeline.meta, 120, until=_everything_sent(pipeline))
+    account = _settle_committed(pipeline)
     assert_clean(account, resent=resent)
     assert held and held.isdisjoint(account.duplicated), "the held batch was never accepted"
     assert len(account.delivered) + len(account.duplicated) == len(first)
@@ -137,11 +137,23 @@ def test_dispatcher_killed_mid_batch_and_between_metas_answer_and_its_commit(
     resent_b = _accepted_but_uncommitted(pipeline)
     assert held <= resent_b
     pipeline.start("dispatcher", "consume")
-    account = pipeline.ledger.settle(pipeline.meta, 120, until=_everything_sent(pipeline))
+    account = _settle_committed(pipeline)
     assert_clean(account, resent=resent | resent_b)
     assert held <= set(account.duplicated), "what Meta had accepted went again, under its id"
     assert len(account.delivered) + len(account.duplicated) == len(first) + len(second)
     print(f"\nkilled between Meta's answer and the commit: {len(held)} resent under their id")
+
+
+def _settle_committed(pipeline: Pipeline) -> Account:
+    """The account once every acknowledged sale is committed as sent: an event Meta accepted
+    before the kill already counts at Meta, so only the commit says its resend is over."""
+    acked = set(pipeline.ledger.acknowledged)
+    _wait(
+        "every sale committed as sent",
+        lambda: acked <= run_sync(_sent(pipeline.ledger.database_url, pipeline.tenant_id)),
+        120,
+    )
+    return pipeline.ledger.account(pipeline.meta)
 
 
 def _accepted_but_uncommitted(pipeline: Pipeline) -> frozenset[str]:
@@ -268,6 +280,8 @@ def test_meta_outage_with_traffic_continuing_loses_nothing_and_drains(pipeline: 
     recovered = time.monotonic()
     account = pipeline.ledger.settle(pipeline.meta, 300, until=_everything_sent(pipeline))
     drain_s = time.monotonic() - recovered
+    # None dead: a failed probe parks its events again instead of using their ladder (before
+    # that fix the head of the parked backlog, probed after every cool-down, died here).
     assert_clean(account)
     assert len(account.delivered) == len(pipeline.ledger.acknowledged) > during > 0
     _assert_drained(pipeline)
