@@ -9,7 +9,7 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: help env console-assets run monitor cloudwatch test test-fast qa fuzz lint fmt migrate proto proto-check bench services clean
+.PHONY: help env console-assets run monitor cloudwatch test test-fast qa fuzz reliability reliability-long lint fmt migrate proto proto-check bench services clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -63,8 +63,14 @@ qa: env ## The release gate: the 15-item QA checklist on a fresh local stack, or
 	$(PY) scripts/qa.py $(QA_ARGS)
 
 FUZZ_EXAMPLES ?= 5000
-fuzz: services ## Long property-based run: mutated gateway payloads must never get a 5xx (FUZZ_EXAMPLES=5000)
-	TRACKAI_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest --timeout=0 services/ingestion/tests/integration/test_webhook_fuzz.py $(PYTEST_ARGS)
+fuzz: services ## Long property-based run: mutated gateway payloads and schemathesis cases must never get a 5xx (FUZZ_EXAMPLES=5000)
+	TRACKAI_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest --timeout=0 services/ingestion/tests/integration/test_webhook_fuzz.py services/ingestion/tests/integration/test_openapi_fuzz.py $(PYTEST_ARGS)
+
+reliability: services ## The reliability suite alone (fault scenarios through the real processes; `make test` runs it too)
+	$(PY) -m pytest tests/reliability $(PYTEST_ARGS)
+
+reliability-long: services ## The reliability suite with the issue's real 10-minute Meta outage (scenario 14; ~15 min)
+	TRACKAI_RELIABILITY_LONG=1 $(PY) -m pytest --timeout=0 -s tests/reliability/test_dispatcher_faults.py -k outage $(PYTEST_ARGS)
 
 lint: env ## ruff, mypy (strict), import-linter contracts, buf lint, proto drift
 	.venv/bin/ruff check .

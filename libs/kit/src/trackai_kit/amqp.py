@@ -112,18 +112,56 @@ class PublishFailed(Exception):
 
 
 class ConsumerHandle:
-    """A running consumer; :meth:`cancel` stops delivery and closes its channel."""
+    """A running consumer; :meth:`cancel` stops delivery and closes its channel.
+
+    It outlives a broker restart: aio-pika's robust channel does not always come back consuming
+    when the broker closes the connection itself (a clean shutdown sends ``CONNECTION_FORCED``):
+    the channel reopens but its consumer is not registered again, so the process looks healthy
+    and consumes nothing. After every reconnect the handle therefore consumes on a new channel
+    and closes the old one (whatever it held was returned to the queue when the connection
+    dropped; consumers are idempotent, so a message restored on both is harmless).
+    """
 
     def __init__(
-        self, channel: aio_pika.abc.AbstractChannel, queue: aio_pika.abc.AbstractQueue, tag: str
+        self,
+        connection: aio_pika.abc.AbstractRobustConnection,
+        queue_name: str,
+        prefetch: int,
+        on_message: Callable[[IncomingMessage], Awaitable[None]],
     ) -> None:
-        self._channel = channel
-        self._queue = queue
-        self.consumer_tag = tag
+        self._connection = connection
+        self._queue_name = queue_name
+        self._prefetch = prefetch
+        self._on_message = on_message
+        self._cancelled = False
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._queue: aio_pika.abc.AbstractQueue | None = None
+        self.consumer_tag = ""
+
+    async def start(self) -> None:
+        channel = await self._connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=self._prefetch)
+        queue = await channel.get_queue(self._queue_name, ensure=False)
+        self.consumer_tag = str(await queue.consume(self._on_message))
+        self._channel, self._queue = channel, queue
+        self._connection.reconnect_callbacks.add(self._reconnected)
+
+    async def _reconnected(self, *_: Any) -> None:
+        if self._cancelled:
+            return
+        old = self._channel
+        self._connection.reconnect_callbacks.discard(self._reconnected)
+        await self.start()
+        log.info("consuming again after a reconnect", queue=self._queue_name)
+        if old is not None and not old.is_closed:
+            with contextlib.suppress(Exception):
+                await old.close()
 
     async def cancel(self) -> None:
         """Stop receiving; unacknowledged messages return to the queue when the channel closes."""
-        if self._channel.is_closed:
+        self._cancelled = True
+        self._connection.reconnect_callbacks.discard(self._reconnected)
+        if self._channel is None or self._queue is None or self._channel.is_closed:
             return
         with contextlib.suppress(Exception):
             await self._queue.cancel(self.consumer_tag)
@@ -309,11 +347,14 @@ class AmqpClient:
         (the topology must declare those queues); without, it is requeued after a pause.
         """
         connection = await self._connected()
-        channel = await connection.channel(publisher_confirms=False)
-        await channel.set_qos(prefetch_count=prefetch or self._settings.prefetch)
-        amqp_queue = await channel.get_queue(self.name(queue), ensure=False)
-        tag = await amqp_queue.consume(_acknowledging(self, queue, handler, retry))
-        return ConsumerHandle(channel, amqp_queue, str(tag))
+        handle = ConsumerHandle(
+            connection,
+            self.name(queue),
+            prefetch or self._settings.prefetch,
+            _acknowledging(self, queue, handler, retry),
+        )
+        await handle.start()
+        return handle
 
     async def retry_later(self, queue: str, message: IncomingMessage, delay_ms: int) -> None:
         """Publish a copy of ``message`` to ``queue``'s delay queue of ``delay_ms``, with its

@@ -163,7 +163,8 @@ async def make_app(
         settings = ingestion_settings(database_url, registry.target, **overrides)
         pool = pool or await pg_pool(database_url, schema="ingestion")
         components = build_components(settings, pool)
-        app: FastAPI = create_app("ingestion")
+        # As the real process does in test: `/openapi.json` served (the schemathesis run reads it).
+        app: FastAPI = create_app("ingestion", expose_details=settings.is_development)
         components.configure_http(app, settings)
         if real_http:
             sock = socket.socket()

@@ -9,6 +9,7 @@ connection too: one per event, they are the dispatcher's most frequent publish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -196,10 +197,28 @@ class DispatchConsumer:
         self._connection = await aio_pika.connect_robust(
             self._url, client_properties={"connection_name": "dispatcher-consumer"}
         )
+        self._connection.reconnect_callbacks.add(self._reconnected)
+        await self._consume()
+
+    async def _consume(self) -> None:
+        assert self._connection is not None
         channel = self._channel = await self._connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=self._prefetch)
         self._queue = await channel.get_queue(self._queue_name, ensure=False)
         self._tag = await self._queue.consume(self._receive)
+
+    async def _reconnected(self, *_: Any) -> None:
+        # After a broker restart (it closes connections with CONNECTION_FORCED) aio-pika's robust
+        # channel may reopen without its consumer: consume on a new channel and close the old
+        # one (see trackai_kit.amqp.ConsumerHandle).
+        if self._tag is None:
+            return  # stopped
+        old = self._channel
+        await self._consume()
+        log.info("consuming again after a reconnect")
+        if old is not None and not old.is_closed:
+            with contextlib.suppress(Exception):
+                await old.close()
 
     def _window_of(self, message: aio_pika.abc.AbstractIncomingMessage) -> AckWindow:
         channel = message.channel

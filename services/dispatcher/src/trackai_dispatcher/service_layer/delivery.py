@@ -188,6 +188,8 @@ class _Batch:
     #: Funnels without usable credentials for a known reason (the registry refused the
     #: dispatcher, or cannot decrypt the token): the dead letter's detail.
     unusable: dict[str, str] = field(default_factory=dict)
+    #: A half-open breaker's probe: Meta may still be down, which is not the events' fault.
+    probe: bool = False
 
     def change(self, change: repo.Change, status_detail: str = "") -> None:
         self.changes.append(change)
@@ -440,6 +442,7 @@ class Dispatcher:
                 if gate is Gate.PROBE:
                     await repo.save_breaker(conn, batch.destination, admitted)
                     log.info("breaker half-open: probing", destination=str(batch.destination))
+                    batch.probe = True
                     return go, False
                 self._park(batch, go, admitted, now)
                 await self._write_decided(conn, batch)
@@ -614,6 +617,22 @@ class Dispatcher:
             batch.change(expired, Reason.EVENT_TOO_OLD)
             return
         reason = Reason.META_REJECTED if verdict is Verdict.PAYLOAD else Reason.META_PERMANENT
+        if (
+            verdict in (Verdict.RETRYABLE, Verdict.TIMEOUT)
+            and batch.probe
+            and verdict.breaker_failure
+        ):
+            # A failed probe says Meta is still down: its events wait for the next probe like
+            # every other parked event, without using their ladder. Otherwise the head of the
+            # parked backlog, probed after each cool-down, would die while Meta is down.
+            parked = change(
+                State.PARKED, reason=verdict.value, detail=detail,
+                next_attempt_at=now + self._policy.cooldown,
+            )  # fmt: skip
+            batch.change(parked, "destination breaker open (probe failed)")
+            wait_ms = int(self._policy.cooldown.total_seconds() * 1000)
+            batch.redelays.append((delivery, copy, self._ladder.park_delay(wait_ms)))
+            return
         if verdict in (Verdict.RETRYABLE, Verdict.TIMEOUT):
             delay = self._ladder.delay_for(row.retry_step)
             if delay is not None:

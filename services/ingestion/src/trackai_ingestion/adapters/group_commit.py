@@ -66,7 +66,10 @@ class GroupCommit(Generic[P]):
             async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
                 rows: list[asyncpg.Record] = await conn.fetch(sql, *columns(p.row for p in batch))
         except asyncpg.PostgresError as exc:
-            if len(batch) == 1 or isinstance(exc, asyncpg.PostgresConnectionError):
+            # The server is unreachable or shutting down: every row fails alike, no bisecting.
+            if len(batch) == 1 or isinstance(
+                exc, asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError
+            ):
                 fail(batch, exc)
                 return None
             for pending in batch:

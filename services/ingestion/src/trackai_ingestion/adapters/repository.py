@@ -199,7 +199,15 @@ def _unavailable_as_port_error() -> Iterator[None]:
     """The database is away or no connection came in time: the gateway is asked to retry."""
     try:
         yield
-    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except (
+        asyncpg.PostgresConnectionError,
+        # SQLSTATE class 57 (AdminShutdown, CannotConnectNow: the database is stopping or
+        # starting) is not a connection error to asyncpg, yet the gateway must retry just the same.
+        asyncpg.OperatorInterventionError,
+        asyncpg.InterfaceError,
+        OSError,
+        TimeoutError,
+    ) as exc:
         raise StorageUnavailable(type(exc).__name__) from exc
 
 

@@ -10,12 +10,14 @@ import json
 import re
 from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from trackai_ingestion.domain.collect import (
     MAX_BODY_BYTES,
     CollectTenant,
+    HitPayload,
     InvalidHit,
     client_ip,
     forwarded_client,
@@ -55,6 +57,20 @@ _REGISTRY_RETRY_AFTER_S = "5"
 _TENANT_REF = re.compile(
     r"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|[a-z0-9][a-z0-9-]{0,39}"
 )
+
+
+#: The body is read raw (size-capped before parsing), so FastAPI cannot infer it: the contract
+#: for the tracking script and for the schemathesis run against this schema.
+COLLECT_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One hit as JSON (beacons send it as text/plain).",
+        "content": {
+            "application/json": {"schema": HitPayload.model_json_schema()},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    }
+}
 
 
 class _Script:
@@ -264,7 +280,9 @@ def build_collect_router(
         except Refused as refused:
             return refused.response()
 
-    @router.post(COLLECT_PATH, status_code=204, response_class=Response)
+    @router.post(
+        COLLECT_PATH, status_code=204, response_class=Response, openapi_extra=COLLECT_OPENAPI
+    )
     async def collect(tenant_ref: str, request: Request) -> Response:
         """Record a page view, lead or checkout start (JSON, sent as text/plain by beacons)."""
         try:

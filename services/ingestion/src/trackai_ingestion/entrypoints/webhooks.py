@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -65,6 +66,21 @@ def _respond(outcome: WebhookOutcome) -> JSONResponse:
     return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
 
 
+#: The body is read raw (signatures are over its exact bytes), so FastAPI cannot infer it: the
+#: contract documented for clients and for the schemathesis run against this schema.
+WEBHOOK_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The gateway's own JSON notification, byte for byte as it signed it "
+        "(Monetizze may also send it form-encoded).",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+        },
+    },
+}
+
+
 def build_webhook_router(
     service: WebhookService,
     limits: WebhookLimits | None = None,
@@ -78,7 +94,11 @@ def build_webhook_router(
     router = APIRouter()
     in_flight = 0
 
-    @router.post("/api/v1/webhooks/{gateway}/{tenant_id}", name="receive_webhook")
+    @router.post(
+        "/api/v1/webhooks/{gateway}/{tenant_id}",
+        name="receive_webhook",
+        openapi_extra=WEBHOOK_OPENAPI,
+    )
     async def receive_webhook(gateway: str, tenant_id: str, request: Request) -> JSONResponse:
         nonlocal in_flight
         if gateway not in ADAPTERS:

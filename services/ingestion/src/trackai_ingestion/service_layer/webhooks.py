@@ -53,7 +53,6 @@ from trackai_ingestion.telemetry import (
 from trackai_kit.logging import get_logger
 
 log = get_logger(__name__)
-
 #: Seconds a gateway is asked to wait when we cannot decide now (registry or database down).
 RETRY_LATER_S = 30
 #: Request headers kept in receipts: never credentials, never the buyer's data.
