@@ -172,16 +172,27 @@ def test_one_sale_is_one_trace_from_the_webhook_to_metas_answer(
     root: Span = _wait_for(webhook_span, 30, "the webhook's HTTP server span")
 
     def meta_call() -> Span | None:
-        return next(
+        # The POST to Meta (the registry call is a client span of the dispatcher too), once its
+        # ancestors are in: a parent span is exported when it ends, after its children.
+        spans = [s for s in _spans(traces) if s.trace_id == root.trace_id]
+        ids = {s.span_id for s in spans}
+        post = next(
             (
                 s
-                for s in _spans(traces)
-                if s.trace_id == root.trace_id
-                and s.service == "dispatcher"
+                for s in spans
+                if s.service == "dispatcher"
                 and s.kind == trace_pb2.Span.SPAN_KIND_CLIENT
+                and "http.request.method" in json.dumps(s.attributes)
             ),
             None,
         )
+        known = {s.span_id: s for s in spans}
+        walk = post
+        while walk is not None and walk.parent_id:
+            if walk.parent_id not in ids:
+                return None
+            walk = known[walk.parent_id]
+        return post
 
     client = _wait_for(meta_call, 30, "the dispatcher's call to Meta in the webhook's trace")
     sale_spans = [s for s in _spans(traces) if s.trace_id == root.trace_id]
