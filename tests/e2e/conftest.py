@@ -56,16 +56,27 @@ class Stack:
     #: gRPC ports chosen before their server starts, so that a service started earlier can be
     #: told where a later one will answer (the provisioner asks ingestion about webhooks).
     grpc_ports: dict[str, int] = field(default_factory=dict)
+    ports_given: set[int] = field(default_factory=set)
 
     def grpc_target(self, service: str) -> str:
-        port = self.grpc_ports.setdefault(service, free_port())
+        port = self.grpc_ports.setdefault(service, self._free_port())
         return f"127.0.0.1:{port}"
+
+    def _free_port(self) -> int:
+        # A port handed out is not bound until its process starts, and the OS may offer it
+        # again meanwhile; gRPC servers bind with SO_REUSEPORT, so two would share it silently
+        # (seen in CI: the matcher's and the dispatcher's gRPC servers on one port). Never twice.
+        while (port := free_port()) in self.ports_given:
+            continue
+        self.ports_given.add(port)
+        return port
 
     def start(
         self, service: str, command: str = "serve", *, grpc: bool = True, **extra: str
     ) -> ServiceProcess:
-        http_port = free_port()
-        grpc_port = (self.grpc_ports.pop(service, None) or free_port()) if grpc else None
+        http_port = self._free_port()
+        reserved = self.grpc_ports.pop(service, None)
+        grpc_port = (reserved or self._free_port()) if grpc else None
         env = {**self.env, f"{service.upper()}_HTTP_PORT": str(http_port), **extra}
         if grpc_port:
             env[f"{service.upper()}_GRPC_PORT"] = str(grpc_port)

@@ -30,6 +30,17 @@ log = get_logger(__name__)
 tracer = trace.get_tracer(__name__)
 
 MAX_BACKOFF_S = 30.0
+#: What a relay round survives (retried with back-off): the database away or restarting, and
+#: asyncpg's client-side errors on a connection it broke mid-statement (seen when PostgreSQL
+#: restarts under load: "cannot switch to state 15; another operation is in progress"), which
+#: are not PostgresErrors and used to crash the relay, and with it the serve process.
+DATABASE_TROUBLE = (
+    TimeoutError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 #: Failed publishes of one message after which the relay reports it as an error (Sentry), once.
 STUCK_ATTEMPTS = 5
 #: Header naming the tenant a message is about (opaque id; for the relay's error reports).
@@ -384,7 +395,7 @@ class OutboxRelay:
                 await self._maybe_measure()
                 try:
                     result = await self.relay_batch()
-                except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                except DATABASE_TROUBLE as exc:
                     log.warning("outbox relay database error", schema=self._schema, error=str(exc))
                     result = RelayResult(0, 1)
                     await self._release_listener(listener, on_notify)
@@ -406,14 +417,14 @@ class OutboxRelay:
         self._stats_due = time.monotonic() + STATS_INTERVAL_S
         try:
             await self.measure_backlog()
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        except DATABASE_TROUBLE as exc:
             # The relay's own round reports the database trouble; the gauge keeps its last value.
             log.debug("outbox backlog not measured", schema=self._schema, error=str(exc))
 
     async def _listen(self, callback: Callable[..., None]) -> PoolConnectionProxy | None:
         try:
             conn: PoolConnectionProxy = await self._pool.acquire()
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        except DATABASE_TROUBLE as exc:
             log.warning("outbox relay cannot LISTEN; polling only", error=str(exc))
             return None
         try:
