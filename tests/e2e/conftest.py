@@ -59,8 +59,9 @@ class Stack:
     ports_given: set[int] = field(default_factory=set)
 
     def grpc_target(self, service: str) -> str:
-        port = self.grpc_ports.setdefault(service, self._free_port())
-        return f"127.0.0.1:{port}"
+        if service not in self.grpc_ports:
+            self.grpc_ports[service] = self._free_port()
+        return f"127.0.0.1:{self.grpc_ports[service]}"
 
     def _free_port(self) -> int:
         # A port handed out is not bound until its process starts, and the OS may offer it
