@@ -90,6 +90,12 @@ class Poison(Exception):
     it is dead-lettered at once. Every other exception is treated as transient and retried."""
 
 
+class RetryLater(Exception):
+    """Raised by a handler for a message that is not ready to be processed yet (it waits for
+    another message): retried through the delay queues like a failure, but logged at info and
+    not marked as an error on its span."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Back-off of a consumer's retries: the delay queues it may use, and when to give up."""
@@ -417,6 +423,10 @@ def _acknowledging(
                 )
                 await _settle(message.reject(requeue=False), message)
                 return
+            except RetryLater as exc:
+                span.set_attribute("trackai.retry_later", str(exc))
+                await _retry(client, queue, message, retry, exc, deferred=True)
+                return
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
@@ -433,6 +443,8 @@ async def _retry(
     message: IncomingMessage,
     policy: RetryPolicy | None,
     error: Exception,
+    *,
+    deferred: bool = False,
 ) -> None:
     fields = {
         "queue": queue,
@@ -457,8 +469,11 @@ async def _retry(
         await asyncio.sleep(REQUEUE_PAUSE_S)
         await _settle(message.nack(requeue=True), message)
         return
-    # No traceback: a rendered one carries the frames' locals (message bodies, secrets).
-    log.warning("message handler failed; retrying later", delay_ms=delay_ms, **fields)
+    if deferred:
+        log.info("message deferred; retrying later", delay_ms=delay_ms, **fields)
+    else:
+        # No traceback: a rendered one carries the frames' locals (message bodies, secrets).
+        log.warning("message handler failed; retrying later", delay_ms=delay_ms, **fields)
     await _settle(message.ack(), message)
 
 

@@ -18,6 +18,7 @@ from trackai_kit.amqp import (
     IncomingMessage,
     Poison,
     PublishFailed,
+    RetryLater,
     RetryPolicy,
 )
 from trackai_kit.settings import AmqpSettings
@@ -169,6 +170,31 @@ async def test_poison_dead_letters_and_other_failures_retry_through_the_delay_qu
     assert again.body == b"y" and again.type == "test.Event"
     assert again.headers[RETRIES_HEADER] == 1
     assert again.headers["x-death"][0]["queue"] == amqp.name("ingest-events.retry.300")  # type: ignore[index]
+    assert await _depth(amqp, INGEST_EVENTS) == 0
+
+
+async def test_retry_later_comes_back_through_the_delay_queue_counted(amqp: AmqpClient) -> None:
+    """A handler waiting for another message defers this one: a counted copy through the delay
+    queue (the handler reads the count to bound its waiting), never the DLQ."""
+    await amqp.declare(delay_queues(INGEST_EVENTS, (300,)))
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def handler(message: IncomingMessage) -> None:
+        retries = int((message.headers or {}).get(RETRIES_HEADER, 0))  # type: ignore[arg-type]
+        seen.append(retries)
+        if retries < 2:
+            raise RetryLater("waiting for the session's hit")
+        done.set()
+
+    await amqp.publish(INGEST_EVENTS, b"w", message_id="early", message_type="test.Event")
+    consumer = await amqp.consume(INGEST_EVENTS, handler, retry=RetryPolicy(delays_ms=(300,)))
+    try:
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        await consumer.cancel()
+    assert seen == [0, 1, 2]
+    assert await _depth(amqp, "ingest-events.dlq") == 0
     assert await _depth(amqp, INGEST_EVENTS) == 0
 
 

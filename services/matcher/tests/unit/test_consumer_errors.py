@@ -14,9 +14,9 @@ import grpc
 import pytest
 
 from bench.traffic import conversion_event
-from trackai_kit.amqp import IncomingMessage, Poison
+from trackai_kit.amqp import RETRIES_HEADER, IncomingMessage, Poison, RetryLater
 from trackai_matcher.entrypoints.consumer import INGEST_TYPE, IngestConsumer
-from trackai_matcher.service_layer.ingest import MatchConversion
+from trackai_matcher.service_layer.ingest import MatchConversion, SessionNotSeenYet
 
 
 @dataclass
@@ -33,7 +33,8 @@ class Failing:
     def __init__(self, error: BaseException) -> None:
         self.error = error
 
-    async def handle_conversion(self, message_id: str, purchase: object) -> None:
+    async def handle_conversion(self, message_id: str, purchase: object, *, waited: int) -> None:
+        self.waited = waited
         raise self.error
 
 
@@ -97,3 +98,17 @@ async def test_read_only_primary_drops_the_pool_connections_before_the_retry() -
     with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
         await handle(asyncpg.ReadOnlySQLTransactionError("read-only transaction"), reconnect)
     assert dropped == [True]
+
+
+async def test_a_sale_waiting_for_its_session_is_deferred_with_its_retry_count() -> None:
+    """The service is told how often the message was tried again, and its wait for a session
+    becomes the kit's RetryLater (retried through the delay queues, not an error, not poison)."""
+    event = conversion_event(
+        "0d7a3c2e-4b9f-4e53-9f0e-0c4f3b0a1d11", "ORD-1", dt.datetime.now(dt.UTC)
+    )
+    service = Failing(SessionNotSeenYet("sale ORD-1 names a session not stored yet"))
+    consumer = IngestConsumer(cast(MatchConversion, service))
+    message = Message(event.SerializeToString(), event.message_id, headers={RETRIES_HEADER: 1})
+    with pytest.raises(RetryLater):
+        await consumer(cast(IncomingMessage, message))
+    assert service.waited == 1

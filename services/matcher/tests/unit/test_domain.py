@@ -215,6 +215,18 @@ def test_session_carriers_skip_short_tags_and_keep_priority() -> None:
     assert purchase.session_carriers() == [("sck", "sess-0000001"), ("xcod", "sess-2222222")]
 
 
+def test_script_sessions_are_the_carried_values_shaped_like_the_scripts_ids() -> None:
+    purchase = _purchase(
+        tracking=Tracking(
+            sck="taAbCdEfGhIj0123456789",
+            src="sess-0000001",
+            utm={"utm_content": "taAbCdEfGhIj012345678"},  # one character short
+            extra={"xcod": "tb0123456789abcdefghij"},
+        )
+    )
+    assert purchase.script_sessions() == ["taAbCdEfGhIj0123456789"]
+
+
 def test_candidate_cutoff_allows_for_minute_precision_but_never_past_receipt() -> None:
     import dataclasses
     import datetime as dt

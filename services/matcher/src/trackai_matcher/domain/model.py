@@ -6,6 +6,7 @@ Pure data, no I/O. Hashed personal data only: e-mail and phone arrive as SHA-256
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -73,6 +74,9 @@ class Hit:
 
 #: Precision of gateway purchase times plus clock skew (see ``Purchase.candidates_as_of``).
 PURCHASE_TIME_TOLERANCE = dt.timedelta(minutes=2)
+#: The tracking script's session ids: "ta" and 20 random letters or digits (tracking script,
+#: ``token(20)``). The script puts one on every checkout link (``sck``, and ``src`` when free).
+SCRIPT_SESSION_ID = re.compile(r"^ta[A-Za-z0-9]{20}$")
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,11 @@ class Purchase:
                 seen.add(value)
                 carriers.append((name, value))
         return carriers
+
+    def script_sessions(self) -> list[str]:
+        """Carried values shaped like the session ids our tracking script makes: a purchase
+        naming one was, almost surely, decorated by the script on a visit we were sent."""
+        return [value for _, value in self.session_carriers() if SCRIPT_SESSION_ID.match(value)]
 
 
 @dataclass(frozen=True)

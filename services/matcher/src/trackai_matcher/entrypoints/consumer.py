@@ -19,13 +19,13 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.ingestion.v1 import events_pb2 as ingest
-from trackai_kit.amqp import REPLAYED_BY_HEADER, IncomingMessage, Poison
+from trackai_kit.amqp import REPLAYED_BY_HEADER, IncomingMessage, Poison, RetryLater, retry_state
 from trackai_kit.failures import is_transient_rpc_error, rpc_error_text
 from trackai_kit.identity import canonical_gateway, canonical_order_id, canonical_tenant_id
 from trackai_kit.logging import bind_context, get_logger
 from trackai_kit.pii import is_sha256_hex
 from trackai_matcher.domain.model import Hit, HitKind, Purchase, Tracking
-from trackai_matcher.service_layer.ingest import MatchConversion
+from trackai_matcher.service_layer.ingest import MatchConversion, SessionNotSeenYet
 
 INGEST_TYPE = ingest.IngestEvent.DESCRIPTOR.full_name
 log = get_logger(__name__)
@@ -158,7 +158,9 @@ class IngestConsumer:
                 "replayed dead letter received", message_id=message_id, replayed_by=replayed_by
             )
         try:
-            await self._dispatch(message_id, event, received)
+            await self._dispatch(message_id, event, received, retry_state(message)[0])
+        except SessionNotSeenYet as exc:
+            raise RetryLater(str(exc)) from exc
         except (ValueError, asyncpg.DataError) as exc:
             # Invalid content: our own checks, or PostgreSQL refusing a value (SQLSTATE class 22).
             raise BadMessage(f"{type(exc).__name__}: {exc}") from exc
@@ -172,7 +174,11 @@ class IngestConsumer:
             raise
 
     async def _dispatch(
-        self, message_id: str, event: ingest.IngestEvent, received: dt.datetime | None
+        self,
+        message_id: str,
+        event: ingest.IngestEvent,
+        received: dt.datetime | None,
+        retries: int,
     ) -> None:
         kind = event.WhichOneof("payload")
         if kind == "hit":
@@ -182,6 +188,8 @@ class IngestConsumer:
                 return
             await self._service.handle_hit(message_id, hit)
         elif kind == "conversion":
-            await self._service.handle_conversion(message_id, purchase_from_proto(event, received))
+            await self._service.handle_conversion(
+                message_id, purchase_from_proto(event, received), waited=retries
+            )
         else:
             raise BadMessage("IngestEvent without payload")

@@ -40,7 +40,17 @@ from trackai_matcher.telemetry import MatcherMetrics
 
 SCHEMA = "matcher"
 DISPATCH_TYPE = pb.DispatchRequest.DESCRIPTOR.full_name
+#: How many times a sale naming a script session the matcher has not stored waits for that
+#: session's hit (through the consumer's delay queues: 1 s, then 5 s) before it is matched
+#: without it. The hit and the sale travel on one queue, but consumers handle several messages
+#: at once, so a sale can be handled while its session's hit is still in flight.
+SESSION_WAITS = 2
 log = get_logger(__name__)
+
+
+class SessionNotSeenYet(Exception):
+    """The sale names a session of our script that is not stored yet: try it again shortly
+    (nothing of this try is committed)."""
 
 
 class Outcome(StrEnum):
@@ -69,6 +79,12 @@ class ConversionResult:
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _session_in_flight(purchase: Purchase, match: StoredMatch) -> bool:
+    """The sale names a session of our script and was not matched to it (nor to another session
+    with certainty): that session's hit may still be on its way."""
+    return match.stage is not Stage.DETERMINISTIC and bool(purchase.script_sessions())
 
 
 class MatchConversion:
@@ -106,8 +122,14 @@ class MatchConversion:
         self._metrics.hits.add(1, {"hit_type": hit.kind.value})
         return True
 
-    async def handle_conversion(self, message_id: str, purchase: Purchase) -> ConversionResult:
-        """Match the order (once), map its status to an event, register and enqueue it."""
+    async def handle_conversion(
+        self, message_id: str, purchase: Purchase, *, waited: int = SESSION_WAITS
+    ) -> ConversionResult:
+        """Match the order (once), map its status to an event, register and enqueue it.
+
+        ``waited`` is how many times this message was already tried again; while it is below
+        :data:`SESSION_WAITS`, a sale whose script session is not stored yet raises
+        :class:`SessionNotSeenYet` instead of being matched without it."""
         # Read before the transaction: a registry call must not hold row locks.
         setup = await self._directory.setup(purchase.tenant_id)
         lookback = setup.lookback(purchase.funnel_id, self._config.default_lookback)
@@ -116,7 +138,12 @@ class MatchConversion:
             if not claimed:
                 return ConversionResult(Outcome.REDELIVERY)
             if purchase.status in SALE_STATUSES:
+                decided = match is not None and match.stage is not Stage.NONE
                 match = await self._decide(conn, purchase, match, lookback)
+                if not decided and waited < SESSION_WAITS and _session_in_flight(purchase, match):
+                    raise SessionNotSeenYet(
+                        f"sale {purchase.order_id} names a session not stored yet"
+                    )
             # The status mapping is the funnel's: the conversion's own, else its session's.
             click = match.click if match is not None else None
             funnel_id = purchase.funnel_id or (click.funnel_id if click else None)
