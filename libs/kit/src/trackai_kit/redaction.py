@@ -176,6 +176,22 @@ def _may_match(text: str) -> bool:
     return _DIGIT.search(text) is not None and _ADDRESS_WORDS.search(lowered) is not None
 
 
+# Keys whose values are public numeric ids of the ad platforms (a Meta pixel id is 15-16 digits,
+# often written with 10+ in tests), kept as they are when all digits: the digit-run rule would
+# otherwise log every pixel id as "[PHONE]" and hide which destination a line is about.
+_PUBLIC_ID_KEYS = frozenset({"pixel_id", "dataset_id", "ad_account_id", "business_id"})
+_ALL_DIGITS = re.compile(r"\d{1,20}")
+
+
+def _public_id(key: object, value: object) -> bool:
+    return (
+        isinstance(key, str)
+        and snake_key(key) in _PUBLIC_ID_KEYS
+        and isinstance(value, str)
+        and _ALL_DIGITS.fullmatch(value) is not None
+    )
+
+
 def snake_key(key: str) -> str:
     """A key in the snake_case the key rules compare (``X-Api-Key`` -> ``x_api_key``)."""
     return _CAMEL_BOUNDARY.sub("_", key).lower().replace("-", "_")
@@ -229,7 +245,13 @@ def redact(value: object) -> object:
         return redact_text(value)
     if isinstance(value, Mapping):
         return {
-            key: (REDACTED if isinstance(key, str) and is_sensitive_key(key) else redact(item))
+            key: (
+                REDACTED
+                if isinstance(key, str) and is_sensitive_key(key)
+                else item
+                if _public_id(key, item)
+                else redact(item)
+            )
             for key, item in value.items()
         }
     return _redact_collection(value)

@@ -249,3 +249,20 @@ def test_prescreen_never_changes_the_result(seed: int) -> None:
     for _ in range(4000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
         assert redact_text(text) == _apply_patterns(text), text
+
+
+def test_pixel_ids_are_kept_but_a_phone_under_another_key_is_not() -> None:
+    line = {
+        "pixel_id": "1234567890",
+        "datasetId": "123456789012345",
+        "note": "1234567890",
+        "phone_hint": "5511912345678",
+    }
+    assert redact(line) == {
+        "pixel_id": "1234567890",
+        "datasetId": "123456789012345",
+        "note": "[PHONE]",
+        "phone_hint": "[PHONE]",
+    }
+    # Only an all-digit value is an id: anything else under the key is redacted as usual.
+    assert redact({"pixel_id": "ana@example.com"}) == {"pixel_id": "[EMAIL]"}
