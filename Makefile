@@ -8,6 +8,9 @@ export UV_PYTHON := python3.11
 # uv: the one on PATH, else a private copy bootstrapped from PyPI into .tools/.
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
+# `make test` runs in this many pytest-xdist workers; the whole-stack tests (tests/e2e,
+# tests/reliability) share one worker's queue so no two stacks run at once (TEST_WORKERS=0: serial).
+TEST_WORKERS ?= 2
 
 .PHONY: help env console-assets run monitor cloudwatch test test-fast qa fuzz reliability reliability-long lint fmt migrate proto proto-check bench services clean
 
@@ -54,7 +57,7 @@ cloudwatch: env ## Render the alarms as CloudFormation (deploy/cloudwatch/) and 
 
 test: services console-assets ## The whole test suite (unit, integration, e2e, contract, charts and alarms, browser)
 	@$(PY) scripts/devstack.py ensure-tools
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: env ## Unit tests only (no I/O)
 	$(PY) -m pytest -m "not integration and not e2e and not slow" $(PYTEST_ARGS)

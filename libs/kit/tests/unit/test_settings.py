@@ -39,7 +39,10 @@ def test_production_refuses_weak_tokens(monkeypatch: pytest.MonkeyPatch, token: 
         _settings(monkeypatch, TRACKAI_ENV="production", GRPC_CLIENT_TOKEN=token)
 
 
-@pytest.mark.parametrize("token", [secrets.token_hex(32), secrets.token_urlsafe(32)])
+# Ids name the kinds: the values are random, and pytest-xdist needs one test list in every worker.
+@pytest.mark.parametrize(
+    "token", [secrets.token_hex(32), secrets.token_urlsafe(32)], ids=["hex", "urlsafe"]
+)
 def test_generated_tokens_pass(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
     assert _settings(monkeypatch, TRACKAI_ENV="staging", GRPC_CLIENT_TOKEN=token)
 

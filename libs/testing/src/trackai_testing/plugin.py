@@ -120,13 +120,23 @@ MISSING_TOOL = "missing tool:"
 _MARK_BY_DIRECTORY = {"integration": "integration", "e2e": "e2e", "reliability": "integration"}
 
 
+# Directories whose tests each start several real processes (a whole stack, private brokers and
+# database clusters): with `pytest -n 2 --dist loadgroup` (`make test`) they run one at a time in
+# one worker, beside the lighter tests in the other, so two stacks never fight for the two cores.
+_SERIAL_DIRECTORIES = frozenset({"e2e", "reliability"})
+SERIAL_GROUP = "stacks"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test under an ``integration``/``e2e``/``reliability`` directory accordingly."""
+    """Mark every test under an ``integration``/``e2e``/``reliability`` directory accordingly,
+    and put the whole-stack tests in one xdist group."""
     for item in items:
         for part in item.path.parts:
             marker = _MARK_BY_DIRECTORY.get(part)
             if marker and not item.get_closest_marker(marker):
                 item.add_marker(marker)
+        if _SERIAL_DIRECTORIES.intersection(item.path.parts):
+            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
 
 
 def require_tool(path_or_name: str, install_hint: str) -> str:

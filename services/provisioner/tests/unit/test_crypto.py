@@ -65,6 +65,8 @@ def test_retired_key_gives_an_actionable_error() -> None:
         (f"k1:{base64.b64encode(b'short').decode()}", "32 bytes"),
         (f"{_spec('k1')},{_spec('k1')}", "appears twice"),
     ],
+    # Named, not by value: one spec is random, and every xdist worker needs one test list.
+    ids=["empty", "no-kid", "bad-base64", "short-key", "kid-twice"],
 )
 def test_bad_key_ring_is_refused(spec: str, message: str) -> None:
     with pytest.raises(KeyRingError, match=message):

@@ -29,6 +29,8 @@ def _settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
         # The same material under another key id is the same published key.
         "prod:" + LOCAL_DEV_KEY_RING.partition(":")[2],
     ],
+    # Named, not by value: one ring holds a random key, and every xdist worker needs one list.
+    ids=["dev-only", "real-then-dev", "dev-material-renamed"],
 )
 def test_production_refuses_the_development_key(monkeypatch: pytest.MonkeyPatch, ring: str) -> None:
     with pytest.raises(ValidationError, match="TRACKAI_ENCRYPTION_KEYS holds the published"):
