@@ -18,8 +18,8 @@ import pytest
 
 from trackai_console.adapters.wizard_store import PostgresWizardStore
 from trackai_console.domain.accounts import User
-from trackai_console.domain.ports import UpstreamRefused
 from trackai_console.domain.wizard import CompanyForm, FormErrors
+from trackai_console.service_layer.ports import UpstreamRefused
 from trackai_console.service_layer.wizard import SetupWizard, StepLocked
 
 from .conftest import Console, build_app, csrf_of, sign_in

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from trackai_console.domain.ports import UpstreamRefused
 from trackai_console.domain.wizard import (
     SAGA_STEP_LABELS,
     Check,
@@ -25,6 +24,7 @@ from trackai_console.domain.wizard import (
     WizardRecord,
     slugify,
 )
+from trackai_console.service_layer.ports import UpstreamRefused
 
 
 def _last4(secret: str) -> str:

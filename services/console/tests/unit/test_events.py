@@ -18,8 +18,8 @@ from trackai_console.domain.events import (
     Match,
     console_status,
 )
-from trackai_console.domain.ports import ConversionPage
 from trackai_console.service_layer.events import PAGE_SIZE, Events, scope
+from trackai_console.service_layer.ports import ConversionPage
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
 

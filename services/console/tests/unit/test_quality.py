@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
 from trackai_console.domain.health import Coverage
-from trackai_console.domain.ports import TenantSummary
 from trackai_console.domain.quality import DayQuality
+from trackai_console.service_layer.ports import TenantSummary
 from trackai_console.service_layer.quality import COVERAGE_TTL, Quality
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)

@@ -26,7 +26,9 @@ from trackai.ingestion.v1 import events_pb2 as ev
 from trackai.ingestion.v1 import ingestion_service_pb2 as ing
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from trackai_ingestion.bootstrap import INGESTION_SERVICE
-from trackai_ingestion.domain.gateways.base import relay_signature
+from trackai_ingestion.domain.gateways.signatures import (
+    relay_signature,
+)
 from trackai_ingestion.entrypoints.grpc_access import POLICY
 from trackai_ingestion.service_layer.webhooks import AUTH_BURST_THRESHOLD
 from trackai_kit.grpc import client_channel, local_dev_callers, local_dev_token, start_grpc_server

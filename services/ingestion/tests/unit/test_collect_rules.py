@@ -21,7 +21,9 @@ from trackai_ingestion.domain.collect import (
     resolve_fbc,
     scrub_url,
 )
-from trackai_ingestion.domain.gateways.base import client_ip as gateway_client_ip
+from trackai_ingestion.domain.gateways.people import (
+    client_ip as gateway_client_ip,
+)
 from trackai_kit import pii
 from trackai_kit.addresses import parse_ip
 

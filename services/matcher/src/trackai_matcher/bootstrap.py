@@ -17,6 +17,7 @@ from trackai_kit.retention import RetentionTask, Rule, retention_service
 from trackai_kit.service import Resources, Wiring
 from trackai_kit.tenant_config import tenant_view_client
 from trackai_matcher.adapters import repository
+from trackai_matcher.adapters.reports import PostgresMatchReports
 from trackai_matcher.adapters.tenants import RegistryTenantDirectory
 from trackai_matcher.domain.policy import StatusPolicy
 from trackai_matcher.domain.scoring import ModelParams, ProbabilisticModel
@@ -54,7 +55,7 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     """The read API: MatcherService on the gRPC server, and the operator's RetentionService
     (the `consume` process's sweeps, on demand)."""
     assert resources.pool is not None
-    servicer = MatcherServicer(MatchQueries(resources.pool))
+    servicer = MatcherServicer(MatchQueries(PostgresMatchReports(resources.pool)))
     return Wiring(
         grpc_policy=GRPC_POLICY,
         grpc_services=[

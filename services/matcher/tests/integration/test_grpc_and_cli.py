@@ -27,6 +27,7 @@ from trackai.matcher.v1 import matcher_service_pb2_grpc as pb_grpc
 from trackai_kit.grpc import client_channel, local_dev_callers, local_dev_token, start_grpc_server
 from trackai_kit.identity import event_id
 from trackai_kit.settings import GrpcSettings
+from trackai_matcher.adapters.reports import PostgresMatchReports
 from trackai_matcher.bootstrap import MATCHER_SERVICE
 from trackai_matcher.entrypoints.grpc_access import POLICY
 from trackai_matcher.entrypoints.grpc_matcher import MatcherServicer
@@ -61,7 +62,7 @@ async def api(matcher: Any, consumer: Any) -> AsyncIterator[tuple[Any, str, str]
         GrpcSettings(port=0, callers=local_dev_callers()),
         partial(
             pb_grpc.add_MatcherServiceServicer_to_server,
-            MatcherServicer(MatchQueries(matcher.pool)),
+            MatcherServicer(MatchQueries(PostgresMatchReports(matcher.pool))),
         ),
         [MATCHER_SERVICE],
         POLICY,

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from trackai_matcher.adapters.repository import EXACT_BRANCHES, TENANT_SAMPLE_SQL, exact_query
+from trackai_matcher.adapters.candidates import EXACT_BRANCHES, TENANT_SAMPLE_SQL, exact_query
 from trackai_testing.explain import explain_prepared, template_clone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

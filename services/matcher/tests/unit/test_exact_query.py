@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trackai_matcher.adapters.repository import EXACT_BRANCHES, exact_query
+from trackai_matcher.adapters.candidates import EXACT_BRANCHES, exact_query
 
 
 def test_absent_branches_and_their_parameters_are_left_out() -> None:

@@ -22,7 +22,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from trackai_cli.core import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Context, Output, SubParsers
 from trackai_cli.qa import report as rpt
 from trackai_cli.qa.checklist import ITEMS, Item
-from trackai_cli.qa.checks import Checklist, Failed, Skip, Trail
+from trackai_cli.qa.checks import Checklist
+from trackai_cli.qa.harness import Failed, Skip, Trail
 from trackai_cli.qa.settings import QaSettings
 
 #: Log lines kept in a bug report.

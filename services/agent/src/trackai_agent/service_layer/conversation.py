@@ -14,21 +14,30 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from trackai_agent.domain import flow
 from trackai_agent.domain.model import (
     Entry,
     Escalation,
     LlmFailure,
-    LlmReply,
     SessionRecord,
     ToolCall,
     ToolResult,
 )
 from trackai_agent.domain.redaction import scrub, scrub_text
 from trackai_agent.service_layer.ports import LanguageModel, SessionStore
-from trackai_agent.service_layer.tools import TOOL_SPECS, SetupTools
+from trackai_agent.service_layer.tools import SetupTools
+from trackai_agent.service_layer.transcript import (
+    as_messages,
+    assistant_entry,
+    assistant_message,
+    recent_failures,
+    render_result,
+    rendered_results,
+    slack_message,
+    tool_entry,
+    tool_spec,
+)
 from trackai_kit.telemetry import get_meter
 
 SYSTEM_PROMPT = """\
@@ -63,7 +72,6 @@ LLM_FAILED_REPLY = (
     "Não consegui processar a sua mensagem agora (o modelo de linguagem não respondeu). Tente "
     "de novo em instantes."
 )
-_ICONS = {"ok": "✅", "warning": "⚠️", "error": "❌"}
 
 ESCALATIONS = get_meter("trackai.agent").create_counter(
     "trackai.agent.escalations",
@@ -123,10 +131,6 @@ class _Turn:
     def count(self, failed: bool) -> None:
         count = flow.FailureCount(self.session.consecutive_failures).after(failed)
         self.session.consecutive_failures = count.consecutive
-
-
-def render_result(result: ToolResult) -> str:
-    return f"{_ICONS[result.status]} {result.message}\n→ {result.action}"
 
 
 class Conversation:
@@ -203,13 +207,13 @@ class Conversation:
                 f"Use uma destas: {', '.join(allowed)}.",
                 {"reason": "not_allowed", "allowed": list(allowed)},
             )
-            await turn.add(_tool_entry(call, result, 0.0))
+            await turn.add(tool_entry(call, result, 0.0))
             return result
         run = await self._tools.run(
             name, session.tenant_id, session.funnel_slug, call.arguments, session.setup_started_at
         )
         result = run.result
-        await turn.add(_tool_entry(call, result, run.duration_ms))
+        await turn.add(tool_entry(call, result, run.duration_ms))
         turn.count(result.failed)
         self._advance(session, name, result)
         return result
@@ -248,12 +252,12 @@ class Conversation:
         on_delta: DeltaListener | None,
     ) -> None:
         session = turn.session
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, *_as_messages(history)]
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, *as_messages(history)]
         messages.append({"role": "user", "content": content})
         calls_left = self._config.max_tool_calls_per_turn
         while True:
             allowed = flow.allowed_tools(session.step, webhook_verified=session.webhook_verified)
-            specs = [_spec(name) for name in allowed] if calls_left > 0 else []
+            specs = [tool_spec(name) for name in allowed] if calls_left > 0 else []
             started = time.perf_counter()
             try:
                 reply = await self._model.complete(  # type: ignore[union-attr]
@@ -269,11 +273,11 @@ class Conversation:
             calls = reply.tool_calls[:calls_left] if specs else ()
             if not calls and not reply.content.strip():
                 # The model ended the turn without a word: the seller still gets the verdicts.
-                reply = replace(reply, content=_rendered_results(turn.entries))
-            await turn.add(_assistant_entry(reply, calls, elapsed))
+                reply = replace(reply, content=rendered_results(turn.entries))
+            await turn.add(assistant_entry(reply, calls, elapsed))
             if not calls:
                 return
-            messages.append(_assistant_message(reply.content, calls))
+            messages.append(assistant_message(reply.content, calls))
             for call in calls:
                 result = await self._run_tool(turn, call)
                 messages.append(
@@ -324,7 +328,7 @@ class Conversation:
         history = await self._store.entries(session.id)
         # The current run of failures (none when the seller asked before anything failed).
         count = min(session.consecutive_failures, flow.ESCALATE_AFTER)
-        failures = _recent_failures([*history, *turn.entries], count) if count else []
+        failures = recent_failures([*history, *turn.entries], count) if count else []
         url = self._config.transcript_url_template.format(session_id=session.id)
         tried = sorted({e.tool_name for e in [*history, *turn.entries] if e.tool_name})
         suggested = next((f["action"] for f in reversed(failures) if f.get("action")), "")
@@ -357,146 +361,3 @@ class Conversation:
         # Label: the flow's step names only (a bounded set), never the session or tenant.
         ESCALATIONS.add(1, {"step": session.step})
         return TurnOutcome(session, list(turn.entries), stored)
-
-
-def slack_message(escalation: Escalation) -> bytes:
-    """Slack-compatible incoming-webhook JSON (``text`` plus blocks) for the support channel."""
-    s = escalation.summary
-    failures = "\n".join(
-        f"{i}. {f.get('tool') or 'modelo de linguagem'}: {f.get('message')}"
-        for i, f in enumerate(s.get("failures", []), start=1)
-    )
-    text = (
-        f"Escalonamento do assistente: tenant {escalation.tenant_id}, etapa {escalation.step} "
-        f"({escalation.reason})"
-    )
-    blocks = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Falhas*\n{failures}"}},
-        {
-            "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": f"*Tentado:* {', '.join(s.get('tried', [])) or '-'}\n"
-                f"*Sugestão:* {s.get('suggested_fix')}\n"
-                f"*Transcrição:* <{escalation.transcript_url}>",
-            },
-        },
-    ]
-    return json.dumps({"text": text, "blocks": blocks, "summary": s}, ensure_ascii=False).encode()
-
-
-def _recent_failures(entries: Sequence[Entry], count: int) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for entry in reversed(entries):
-        if entry.role == "tool" and entry.outcome == "error":
-            result = entry.tool_result or {}
-            if (result.get("details") or {}).get("reason") == "not_allowed":
-                continue
-            found.append(
-                {
-                    "kind": "tool",
-                    "tool": entry.tool_name,
-                    "message": result.get("message", ""),
-                    "action": result.get("action", ""),
-                }
-            )
-        elif entry.role == "assistant" and entry.outcome == "error":
-            found.append({"kind": "llm", "tool": None, "message": entry.content, "action": ""})
-        if len(found) == count:
-            break
-    return list(reversed(found))
-
-
-def _rendered_results(entries: Sequence[Entry]) -> str:
-    results = [
-        ToolResult(**e.tool_result)
-        for e in entries
-        if e.role == "tool" and e.tool_result and e.tool_result.get("status") in _ICONS
-    ]
-    return "\n\n".join(render_result(r) for r in results) or "Pode repetir, por favor?"
-
-
-def _tool_entry(call: ToolCall, result: ToolResult, duration_ms: float) -> Entry:
-    event_id = result.details.get("event_id") if call.name == "send_test_capi_event" else None
-    return Entry(
-        "tool",
-        json.dumps(result.as_dict(), ensure_ascii=False),
-        call.name,
-        call.id,
-        call.arguments,
-        result.as_dict(),
-        result.status,
-        duration_ms,
-        event_id=str(event_id) if event_id else None,
-    )
-
-
-def _spec(name: str) -> dict[str, Any]:
-    return {"type": "function", "function": {"name": name, **TOOL_SPECS[name]}}
-
-
-def _assistant_entry(reply: LlmReply, calls: Sequence[ToolCall], elapsed_ms: float) -> Entry:
-    return Entry(
-        "assistant",
-        reply.content,
-        tool_arguments={"tool_calls": [_call_json(c) for c in calls]} if calls else None,
-        duration_ms=elapsed_ms,
-        prompt_tokens=reply.prompt_tokens,
-        completion_tokens=reply.completion_tokens,
-    )
-
-
-def _call_json(call: ToolCall) -> dict[str, Any]:
-    return {"id": call.id, "name": call.name, "arguments": call.arguments}
-
-
-def _assistant_message(content: str, calls: Sequence[ToolCall]) -> dict[str, Any]:
-    return {
-        "role": "assistant",
-        "content": content or None,
-        "tool_calls": [
-            {
-                "id": c.id,
-                "type": "function",
-                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
-            }
-            for c in calls
-        ],
-    }
-
-
-def _as_messages(history: Sequence[Entry]) -> list[dict[str, Any]]:
-    """The stored transcript as chat messages: tool results stay ``tool`` messages (data)."""
-    messages: list[dict[str, Any]] = []
-    for entry in history:
-        if entry.role == "user":
-            messages.append({"role": "user", "content": entry.content})
-        elif entry.role in ("assistant", "operator"):
-            calls = (entry.tool_arguments or {}).get("tool_calls") or []
-            if calls:
-                messages.append(
-                    _assistant_message(
-                        entry.content,
-                        [ToolCall(c["id"], c["name"], c.get("arguments") or {}) for c in calls],
-                    )
-                )
-            elif entry.content:
-                messages.append({"role": "assistant", "content": entry.content})
-        elif (
-            entry.role == "tool"
-            and entry.tool_call_id
-            and not entry.tool_call_id.startswith("guided-")
-        ):
-            messages.append(
-                {"role": "tool", "tool_call_id": entry.tool_call_id, "content": entry.content}
-            )
-        elif entry.role == "tool":
-            # A guided-flow result has no model call to answer: give it as context, as data.
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": f"[resultado de {entry.tool_name}] {entry.content}",
-                }
-            )
-    return messages

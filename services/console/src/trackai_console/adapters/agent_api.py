@@ -25,7 +25,7 @@ from trackai_console.domain.assistant import (
     QueuedEscalation,
     TurnEvent,
 )
-from trackai_console.domain.ports import SourceUnavailable
+from trackai_console.service_layer.ports import SourceUnavailable
 
 if TYPE_CHECKING:
     from trackai.agent.v1.agent_service_pb2_grpc import AgentServiceAsyncStub

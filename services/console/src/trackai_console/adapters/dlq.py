@@ -11,7 +11,7 @@ from trackai.dispatcher.v1 import dispatcher_service_pb2 as disp
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as disp_grpc
 from trackai_console.adapters.read_apis import answered, or_none, to_datetime
 from trackai_console.domain.dead_letters import DeadLetter, ReplayOutcome
-from trackai_console.domain.ports import DeadLetterPage
+from trackai_console.service_layer.ports import DeadLetterPage
 
 if TYPE_CHECKING:
     from trackai.dispatcher.v1.dispatcher_service_pb2_grpc import DispatcherServiceAsyncStub

@@ -15,7 +15,7 @@ from trackai.ingestion.v1 import ingestion_service_pb2 as ing
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from trackai_console.adapters.read_apis import answered, to_datetime
 from trackai_console.domain.health import Coverage, CredentialRefusal, DestinationHealth
-from trackai_console.domain.ports import WebhookReport
+from trackai_console.service_layer.ports import WebhookReport
 
 if TYPE_CHECKING:
     from trackai.dispatcher.v1.dispatcher_service_pb2_grpc import DispatcherServiceAsyncStub

@@ -32,14 +32,14 @@ from trackai_console.domain.events import (
     Explanation,
     Match,
 )
-from trackai_console.domain.ports import (
+from trackai_console.domain.quality import DayQuality
+from trackai_console.service_layer.ports import (
     ConversionPage,
     Funnel,
     SourceUnavailable,
     TenantPage,
     TenantSummary,
 )
-from trackai_console.domain.quality import DayQuality
 
 if TYPE_CHECKING:
     from trackai.dispatcher.v1.dispatcher_service_pb2_grpc import DispatcherServiceAsyncStub

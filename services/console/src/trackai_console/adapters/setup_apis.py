@@ -18,7 +18,6 @@ from trackai.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
 from trackai_console.adapters.read_apis import answered, or_none, to_datetime
-from trackai_console.domain.ports import UpstreamRefused
 from trackai_console.domain.wizard import (
     Check,
     CompanyForm,
@@ -30,6 +29,7 @@ from trackai_console.domain.wizard import (
     TestEvent,
     slugify,
 )
+from trackai_console.service_layer.ports import UpstreamRefused
 
 if TYPE_CHECKING:
     from trackai.agent.v1.agent_service_pb2_grpc import AgentServiceAsyncStub

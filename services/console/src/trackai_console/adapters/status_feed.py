@@ -10,7 +10,7 @@ import aio_pika
 from google.protobuf.message import DecodeError
 
 from trackai.common.v1 import events_pb2 as common_pb
-from trackai_console.domain.ports import StatusSink
+from trackai_console.service_layer.ports import StatusSink
 from trackai_kit.backoff import Backoff
 from trackai_kit.logging import get_logger
 from trackai_kit.topology import STATUS_EXCHANGE

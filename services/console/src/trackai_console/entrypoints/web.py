@@ -15,7 +15,6 @@ from fastapi.staticfiles import StaticFiles
 
 from trackai_console.domain.accounts import AccountError, new_token
 from trackai_console.domain.health import BREAKER_LABELS
-from trackai_console.domain.ports import SourceUnavailable
 from trackai_console.domain.wizard import STEPS
 from trackai_console.entrypoints.pages import (
     CSRF_COOKIE,
@@ -41,6 +40,7 @@ from trackai_console.service_layer.dead_letters import DeadLetters
 from trackai_console.service_layer.events import Events, NotVisible, scope
 from trackai_console.service_layer.live import StatusHub
 from trackai_console.service_layer.overview import BuildOverview
+from trackai_console.service_layer.ports import SourceUnavailable
 from trackai_console.service_layer.quality import Quality
 from trackai_console.service_layer.tenant_health import TenantHealthList
 from trackai_console.service_layer.wizard import SetupWizard

@@ -28,10 +28,10 @@ from trackai_console.domain.assistant import (
     NoConversation,
     NotEscalated,
 )
-from trackai_console.domain.ports import SourceUnavailable
 from trackai_console.entrypoints.pages import CurrentUser, Pages
 from trackai_console.service_layer.assistant import Assistant
 from trackai_console.service_layer.events import NotVisible, scope
+from trackai_console.service_layer.ports import SourceUnavailable
 
 #: While a session is with a specialist, the panel polls for the operator's messages.
 POLL_SECONDS = 4

@@ -7,10 +7,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from trackai_console.domain.health import Coverage
-from trackai_console.domain.ports import SourceUnavailable
 from trackai_console.domain.quality import ADVICE, EMQ_THRESHOLD
 from trackai_console.entrypoints.pages import CurrentUser, Pages
 from trackai_console.service_layer.events import NotVisible, scope
+from trackai_console.service_layer.ports import SourceUnavailable
 from trackai_console.service_layer.quality import Quality
 
 

@@ -14,7 +14,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from trackai_console.domain.accounts import User
-from trackai_console.domain.ports import UpstreamRefused
 from trackai_console.domain.wizard import (
     GATEWAY_NAMES,
     PROVIDERS,
@@ -26,6 +25,7 @@ from trackai_console.domain.wizard import (
 )
 from trackai_console.entrypoints.pages import CurrentUser, Pages
 from trackai_console.service_layer.events import Events, NotVisible, scope
+from trackai_console.service_layer.ports import UpstreamRefused
 from trackai_console.service_layer.wizard import SetupWizard, StepLocked
 
 BASE = "/configuracao"

@@ -20,7 +20,7 @@ from trackai_console.domain.accounts import (
     new_token,
     token_hash,
 )
-from trackai_console.domain.ports import AccountStore, PasswordHasher
+from trackai_console.service_layer.ports import AccountStore, PasswordHasher
 
 BAD_CREDENTIALS = "E-mail ou senha incorretos."
 

@@ -15,8 +15,8 @@ from trackai_console.domain.assistant import (
     QueuedEscalation,
     TurnEvent,
 )
-from trackai_console.domain.ports import SourceUnavailable, TenantSummary
 from trackai_console.service_layer.events import NotVisible
+from trackai_console.service_layer.ports import SourceUnavailable, TenantSummary
 
 #: Escalations read per call when looking one session up across the whole queue.
 ESCALATION_SCAN_PAGE = 200

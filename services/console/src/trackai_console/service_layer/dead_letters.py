@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from trackai_console.domain.accounts import User
 from trackai_console.domain.dead_letters import ReplayOutcome
-from trackai_console.domain.ports import DeadLetterPage, DeadLetterQueue
+from trackai_console.service_layer.ports import DeadLetterPage, DeadLetterQueue
 
 PERIOD_DAYS = {"7d": 7, "30d": 30}
 

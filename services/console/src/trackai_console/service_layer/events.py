@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from trackai_console.domain.accounts import User
 from trackai_console.domain.events import Attempt, Conversion, EventFilter, EventRow, Explanation
-from trackai_console.domain.ports import EventSource, Funnel, TenantSummary
+from trackai_console.service_layer.ports import EventSource, Funnel, TenantSummary
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 PAGE_SIZE = 25

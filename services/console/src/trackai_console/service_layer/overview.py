@@ -18,9 +18,9 @@ from trackai_console.domain.health import (
     dead_letters_banner,
     refusal_banner,
 )
-from trackai_console.domain.ports import DeliveryHealth, SourceUnavailable, WebhookActivity
 from trackai_console.domain.quality import EMQ_THRESHOLD, QualityReport
 from trackai_console.service_layer.dead_letters import DeadLetters
+from trackai_console.service_layer.ports import DeliveryHealth, SourceUnavailable, WebhookActivity
 from trackai_console.service_layer.quality import Quality
 
 #: Webhooks refused for a wrong credential within this window raise a banner.

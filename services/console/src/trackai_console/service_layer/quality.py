@@ -11,14 +11,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
 from trackai_console.domain.health import Coverage
-from trackai_console.domain.ports import (
+from trackai_console.domain.quality import DayQuality, QualityReport
+from trackai_console.service_layer.ports import (
     DeliveryHealth,
     EmqHistory,
     MatchStats,
     SourceUnavailable,
     TenantSummary,
 )
-from trackai_console.domain.quality import DayQuality, QualityReport
 from trackai_kit.logging import get_logger
 
 DAYS = 7

@@ -12,7 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 from trackai_console.domain.accounts import User
 from trackai_console.domain.health import DestinationHealth
-from trackai_console.domain.ports import (
+from trackai_console.domain.quality import EMQ_THRESHOLD
+from trackai_console.domain.wizard import STEPS, WizardRecord
+from trackai_console.service_layer.events import NotVisible
+from trackai_console.service_layer.ports import (
     DeliveryHealth,
     EmqHistory,
     EventSource,
@@ -21,9 +24,6 @@ from trackai_console.domain.ports import (
     WebhookActivity,
     WizardStore,
 )
-from trackai_console.domain.quality import EMQ_THRESHOLD
-from trackai_console.domain.wizard import STEPS, WizardRecord
-from trackai_console.service_layer.events import NotVisible
 from trackai_console.service_layer.quality import DAYS
 
 PAGE_SIZE = 50

@@ -17,13 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from trackai_console.domain.accounts import User
-from trackai_console.domain.ports import (
-    SetupChecks,
-    SetupRegistry,
-    SourceUnavailable,
-    UpstreamRefused,
-    WizardStore,
-)
 from trackai_console.domain.wizard import (
     STEP_KEYS,
     Check,
@@ -37,6 +30,13 @@ from trackai_console.domain.wizard import (
     next_step,
 )
 from trackai_console.service_layer.dead_letters import requested_by
+from trackai_console.service_layer.ports import (
+    SetupChecks,
+    SetupRegistry,
+    SourceUnavailable,
+    UpstreamRefused,
+    WizardStore,
+)
 from trackai_kit.logging import get_logger
 
 log = get_logger(__name__)

@@ -18,9 +18,11 @@ from typing import Any
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
 from trackai_ingestion.domain.gateways import ADAPTERS, GatewayAdapter, WebhookRequest
-from trackai_ingestion.domain.gateways.base import (
-    RELAY_SIGNATURE_TOLERANCE_S,
+from trackai_ingestion.domain.gateways.fields import (
     sha256_hex,
+)
+from trackai_ingestion.domain.gateways.signatures import (
+    RELAY_SIGNATURE_TOLERANCE_S,
     verify_relay_signature,
 )
 from trackai_ingestion.domain.model import (

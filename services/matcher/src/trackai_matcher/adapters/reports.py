@@ -1,41 +1,15 @@
 """Read queries behind MatcherService: match summaries (export, review), one explanation, and
-the per-day statistics."""
+the per-day statistics (the service layer's ``MatchReports``, on the pool)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
 from trackai_matcher.domain.model import Stage
-
-
-@dataclass(frozen=True)
-class SummaryRow:
-    conversion_id: str | None
-    order_id: str
-    gateway: str
-    event_id: str
-    event_name: str
-    stage: Stage
-    session_id: str | None
-    click_id: int | None
-    score: float | None
-    runner_up_score: float | None
-    emq: float | None
-    event_time: dt.datetime
-    matched_at: dt.datetime | None
-    evidence: dict[str, Any]
-
-    @property
-    def margin(self) -> float | None:
-        if self.score is None or self.runner_up_score is None:
-            return None
-        return self.score - self.runner_up_score
-
+from trackai_matcher.service_layer.ports import DayStats, PageFilter, SummaryRow
 
 _SELECT = """
 SELECT d.conversion_id, d.order_id, d.gateway, d.event_id, d.event_name,
@@ -65,129 +39,105 @@ def _row(r: asyncpg.Record) -> SummaryRow:
     )
 
 
-@dataclass(frozen=True)
-class PageFilter:
-    tenant_id: str
-    start: dt.datetime | None
-    end: dt.datetime | None
-    stages: Sequence[Stage]
-    #: Review lists: probabilistic matches only when their margin is below this (None = all).
-    max_margin: float | None
-    after: tuple[dt.datetime, str] | None
-    limit: int
+class PostgresMatchReports:
+    """``MatchReports`` on the service's pool (each read is one statement, no transaction)."""
 
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
 
-async def list_summaries(pool: asyncpg.Pool, f: PageFilter) -> list[SummaryRow]:
-    """Newest conversion first, keyset-paged on (event_time, event_id)."""
-    rows = await pool.fetch(
-        _SELECT
-        + """
-        WHERE d.tenant_id = $1
-          AND ($2::timestamptz IS NULL OR d.event_time >= $2)
-          AND ($3::timestamptz IS NULL OR d.event_time < $3)
-          AND (cardinality($4::text[]) = 0 OR coalesce(m.stage, 'none') = ANY($4::text[]))
-          AND ($5::float8 IS NULL OR coalesce(m.stage, 'none') <> 'probabilistic'
-               OR m.score - m.runner_up_score < $5)
-          AND ($6::timestamptz IS NULL OR (d.event_time, d.event_id) < ($6, $7::bpchar))
-        ORDER BY d.event_time DESC, d.event_id DESC
-        LIMIT $8
-        """,
-        f.tenant_id,
-        f.start,
-        f.end,
-        [s.value for s in f.stages],
-        f.max_margin,
-        f.after[0] if f.after else None,
-        f.after[1] if f.after else None,
-        f.limit,
-    )
-    return [_row(r) for r in rows]
-
-
-async def by_event_id(pool: asyncpg.Pool, tenant_id: str, event_id: str) -> SummaryRow | None:
-    row = await pool.fetchrow(
-        _SELECT + " WHERE d.tenant_id = $1 AND d.event_id = $2", tenant_id, event_id
-    )
-    return _row(row) if row is not None else None
-
-
-async def by_conversion_id(
-    pool: asyncpg.Pool, tenant_id: str, conversion_id: str
-) -> SummaryRow | None:
-    """The event registered by that conversion message, else an event of the order it was
-    the first message of (a pending pix whose Purchase came with the approval)."""
-    row = await pool.fetchrow(
-        _SELECT  # noqa: S608 - constant SQL fragments, values are bound parameters
-        + """
-        WHERE d.tenant_id = $1 AND (d.conversion_id = $2 OR d.match_id = (
-            SELECT id FROM matcher.matches WHERE conversion_id = $2 AND tenant_id = $1 LIMIT 1))
-        ORDER BY (d.conversion_id = $2) DESC NULLS LAST, d.registered_at DESC LIMIT 1
-        """,
-        tenant_id,
-        conversion_id,
-    )
-    return _row(row) if row is not None else None
-
-
-async def by_conversion_ids(
-    pool: asyncpg.Pool, tenant_id: str, conversion_ids: Sequence[str]
-) -> list[tuple[str, SummaryRow]]:
-    """``by_conversion_id`` for several conversions in one statement: (requested id, row)."""
-    rows = await pool.fetch(
-        """
-        SELECT c.requested, s.* FROM unnest($2::uuid[]) AS c(requested)
-        CROSS JOIN LATERAL ("""  # noqa: S608 - constant SQL fragments, values are bound parameters
-        + _SELECT
-        + """
-            WHERE d.tenant_id = $1 AND (d.conversion_id = c.requested OR d.match_id = (
-                SELECT id FROM matcher.matches
-                WHERE conversion_id = c.requested AND tenant_id = $1 LIMIT 1))
-            ORDER BY (d.conversion_id = c.requested) DESC NULLS LAST, d.registered_at DESC
-            LIMIT 1
-        ) s
-        """,
-        tenant_id,
-        list(conversion_ids),
-    )
-    return [(str(r["requested"]), _row(r)) for r in rows]
-
-
-@dataclass(frozen=True)
-class DayStats:
-    day: dt.date
-    conversions: int
-    deterministic: int
-    semi: int
-    probabilistic: int
-    unmatched: int
-    emq_average: float
-    low_emq_events: int
-
-
-async def daily_stats(
-    pool: asyncpg.Pool, tenant_id: str, first: dt.date, last: dt.date
-) -> dict[dt.date, DayStats]:
-    rows = await pool.fetch(
-        """
-        SELECT day, conversions, deterministic, semi, probabilistic, unmatched,
-               CASE WHEN emq_events > 0 THEN emq_sum / emq_events ELSE 0 END AS emq_average,
-               low_emq_events
-        FROM matcher.match_daily_stats WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
-        """,
-        tenant_id,
-        first,
-        last,
-    )
-    return {
-        r["day"]: DayStats(
-            r["day"],
-            r["conversions"],
-            r["deterministic"],
-            r["semi"],
-            r["probabilistic"],
-            r["unmatched"],
-            float(r["emq_average"]),
-            r["low_emq_events"],
+    async def list_summaries(self, f: PageFilter) -> list[SummaryRow]:
+        """Newest conversion first, keyset-paged on (event_time, event_id)."""
+        rows = await self._pool.fetch(
+            _SELECT
+            + """
+            WHERE d.tenant_id = $1
+              AND ($2::timestamptz IS NULL OR d.event_time >= $2)
+              AND ($3::timestamptz IS NULL OR d.event_time < $3)
+              AND (cardinality($4::text[]) = 0 OR coalesce(m.stage, 'none') = ANY($4::text[]))
+              AND ($5::float8 IS NULL OR coalesce(m.stage, 'none') <> 'probabilistic'
+                   OR m.score - m.runner_up_score < $5)
+              AND ($6::timestamptz IS NULL OR (d.event_time, d.event_id) < ($6, $7::bpchar))
+            ORDER BY d.event_time DESC, d.event_id DESC
+            LIMIT $8
+            """,
+            f.tenant_id,
+            f.start,
+            f.end,
+            [s.value for s in f.stages],
+            f.max_margin,
+            f.after[0] if f.after else None,
+            f.after[1] if f.after else None,
+            f.limit,
         )
-        for r in rows
-    }
+        return [_row(r) for r in rows]
+
+    async def by_event_id(self, tenant_id: str, event_id: str) -> SummaryRow | None:
+        row = await self._pool.fetchrow(
+            _SELECT + " WHERE d.tenant_id = $1 AND d.event_id = $2", tenant_id, event_id
+        )
+        return _row(row) if row is not None else None
+
+    async def by_conversion_id(self, tenant_id: str, conversion_id: str) -> SummaryRow | None:
+        """The event registered by that conversion message, else an event of the order it was
+        the first message of (a pending pix whose Purchase came with the approval)."""
+        row = await self._pool.fetchrow(
+            _SELECT  # noqa: S608 - constant SQL fragments, values are bound parameters
+            + """
+            WHERE d.tenant_id = $1 AND (d.conversion_id = $2 OR d.match_id = (
+                SELECT id FROM matcher.matches WHERE conversion_id = $2 AND tenant_id = $1 LIMIT 1))
+            ORDER BY (d.conversion_id = $2) DESC NULLS LAST, d.registered_at DESC LIMIT 1
+            """,
+            tenant_id,
+            conversion_id,
+        )
+        return _row(row) if row is not None else None
+
+    async def by_conversion_ids(
+        self, tenant_id: str, conversion_ids: Sequence[str]
+    ) -> list[tuple[str, SummaryRow]]:
+        """``by_conversion_id`` for several conversions in one statement: (requested id, row)."""
+        rows = await self._pool.fetch(
+            """
+            SELECT c.requested, s.* FROM unnest($2::uuid[]) AS c(requested)
+            CROSS JOIN LATERAL ("""  # noqa: S608 - constant SQL fragments, values are bound parameters
+            + _SELECT
+            + """
+                WHERE d.tenant_id = $1 AND (d.conversion_id = c.requested OR d.match_id = (
+                    SELECT id FROM matcher.matches
+                    WHERE conversion_id = c.requested AND tenant_id = $1 LIMIT 1))
+                ORDER BY (d.conversion_id = c.requested) DESC NULLS LAST, d.registered_at DESC
+                LIMIT 1
+            ) s
+            """,
+            tenant_id,
+            list(conversion_ids),
+        )
+        return [(str(r["requested"]), _row(r)) for r in rows]
+
+    async def daily_stats(
+        self, tenant_id: str, first: dt.date, last: dt.date
+    ) -> dict[dt.date, DayStats]:
+        rows = await self._pool.fetch(
+            """
+            SELECT day, conversions, deterministic, semi, probabilistic, unmatched,
+                   CASE WHEN emq_events > 0 THEN emq_sum / emq_events ELSE 0 END AS emq_average,
+                   low_emq_events
+            FROM matcher.match_daily_stats WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
+            """,
+            tenant_id,
+            first,
+            last,
+        )
+        return {
+            r["day"]: DayStats(
+                r["day"],
+                r["conversions"],
+                r["deterministic"],
+                r["semi"],
+                r["probabilistic"],
+                r["unmatched"],
+                float(r["emq_average"]),
+                r["low_emq_events"],
+            )
+            for r in rows
+        }

@@ -11,9 +11,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.matcher.v1 import matcher_service_pb2 as pb
 from trackai.matcher.v1 import matcher_service_pb2_grpc as pb_grpc
-from trackai_matcher.adapters.reports import DayStats, SummaryRow
 from trackai_matcher.domain.model import Stage
 from trackai_matcher.service_layer.events import STAGES
+from trackai_matcher.service_layer.ports import DayStats, SummaryRow
 from trackai_matcher.service_layer.queries import InvalidArgument, MatchQueries, NotFound
 
 T = TypeVar("T")

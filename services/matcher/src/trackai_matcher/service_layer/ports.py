@@ -1,7 +1,7 @@
-"""What the matcher's consumer use cases need from the outside: the tenant directory, the store
-they fold hits, find candidates and record matches in (``adapters.repository``, a module of
-statements on one connection, satisfies MatchStore and CandidateStore), with the store's value
-types. Bootstrap wires the adapters in.
+"""What the matcher's use cases need from the outside: the tenant directory, the store the
+consumer folds hits, finds candidates and records matches in (``adapters.repository``, a module of
+statements on one connection, satisfies MatchStore and CandidateStore), the reports MatcherService
+reads (``adapters.reports``), with their value types. Bootstrap wires the adapters in.
 """
 
 from __future__ import annotations
@@ -142,3 +142,78 @@ class CandidateStore(Protocol):
     ) -> ProbabilisticCandidates: ...
 
     async def tenant_sample(self, conn: Connection, tenant_id: str, size: int) -> Sequence[Row]: ...
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One registered event with its order's match, as MatcherService reports it."""
+
+    conversion_id: str | None
+    order_id: str
+    gateway: str
+    event_id: str
+    event_name: str
+    stage: Stage
+    session_id: str | None
+    click_id: int | None
+    score: float | None
+    runner_up_score: float | None
+    emq: float | None
+    event_time: dt.datetime
+    matched_at: dt.datetime | None
+    evidence: dict[str, Any]
+
+    @property
+    def margin(self) -> float | None:
+        if self.score is None or self.runner_up_score is None:
+            return None
+        return self.score - self.runner_up_score
+
+
+@dataclass(frozen=True)
+class PageFilter:
+    tenant_id: str
+    start: dt.datetime | None
+    end: dt.datetime | None
+    stages: Sequence[Stage]
+    #: Review lists: probabilistic matches only when their margin is below this (None = all).
+    max_margin: float | None
+    after: tuple[dt.datetime, str] | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class DayStats:
+    day: dt.date
+    conversions: int
+    deterministic: int
+    semi: int
+    probabilistic: int
+    unmatched: int
+    emq_average: float
+    low_emq_events: int
+
+
+class MatchReports(Protocol):
+    """The read side of MatcherService: match summaries, one explanation, per-day statistics.
+    Arguments arrive validated (tenant and conversion ids are canonical UUIDs)."""
+
+    async def list_summaries(self, f: PageFilter) -> list[SummaryRow]:
+        """Newest conversion first, keyset-paged on (event_time, event_id), at most ``f.limit``."""
+        ...
+
+    async def by_event_id(self, tenant_id: str, event_id: str) -> SummaryRow | None: ...
+
+    async def by_conversion_id(self, tenant_id: str, conversion_id: str) -> SummaryRow | None: ...
+
+    async def by_conversion_ids(
+        self, tenant_id: str, conversion_ids: Sequence[str]
+    ) -> list[tuple[str, SummaryRow]]:
+        """(requested id, row) for each conversion that has a registered event."""
+        ...
+
+    async def daily_stats(
+        self, tenant_id: str, first: dt.date, last: dt.date
+    ) -> dict[dt.date, DayStats]:
+        """The days of ``first..last`` that have statistics (days without any are absent)."""
+        ...

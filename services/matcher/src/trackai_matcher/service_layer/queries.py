@@ -1,4 +1,5 @@
-"""Read use cases of MatcherService: validation, paging and date ranges over the reports."""
+"""Read use cases of MatcherService: validation, paging and date ranges over the reports
+(``MatchReports``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
 from trackai_kit.identity import is_event_id
-from trackai_matcher.adapters import reports
 from trackai_matcher.domain.model import Stage
+from trackai_matcher.service_layer.ports import DayStats, MatchReports, PageFilter, SummaryRow
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -32,7 +31,7 @@ class NotFound(LookupError):
 
 @dataclass(frozen=True)
 class Page:
-    rows: list[reports.SummaryRow]
+    rows: list[SummaryRow]
     next_token: str
 
 
@@ -43,7 +42,7 @@ def tenant(value: str) -> str:
         raise InvalidArgument("tenant_id: give the tenant's UUID") from exc
 
 
-def _encode(row: reports.SummaryRow) -> str:
+def _encode(row: SummaryRow) -> str:
     raw = json.dumps([row.event_time.isoformat(), row.event_id]).encode()
     return base64.urlsafe_b64encode(raw).decode()
 
@@ -62,8 +61,8 @@ def _decode(token: str) -> tuple[dt.datetime, str] | None:
 
 
 class MatchQueries:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, reports: MatchReports) -> None:
+        self._reports = reports
 
     async def page(
         self,
@@ -79,9 +78,8 @@ class MatchQueries:
         if page_size < 0:
             raise InvalidArgument("page_size: must not be negative")
         size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
-        rows = await reports.list_summaries(
-            self._pool,
-            reports.PageFilter(
+        rows = await self._reports.list_summaries(
+            PageFilter(
                 tenant(tenant_id), start, end, stages, max_margin, _decode(page_token), size + 1
             ),
         )
@@ -91,16 +89,16 @@ class MatchQueries:
 
     async def explain(
         self, tenant_id: str, *, event_id: str = "", conversion_id: str = ""
-    ) -> reports.SummaryRow:
+    ) -> SummaryRow:
         t = tenant(tenant_id)
         if event_id:
-            row = await reports.by_event_id(self._pool, t, event_id)
+            row = await self._reports.by_event_id(t, event_id)
         elif conversion_id:
             try:
                 conversion = str(uuid.UUID(conversion_id))
             except ValueError as exc:
                 raise InvalidArgument("conversion_id: not a UUID") from exc
-            row = await reports.by_conversion_id(self._pool, t, conversion)
+            row = await self._reports.by_conversion_id(t, conversion)
         else:
             raise InvalidArgument("subject: give a conversion_id or an event_id")
         if row is None:
@@ -109,7 +107,7 @@ class MatchQueries:
 
     async def by_conversions(
         self, tenant_id: str, conversion_ids: Sequence[str]
-    ) -> list[tuple[str, reports.SummaryRow]]:
+    ) -> list[tuple[str, SummaryRow]]:
         """The match of each conversion that has one (malformed ids have none)."""
         t = tenant(tenant_id)
         if len(conversion_ids) > MAX_BATCH:
@@ -120,9 +118,9 @@ class MatchQueries:
                 wanted.append(str(uuid.UUID(value)))
             except ValueError:
                 continue
-        return await reports.by_conversion_ids(self._pool, t, wanted) if wanted else []
+        return await self._reports.by_conversion_ids(t, wanted) if wanted else []
 
-    async def stats(self, tenant_id: str, start_day: str, end_day: str) -> list[reports.DayStats]:
+    async def stats(self, tenant_id: str, start_day: str, end_day: str) -> list[DayStats]:
         t = tenant(tenant_id)
         try:
             first = dt.date.fromisoformat(start_day)
@@ -133,10 +131,10 @@ class MatchQueries:
             raise InvalidArgument("end_day: before start_day")
         if (last - first).days >= MAX_STATS_DAYS:
             raise InvalidArgument(f"range: at most {MAX_STATS_DAYS} days")
-        found = await reports.daily_stats(self._pool, t, first, last)
+        found = await self._reports.daily_stats(t, first, last)
         days = []
         day = first
         while day <= last:
-            days.append(found.get(day) or reports.DayStats(day, 0, 0, 0, 0, 0, 0.0, 0))
+            days.append(found.get(day) or DayStats(day, 0, 0, 0, 0, 0, 0.0, 0))
             day += dt.timedelta(days=1)
         return days

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from trackai_ingestion.domain.gateways.base import GatewayAdapter, WebhookRequest
+from trackai_ingestion.domain.gateways.base import (
+    GatewayAdapter,
+    WebhookRequest,
+)
 from trackai_ingestion.domain.gateways.braip import BraipAdapter
 from trackai_ingestion.domain.gateways.cakto import CaktoAdapter
 from trackai_ingestion.domain.gateways.eduzz import EduzzAdapter

@@ -11,17 +11,21 @@ from typing import Any
 from trackai_ingestion.domain.gateways.base import (
     GatewayAdapter,
     WebhookRequest,
+)
+from trackai_ingestion.domain.gateways.fields import (
     amount_from_cents,
     brasilia_time,
     currency,
     first_time,
     get_path,
-    hashed_user_data,
     opt_text,
     payment_method,
     require_text,
-    split_name,
     status_from,
+)
+from trackai_ingestion.domain.gateways.people import (
+    hashed_user_data,
+    split_name,
     tracking_from,
 )
 from trackai_ingestion.domain.model import (

@@ -12,19 +12,23 @@ from typing import Any
 from trackai_ingestion.domain.gateways.base import (
     GatewayAdapter,
     WebhookRequest,
+)
+from trackai_ingestion.domain.gateways.fields import (
     amount_from_units,
     currency,
     first_time,
     get_path,
-    hashed_user_data,
     iso_time,
     opt_object,
     opt_text,
-    page_url,
     payment_method,
     require_text,
-    split_name,
     status_from,
+)
+from trackai_ingestion.domain.gateways.people import (
+    hashed_user_data,
+    page_url,
+    split_name,
     tracking_from,
 )
 from trackai_ingestion.domain.model import (

@@ -15,20 +15,26 @@ from typing import Any
 from trackai_ingestion.domain.gateways.base import (
     GatewayAdapter,
     WebhookRequest,
+)
+from trackai_ingestion.domain.gateways.fields import (
     amount_from_units,
     brasilia_time,
     first_time,
     get_path,
-    hashed_user_data,
     opt_object,
     opt_text,
     payment_method,
     require_text,
-    secrets_match,
-    split_name,
     status_from,
     text,
+)
+from trackai_ingestion.domain.gateways.people import (
+    hashed_user_data,
+    split_name,
     tracking_from,
+)
+from trackai_ingestion.domain.gateways.signatures import (
+    secrets_match,
 )
 from trackai_ingestion.domain.model import (
     Accept,

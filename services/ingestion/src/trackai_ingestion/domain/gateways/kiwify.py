@@ -10,23 +10,29 @@ from typing import Any
 from trackai_ingestion.domain.gateways.base import (
     GatewayAdapter,
     WebhookRequest,
+)
+from trackai_ingestion.domain.gateways.fields import (
     amount_from_cents,
     brasilia_time,
-    client_ip,
     currency,
     first_time,
     get_path,
-    hashed_user_data,
     iso_time,
-    only_one,
     opt_object,
     opt_text,
     payment_method,
     require_text,
-    signature_matches,
-    split_name,
     status_from,
+)
+from trackai_ingestion.domain.gateways.people import (
+    client_ip,
+    hashed_user_data,
+    split_name,
     tracking_from,
+)
+from trackai_ingestion.domain.gateways.signatures import (
+    only_one,
+    signature_matches,
 )
 from trackai_ingestion.domain.model import (
     Accept,

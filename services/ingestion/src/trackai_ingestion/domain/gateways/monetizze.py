@@ -17,21 +17,25 @@ from qs_codec import DecodeOptions, decode
 from trackai_ingestion.domain.gateways.base import (
     GatewayAdapter,
     WebhookRequest,
+)
+from trackai_ingestion.domain.gateways.body import parse_json_object
+from trackai_ingestion.domain.gateways.fields import (
     amount_from_units,
     brasilia_time,
     count_above_one,
     first_time,
     get_path,
-    hashed_user_data,
     opt_object,
     opt_text,
     payment_method,
     require_text,
-    split_name,
     status_from,
+)
+from trackai_ingestion.domain.gateways.people import (
+    hashed_user_data,
+    split_name,
     tracking_from,
 )
-from trackai_ingestion.domain.gateways.body import parse_json_object
 from trackai_ingestion.domain.model import (
     Accept,
     CanonicalStatus,

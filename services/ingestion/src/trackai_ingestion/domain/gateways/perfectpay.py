@@ -10,21 +10,25 @@ from typing import Any
 from trackai_ingestion.domain.gateways.base import (
     GatewayAdapter,
     WebhookRequest,
+)
+from trackai_ingestion.domain.gateways.fields import (
     amount_from_units,
     brasilia_time,
-    client_ip,
     count_above_one,
     currency,
     first_time,
     get_path,
-    hashed_user_data,
     opt_object,
     opt_text,
     payment_method,
     require_text,
-    split_name,
     status_from,
     text,
+)
+from trackai_ingestion.domain.gateways.people import (
+    client_ip,
+    hashed_user_data,
+    split_name,
     tracking_from,
 )
 from trackai_ingestion.domain.model import (
