@@ -20,6 +20,34 @@ FROM matcher.dedupe_registry d LEFT JOIN matcher.matches m ON m.id = d.match_id
 """
 
 
+# The event a conversion registered, else one of the order it was the first message of: an OR
+# of two columns, served as a BitmapOr of dedupe_registry_conversion_idx and
+# dedupe_registry_match_idx (without the latter, every registry row of the tenant is read).
+BY_CONVERSION_ID_SQL = (
+    _SELECT  # noqa: S608 - constant SQL fragments, values are bound parameters
+    + """
+    WHERE d.tenant_id = $1 AND (d.conversion_id = $2 OR d.match_id = (
+        SELECT id FROM matcher.matches WHERE conversion_id = $2 AND tenant_id = $1 LIMIT 1))
+    ORDER BY (d.conversion_id = $2) DESC NULLS LAST, d.registered_at DESC LIMIT 1
+    """
+)
+#: ``BY_CONVERSION_ID_SQL`` for a page of conversions in one statement (the events page).
+BY_CONVERSION_IDS_SQL = (
+    """
+    SELECT c.requested, s.* FROM unnest($2::uuid[]) AS c(requested)
+    CROSS JOIN LATERAL ("""  # noqa: S608 - constant SQL fragments, values are bound parameters
+    + _SELECT
+    + """
+        WHERE d.tenant_id = $1 AND (d.conversion_id = c.requested OR d.match_id = (
+            SELECT id FROM matcher.matches
+            WHERE conversion_id = c.requested AND tenant_id = $1 LIMIT 1))
+        ORDER BY (d.conversion_id = c.requested) DESC NULLS LAST, d.registered_at DESC
+        LIMIT 1
+    ) s
+    """
+)
+
+
 def _row(r: asyncpg.Record) -> SummaryRow:
     return SummaryRow(
         conversion_id=str(r["conversion_id"]) if r["conversion_id"] else None,
@@ -80,38 +108,14 @@ class PostgresMatchReports:
     async def by_conversion_id(self, tenant_id: str, conversion_id: str) -> SummaryRow | None:
         """The event registered by that conversion message, else an event of the order it was
         the first message of (a pending pix whose Purchase came with the approval)."""
-        row = await self._pool.fetchrow(
-            _SELECT  # noqa: S608 - constant SQL fragments, values are bound parameters
-            + """
-            WHERE d.tenant_id = $1 AND (d.conversion_id = $2 OR d.match_id = (
-                SELECT id FROM matcher.matches WHERE conversion_id = $2 AND tenant_id = $1 LIMIT 1))
-            ORDER BY (d.conversion_id = $2) DESC NULLS LAST, d.registered_at DESC LIMIT 1
-            """,
-            tenant_id,
-            conversion_id,
-        )
+        row = await self._pool.fetchrow(BY_CONVERSION_ID_SQL, tenant_id, conversion_id)
         return _row(row) if row is not None else None
 
     async def by_conversion_ids(
         self, tenant_id: str, conversion_ids: Sequence[str]
     ) -> list[tuple[str, SummaryRow]]:
         """``by_conversion_id`` for several conversions in one statement: (requested id, row)."""
-        rows = await self._pool.fetch(
-            """
-            SELECT c.requested, s.* FROM unnest($2::uuid[]) AS c(requested)
-            CROSS JOIN LATERAL ("""  # noqa: S608 - constant SQL fragments, values are bound parameters
-            + _SELECT
-            + """
-                WHERE d.tenant_id = $1 AND (d.conversion_id = c.requested OR d.match_id = (
-                    SELECT id FROM matcher.matches
-                    WHERE conversion_id = c.requested AND tenant_id = $1 LIMIT 1))
-                ORDER BY (d.conversion_id = c.requested) DESC NULLS LAST, d.registered_at DESC
-                LIMIT 1
-            ) s
-            """,
-            tenant_id,
-            list(conversion_ids),
-        )
+        rows = await self._pool.fetch(BY_CONVERSION_IDS_SQL, tenant_id, list(conversion_ids))
         return [(str(r["requested"]), _row(r)) for r in rows]
 
     async def daily_stats(

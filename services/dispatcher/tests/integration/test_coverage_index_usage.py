@@ -1,0 +1,105 @@
+"""GetParameterCoverage (the console's EMQ page) reads a tenant's week by index.
+
+300,000 dispatches over 200 tenants with skewed sizes, spread over 30 days, so the page's 7-day
+window is about a quarter of a tenant's events. The statement is checked with
+``EXPLAIN (ANALYZE, FORMAT JSON)`` as a custom and as a generic plan: it must read the week
+through ``dispatches_tenant_event_time_idx``, not scan the table or every event of the tenant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from trackai_testing.explain import explain_prepared, template_clone
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DISPATCHES = 300_000
+TENANTS = 200
+
+LOAD_SQL = f"""
+INSERT INTO dispatcher.dispatches (
+    event_id, tenant_id, pixel_id, event_name, event_time, state, attempts, payload, created_at,
+    updated_at, sent_at)
+SELECT encode(sha256(convert_to('event' || g, 'UTF8')), 'hex'), md5('tenant' || t)::uuid,
+       (100000000000000 + t)::text, 'Purchase', at, 'sent', 1,
+       jsonb_build_object('event_name', 'Purchase', 'user_data', jsonb_strip_nulls(
+           jsonb_build_object('em', jsonb_build_array(md5('em' || g)),
+                              'ph', CASE WHEN g % 5 < 4 THEN jsonb_build_array(md5('ph' || g)) END,
+                              'fbp', CASE WHEN g % 2 = 0 THEN 'fb.1.1700000000000.' || g END))),
+       at, at, at
+FROM (
+    SELECT g, floor({TENANTS} * power(random(), 2))::int AS t,
+           now() - random() * interval '30 days' AS at
+    FROM generate_series(1, {DISPATCHES}) AS g
+) AS s;
+ANALYZE dispatcher.dispatches;
+"""
+
+# The statement of ``records.parameter_coverage``.
+COVERAGE_SQL = """
+WITH chosen AS (
+    SELECT payload->'user_data' AS user_data FROM dispatcher.dispatches
+    WHERE tenant_id = $1 AND event_time >= $2 AND event_time < $3
+)
+SELECT NULL AS parameter, count(*)::int AS events FROM chosen
+UNION ALL
+SELECT key, count(*)::int
+FROM chosen, jsonb_object_keys(
+    CASE WHEN jsonb_typeof(user_data) = 'object' THEN user_data ELSE '{}' END
+) AS key
+GROUP BY key
+"""
+
+
+@dataclass
+class Loaded:
+    url: str
+    tenants: dict[str, uuid.UUID]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loaded]:
+    async with template_clone(postgres_url, migrated_template, "dispatcher_cov") as url:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(LOAD_SQL)
+            sizes = await conn.fetch(
+                "SELECT tenant_id, count(*) AS n FROM dispatcher.dispatches "
+                "GROUP BY 1 ORDER BY 2 DESC"
+            )
+        finally:
+            await conn.close()
+        assert sum(r["n"] for r in sizes) == DISPATCHES
+        yield Loaded(
+            url, {"largest": sizes[0]["tenant_id"], "median": sizes[len(sizes) // 2]["tenant_id"]}
+        )
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
+@pytest.mark.parametrize("tenant", ["largest", "median"])
+async def test_parameter_coverage_reads_the_week_by_index(
+    loaded: Loaded, tenant: str, generic: bool
+) -> None:
+    conn = await asyncpg.connect(loaded.url)
+    try:
+        window = await conn.fetchrow("SELECT now() - interval '7 days' AS start, now() AS end")
+    finally:
+        await conn.close()
+    assert window is not None
+    result = await explain_prepared(
+        loaded.url,
+        COVERAGE_SQL,
+        ["uuid", "timestamptz", "timestamptz"],
+        [loaded.tenants[tenant], window["start"], window["end"]],
+        generic=generic,
+    )
+    print(f"\ncoverage [{tenant}, {'generic' if generic else 'custom'}]: {result.describe()}")
+    assert result.seq_scans == [], f"scans {result.seq_scans}"
+    assert result.indexes == {"dispatches_tenant_event_time_idx"}, f"used {result.indexes}"
