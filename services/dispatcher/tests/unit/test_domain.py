@@ -198,3 +198,17 @@ def test_retry_ladder_and_parking_delays() -> None:
     assert ladder.park_delay(30_000) == 16000
     assert ladder.park_delay(5000) == 4000
     assert ladder.park_delay(10) == 1000
+
+
+def test_user_data_absent_differs_from_user_data_empty() -> None:
+    """The broker adapter keeps protobuf's presence: no user_data at all is a missing field,
+    an empty one is present but matches nobody."""
+    absent = event(action_source="system_generated")
+    absent.ClearField("user_data")
+    problem = valid(absent, NOW)
+    assert problem is not None and str(problem) == "required: user_data is required"
+    empty = event(action_source="system_generated")
+    empty.user_data.Clear()
+    empty.user_data.SetInParent()
+    problem = valid(empty, NOW)
+    assert problem is not None and problem.rule == "customer_information", problem

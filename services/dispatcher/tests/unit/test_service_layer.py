@@ -202,11 +202,12 @@ async def test_a_refused_request_is_halved_until_the_bad_event_stands_alone() ->
 
 
 async def test_two_copies_of_one_event_in_a_batch_post_once_as_the_newer() -> None:
-    store, meta = MemoryDeliveryStore(), FakeMeta()
+    # One POST recorded: copy 0 is a leftover, copy 1 (the retry) is the live one.
+    store, meta = MemoryDeliveryStore(rows={"e": Row(State.RETRYING, attempts=1)}), FakeMeta()
     d = dispatcher(store, meta, FakeDestinations(CREDS), Recorder(), Recorder())
-    await d.dispatch(DESTINATION, [delivery("e", FRESH, copy=0), delivery("e", FRESH, copy=0)])
+    await d.dispatch(DESTINATION, [delivery("e", FRESH, copy=0), delivery("e", FRESH, copy=1)])
     assert meta.requests == [["e"]]
-    assert store.rows["e"].state is State.SENT and store.rows["e"].attempts == 1
+    assert store.rows["e"].state is State.SENT and store.rows["e"].attempts == 2
 
 
 async def test_with_the_registry_away_nothing_is_posted_and_copies_wait() -> None:
