@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import cloudwatch  # noqa: E402
 import monitor  # noqa: E402
 
-from trackai_dispatcher.service_layer.delivery import META_SLOW_S  # noqa: E402
+from trackai_dispatcher.service_layer.metrics import META_SLOW_S  # noqa: E402
 
 TEMPLATE = ROOT / "deploy" / "cloudwatch" / "trackai-alarms.yaml"
 

@@ -9,15 +9,20 @@ from functools import partial
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from trackai_dispatcher.adapters.broker import DispatchPublisher, StatusPublisher
-from trackai_dispatcher.adapters.destinations import DestinationResolver, RegistryDestinations
+from trackai_dispatcher.adapters.delivery_store import PostgresDeliveryStore, PostgresHealthStore
+from trackai_dispatcher.adapters.destinations import RegistryDestinations
 from trackai_dispatcher.adapters.meta import MetaClient
+from trackai_dispatcher.adapters.query_store import PostgresDeadLetterStore, PostgresReader
 from trackai_dispatcher.domain.breaker import BreakerPolicy
 from trackai_dispatcher.domain.model import RetryLadder
-from trackai_dispatcher.entrypoints.consumer import ConsumerTask, Monitor
+from trackai_dispatcher.entrypoints.consumer import ConsumerTask, MonitorTask
 from trackai_dispatcher.entrypoints.grpc_access import POLICY as GRPC_POLICY
 from trackai_dispatcher.entrypoints.grpc_dispatcher import DispatcherServicer
 from trackai_dispatcher.service_layer.delivery import Dispatcher
 from trackai_dispatcher.service_layer.dlq import DeadLetters
+from trackai_dispatcher.service_layer.monitor import Monitor
+from trackai_dispatcher.service_layer.ports import DestinationResolver, MetaPoster, Notifier
+from trackai_dispatcher.service_layer.queries import Queries
 from trackai_dispatcher.settings import Settings
 from trackai_kit import topology
 from trackai_kit.amqp import RetryPolicy
@@ -65,13 +70,13 @@ def retention_rules(settings: Settings) -> list[Rule]:
 def build_dispatcher(
     settings: Settings,
     resources: Resources,
-    meta: MetaClient,
+    meta: MetaPoster,
     destinations: DestinationResolver,
-    notifier: StatusPublisher,
+    notifier: Notifier,
 ) -> Dispatcher:
     assert resources.pool is not None and resources.amqp is not None
     return Dispatcher(
-        resources.pool,
+        PostgresDeliveryStore(resources.pool),
         meta,
         destinations,
         DispatchPublisher(resources.amqp),
@@ -92,8 +97,10 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     """``serve``: DispatcherService (attempts, event state, DLQ list and replay) and the
     operator's RetentionService (the `consume` process's sweeps, on demand)."""
     assert resources.pool is not None and resources.amqp is not None
-    dead_letters = DeadLetters(resources.pool, DispatchPublisher(resources.amqp))
-    servicer = DispatcherServicer(resources.pool, dead_letters)
+    dead_letters = DeadLetters(
+        PostgresDeadLetterStore(resources.pool), DispatchPublisher(resources.amqp)
+    )
+    servicer = DispatcherServicer(Queries(PostgresReader(resources.pool)), dead_letters)
     return Wiring(
         grpc_policy=GRPC_POLICY,
         grpc_services=[
@@ -140,11 +147,13 @@ async def wire_consumer(settings: Settings, resources: Resources) -> Wiring:
         shutdown_grace_s=settings.shutdown_grace_s,
         retry=RetryPolicy(tuple(settings.retry_ladder_ms)),
     )
-    monitor = Monitor(
-        resources.pool,
-        notifier,
-        outage_destinations=settings.outage_destinations,
-        outage_window_s=settings.outage_window_s,
+    monitor = MonitorTask(
+        Monitor(
+            PostgresHealthStore(resources.pool),
+            notifier,
+            outage_destinations=settings.outage_destinations,
+            outage_window_s=settings.outage_window_s,
+        )
     )
     retention = RetentionTask(
         resources.pool, retention_rules(settings), interval_s=RETENTION_INTERVAL_S

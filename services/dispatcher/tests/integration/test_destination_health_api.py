@@ -18,10 +18,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from trackai_dispatcher.adapters.query_store import PostgresDeadLetterStore, PostgresReader
 from trackai_dispatcher.bootstrap import DISPATCHER_SERVICE
 from trackai_dispatcher.entrypoints.grpc_access import POLICY
 from trackai_dispatcher.entrypoints.grpc_dispatcher import DispatcherServicer
 from trackai_dispatcher.service_layer.dlq import DeadLetters
+from trackai_dispatcher.service_layer.queries import Queries
 from trackai_kit.grpc import client_channel, local_dev_callers, local_dev_token, start_grpc_server
 from trackai_kit.settings import GrpcSettings
 
@@ -36,7 +38,10 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 @pytest.fixture
 async def stub(db: asyncpg.Pool) -> AsyncIterator[DispatcherServiceAsyncStub]:
     # Reads only: the replay publisher is never reached.
-    servicer = DispatcherServicer(db, DeadLetters(db, None))  # type: ignore[arg-type]
+    servicer = DispatcherServicer(
+        Queries(PostgresReader(db)),
+        DeadLetters(PostgresDeadLetterStore(db), None),  # type: ignore[arg-type]
+    )
     server = await start_grpc_server(
         GrpcSettings(port=0, callers=local_dev_callers()),
         partial(pb_grpc.add_DispatcherServiceServicer_to_server, servicer),

@@ -22,10 +22,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from trackai_dispatcher.adapters.broker import DispatchPublisher
+from trackai_dispatcher.adapters.query_store import PostgresDeadLetterStore, PostgresReader
 from trackai_dispatcher.bootstrap import DISPATCHER_SERVICE
 from trackai_dispatcher.entrypoints.grpc_access import POLICY
 from trackai_dispatcher.entrypoints.grpc_dispatcher import DispatcherServicer
 from trackai_dispatcher.service_layer.dlq import DeadLetters
+from trackai_dispatcher.service_layer.queries import Queries
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.grpc import (
     GrpcServer,
@@ -54,7 +56,10 @@ OPERATOR = local_dev_token("operator")
 async def api(
     db: asyncpg.Pool, broker: AmqpClient
 ) -> AsyncIterator[tuple[pb_grpc.DispatcherServiceStub, GrpcServer]]:
-    servicer = DispatcherServicer(db, DeadLetters(db, DispatchPublisher(broker)))
+    servicer = DispatcherServicer(
+        Queries(PostgresReader(db)),
+        DeadLetters(PostgresDeadLetterStore(db), DispatchPublisher(broker)),
+    )
     server = await start_grpc_server(
         GrpcSettings(port=0, callers=local_dev_callers()),
         partial(pb_grpc.add_DispatcherServiceServicer_to_server, servicer),

@@ -13,10 +13,13 @@ import pytest
 
 from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.adapters.broker import DispatchConsumer, Receipt, destination_of
+from trackai_dispatcher.adapters.wire import conversion
 from trackai_dispatcher.domain.model import Destination
 from trackai_dispatcher.entrypoints.consumer import settler
+from trackai_dispatcher.service_layer.batch import Disposition
 from trackai_dispatcher.service_layer.batching import Batcher, Pending
-from trackai_dispatcher.service_layer.delivery import Delivery, Dispatcher, Disposition
+from trackai_dispatcher.service_layer.delivery import Dispatcher
+from trackai_dispatcher.service_layer.ports import Delivery
 from trackai_kit.amqp import RETRIES_HEADER, AmqpClient, RetryPolicy
 
 from .conftest import FAST_LADDER, Env, Registry, dispatch_request, publish, wait_for
@@ -53,7 +56,8 @@ async def test_a_failed_batch_is_retried_through_a_delay_queue_not_requeued(
 
     def on_delivery(request: matcher_pb.DispatchRequest, copy: int, receipt: Receipt) -> None:
         seen.append(receipt.message)
-        batcher.add(destination_of(request), Pending(Delivery(request, copy), receipt))
+        delivery = Delivery(conversion(request), copy, source=request)
+        batcher.add(destination_of(request), Pending(delivery, receipt))
 
     ladder = tuple(int(ms) for ms in FAST_LADDER.split(","))
     consumer = DispatchConsumer(

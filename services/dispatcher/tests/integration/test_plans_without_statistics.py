@@ -19,9 +19,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from trackai_dispatcher.adapters import repository as repo
+from trackai_dispatcher.adapters import delivery_store as repo
 from trackai_dispatcher.domain.breaker import Breaker, BreakerState
 from trackai_dispatcher.domain.model import AttemptOutcome, Destination, State
+from trackai_dispatcher.service_layer import ports
 from trackai_kit.postgres import asyncpg_dsn
 from trackai_testing.explain import explained_pool, node_label, plan_nodes, read_problems
 
@@ -90,12 +91,12 @@ def problems(explained: dict[str, Any]) -> list[str]:
     return [f"{problem}\n    in: {query[:160]}" for problem in found]
 
 
-def changes(event_ids: list[str]) -> list[repo.Change]:
-    return [repo.Change(e, State.SENT, posts=1, http_status=200) for e in event_ids]
+def changes(event_ids: list[str]) -> list[ports.Change]:
+    return [ports.Change(e, State.SENT, posts=1, http_status=200) for e in event_ids]
 
 
-def new_dispatch(event_id: str, tenant: str) -> repo.NewDispatch:
-    return repo.NewDispatch(
+def new_dispatch(event_id: str, tenant: str) -> ports.NewDispatch:
+    return ports.NewDispatch(
         event_id=event_id,
         tenant_id=tenant,
         pixel_id=PIXEL,
@@ -164,7 +165,7 @@ async def test_batch_statements_use_their_keys_index(
             await repo.apply_changes(c, changes(batch))
             await repo.record_attempt(
                 c,
-                repo.AttemptRecord(
+                ports.AttemptRecord(
                     batch_id=uuid.uuid4(),
                     destination=destination,
                     attempt=1,

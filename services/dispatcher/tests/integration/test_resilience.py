@@ -11,7 +11,8 @@ import time
 import asyncpg
 import pytest
 
-from trackai_dispatcher.adapters.repository import unclosed_breakers
+from trackai_dispatcher.adapters.delivery_store import unclosed_breakers
+from trackai_dispatcher.service_layer.ports import UnclosedBreaker
 from trackai_kit.amqp import AmqpClient
 from trackai_sandbox.testing import MetaSandboxClient
 
@@ -134,7 +135,7 @@ async def test_breaker_opens_after_ten_failures_parks_and_recovers(
     await wait_for(opened, 20, "the breaker to open")
     # What the per-destination breaker gauge reports: the failing pixel, open; nobody else.
     async with db.acquire() as conn:
-        assert await unclosed_breakers(conn) == [(failing, PIXEL, "open")]
+        assert await unclosed_breakers(conn) == [UnclosedBreaker(failing, PIXEL, "open")]
     # While it is open the other tenant keeps flowing.
     others = [dispatch_request(healthy, f"h-{i}", pixel="2222222222") for i in range(5)]
     await publish(broker, *others)

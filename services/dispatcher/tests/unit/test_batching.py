@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from trackai.matcher.v1 import events_pb2 as matcher_pb
+from trackai_dispatcher.adapters.wire import conversion
 from trackai_dispatcher.domain.model import Destination
+from trackai_dispatcher.service_layer.batch import Disposition
 from trackai_dispatcher.service_layer.batching import Batcher, Pending
-from trackai_dispatcher.service_layer.delivery import Delivery, Disposition
+from trackai_dispatcher.service_layer.ports import Delivery
 
 A = Destination("t1", "pixel-a")
 B = Destination("t1", "pixel-b")
@@ -55,7 +57,7 @@ class Settled:
 
 def pending(event_id: str) -> Pending:
     request = matcher_pb.DispatchRequest(event=matcher_pb.ServerEvent(event_id=event_id))
-    return Pending(Delivery(request), receipt=event_id)
+    return Pending(Delivery(conversion(request)), receipt=event_id)
 
 
 def batcher(dispatcher: Dispatcher, settled: Settled, deadline_s: float = 3600) -> Batcher:

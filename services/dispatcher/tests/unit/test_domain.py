@@ -12,10 +12,11 @@ from google.protobuf.json_format import ParseDict
 
 from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.adapters.meta import event_payload, wire_event
+from trackai_dispatcher.adapters.wire import server_event
 from trackai_dispatcher.domain.breaker import Breaker, BreakerPolicy, BreakerState, Gate, Transition
 from trackai_dispatcher.domain.classification import MetaAnswer, Verdict, classify
 from trackai_dispatcher.domain.model import RetryLadder, is_expired
-from trackai_dispatcher.domain.validation import validate
+from trackai_dispatcher.domain.validation import Invalid, validate
 from trackai_sandbox.testing import sample_purchase, sha256_hex
 
 NOW = int(time.time())
@@ -30,8 +31,13 @@ def event(**overrides: Any) -> matcher_pb.ServerEvent:
     return ParseDict(raw, matcher_pb.ServerEvent())
 
 
+def valid(event: matcher_pb.ServerEvent, now: float) -> Invalid | None:
+    """The rules on the event as the broker adapter hands it to the service layer."""
+    return validate(server_event(event), now)
+
+
 def test_a_complete_purchase_is_valid() -> None:
-    assert validate(event(), NOW) is None
+    assert valid(event(), NOW) is None
 
 
 @pytest.mark.parametrize(
@@ -69,7 +75,7 @@ def test_a_complete_purchase_is_valid() -> None:
     ],
 )
 def test_meta_rules_name_the_broken_one(overrides: dict[str, Any], rule: str) -> None:
-    problem = validate(event(**overrides), NOW)
+    problem = valid(event(**overrides), NOW)
     assert problem is not None and problem.rule == rule, problem
 
 
@@ -81,22 +87,22 @@ def test_birth_date_and_gender_reach_the_payload_hashed() -> None:
         "client_user_agent": "UA",
     }
     built = event(user_data=user)
-    assert validate(built, NOW) is None
+    assert valid(built, NOW) is None
     sent = wire_event(event_payload(built))["user_data"]
     assert sent["db"] == [sha256_hex("19970216")] and sent["ge"] == [sha256_hex("f")]
 
 
 def test_age_is_expiry_not_invalidity() -> None:
     old = NOW - 8 * 86400
-    assert validate(event(event_time=old), NOW) is None
+    assert valid(event(event_time=old), NOW) is None
     assert is_expired(old, NOW)
     assert not is_expired(NOW - 7 * 86400 + 120, NOW)
     assert is_expired(NOW - 7 * 86400 + 30, NOW), "kept off the limit by a margin"
 
 
 def test_lowercase_currency_and_non_purchase_without_value_are_fine() -> None:
-    assert validate(event(custom_data={"value": "5.00", "currency": "brl"}), NOW) is None
-    assert validate(event(event_name="Lead", custom_data={}), NOW) is None
+    assert valid(event(custom_data={"value": "5.00", "currency": "brl"}), NOW) is None
+    assert valid(event(event_name="Lead", custom_data={}), NOW) is None
 
 
 def test_the_wire_form_has_meta_types() -> None:
@@ -192,3 +198,17 @@ def test_retry_ladder_and_parking_delays() -> None:
     assert ladder.park_delay(30_000) == 16000
     assert ladder.park_delay(5000) == 4000
     assert ladder.park_delay(10) == 1000
+
+
+def test_user_data_absent_differs_from_user_data_empty() -> None:
+    """The broker adapter keeps protobuf's presence: no user_data at all is a missing field,
+    an empty one is present but matches nobody."""
+    absent = event(action_source="system_generated")
+    absent.ClearField("user_data")
+    problem = valid(absent, NOW)
+    assert problem is not None and str(problem) == "required: user_data is required"
+    empty = event(action_source="system_generated")
+    empty.user_data.Clear()
+    empty.user_data.SetInParent()
+    problem = valid(empty, NOW)
+    assert problem is not None and problem.rule == "customer_information", problem

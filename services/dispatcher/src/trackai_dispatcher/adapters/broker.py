@@ -25,7 +25,9 @@ from opentelemetry.trace import SpanKind
 
 from trackai.common.v1 import events_pb2 as common_pb
 from trackai.matcher.v1 import events_pb2 as matcher_pb
+from trackai_dispatcher.adapters.wire import replay_request, request_of, status_messages
 from trackai_dispatcher.domain.model import Destination
+from trackai_dispatcher.service_layer.ports import Delivery, StatusUpdate, StoredDispatch
 from trackai_kit.amqp import AmqpClient, PublishFailed, RetryPolicy
 from trackai_kit.identity import is_event_id
 from trackai_kit.logging import get_logger
@@ -340,11 +342,18 @@ class DispatchPublisher:
     def __init__(self, amqp: AmqpClient) -> None:
         self._amqp = amqp
 
-    async def delay(self, request: matcher_pb.DispatchRequest, copy: int, delay_ms: int) -> None:
+    async def delay(self, delivery: Delivery, copy: int, delay_ms: int) -> None:
+        # The message as received when there is one (it goes on unchanged), else rebuilt.
+        source = delivery.source
+        request = (
+            source
+            if isinstance(source, matcher_pb.DispatchRequest)
+            else request_of(delivery.conversion)
+        )
         await self._publish(retry_queue_name(CAPI_DISPATCH, delay_ms), request, copy)
 
-    async def replay(self, request: matcher_pb.DispatchRequest, copy: int) -> None:
-        await self._publish(CAPI_DISPATCH, request, copy)
+    async def replay(self, dispatch: StoredDispatch, copy: int) -> None:
+        await self._publish(CAPI_DISPATCH, replay_request(dispatch), copy)
 
     async def _publish(self, queue: str, request: matcher_pb.DispatchRequest, copy: int) -> None:
         await self._amqp.publish(
@@ -388,16 +397,17 @@ class StatusPublisher:
         # The concrete channel: its publish can skip waiting for the socket (``wait``).
         return cast(aiormq.Channel, await self._channel.get_underlay_channel())
 
-    async def statuses(self, updates: Sequence[common_pb.StatusUpdate]) -> None:
+    async def statuses(self, updates: Sequence[StatusUpdate]) -> None:
         if not updates:
             return
+        messages = status_messages(updates)
         with tracer.start_as_current_span(
             f"{STATUS_EXCHANGE} publish",
             kind=SpanKind.PRODUCER,
             attributes={
                 "messaging.system": "rabbitmq",
                 "messaging.destination.name": STATUS_EXCHANGE,
-                "messaging.batch.message_count": len(updates),
+                "messaging.batch.message_count": len(messages),
             },
         ):
             headers: dict[str, Any] = {}
@@ -420,7 +430,7 @@ class StatusPublisher:
                             # Written without waiting for the socket; the confirm is awaited.
                             wait=False,
                         )
-                        for update in updates
+                        for update in messages
                     )
                 )
 

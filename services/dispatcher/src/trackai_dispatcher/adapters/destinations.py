@@ -4,30 +4,21 @@ rotated token applies to events already queued)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+import grpc
 
 from trackai.provisioner.v1 import provisioner_service_pb2 as registry_pb
+from trackai_dispatcher.service_layer.ports import (
+    Credentials,
+    CredentialUnusable,
+    RegistryRefused,
+)
+from trackai_kit.failures import is_transient_rpc_error, rpc_error_text
 from trackai_kit.tenant_config import RegistryClient
 
 
-@dataclass(frozen=True)
-class Credentials:
-    #: Decrypted: left out of the repr (log lines, exception messages).
-    access_token: str = field(repr=False)
-    test_event_code: str | None
-
-
-class DestinationResolver(Protocol):
-    async def credentials(
-        self, tenant_id: str, funnel_id: str, pixel_id: str
-    ) -> Credentials | None: ...
-
-    def forget(self, tenant_id: str) -> None: ...
-
-
 class RegistryDestinations:
-    """:class:`DestinationResolver` over the provisioner's ``GetMetaDestination``."""
+    """The service layer's ``DestinationResolver`` over the provisioner's
+    ``GetMetaDestination``: the registry's refusals become the port's exceptions."""
 
     def __init__(self, client: RegistryClient[registry_pb.MetaDestination]) -> None:
         self._client = client
@@ -35,7 +26,15 @@ class RegistryDestinations:
     async def credentials(
         self, tenant_id: str, funnel_id: str, pixel_id: str
     ) -> Credentials | None:
-        destination = await self._client.get(tenant_id, funnel_id, pixel_id)
+        try:
+            destination = await self._client.get(tenant_id, funnel_id, pixel_id)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                # It cannot open this funnel's credential (and says which).
+                raise CredentialUnusable(rpc_error_text(exc)) from exc
+            if is_transient_rpc_error(exc):
+                raise
+            raise RegistryRefused(rpc_error_text(exc)) from exc
         if destination is None or not destination.access_token:
             return None
         return Credentials(destination.access_token, destination.test_event_code or None)

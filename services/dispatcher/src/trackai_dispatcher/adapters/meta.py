@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -32,7 +33,7 @@ def event_payload(event: events_pb2.ServerEvent) -> dict[str, Any]:
     return payload
 
 
-def wire_event(payload: dict[str, Any]) -> dict[str, Any]:
+def wire_event(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     """The stored payload as Meta wants it: ``custom_data.value`` becomes a JSON number.
 
     ``float`` of a decimal string prints back as the same decimal (Python's shortest round-trip
@@ -68,7 +69,7 @@ class MetaClient:
         self,
         pixel_id: str,
         access_token: str,
-        events: list[dict[str, Any]],
+        events: list[Mapping[str, Any]],
         test_event_code: str | None,
     ) -> MetaAnswer:
         body: dict[str, Any] = {

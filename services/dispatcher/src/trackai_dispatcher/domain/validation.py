@@ -11,7 +11,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from trackai.matcher.v1 import events_pb2
+from trackai_dispatcher.domain.conversion import HASHED_KEYS, ServerEvent, UserData
 
 ACTION_SOURCES = frozenset(
     {
@@ -26,8 +26,6 @@ ACTION_SOURCES = frozenset(
         "other",
     }
 )
-#: Keys Meta requires as SHA-256 of the normalised value (lowercase hex).
-HASHED_KEYS = ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "db", "ge")
 #: Key sets too broad to match anyone; an event whose keys all fall within one is refused.
 TOO_BROAD_KEY_SETS = (
     frozenset({"ct", "country", "st", "zp", "ge", "client_user_agent"}),
@@ -69,7 +67,7 @@ class Invalid:
         return f"{self.rule}: {self.detail}"
 
 
-def validate(event: events_pb2.ServerEvent, now: float) -> Invalid | None:
+def validate(event: ServerEvent, now: float) -> Invalid | None:
     """The first rule ``event`` breaks, in Meta's order, or None when Meta would accept it."""
     for check in (_required, _event_time, _user_data, _custom_data):
         problem = check(event, now)
@@ -78,7 +76,7 @@ def validate(event: events_pb2.ServerEvent, now: float) -> Invalid | None:
     return None
 
 
-def _required(event: events_pb2.ServerEvent, _: float) -> Invalid | None:  # noqa: PLR0911
+def _required(event: ServerEvent, _: float) -> Invalid | None:  # noqa: PLR0911
     if not event.event_name:
         return Invalid("required", "event_name is required")
     if not event.event_id:
@@ -89,7 +87,7 @@ def _required(event: events_pb2.ServerEvent, _: float) -> Invalid | None:  # noq
         return Invalid(
             "action_source", f"action_source {event.action_source!r} is not one of Meta's"
         )
-    if not event.HasField("user_data"):
+    if event.user_data is None:
         return Invalid("required", "user_data is required")
     if event.action_source == "website":
         if not event.event_source_url:
@@ -99,7 +97,7 @@ def _required(event: events_pb2.ServerEvent, _: float) -> Invalid | None:  # noq
     return None
 
 
-def _event_time(event: events_pb2.ServerEvent, now: float) -> Invalid | None:
+def _event_time(event: ServerEvent, now: float) -> Invalid | None:
     if event.event_time <= 0:
         return Invalid("required", "event_time is required (Unix seconds)")
     if event.event_time - now > FUTURE_TOLERANCE_S:
@@ -109,11 +107,11 @@ def _event_time(event: events_pb2.ServerEvent, now: float) -> Invalid | None:
     return None
 
 
-def _user_data(event: events_pb2.ServerEvent, _: float) -> Invalid | None:
-    user = event.user_data
+def _user_data(event: ServerEvent, _: float) -> Invalid | None:
+    user = event.user_data or UserData()  # (none: _required refused it already)
     present: set[str] = set()
     for key in HASHED_KEYS:
-        values = getattr(user, key)
+        values = user.hashed.get(key, ())
         for position, value in enumerate(values):
             if not _SHA256.fullmatch(value):
                 return Invalid(
@@ -144,7 +142,7 @@ def _user_data(event: events_pb2.ServerEvent, _: float) -> Invalid | None:
     return None
 
 
-def _custom_data(event: events_pb2.ServerEvent, _: float) -> Invalid | None:
+def _custom_data(event: ServerEvent, _: float) -> Invalid | None:
     data = event.custom_data
     if data.value and not _DECIMAL.fullmatch(data.value):
         return Invalid("value", "custom_data.value is not a plain decimal number")

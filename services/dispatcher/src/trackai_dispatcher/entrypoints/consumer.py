@@ -1,31 +1,23 @@
 """The ``consume`` process's background tasks: the ``capi-dispatch`` consumer with its graceful
-hand-back on SIGTERM, and the monitor (expiry sweep, Meta-wide outage detection)."""
+hand-back on SIGTERM, and the monitor's loop with its gauges (the round itself, expiry sweep and
+Meta-wide outage detection, is the service layer's ``Monitor``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 
-import asyncpg
-from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.metrics import Observation
 
-from trackai.common.v1 import events_pb2 as common_pb
 from trackai.matcher.v1 import events_pb2 as matcher_pb
-from trackai_dispatcher.adapters import repository as repo
 from trackai_dispatcher.adapters.broker import DispatchConsumer, Receipt, destination_of
-from trackai_dispatcher.domain.model import EXPIRY_MARGIN_S, META_MAX_AGE_S
+from trackai_dispatcher.adapters.wire import conversion
+from trackai_dispatcher.service_layer.batch import Disposition
 from trackai_dispatcher.service_layer.batching import Batcher, Pending, Settle
-from trackai_dispatcher.service_layer.delivery import (
-    EXPIRED,
-    TOO_OLD_DETAIL,
-    Delivery,
-    Dispatcher,
-    Disposition,
-    Notifier,
-)
+from trackai_dispatcher.service_layer.delivery import Dispatcher
+from trackai_dispatcher.service_layer.monitor import Monitor
+from trackai_dispatcher.service_layer.ports import Delivery
 from trackai_kit.amqp import AmqpClient, RetryPolicy, record_lag
 from trackai_kit.backoff import Backoff
 from trackai_kit.logging import get_logger
@@ -81,7 +73,8 @@ class ConsumerTask:
             if copy == 0:  # a later copy waited in a delay queue on purpose
                 record_lag(CAPI_DISPATCH, headers)
             context = extract_context(headers) if spans_exported() else None
-            batcher.add(destination_of(request), Pending(Delivery(request, copy), receipt, context))
+            delivery = Delivery(conversion(request), copy, source=request)
+            batcher.add(destination_of(request), Pending(delivery, receipt, context))
 
         consumer = DispatchConsumer(
             self._amqp, self._url, self._prefetch, on_delivery, retry=self._retry
@@ -123,47 +116,30 @@ class ConsumerTask:
 _BREAKER_VALUES = {"half_open": 1, "open": 2}
 
 
-class Monitor:
-    """Every ``interval_s``: expire undelivered events past Meta's limit, and tell whether Meta
-    looks down for everyone (many destinations failing on Meta's side at once)."""
+class MonitorTask:
+    """Background task: a :class:`Monitor` round every ``interval_s``, and the gauges that
+    show its last figures."""
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        notifier: Notifier,
-        *,
-        outage_destinations: int,
-        outage_window_s: float,
-        interval_s: float = 10.0,
-    ) -> None:
-        self._pool = pool
-        self._notifier = notifier
-        self._threshold = outage_destinations
-        self._window_s = outage_window_s
+    def __init__(self, monitor: Monitor, *, interval_s: float = 10.0) -> None:
+        self._monitor = monitor
         self._interval_s = interval_s
-        self.failing = 0
-        self.outage = False
-        #: Last round's counts (``repo.health_counts``); None until the first round.
-        self.counts: dict[str, int] | None = None
         _meter.create_observable_gauge(
             "trackai.dispatcher.meta_outage",
-            callbacks=[lambda _: [Observation(int(self.outage))]],
+            callbacks=[lambda _: [Observation(int(monitor.outage))]],
             description="1 while failures on Meta's side span many destinations",
         )
         _meter.create_observable_gauge(
             "trackai.dispatcher.failing_destinations",
-            callbacks=[lambda _: [Observation(self.failing)]],
+            callbacks=[lambda _: [Observation(monitor.failing)]],
             unit="{destination}",
             description="Destinations with Meta-side failures within the outage window",
         )
         _meter.create_observable_gauge(
             "trackai.dispatcher.dead_events",
-            callbacks=[lambda _: self._observe("dead")],
+            callbacks=[self._observe_dead],
             unit="{event}",
             description="Dead events awaiting replay (the database side of the DLQ)",
         )
-        #: Destinations whose breaker is not closed, and its state (last round).
-        self.breakers: list[tuple[str, str, str]] = []
         _meter.create_observable_gauge(
             "trackai.dispatcher.breaker_state",
             callbacks=[self._observe_breaker_states],
@@ -177,64 +153,32 @@ class Monitor:
             description="Destinations whose breaker is open or half-open, by state",
         )
 
-    def _observe(self, key: str) -> list[Observation]:
-        return [] if self.counts is None else [Observation(self.counts[key])]
+    def _observe_dead(self, _: object) -> list[Observation]:
+        counts = self._monitor.counts
+        return [] if counts is None else [Observation(counts.dead)]
 
     def _observe_breakers(self, _: object) -> list[Observation]:
-        if self.counts is None:
+        counts = self._monitor.counts
+        if counts is None:
             return []
         return [
-            Observation(self.counts[state], {"state": state}) for state in ("open", "half_open")
+            Observation(counts.open, {"state": "open"}),
+            Observation(counts.half_open, {"state": "half_open"}),
         ]
 
     def _observe_breaker_states(self, _: object) -> list[Observation]:
         return [
-            Observation(_BREAKER_VALUES[state], {"tenant_id": tenant, "pixel_id": pixel})
-            for tenant, pixel, state in self.breakers
+            Observation(
+                _BREAKER_VALUES[b.state], {"tenant_id": b.tenant_id, "pixel_id": b.pixel_id}
+            )
+            for b in self._monitor.breakers
         ]
 
     async def __call__(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self.check()
+                await self._monitor.check()
             except Exception:
                 log.warning("monitor round failed", exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval_s)
-
-    async def check(self) -> None:
-        now = datetime.now(UTC)
-        horizon = now - timedelta(seconds=META_MAX_AGE_S - EXPIRY_MARGIN_S)
-        async with self._pool.acquire() as conn:
-            expired = await repo.expire_overdue(conn, horizon, TOO_OLD_DETAIL)
-            self.failing = await repo.failing_destinations(conn, self._window_s)
-            self.counts = await repo.health_counts(conn)
-            self.breakers = await repo.unclosed_breakers(conn)
-        if expired:
-            EXPIRED.add(len(expired))
-            stamp = Timestamp()
-            stamp.FromDatetime(now)
-            log.warning("undelivered events expired", count=len(expired))
-            await self._notifier.statuses(
-                [
-                    common_pb.StatusUpdate(
-                        tenant_id=str(row["tenant_id"]),
-                        entity=common_pb.STATUS_ENTITY_DISPATCH,
-                        entity_id=row["event_id"],
-                        status="expired",
-                        detail="event_too_old",
-                        time=stamp,
-                    )
-                    for row in expired
-                ]
-            )
-        outage = self.failing >= self._threshold
-        if outage and not self.outage:
-            log.error(
-                "META-WIDE OUTAGE suspected: Meta-side failures across many destinations",
-                failing_destinations=self.failing,
-                window_s=self._window_s,
-            )
-        elif self.outage and not outage:
-            log.info("Meta-wide outage over", failing_destinations=self.failing)
-        self.outage = outage

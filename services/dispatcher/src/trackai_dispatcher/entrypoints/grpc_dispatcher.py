@@ -7,22 +7,20 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
-from trackai_dispatcher.adapters import records
-from trackai_dispatcher.adapters.records import PAGE_MAX, DeadFilter, page_size
-from trackai_dispatcher.domain.model import is_expired
 from trackai_dispatcher.service_layer.dlq import (
     DeadLetters,
     NotFoundError,
     NotReplayableError,
     ReplayResult,
 )
+from trackai_dispatcher.service_layer.ports import DeadFilter, EventStateRow
+from trackai_dispatcher.service_layer.queries import PAGE_MAX, Queries, page_size
 from trackai_kit.identity import is_event_id
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -91,23 +89,23 @@ def _filter(message: pb.DeadLetterFilter) -> DeadFilter:
     )
 
 
-def _delivery(row: asyncpg.Record) -> pb.EventDelivery:
+def _delivery(row: EventStateRow) -> pb.EventDelivery:
     return pb.EventDelivery(
-        event_id=row["event_id"],
-        tenant_id=str(row["tenant_id"]),
-        pixel_id=row["pixel_id"],
-        event_name=row["event_name"],
-        state=_STATES[row["state"]],
-        attempts=row["attempts"],
-        reason=" - ".join(p for p in (row["reason"], row["detail"]) if p),
-        next_attempt_time=_ts(row["next_attempt_at"]),
-        update_time=_ts(row["updated_at"]),
+        event_id=row.event_id,
+        tenant_id=str(row.tenant_id),
+        pixel_id=row.pixel_id,
+        event_name=row.event_name,
+        state=_STATES[row.state],
+        attempts=row.attempts,
+        reason=" - ".join(p for p in (row.reason, row.detail) if p),
+        next_attempt_time=_ts(row.next_attempt_at),
+        update_time=_ts(row.updated_at),
     )
 
 
 class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
-    def __init__(self, pool: asyncpg.Pool, dead_letters: DeadLetters) -> None:
-        self._pool = pool
+    def __init__(self, queries: Queries, dead_letters: DeadLetters) -> None:
+        self._queries = queries
         self._dead = dead_letters
 
     async def ListAttempts(
@@ -120,42 +118,38 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         limit = page_size(request.page_size)
-        async with self._pool.acquire() as conn:
-            rows = await records.list_attempts(
-                conn,
-                tenant,
-                event_id=request.event_id or None,
-                batch_id=batch,
-                after=(datetime.fromisoformat(after[0]), int(after[1]), after[2])
-                if after
-                else None,
-                limit=limit,
-            )
+        rows = await self._queries.attempts(
+            tenant,
+            event_id=request.event_id or None,
+            batch_id=batch,
+            after=(datetime.fromisoformat(after[0]), int(after[1]), after[2]) if after else None,
+            limit=limit,
+        )
         response = pb.ListAttemptsResponse()
         for row in rows:
             latency = Duration()
-            latency.FromMilliseconds(int(row["latency_ms"]))
+            latency.FromMilliseconds(int(row.latency_ms))
             response.attempts.append(
                 pb.DispatchAttempt(
-                    id=str(row["id"]),
-                    tenant_id=str(row["tenant_id"]),
-                    pixel_id=row["pixel_id"],
-                    event_id=row["event_id"],
-                    batch_id=str(row["batch_id"]),
-                    attempt_number=row["attempt_number"],
-                    outcome=_OUTCOMES.get(row["outcome"], pb.ATTEMPT_OUTCOME_UNSPECIFIED),
-                    http_status=row["http_status"] or 0,
-                    meta_code=row["meta_code"] or 0,
-                    meta_subcode=row["meta_subcode"] or 0,
-                    fbtrace_id=row["fbtrace_id"] or "",
+                    id=str(row.id),
+                    tenant_id=str(row.tenant_id),
+                    pixel_id=row.pixel_id,
+                    event_id=row.event_id,
+                    batch_id=str(row.batch_id),
+                    attempt_number=row.attempt_number,
+                    outcome=_OUTCOMES.get(row.outcome, pb.ATTEMPT_OUTCOME_UNSPECIFIED),
+                    http_status=row.http_status or 0,
+                    meta_code=row.meta_code or 0,
+                    meta_subcode=row.meta_subcode or 0,
+                    fbtrace_id=row.fbtrace_id or "",
                     latency=latency,
-                    detail=row["error_message"] or "",
-                    attempt_time=_ts(row["started_at"]),
+                    detail=row.error_message or "",
+                    attempt_time=_ts(row.started_at),
                 )
             )
         if len(rows) == limit:
             last = rows[-1]
-            response.next_page_token = _token(last["started_at"], last["id"], last["event_id"])
+            response.next_page_token = _token(last.started_at, last.id, last.event_id)
         return response
 
     async def GetEventState(
@@ -167,8 +161,7 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         row = None
         if is_event_id(request.event_id):
-            async with self._pool.acquire() as conn:
-                row = await records.event_state(conn, tenant, request.event_id)
+            row = await self._queries.event_state(tenant, request.event_id)
         if row is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"event {request.event_id} not found")
         return pb.GetEventStateResponse(event=_delivery(row))
@@ -183,10 +176,7 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         wanted = [e for e in dict.fromkeys(request.event_ids) if is_event_id(e)]
-        rows = []
-        if wanted:
-            async with self._pool.acquire() as conn:
-                rows = await records.event_states(conn, tenant, wanted)
+        rows = await self._queries.event_states(tenant, wanted)
         return pb.BatchGetEventStatesResponse(events=[_delivery(row) for row in rows])
 
     async def ListDeadLetters(
@@ -198,31 +188,30 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         limit = page_size(request.page_size)
-        async with self._pool.acquire() as conn:
-            rows = await records.list_dead(
-                conn, where, (datetime.fromisoformat(after[0]), after[1]) if after else None, limit
-            )
-        now = datetime.now(UTC).timestamp()
+        rows = await self._queries.dead_letters(
+            where, (datetime.fromisoformat(after[0]), after[1]) if after else None, limit
+        )
         response = pb.ListDeadLettersResponse()
-        for row in rows:
+        for row, replayable in rows:
             response.dead_letters.append(
                 pb.DeadLetter(
-                    event_id=row["event_id"],
-                    tenant_id=str(row["tenant_id"]),
-                    pixel_id=row["pixel_id"],
-                    event_name=row["event_name"],
-                    reason=row["reason"] or "",
-                    detail=row["detail"] or "",
-                    meta_code=row["last_code"] or 0,
-                    meta_subcode=row["last_subcode"] or 0,
-                    attempts=row["attempts"],
-                    event_time=_ts(row["event_time"]),
-                    dead_time=_ts(row["updated_at"]),
-                    replayable=not is_expired(int(row["event_time"].timestamp()), now),
+                    event_id=row.event_id,
+                    tenant_id=str(row.tenant_id),
+                    pixel_id=row.pixel_id,
+                    event_name=row.event_name,
+                    reason=row.reason or "",
+                    detail=row.detail or "",
+                    meta_code=row.last_code or 0,
+                    meta_subcode=row.last_subcode or 0,
+                    attempts=row.attempts,
+                    event_time=_ts(row.event_time),
+                    dead_time=_ts(row.updated_at),
+                    replayable=replayable,
                 )
             )
         if len(rows) == limit:
-            response.next_page_token = _token(rows[-1]["updated_at"], rows[-1]["event_id"])
+            last_dead = rows[-1][0]
+            response.next_page_token = _token(last_dead.updated_at, last_dead.event_id)
         return response
 
     async def ReplayDeadLetters(
@@ -275,21 +264,20 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
             tenant = _uuid(request.tenant_id, "tenant_id") if request.tenant_id else None
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        async with self._pool.acquire() as conn:
-            rows = await records.destination_health(conn, tenant)
+        rows = await self._queries.destination_health(tenant)
         return pb.ListDestinationHealthResponse(
             destinations=[
                 pb.DestinationHealth(
-                    tenant_id=str(row["tenant_id"]),
-                    pixel_id=row["pixel_id"],
-                    breaker_state=_BREAKER_STATES[row["state"]],
-                    consecutive_failures=row["consecutive_failures"],
-                    last_code=row["last_code"] or 0,
-                    last_subcode=row["last_subcode"] or 0,
-                    reason=row["reason"] or "",
-                    opened_time=_ts(row["opened_at"]),
-                    probe_time=_ts(row["probe_after"]),
-                    dead_letters=row["dead_letters"],
+                    tenant_id=str(row.tenant_id),
+                    pixel_id=row.pixel_id,
+                    breaker_state=_BREAKER_STATES[row.state],
+                    consecutive_failures=row.consecutive_failures,
+                    last_code=row.last_code or 0,
+                    last_subcode=row.last_subcode or 0,
+                    reason=row.reason or "",
+                    opened_time=_ts(row.opened_at),
+                    probe_time=_ts(row.probe_after),
+                    dead_letters=row.dead_letters,
                 )
                 for row in rows
             ]
@@ -308,8 +296,7 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
                 raise ValueError("start_time must be before end_time")
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        async with self._pool.acquire() as conn:
-            events, carried = await records.parameter_coverage(conn, tenant, start, end)
+        events, carried = await self._queries.parameter_coverage(tenant, start, end)
         return pb.GetParameterCoverageResponse(
             events=events,
             parameters=[

@@ -22,7 +22,9 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind
 
 from trackai_dispatcher.domain.model import Destination
-from trackai_dispatcher.service_layer.delivery import Delivery, Dispatcher, Disposition
+from trackai_dispatcher.service_layer.batch import Disposition
+from trackai_dispatcher.service_layer.delivery import Dispatcher
+from trackai_dispatcher.service_layer.ports import Delivery
 from trackai_kit.logging import get_logger
 from trackai_kit.telemetry import spans_exported
 from trackai_kit.topology import CAPI_DISPATCH

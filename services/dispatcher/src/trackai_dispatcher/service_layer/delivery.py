@@ -14,195 +14,50 @@ queue instead of reaching Meta alongside it.
 from __future__ import annotations
 
 import asyncio
-import enum
-import functools
 import itertools
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from datetime import UTC, datetime
 
-import asyncpg
-import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from trackai.common.v1 import events_pb2 as common_pb
-from trackai.matcher.v1 import events_pb2 as matcher_pb
-from trackai_dispatcher.adapters import repository as repo
-from trackai_dispatcher.adapters.destinations import (
-    Credentials,
-    DestinationResolver,
-)
-from trackai_dispatcher.adapters.meta import event_payload
-from trackai_dispatcher.domain.breaker import (
-    Breaker,
-    BreakerPolicy,
-    BreakerState,
-    Gate,
-    Transition,
-)
+from trackai_dispatcher.domain.breaker import BreakerPolicy, BreakerState, Gate, Transition
 from trackai_dispatcher.domain.classification import MetaAnswer, Verdict, classify
-from trackai_dispatcher.domain.model import (
-    AttemptOutcome,
-    Destination,
-    Reason,
-    RetryLadder,
-    State,
-    is_expired,
+from trackai_dispatcher.domain.model import Destination, RetryLadder
+from trackai_dispatcher.service_layer.batch import Batch, Disposition, Outcome, detail, new_dispatch
+from trackai_dispatcher.service_layer.metrics import (
+    BATCH_SIZE,
+    BREAKER,
+    META_LATENCY,
+    META_SLOW,
+    META_SLOW_S,
+    REQUESTS,
+    TOKEN_ERRORS,
 )
-from trackai_dispatcher.domain.validation import validate
-from trackai_kit.failures import is_transient_rpc_error, rpc_error_text
+from trackai_dispatcher.service_layer.notices import Notices
+from trackai_dispatcher.service_layer.ports import (
+    AttemptRecord,
+    Change,
+    Credentials,
+    CredentialUnusable,
+    Delivery,
+    DeliveryStore,
+    DeliveryTransaction,
+    DestinationResolver,
+    MetaPoster,
+    Notifier,
+    Publisher,
+    RegistryRefused,
+)
+from trackai_dispatcher.service_layer.settling import settle_event
+from trackai_dispatcher.service_layer.sorting import Go, park, sort_out
 from trackai_kit.logging import get_logger
-from trackai_kit.telemetry import get_meter
 
 log = get_logger(__name__)
-_meter = get_meter("trackai.dispatcher")
-# Labels come from bounded sets only (states, reasons, verdicts, ladder steps); tenant ids only
-# where an alarm must name the tenant (token errors), bounded by the number of tenants.
-EVENTS = _meter.create_counter(
-    "trackai.dispatcher.events",
-    unit="{event}",
-    description="Events by resulting state and reason (dead and expired ones included)",
-)
-REQUESTS = _meter.create_counter(
-    "trackai.dispatcher.meta.requests",
-    unit="{request}",
-    description="POSTs to Meta by verdict (Meta's error class)",
-)
-BATCH_SIZE = _meter.create_histogram(
-    "trackai.dispatcher.batch.size",
-    unit="{event}",
-    description="Events per POST",
-    explicit_bucket_boundaries_advisory=[1, 10, 50, 100, 250, 500, 1000],
-)
-META_LATENCY = _meter.create_histogram(
-    "trackai.dispatcher.meta.duration",
-    unit="s",
-    description="Dispatch latency: one POST to Meta, sent to answer (or timeout)",
-    explicit_bucket_boundaries_advisory=[0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5],
-)
-#: The seed's dispatch-latency objective: p95 under 0.5 s (the `dispatch-latency` alarm's
-#: threshold; tests/contract/test_cloudwatch.py keeps them equal). CloudWatch cannot read a
-#: histogram, so there the alarm reads the share of POSTs slower than this: p95 > T exactly when
-#: more than 5 % of the POSTs take longer than T.
-META_SLOW_S = 0.5
-META_SLOW = _meter.create_counter(
-    "trackai.dispatcher.meta.slow_requests",
-    unit="{request}",
-    description=f"POSTs to Meta slower than {META_SLOW_S} s (the p95 alarm's CloudWatch source)",
-)
-BREAKER = _meter.create_counter(
-    "trackai.dispatcher.breaker.transitions",
-    unit="{transition}",
-    description="Destination breaker transitions (open, half-open, close)",
-)
-RETRIES = _meter.create_counter(
-    "trackai.dispatcher.retries",
-    unit="{retry}",
-    description="Retries scheduled, by step of the retry ladder (1 = first retry)",
-)
-EXPIRED = _meter.create_counter(
-    "trackai.dispatcher.expired",
-    unit="{event}",
-    description="Undelivered events expired by the sweep (past Meta's 7-day limit)",
-)
-TOKEN_ERRORS = _meter.create_counter(
-    "trackai.dispatcher.token_errors",
-    unit="{error}",
-    description="Meta token errors (190) by tenant: alert on any",
-)
-
-#: Meta's subcode for "event timestamp too old": the event expired, it is not malformed.
-SUBCODE_TOO_OLD = 2804003
-TOO_OLD_DETAIL = "past Meta's 7-day limit for event_time"
-
-
-class Disposition(enum.StrEnum):
-    """What happens to a delivered message once its batch is committed."""
-
-    ACK = "ack"
-    #: Handed back (shutdown): the broker redelivers it at once.
-    REQUEUE = "requeue"
-    #: Its batch failed (database or broker trouble): a copy waits in a delay queue, the
-    #: original is acked, so the failure neither spins nor counts against the delivery limit.
-    RETRY = "retry"
-
-
-class Publisher(Protocol):
-    async def delay(self, request: matcher_pb.DispatchRequest, copy: int, delay_ms: int) -> None:
-        """Publish a copy to the delay queue of ``delay_ms`` (confirmed before returning)."""
-
-
-class Notifier(Protocol):
-    async def statuses(self, updates: Sequence[common_pb.StatusUpdate]) -> None:
-        """Publish status updates (notifications: the state itself is in the database)."""
-
-
-class MetaPoster(Protocol):
-    async def post_events(
-        self,
-        pixel_id: str,
-        access_token: str,
-        events: list[dict[str, Any]],
-        test_event_code: str | None,
-    ) -> MetaAnswer: ...
-
-
-@dataclass(frozen=True)
-class Delivery:
-    request: matcher_pb.DispatchRequest
-    #: POSTs recorded for this event when this copy was published (0 for the matcher's own).
-    copy: int = 0
-
-    @property
-    def event_id(self) -> str:
-        return self.request.event.event_id
-
-    @functools.cached_property
-    def payload(self) -> dict[str, Any]:
-        """The event in Meta's JSON form, built once (stored, then posted)."""
-        return event_payload(self.request.event)
-
-
-@dataclass
-class _Outcome:
-    verdict: Verdict
-    answer: MetaAnswer
-
-
-@dataclass
-class _Batch:
-    """Working state of one batch between its two transactions."""
-
-    id: uuid.UUID
-    destination: Destination
-    changes: list[repo.Change] = field(default_factory=list)
-    redelays: list[tuple[Delivery, int, int]] = field(default_factory=list)
-    attempts: list[repo.AttemptRecord] = field(default_factory=list)
-    statuses: list[tuple[str, State, str]] = field(default_factory=list)
-    posts: dict[str, int] = field(default_factory=dict)
-    results: dict[str, _Outcome] = field(default_factory=dict)
-    verdicts: list[MetaAnswer] = field(default_factory=list)
-    handed_back: set[str] = field(default_factory=set)
-    #: Funnels without usable credentials for a known reason (the registry refused the
-    #: dispatcher, or cannot decrypt the token): the dead letter's detail.
-    unusable: dict[str, str] = field(default_factory=dict)
-    #: A half-open breaker's probe: Meta may still be down, which is not the events' fault.
-    probe: bool = False
-
-    def change(self, change: repo.Change, status_detail: str = "") -> None:
-        self.changes.append(change)
-        if change.state in (State.SENT, State.DEAD, State.PARKED, State.EXPIRED):
-            self.statuses.append((change.event_id, change.state, status_detail))
-        if change.state is not None:
-            EVENTS.add(1, {"state": change.state.value, "reason": change.reason or ""})
 
 
 class Dispatcher:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        store: DeliveryStore,
         meta: MetaPoster,
         destinations: DestinationResolver,
         publisher: Publisher,
@@ -214,11 +69,10 @@ class Dispatcher:
         concurrency: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._meta = meta
         self._destinations = destinations
         self._publisher = publisher
-        self._notifier = notifier
         self._policy = policy
         self._ladder = ladder
         self._lease_s = claim_lease_s
@@ -226,9 +80,7 @@ class Dispatcher:
         # Only the POSTs are limited to ``concurrency``: batches store, claim and commit around
         # them, so each POST slot goes from one answer straight to the next prepared batch.
         self._posting = asyncio.Semaphore(concurrency)
-        # Status notifications go out in the background: a batch's messages are acked (and its
-        # worker freed) once its state is committed, not once the console was told.
-        self._notifying: set[asyncio.Task[None]] = set()
+        self._notices = Notices(notifier, clock)
 
     async def dispatch(
         self,
@@ -237,7 +89,7 @@ class Dispatcher:
         stopping: Callable[[], bool] = lambda: False,
     ) -> list[Disposition]:
         """Deliver one destination's messages; answers a :class:`Disposition` per message."""
-        batch = _Batch(uuid.uuid4(), destination)
+        batch = Batch(uuid.uuid4(), destination)
         chosen: dict[str, Delivery] = {}
         for delivery in deliveries:
             # Two copies of one event in a batch: the newer one speaks for both.
@@ -248,7 +100,7 @@ class Dispatcher:
                 log.info("leftover copy dropped", event_id=delivery.event_id, why="same batch")
         credentials = await self._credentials(batch, chosen.values())
         go = await self._prepare(batch, list(chosen.values()), credentials)
-        self._notify(batch)
+        self._notices.notify(batch)
         if go:
             await self._posting.acquire()
             holding = True
@@ -265,14 +117,14 @@ class Dispatcher:
             finally:
                 if holding:
                     self._posting.release()
-            self._notify(batch)
+            self._notices.notify(batch)
         return [
             Disposition.REQUEUE if d.event_id in batch.handed_back else Disposition.ACK
             for d in deliveries
         ]
 
     async def _credentials(
-        self, batch: _Batch, deliveries: Iterable[Delivery]
+        self, batch: Batch, deliveries: Iterable[Delivery]
     ) -> dict[str, Credentials | None] | None:
         """Token and test code per funnel; None when the registry cannot answer right now.
 
@@ -280,7 +132,7 @@ class Dispatcher:
         not retried: no funnel has credentials, so the events go dead (replayable once fixed).
         """
         destination = batch.destination
-        funnels = {d.request.funnel_id for d in deliveries}
+        funnels = {d.conversion.funnel_id for d in deliveries}
         found: dict[str, Credentials | None] = {}
         try:
             for funnel in funnels:
@@ -288,24 +140,19 @@ class Dispatcher:
                     found[funnel] = await self._destinations.credentials(
                         destination.tenant_id, funnel, destination.pixel_id
                     )
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                        raise
+                except CredentialUnusable as exc:
                     # The registry cannot open the credential this funnel's events need (it
                     # says which): those events are dead until it is set again; others go on.
                     found[funnel] = None
-                    batch.unusable[funnel] = rpc_error_text(exc)
+                    batch.unusable[funnel] = str(exc)
                     log.error(
                         "Meta credential cannot be used; the events that need it are dead",
                         destination=str(destination),
                         funnel_id=funnel,
                         error=batch.unusable[funnel],
                     )
-        except grpc.aio.AioRpcError as exc:
-            if is_transient_rpc_error(exc):
-                self._registry_unavailable(destination, exc)
-                return None
-            refusal = f"the tenant registry refused the dispatcher ({rpc_error_text(exc)})"
+        except RegistryRefused as exc:
+            refusal = f"the tenant registry refused the dispatcher ({exc})"
             log.error(
                 "tenant registry refused the dispatcher; the batch's events are dead",
                 destination=str(destination),
@@ -328,101 +175,32 @@ class Dispatcher:
     # --- transaction 1: store, sort out, claim ----------------------------------------------
     async def _prepare(
         self,
-        batch: _Batch,
+        batch: Batch,
         deliveries: list[Delivery],
         credentials: dict[str, Credentials | None] | None,
-    ) -> list[tuple[Delivery, repo.Current]]:
+    ) -> Go:
         now = self._clock()
-        go: list[tuple[Delivery, repo.Current]] = []
-        async with self._pool.acquire() as conn, conn.transaction():
-            await repo.insert_new(conn, [_new_dispatch(d) for d in deliveries])
-            current = await repo.lock_current(conn, [d.event_id for d in deliveries])
-            for delivery in deliveries:
-                row = current[delivery.event_id]
-                if row.state not in (State.PENDING, State.RETRYING, State.PARKED):
-                    # Delivered, dead or expired: this copy is a leftover. Rare (a crash, a
-                    # redelivery, a copy that waited out a live batch), so worth a line.
-                    log.info("leftover copy dropped", event_id=delivery.event_id, why="settled")
-                    continue
-                if delivery.copy < row.attempts:
-                    log.info("leftover copy dropped", event_id=delivery.event_id, why="superseded")
-                    continue
-                if row.claimed or credentials is None:
-                    # Another batch holds it (or the registry is down): come back shortly.
-                    batch.redelays.append((delivery, delivery.copy, self._ladder.delays_ms[0]))
-                    continue
-                verdict = self._admissible(delivery, row, credentials, now, batch.unusable)
-                if verdict is not None:
-                    batch.change(verdict, verdict.reason or "")
-                    if verdict.reason == Reason.INVALID_EVENT:
-                        batch.attempts.append(self._invalid_attempt(batch, delivery, verdict, now))
-                    continue
-                go.append((delivery, row))
+        async with self._store.transaction() as tx:
+            await tx.insert_new([new_dispatch(d) for d in deliveries])
+            current = await tx.lock_current([d.event_id for d in deliveries])
+            go = sort_out(batch, deliveries, current, credentials, ladder=self._ladder, now=now)
             if go:
-                await repo.claim(conn, [d.event_id for d, _ in go], batch.id, self._lease_s)
-            await self._write_decided(conn, batch)
+                await tx.claim([d.event_id for d, _ in go], batch.id, self._lease_s)
+            await self._write_decided(tx, batch)
         return go
 
-    async def _write_decided(self, conn: repo.Conn, batch: _Batch) -> None:
+    async def _write_decided(self, tx: DeliveryTransaction, batch: Batch) -> None:
         """Inside a transaction: the attempts and state changes decided so far, and the copies
         to delay (published before the commit, see the module docstring)."""
         for record in batch.attempts:
-            await repo.record_attempt(conn, record)
+            await tx.record_attempt(record)
         batch.attempts.clear()
-        await repo.apply_changes(conn, batch.changes)
+        await tx.apply_changes(batch.changes)
         batch.changes.clear()
         await self._publish_redelays(batch)
 
-    def _admissible(
-        self,
-        delivery: Delivery,
-        row: repo.Current,
-        credentials: dict[str, Credentials | None],
-        now: datetime,
-        unusable: dict[str, str],
-    ) -> repo.Change | None:
-        event = delivery.request.event
-        if is_expired(event.event_time, now.timestamp()):
-            return repo.Change(
-                row.event_id, State.EXPIRED, reason=Reason.EVENT_TOO_OLD, detail=TOO_OLD_DETAIL
-            )
-        problem = validate(event, now.timestamp())
-        if problem is not None:
-            return repo.Change(
-                row.event_id, State.DEAD, reason=Reason.INVALID_EVENT, detail=str(problem)
-            )
-        if credentials.get(delivery.request.funnel_id) is None:
-            return repo.Change(
-                row.event_id,
-                State.DEAD,
-                reason=Reason.NO_DESTINATION,
-                detail=unusable.get(delivery.request.funnel_id)
-                or (
-                    f"no Meta destination of this tenant reaches pixel {delivery.request.pixel_id}"
-                    " (or it has no access token)"
-                ),
-            )
-        return None
-
-    def _invalid_attempt(
-        self, batch: _Batch, delivery: Delivery, change: repo.Change, now: datetime
-    ) -> repo.AttemptRecord:
-        return repo.AttemptRecord(
-            batch_id=batch.id,
-            destination=batch.destination,
-            attempt=1,
-            event_ids=[delivery.event_id],
-            started_at=now,
-            finished_at=now,
-            latency_ms=0.0,
-            outcome=AttemptOutcome.INVALID,
-            error_message=change.detail,
-        )
-
     # --- the breaker, holding a POST slot ------------------------------------------------------
-    async def _admit(
-        self, batch: _Batch, go: list[tuple[Delivery, repo.Current]]
-    ) -> tuple[list[tuple[Delivery, repo.Current]], bool]:
+    async def _admit(self, batch: Batch, go: Go) -> tuple[Go, bool]:
         """What the breaker lets through now, and whether it was closed without failures.
 
         Asked once the batch holds a POST slot, so it sees what the batches posted before it
@@ -430,70 +208,35 @@ class Dispatcher:
         destination do not queue on its row. An open one parks the claimed events.
         """
         now = self._clock()
-        async with self._pool.acquire() as conn:
-            breaker = await repo.read_breaker(conn, batch.destination)
-            if breaker.state is BreakerState.CLOSED:
-                return go, breaker.consecutive_failures == 0
-            async with conn.transaction():
-                breaker = await repo.lock_breaker(conn, batch.destination)
-                gate, admitted = self._policy.admit(breaker, now)
-                if gate is Gate.SEND:
-                    return go, False
-                if gate is Gate.PROBE:
-                    await repo.save_breaker(conn, batch.destination, admitted)
-                    log.info("breaker half-open: probing", destination=str(batch.destination))
-                    batch.probe = True
-                    return go, False
-                self._park(batch, go, admitted, now)
-                await self._write_decided(conn, batch)
+        breaker = await self._store.read_breaker(batch.destination)
+        if breaker.state is BreakerState.CLOSED:
+            return go, breaker.consecutive_failures == 0
+        async with self._store.transaction() as tx:
+            breaker = await tx.lock_breaker(batch.destination)
+            gate, admitted = self._policy.admit(breaker, now)
+            if gate is Gate.SEND:
+                return go, False
+            if gate is Gate.PROBE:
+                await tx.save_breaker(batch.destination, admitted)
+                log.info("breaker half-open: probing", destination=str(batch.destination))
+                batch.probe = True
+                return go, False
+            park(batch, go, admitted, policy=self._policy, ladder=self._ladder, now=now)
+            await self._write_decided(tx, batch)
         return [], False
-
-    def _park(
-        self,
-        batch: _Batch,
-        go: list[tuple[Delivery, repo.Current]],
-        breaker: Breaker,
-        now: datetime,
-    ) -> None:
-        release = breaker.probe_after or now + self._policy.cooldown
-        wait_ms = max(0, int((release - now).total_seconds() * 1000))
-        for delivery, row in go:
-            batch.change(
-                repo.Change(row.event_id, State.PARKED, next_attempt_at=release),
-                f"destination breaker open ({breaker.reason or 'failures'})",
-            )
-            batch.redelays.append((delivery, delivery.copy, self._ladder.park_delay(wait_ms)))
-        # One `breaker_open` attempt when an event is first parked; its returns before the
-        # probe only count on its row (`park_cycles`), or each would add an attempt row.
-        first_parked = [d.event_id for d, row in go if row.state is not State.PARKED]
-        if not first_parked:
-            return
-        batch.attempts.append(
-            repo.AttemptRecord(
-                batch_id=batch.id,
-                destination=batch.destination,
-                attempt=1,
-                event_ids=first_parked,
-                started_at=now,
-                finished_at=now,
-                latency_ms=0.0,
-                outcome=AttemptOutcome.BREAKER_OPEN,
-                error_message=f"breaker {breaker.state.value}: {breaker.reason or ''}",
-            )
-        )
 
     # --- the POSTs ----------------------------------------------------------------------------
     async def _send_all(
         self,
-        batch: _Batch,
-        go: list[tuple[Delivery, repo.Current]],
+        batch: Batch,
+        go: Go,
         credentials: dict[str, Credentials | None] | None,
         stopping: Callable[[], bool],
     ) -> None:
         assert credentials is not None
         groups: dict[tuple[str, str | None], list[Delivery]] = {}
         for delivery, _ in go:
-            creds = credentials[delivery.request.funnel_id]
+            creds = credentials[delivery.conversion.funnel_id]
             assert creds is not None
             groups.setdefault((creds.access_token, creds.test_event_code), []).append(delivery)
         sequence = itertools.count(1)
@@ -505,7 +248,7 @@ class Dispatcher:
 
     async def _send(
         self,
-        batch: _Batch,
+        batch: Batch,
         part: list[Delivery],
         token: str,
         test_code: str | None,
@@ -517,7 +260,7 @@ class Dispatcher:
         answer = await self._meta.post_events(
             batch.destination.pixel_id,
             token,
-            [d.payload for d in part],
+            [d.conversion.payload for d in part],
             test_code,
         )
         verdict = classify(answer)
@@ -528,7 +271,7 @@ class Dispatcher:
             META_SLOW.add(1)
         batch.verdicts.append(answer)
         batch.attempts.append(
-            repo.AttemptRecord(
+            AttemptRecord(
                 batch_id=batch.id,
                 destination=batch.destination,
                 attempt=next(sequence),
@@ -565,111 +308,36 @@ class Dispatcher:
             )
             return
         for delivery in part:
-            batch.results[delivery.event_id] = _Outcome(verdict, answer)
+            batch.results[delivery.event_id] = Outcome(verdict, answer)
 
     # --- transaction 2: outcomes, attempts, breaker -----------------------------------------
-    async def _finish(self, batch: _Batch, go: list[tuple[Delivery, repo.Current]]) -> None:
+    async def _finish(self, batch: Batch, go: Go) -> None:
         now = self._clock()
         for delivery, row in go:
             if delivery.event_id in batch.handed_back:
                 # Not attempts: the redelivered original must still pass the stale rule.
-                batch.changes.append(repo.Change(row.event_id, None))
+                batch.changes.append(Change(row.event_id, None))
                 continue
-            self._settle_event(batch, delivery, row, batch.results[delivery.event_id], now)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await repo.apply_changes(conn, batch.changes)
+            outcome = batch.results[delivery.event_id]
+            settle_event(
+                batch, delivery, row, outcome, policy=self._policy, ladder=self._ladder, now=now
+            )
+        async with self._store.transaction() as tx:
+            await tx.apply_changes(batch.changes)
             for record in batch.attempts:
-                await repo.record_attempt(conn, record)
+                await tx.record_attempt(record)
             # Last, so a breaker row locked here is held only until the commit.
-            await self._record_breaker(conn, batch, now)
+            await self._record_breaker(tx, batch, now)
             await self._publish_redelays(batch)
 
-    def _settle_event(
-        self,
-        batch: _Batch,
-        delivery: Delivery,
-        row: repo.Current,
-        outcome: _Outcome,
-        now: datetime,
-    ) -> None:
-        posts = batch.posts.get(row.event_id, 0)
-        answer, verdict = outcome.answer, outcome.verdict
-
-        def change(state: State, **fields: Any) -> repo.Change:
-            return repo.Change(
-                row.event_id,
-                state,
-                posts=posts,
-                http_status=answer.http_status,
-                code=answer.code,
-                subcode=answer.subcode,
-                **fields,
-            )
-
-        copy = row.attempts + posts
-        if verdict is Verdict.SENT:
-            batch.change(change(State.SENT))
-            return
-        detail = _detail(answer)
-        too_old = verdict is Verdict.PAYLOAD and answer.subcode == SUBCODE_TOO_OLD
-        if too_old or is_expired(delivery.request.event.event_time, now.timestamp()):
-            expired = change(State.EXPIRED, reason=Reason.EVENT_TOO_OLD, detail=TOO_OLD_DETAIL)
-            batch.change(expired, Reason.EVENT_TOO_OLD)
-            return
-        reason = Reason.META_REJECTED if verdict is Verdict.PAYLOAD else Reason.META_PERMANENT
-        if (
-            verdict in (Verdict.RETRYABLE, Verdict.TIMEOUT)
-            and batch.probe
-            and verdict.breaker_failure
-        ):
-            # A failed probe says Meta is still down: its events wait for the next probe like
-            # every other parked event, without using their ladder. Otherwise the head of the
-            # parked backlog, probed after each cool-down, would die while Meta is down.
-            parked = change(
-                State.PARKED, reason=verdict.value, detail=detail,
-                next_attempt_at=now + self._policy.cooldown,
-            )  # fmt: skip
-            batch.change(parked, "destination breaker open (probe failed)")
-            wait_ms = int(self._policy.cooldown.total_seconds() * 1000)
-            batch.redelays.append((delivery, copy, self._ladder.park_delay(wait_ms)))
-            return
-        if verdict in (Verdict.RETRYABLE, Verdict.TIMEOUT):
-            delay = self._ladder.delay_for(row.retry_step)
-            if delay is not None:
-                retrying = change(
-                    State.RETRYING,
-                    retry_step=row.retry_step + 1,
-                    reason=verdict.value,
-                    detail=detail,
-                    next_attempt_at=now + timedelta(milliseconds=delay),
-                )
-                batch.change(retrying)
-                batch.redelays.append((delivery, copy, delay))
-                RETRIES.add(1, {"step": row.retry_step + 1})
-                return
-            reason = Reason.RETRIES_EXHAUSTED
-            detail = f"{len(self._ladder.delays_ms)} retries used; last: {detail}"
-        elif verdict is Verdict.TOKEN:
-            parked = change(
-                State.PARKED,
-                reason=Reason.META_TOKEN,
-                detail=detail,
-                next_attempt_at=now + self._policy.cooldown,
-            )
-            batch.change(parked, "access token rejected by Meta (190); destination breaker open")
-            wait_ms = int(self._policy.cooldown.total_seconds() * 1000)
-            batch.redelays.append((delivery, copy, self._ladder.park_delay(wait_ms)))
-            return
-        batch.change(change(State.DEAD, reason=reason, detail=detail), reason)
-
-    async def _record_breaker(self, conn: repo.Conn, batch: _Batch, now: datetime) -> None:
+    async def _record_breaker(self, tx: DeliveryTransaction, batch: Batch, now: datetime) -> None:
         if not any(classify(answer).breaker_failure for answer in batch.verdicts):
             # Answers only: they reset a count that a closed breaker without failures does not
             # have, so there is nothing to write and no row to lock.
-            current = await repo.read_breaker(conn, batch.destination)
+            current = await tx.read_breaker(batch.destination)
             if current.state is BreakerState.CLOSED and current.consecutive_failures == 0:
                 return
-        breaker = await repo.lock_breaker(conn, batch.destination)
+        breaker = await tx.lock_breaker(batch.destination)
         before = breaker
         for answer in batch.verdicts:
             verdict = classify(answer)
@@ -679,14 +347,14 @@ class Dispatcher:
                 now,
                 code=answer.code,
                 subcode=answer.subcode,
-                reason=_detail(answer) if verdict.breaker_failure else None,
+                reason=detail(answer) if verdict.breaker_failure else None,
             )
             if verdict is Verdict.TOKEN:
                 self._token_alert(batch.destination, answer)
             if transition is not None:
                 self._log_transition(batch.destination, transition, breaker.reason)
         if breaker != before:
-            await repo.save_breaker(conn, batch.destination, breaker)
+            await tx.save_breaker(batch.destination, breaker)
 
     def _token_alert(self, destination: Destination, answer: MetaAnswer) -> None:
         TOKEN_ERRORS.add(1, {"tenant_id": destination.tenant_id})
@@ -715,73 +383,13 @@ class Dispatcher:
             )
 
     # --- publishing ---------------------------------------------------------------------------
-    async def _publish_redelays(self, batch: _Batch) -> None:
+    async def _publish_redelays(self, batch: Batch) -> None:
         # Inside the transaction, before it commits: see the module docstring.
         await asyncio.gather(
-            *(self._publisher.delay(d.request, copy, ms) for d, copy, ms in batch.redelays)
+            *(self._publisher.delay(d, copy, ms) for d, copy, ms in batch.redelays)
         )
         batch.redelays.clear()
 
-    def _notify(self, batch: _Batch) -> None:
-        if not batch.statuses:
-            return
-        for event_id, state, reason in batch.statuses:
-            if state is State.DEAD:
-                # Committed: the sale will not reach Meta unless someone replays it (Sentry).
-                log.error("conversion dead; it will not reach Meta", event_id=event_id,
-                          tenant_id=batch.destination.tenant_id, reason=reason)  # fmt: skip
-        task = asyncio.create_task(self._publish_statuses(batch.destination, batch.statuses))
-        batch.statuses = []
-        self._notifying.add(task)
-        task.add_done_callback(self._notifying.discard)
-
     async def flush_notifications(self) -> None:
         """Wait for the status updates still being published (shutdown)."""
-        if self._notifying:
-            await asyncio.wait(set(self._notifying))
-
-    async def _publish_statuses(
-        self, destination: Destination, statuses: list[tuple[str, State, str]]
-    ) -> None:
-        now = Timestamp()
-        now.FromDatetime(self._clock())
-        updates = [
-            common_pb.StatusUpdate(
-                tenant_id=destination.tenant_id,
-                entity=common_pb.STATUS_ENTITY_DISPATCH,
-                entity_id=event_id,
-                status=state.value,
-                detail=detail,
-                time=now,
-            )
-            for event_id, state, detail in statuses
-        ]
-        try:
-            await self._notifier.statuses(updates)
-        except Exception:
-            # A notification: the state is committed and readable through the gRPC API.
-            log.warning("status updates not published", count=len(updates), exc_info=True)
-
-
-def _detail(answer: MetaAnswer) -> str:
-    if answer.http_status is None:
-        return f"no answer: {answer.message}"
-    code = f"{answer.code}/{answer.subcode}" if answer.subcode else f"{answer.code}"
-    return f"HTTP {answer.http_status}, code {code}: {answer.message or ''}".strip()
-
-
-def _new_dispatch(delivery: Delivery) -> repo.NewDispatch:
-    request = delivery.request
-    return repo.NewDispatch(
-        event_id=delivery.event_id,
-        tenant_id=request.tenant_id,
-        pixel_id=request.pixel_id,
-        funnel_id=request.funnel_id,
-        conversion_id=request.conversion_id,
-        event_name=request.event.event_name,
-        event_time=request.event.event_time,
-        payload=delivery.payload,
-        match_stage=matcher_pb.MatchStage.Name(request.match_stage) if request.match_stage else "",
-        match_score=request.match_score,
-        emq=request.emq,
-    )
+        await self._notices.flush()

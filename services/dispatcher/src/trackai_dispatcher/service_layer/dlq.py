@@ -14,23 +14,27 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
-import asyncpg
-from google.protobuf.json_format import ParseDict
-
-from trackai.matcher.v1 import events_pb2 as matcher_pb
-from trackai_dispatcher.adapters import records
-from trackai_dispatcher.adapters.records import DeadFilter
-from trackai_dispatcher.adapters.repository import Conn
 from trackai_dispatcher.domain.model import State, is_expired
-from trackai_dispatcher.service_layer.delivery import TOO_OLD_DETAIL
+from trackai_dispatcher.service_layer.batch import TOO_OLD_DETAIL
+from trackai_dispatcher.service_layer.ports import (
+    DeadFilter,
+    DeadLetterStore,
+    ReplayCounts,
+    Replayer,
+    ReplaySession,
+    StoredDispatch,
+)
 from trackai_kit.logging import get_logger
 
 log = get_logger(__name__)
 
 #: Events replayed per transaction (a replay of everything is many short transactions).
 CHUNK = 500
+
+SKIPPED_SENT = "skipped_sent"
+SKIPPED_EXPIRED = "skipped_expired"
+REPLAYED = "replayed"
 
 
 class NotFoundError(LookupError):
@@ -39,10 +43,6 @@ class NotFoundError(LookupError):
 
 class NotReplayableError(ValueError):
     """The event exists but is neither dead nor sent (still being delivered, or expired)."""
-
-
-class Replayer(Protocol):
-    async def replay(self, request: matcher_pb.DispatchRequest, copy: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -54,66 +54,58 @@ class ReplayResult:
     skipped_expired: int
 
 
-def rebuild_request(row: asyncpg.Record) -> matcher_pb.DispatchRequest:
-    """The DispatchRequest a stored event came in (a new message id: it is a new message)."""
-    request = matcher_pb.DispatchRequest(
-        message_id=uuid.uuid4().hex,
-        tenant_id=str(row["tenant_id"]),
-        funnel_id=row["funnel_id"] or "",
-        pixel_id=row["pixel_id"],
-        conversion_id=row["conversion_id"] or "",
-        match_score=row["match_score"] or 0.0,
-        emq=float(row["emq"] or 0),
-    )
-    ParseDict(row["payload"], request.event)
-    if row["match_stage"]:
-        request.match_stage = matcher_pb.MatchStage.Value(row["match_stage"])
-    return request
+def replay_outcome(stored: StoredDispatch, now: float) -> str:
+    """What a replay does with one selected event: never send a sent event again, and never
+    send one Meta would refuse as too old."""
+    if stored.state == State.SENT:
+        return SKIPPED_SENT
+    if is_expired(int(stored.event_time.timestamp()), now):
+        return SKIPPED_EXPIRED
+    return REPLAYED
 
 
 class DeadLetters:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        store: DeadLetterStore,
         replayer: Replayer,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._replayer = replayer
         self._clock = clock
 
     async def replay_one(self, event_id: str, requested_by: str, note: str) -> ReplayResult:
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await records.lock_one(conn, event_id)
-            if row is None:
+        async with self._store.session() as session, session.transaction():
+            stored = await session.lock_one(event_id)
+            if stored is None:
                 raise NotFoundError(f"event {event_id} is not known to the dispatcher")
-            state = State(row["state"])
-            if state not in (State.DEAD, State.SENT):
-                raise NotReplayableError(f"event {event_id} is {state.value}, not dead")
-            replay_id, _ = await records.start_replay(
-                conn, requested_by, "one", DeadFilter(tenant_id=str(row["tenant_id"])), note
+            if stored.state not in (State.DEAD, State.SENT):
+                raise NotReplayableError(f"event {event_id} is {stored.state.value}, not dead")
+            replay_id, _ = await session.start_replay(
+                requested_by, "one", DeadFilter(tenant_id=stored.tenant_id), note
             )
-            outcomes = await self._replay_rows(conn, [row])
-            await records.record_items(conn, replay_id, outcomes)
-            return _result(replay_id, await records.finish_replay(conn, replay_id))
+            outcomes = await self._replay_rows(session, [stored])
+            await session.record_items(replay_id, outcomes)
+            return _result(replay_id, await session.finish_replay(replay_id))
 
     async def replay_matching(
         self, where: DeadFilter, requested_by: str, note: str, *, everything: bool
     ) -> ReplayResult:
-        async with self._pool.acquire() as conn:
-            async with conn.transaction():
-                replay_id, began = await records.start_replay(
-                    conn, requested_by, "all" if everything else "filter", where, note
+        async with self._store.session() as session:
+            async with session.transaction():
+                replay_id, began = await session.start_replay(
+                    requested_by, "all" if everything else "filter", where, note
                 )
             while True:
-                async with conn.transaction():
-                    rows = await records.lock_dead_chunk(conn, where, began, CHUNK)
+                async with session.transaction():
+                    rows = await session.lock_dead_chunk(where, began, CHUNK)
                     if not rows:
                         break
-                    outcomes = await self._replay_rows(conn, rows)
-                    await records.record_items(conn, replay_id, outcomes)
-            async with conn.transaction():
-                result = _result(replay_id, await records.finish_replay(conn, replay_id))
+                    outcomes = await self._replay_rows(session, rows)
+                    await session.record_items(replay_id, outcomes)
+            async with session.transaction():
+                result = _result(replay_id, await session.finish_replay(replay_id))
         log.info(
             "dead letters replayed",
             replay_id=str(replay_id),
@@ -124,34 +116,22 @@ class DeadLetters:
         )
         return result
 
-    async def _replay_rows(self, conn: Conn, rows: list[asyncpg.Record]) -> dict[str, str]:
+    async def _replay_rows(
+        self, session: ReplaySession, rows: list[StoredDispatch]
+    ) -> dict[str, str]:
         now = self._clock().timestamp()
-        outcomes: dict[str, str] = {}
-        replay: list[asyncpg.Record] = []
-        for row in rows:
-            if row["state"] == State.SENT:
-                outcomes[row["event_id"]] = "skipped_sent"
-            elif is_expired(int(row["event_time"].timestamp()), now):
-                outcomes[row["event_id"]] = "skipped_expired"
-            else:
-                outcomes[row["event_id"]] = "replayed"
-                replay.append(row)
-        expired = [e for e, outcome in outcomes.items() if outcome == "skipped_expired"]
-        await records.mark_expired(conn, expired, TOO_OLD_DETAIL)
-        await records.requeue_for_replay(conn, [r["event_id"] for r in replay])
+        outcomes = {row.event_id: replay_outcome(row, now) for row in rows}
+        replay = [row for row in rows if outcomes[row.event_id] == REPLAYED]
+        expired = [e for e, outcome in outcomes.items() if outcome == SKIPPED_EXPIRED]
+        await session.mark_expired(expired, TOO_OLD_DETAIL)
+        await session.requeue_for_replay([r.event_id for r in replay])
         # Published before the commit: a crash leaves the event dead (replay again) or the copy
         # on its way, never an event marked pending with no message.
-        await asyncio.gather(
-            *(self._replayer.replay(rebuild_request(r), r["attempts"]) for r in replay)
-        )
+        await asyncio.gather(*(self._replayer.replay(r, r.attempts) for r in replay))
         return outcomes
 
 
-def _result(replay_id: uuid.UUID, row: asyncpg.Record) -> ReplayResult:
+def _result(replay_id: uuid.UUID, counts: ReplayCounts) -> ReplayResult:
     return ReplayResult(
-        replay_id,
-        row["selected"],
-        row["replayed"],
-        row["skipped_sent"],
-        row["skipped_expired"],
+        replay_id, counts.selected, counts.replayed, counts.skipped_sent, counts.skipped_expired
     )

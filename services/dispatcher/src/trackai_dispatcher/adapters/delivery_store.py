@@ -1,5 +1,7 @@
-"""PostgreSQL storage of deliveries (schema ``dispatcher``): per-event state, every attempt with
-the events it carried, the shared circuit breakers, and the DLQ with its replay audit.
+"""The write side of deliveries in PostgreSQL (schema ``dispatcher``): each batch's two
+transactions (per-event state, every attempt with the events it carried), the shared circuit
+breakers, and the monitor's expiry sweep and health figures. Implements the service layer's
+``DeliveryStore`` and ``HealthStore``; the API's reads and the replays are in ``query_store``.
 
 Bulk statements take arrays and ``unnest`` them, so a batch of 1,000 events costs a handful of
 round trips. Every value is a bind parameter; only constant SQL fragments are spliced in.
@@ -11,82 +13,29 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from trackai_dispatcher.domain.breaker import Breaker, BreakerState
-from trackai_dispatcher.domain.model import AttemptOutcome, Destination, State
+from trackai_dispatcher.domain.model import Destination, State
+from trackai_dispatcher.service_layer.ports import (
+    AttemptRecord,
+    Change,
+    Current,
+    Expired,
+    HealthCounts,
+    NewDispatch,
+    UnclosedBreaker,
+)
 
-Conn = asyncpg.Connection | PoolConnectionProxy
-
-
-@dataclass(frozen=True)
-class NewDispatch:
-    """One incoming event, as first stored."""
-
-    event_id: str
-    tenant_id: str
-    pixel_id: str
-    funnel_id: str
-    conversion_id: str
-    event_name: str
-    event_time: int
-    payload: dict[str, Any]
-    match_stage: str
-    match_score: float
-    emq: float
-
-
-@dataclass(frozen=True)
-class Current:
-    """A stored event's state as a batch sees it under its row lock."""
-
-    event_id: str
-    state: State
-    attempts: int
-    retry_step: int
-    claimed: bool
-
-
-@dataclass(frozen=True)
-class Change:
-    """A new state for one event at the end of a batch; ``state`` None keeps the current one."""
-
-    event_id: str
-    state: State | None
-    posts: int = 0
-    retry_step: int | None = None
-    reason: str | None = None
-    detail: str | None = None
-    http_status: int | None = None
-    code: int | None = None
-    subcode: int | None = None
-    next_attempt_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    batch_id: uuid.UUID
-    destination: Destination
-    attempt: int
-    event_ids: Sequence[str]
-    started_at: datetime
-    finished_at: datetime
-    latency_ms: float
-    outcome: AttemptOutcome
-    http_status: int | None = None
-    meta_code: int | None = None
-    meta_subcode: int | None = None
-    is_transient: bool | None = None
-    fbtrace_id: str | None = None
-    events_received: int | None = None
-    error_message: str | None = None
-    test_event_code: str | None = None
+#: A connection a transaction runs on.
+TxConn = asyncpg.Connection | PoolConnectionProxy
+#: Where a statement runs: a transaction's connection, or the pool for a lone statement.
+Conn = TxConn | asyncpg.Pool
 
 
 async def insert_new(conn: Conn, items: Sequence[NewDispatch]) -> None:
@@ -318,7 +267,7 @@ async def failing_destinations(conn: Conn, window_s: float) -> int:
     return count
 
 
-async def health_counts(conn: Conn) -> dict[str, int]:
+async def health_counts(conn: Conn) -> HealthCounts:
     """What the monitoring gauges show: dead events awaiting replay (the database side of the
     DLQ), and destinations whose breaker is open or half-open (both from partial indexes)."""
     row = await conn.fetchrow(
@@ -330,29 +279,95 @@ async def health_counts(conn: Conn) -> dict[str, int]:
         """
     )
     assert row is not None
-    return {"dead": row["dead"], "open": row["open"], "half_open": row["half_open"]}
+    return HealthCounts(row["dead"], row["open"], row["half_open"])
 
 
-async def unclosed_breakers(conn: Conn) -> list[tuple[str, str, str]]:
+async def unclosed_breakers(conn: Conn) -> list[UnclosedBreaker]:
     """(tenant id, pixel id, state) of every destination whose breaker is open or half-open."""
     rows = await conn.fetch(
         "SELECT tenant_id, pixel_id, state FROM breaker_states WHERE state <> 'closed'"
     )
-    return [(str(r["tenant_id"]), str(r["pixel_id"]), str(r["state"])) for r in rows]
+    return [UnclosedBreaker(str(r["tenant_id"]), str(r["pixel_id"]), str(r["state"])) for r in rows]
 
 
-async def expire_overdue(conn: Conn, horizon: datetime, detail: str) -> list[asyncpg.Record]:
+async def expire_overdue(conn: Conn, horizon: datetime, detail: str) -> list[Expired]:
     """Undelivered events older than Meta's limit and held by no batch become expired."""
-    return list(
-        await conn.fetch(
-            """
-            UPDATE dispatches SET state = 'expired', reason = 'event_too_old', detail = $2,
-                   next_attempt_at = NULL, updated_at = now()
-            WHERE state IN ('pending', 'retrying', 'parked') AND event_time < $1
-              AND (claim_expires_at IS NULL OR claim_expires_at < now())
-            RETURNING event_id, tenant_id
-            """,
-            horizon,
-            detail,
-        )
+    rows = await conn.fetch(
+        """
+        UPDATE dispatches SET state = 'expired', reason = 'event_too_old', detail = $2,
+               next_attempt_at = NULL, updated_at = now()
+        WHERE state IN ('pending', 'retrying', 'parked') AND event_time < $1
+          AND (claim_expires_at IS NULL OR claim_expires_at < now())
+        RETURNING event_id, tenant_id
+        """,
+        horizon,
+        detail,
     )
+    return [Expired(r["event_id"], str(r["tenant_id"])) for r in rows]
+
+
+class _Transaction:
+    """:class:`~trackai_dispatcher.service_layer.ports.DeliveryTransaction` on one connection."""
+
+    def __init__(self, conn: TxConn) -> None:
+        self._conn = conn
+
+    async def insert_new(self, items: Sequence[NewDispatch]) -> None:
+        await insert_new(self._conn, items)
+
+    async def lock_current(self, event_ids: Sequence[str]) -> dict[str, Current]:
+        return await lock_current(self._conn, event_ids)
+
+    async def claim(self, event_ids: Sequence[str], batch_id: uuid.UUID, lease_s: float) -> None:
+        await claim(self._conn, event_ids, batch_id, lease_s)
+
+    async def apply_changes(self, changes: Sequence[Change]) -> None:
+        await apply_changes(self._conn, changes)
+
+    async def record_attempt(self, record: AttemptRecord) -> None:
+        await record_attempt(self._conn, record)
+
+    async def read_breaker(self, destination: Destination) -> Breaker:
+        return await read_breaker(self._conn, destination)
+
+    async def lock_breaker(self, destination: Destination) -> Breaker:
+        return await lock_breaker(self._conn, destination)
+
+    async def save_breaker(self, destination: Destination, breaker: Breaker) -> None:
+        await save_breaker(self._conn, destination, breaker)
+
+
+class OnPool:
+    """An adapter over the pool: a lone statement runs on the pool itself, a transaction on a
+    connection it acquires."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+
+class PostgresDeliveryStore(OnPool):
+    """The service layer's ``DeliveryStore``: a batch's transactions on the pool."""
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Transaction]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _Transaction(conn)
+
+    async def read_breaker(self, destination: Destination) -> Breaker:
+        return await read_breaker(self._pool, destination)
+
+
+class PostgresHealthStore(OnPool):
+    """The service layer's ``HealthStore``: the monitor's sweep and figures."""
+
+    async def expire_overdue(self, horizon: datetime, detail: str) -> list[Expired]:
+        return await expire_overdue(self._pool, horizon, detail)
+
+    async def failing_destinations(self, window_s: float) -> int:
+        return await failing_destinations(self._pool, window_s)
+
+    async def health_counts(self) -> HealthCounts:
+        return await health_counts(self._pool)
+
+    async def unclosed_breakers(self) -> list[UnclosedBreaker]:
+        return await unclosed_breakers(self._pool)

@@ -1,46 +1,31 @@
-"""Read side and replay writes of the dispatcher schema: attempts per event, event state, the
-dead-letter list (keyset-paged, newest first) and the replay audit rows."""
+"""The API's side of the dispatcher schema in PostgreSQL: the reads (attempts per event, event
+state, the dead-letter list keyset-paged newest first, destination health, parameter coverage)
+and the dead-letter replays' writes with their audit rows. Implements the service layer's
+``DispatchReader`` and ``DeadLetterStore``; a batch's own writes are in ``delivery_store``."""
 
 # ruff: noqa: S608
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from trackai_dispatcher.adapters.repository import Conn
-
-PAGE_DEFAULT = 50
-PAGE_MAX = 500
-
-
-@dataclass(frozen=True)
-class DeadFilter:
-    tenant_id: str | None = None
-    reason: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            key: value.isoformat() if isinstance(value, datetime) else value
-            for key, value in (
-                ("tenant_id", self.tenant_id),
-                ("reason", self.reason),
-                ("start_time", self.start),
-                ("end_time", self.end),
-            )
-            if value is not None
-        }
-
-
-def page_size(requested: int) -> int:
-    return PAGE_DEFAULT if requested <= 0 else min(requested, PAGE_MAX)
-
+from trackai_dispatcher.adapters.delivery_store import Conn, OnPool, TxConn
+from trackai_dispatcher.domain.model import State
+from trackai_dispatcher.service_layer.ports import (
+    AttemptRow,
+    DeadFilter,
+    DestinationHealthRow,
+    EventStateRow,
+    ReplayCounts,
+    StoredDispatch,
+)
 
 _ATTEMPT_COLUMNS = """
     a.id, a.batch_id, a.tenant_id, a.pixel_id, e.event_id, a.started_at, a.latency_ms,
@@ -321,3 +306,121 @@ async def parameter_coverage(
     )
     total = next(r["events"] for r in rows if r["parameter"] is None)
     return total, {r["parameter"]: r["events"] for r in rows if r["parameter"] is not None}
+
+
+# --- rows to the service layer's values ---------------------------------------------------------
+
+
+_T = TypeVar("_T")
+
+
+def _values(kind: type[_T], row: asyncpg.Record, **overrides: Any) -> _T:
+    """``row`` as ``kind``, a dataclass whose fields are named as the columns (ids as text)."""
+    names = (f.name for f in dataclasses.fields(kind))  # type: ignore[arg-type]
+    values = {name: row[name] for name in names if name not in overrides}
+    return kind(**{**values, "tenant_id": str(row["tenant_id"]), **overrides})
+
+
+def _stored(row: asyncpg.Record) -> StoredDispatch:
+    return _values(
+        StoredDispatch,
+        row,
+        funnel_id=row["funnel_id"] or "",
+        conversion_id=row["conversion_id"] or "",
+        match_stage=row["match_stage"] or "",
+        match_score=row["match_score"] or 0.0,
+        emq=float(row["emq"] or 0),
+        # The dead-letter list does not select the state: every row it returns is dead.
+        state=State(row["state"]) if "state" in row else State.DEAD,
+    )
+
+
+class PostgresReader(OnPool):
+    """The service layer's ``DispatchReader`` on the pool."""
+
+    async def list_attempts(
+        self,
+        tenant_id: str,
+        *,
+        event_id: str | None,
+        batch_id: uuid.UUID | None,
+        after: tuple[datetime, int, str] | None,
+        limit: int,
+    ) -> list[AttemptRow]:
+        rows = await list_attempts(
+            self._pool, tenant_id, event_id=event_id, batch_id=batch_id, after=after, limit=limit
+        )
+        return [_values(AttemptRow, r) for r in rows]
+
+    async def event_state(self, tenant_id: str, event_id: str) -> EventStateRow | None:
+        row = await event_state(self._pool, tenant_id, event_id)
+        return None if row is None else _values(EventStateRow, row)
+
+    async def event_states(self, tenant_id: str, event_ids: list[str]) -> list[EventStateRow]:
+        rows = await event_states(self._pool, tenant_id, event_ids)
+        return [_values(EventStateRow, r) for r in rows]
+
+    async def list_dead(
+        self, where: DeadFilter, after: tuple[datetime, str] | None, limit: int
+    ) -> list[StoredDispatch]:
+        rows = await list_dead(self._pool, where, after, limit)
+        return [_stored(r) for r in rows]
+
+    async def destination_health(self, tenant_id: str | None) -> list[DestinationHealthRow]:
+        rows = await destination_health(self._pool, tenant_id)
+        return [_values(DestinationHealthRow, r) for r in rows]
+
+    async def parameter_coverage(
+        self, tenant_id: str, start: datetime, end: datetime
+    ) -> tuple[int, dict[str, int]]:
+        return await parameter_coverage(self._pool, tenant_id, start, end)
+
+
+class _ReplaySession:
+    """The service layer's ``ReplaySession`` on one connection."""
+
+    def __init__(self, conn: TxConn) -> None:
+        self._conn = conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        async with self._conn.transaction():
+            yield
+
+    async def lock_one(self, event_id: str) -> StoredDispatch | None:
+        row = await lock_one(self._conn, event_id)
+        return None if row is None else _stored(row)
+
+    async def lock_dead_chunk(
+        self, where: DeadFilter, before: datetime, limit: int
+    ) -> list[StoredDispatch]:
+        return [_stored(r) for r in await lock_dead_chunk(self._conn, where, before, limit)]
+
+    async def start_replay(
+        self, requested_by: str, scope: str, where: DeadFilter, note: str
+    ) -> tuple[uuid.UUID, datetime]:
+        return await start_replay(self._conn, requested_by, scope, where, note)
+
+    async def record_items(self, replay_id: uuid.UUID, outcomes: dict[str, str]) -> None:
+        await record_items(self._conn, replay_id, outcomes)
+
+    async def finish_replay(self, replay_id: uuid.UUID) -> ReplayCounts:
+        row = await finish_replay(self._conn, replay_id)
+        return ReplayCounts(
+            row["selected"], row["replayed"], row["skipped_sent"], row["skipped_expired"]
+        )
+
+    async def requeue_for_replay(self, event_ids: list[str]) -> None:
+        await requeue_for_replay(self._conn, event_ids)
+
+    async def mark_expired(self, event_ids: list[str], detail: str) -> None:
+        await mark_expired(self._conn, event_ids, detail)
+
+
+class PostgresDeadLetterStore(OnPool):
+    """The service layer's ``DeadLetterStore``: one connection per replay."""
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[_ReplaySession]:
+        async with self._pool.acquire() as conn:
+            yield _ReplaySession(conn)
