@@ -41,7 +41,7 @@ import asyncpg
 import httpx
 
 from bench.context import BenchContext
-from bench.http_load import _content_length
+from bench.http_load import ANSWER_TIMEOUT_S, _content_length
 from bench.mix import SECRETS, Mix, Step, every_gateway_once
 from bench.registry import Metric, Ref, RunOnce, benchmark
 from bench.servers import HOST, Server, free_port, process_server
@@ -172,7 +172,12 @@ async def _journey(
 ) -> None:
     for step in steps:
         sent_at = time.time()
-        status, body = await connection.send(step.request())
+        try:
+            status, body = await asyncio.wait_for(connection.send(step.request()), ANSWER_TIMEOUT_S)
+        except TimeoutError:
+            raise RuntimeError(
+                f"{step.kind} {step.gateway} {step.order}: no answer in {ANSWER_TIMEOUT_S:.0f} s"
+            ) from None
         phase.requests += 1
         ledger.record(step, status, body, sent_at)
         if step.kind == "approved" and (step.gateway, step.order) in ledger.sales:
@@ -305,7 +310,9 @@ class Auditor:
             problems.append(f"{len(strangers)} events at Meta no sale explains")
         for gateway, order, status in ledger.others:
             row = log.get((gateway, order, status))
-            if row is not None and row["disposition"] == "queued":
+            if row is None:
+                problems.append(f"{status} of {gateway} {order} not in the conversion log")
+            elif row["disposition"] == "queued":
                 problems.append(f"{status} of {gateway} {order} was queued for Meta")
         delivered: dict[str, float] = {}
         not_dispatched: dict[str, str] = {}
