@@ -19,6 +19,10 @@ from typing import cast
 from bench.stats import percentile
 
 _HEADER_END = b"\r\n\r\n"
+#: A request still unanswered this long after the load's end fails the run: a server that hangs
+#: a request (seen once: ingestion's serve held a collect hit for 14 minutes, with its database,
+#: Redis and broker connections idle) must not hang the whole benchmark run.
+ANSWER_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -138,6 +142,10 @@ class _Client(asyncio.Protocol):
             self._due += self._interval
         self._next()
 
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.finished.done():
             if self._done:
@@ -187,7 +195,16 @@ async def run_load(
     for index, client in enumerate(clients):
         offset = index * interval / connections if interval else 0.0
         client.start(started + seconds, started + offset)
-    await asyncio.gather(*(c.finished for c in clients))
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*(c.finished for c in clients)), seconds + ANSWER_TIMEOUT_S
+        )
+    except TimeoutError:
+        for client in clients:
+            client.abort()
+        raise RuntimeError(
+            f"a request got no answer within {ANSWER_TIMEOUT_S:.0f} s of the load's end"
+        ) from None
     elapsed = time.perf_counter() - started
     return LoadResult(
         requests=len(latencies),

@@ -44,11 +44,12 @@ async def process_server(
     port: int,
     *,
     extra_env: Mapping[str, str] | None = None,
-    startup_timeout: float = 20.0,
+    startup_timeout: float = 120.0,
     stdout: IO[bytes] | None = None,
 ) -> AsyncIterator[Server]:
     """Run ``argv`` (a server that will listen on ``port``); yield it once it accepts
-    connections; terminate it (then kill after 10 s) on exit.
+    connections; terminate it (then kill after 10 s) on exit. ``startup_timeout`` is generous:
+    on the shared two-core machine a service took over 60 s to listen at a load average of 17.
 
     Later suites start real services this way, e.g. ``python -m trackai_ingestion serve`` with
     ``INGESTION_HTTP_PORT`` and ``DATABASE_URL`` in ``extra_env``. ``stdout`` (a file) takes

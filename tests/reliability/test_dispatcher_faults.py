@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
+from trackai_kit.topology import CAPI_DISPATCH
 from trackai_testing.plugin import run_sync
 
 from .accounting import Account, assert_clean
@@ -191,6 +192,17 @@ LADDER = {"DISPATCHER_RETRY_DELAYS_MS": "1000,1000,1000,1000,1000"}
 
 
 @pytest.mark.parametrize("dispatch_settings", [LADDER])
+def _recover_and_finish(pipeline: Pipeline, sales: int) -> None:
+    """Meta recovers, a new dispatcher starts: every sale at Meta once, none dead, every queue
+    drained."""
+    pipeline.meta.http.delete("/_sandbox/faults").raise_for_status()
+    pipeline.start("dispatcher", "consume")
+    account = pipeline.ledger.settle(pipeline.meta, 120, until=_everything_sent(pipeline))
+    assert_clean(account)
+    assert len(account.delivered) == sales
+    _assert_drained(pipeline)
+
+
 def test_sigterm_during_a_retry_ladder_loses_no_sale(pipeline: Pipeline) -> None:
     """Meta fails; the events climb the retry ladder (waiting in the delay queues); the dispatcher
     is stopped (SIGTERM) in the middle of it and exits cleanly; Meta recovers; a new dispatcher
@@ -200,12 +212,41 @@ def test_sigterm_during_a_retry_ladder_loses_no_sale(pipeline: Pipeline) -> None
     _post_all(pipeline, orders)
     _wait("two failed attempts", lambda: sum(r["status"] >= 500 for r in _requests(pipeline)) >= 2)
     assert pipeline.stop("dispatcher", "consume", kill=False) == 0
-    pipeline.meta.http.delete("/_sandbox/faults").raise_for_status()
-    pipeline.start("dispatcher", "consume")
-    account = pipeline.ledger.settle(pipeline.meta, 120, until=_everything_sent(pipeline))
-    assert_clean(account)
-    assert len(account.delivered) == len(orders)
-    _assert_drained(pipeline)
+    _recover_and_finish(pipeline, len(orders))
+
+
+#: One POST slot and no grace: on SIGTERM the batches waiting for the slot are handed back.
+HAND_BACK = {"DISPATCHER_CONCURRENCY": "1", "DISPATCHER_SHUTDOWN_GRACE_S": "0"}
+
+
+@pytest.mark.parametrize("dispatch_settings", [HAND_BACK])
+def test_sigterm_during_a_retry_ladder_hands_waiting_batches_back(pipeline: Pipeline) -> None:
+    """Scenario 10 with batches queued behind the POST in flight: Meta fails slowly (3 s, then
+    500), sales arrive one batch each, the dispatcher's only POST slot is busy; SIGTERM with no
+    grace hands every waiting batch back to the broker (not acked unsent) while the batch in
+    flight finishes and climbs the ladder; a new dispatcher sends every sale once.
+
+    The test above stops the dispatcher when nothing waits for a slot, so it never reaches the
+    hand-back; acking instead of handing back lost the waiting sales unseen by it (mutation
+    check, issue 14)."""
+    prefix = pipeline.stack.env["AMQP_PREFIX"]
+    pipeline.meta.add_fault("http_500", count=None)
+    pipeline.meta.add_fault("latency_ms", latency_ms=3000, count=None)
+    orders = _orders("handback", 6)
+    with httpx.Client(timeout=30) as http:
+        for order in orders:  # past the batch deadline (50 ms): one batch each
+            assert pipeline.post(http, pipeline.sale(order)).status_code == 200
+            time.sleep(0.15)
+    _wait(
+        "every sale with the dispatcher and a first POST failed",
+        lambda: (
+            pipeline.queue_depths().get(prefix + CAPI_DISPATCH) == 0
+            and any(r["status"] >= 500 for r in _requests(pipeline))
+        ),
+    )
+    assert pipeline.stop("dispatcher", "consume", kill=False) == 0
+    assert "consumer stopped; draining in-flight batches" in _log_events(pipeline, DISPATCHER)
+    _recover_and_finish(pipeline, len(orders))
 
 
 BREAKER = {"DISPATCHER_RETRY_DELAYS_MS": "1000,2000,4000", "DISPATCHER_BREAKER_COOLDOWN_S": "2"}

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from trackai.ingestion.v1 import events_pb2 as ev
 from trackai.provisioner.v1 import provisioner_service_pb2 as registry_pb
-from trackai_ingestion.adapters.hits import HitStore
+from trackai_ingestion.adapters.hits import HitStore, _Pending
 from trackai_ingestion.bootstrap import record_browser_hit
 from trackai_ingestion.entrypoints.collect import build_collect_router
 from trackai_ingestion.service_layer.windows import UnknownTenantLimit
@@ -439,6 +439,28 @@ async def test_a_hit_the_database_refuses_does_not_fail_the_others_in_its_statem
     assert results[0] is True and all(r is True for r in results[2:])
     assert isinstance(results[1], asyncpg.CheckViolationError)
     assert len(await _rows(pool)) == 6
+
+
+async def test_a_hit_submitted_as_the_last_writer_finishes_is_still_written(
+    pool: asyncpg.Pool,
+) -> None:
+    """A writer that found the queue empty is finished, but used to leave the set of writers only
+    when its task's done-callback ran, a loop turn later. A hit submitted in between (the caller
+    of the last hit written resumes first) saw every writer slot taken, started no writer, and
+    waited until another hit came: at the end of a load, forever (issue 14's benchmark saw a
+    collect hit held 14 minutes with the database idle)."""
+    store = HitStore(pool)
+    # One writer slot, so that "every writer finishes at once" is deterministic.
+    store._max_in_flight = 1
+    loop = asyncio.get_running_loop()
+    first = _Pending(_store_row(event_id="evFIRST000000000000000"), loop.create_future())
+    store._submit(first)
+    assert await first.done is True
+    # Resumed by the writer's answer, before its task's done-callback: the next hit, right now.
+    late = _Pending(_store_row(event_id="evLATE0000000000000000"), loop.create_future())
+    store._submit(late)
+    assert await asyncio.wait_for(late.done, 10) is True
+    assert len(await _rows(pool)) == 2
 
 
 def _store_row(*, event_id: str, kind: str = "page_view") -> list[Any]:

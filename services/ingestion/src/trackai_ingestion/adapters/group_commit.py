@@ -40,17 +40,27 @@ class GroupCommit(Generic[P]):
         self._max_in_flight = max_in_flight
         self._pending: deque[P] = deque()
         self._writers: set[asyncio.Task[None]] = set()
+        #: Writers still able to take a batch. Counted down by the writer itself, in the same step
+        #: in which it finds the queue empty: ``_writers`` keeps a finished task until its
+        #: done-callback runs a loop turn later, and a request submitted in between, seeing every
+        #: slot taken, started no writer and waited for the next request (forever, at the end
+        #: of a load).
+        self._active = 0
 
     def _submit(self, pending: P) -> None:
         self._pending.append(pending)
-        if len(self._writers) < self._max_in_flight:
+        if self._active < self._max_in_flight:
+            self._active += 1
             writer = asyncio.create_task(self._write_pending())
             self._writers.add(writer)
             writer.add_done_callback(self._writers.discard)
 
     async def _write_pending(self) -> None:
-        while batch := self._take_batch():
-            await self._write(batch)
+        try:
+            while batch := self._take_batch():
+                await self._write(batch)
+        finally:
+            self._active -= 1
 
     def _take_batch(self) -> list[P]:
         raise NotImplementedError
