@@ -146,7 +146,10 @@ async def test_every_fixture_is_answered_and_stored_as_expected(
         row = await conn.fetchrow(
             "SELECT * FROM ingestion.events WHERE id = $1", uuid.UUID(body["conversion_id"])
         )
-        outbox = await conn.fetch("SELECT * FROM ingestion.outbox")
+        outbox = await conn.fetch("SELECT * FROM ingestion.outbox WHERE exchange = ''")
+        statuses = await conn.fetch(
+            "SELECT * FROM ingestion.outbox WHERE exchange = 'trackai.status'"
+        )
     finally:
         await conn.close()
     assert row is not None
@@ -165,6 +168,16 @@ async def test_every_fixture_is_answered_and_stored_as_expected(
     if amount is not None:
         assert Decimal(message.conversion.amount) == amount
         assert message.conversion.currency == "BRL"
+    [received] = statuses
+    assert received["routing_key"] == f"conversion.{tenant}"
+    update = common_pb.StatusUpdate.FromString(received["body"])
+    assert (update.entity, update.entity_id, update.status) == (
+        common_pb.STATUS_ENTITY_CONVERSION,
+        body["conversion_id"],
+        "received",
+    )
+    # Ids and statuses only: the fixture's buyer never rides along.
+    assert find_leaks(FIXTURE_PERSONAL_DATA, str(update)) == []
 
 
 @pytest.mark.parametrize("name", sorted(KIWIFY_SIGNATURES))
