@@ -288,6 +288,10 @@ def test_defaults_follow_the_seed_and_set_redis(by_name: Any) -> None:
     )
     (container,) = _pod_spec(rendered.one("Deployment", "trackai-ingestion-serve"))["containers"]
     assert _secret_refs(container)["REDIS_URL"] == ("trackai-secrets", "REDIS_URL")
+    # The console replicas share the live-update history there, sized by the chart.
+    (console,) = _pod_spec(rendered.one("Deployment", "trackai-console-serve"))["containers"]
+    assert _secret_refs(console)["REDIS_URL"] == ("trackai-secrets", "REDIS_URL")
+    assert (data["CONSOLE_LIVE_HISTORY"], data["CONSOLE_LIVE_HISTORY_HOURS"]) == ("500", "24")
 
 
 def test_every_workload_reads_only_its_own_secret_keys(ci_render: Any) -> None:
@@ -666,7 +670,8 @@ def test_external_egress_only_where_needed(by_name: Any) -> None:
         ports = _egress_ports(_policy(rendered, f"trackai-{svc}"))
         assert {5432, 5671} <= ports
         assert (443 in ports) == (svc in {"dispatcher", "provisioner", "agent"}), svc
-        assert (6379 in ports) == (svc == "ingestion"), svc
+        # Ingestion's rate limits; the console's shared live-update history.
+        assert (6379 in ports) == (svc in {"ingestion", "console"}), svc
     assert _egress_ports(_policy(rendered, "trackai-migrations")) == {5432}
 
 

@@ -228,6 +228,10 @@ the kit defaults to loopback, which a kubelet probe or a peer pod cannot reach.
 {{- end -}}
 {{- end -}}
 {{- with .Values.services.console -}}
+{{- if .enabled -}}
+{{- $_ := set $env "CONSOLE_LIVE_HISTORY" (toString (int64 .liveHistory.size)) -}}
+{{- $_ := set $env "CONSOLE_LIVE_HISTORY_HOURS" (toString .liveHistory.hours) -}}
+{{- end -}}
 {{- if and .enabled .ingress.enabled .ingress.hosts -}}
 {{/* One-time password links point at the console's public address. */}}
 {{- $_ := set $env "CONSOLE_PUBLIC_URL" (printf "https://%s" (index .ingress.hosts 0).host) -}}

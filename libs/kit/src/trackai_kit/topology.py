@@ -125,8 +125,9 @@ class Topology:
 
 
 def ingestion_topology() -> Topology:
-    """Ingestion publishes normalised conversions to ``ingest-events``."""
-    return Topology(queues=(QueueSpec(INGEST_EVENTS),))
+    """Ingestion publishes normalised conversions to ``ingest-events``, and their "received"
+    statuses (and webhook-test notices) to the status exchange."""
+    return Topology(queues=(QueueSpec(INGEST_EVENTS),)).merge(status_topology())
 
 
 def delay_queues(queue: str, delays_ms: tuple[int, ...]) -> Topology:
@@ -141,9 +142,11 @@ def delay_queues(queue: str, delays_ms: tuple[int, ...]) -> Topology:
 
 def matcher_topology() -> Topology:
     """The matcher consumes ``ingest-events`` (retrying through its delay queues) and publishes
-    to ``capi-dispatch``."""
-    return Topology(queues=(QueueSpec(INGEST_EVENTS), QueueSpec(CAPI_DISPATCH))).merge(
-        delay_queues(INGEST_EVENTS, INGEST_RETRY_DELAYS_MS)
+    to ``capi-dispatch``, and each conversion's status to the status exchange."""
+    return (
+        Topology(queues=(QueueSpec(INGEST_EVENTS), QueueSpec(CAPI_DISPATCH)))
+        .merge(delay_queues(INGEST_EVENTS, INGEST_RETRY_DELAYS_MS))
+        .merge(status_topology())
     )
 
 

@@ -16,6 +16,7 @@ from trackai_console.adapters.passwords import Argon2Hasher
 from trackai_console.adapters.read_apis import GrpcEventSource, GrpcMatchStats, close_channels
 from trackai_console.adapters.setup_apis import GrpcSetupChecks, GrpcSetupRegistry
 from trackai_console.adapters.status_feed import AmqpStatusFeed
+from trackai_console.adapters.status_history import RedisStatusHistory
 from trackai_console.adapters.wizard_store import PostgresWizardStore
 from trackai_console.domain.accounts import LoginLimits
 from trackai_console.entrypoints import web
@@ -82,7 +83,18 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
     agent_channel = channels.pop("agent")
     source = GrpcEventSource(**channels, timeout_s=settings.grpc_timeout_s)
     events = Events(source)
-    hub = StatusHub()
+    shared = (
+        RedisStatusHistory(
+            settings.redis_url,
+            # The AMQP prefix isolates the statuses consumed, so it isolates their history too.
+            namespace=f"{settings.amqp_prefix}trackai:console:live:",
+            size=settings.live_history,
+            ttl_s=settings.live_history_hours * 3600,
+        )
+        if settings.redis_url
+        else None
+    )
+    hub = StatusHub(settings.live_history, shared)
     feed = AmqpStatusFeed(settings.amqp_url, settings.amqp_prefix, hub)
     dead_letters = DeadLetters(
         GrpcDeadLetterQueue(channels["dispatcher"], timeout_s=settings.grpc_timeout_s)
@@ -129,6 +141,9 @@ async def wire(settings: Settings, resources: Resources) -> Wiring:
             feed.run,
             partial(quality.keep_history, events.tenants, settings.emq_snapshot_s),
         ],
-        on_shutdown=[partial(close_channels, *channels.values(), agent_channel)],
+        on_shutdown=[
+            partial(close_channels, *channels.values(), agent_channel),
+            *([shared.close] if shared is not None else []),
+        ],
         configure_http=partial(web.configure, router=router, accounts=accounts),
     )

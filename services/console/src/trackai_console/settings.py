@@ -37,6 +37,13 @@ class Settings(ServiceSettings):
     #: Seconds one assistant turn may take (tools, language model) before the panel gives up.
     agent_turn_timeout_s: float = Field(120.0, gt=0)
 
+    #: Redis holding each tenant's live-update history, shared by every replica so a browser
+    #: resumes (Last-Event-ID) on whichever one it reconnects to (while it is away: live-only).
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    #: Updates kept per tenant for resuming, and hours a quiet tenant's history is kept.
+    live_history: int = Field(500, ge=1)
+    live_history_hours: float = Field(24.0, gt=0)
+
     @property
     def secure_cookies(self) -> bool:
         """Cookies are Secure (HTTPS only) everywhere but the local sandbox and tests over HTTP."""

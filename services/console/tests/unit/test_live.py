@@ -7,8 +7,8 @@ import asyncio
 from trackai_console.service_layer.live import LiveUpdate, StatusHub
 
 
-def _publish(hub: StatusHub, tenant: str, entity_id: str, status: str = "sent") -> None:
-    hub.publish(tenant, entity="dispatch", entity_id=entity_id, status=status, detail="")
+async def _publish(hub: StatusHub, tenant: str, entity_id: str, status: str = "sent") -> None:
+    await hub.publish(tenant, entity="dispatch", entity_id=entity_id, status=status, detail="")
 
 
 async def _take(stream, n: int) -> list[LiveUpdate]:  # type: ignore[no-untyped-def]
@@ -30,9 +30,9 @@ async def test_updates_reach_only_their_tenants_subscribers() -> None:
     first_b = asyncio.ensure_future(_take(b, 1))
     while hub.subscriber_count("tenant-a") < 1 or hub.subscriber_count("tenant-b") < 1:
         await asyncio.sleep(0.01)
-    _publish(hub, "tenant-a", "ev-a1")
-    _publish(hub, "tenant-b", "ev-b1")
-    _publish(hub, "tenant-a", "ev-a2")
+    await _publish(hub, "tenant-a", "ev-a1")
+    await _publish(hub, "tenant-b", "ev-b1")
+    await _publish(hub, "tenant-a", "ev-a2")
     got_a, got_b = await asyncio.wait_for(asyncio.gather(first_a, first_b), 2)
     assert [u.entity_id for u in got_a] == ["ev-a1", "ev-a2"]
     assert [u.entity_id for u in got_b] == ["ev-b1"]
@@ -42,8 +42,8 @@ async def test_updates_reach_only_their_tenants_subscribers() -> None:
 async def test_a_reconnect_resumes_after_the_last_event_id() -> None:
     hub = StatusHub()
     for i in range(5):
-        _publish(hub, "t", f"ev-{i}")
-    _publish(hub, "other", "ev-x")
+        await _publish(hub, "t", f"ev-{i}")
+    await _publish(hub, "other", "ev-x")
     # A fresh subscriber gets no history (the page it belongs to was just rendered).
     seen = [u async for u in _first(hub.subscribe("t", "", heartbeat_s=0.01), 1)]
     assert seen == []
@@ -75,6 +75,6 @@ async def test_a_stalled_browser_is_cut_off_not_buffered_forever() -> None:
     while hub.subscriber_count("t") < 1:
         await asyncio.sleep(0.01)
     for i in range(1001):
-        _publish(hub, "t", f"ev-{i}")
+        await _publish(hub, "t", f"ev-{i}")
     assert hub.subscriber_count("t") == 0
     await started

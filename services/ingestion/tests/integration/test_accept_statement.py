@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from trackai.common.v1 import events_pb2 as common_pb
 from trackai.ingestion.v1 import events_pb2 as ev
 from trackai_ingestion.adapters.group_commit import columns
 from trackai_ingestion.adapters.repository import (
@@ -57,7 +58,16 @@ async def _rows(conn: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
         "events": [dict(r) for r in await conn.fetch("SELECT id FROM ingestion.events")],
         "outbox": [
             dict(r)
-            for r in await conn.fetch("SELECT message_id, message_type, body FROM ingestion.outbox")
+            for r in await conn.fetch(
+                "SELECT message_id, message_type, body FROM ingestion.outbox WHERE exchange = ''"
+            )
+        ],
+        "statuses": [
+            dict(r)
+            for r in await conn.fetch(
+                "SELECT message_id, routing_key, message_type, body FROM ingestion.outbox "
+                "WHERE exchange = 'trackai.status'"
+            )
         ],
         "receipts": [
             dict(r)
@@ -87,6 +97,18 @@ async def test_new_then_repeated_conversion(database_url: str, pg_pool: Any) -> 
     assert message["message_type"] == "trackai.ingestion.v1.IngestEvent"
     event = ev.IngestEvent.FromString(message["body"])
     assert event.message_id == event.conversion.conversion_id == str(first.conversion_id)
+    # Open console pages learn of it from its "received" status, enqueued once with it.
+    [status] = rows["statuses"]
+    assert status["routing_key"] == f"conversion.{tenant}"
+    assert status["message_type"] == "trackai.common.v1.StatusUpdate"
+    update = common_pb.StatusUpdate.FromString(status["body"])
+    assert (update.tenant_id, update.entity, update.entity_id, update.status) == (
+        str(tenant),
+        common_pb.STATUS_ENTITY_CONVERSION,
+        str(first.conversion_id),
+        "received",
+    )
+    assert conversion.order_id not in update.detail
     assert [(r["outcome"], r["conversion_id"]) for r in rows["receipts"]] == [
         ("accepted", first.conversion_id),
         ("duplicate", first.conversion_id),
@@ -125,7 +147,7 @@ async def test_concurrent_accept_committing_meanwhile_is_a_duplicate(
     finally:
         await blocker.close()
     assert accepted.duplicate and accepted.conversion_id == racing_id
-    assert rows["outbox"] == []
+    assert rows["outbox"] == rows["statuses"] == []
     assert [(r["outcome"], r["conversion_id"]) for r in rows["receipts"]] == [
         ("duplicate", racing_id)
     ]
@@ -153,7 +175,7 @@ async def test_concurrent_webhooks_are_committed_together(database_url: str, pg_
     repeats = answers[10:]
     assert len({a.conversion_id for a in repeats}) == 1
     assert sorted(a.duplicate for a in repeats) == [False] + [True] * 5
-    assert len(rows["events"]) == len(rows["outbox"]) == 11
+    assert len(rows["events"]) == len(rows["outbox"]) == len(rows["statuses"]) == 11
     assert sorted(r["outcome"] for r in rows["receipts"]) == ["accepted"] * 11 + ["duplicate"] * 5
 
 
@@ -177,6 +199,7 @@ async def test_a_refused_row_does_not_fail_the_others(database_url: str, pg_pool
     finally:
         await conn.close()
     assert len(rows["events"]) == len(rows["outbox"]) == len(rows["receipts"]) == 3
+    assert len(rows["statuses"]) == 3
 
 
 async def _wait_until_blocked(conn: asyncpg.Connection, database_url: str) -> None:

@@ -76,7 +76,8 @@ async def counts(database_url: str) -> dict[str, int]:
     try:
         row = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM ingestion.events) AS events, "
-            "(SELECT count(*) FROM ingestion.outbox) AS outbox, "
+            "(SELECT count(*) FROM ingestion.outbox WHERE exchange = '') AS outbox, "
+            "(SELECT count(*) FROM ingestion.outbox WHERE exchange <> '') AS statuses, "
             "(SELECT count(*) FROM ingestion.webhook_receipts) AS receipts"
         )
     finally:
@@ -146,7 +147,10 @@ async def test_every_fixture_is_answered_and_stored_as_expected(
         row = await conn.fetchrow(
             "SELECT * FROM ingestion.events WHERE id = $1", uuid.UUID(body["conversion_id"])
         )
-        outbox = await conn.fetch("SELECT * FROM ingestion.outbox")
+        outbox = await conn.fetch("SELECT * FROM ingestion.outbox WHERE exchange = ''")
+        statuses = await conn.fetch(
+            "SELECT * FROM ingestion.outbox WHERE exchange = 'trackai.status'"
+        )
     finally:
         await conn.close()
     assert row is not None
@@ -165,6 +169,16 @@ async def test_every_fixture_is_answered_and_stored_as_expected(
     if amount is not None:
         assert Decimal(message.conversion.amount) == amount
         assert message.conversion.currency == "BRL"
+    [received] = statuses
+    assert received["routing_key"] == f"conversion.{tenant}"
+    update = common_pb.StatusUpdate.FromString(received["body"])
+    assert (update.entity, update.entity_id, update.status) == (
+        common_pb.STATUS_ENTITY_CONVERSION,
+        body["conversion_id"],
+        "received",
+    )
+    # Ids and statuses only: the fixture's buyer never rides along.
+    assert find_leaks(FIXTURE_PERSONAL_DATA, str(update)) == []
 
 
 @pytest.mark.parametrize("name", sorted(KIWIFY_SIGNATURES))
@@ -231,7 +245,7 @@ async def test_wrong_secret_is_refused_with_the_credential_to_check(
     assert WRONG_SECRET_MESSAGES[gateway] in detail
     assert f"trackai tenant set-gateway {tenant} --gateway {gateway}" in detail
     assert "a-different-secret" not in response.text
-    assert await counts(database_url) == {"events": 0, "outbox": 0, "receipts": 0}
+    assert await counts(database_url) == {"events": 0, "outbox": 0, "statuses": 0, "receipts": 0}
 
 
 @pytest.mark.parametrize(
@@ -391,7 +405,8 @@ async def test_repeated_webhook_is_absorbed_and_enqueued_once(
     )
     third = await post_signed(app, "kiwify", tenant, refunded)
     assert third.json()["duplicate"] is False
-    assert await counts(database_url) == {"events": 2, "outbox": 2, "receipts": 8}
+    # One message and one "received" status per new conversion; repeats add neither.
+    assert await counts(database_url) == {"events": 2, "outbox": 2, "statuses": 2, "receipts": 8}
 
 
 @pytest.mark.parametrize(

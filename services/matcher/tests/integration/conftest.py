@@ -19,6 +19,7 @@ from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from trackai.common.v1 import events_pb2 as common_pb
 from trackai.ingestion.v1 import events_pb2 as ingest
 from trackai.matcher.v1 import events_pb2 as mpb
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
@@ -113,8 +114,16 @@ class Matcher:
         assert len(rows) == 1
         return dict(rows[0])
 
+    async def statuses(self) -> list[tuple[str, common_pb.StatusUpdate]]:
+        """The ``trackai.status`` updates in the outbox, with their routing keys."""
+        rows = await self.fetch(
+            "SELECT routing_key, body FROM matcher.outbox WHERE exchange = 'trackai.status' "
+            "ORDER BY id"
+        )
+        return [(r["routing_key"], common_pb.StatusUpdate.FromString(r["body"])) for r in rows]
+
     async def dispatched(self) -> list[mpb.DispatchRequest]:
-        rows = await self.fetch("SELECT body FROM matcher.outbox ORDER BY id")
+        rows = await self.fetch("SELECT body FROM matcher.outbox WHERE exchange = '' ORDER BY id")
         return [mpb.DispatchRequest.FromString(r["body"]) for r in rows]
 
 

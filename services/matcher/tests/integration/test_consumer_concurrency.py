@@ -164,7 +164,7 @@ async def test_a_redelivered_message_changes_nothing(
             "SELECT (SELECT count(*) FROM matcher.inbox) AS inbox, "
             "(SELECT hits FROM matcher.clicks) AS hits, "
             "(SELECT count(*) FROM matcher.conversion_log) AS log, "
-            "(SELECT count(*) FROM matcher.outbox) AS outbox, "
+            "(SELECT count(*) FROM matcher.outbox WHERE exchange = '') AS outbox, "
             "(SELECT conversions FROM matcher.match_daily_stats) AS stats"
         )
         return dict(rows[0])

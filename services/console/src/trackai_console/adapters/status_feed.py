@@ -5,6 +5,7 @@ process bound to every routing key, so each replica sees every update for its ow
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import aio_pika
 from google.protobuf.message import DecodeError
@@ -35,12 +36,16 @@ class AmqpStatusFeed:
             if not update.tenant_id:
                 return
             entity = common_pb.StatusEntity.Name(update.entity).removeprefix("STATUS_ENTITY_")
-            self._hub.publish(
+            await self._hub.publish(
                 update.tenant_id,
                 entity=entity.lower(),
                 entity_id=update.entity_id,
                 status=update.status,
                 detail=update.detail,
+                stage=update.stage,
+                score=update.score,
+                # Every replica gets this message: its id names it in the shared history.
+                key=message.message_id or hashlib.sha256(message.body).hexdigest(),
             )
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -142,6 +142,8 @@ def event_routes(router: APIRouter, pages: Pages, events: Events, hub: StatusHub
                         "entity_id": update.entity_id,
                         "status": update.status,
                         "detail": update.detail,
+                        "stage": update.stage,
+                        "score": update.score,
                     }
                 )
                 yield f"id: {update.id}\nevent: status\ndata: {data}\n\n"

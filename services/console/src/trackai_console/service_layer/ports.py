@@ -4,7 +4,7 @@ services' read APIs."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
@@ -238,11 +238,43 @@ class EmqHistory(Protocol):
 
 
 class StatusSink(Protocol):
-    """Where the status feed hands each update (the live hub)."""
+    """Where the status feed hands each update (the live hub). ``key`` identifies the update
+    across console replicas (its message id): every replica receives it, one history keeps it."""
 
-    def publish(
-        self, tenant_id: str, *, entity: str, entity_id: str, status: str, detail: str
+    async def publish(
+        self,
+        tenant_id: str,
+        *,
+        entity: str,
+        entity_id: str,
+        status: str,
+        detail: str,
+        stage: str = "",
+        score: float = 0.0,
+        key: str = "",
     ) -> None: ...
+
+
+class HistoryUnavailable(Exception):
+    """The shared live history cannot be reached; pages go on live-only."""
+
+
+class StatusHistory(Protocol):
+    """Each tenant's recent updates, shared by every console replica, so a browser resumes
+    (``Last-Event-ID``) on whichever replica it reconnects to. Raises ``HistoryUnavailable``."""
+
+    async def append(self, tenant_id: str, key: str, fields: Mapping[str, str]) -> str:
+        """Keep the update under a new id, or return the id it already has when another
+        replica kept it first (same ``key``)."""
+        ...
+
+    async def after(self, tenant_id: str, last_id: str) -> list[tuple[str, dict[str, str]]]:
+        """The tenant's kept updates after ``last_id``, oldest first."""
+        ...
+
+    def is_id(self, value: str) -> bool:
+        """Whether ``value`` has the shape of this history's ids."""
+        ...
 
 
 class UpstreamRefused(Exception):

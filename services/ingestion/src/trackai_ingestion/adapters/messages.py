@@ -34,6 +34,21 @@ def webhook_status(tenant_id: str, gateway: str, outcome: str, at: datetime) -> 
     ).SerializeToString()
 
 
+def received_status(
+    tenant_id: str, conversion_id: str, conversion: Conversion, at: datetime
+) -> bytes:
+    """The ``trackai.status`` "received" notification of a newly stored conversion: ids, gateway
+    and statuses only (never the order's customer data)."""
+    return common_pb.StatusUpdate(
+        tenant_id=tenant_id,
+        entity=common_pb.STATUS_ENTITY_CONVERSION,
+        entity_id=conversion_id,
+        status="received",
+        detail=f"{conversion.status.value} sale from {conversion.gateway} received",
+        time=timestamp(at),
+    ).SerializeToString()
+
+
 STATUS_TO_PB = {
     CanonicalStatus.APPROVED: pb.CONVERSION_STATUS_APPROVED,
     CanonicalStatus.PENDING_PAYMENT: pb.CONVERSION_STATUS_PENDING_PAYMENT,

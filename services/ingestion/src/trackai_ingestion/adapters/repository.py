@@ -21,6 +21,7 @@ from trackai_ingestion.adapters.messages import (
     INGEST_EVENT_TYPE,
     STATUS_UPDATE_TYPE,
     ingest_event,
+    received_status,
     webhook_status,
 )
 from trackai_ingestion.domain.model import (
@@ -94,6 +95,13 @@ _ACCEPT_INPUT = (
     ("message_type", "text"),
     ("body", "bytea"),
     ("headers", "jsonb"),
+    # Its "received" StatusUpdate on trackai.status (the same columns, prefixed "s_").
+    ("s_message_id", "text"),
+    ("s_exchange", "text"),
+    ("s_routing_key", "text"),
+    ("s_message_type", "text"),
+    ("s_body", "bytea"),
+    ("s_headers", "jsonb"),
     # The receipt (_receipt_details).
     ("r_received_at", "timestamptz"),
     ("r_gateway", "text"),
@@ -107,12 +115,14 @@ _ACCEPT_INPUT = (
 )
 _INPUT_NAMES = [column for column, _ in _ACCEPT_INPUT]
 _EVENT_COLUMNS = _INPUT_NAMES[: _INPUT_NAMES.index("message_id")]
+_STATUS_INPUT = ", ".join(f"s_{column} AS {column}" for column in outbox.ENQUEUE_COLUMNS)
 _RECEIPT_INPUT = ", ".join(_INPUT_NAMES[_INPUT_NAMES.index("r_received_at") :])
 _UNNEST_ARGS = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(_ACCEPT_INPUT, 1))
 
 # Accept transactions of several webhooks as ONE statement (one round trip, one commit): each
-# row's conversion, its outbox message only when it is new, and its receipt pointing at the new or
-# the existing conversion. A known order (same tenant, gateway, order and status) is found through
+# row's conversion, its outbox messages only when it is new (``ingest-events``, and "received" on
+# ``trackai.status`` for open console pages), and its receipt pointing at the new or the existing
+# conversion. A known order (same tenant, gateway, order and status) is found through
 # the unique index that arbitrates the conflict, never through a separate lookup whose plan would
 # depend on the table's statistics: ``DO UPDATE`` with an unchanged value makes the insert return
 # the existing row's id (a duplicate costs one row version, and is rare). A concurrent accept of
@@ -135,6 +145,10 @@ WITH input AS (
     SELECT input.* FROM input JOIN target USING (n) WHERE NOT target.duplicate
 ), outboxed AS (
     {outbox.enqueue_from_sql(SCHEMA, "to_enqueue")}
+), statuses AS (
+    SELECT {_STATUS_INPUT} FROM to_enqueue
+), status_outboxed AS (
+    {outbox.enqueue_from_sql(SCHEMA, "statuses")}
 ), receipt AS (
     INSERT INTO ingestion.webhook_receipts ({_RECEIPT_COLUMNS})
     SELECT input.tenant_id, CASE WHEN duplicate THEN 'duplicate' ELSE 'accepted' END,
@@ -171,8 +185,9 @@ class _Pending:
 
 
 def accept_row(tenant_id: uuid.UUID, conversion: Conversion, receipt: Receipt) -> list[Any]:
-    """One input row of the accept statement: the conversion under a new id, its outbox message
-    (the ``ingest-events`` body, in the caller's trace context) and the receipt's details."""
+    """One input row of the accept statement: the conversion under a new id, its outbox messages
+    (the ``ingest-events`` body and the ``conversion.<tenant>`` "received" status, in the caller's
+    trace context) and the receipt's details."""
     candidate = uuid.uuid4()
     message = ingest_event(
         message_id=str(candidate),
@@ -188,6 +203,14 @@ def accept_row(tenant_id: uuid.UUID, conversion: Conversion, receipt: Receipt) -
             message_id=str(candidate),
             message_type=INGEST_EVENT_TYPE,
             body=message.SerializeToString(),
+            headers={outbox.TENANT_HEADER: str(tenant_id)},
+        ),
+        *outbox.enqueue_params(
+            exchange=STATUS_EXCHANGE,
+            routing_key=f"conversion.{tenant_id}",
+            message_id=f"received.{candidate}",
+            message_type=STATUS_UPDATE_TYPE,
+            body=received_status(str(tenant_id), str(candidate), conversion, receipt.received_at),
             headers={outbox.TENANT_HEADER: str(tenant_id)},
         ),
         *_receipt_details(receipt),

@@ -18,6 +18,7 @@ from trackai_matcher.adapters.sessions import (
     identities_from,
     identities_of,
 )
+from trackai_matcher.adapters.status import conversion_status, enqueue_status
 from trackai_matcher.domain.model import MatchDecision, Purchase, Stage
 from trackai_matcher.service_layer.ports import Connection, Registration, StoredMatch
 
@@ -209,7 +210,15 @@ async def register_event(
         r.reason,
     )
     assert row is not None
-    return bool(row["registered"])
+    if not row["registered"]:
+        return False
+    status = "unmatched" if r.stage is Stage.NONE else "matched"
+    detail = f"{r.event_name} event registered"
+    if r.reason:
+        detail += f", not sent: {r.reason}"
+    update = conversion_status(purchase, status, detail, stage=r.stage, score=r.score)
+    await enqueue_status(conn, message_id, update)
+    return True
 
 
 async def log_conversion(
@@ -240,3 +249,7 @@ async def log_conversion(
         disposition,
         reason,
     )
+    # Only the conversions that get no event come here: waiting for payment, or ignored.
+    status = "pending_payment" if purchase.status == "pending_payment" else "ignored"
+    detail = reason or f"no event for a {purchase.status} conversion"
+    await enqueue_status(conn, message_id, conversion_status(purchase, status, detail))

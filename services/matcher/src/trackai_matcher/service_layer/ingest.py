@@ -251,6 +251,7 @@ class MatchConversion:
                 pixel_id=route.destination.pixel_id if route.destination else None,
                 outcome=outcome.value,
                 reason=route.reason if outcome is Outcome.NO_DESTINATION else None,
+                score=match.score,
             ),
         )
         if not registered:

@@ -57,6 +57,8 @@ class Registration:
     outcome: str
     #: Why the event will not be sent (``conversion_log.reason`` when it is registered).
     reason: str | None = None
+    #: The match's score (probabilistic matches), for the "matched" status update.
+    score: float | None = None
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etrackai/common/v1/events.proto\x12\x11trackai.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n\x0cStatusUpdate\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\x06\x65ntity\x18\x02 \x01(\x0e\x32\x1f.trackai.common.v1.StatusEntity\x12\x11\n\tentity_id\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xc3\x01\n\x0cStatusEntity\x12\x1d\n\x19STATUS_ENTITY_UNSPECIFIED\x10\x00\x12\x1c\n\x18STATUS_ENTITY_CONVERSION\x10\x01\x12\x1a\n\x16STATUS_ENTITY_DISPATCH\x10\x02\x12\x1e\n\x1aSTATUS_ENTITY_PROVISIONING\x10\x03\x12\x1f\n\x1bSTATUS_ENTITY_AGENT_SESSION\x10\x04\x12\x19\n\x15STATUS_ENTITY_WEBHOOK\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etrackai/common/v1/events.proto\x12\x11trackai.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x01\n\x0cStatusUpdate\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\x06\x65ntity\x18\x02 \x01(\x0e\x32\x1f.trackai.common.v1.StatusEntity\x12\x11\n\tentity_id\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05stage\x18\x07 \x01(\t\x12\r\n\x05score\x18\x08 \x01(\x01*\xc3\x01\n\x0cStatusEntity\x12\x1d\n\x19STATUS_ENTITY_UNSPECIFIED\x10\x00\x12\x1c\n\x18STATUS_ENTITY_CONVERSION\x10\x01\x12\x1a\n\x16STATUS_ENTITY_DISPATCH\x10\x02\x12\x1e\n\x1aSTATUS_ENTITY_PROVISIONING\x10\x03\x12\x1f\n\x1bSTATUS_ENTITY_AGENT_SESSION\x10\x04\x12\x19\n\x15STATUS_ENTITY_WEBHOOK\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackai.common.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUSENTITY']._serialized_start=265
-  _globals['_STATUSENTITY']._serialized_end=460
+  _globals['_STATUSENTITY']._serialized_start=295
+  _globals['_STATUSENTITY']._serialized_end=490
   _globals['_STATUSUPDATE']._serialized_start=87
-  _globals['_STATUSUPDATE']._serialized_end=262
+  _globals['_STATUSUPDATE']._serialized_end=292
 # @@protoc_insertion_point(module_scope)

@@ -61,7 +61,8 @@ class StatusUpdate(_message.Message):
     """StatusUpdate tells the console that something changed; it is a notification, not a source of
     truth (consumers re-read details through the owner's gRPC API when they need more).
     Routing key on `trackai.status`: "<entity>.<tenant_id>", entity in lowercase without the
-    prefix (e.g. "dispatch.2f1c..."), so a consumer can bind "#" or "*.<tenant_id>".
+    prefix (e.g. "dispatch.2f1c...", "conversion.2f1c..."), so a consumer can bind "#" or
+    "*.<tenant_id>".
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -72,6 +73,8 @@ class StatusUpdate(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     entity: Global___StatusEntity.ValueType
     entity_id: _builtins.str
@@ -79,6 +82,12 @@ class StatusUpdate(_message.Message):
     """The owner's state name in lowercase, e.g. "sent", "retrying", "dead", "awaiting_approval"."""
     detail: _builtins.str
     """Human-readable detail. Never contains personal data or secrets."""
+    stage: _builtins.str
+    """A conversion's attribution, on the matcher's "matched" and "unmatched" updates: the stage
+    ("deterministic", "semi_deterministic", "probabilistic", "none"); empty on other updates.
+    """
+    score: _builtins.float
+    """The match score (0-1) of a probabilistic match; 0 otherwise."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -90,10 +99,12 @@ class StatusUpdate(_message.Message):
         status: _builtins.str = ...,
         detail: _builtins.str = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
+        stage: _builtins.str = ...,
+        score: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "entity", b"entity", "entity_id", b"entity_id", "status", b"status", "tenant_id", b"tenant_id", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "entity", b"entity", "entity_id", b"entity_id", "score", b"score", "stage", b"stage", "status", b"status", "tenant_id", b"tenant_id", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
