@@ -218,7 +218,14 @@ def test_one_sale_is_one_trace_from_the_webhook_to_metas_answer(
         ("dispatcher", kinds.SPAN_KIND_CONSUMER),
         ("dispatcher", kinds.SPAN_KIND_CLIENT),
     ]
-    remote = [(service, kind) for service, kind, _ in steps if kind != kinds.SPAN_KIND_INTERNAL]
+    remote = [
+        (service, kind)
+        for service, kind, name in steps
+        if kind != kinds.SPAN_KIND_INTERNAL and ".retry." not in name
+    ]
+    # A sale that waited for its session's hit (this one names a session never visited) went
+    # round the matcher's delay queue, in the same trace: its consumer hop shows once per try.
+    remote = [step for n, step in enumerate(remote) if n == 0 or step != remote[n - 1]]
     assert [step for step in remote if step in expected] == expected, steps
     # Every span of the sale is one of this trace's: nothing else started a trace of its own
     # for it (each process's spans about this order hang off the webhook's).

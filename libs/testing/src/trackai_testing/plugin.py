@@ -137,6 +137,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(marker)
         if _SERIAL_DIRECTORIES.intersection(item.path.parts):
             item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
+    # The group first (stable order otherwise): xdist hands out work units in collection order,
+    # so the longest one starts at once and the light tests fill the other worker meanwhile,
+    # instead of the stacks starting last and running alone.
+    items.sort(key=lambda item: not _SERIAL_DIRECTORIES.intersection(item.path.parts))
 
 
 def require_tool(path_or_name: str, install_hint: str) -> str:

@@ -5,9 +5,11 @@ batches finish, the rest is handed back; nothing lost or stuck)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import asyncpg
@@ -36,6 +38,14 @@ async def wait_in_flight(meta: MetaSandboxClient, count: int = 1, timeout_s: flo
         return len(await asyncio.to_thread(meta.requests, pixel_id=PIXEL)) >= count
 
     await wait_for(posted, timeout_s, f"{count} POSTs in flight at the fake")
+
+
+def _posted_events(body: Any) -> list[Any]:
+    """The events of one recorded POST to the fake (a JSON body, or its ``data`` form field)."""
+    if isinstance(body, dict):
+        data = body.get("data", [])
+        return list(json.loads(data) if isinstance(data, str) else data)
+    return []
 
 
 async def wait_answered(meta: MetaSandboxClient, timeout_s: float = 20) -> None:
@@ -144,14 +154,21 @@ async def test_sigterm_finishes_in_flight_and_hands_back_the_rest(
     after = await db.fetch(
         "SELECT state, claim_expires_at FROM dispatches WHERE tenant_id = $1", tenant
     )
-    assert sum(1 for r in after if r["state"] == "sent") == 50, "the in-flight batch finished"
+    # The batch in flight when SIGTERM came finished, and nothing started after it. Its size is
+    # what the consumer had gathered by then: 50 on a quiet machine, fewer when deliveries trickle
+    # in under load and the batch deadline closes it first.
+    posted = await asyncio.to_thread(meta.requests, pixel_id=PIXEL)
+    in_flight = sum(len(_posted_events(r["body"])) for r in posted)
+    assert 0 < in_flight <= 50, posted
+    sent = sum(1 for r in after if r["state"] == "sent")
+    assert sent == in_flight, f"{sent} sent, {in_flight} in flight: the in-flight batch finished"
     assert all(r["claim_expires_at"] is None for r in after), "nothing left claimed"
     # Everything else is back in the queue. A quorum queue may also return a few messages whose
     # acks reached it just before the channel closed (rabbitmq-server#10327; the consumer waits
     # for its last acks to settle, which made this rare): those are sent events, and the stale
     # rule acks them without a second POST (checked below: every event reached Meta once).
     ready = await ready_messages(env)
-    assert 150 <= ready <= 200, f"{ready} messages back in the queue, expected 150"
+    assert 200 - in_flight <= ready <= 200, f"{ready} messages back, expected {200 - in_flight}"
     assert "draining" in log.read_text()
 
     meta.set_latency(0)
