@@ -122,14 +122,16 @@ def test_every_process_exports_the_pipeline_metrics_after_real_traffic(stack: St
     assert _value(ingest, "trackai_ingestion_webhook_duration_seconds_count", gateway="kiwify") == 3
     assert _value(ingest, "trackai_ingestion_collect_hits_total", outcome="4xx") == 1
     # `serve` relays its own outbox here (INGESTION_RELAY_IN_SERVE defaults to true).
-    assert _value(ingest, "trackai_outbox_messages_total", schema="ingestion") == 1
+    # Two messages: the sale to ingest-events and its "received" status to trackai.status.
+    assert _value(ingest, "trackai_outbox_messages_total", schema="ingestion") == 2
     assert _value(ingest, "process_cpu_seconds_total") is not None
 
     matcher = _scrape(stack.procs["matcher-consume"])
     conversions = _value(matcher, "trackai_matcher_conversions_total", tenant_id=tenant_id)
     assert conversions == 1
     assert _value(matcher, "trackai_matcher_emq_count", tenant_id=tenant_id) == 1
-    assert _value(matcher, "trackai_outbox_messages_total", schema="matcher") == 1
+    # Two messages: the conversion to capi-dispatch and its "matched" status to trackai.status.
+    assert _value(matcher, "trackai_outbox_messages_total", schema="matcher") == 2
     # The sale's message waited in ingest-events once (publish to handling), and not for long.
     assert _value(matcher, "trackai_consumer_lag_seconds_count", queue="ingest-events") == 1
     lag = _value(matcher, "trackai_consumer_lag_seconds_sum", queue="ingest-events")

@@ -221,8 +221,10 @@ async def agent() -> AsyncIterator[tuple[FakeAgent, int]]:
         await server.stop(0)
 
 
+# Async: grpc.aio channels bind to the running loop (a sync fixture finds none in the main thread
+# once a test there has run asyncio.run, as test order under xdist showed).
 @pytest.fixture
-def with_agent(console: Console, agent: tuple[FakeAgent, int]) -> FakeAgent:
+async def with_agent(console: Console, agent: tuple[FakeAgent, int]) -> FakeAgent:
     console.app = build_app(console.accounts, console.pool, agent_target=f"127.0.0.1:{agent[1]}")
     return agent[0]
 

@@ -96,8 +96,10 @@ async def provisioner(database_url: str) -> AsyncIterator[Provisioner]:
         await pool.close()
 
 
+# Async: a grpc.aio channel binds to the running loop (a sync fixture finds none in the main
+# thread once a test there has run asyncio.run, as test order under xdist showed).
 @pytest.fixture
-def unauthenticated_channel(provisioner: Provisioner) -> grpc.aio.Channel:
+async def unauthenticated_channel(provisioner: Provisioner) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(f"127.0.0.1:{provisioner.port}")
 
 
