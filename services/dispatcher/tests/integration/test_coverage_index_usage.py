@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from trackai_dispatcher.adapters.query_store import PARAMETER_COVERAGE_SQL
 from trackai_testing.explain import explain_prepared, template_clone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -40,21 +41,6 @@ FROM (
     FROM generate_series(1, {DISPATCHES}) AS g
 ) AS s;
 ANALYZE dispatcher.dispatches;
-"""
-
-# The statement of ``records.parameter_coverage``.
-COVERAGE_SQL = """
-WITH chosen AS (
-    SELECT payload->'user_data' AS user_data FROM dispatcher.dispatches
-    WHERE tenant_id = $1 AND event_time >= $2 AND event_time < $3
-)
-SELECT NULL AS parameter, count(*)::int AS events FROM chosen
-UNION ALL
-SELECT key, count(*)::int
-FROM chosen, jsonb_object_keys(
-    CASE WHEN jsonb_typeof(user_data) = 'object' THEN user_data ELSE '{}' END
-) AS key
-GROUP BY key
 """
 
 
@@ -93,9 +79,10 @@ async def test_parameter_coverage_reads_the_week_by_index(
     finally:
         await conn.close()
     assert window is not None
+    # The production statement names ``dispatches`` unqualified (the service's search_path).
     result = await explain_prepared(
-        loaded.url,
-        COVERAGE_SQL,
+        f"{loaded.url}?search_path=dispatcher",
+        PARAMETER_COVERAGE_SQL,
         ["uuid", "timestamptz", "timestamptz"],
         [loaded.tenants[tenant], window["start"], window["end"]],
         generic=generic,

@@ -280,30 +280,29 @@ async def destination_health(conn: Conn, tenant_id: str | None) -> list[asyncpg.
     )
 
 
+#: ``parameter_coverage``'s statement (its plan is checked by ``test_coverage_index_usage``).
+PARAMETER_COVERAGE_SQL = """
+WITH chosen AS (
+    SELECT payload->'user_data' AS user_data FROM dispatches
+    WHERE tenant_id = $1 AND event_time >= $2 AND event_time < $3
+)
+SELECT NULL AS parameter, count(*)::int AS events FROM chosen
+UNION ALL
+SELECT key, count(*)::int
+FROM chosen, jsonb_object_keys(
+    CASE WHEN jsonb_typeof(user_data) = 'object' THEN user_data ELSE '{}' END
+) AS key
+GROUP BY key
+"""
+
+
 async def parameter_coverage(
     conn: Conn, tenant_id: str, start: datetime, end: datetime
 ) -> tuple[int, dict[str, int]]:
     """A tenant's events in [start, end) by event time, and per user_data key of the stored
     Meta server event how many carried it (absent keys are not stored: empty fields are
     dropped when the event is serialised)."""
-    rows = await conn.fetch(
-        """
-        WITH chosen AS (
-            SELECT payload->'user_data' AS user_data FROM dispatches
-            WHERE tenant_id = $1 AND event_time >= $2 AND event_time < $3
-        )
-        SELECT NULL AS parameter, count(*)::int AS events FROM chosen
-        UNION ALL
-        SELECT key, count(*)::int
-        FROM chosen, jsonb_object_keys(
-            CASE WHEN jsonb_typeof(user_data) = 'object' THEN user_data ELSE '{}' END
-        ) AS key
-        GROUP BY key
-        """,
-        tenant_id,
-        start,
-        end,
-    )
+    rows = await conn.fetch(PARAMETER_COVERAGE_SQL, tenant_id, start, end)
     total = next(r["events"] for r in rows if r["parameter"] is None)
     return total, {r["parameter"]: r["events"] for r in rows if r["parameter"] is not None}
 
