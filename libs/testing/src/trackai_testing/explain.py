@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,47 @@ async def template_clone(postgres_url: str, template: str, label: str) -> AsyncI
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@dataclass(frozen=True)
+class LoadedTenants:
+    """A loaded clone: its URL, its largest and median tenant by rows of the counted table, the
+    rows of every tenant (largest first), and the seconds the load statements took."""
+
+    url: str
+    tenants: dict[str, uuid.UUID]
+    counts: list[int]
+    load_s: float
+
+
+@asynccontextmanager
+async def loaded_clone(
+    postgres_url: str,
+    template: str,
+    label: str,
+    load: Sequence[str],
+    *,
+    count_table: str,
+    analyze: str = "",
+) -> AsyncIterator[LoadedTenants]:
+    """:func:`template_clone` with ``load`` run in it (timed), then ``analyze`` (not timed), and
+    ``count_table``'s tenants ranked by their rows."""
+    async with template_clone(postgres_url, template, label) as url:
+        conn = await asyncpg.connect(url)
+        try:
+            started = time.perf_counter()
+            for statement in load:
+                await conn.execute(statement)
+            load_s = time.perf_counter() - started
+            if analyze:
+                await conn.execute(analyze)
+            sizes = await conn.fetch(
+                f"SELECT tenant_id, count(*) AS n FROM {count_table} GROUP BY 1 ORDER BY 2 DESC"  # noqa: S608 - a test's own table name
+            )
+        finally:
+            await conn.close()
+        tenants = {"largest": sizes[0]["tenant_id"], "median": sizes[len(sizes) // 2]["tenant_id"]}
+        yield LoadedTenants(url, tenants, [r["n"] for r in sizes], load_s)
 
 
 def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,16 +8,14 @@ through ``dispatches_tenant_event_time_idx``, not scan the table or every event 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
 from trackai_dispatcher.adapters.query_store import PARAMETER_COVERAGE_SQL
-from trackai_testing.explain import explain_prepared, template_clone
+from trackai_testing.explain import LoadedTenants, explain_prepared, loaded_clone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,34 +42,23 @@ ANALYZE dispatcher.dispatches;
 """
 
 
-@dataclass
-class Loaded:
-    url: str
-    tenants: dict[str, uuid.UUID]
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loaded]:
-    async with template_clone(postgres_url, migrated_template, "dispatcher_cov") as url:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(LOAD_SQL)
-            sizes = await conn.fetch(
-                "SELECT tenant_id, count(*) AS n FROM dispatcher.dispatches "
-                "GROUP BY 1 ORDER BY 2 DESC"
-            )
-        finally:
-            await conn.close()
-        assert sum(r["n"] for r in sizes) == DISPATCHES
-        yield Loaded(
-            url, {"largest": sizes[0]["tenant_id"], "median": sizes[len(sizes) // 2]["tenant_id"]}
-        )
+async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[LoadedTenants]:
+    async with loaded_clone(
+        postgres_url,
+        migrated_template,
+        "dispatcher_cov",
+        [LOAD_SQL],
+        count_table="dispatcher.dispatches",
+    ) as loaded:
+        assert sum(loaded.counts) == DISPATCHES
+        yield loaded
 
 
 @pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
 @pytest.mark.parametrize("tenant", ["largest", "median"])
 async def test_parameter_coverage_reads_the_week_by_index(
-    loaded: Loaded, tenant: str, generic: bool
+    loaded: LoadedTenants, tenant: str, generic: bool
 ) -> None:
     conn = await asyncpg.connect(loaded.url)
     try:

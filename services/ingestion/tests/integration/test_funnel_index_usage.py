@@ -10,15 +10,13 @@ every conversion of the period (0.2-0.3 s for a 150k-conversion tenant).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
-from trackai_testing.explain import explain_prepared, template_clone
+from trackai_testing.explain import LoadedTenants, explain_prepared, loaded_clone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,32 +44,24 @@ ORDER BY event_time DESC, id DESC LIMIT $4
 """
 
 
-@dataclass
-class Loaded:
-    url: str
-    tenants: dict[str, uuid.UUID]
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loaded]:
-    async with template_clone(postgres_url, migrated_template, "ingestion_funnel") as url:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(LOAD_SQL)
-            sizes = await conn.fetch(
-                "SELECT tenant_id, count(*) AS n FROM ingestion.events GROUP BY 1 ORDER BY 2 DESC"
-            )
-        finally:
-            await conn.close()
-        assert sum(r["n"] for r in sizes) == CONVERSIONS
-        yield Loaded(
-            url, {"largest": sizes[0]["tenant_id"], "median": sizes[len(sizes) // 2]["tenant_id"]}
-        )
+async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[LoadedTenants]:
+    async with loaded_clone(
+        postgres_url,
+        migrated_template,
+        "ingestion_funnel",
+        [LOAD_SQL],
+        count_table="ingestion.events",
+    ) as loaded:
+        assert sum(loaded.counts) == CONVERSIONS
+        yield loaded
 
 
 @pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
 @pytest.mark.parametrize("tenant", ["largest", "median"])
-async def test_funnel_page_is_read_by_its_index(loaded: Loaded, tenant: str, generic: bool) -> None:
+async def test_funnel_page_is_read_by_its_index(
+    loaded: LoadedTenants, tenant: str, generic: bool
+) -> None:
     conn = await asyncpg.connect(loaded.url)
     try:
         sample = await conn.fetchrow(

@@ -7,8 +7,6 @@ conversion, conversions spread over realistic statuses. Each query is checked wi
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -16,7 +14,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from trackai_testing.explain import explain_prepared, template_clone
+from trackai_testing.explain import LoadedTenants, explain_prepared, loaded_clone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -125,41 +123,29 @@ PROBES = [
 ]
 
 
-@dataclass
-class Loaded:
-    url: str
-    tenants: dict[str, uuid.UUID]
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loaded]:
-    async with template_clone(postgres_url, migrated_template, "ingestion") as url:
-        conn = await asyncpg.connect(url)
-        try:
-            started = time.perf_counter()
-            await conn.execute(LOAD_SQL)
-            loaded_s = time.perf_counter() - started
-            await conn.execute("ANALYZE ingestion.events")
-            sizes = await conn.fetch(
-                "SELECT tenant_id, count(*) AS n FROM ingestion.events GROUP BY 1 ORDER BY 2 DESC"
-            )
-        finally:
-            await conn.close()
-        assert sum(r["n"] for r in sizes) == EVENTS
+async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[LoadedTenants]:
+    async with loaded_clone(
+        postgres_url,
+        migrated_template,
+        "ingestion",
+        [LOAD_SQL],
+        count_table="ingestion.events",
+        analyze="ANALYZE ingestion.events",
+    ) as loaded:
+        assert sum(loaded.counts) == EVENTS
         print(
-            f"\ningestion load: {EVENTS} events over {len(sizes)} tenants (largest "
-            f"{sizes[0]['n']}) in {loaded_s:.1f} s"
+            f"\ningestion load: {EVENTS} events over {len(loaded.counts)} tenants (largest "
+            f"{loaded.counts[0]}) in {loaded.load_s:.1f} s"
         )
-        yield Loaded(
-            url, {"largest": sizes[0]["tenant_id"], "median": sizes[len(sizes) // 2]["tenant_id"]}
-        )
+        yield loaded
 
 
 @pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
 @pytest.mark.parametrize("tenant", ["largest", "median"])
 @pytest.mark.parametrize("probe", PROBES, ids=[p.name for p in PROBES])
 async def test_dashboard_query_uses_its_index(
-    loaded: Loaded, probe: Probe, tenant: str, generic: bool
+    loaded: LoadedTenants, probe: Probe, tenant: str, generic: bool
 ) -> None:
     conn = await asyncpg.connect(loaded.url)
     try:

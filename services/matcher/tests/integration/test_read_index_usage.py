@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
 from trackai_matcher.adapters.reports import BY_CONVERSION_ID_SQL, BY_CONVERSION_IDS_SQL
-from trackai_testing.explain import explain_prepared, template_clone
+from trackai_testing.explain import LoadedTenants, explain_prepared, loaded_clone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,34 +50,24 @@ ANALYZE matcher.dedupe_registry;
 """
 
 
-@dataclass
-class Loaded:
-    url: str
-    tenants: dict[str, uuid.UUID]
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[Loaded]:
-    async with template_clone(postgres_url, migrated_template, "matcher_read") as url:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(LOAD_SQL)
-            sizes = await conn.fetch(
-                "SELECT tenant_id, count(*) AS n FROM matcher.dedupe_registry "
-                "GROUP BY 1 ORDER BY 2 DESC"
-            )
-        finally:
-            await conn.close()
-        assert sum(r["n"] for r in sizes) == CONVERSIONS
+async def loaded(postgres_url: str, migrated_template: str) -> AsyncIterator[LoadedTenants]:
+    async with loaded_clone(
+        postgres_url,
+        migrated_template,
+        "matcher_read",
+        [LOAD_SQL],
+        count_table="matcher.dedupe_registry",
+    ) as loaded:
+        assert sum(loaded.counts) == CONVERSIONS
         print(
-            f"\nmatcher registry: {CONVERSIONS} over {len(sizes)} tenants, largest {sizes[0]['n']}"
+            f"\nmatcher registry: {CONVERSIONS} over {len(loaded.counts)} tenants, "
+            f"largest {loaded.counts[0]}"
         )
-        yield Loaded(
-            url, {"largest": sizes[0]["tenant_id"], "median": sizes[len(sizes) // 2]["tenant_id"]}
-        )
+        yield loaded
 
 
-async def _page(loaded: Loaded, tenant: str) -> list[uuid.UUID]:
+async def _page(loaded: LoadedTenants, tenant: str) -> list[uuid.UUID]:
     """The tenant's 25 newest conversions: one page of the console's events."""
     conn = await asyncpg.connect(loaded.url)
     try:
@@ -97,7 +86,7 @@ async def _page(loaded: Loaded, tenant: str) -> list[uuid.UUID]:
 @pytest.mark.parametrize("tenant", ["largest", "median"])
 @pytest.mark.parametrize("batch", [True, False], ids=["batch_get_matches", "explain_match"])
 async def test_match_of_a_conversion_is_found_by_index(
-    loaded: Loaded, tenant: str, generic: bool, batch: bool
+    loaded: LoadedTenants, tenant: str, generic: bool, batch: bool
 ) -> None:
     page = await _page(loaded, tenant)
     if batch:
