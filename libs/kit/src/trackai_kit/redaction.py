@@ -186,10 +186,16 @@ _ALL_DIGITS = re.compile(r"\d{1,20}")
 def _public_id(key: object, value: object) -> bool:
     return (
         isinstance(key, str)
-        and snake_key(key) in _PUBLIC_ID_KEYS
         and isinstance(value, str)
+        and _is_public_id_key(key)
         and _ALL_DIGITS.fullmatch(value) is not None
     )
+
+
+@lru_cache(maxsize=4096)
+def _is_public_id_key(key: str) -> bool:
+    """Cached like :func:`is_sensitive_key`: every entry of every log line asks."""
+    return snake_key(key) in _PUBLIC_ID_KEYS
 
 
 def snake_key(key: str) -> str:
