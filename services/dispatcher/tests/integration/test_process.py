@@ -5,11 +5,9 @@ batches finish, the rest is handed back; nothing lost or stuck)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import asyncpg
@@ -38,14 +36,6 @@ async def wait_in_flight(meta: MetaSandboxClient, count: int = 1, timeout_s: flo
         return len(await asyncio.to_thread(meta.requests, pixel_id=PIXEL)) >= count
 
     await wait_for(posted, timeout_s, f"{count} POSTs in flight at the fake")
-
-
-def _posted_events(body: Any) -> list[Any]:
-    """The events of one recorded POST to the fake (a JSON body, or its ``data`` form field)."""
-    if isinstance(body, dict):
-        data = body.get("data", [])
-        return list(json.loads(data) if isinstance(data, str) else data)
-    return []
 
 
 async def wait_answered(meta: MetaSandboxClient, timeout_s: float = 20) -> None:
@@ -158,7 +148,7 @@ async def test_sigterm_finishes_in_flight_and_hands_back_the_rest(
     # what the consumer had gathered by then: 50 on a quiet machine, fewer when deliveries trickle
     # in under load and the batch deadline closes it first.
     posted = await asyncio.to_thread(meta.requests, pixel_id=PIXEL)
-    in_flight = sum(len(_posted_events(r["body"])) for r in posted)
+    in_flight = sum(len(r["body"]["data"]) for r in posted)
     assert 0 < in_flight <= 50, posted
     sent = sum(1 for r in after if r["state"] == "sent")
     assert sent == in_flight, f"{sent} sent, {in_flight} in flight: the in-flight batch finished"
