@@ -93,6 +93,15 @@ class Explained:
         return f"indexes={sorted(self.indexes)} execution={self.execution_ms:.2f} ms"
 
 
+def _as_text(value: object) -> str | None:
+    """A parameter as PostgreSQL's text input: None is NULL, a list an array literal."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        return "{" + ",".join('"' + str(v).replace('"', '\\"') + '"' for v in value) + "}"
+    return str(value)
+
+
 async def explain_prepared(
     url: str, sql: str, param_types: list[str], values: list[object], *, generic: bool
 ) -> Explained:
@@ -108,7 +117,8 @@ async def explain_prepared(
         await conn.execute(f"SET plan_cache_mode = {mode}")
         await conn.execute(f"PREPARE probe ({', '.join(param_types)}) AS {sql}")
         literals = [
-            await conn.fetchval("SELECT quote_literal($1::text)", str(value)) for value in values
+            await conn.fetchval("SELECT quote_nullable($1::text)", _as_text(value))
+            for value in values
         ]
         raw = await conn.fetchval(
             f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE probe ({', '.join(literals)})"

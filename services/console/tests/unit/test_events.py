@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,8 +18,8 @@ from trackai_console.domain.events import (
     Match,
     console_status,
 )
-from trackai_console.service_layer.events import PAGE_SIZE, Events, scope
-from trackai_console.service_layer.ports import ConversionPage
+from trackai_console.service_layer.events import MAX_SCANNED_PAGES, PAGE_SIZE, Events, scope
+from trackai_console.service_layer.ports import ConversionPage, DeliveryPage, MatchPage
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
 
@@ -129,3 +129,101 @@ async def test_a_page_of_events_is_read_in_three_calls_whatever_its_size() -> No
     statuses = [row.status for row in page.rows]
     assert statuses[:4] == ["sent", "received", "matched", "received"]
     assert page.rows[0].match is not None and page.rows[0].match.event_id == "ev0"
+
+
+@pytest.mark.parametrize(
+    ("where", "source"),
+    [
+        (EventFilter(), "ingestion"),
+        (EventFilter(gateway="kiwify", period="hoje"), "ingestion"),
+        (EventFilter(status="dead", order_id="o1"), "ingestion"),
+        (EventFilter(status="received"), "ingestion"),
+        (EventFilter(status="pending_payment", stage="none"), "ingestion"),
+        (EventFilter(status="ignored"), "ingestion"),
+        (EventFilter(status="dead", stage="probabilistic", gateway="kiwify"), "dispatcher"),
+        (EventFilter(status="matched"), "dispatcher"),
+        (EventFilter(status="failed"), "dispatcher"),
+        (EventFilter(stage="probabilistic"), "matcher"),
+        (EventFilter(funnel_id=str(uuid.UUID(int=1)), gateway="hotmart"), "matcher"),
+    ],
+)
+def test_the_owner_that_filters_at_its_source_drives_the_page(
+    where: EventFilter, source: str
+) -> None:
+    assert where.source() == source
+
+
+class DrivenSource(CountingSource):
+    """The dispatcher's and the matcher's lists: 25 entries a page, 3 pages, every third
+    conversion a Hotmart sale; records what each list was asked."""
+
+    def __init__(self, gateways: tuple[str, ...] = ("hotmart", "kiwify", "kiwify")) -> None:
+        super().__init__()
+        self.asked: list[dict[str, Any]] = []
+        self.gateways = gateways
+
+    def _page(self, token: str) -> tuple[list[str], str]:
+        number = int(token or "0")
+        ids = [f"c{number}-{i}" for i in range(PAGE_SIZE)]
+        return ids, str(number + 1) if number < 2 else ""
+
+    async def delivery_page(self, tenant_id: str, **asked: Any) -> DeliveryPage:
+        self._count("delivery_page")
+        self.asked.append(asked)
+        ids, token = self._page(asked["page_token"])
+        return DeliveryPage([(c, Delivery("dead", 5, "meta_permanent")) for c in ids], token)
+
+    async def match_page(self, tenant_id: str, **asked: Any) -> MatchPage:
+        self._count("match_page")
+        self.asked.append(asked)
+        ids, token = self._page(asked["page_token"])
+        return MatchPage([(c, replace(MATCH, event_id=f"ev-{c}")) for c in ids], token)
+
+    async def conversions_by_id(self, tenant_id: str, ids: list[str]) -> dict[str, Conversion]:
+        self._count("conversions_by_id")
+        return {
+            c: replace(_conversion(), id=c, gateway=self.gateways[i % len(self.gateways)])
+            for i, c in enumerate(ids)
+            if not c.endswith("-6")  # one conversion ingestion no longer has: left out
+        }
+
+
+async def test_a_delivery_status_page_is_driven_by_the_dispatcher() -> None:
+    source = DrivenSource()
+    events = Events(source, clock=lambda: NOW)  # type: ignore[arg-type]
+    page = await events.page("t1", EventFilter(status="failed", stage="probabilistic"))
+    assert source.asked[0] == {
+        "states": ("retrying", "parked"),
+        "since": NOW - timedelta(days=7),
+        "funnel_id": "",
+        "stage": "probabilistic",
+        "page_size": PAGE_SIZE,
+        "page_token": "",
+    }
+    # "dead" rows are dropped after the read (the status is checked on every row)...
+    assert page.rows == [] and len(source.asked) == MAX_SCANNED_PAGES - 1
+    # ...and so is a filter the dispatcher cannot apply (the gateway): 9 Hotmart sales in each
+    # page of 25, one of them (c*-6) gone from ingestion, read on until the last page.
+    page = await events.page("t1", EventFilter(status="dead", gateway="hotmart"))
+    assert [r.conversion.id for r in page.rows][:3] == ["c0-0", "c0-3", "c0-9"]
+    assert {r.status for r in page.rows} == {"dead"} and len(page.rows) == 3 * 8
+    assert {r.conversion.gateway for r in page.rows} == {"hotmart"} and page.next_token == ""
+    assert page.rows[0].match is not None and page.rows[0].match.event_id == "ev0"
+
+
+async def test_a_stage_page_is_driven_by_the_matcher_and_its_token_names_it() -> None:
+    source = DrivenSource(gateways=("kiwify",))
+    events = Events(source, clock=lambda: NOW)  # type: ignore[arg-type]
+    where = EventFilter(stage="deterministic", gateway="kiwify", period="tudo")
+    first = await events.page("t1", where)
+    assert source.asked[0]["gateway"] == "kiwify" and source.asked[0]["since"] is None
+    assert source.calls == {"match_page": 1, "conversions_by_id": 1, "deliveries": 1}
+    # 24 rows (c0-6 is gone from ingestion) and the token to read on: no second read.
+    assert len(first.rows) == PAGE_SIZE - 1 and first.next_token == "m.1"
+    assert first.rows[0].match is not None and first.rows[0].match.event_id == "ev-c0-0"
+    assert first.rows[0].delivery == Delivery("sent", 1, "")
+    second = await events.page("t1", where, first.next_token)
+    assert second.rows[0].conversion.id == "c1-0"
+    # A token another filter's source issued (an edited URL) starts from the first page.
+    again = await events.page("t1", where, "d.1")
+    assert again.rows[0].conversion.id == "c0-0"

@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.adapters.query_store import PostgresDeadLetterStore, PostgresReader
 from trackai_dispatcher.bootstrap import DISPATCHER_SERVICE
 from trackai_dispatcher.entrypoints.grpc_access import POLICY
@@ -65,13 +66,15 @@ async def _dispatch(
     state: str = "sent",
     event_time: datetime = NOW,
     user_data: Mapping[str, object] | None = None,
+    funnel: str | None = None,
+    stage: str | None = None,
 ) -> str:
     event = uuid.uuid4().hex + uuid.uuid4().hex
     await db.execute(
         """
         INSERT INTO dispatches (event_id, tenant_id, pixel_id, event_name, event_time, state,
-                                payload, reason, sent_at)
-        VALUES ($1, $2, $3, 'Purchase', $4, $5, $6::jsonb, $7, $8)
+                                payload, reason, sent_at, funnel_id, match_stage, conversion_id)
+        VALUES ($1, $2, $3, 'Purchase', $4, $5, $6::jsonb, $7, $8, $9, $10, $11)
         """,
         event,
         tenant,
@@ -81,6 +84,9 @@ async def _dispatch(
         {"event_name": "Purchase", "user_data": dict(user_data or {})},
         "meta_permanent" if state == "dead" else None,
         NOW if state == "sent" else None,
+        funnel,
+        stage,
+        f"conv-{event}",
     )
     return event
 
@@ -203,3 +209,61 @@ async def test_batch_event_states_answer_a_page_in_one_call(
             pb.BatchGetEventStatesRequest(tenant_id=tenant, event_ids=[sent] * 501)
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_event_states_page_a_tenants_events_by_state_newest_first(
+    db: asyncpg.Pool, stub: DispatcherServiceAsyncStub
+) -> None:
+    tenant, other = str(uuid.uuid4()), str(uuid.uuid4())
+    funnel = str(uuid.uuid4())
+    at = [NOW - timedelta(minutes=m) for m in range(6)]
+    dead_new = await _dispatch(db, tenant, "1", state="dead", event_time=at[0], funnel=funnel)
+    await _dispatch(db, tenant, "1", state="sent", event_time=at[1])
+    retrying = await _dispatch(
+        db, tenant, "1", state="retrying", event_time=at[2], stage="MATCH_STAGE_PROBABILISTIC"
+    )
+    parked = await _dispatch(db, tenant, "1", state="parked", event_time=at[3])
+    dead_old = await _dispatch(db, tenant, "1", state="dead", event_time=at[4])
+    await _dispatch(db, other, "1", state="dead", event_time=at[0])
+    page = partial(pb.ListEventStatesRequest, tenant_id=tenant)
+
+    first = await stub.ListEventStates(page(states=[pb.EVENT_STATE_DEAD], page_size=1))
+    assert [e.event_id for e in first.events] == [dead_new]
+    assert first.events[0].conversion_id == f"conv-{dead_new}"
+    assert first.events[0].event_time.ToDatetime(UTC) == at[0]
+    rest = await stub.ListEventStates(
+        page(states=[pb.EVENT_STATE_DEAD], page_size=1, page_token=first.next_page_token)
+    )
+    assert ([e.event_id for e in rest.events], rest.next_page_token) == ([dead_old], "")
+
+    failing = await stub.ListEventStates(
+        page(states=[pb.EVENT_STATE_RETRYING, pb.EVENT_STATE_PARKED])
+    )
+    assert [(e.event_id, e.state) for e in failing.events] == [
+        (retrying, pb.EVENT_STATE_RETRYING),
+        (parked, pb.EVENT_STATE_PARKED),
+    ]
+    by_funnel = await stub.ListEventStates(page(states=[pb.EVENT_STATE_DEAD], funnel_id=funnel))
+    assert [e.event_id for e in by_funnel.events] == [dead_new]
+    probabilistic = await stub.ListEventStates(
+        page(
+            states=[pb.EVENT_STATE_RETRYING, pb.EVENT_STATE_DEAD],
+            stages=[matcher_pb.MATCH_STAGE_PROBABILISTIC],
+        )
+    )
+    assert [e.event_id for e in probabilistic.events] == [retrying]
+    recent = await stub.ListEventStates(
+        page(states=[pb.EVENT_STATE_DEAD], **_range(at[1], NOW + timedelta(seconds=1)))
+    )
+    assert [e.event_id for e in recent.events] == [dead_new]
+
+    for bad in (
+        page(),
+        page(states=[pb.EVENT_STATE_DEAD], funnel_id="not-a-funnel"),
+        page(states=[pb.EVENT_STATE_DEAD], page_token="bm90IGEgdG9rZW4="),
+        page(states=[pb.EVENT_STATE_DEAD], **_range(NOW, NOW)),
+        pb.ListEventStatesRequest(tenant_id="x", states=[pb.EVENT_STATE_DEAD]),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ListEventStates(bad)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad

@@ -14,6 +14,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from trackai_dispatcher.adapters.query_store import list_states_query
+from trackai_dispatcher.service_layer.ports import StateFilter
 from trackai_testing.explain import LoadedTenants, explain_prepared, loaded_clone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -73,7 +75,9 @@ FROM dispatcher.dispatches d JOIN dispatcher.dispatch_attempts a ON a.batch_id =
 
 SAMPLE_SQL = """
 SELECT tenant_id, event_id, 'dead'::text AS dead, 'sent'::text AS sent,
-       pixel_id, now() - interval '6 days' AS horizon
+       pixel_id, now() - interval '6 days' AS horizon,
+       ARRAY['dead'] AS dead_only, ARRAY['sent'] AS sent_only,
+       ARRAY['retrying', 'parked'] AS failing
 FROM dispatcher.dispatches WHERE tenant_id = $1 ORDER BY created_at LIMIT 1
 """
 
@@ -94,7 +98,16 @@ PARAM_TYPES = {
     "sent": "text",
     "pixel_id": "text",
     "horizon": "timestamptz",
+    "dead_only": "text[]",
+    "sent_only": "text[]",
+    "failing": "text[]",
 }
+
+
+def _events_page(*states: str) -> str:
+    """ListEventStates' statement for a first page of these states (no other filter)."""
+    return list_states_query(StateFilter("tenant", states, limit=26))[0]
+
 
 PROBES = [
     Probe(
@@ -110,6 +123,25 @@ PROBES = [
            WHERE tenant_id = $1 AND state = $2 ORDER BY updated_at DESC LIMIT 50""",
         ("tenant_id", "dead"),
         ("dispatches_tenant_state_updated_idx", "dispatches_dead_reason_idx"),
+    ),
+    Probe(
+        "events_page_dead",
+        _events_page("dead"),
+        ("tenant_id", "dead_only"),
+        # A small tenant's few dead events: read them all through the partial index and sort.
+        ("dispatches_tenant_state_event_time_idx", "dispatches_dead_reason_idx"),
+    ),
+    Probe(
+        "events_page_sent",
+        _events_page("sent"),
+        ("tenant_id", "sent_only"),
+        ("dispatches_tenant_state_event_time_idx",),
+    ),
+    Probe(
+        "events_page_failing",
+        _events_page("retrying", "parked"),
+        ("tenant_id", "failing"),
+        ("dispatches_tenant_state_event_time_idx",),
     ),
     Probe(
         "expiry_sweep",
@@ -189,7 +221,8 @@ async def test_dispatcher_query_uses_its_index(
         await conn.close()
     assert sample is not None
     result = await explain_prepared(
-        loaded.url,
+        # The service's statements name their tables unqualified (its search_path).
+        f"{loaded.url}?search_path=dispatcher",
         probe.sql,
         [PARAM_TYPES[key] for key in probe.params],
         [sample[key] for key in probe.params],

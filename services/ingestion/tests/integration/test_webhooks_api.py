@@ -631,6 +631,37 @@ async def test_read_api_is_tenant_scoped_and_paginates(
             )
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
+        # A page of the console's events list driven by another service: one read.
+        batch = await stub.BatchGetConversions(
+            ing.BatchGetConversionsRequest(
+                tenant_id=tenant,
+                conversion_ids=[
+                    ids[1],
+                    ids[3],
+                    foreign.json()["conversion_id"],
+                    "not-a-uuid",
+                    str(uuid.uuid4()),
+                    ids[1],
+                ],
+            )
+        )
+        assert sorted(c.id for c in batch.conversions) == sorted([ids[1], ids[3]])
+        assert (
+            next(c for c in batch.conversions if c.id == ids[1])
+            == (
+                await stub.GetConversion(
+                    ing.GetConversionRequest(tenant_id=tenant, conversion_id=ids[1])
+                )
+            ).conversion
+        )
+        for refused in (
+            ing.BatchGetConversionsRequest(tenant_id="acme", conversion_ids=[ids[0]]),
+            ing.BatchGetConversionsRequest(tenant_id=tenant, conversion_ids=[ids[0]] * 501),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.BatchGetConversions(refused)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
         seen: list[str] = []
         token = ""
         pages = 0

@@ -93,6 +93,8 @@ async def test_list_explain_review_and_stats(api: tuple[Any, str, str]) -> None:
         pb.ListMatchesRequest(tenant_id=tenant, stages=[mpb.MATCH_STAGE_PROBABILISTIC])
     )
     assert [m.order_id for m in semi_only.matches] == ["ORD-PROB"]
+    hotmart = await stub.ListMatches(pb.ListMatchesRequest(tenant_id=tenant, gateway="hotmart"))
+    assert [m.order_id for m in hotmart.matches] == ["ORD-NONE"]
     review = await stub.ListReviewMatches(pb.ListReviewMatchesRequest(tenant_id=tenant))
     assert {m.order_id for m in review.matches} == {"ORD-PROB", "ORD-NONE"}
 
@@ -118,6 +120,28 @@ async def test_list_explain_review_and_stats(api: tuple[Any, str, str]) -> None:
     assert [d.conversions for d in stats.days] == [0, 1, 2]
     assert (stats.days[2].deterministic, stats.days[2].probabilistic) == (1, 1)
     assert stats.days[1].unmatched == 1 and stats.days[2].emq_average > 0
+
+
+async def test_matches_of_one_funnel(api: tuple[Any, str, str], matcher: Any) -> None:
+    """The events page's funnel filter: the funnel an event was routed to (the sale's, else its
+    click's) is the registry's, which the matcher's list filters on."""
+    stub, tenant, _ = api
+    funnel = str(uuid.uuid4())
+    routed = event_id(tenant, "kiwify", "ORD-PROB", "Purchase")
+    await matcher.pool.execute(
+        "UPDATE matcher.dedupe_registry SET funnel_id = $1 WHERE event_id = $2", funnel, routed
+    )
+    mine = await stub.ListMatches(pb.ListMatchesRequest(tenant_id=tenant, funnel_id=funnel))
+    assert [m.event_id for m in mine.matches] == [routed]
+    probabilistic = await stub.ListMatches(
+        pb.ListMatchesRequest(
+            tenant_id=tenant, funnel_id=funnel, stages=[mpb.MATCH_STAGE_DETERMINISTIC]
+        )
+    )
+    assert list(probabilistic.matches) == []
+    with pytest.raises(grpc.aio.AioRpcError) as invalid:
+        await stub.ListMatches(pb.ListMatchesRequest(tenant_id=tenant, funnel_id="funil-1"))
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_errors_map_to_status_codes(api: tuple[Any, str, str]) -> None:

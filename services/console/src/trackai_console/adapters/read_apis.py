@@ -35,7 +35,9 @@ from trackai_console.domain.events import (
 from trackai_console.domain.quality import DayQuality
 from trackai_console.service_layer.ports import (
     ConversionPage,
+    DeliveryPage,
     Funnel,
+    MatchPage,
     SourceUnavailable,
     TenantPage,
     TenantSummary,
@@ -215,6 +217,71 @@ class GrpcEventSource:
             )
         )
         return _conversion(response.conversion) if response else None
+
+    async def conversions_by_id(
+        self, tenant_id: str, conversion_ids: list[str]
+    ) -> dict[str, Conversion]:
+        if not conversion_ids:
+            return {}
+        response = await self._ingestion.BatchGetConversions(
+            ing.BatchGetConversionsRequest(tenant_id=tenant_id, conversion_ids=conversion_ids),
+            timeout=self._timeout,
+        )
+        return {r.id: _conversion(r) for r in response.conversions}
+
+    async def delivery_page(
+        self,
+        tenant_id: str,
+        *,
+        states: tuple[str, ...],
+        since: datetime | None,
+        funnel_id: str,
+        stage: str,
+        page_size: int,
+        page_token: str,
+    ) -> DeliveryPage:
+        request = disp.ListEventStatesRequest(
+            tenant_id=tenant_id,
+            states=[disp.EventState.Value("EVENT_STATE_" + s.upper()) for s in states],
+            funnel_id=funnel_id,
+            stages=[match_events.MatchStage.Value("MATCH_STAGE_" + stage.upper())] if stage else [],
+            page_size=page_size,
+            page_token=page_token,
+        )
+        if since is not None:
+            request.start_time.FromDatetime(since)
+        response = await self._dispatcher.ListEventStates(request, timeout=self._timeout)
+        return DeliveryPage(
+            [(e.conversion_id, _delivery(e)) for e in response.events if e.conversion_id],
+            response.next_page_token,
+        )
+
+    async def match_page(
+        self,
+        tenant_id: str,
+        *,
+        stage: str,
+        since: datetime | None,
+        gateway: str,
+        funnel_id: str,
+        page_size: int,
+        page_token: str,
+    ) -> MatchPage:
+        request = mat.ListMatchesRequest(
+            tenant_id=tenant_id,
+            stages=[match_events.MatchStage.Value("MATCH_STAGE_" + stage.upper())] if stage else [],
+            gateway=gateway,
+            funnel_id=funnel_id,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        if since is not None:
+            request.start_time.FromDatetime(since)
+        response = await self._matcher.ListMatches(request, timeout=self._timeout)
+        return MatchPage(
+            [(m.conversion_id, _match(m)) for m in response.matches if m.conversion_id],
+            response.next_page_token,
+        )
 
     async def match(self, tenant_id: str, conversion_id: str) -> Explanation | None:
         response = await or_none(

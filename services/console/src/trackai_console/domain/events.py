@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-GATEWAYS = ("kiwify", "hotmart", "eduzz", "perfectpay", "cakto")
+from trackai_console.domain.wizard import GATEWAY_NAMES
 
 #: The console's statuses, in the order a sale moves through them, with their pt-BR labels.
 STATUS_LABELS: Mapping[str, str] = {
@@ -28,6 +28,15 @@ STAGE_LABELS: Mapping[str, str] = {
     "semi_deterministic": "Semideterminístico",
     "probabilistic": "Probabilístico",
     "none": "Sem clique",
+}
+#: The console statuses the dispatcher's delivery states decide, with those states
+#: (see ``console_status``): a matched sale the dispatcher holds is "pending" there.
+DELIVERY_STATES: Mapping[str, tuple[str, ...]] = {
+    "matched": ("pending",),
+    "sent": ("sent",),
+    "failed": ("retrying", "parked"),
+    "dead": ("dead",),
+    "expired": ("expired",),
 }
 #: Gateway statuses the pipeline does not send to Meta (no Purchase, no pending event).
 IGNORED_CONVERSION_STATUSES = frozenset(
@@ -214,7 +223,7 @@ class EventFilter:
             funnel = ""
         return cls(
             status=status if status in STATUS_LABELS else "",
-            gateway=gateway if gateway in GATEWAYS else "",
+            gateway=gateway if gateway in GATEWAY_NAMES else "",
             stage=stage if stage in STAGE_LABELS else "",
             funnel_id=funnel,
             period=period if period in PERIODS else "7d",
@@ -229,6 +238,27 @@ class EventFilter:
             "30d": now - timedelta(days=30),
         }.get(self.period)
 
+    def source(self) -> str:
+        """Whose list drives a page: the owner that can apply the most selective filter itself.
+
+        - ``ingestion``: no filter but gateway or period, an order id (exact and tiny), or a
+          status the sale's own status decides (received, pending payment, ignored);
+        - ``dispatcher``: a status its delivery states decide (``DELIVERY_STATES``), with the
+          period, funnel and stage, served by its (tenant, state, event time) index;
+        - ``matcher``: a stage or a funnel (the funnel the event was routed to: a webhook's
+          sale has none of its own, it gets its click's), with the period and gateway.
+        """
+        if self.order_id:
+            return "ingestion"
+        if self.status in DELIVERY_STATES:
+            return "dispatcher"
+        if not self.status and (self.stage or self.funnel_id):
+            return "matcher"
+        return "ingestion"
+
+    def delivery_states(self) -> tuple[str, ...]:
+        return DELIVERY_STATES.get(self.status, ())
+
     def ingestion_statuses(self) -> tuple[str, ...]:
         """The gateway statuses that can have this console status (narrows the read)."""
         if self.status == "pending_payment":
@@ -240,7 +270,10 @@ class EventFilter:
         return ()
 
     def keeps(self, row: EventRow) -> bool:
-        """What the read could not filter at the source (status and stage need the match)."""
+        """What the source's list may not have filtered (the status needs all three owners'
+        records; the dispatcher does not know the gateway; ingestion does not know the stage)."""
         if self.status and row.status != self.status:
+            return False
+        if self.gateway and row.conversion.gateway != self.gateway:
             return False
         return not (self.stage and (row.match is None or row.match.stage != self.stage))

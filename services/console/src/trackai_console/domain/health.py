@@ -126,6 +126,23 @@ CREDENTIAL_FIXES: Mapping[str, tuple[str, str]] = {
         "o segredo não confere",
         "copie o segredo do webhook em Integrações → Webhooks da Cakto",
     ),
+    "monetizze_chave_unica": (
+        "a chave única não confere",
+        "copie a chave única em Ferramentas → Postback da Monetizze (acima da lista)",
+    ),
+    "braip_basic_authentication": (
+        "a chave de autenticação não confere",
+        "copie a chave única (basic authentication) em Ferramentas → Postback da Braip",
+    ),
+    "ticto_token": (
+        "o token não confere",
+        "copie o token do webhook em Integrações → Webhook da Ticto",
+    ),
+    "greenn_token": (
+        "o token não confere",
+        "a Greenn não gera token: use o mesmo segredo salvo aqui no campo ou cabeçalho "
+        "`token` do webhook",
+    ),
     "x_signature": (
         "a assinatura (X-Signature) não confere",
         "copie o segredo do webhook no painel do seu checkout",

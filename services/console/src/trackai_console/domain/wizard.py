@@ -31,6 +31,10 @@ GATEWAY_NAMES: dict[str, str] = {
     "eduzz": "Eduzz",
     "perfectpay": "Perfect Pay",
     "cakto": "Cakto",
+    "monetizze": "Monetizze",
+    "braip": "Braip",
+    "ticto": "Ticto",
+    "greenn": "Greenn",
 }
 
 #: The provisioner's saga steps grouped by the provider a seller recognises.

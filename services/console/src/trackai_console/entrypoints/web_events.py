@@ -15,7 +15,6 @@ from pydantic import BaseModel
 
 from trackai_console.domain.accounts import User
 from trackai_console.domain.events import (
-    GATEWAYS,
     OUTCOME_LABELS,
     PAYMENT_LABELS,
     PERIODS,
@@ -23,6 +22,7 @@ from trackai_console.domain.events import (
     STATUS_LABELS,
     EventFilter,
 )
+from trackai_console.domain.wizard import GATEWAY_NAMES
 from trackai_console.entrypoints.pages import CurrentUser, Pages
 from trackai_console.service_layer.events import Events, NotVisible, scope
 from trackai_console.service_layer.live import StatusHub
@@ -94,7 +94,7 @@ def event_routes(router: APIRouter, pages: Pages, events: Events, hub: StatusHub
             "where": where,
             "tenant": scoped,
             "statuses": STATUS_LABELS,
-            "gateways": GATEWAYS,
+            "gateways": GATEWAY_NAMES,
             "stages": STAGE_LABELS,
             "periods": PERIODS,
         }

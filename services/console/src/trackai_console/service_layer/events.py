@@ -3,6 +3,7 @@ one conversion in detail. The tenant always comes from the caller's session (see
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,29 +73,94 @@ class Events:
         return rows
 
     async def page(self, tenant_id: str, where: EventFilter, page_token: str = "") -> EventsPage:
-        """Newest first, keyset-paginated by the ingestion read API's token."""
+        """Newest first, keyset-paginated by the driving owner's token (``EventFilter.source``:
+        the one that filters at its source), prefixed with that owner's letter. What the source
+        could not filter is dropped after the read, reading at most ``MAX_SCANNED_PAGES`` of its
+        pages; a short page still carries the token to read on."""
         now = self._clock()
         midnight = now.astimezone(SAO_PAULO).replace(hour=0, minute=0, second=0, microsecond=0)
+        since = where.since(now, midnight)
+        source = where.source()
+        read = {
+            "ingestion": self._by_conversion,
+            "dispatcher": self._by_delivery,
+            "matcher": self._by_match,
+        }[source]
+        prefix = source[0] + "."
+        # A token from another filter's source (an edited URL) starts from the first page.
+        token = page_token.removeprefix(prefix) if page_token.startswith(prefix) else ""
         rows: list[EventRow] = []
-        token = page_token
         for _ in range(MAX_SCANNED_PAGES):
-            read = await self._source.conversions(
-                tenant_id,
-                statuses=where.ingestion_statuses(),
-                since=where.since(now, midnight),
-                gateway=where.gateway,
-                order_id=where.order_id,
-                funnel_id=where.funnel_id,
-                page_size=PAGE_SIZE,
-                page_token=token,
-            )
-            rows.extend(
-                row for row in await self._rows(tenant_id, read.conversions) if where.keeps(row)
-            )
-            token = read.next_token
-            if not token or len(rows) >= PAGE_SIZE:
+            found, token = await read(tenant_id, where, since, token)
+            kept = [row for row in found if where.keeps(row)]
+            rows.extend(kept)
+            # Read on only while rows are dropped here (a full source page is a full page).
+            if not token or len(rows) >= PAGE_SIZE or len(kept) == len(found):
                 break
-        return EventsPage(rows, token)
+        return EventsPage(rows, prefix + token if token else "")
+
+    async def _by_conversion(
+        self, tenant_id: str, where: EventFilter, since: datetime | None, token: str
+    ) -> tuple[list[EventRow], str]:
+        read = await self._source.conversions(
+            tenant_id,
+            statuses=where.ingestion_statuses(),
+            since=since,
+            gateway=where.gateway,
+            order_id=where.order_id,
+            funnel_id=where.funnel_id,
+            page_size=PAGE_SIZE,
+            page_token=token,
+        )
+        return await self._rows(tenant_id, read.conversions), read.next_token
+
+    async def _by_delivery(
+        self, tenant_id: str, where: EventFilter, since: datetime | None, token: str
+    ) -> tuple[list[EventRow], str]:
+        read = await self._source.delivery_page(
+            tenant_id,
+            states=where.delivery_states(),
+            since=since,
+            funnel_id=where.funnel_id,
+            stage=where.stage,
+            page_size=PAGE_SIZE,
+            page_token=token,
+        )
+        ids = [conversion_id for conversion_id, _ in read.deliveries]
+        conversions, matches = await asyncio.gather(
+            self._source.conversions_by_id(tenant_id, ids), self._source.matches(tenant_id, ids)
+        )
+        rows = [
+            EventRow(conversions[c], matches.get(c), delivery)
+            for c, delivery in read.deliveries
+            if c in conversions
+        ]
+        return rows, read.next_token
+
+    async def _by_match(
+        self, tenant_id: str, where: EventFilter, since: datetime | None, token: str
+    ) -> tuple[list[EventRow], str]:
+        read = await self._source.match_page(
+            tenant_id,
+            stage=where.stage,
+            since=since,
+            gateway=where.gateway,
+            funnel_id=where.funnel_id,
+            page_size=PAGE_SIZE,
+            page_token=token,
+        )
+        ids = [conversion_id for conversion_id, _ in read.matches]
+        event_ids = list(dict.fromkeys(m.event_id for _, m in read.matches))
+        conversions, deliveries = await asyncio.gather(
+            self._source.conversions_by_id(tenant_id, ids),
+            self._source.deliveries(tenant_id, event_ids),
+        )
+        rows = [
+            EventRow(conversions[c], match, deliveries.get(match.event_id))
+            for c, match in read.matches
+            if c in conversions
+        ]
+        return rows, read.next_token
 
     async def detail(self, tenant_id: str, conversion_id: str) -> EventDetail:
         conversion = await self._source.conversion(tenant_id, conversion_id)

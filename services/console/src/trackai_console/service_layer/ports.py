@@ -100,6 +100,23 @@ class ConversionPage:
 
 
 @dataclass(frozen=True)
+class DeliveryPage:
+    """A page of the dispatcher's events in some states: (conversion id, delivery), newest
+    first. Events recorded before the dispatcher kept their conversion are left out."""
+
+    deliveries: list[tuple[str, Delivery]]
+    next_token: str
+
+
+@dataclass(frozen=True)
+class MatchPage:
+    """A page of the matcher's registered events: (conversion id, match), newest first."""
+
+    matches: list[tuple[str, Match]]
+    next_token: str
+
+
+@dataclass(frozen=True)
 class Funnel:
     id: str
     name: str
@@ -139,6 +156,40 @@ class EventSource(Protocol):
     ) -> ConversionPage: ...
 
     async def conversion(self, tenant_id: str, conversion_id: str) -> Conversion | None: ...
+
+    async def conversions_by_id(
+        self, tenant_id: str, conversion_ids: list[str]
+    ) -> dict[str, Conversion]:
+        """The tenant's conversions among ``conversion_ids``, in one call (id → conversion)."""
+        ...
+
+    async def delivery_page(
+        self,
+        tenant_id: str,
+        *,
+        states: tuple[str, ...],
+        since: datetime | None,
+        funnel_id: str,
+        stage: str,
+        page_size: int,
+        page_token: str,
+    ) -> DeliveryPage:
+        """The dispatcher's events in ``states`` (its words: "pending", "sent", ...)."""
+        ...
+
+    async def match_page(
+        self,
+        tenant_id: str,
+        *,
+        stage: str,
+        since: datetime | None,
+        gateway: str,
+        funnel_id: str,
+        page_size: int,
+        page_token: str,
+    ) -> MatchPage:
+        """The matcher's registered events at ``stage`` ("" for every stage)."""
+        ...
 
     async def match(self, tenant_id: str, conversion_id: str) -> Explanation | None: ...
 

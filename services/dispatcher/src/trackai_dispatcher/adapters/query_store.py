@@ -24,6 +24,7 @@ from trackai_dispatcher.service_layer.ports import (
     DestinationHealthRow,
     EventStateRow,
     ReplayCounts,
+    StateFilter,
     StoredDispatch,
 )
 
@@ -77,7 +78,7 @@ async def list_attempts(
 
 _STATE_COLUMNS = """
     event_id, tenant_id, pixel_id, event_name, state, attempts, reason, detail, next_attempt_at,
-    updated_at
+    updated_at, conversion_id, event_time
 """
 
 
@@ -102,6 +103,51 @@ async def event_states(conn: Conn, tenant_id: str, event_ids: list[str]) -> list
             tenant_id,
         )
     )
+
+
+def list_states_query(where: StateFilter) -> tuple[str, list[Any]]:
+    """A tenant's events in some states, newest event time first, keyset-paged on
+    (event_time, event_id): the statement and its arguments.
+
+    - One ordered range of dispatches_tenant_state_event_time_idx per state, merged:
+      ``state = ANY($2)`` would make PostgreSQL read and sort every row of those states (all of
+      a tenant's sent events for "Enviado à Meta") to return a page.
+    - Only the filters given are written, and the limit (an int, at most a page and one) is
+      written as a number: with ``$n IS NULL OR ...`` filters and ``LIMIT $n``, the generic plan
+      asyncpg's cached statement switches to expects one row, and sorts a whole state found
+      through another index (80 ms instead of 0.2 ms for 21,000 sent events).
+    """
+    args: list[Any] = [where.tenant_id, list(where.states)]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    conditions = ["tenant_id = $1"]
+    if where.start is not None:
+        conditions.append(f"event_time >= {arg(where.start)}")
+    if where.end is not None:
+        conditions.append(f"event_time < {arg(where.end)}")
+    if where.funnel_id is not None:
+        conditions.append(f"funnel_id = {arg(where.funnel_id)}")
+    if where.stages:
+        conditions.append(f"match_stage = ANY({arg(list(where.stages))}::text[])")
+    if where.after is not None:
+        after = f"({arg(where.after[0])}, {arg(where.after[1])}::bpchar)"
+        conditions.append(f"(event_time, event_id) < {after}")
+    rows = int(where.limit)
+    order = f"ORDER BY event_time DESC, event_id DESC LIMIT {rows}"
+    branches = " UNION ALL ".join(
+        f"(SELECT {_STATE_COLUMNS} FROM dispatches "
+        f"WHERE state = ($2::text[])[{n}] AND {' AND '.join(conditions)} {order})"
+        for n in range(1, len(where.states) + 1)
+    )
+    return f"SELECT * FROM ({branches}) AS s {order}", args
+
+
+async def list_states(conn: Conn, where: StateFilter) -> list[asyncpg.Record]:
+    sql, args = list_states_query(where)
+    return list(await conn.fetch(sql, *args))
 
 
 _DEAD_COLUMNS = """
@@ -357,6 +403,10 @@ class PostgresReader(OnPool):
 
     async def event_states(self, tenant_id: str, event_ids: list[str]) -> list[EventStateRow]:
         rows = await event_states(self._pool, tenant_id, event_ids)
+        return [_values(EventStateRow, r) for r in rows]
+
+    async def list_states(self, where: StateFilter) -> list[EventStateRow]:
+        rows = await list_states(self._pool, where)
         return [_values(EventStateRow, r) for r in rows]
 
     async def list_dead(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -13,13 +14,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as pb
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+from trackai.matcher.v1 import events_pb2 as matcher_pb
 from trackai_dispatcher.service_layer.dlq import (
     DeadLetters,
     NotFoundError,
     NotReplayableError,
     ReplayResult,
 )
-from trackai_dispatcher.service_layer.ports import DeadFilter, EventStateRow
+from trackai_dispatcher.service_layer.ports import DeadFilter, EventStateRow, StateFilter
 from trackai_dispatcher.service_layer.queries import PAGE_MAX, Queries, page_size
 from trackai_kit.identity import is_event_id
 
@@ -100,6 +102,33 @@ def _delivery(row: EventStateRow) -> pb.EventDelivery:
         reason=" - ".join(p for p in (row.reason, row.detail) if p),
         next_attempt_time=_ts(row.next_attempt_at),
         update_time=_ts(row.updated_at),
+        conversion_id=row.conversion_id or "",
+        event_time=_ts(row.event_time),
+    )
+
+
+_STATE_NAMES = {number: name for name, number in _STATES.items()}
+
+
+def _state_filter(request: pb.ListEventStatesRequest) -> StateFilter:
+    """The request as a filter; ValueError names the field at fault."""
+    tenant = _uuid(request.tenant_id, "tenant_id")
+    if any(s not in _STATE_NAMES for s in request.states):
+        raise ValueError("states: unknown state")
+    if any(s == matcher_pb.MATCH_STAGE_UNSPECIFIED for s in request.stages):
+        raise ValueError("stages: unknown stage")
+    after = _untoken(request.page_token, 2)
+    if after and not is_event_id(after[1]):
+        raise ValueError("page_token is not one this service issued")
+    return StateFilter(
+        tenant_id=tenant,
+        states=tuple(dict.fromkeys(_STATE_NAMES[s] for s in request.states)),
+        start=request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None,
+        end=request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None,
+        funnel_id=_uuid(request.funnel_id, "funnel_id") if request.funnel_id else None,
+        stages=tuple(matcher_pb.MatchStage.Name(s) for s in request.stages),
+        after=(datetime.fromisoformat(after[0]), after[1]) if after else None,
+        limit=page_size(request.page_size),
     )
 
 
@@ -178,6 +207,23 @@ class DispatcherServicer(pb_grpc.DispatcherServiceServicer):
         wanted = [e for e in dict.fromkeys(request.event_ids) if is_event_id(e)]
         rows = await self._queries.event_states(tenant, wanted)
         return pb.BatchGetEventStatesResponse(events=[_delivery(row) for row in rows])
+
+    async def ListEventStates(
+        self, request: pb.ListEventStatesRequest, context: Context
+    ) -> pb.ListEventStatesResponse:
+        try:
+            where = _state_filter(request)
+            # One row more than the page tells whether another page follows.
+            rows = await self._queries.list_states(
+                dataclasses.replace(where, limit=where.limit + 1)
+            )
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        response = pb.ListEventStatesResponse(events=[_delivery(r) for r in rows[: where.limit]])
+        if len(rows) > where.limit:
+            last = rows[where.limit - 1]
+            response.next_page_token = _token(last.event_time, last.event_id)
+        return response
 
     async def ListDeadLetters(
         self, request: pb.ListDeadLettersRequest, context: Context

@@ -227,6 +227,25 @@ class EventStateRow:
     detail: str | None
     next_attempt_at: datetime | None
     updated_at: datetime | None
+    #: Ingestion's conversion id (None for events recorded before the dispatcher kept it).
+    conversion_id: str | None = None
+    event_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StateFilter:
+    """A tenant's events in some delivery states (the console's events page by status)."""
+
+    tenant_id: str
+    states: tuple[str, ...]
+    start: datetime | None = None
+    end: datetime | None = None
+    funnel_id: str | None = None
+    #: Match stages as the matcher's enum names (``MATCH_STAGE_PROBABILISTIC``); empty = all.
+    stages: tuple[str, ...] = ()
+    #: Keyset: the (event_time, event_id) of the previous page's last row.
+    after: tuple[datetime, str] | None = None
+    limit: int = 50
 
 
 @dataclass(frozen=True)
@@ -359,6 +378,7 @@ class DispatchReader(Protocol):
     ) -> list[AttemptRow]: ...
     async def event_state(self, tenant_id: str, event_id: str) -> EventStateRow | None: ...
     async def event_states(self, tenant_id: str, event_ids: list[str]) -> list[EventStateRow]: ...
+    async def list_states(self, where: StateFilter) -> list[EventStateRow]: ...
     async def list_dead(
         self, where: DeadFilter, after: tuple[datetime, str] | None, limit: int
     ) -> list[StoredDispatch]: ...

@@ -14,6 +14,7 @@ from trackai_dispatcher.service_layer.ports import (
     DestinationHealthRow,
     DispatchReader,
     EventStateRow,
+    StateFilter,
     StoredDispatch,
 )
 
@@ -52,6 +53,14 @@ class Queries:
         if not event_ids:
             return []
         return await self._reader.event_states(tenant_id, event_ids)
+
+    async def list_states(self, where: StateFilter) -> list[EventStateRow]:
+        """Newest event time first; ``where.limit`` rows at most."""
+        if not where.states:
+            raise ValueError("states: give at least one state")
+        if where.start and where.end and where.start >= where.end:
+            raise ValueError("start_time must be before end_time")
+        return await self._reader.list_states(where)
 
     async def dead_letters(
         self, where: DeadFilter, after: tuple[datetime, str] | None, limit: int

@@ -330,6 +330,18 @@ class ConversionStore(GroupCommit[_Pending]):
             )
         return _stored(row) if row is not None else None
 
+    async def get_many(
+        self, tenant_id: uuid.UUID, conversion_ids: Sequence[uuid.UUID]
+    ) -> list[StoredConversion]:
+        """One primary-key read for a page of conversions (the console's events list)."""
+        async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
+            rows = await conn.fetch(
+                _SELECT + "WHERE id = ANY($1::uuid[]) AND tenant_id = $2 AND kind = 'conversion'",
+                list(conversion_ids),
+                tenant_id,
+            )
+        return [_stored(row) for row in rows]
+
     async def list(
         self,
         tenant_id: uuid.UUID,

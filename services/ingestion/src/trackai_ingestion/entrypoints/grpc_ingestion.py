@@ -91,6 +91,15 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         assert stored is not None
         return pb.GetConversionResponse(conversion=_record(stored))
 
+    async def BatchGetConversions(
+        self, request: pb.BatchGetConversionsRequest, context: Context
+    ) -> pb.BatchGetConversionsResponse:
+        found = await _call(
+            context,
+            lambda: self._queries.get_many(request.tenant_id, list(request.conversion_ids)),
+        )
+        return pb.BatchGetConversionsResponse(conversions=[_record(s) for s in found])
+
     async def ListConversions(
         self, request: pb.ListConversionsRequest, context: Context
     ) -> pb.ListConversionsResponse:

@@ -53,6 +53,21 @@ class ConversionQueries:
             raise InvalidQuery(f"conversion_id must be a UUID, got {conversion_id[:64]!r}") from exc
         return await self._store.get(tenant, key)
 
+    async def get_many(
+        self, tenant_id: str, conversion_ids: Sequence[str]
+    ) -> list[StoredConversion]:
+        """The tenant's conversions among ``conversion_ids`` (malformed ids have none)."""
+        tenant = parse_tenant(tenant_id)
+        if len(conversion_ids) > MAX_PAGE_SIZE:
+            raise InvalidQuery(f"conversion_ids: at most {MAX_PAGE_SIZE}")
+        keys = []
+        for value in dict.fromkeys(conversion_ids):
+            try:
+                keys.append(uuid.UUID(value))
+            except ValueError:
+                continue
+        return await self._store.get_many(tenant, keys) if keys else []
+
     async def list(
         self,
         tenant_id: str,

@@ -132,6 +132,12 @@ class ConversionReader(Protocol):
         self, tenant_id: uuid.UUID, conversion_id: uuid.UUID
     ) -> StoredConversion | None: ...
 
+    async def get_many(
+        self, tenant_id: uuid.UUID, conversion_ids: Sequence[uuid.UUID]
+    ) -> list[StoredConversion]:
+        """The tenant's conversions among ``conversion_ids``, in no particular order."""
+        ...
+
     async def list(
         self,
         tenant_id: uuid.UUID,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
@@ -48,6 +49,47 @@ BY_CONVERSION_IDS_SQL = (
 )
 
 
+def list_summaries_query(f: PageFilter) -> tuple[str, list[Any]]:
+    """A page of a tenant's events, newest conversion first, keyset-paged on (event_time,
+    event_id) along dedupe_registry_tenant_event_time_idx: the statement and its arguments.
+    Only the filters given are written, and the limit as a number: with ``$n IS NULL OR ...``
+    filters and ``LIMIT $n`` the generic plan a cached statement switches to misjudges how many
+    rows a page needs (see the dispatcher's ``list_states_query``)."""
+    args: list[Any] = [f.tenant_id]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    conditions = ["d.tenant_id = $1"]
+    if f.start is not None:
+        conditions.append(f"d.event_time >= {arg(f.start)}")
+    if f.end is not None:
+        conditions.append(f"d.event_time < {arg(f.end)}")
+    if f.stages:
+        stages = arg([s.value for s in f.stages])
+        conditions.append(f"coalesce(m.stage, 'none') = ANY({stages}::text[])")
+    if f.max_margin is not None:
+        conditions.append(
+            "(coalesce(m.stage, 'none') <> 'probabilistic' "
+            f"OR m.score - m.runner_up_score < {arg(f.max_margin)})"
+        )
+    if f.gateway is not None:
+        conditions.append(f"d.gateway = {arg(f.gateway)}")
+    if f.funnel_id is not None:
+        conditions.append(f"d.funnel_id = {arg(f.funnel_id)}::uuid")
+    if f.after is not None:
+        conditions.append(
+            f"(d.event_time, d.event_id) < ({arg(f.after[0])}, {arg(f.after[1])}::bpchar)"
+        )
+    sql = (
+        _SELECT
+        + f" WHERE {' AND '.join(conditions)}"
+        + f" ORDER BY d.event_time DESC, d.event_id DESC LIMIT {int(f.limit)}"
+    )
+    return sql, args
+
+
 def _row(r: asyncpg.Record) -> SummaryRow:
     return SummaryRow(
         conversion_id=str(r["conversion_id"]) if r["conversion_id"] else None,
@@ -75,29 +117,8 @@ class PostgresMatchReports:
 
     async def list_summaries(self, f: PageFilter) -> list[SummaryRow]:
         """Newest conversion first, keyset-paged on (event_time, event_id)."""
-        rows = await self._pool.fetch(
-            _SELECT
-            + """
-            WHERE d.tenant_id = $1
-              AND ($2::timestamptz IS NULL OR d.event_time >= $2)
-              AND ($3::timestamptz IS NULL OR d.event_time < $3)
-              AND (cardinality($4::text[]) = 0 OR coalesce(m.stage, 'none') = ANY($4::text[]))
-              AND ($5::float8 IS NULL OR coalesce(m.stage, 'none') <> 'probabilistic'
-                   OR m.score - m.runner_up_score < $5)
-              AND ($6::timestamptz IS NULL OR (d.event_time, d.event_id) < ($6, $7::bpchar))
-            ORDER BY d.event_time DESC, d.event_id DESC
-            LIMIT $8
-            """,
-            f.tenant_id,
-            f.start,
-            f.end,
-            [s.value for s in f.stages],
-            f.max_margin,
-            f.after[0] if f.after else None,
-            f.after[1] if f.after else None,
-            f.limit,
-        )
-        return [_row(r) for r in rows]
+        sql, args = list_summaries_query(f)
+        return [_row(r) for r in await self._pool.fetch(sql, *args)]
 
     async def by_event_id(self, tenant_id: str, event_id: str) -> SummaryRow | None:
         row = await self._pool.fetchrow(

@@ -151,6 +151,8 @@ class MatcherServicer(pb_grpc.MatcherServiceServicer):
                 stages=stages,
                 page_size=request.page_size,
                 page_token=request.page_token,
+                gateway=request.gateway,
+                funnel_id=request.funnel_id,
             ),
         )
         return pb.ListMatchesResponse(

@@ -182,6 +182,9 @@ class PageFilter:
     max_margin: float | None
     after: tuple[dt.datetime, str] | None
     limit: int
+    gateway: str | None = None
+    #: The event's funnel (the sale's, else its click's), as a UUID string.
+    funnel_id: str | None = None
 
 
 @dataclass(frozen=True)

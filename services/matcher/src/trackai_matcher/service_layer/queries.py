@@ -74,13 +74,29 @@ class MatchQueries:
         max_margin: float | None = None,
         page_size: int = 0,
         page_token: str = "",
+        gateway: str = "",
+        funnel_id: str = "",
     ) -> Page:
         if page_size < 0:
             raise InvalidArgument("page_size: must not be negative")
+        if start and end and start >= end:
+            raise InvalidArgument("start_time: must be before end_time")
+        try:
+            funnel = str(uuid.UUID(funnel_id)) if funnel_id else None
+        except ValueError as exc:
+            raise InvalidArgument("funnel_id: give the funnel's UUID") from exc
         size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
         rows = await self._reports.list_summaries(
             PageFilter(
-                tenant(tenant_id), start, end, stages, max_margin, _decode(page_token), size + 1
+                tenant(tenant_id),
+                start,
+                end,
+                stages,
+                max_margin,
+                _decode(page_token),
+                size + 1,
+                gateway=gateway or None,
+                funnel_id=funnel,
             ),
         )
         more = len(rows) > size

@@ -24,61 +24,66 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from trackai.matcher.v1 import events_pb2 as trackai_dot_matcher_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.trackai/dispatcher/v1/dispatcher_service.proto\x12\x15trackai.dispatcher.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x02\n\x0f\x44ispatchAttempt\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08pixel_id\x18\x03 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x05 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\x06 \x01(\x05\x12\x36\n\x07outcome\x18\x07 \x01(\x0e\x32%.trackai.dispatcher.v1.AttemptOutcome\x12\x13\n\x0bhttp_status\x18\x08 \x01(\x05\x12\x11\n\tmeta_code\x18\t \x01(\x05\x12\x14\n\x0cmeta_subcode\x18\n \x01(\x05\x12\x12\n\nfbtrace_id\x18\x0b \x01(\t\x12*\n\x07latency\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x64\x65tail\x18\r \x01(\t\x12\x30\n\x0c\x61ttempt_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x96\x02\n\rEventDelivery\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08pixel_id\x18\x03 \x01(\t\x12\x12\n\nevent_name\x18\x04 \x01(\t\x12\x30\n\x05state\x18\x05 \x01(\x0e\x32!.trackai.dispatcher.v1.EventState\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x35\n\x11next_attempt_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa5\x02\n\nDeadLetter\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08pixel_id\x18\x03 \x01(\t\x12\x12\n\nevent_name\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12\x11\n\tmeta_code\x18\x07 \x01(\x05\x12\x14\n\x0cmeta_subcode\x18\x08 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12.\n\nevent_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tdead_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nreplayable\x18\x0c \x01(\x08\"\x93\x01\n\x10\x44\x65\x61\x64LetterFilter\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x13ListAttemptsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"i\n\x14ListAttemptsResponse\x12\x38\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32&.trackai.dispatcher.v1.DispatchAttempt\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14GetEventStateRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\"L\n\x15GetEventStateResponse\x12\x33\n\x05\x65vent\x18\x01 \x01(\x0b\x32$.trackai.dispatcher.v1.EventDelivery\"B\n\x1a\x42\x61tchGetEventStatesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tevent_ids\x18\x02 \x03(\t\"S\n\x1b\x42\x61tchGetEventStatesResponse\x12\x34\n\x06\x65vents\x18\x01 \x03(\x0b\x32$.trackai.dispatcher.v1.EventDelivery\"x\n\x16ListDeadLettersRequest\x12\x37\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\'.trackai.dispatcher.v1.DeadLetterFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x17ListDeadLettersResponse\x12\x37\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32!.trackai.dispatcher.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa8\x01\n\x18ReplayDeadLettersRequest\x12\x12\n\x08\x65vent_id\x18\x01 \x01(\tH\x00\x12\x39\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\'.trackai.dispatcher.v1.DeadLetterFilterH\x00\x12\r\n\x03\x61ll\x18\x03 \x01(\x08H\x00\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\tB\n\n\x08selector\"\x81\x01\n\x19ReplayDeadLettersResponse\x12\x11\n\treplay_id\x18\x01 \x01(\t\x12\x10\n\x08replayed\x18\x02 \x01(\x05\x12\x1c\n\x14skipped_already_sent\x18\x03 \x01(\x05\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x05\x12\x10\n\x08selected\x18\x05 \x01(\x05\"\xc2\x02\n\x11\x44\x65stinationHealth\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08pixel_id\x18\x02 \x01(\t\x12:\n\rbreaker_state\x18\x03 \x01(\x0e\x32#.trackai.dispatcher.v1.BreakerState\x12\x1c\n\x14\x63onsecutive_failures\x18\x04 \x01(\x05\x12\x11\n\tlast_code\x18\x05 \x01(\x05\x12\x14\n\x0clast_subcode\x18\x06 \x01(\x05\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12/\n\x0bopened_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nprobe_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\n \x01(\x05\"1\n\x1cListDestinationHealthRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"_\n\x1dListDestinationHealthResponse\x12>\n\x0c\x64\x65stinations\x18\x01 \x03(\x0b\x32(.trackai.dispatcher.v1.DestinationHealth\"\x8e\x01\n\x1bGetParameterCoverageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x11ParameterCoverage\x12\x11\n\tparameter\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x05\"l\n\x1cGetParameterCoverageResponse\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x05\x12<\n\nparameters\x18\x02 \x03(\x0b\x32(.trackai.dispatcher.v1.ParameterCoverage*\xb9\x01\n\nEventState\x12\x1b\n\x17\x45VENT_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_STATE_PENDING\x10\x01\x12\x14\n\x10\x45VENT_STATE_SENT\x10\x02\x12\x18\n\x14\x45VENT_STATE_RETRYING\x10\x03\x12\x16\n\x12\x45VENT_STATE_PARKED\x10\x04\x12\x14\n\x10\x45VENT_STATE_DEAD\x10\x05\x12\x17\n\x13\x45VENT_STATE_EXPIRED\x10\x06*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*\xea\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUCCEEDED\x10\x01\x12\x1d\n\x19\x41TTEMPT_OUTCOME_RETRYABLE\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_PERMANENT\x10\x03\x12\x1b\n\x17\x41TTEMPT_OUTCOME_INVALID\x10\x04\x12 \n\x1c\x41TTEMPT_OUTCOME_BREAKER_OPEN\x10\x05\x12\x1b\n\x17\x41TTEMPT_OUTCOME_TIMEOUT\x10\x06\x32\xd6\x06\n\x11\x44ispatcherService\x12g\n\x0cListAttempts\x12*.trackai.dispatcher.v1.ListAttemptsRequest\x1a+.trackai.dispatcher.v1.ListAttemptsResponse\x12j\n\rGetEventState\x12+.trackai.dispatcher.v1.GetEventStateRequest\x1a,.trackai.dispatcher.v1.GetEventStateResponse\x12|\n\x13\x42\x61tchGetEventStates\x12\x31.trackai.dispatcher.v1.BatchGetEventStatesRequest\x1a\x32.trackai.dispatcher.v1.BatchGetEventStatesResponse\x12p\n\x0fListDeadLetters\x12-.trackai.dispatcher.v1.ListDeadLettersRequest\x1a..trackai.dispatcher.v1.ListDeadLettersResponse\x12v\n\x11ReplayDeadLetters\x12/.trackai.dispatcher.v1.ReplayDeadLettersRequest\x1a\x30.trackai.dispatcher.v1.ReplayDeadLettersResponse\x12\x82\x01\n\x15ListDestinationHealth\x12\x33.trackai.dispatcher.v1.ListDestinationHealthRequest\x1a\x34.trackai.dispatcher.v1.ListDestinationHealthResponse\x12\x7f\n\x14GetParameterCoverage\x12\x32.trackai.dispatcher.v1.GetParameterCoverageRequest\x1a\x33.trackai.dispatcher.v1.GetParameterCoverageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.trackai/dispatcher/v1/dispatcher_service.proto\x12\x15trackai.dispatcher.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftrackai/matcher/v1/events.proto\"\xf6\x02\n\x0f\x44ispatchAttempt\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08pixel_id\x18\x03 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x05 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\x06 \x01(\x05\x12\x36\n\x07outcome\x18\x07 \x01(\x0e\x32%.trackai.dispatcher.v1.AttemptOutcome\x12\x13\n\x0bhttp_status\x18\x08 \x01(\x05\x12\x11\n\tmeta_code\x18\t \x01(\x05\x12\x14\n\x0cmeta_subcode\x18\n \x01(\x05\x12\x12\n\nfbtrace_id\x18\x0b \x01(\t\x12*\n\x07latency\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x64\x65tail\x18\r \x01(\t\x12\x30\n\x0c\x61ttempt_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdd\x02\n\rEventDelivery\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08pixel_id\x18\x03 \x01(\t\x12\x12\n\nevent_name\x18\x04 \x01(\t\x12\x30\n\x05state\x18\x05 \x01(\x0e\x32!.trackai.dispatcher.v1.EventState\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x35\n\x11next_attempt_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rconversion_id\x18\n \x01(\t\x12.\n\nevent_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa5\x02\n\nDeadLetter\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08pixel_id\x18\x03 \x01(\t\x12\x12\n\nevent_name\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12\x11\n\tmeta_code\x18\x07 \x01(\x05\x12\x14\n\x0cmeta_subcode\x18\x08 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12.\n\nevent_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tdead_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nreplayable\x18\x0c \x01(\x08\"\x93\x01\n\x10\x44\x65\x61\x64LetterFilter\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x13ListAttemptsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"i\n\x14ListAttemptsResponse\x12\x38\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32&.trackai.dispatcher.v1.DispatchAttempt\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14GetEventStateRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\"L\n\x15GetEventStateResponse\x12\x33\n\x05\x65vent\x18\x01 \x01(\x0b\x32$.trackai.dispatcher.v1.EventDelivery\"B\n\x1a\x42\x61tchGetEventStatesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tevent_ids\x18\x02 \x03(\t\"S\n\x1b\x42\x61tchGetEventStatesResponse\x12\x34\n\x06\x65vents\x18\x01 \x03(\x0b\x32$.trackai.dispatcher.v1.EventDelivery\"\xa6\x02\n\x16ListEventStatesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x31\n\x06states\x18\x02 \x03(\x0e\x32!.trackai.dispatcher.v1.EventState\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tfunnel_id\x18\x05 \x01(\t\x12.\n\x06stages\x18\x06 \x03(\x0e\x32\x1e.trackai.matcher.v1.MatchStage\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"h\n\x17ListEventStatesResponse\x12\x34\n\x06\x65vents\x18\x01 \x03(\x0b\x32$.trackai.dispatcher.v1.EventDelivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"x\n\x16ListDeadLettersRequest\x12\x37\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\'.trackai.dispatcher.v1.DeadLetterFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x17ListDeadLettersResponse\x12\x37\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32!.trackai.dispatcher.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa8\x01\n\x18ReplayDeadLettersRequest\x12\x12\n\x08\x65vent_id\x18\x01 \x01(\tH\x00\x12\x39\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\'.trackai.dispatcher.v1.DeadLetterFilterH\x00\x12\r\n\x03\x61ll\x18\x03 \x01(\x08H\x00\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\tB\n\n\x08selector\"\x81\x01\n\x19ReplayDeadLettersResponse\x12\x11\n\treplay_id\x18\x01 \x01(\t\x12\x10\n\x08replayed\x18\x02 \x01(\x05\x12\x1c\n\x14skipped_already_sent\x18\x03 \x01(\x05\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x05\x12\x10\n\x08selected\x18\x05 \x01(\x05\"\xc2\x02\n\x11\x44\x65stinationHealth\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08pixel_id\x18\x02 \x01(\t\x12:\n\rbreaker_state\x18\x03 \x01(\x0e\x32#.trackai.dispatcher.v1.BreakerState\x12\x1c\n\x14\x63onsecutive_failures\x18\x04 \x01(\x05\x12\x11\n\tlast_code\x18\x05 \x01(\x05\x12\x14\n\x0clast_subcode\x18\x06 \x01(\x05\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12/\n\x0bopened_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nprobe_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\n \x01(\x05\"1\n\x1cListDestinationHealthRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"_\n\x1dListDestinationHealthResponse\x12>\n\x0c\x64\x65stinations\x18\x01 \x03(\x0b\x32(.trackai.dispatcher.v1.DestinationHealth\"\x8e\x01\n\x1bGetParameterCoverageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x11ParameterCoverage\x12\x11\n\tparameter\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x05\"l\n\x1cGetParameterCoverageResponse\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x05\x12<\n\nparameters\x18\x02 \x03(\x0b\x32(.trackai.dispatcher.v1.ParameterCoverage*\xb9\x01\n\nEventState\x12\x1b\n\x17\x45VENT_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_STATE_PENDING\x10\x01\x12\x14\n\x10\x45VENT_STATE_SENT\x10\x02\x12\x18\n\x14\x45VENT_STATE_RETRYING\x10\x03\x12\x16\n\x12\x45VENT_STATE_PARKED\x10\x04\x12\x14\n\x10\x45VENT_STATE_DEAD\x10\x05\x12\x17\n\x13\x45VENT_STATE_EXPIRED\x10\x06*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*\xea\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUCCEEDED\x10\x01\x12\x1d\n\x19\x41TTEMPT_OUTCOME_RETRYABLE\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_PERMANENT\x10\x03\x12\x1b\n\x17\x41TTEMPT_OUTCOME_INVALID\x10\x04\x12 \n\x1c\x41TTEMPT_OUTCOME_BREAKER_OPEN\x10\x05\x12\x1b\n\x17\x41TTEMPT_OUTCOME_TIMEOUT\x10\x06\x32\xc8\x07\n\x11\x44ispatcherService\x12g\n\x0cListAttempts\x12*.trackai.dispatcher.v1.ListAttemptsRequest\x1a+.trackai.dispatcher.v1.ListAttemptsResponse\x12j\n\rGetEventState\x12+.trackai.dispatcher.v1.GetEventStateRequest\x1a,.trackai.dispatcher.v1.GetEventStateResponse\x12|\n\x13\x42\x61tchGetEventStates\x12\x31.trackai.dispatcher.v1.BatchGetEventStatesRequest\x1a\x32.trackai.dispatcher.v1.BatchGetEventStatesResponse\x12p\n\x0fListEventStates\x12-.trackai.dispatcher.v1.ListEventStatesRequest\x1a..trackai.dispatcher.v1.ListEventStatesResponse\x12p\n\x0fListDeadLetters\x12-.trackai.dispatcher.v1.ListDeadLettersRequest\x1a..trackai.dispatcher.v1.ListDeadLettersResponse\x12v\n\x11ReplayDeadLetters\x12/.trackai.dispatcher.v1.ReplayDeadLettersRequest\x1a\x30.trackai.dispatcher.v1.ReplayDeadLettersResponse\x12\x82\x01\n\x15ListDestinationHealth\x12\x33.trackai.dispatcher.v1.ListDestinationHealthRequest\x1a\x34.trackai.dispatcher.v1.ListDestinationHealthResponse\x12\x7f\n\x14GetParameterCoverage\x12\x32.trackai.dispatcher.v1.GetParameterCoverageRequest\x1a\x33.trackai.dispatcher.v1.GetParameterCoverageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackai.dispatcher.v1.dispatcher_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTSTATE']._serialized_start=3077
-  _globals['_EVENTSTATE']._serialized_end=3262
-  _globals['_BREAKERSTATE']._serialized_start=3264
-  _globals['_BREAKERSTATE']._serialized_end=3388
-  _globals['_ATTEMPTOUTCOME']._serialized_start=3391
-  _globals['_ATTEMPTOUTCOME']._serialized_end=3625
-  _globals['_DISPATCHATTEMPT']._serialized_start=139
-  _globals['_DISPATCHATTEMPT']._serialized_end=513
-  _globals['_EVENTDELIVERY']._serialized_start=516
-  _globals['_EVENTDELIVERY']._serialized_end=794
-  _globals['_DEADLETTER']._serialized_start=797
-  _globals['_DEADLETTER']._serialized_end=1090
-  _globals['_DEADLETTERFILTER']._serialized_start=1093
-  _globals['_DEADLETTERFILTER']._serialized_end=1240
-  _globals['_LISTATTEMPTSREQUEST']._serialized_start=1242
-  _globals['_LISTATTEMPTSREQUEST']._serialized_end=1357
-  _globals['_LISTATTEMPTSRESPONSE']._serialized_start=1359
-  _globals['_LISTATTEMPTSRESPONSE']._serialized_end=1464
-  _globals['_GETEVENTSTATEREQUEST']._serialized_start=1466
-  _globals['_GETEVENTSTATEREQUEST']._serialized_end=1525
-  _globals['_GETEVENTSTATERESPONSE']._serialized_start=1527
-  _globals['_GETEVENTSTATERESPONSE']._serialized_end=1603
-  _globals['_BATCHGETEVENTSTATESREQUEST']._serialized_start=1605
-  _globals['_BATCHGETEVENTSTATESREQUEST']._serialized_end=1671
-  _globals['_BATCHGETEVENTSTATESRESPONSE']._serialized_start=1673
-  _globals['_BATCHGETEVENTSTATESRESPONSE']._serialized_end=1756
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1758
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1878
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1880
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1987
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=1990
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=2158
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=2161
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=2290
-  _globals['_DESTINATIONHEALTH']._serialized_start=2293
-  _globals['_DESTINATIONHEALTH']._serialized_end=2615
-  _globals['_LISTDESTINATIONHEALTHREQUEST']._serialized_start=2617
-  _globals['_LISTDESTINATIONHEALTHREQUEST']._serialized_end=2666
-  _globals['_LISTDESTINATIONHEALTHRESPONSE']._serialized_start=2668
-  _globals['_LISTDESTINATIONHEALTHRESPONSE']._serialized_end=2763
-  _globals['_GETPARAMETERCOVERAGEREQUEST']._serialized_start=2766
-  _globals['_GETPARAMETERCOVERAGEREQUEST']._serialized_end=2908
-  _globals['_PARAMETERCOVERAGE']._serialized_start=2910
-  _globals['_PARAMETERCOVERAGE']._serialized_end=2964
-  _globals['_GETPARAMETERCOVERAGERESPONSE']._serialized_start=2966
-  _globals['_GETPARAMETERCOVERAGERESPONSE']._serialized_end=3074
-  _globals['_DISPATCHERSERVICE']._serialized_start=3628
-  _globals['_DISPATCHERSERVICE']._serialized_end=4482
+  _globals['_EVENTSTATE']._serialized_start=3584
+  _globals['_EVENTSTATE']._serialized_end=3769
+  _globals['_BREAKERSTATE']._serialized_start=3771
+  _globals['_BREAKERSTATE']._serialized_end=3895
+  _globals['_ATTEMPTOUTCOME']._serialized_start=3898
+  _globals['_ATTEMPTOUTCOME']._serialized_end=4132
+  _globals['_DISPATCHATTEMPT']._serialized_start=172
+  _globals['_DISPATCHATTEMPT']._serialized_end=546
+  _globals['_EVENTDELIVERY']._serialized_start=549
+  _globals['_EVENTDELIVERY']._serialized_end=898
+  _globals['_DEADLETTER']._serialized_start=901
+  _globals['_DEADLETTER']._serialized_end=1194
+  _globals['_DEADLETTERFILTER']._serialized_start=1197
+  _globals['_DEADLETTERFILTER']._serialized_end=1344
+  _globals['_LISTATTEMPTSREQUEST']._serialized_start=1346
+  _globals['_LISTATTEMPTSREQUEST']._serialized_end=1461
+  _globals['_LISTATTEMPTSRESPONSE']._serialized_start=1463
+  _globals['_LISTATTEMPTSRESPONSE']._serialized_end=1568
+  _globals['_GETEVENTSTATEREQUEST']._serialized_start=1570
+  _globals['_GETEVENTSTATEREQUEST']._serialized_end=1629
+  _globals['_GETEVENTSTATERESPONSE']._serialized_start=1631
+  _globals['_GETEVENTSTATERESPONSE']._serialized_end=1707
+  _globals['_BATCHGETEVENTSTATESREQUEST']._serialized_start=1709
+  _globals['_BATCHGETEVENTSTATESREQUEST']._serialized_end=1775
+  _globals['_BATCHGETEVENTSTATESRESPONSE']._serialized_start=1777
+  _globals['_BATCHGETEVENTSTATESRESPONSE']._serialized_end=1860
+  _globals['_LISTEVENTSTATESREQUEST']._serialized_start=1863
+  _globals['_LISTEVENTSTATESREQUEST']._serialized_end=2157
+  _globals['_LISTEVENTSTATESRESPONSE']._serialized_start=2159
+  _globals['_LISTEVENTSTATESRESPONSE']._serialized_end=2263
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=2265
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=2385
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=2387
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=2494
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=2497
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=2665
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=2668
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=2797
+  _globals['_DESTINATIONHEALTH']._serialized_start=2800
+  _globals['_DESTINATIONHEALTH']._serialized_end=3122
+  _globals['_LISTDESTINATIONHEALTHREQUEST']._serialized_start=3124
+  _globals['_LISTDESTINATIONHEALTHREQUEST']._serialized_end=3173
+  _globals['_LISTDESTINATIONHEALTHRESPONSE']._serialized_start=3175
+  _globals['_LISTDESTINATIONHEALTHRESPONSE']._serialized_end=3270
+  _globals['_GETPARAMETERCOVERAGEREQUEST']._serialized_start=3273
+  _globals['_GETPARAMETERCOVERAGEREQUEST']._serialized_end=3415
+  _globals['_PARAMETERCOVERAGE']._serialized_start=3417
+  _globals['_PARAMETERCOVERAGE']._serialized_end=3471
+  _globals['_GETPARAMETERCOVERAGERESPONSE']._serialized_start=3473
+  _globals['_GETPARAMETERCOVERAGERESPONSE']._serialized_end=3581
+  _globals['_DISPATCHERSERVICE']._serialized_start=4135
+  _globals['_DISPATCHERSERVICE']._serialized_end=5103
 # @@protoc_insertion_point(module_scope)

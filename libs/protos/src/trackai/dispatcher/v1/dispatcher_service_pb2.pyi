@@ -12,6 +12,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from trackai.matcher.v1 import events_pb2 as _events_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -204,6 +205,8 @@ class EventDelivery(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CONVERSION_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TIME_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     tenant_id: _builtins.str
     pixel_id: _builtins.str
@@ -213,12 +216,20 @@ class EventDelivery(_message.Message):
     """Attempts made so far."""
     reason: _builtins.str
     """Reason of the last failure, or of expiry/dead-lettering; empty when sent."""
+    conversion_id: _builtins.str
+    """The conversion (ingestion's id) the event was built from; empty for events recorded before
+    the dispatcher kept it.
+    """
     @_builtins.property
     def next_attempt_time(self) -> _timestamp_pb2.Timestamp:
         """Set while retrying or parked."""
 
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def event_time(self) -> _timestamp_pb2.Timestamp:
+        """The event's own time (the sale's time at the gateway)."""
+
     def __init__(
         self,
         *,
@@ -231,10 +242,12 @@ class EventDelivery(_message.Message):
         reason: _builtins.str = ...,
         next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        conversion_id: _builtins.str = ...,
+        event_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_time", b"next_attempt_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "next_attempt_time", b"next_attempt_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "event_id", b"event_id", "event_name", b"event_name", "next_attempt_time", b"next_attempt_time", "pixel_id", b"pixel_id", "reason", b"reason", "state", b"state", "tenant_id", b"tenant_id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "conversion_id", b"conversion_id", "event_id", b"event_id", "event_name", b"event_name", "event_time", b"event_time", "next_attempt_time", b"next_attempt_time", "pixel_id", b"pixel_id", "reason", b"reason", "state", b"state", "tenant_id", b"tenant_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -478,6 +491,83 @@ class BatchGetEventStatesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchGetEventStatesResponse: _TypeAlias = BatchGetEventStatesResponse  # noqa: Y015
+
+@_typing.final
+class ListEventStatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    FUNNEL_ID_FIELD_NUMBER: _builtins.int
+    STAGES_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    funnel_id: _builtins.str
+    """Only the events routed to this funnel (UUID); empty means all."""
+    page_size: _builtins.int
+    """0 means the service default (50); values above 500 are capped."""
+    page_token: _builtins.str
+    """Token from a previous response; empty for the first page."""
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[Global___EventState.ValueType]:
+        """At least one state."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Event time in [start_time, end_time); either bound may be unset."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def stages(self) -> _containers.RepeatedScalarFieldContainer[_events_pb2.MatchStage.ValueType]:
+        """Only the events matched at these stages; empty means all."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        states: _abc.Iterable[Global___EventState.ValueType] | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        funnel_id: _builtins.str = ...,
+        stages: _abc.Iterable[_events_pb2.MatchStage.ValueType] | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "funnel_id", b"funnel_id", "page_size", b"page_size", "page_token", b"page_token", "stages", b"stages", "start_time", b"start_time", "states", b"states", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEventStatesRequest: _TypeAlias = ListEventStatesRequest  # noqa: Y015
+
+@_typing.final
+class ListEventStatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventDelivery]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___EventDelivery] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEventStatesResponse: _TypeAlias = ListEventStatesResponse  # noqa: Y015
 
 @_typing.final
 class ListDeadLettersRequest(_message.Message):

@@ -51,6 +51,11 @@ class DispatcherServiceStub:
                 request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesRequest.SerializeToString,
                 response_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesResponse.FromString,
                 _registered_method=True)
+        self.ListEventStates = channel.unary_unary(
+                '/trackai.dispatcher.v1.DispatcherService/ListEventStates',
+                request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListEventStatesRequest.SerializeToString,
+                response_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListEventStatesResponse.FromString,
+                _registered_method=True)
         self.ListDeadLetters = channel.unary_unary(
                 '/trackai.dispatcher.v1.DispatcherService/ListDeadLetters',
                 request_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListDeadLettersRequest.SerializeToString,
@@ -96,6 +101,17 @@ class DispatcherServiceServicer:
         """BatchGetEventStates returns where each of up to 500 events stands, in one read (a page of
         the console's events list); unknown ids and other tenants' events are left out.
         INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEventStates(self, request, context):
+        """ListEventStates pages through a tenant's events in some delivery states, newest event time
+        first (ties by event id): the console's events page filtered by a delivery status. Served
+        by an index on (tenant, state, event time), so a rare state costs what a common one does.
+        INVALID_ARGUMENT for a malformed tenant or funnel id, no state, an inverted time range or a
+        page token this service did not issue for the same tenant.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -152,6 +168,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.BatchGetEventStates,
                     request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesRequest.FromString,
                     response_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesResponse.SerializeToString,
+            ),
+            'ListEventStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEventStates,
+                    request_deserializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListEventStatesRequest.FromString,
+                    response_serializer=trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListEventStatesResponse.SerializeToString,
             ),
             'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeadLetters,
@@ -257,6 +278,33 @@ class DispatcherService:
             '/trackai.dispatcher.v1.DispatcherService/BatchGetEventStates',
             trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesRequest.SerializeToString,
             trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.BatchGetEventStatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEventStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.dispatcher.v1.DispatcherService/ListEventStates',
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListEventStatesRequest.SerializeToString,
+            trackai_dot_dispatcher_dot_v1_dot_dispatcher__service__pb2.ListEventStatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,13 @@ class DispatcherServiceStub:
     the console's events list); unknown ids and other tenants' events are left out.
     INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
     """
+    ListEventStates: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ListEventStatesRequest, _dispatcher_service_pb2.ListEventStatesResponse]
+    """ListEventStates pages through a tenant's events in some delivery states, newest event time
+    first (ties by event id): the console's events page filtered by a delivery status. Served
+    by an index on (tenant, state, event time), so a rare state costs what a common one does.
+    INVALID_ARGUMENT for a malformed tenant or funnel id, no state, an inverted time range or a
+    page token this service did not issue for the same tenant.
+    """
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ListDeadLettersRequest, _dispatcher_service_pb2.ListDeadLettersResponse]
     """ListDeadLetters pages through dead events with their reasons, newest first."""
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ReplayDeadLettersRequest, _dispatcher_service_pb2.ReplayDeadLettersResponse]
@@ -79,6 +86,13 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """BatchGetEventStates returns where each of up to 500 events stands, in one read (a page of
     the console's events list); unknown ids and other tenants' events are left out.
     INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+    """
+    ListEventStates: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ListEventStatesRequest, _dispatcher_service_pb2.ListEventStatesResponse]  # type: ignore[assignment]
+    """ListEventStates pages through a tenant's events in some delivery states, newest event time
+    first (ties by event id): the console's events page filtered by a delivery status. Served
+    by an index on (tenant, state, event time), so a rare state costs what a common one does.
+    INVALID_ARGUMENT for a malformed tenant or funnel id, no state, an inverted time range or a
+    page token this service did not issue for the same tenant.
     """
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatcher_service_pb2.ListDeadLettersRequest, _dispatcher_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
     """ListDeadLetters pages through dead events with their reasons, newest first."""
@@ -128,6 +142,19 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         """BatchGetEventStates returns where each of up to 500 events stands, in one read (a page of
         the console's events list); unknown ids and other tenants' events are left out.
         INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+        """
+
+    @_abc_1.abstractmethod
+    def ListEventStates(
+        self,
+        request: _dispatcher_service_pb2.ListEventStatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatcher_service_pb2.ListEventStatesResponse, _abc.Awaitable[_dispatcher_service_pb2.ListEventStatesResponse]]:
+        """ListEventStates pages through a tenant's events in some delivery states, newest event time
+        first (ties by event id): the console's events page filtered by a delivery status. Served
+        by an index on (tenant, state, event time), so a rare state costs what a common one does.
+        INVALID_ARGUMENT for a malformed tenant or funnel id, no state, an inverted time range or a
+        page token this service did not issue for the same tenant.
         """
 
     @_abc_1.abstractmethod

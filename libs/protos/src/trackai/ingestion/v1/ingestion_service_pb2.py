@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from trackai.ingestion.v1 import events_pb2 as trackai_dot_ingestion_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,trackai/ingestion/v1/ingestion_service.proto\x12\x14trackai.ingestion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!trackai/ingestion/v1/events.proto\"\x9a\x01\n\x10\x43onversionRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x31\n\rreceived_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\nconversion\x18\x04 \x01(\x0b\x32 .trackai.ingestion.v1.Conversion\"@\n\x14GetConversionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rconversion_id\x18\x02 \x01(\t\"S\n\x15GetConversionResponse\x12:\n\nconversion\x18\x01 \x01(\x0b\x32&.trackai.ingestion.v1.ConversionRecord\"\xa0\x02\n\x16ListConversionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x38\n\x08statuses\x18\x02 \x03(\x0e\x32&.trackai.ingestion.v1.ConversionStatus\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x0f\n\x07gateway\x18\x07 \x01(\t\x12\x10\n\x08order_id\x18\x08 \x01(\t\x12\x11\n\tfunnel_id\x18\t \x01(\t\"o\n\x17ListConversionsResponse\x12;\n\x0b\x63onversions\x18\x01 \x03(\x0b\x32&.trackai.ingestion.v1.ConversionRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x19GetWebhookActivityRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12.\n\nsince_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe8\x01\n\x0fGatewayActivity\x12\x0f\n\x07gateway\x18\x01 \x01(\t\x12\x10\n\x08received\x18\x02 \x01(\x05\x12H\n\nby_outcome\x18\x03 \x03(\x0b\x32\x34.trackai.ingestion.v1.GatewayActivity.ByOutcomeEntry\x12\x36\n\x12last_received_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x30\n\x0e\x42yOutcomeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"w\n\x12\x43redentialMismatch\x12\x0f\n\x07gateway\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12-\n\tlast_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x1aGetWebhookActivityResponse\x12\x37\n\x08gateways\x18\x01 \x03(\x0b\x32%.trackai.ingestion.v1.GatewayActivity\x12\x39\n\x07refused\x18\x02 \x03(\x0b\x32(.trackai.ingestion.v1.CredentialMismatch2\xe5\x02\n\x10IngestionService\x12h\n\rGetConversion\x12*.trackai.ingestion.v1.GetConversionRequest\x1a+.trackai.ingestion.v1.GetConversionResponse\x12n\n\x0fListConversions\x12,.trackai.ingestion.v1.ListConversionsRequest\x1a-.trackai.ingestion.v1.ListConversionsResponse\x12w\n\x12GetWebhookActivity\x12/.trackai.ingestion.v1.GetWebhookActivityRequest\x1a\x30.trackai.ingestion.v1.GetWebhookActivityResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,trackai/ingestion/v1/ingestion_service.proto\x12\x14trackai.ingestion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!trackai/ingestion/v1/events.proto\"\x9a\x01\n\x10\x43onversionRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x31\n\rreceived_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\nconversion\x18\x04 \x01(\x0b\x32 .trackai.ingestion.v1.Conversion\"@\n\x14GetConversionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rconversion_id\x18\x02 \x01(\t\"S\n\x15GetConversionResponse\x12:\n\nconversion\x18\x01 \x01(\x0b\x32&.trackai.ingestion.v1.ConversionRecord\"G\n\x1a\x42\x61tchGetConversionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63onversion_ids\x18\x02 \x03(\t\"Z\n\x1b\x42\x61tchGetConversionsResponse\x12;\n\x0b\x63onversions\x18\x01 \x03(\x0b\x32&.trackai.ingestion.v1.ConversionRecord\"\xa0\x02\n\x16ListConversionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x38\n\x08statuses\x18\x02 \x03(\x0e\x32&.trackai.ingestion.v1.ConversionStatus\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x0f\n\x07gateway\x18\x07 \x01(\t\x12\x10\n\x08order_id\x18\x08 \x01(\t\x12\x11\n\tfunnel_id\x18\t \x01(\t\"o\n\x17ListConversionsResponse\x12;\n\x0b\x63onversions\x18\x01 \x03(\x0b\x32&.trackai.ingestion.v1.ConversionRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x19GetWebhookActivityRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12.\n\nsince_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe8\x01\n\x0fGatewayActivity\x12\x0f\n\x07gateway\x18\x01 \x01(\t\x12\x10\n\x08received\x18\x02 \x01(\x05\x12H\n\nby_outcome\x18\x03 \x03(\x0b\x32\x34.trackai.ingestion.v1.GatewayActivity.ByOutcomeEntry\x12\x36\n\x12last_received_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x30\n\x0e\x42yOutcomeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"w\n\x12\x43redentialMismatch\x12\x0f\n\x07gateway\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12-\n\tlast_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x1aGetWebhookActivityResponse\x12\x37\n\x08gateways\x18\x01 \x03(\x0b\x32%.trackai.ingestion.v1.GatewayActivity\x12\x39\n\x07refused\x18\x02 \x03(\x0b\x32(.trackai.ingestion.v1.CredentialMismatch2\xe1\x03\n\x10IngestionService\x12h\n\rGetConversion\x12*.trackai.ingestion.v1.GetConversionRequest\x1a+.trackai.ingestion.v1.GetConversionResponse\x12n\n\x0fListConversions\x12,.trackai.ingestion.v1.ListConversionsRequest\x1a-.trackai.ingestion.v1.ListConversionsResponse\x12z\n\x13\x42\x61tchGetConversions\x12\x30.trackai.ingestion.v1.BatchGetConversionsRequest\x1a\x31.trackai.ingestion.v1.BatchGetConversionsResponse\x12w\n\x12GetWebhookActivity\x12/.trackai.ingestion.v1.GetWebhookActivityRequest\x1a\x30.trackai.ingestion.v1.GetWebhookActivityResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,20 +41,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCONVERSIONREQUEST']._serialized_end=359
   _globals['_GETCONVERSIONRESPONSE']._serialized_start=361
   _globals['_GETCONVERSIONRESPONSE']._serialized_end=444
-  _globals['_LISTCONVERSIONSREQUEST']._serialized_start=447
-  _globals['_LISTCONVERSIONSREQUEST']._serialized_end=735
-  _globals['_LISTCONVERSIONSRESPONSE']._serialized_start=737
-  _globals['_LISTCONVERSIONSRESPONSE']._serialized_end=848
-  _globals['_GETWEBHOOKACTIVITYREQUEST']._serialized_start=850
-  _globals['_GETWEBHOOKACTIVITYREQUEST']._serialized_end=944
-  _globals['_GATEWAYACTIVITY']._serialized_start=947
-  _globals['_GATEWAYACTIVITY']._serialized_end=1179
-  _globals['_GATEWAYACTIVITY_BYOUTCOMEENTRY']._serialized_start=1131
-  _globals['_GATEWAYACTIVITY_BYOUTCOMEENTRY']._serialized_end=1179
-  _globals['_CREDENTIALMISMATCH']._serialized_start=1181
-  _globals['_CREDENTIALMISMATCH']._serialized_end=1300
-  _globals['_GETWEBHOOKACTIVITYRESPONSE']._serialized_start=1303
-  _globals['_GETWEBHOOKACTIVITYRESPONSE']._serialized_end=1447
-  _globals['_INGESTIONSERVICE']._serialized_start=1450
-  _globals['_INGESTIONSERVICE']._serialized_end=1807
+  _globals['_BATCHGETCONVERSIONSREQUEST']._serialized_start=446
+  _globals['_BATCHGETCONVERSIONSREQUEST']._serialized_end=517
+  _globals['_BATCHGETCONVERSIONSRESPONSE']._serialized_start=519
+  _globals['_BATCHGETCONVERSIONSRESPONSE']._serialized_end=609
+  _globals['_LISTCONVERSIONSREQUEST']._serialized_start=612
+  _globals['_LISTCONVERSIONSREQUEST']._serialized_end=900
+  _globals['_LISTCONVERSIONSRESPONSE']._serialized_start=902
+  _globals['_LISTCONVERSIONSRESPONSE']._serialized_end=1013
+  _globals['_GETWEBHOOKACTIVITYREQUEST']._serialized_start=1015
+  _globals['_GETWEBHOOKACTIVITYREQUEST']._serialized_end=1109
+  _globals['_GATEWAYACTIVITY']._serialized_start=1112
+  _globals['_GATEWAYACTIVITY']._serialized_end=1344
+  _globals['_GATEWAYACTIVITY_BYOUTCOMEENTRY']._serialized_start=1296
+  _globals['_GATEWAYACTIVITY_BYOUTCOMEENTRY']._serialized_end=1344
+  _globals['_CREDENTIALMISMATCH']._serialized_start=1346
+  _globals['_CREDENTIALMISMATCH']._serialized_end=1465
+  _globals['_GETWEBHOOKACTIVITYRESPONSE']._serialized_start=1468
+  _globals['_GETWEBHOOKACTIVITYRESPONSE']._serialized_end=1612
+  _globals['_INGESTIONSERVICE']._serialized_start=1615
+  _globals['_INGESTIONSERVICE']._serialized_end=2096
 # @@protoc_insertion_point(module_scope)

@@ -96,6 +96,51 @@ class GetConversionResponse(_message.Message):
 Global___GetConversionResponse: _TypeAlias = GetConversionResponse  # noqa: Y015
 
 @_typing.final
+class BatchGetConversionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    CONVERSION_IDS_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    @_builtins.property
+    def conversion_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        conversion_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversion_ids", b"conversion_ids", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetConversionsRequest: _TypeAlias = BatchGetConversionsRequest  # noqa: Y015
+
+@_typing.final
+class BatchGetConversionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def conversions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConversionRecord]:
+        """In no particular order; only the tenant's known conversions."""
+
+    def __init__(
+        self,
+        *,
+        conversions: _abc.Iterable[Global___ConversionRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversions", b"conversions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetConversionsResponse: _TypeAlias = BatchGetConversionsResponse  # noqa: Y015
+
+@_typing.final
 class ListConversionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

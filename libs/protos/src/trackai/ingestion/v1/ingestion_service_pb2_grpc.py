@@ -45,6 +45,11 @@ class IngestionServiceStub:
                 request_serializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ListConversionsRequest.SerializeToString,
                 response_deserializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ListConversionsResponse.FromString,
                 _registered_method=True)
+        self.BatchGetConversions = channel.unary_unary(
+                '/trackai.ingestion.v1.IngestionService/BatchGetConversions',
+                request_serializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.BatchGetConversionsRequest.SerializeToString,
+                response_deserializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.BatchGetConversionsResponse.FromString,
+                _registered_method=True)
         self.GetWebhookActivity = channel.unary_unary(
                 '/trackai.ingestion.v1.IngestionService/GetWebhookActivity',
                 request_serializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetWebhookActivityRequest.SerializeToString,
@@ -72,6 +77,15 @@ class IngestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchGetConversions(self, request, context):
+        """BatchGetConversions returns up to 500 conversions in one read (a page of the console's events
+        list driven by the matcher or the dispatcher); unknown ids, malformed ids and other tenants'
+        conversions are left out. INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetWebhookActivity(self, request, context):
         """GetWebhookActivity counts, per gateway, the authenticated webhooks a tenant received since a
         moment (every stored receipt: accepted, duplicate, ignored, test, invalid), and the requests
@@ -94,6 +108,11 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.ListConversions,
                     request_deserializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ListConversionsRequest.FromString,
                     response_serializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ListConversionsResponse.SerializeToString,
+            ),
+            'BatchGetConversions': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetConversions,
+                    request_deserializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.BatchGetConversionsRequest.FromString,
+                    response_serializer=trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.BatchGetConversionsResponse.SerializeToString,
             ),
             'GetWebhookActivity': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWebhookActivity,
@@ -156,6 +175,33 @@ class IngestionService:
             '/trackai.ingestion.v1.IngestionService/ListConversions',
             trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ListConversionsRequest.SerializeToString,
             trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ListConversionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetConversions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackai.ingestion.v1.IngestionService/BatchGetConversions',
+            trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.BatchGetConversionsRequest.SerializeToString,
+            trackai_dot_ingestion_dot_v1_dot_ingestion__service__pb2.BatchGetConversionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

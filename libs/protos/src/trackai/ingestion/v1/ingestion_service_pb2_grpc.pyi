@@ -40,6 +40,11 @@ class IngestionServiceStub:
     status happened at the gateway; ties by id). INVALID_ARGUMENT for a malformed tenant id,
     page token (or one issued for another tenant) or an inverted time range.
     """
+    BatchGetConversions: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.BatchGetConversionsRequest, _ingestion_service_pb2.BatchGetConversionsResponse]
+    """BatchGetConversions returns up to 500 conversions in one read (a page of the console's events
+    list driven by the matcher or the dispatcher); unknown ids, malformed ids and other tenants'
+    conversions are left out. INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
+    """
     GetWebhookActivity: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetWebhookActivityRequest, _ingestion_service_pb2.GetWebhookActivityResponse]
     """GetWebhookActivity counts, per gateway, the authenticated webhooks a tenant received since a
     moment (every stored receipt: accepted, duplicate, ignored, test, invalid), and the requests
@@ -58,6 +63,11 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     """ListConversions pages through a tenant's conversions, newest event time first (the time the
     status happened at the gateway; ties by id). INVALID_ARGUMENT for a malformed tenant id,
     page token (or one issued for another tenant) or an inverted time range.
+    """
+    BatchGetConversions: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.BatchGetConversionsRequest, _ingestion_service_pb2.BatchGetConversionsResponse]  # type: ignore[assignment]
+    """BatchGetConversions returns up to 500 conversions in one read (a page of the console's events
+    list driven by the matcher or the dispatcher); unknown ids, malformed ids and other tenants'
+    conversions are left out. INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
     """
     GetWebhookActivity: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetWebhookActivityRequest, _ingestion_service_pb2.GetWebhookActivityResponse]  # type: ignore[assignment]
     """GetWebhookActivity counts, per gateway, the authenticated webhooks a tenant received since a
@@ -86,6 +96,17 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         """ListConversions pages through a tenant's conversions, newest event time first (the time the
         status happened at the gateway; ties by id). INVALID_ARGUMENT for a malformed tenant id,
         page token (or one issued for another tenant) or an inverted time range.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchGetConversions(
+        self,
+        request: _ingestion_service_pb2.BatchGetConversionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_service_pb2.BatchGetConversionsResponse, _abc.Awaitable[_ingestion_service_pb2.BatchGetConversionsResponse]]:
+        """BatchGetConversions returns up to 500 conversions in one read (a page of the console's events
+        list driven by the matcher or the dispatcher); unknown ids, malformed ids and other tenants'
+        conversions are left out. INVALID_ARGUMENT for a malformed tenant id or more than 500 ids.
         """
 
     @_abc_1.abstractmethod

@@ -367,10 +367,18 @@ class ListMatchesRequest(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    FUNNEL_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     page_size: _builtins.int
     """0 means the service default; larger values are capped."""
     page_token: _builtins.str
+    gateway: _builtins.str
+    """Only this gateway ("kiwify", ...); empty means all."""
+    funnel_id: _builtins.str
+    """Only the events routed to this funnel (UUID: the sale's, else its click's); empty means all.
+    INVALID_ARGUMENT when malformed.
+    """
     @_builtins.property
     def stages(self) -> _containers.RepeatedScalarFieldContainer[_events_pb2.MatchStage.ValueType]:
         """Only these stages; empty means all."""
@@ -390,10 +398,12 @@ class ListMatchesRequest(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        gateway: _builtins.str = ...,
+        funnel_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "stages", b"stages", "start_time", b"start_time", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "funnel_id", b"funnel_id", "gateway", b"gateway", "page_size", b"page_size", "page_token", b"page_token", "stages", b"stages", "start_time", b"start_time", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

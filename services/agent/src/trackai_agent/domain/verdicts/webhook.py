@@ -34,6 +34,25 @@ GATEWAY_PANELS: dict[str, tuple[str, str]] = {
         "Cakto",
         "Cakto → Integrações → Webhooks → Adicionar: cole a URL e copie o segredo do webhook",
     ),
+    "monetizze": (
+        "Monetizze",
+        "Monetizze → Ferramentas → Postback → Adicionar: cole a URL; a chave única da conta "
+        "aparece acima da lista",
+    ),
+    "braip": (
+        "Braip",
+        "Braip → Ferramentas → Postback → Novo postback: cole a URL; a chave única (basic "
+        "authentication) aparece na mesma tela",
+    ),
+    "ticto": (
+        "Ticto",
+        "Ticto → Integrações → Webhook → Adicionar: cole a URL e copie o token do webhook",
+    ),
+    "greenn": (
+        "Greenn",
+        "Greenn → Configurações → Webhooks → Adicionar: cole a URL e ponha no campo token o "
+        "segredo salvo aqui (a Greenn não gera um)",
+    ),
 }
 
 
@@ -56,6 +75,19 @@ CREDENTIALS: dict[str, tuple[str, str]] = {
         "Perfect Pay → Ferramentas → Webhook → token de 32 caracteres",
     ),
     "cakto_secret": ("o segredo do webhook da Cakto", "Cakto → Integrações → Webhooks → segredo"),
+    "monetizze_chave_unica": (
+        "a chave única da Monetizze",
+        "Monetizze → Ferramentas → Postback → chave única (acima da lista)",
+    ),
+    "braip_basic_authentication": (
+        "a chave única da Braip",
+        "Braip → Ferramentas → Postback → chave única (basic authentication)",
+    ),
+    "ticto_token": ("o token do webhook da Ticto", "Ticto → Integrações → Webhook → token"),
+    "greenn_token": (
+        "o token do webhook da Greenn",
+        "Greenn → Configurações → Webhooks → (seu webhook) → token: o segredo salvo aqui",
+    ),
 }
 
 
