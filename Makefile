@@ -8,11 +8,12 @@ export UV_PYTHON := python3.11
 # uv: the one on PATH, else a private copy bootstrapped from PyPI into .tools/.
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
-# `make test` runs serially by default. TEST_WORKERS=2 runs it in two pytest-xdist workers, the
-# whole-stack tests (tests/e2e, tests/reliability) kept in one of them: 19 min instead of 26 here,
-# but not yet the default, because a stack's reserved ports can be taken by the other worker's
-# tests between reservation and bind (seen once in CI).
-TEST_WORKERS ?= 0
+# `make test` runs in two pytest-xdist workers, the whole-stack tests (tests/e2e,
+# tests/reliability) kept in one of them, the rest in the other: 19 min instead of 26 serially.
+# The ports tests reserve for their processes come from trackai_testing.ports, a block per worker
+# below the kernel's ephemeral range, so one worker's tests cannot take a port the other's stack
+# reserved. TEST_WORKERS=0 runs the suite serially.
+TEST_WORKERS ?= 2
 XDIST = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
 
 .PHONY: help env console-assets run monitor cloudwatch test test-fast qa fuzz reliability reliability-long lint fmt migrate proto proto-check bench services clean

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from trackai_kit.topology import (
 )
 from trackai_sandbox import cloudflare, gtm, stape
 from trackai_sandbox.sentry import dsn as sentry_dsn
+from trackai_testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -53,12 +53,6 @@ LADDER_MS = "200,400"
 READY_S = 180.0
 #: The processes the checklist talks to (the console is not needed: every item has an API path).
 SERVICES = ("provisioner", "ingestion", "matcher", "dispatcher", "agent")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -24,7 +24,7 @@ import aio_pika
 
 from bench.context import BenchContext
 from bench.registry import Metric, Ref, RunOnce, benchmark
-from bench.servers import HOST, free_port, process_server
+from bench.servers import HOST, process_server
 from bench.stats import percentile
 from bench.suites.baseline_postgres import temporary_database
 from bench.suites.ingestion import _database_url, _server_log
@@ -38,6 +38,7 @@ from trackai_kit.amqp import AmqpClient
 from trackai_kit.postgres import create_pool
 from trackai_kit.settings import AmqpSettings, PostgresSettings
 from trackai_kit.topology import STATUS_EXCHANGE, status_topology
+from trackai_testing.ports import free_port
 
 FANOUT = "console.sse_fanout"
 PASSWORD = "senha-do-benchmark-1"

@@ -40,7 +40,7 @@ import httpx
 
 from bench.context import BenchContext
 from bench.registry import Metric, Ref, RunOnce, benchmark
-from bench.servers import HOST, free_port, process_server
+from bench.servers import HOST, process_server
 from bench.stats import percentile
 from bench.suites.baseline_postgres import temporary_database
 from bench.suites.console import _session
@@ -51,6 +51,7 @@ from trackai_kit import migrations
 from trackai_kit.grpc import client_channel
 from trackai_kit.settings import local_dev_token
 from trackai_testing.plugin import _delete_prefixed
+from trackai_testing.ports import free_port
 
 EVENTS = "console.events_page"
 TENANTS = 1000

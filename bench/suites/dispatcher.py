@@ -28,9 +28,10 @@ import httpx
 
 from bench.context import BenchContext
 from bench.registry import Metric, Ref, RunOnce, benchmark
-from bench.servers import free_port, process_server
+from bench.servers import process_server
 from bench.stats import percentile
 from bench.suites.baseline_postgres import temporary_database
+from trackai_testing.ports import free_port
 
 PIXEL = "1234567890"
 TOKEN = "sandbox-token"

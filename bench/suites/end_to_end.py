@@ -44,7 +44,7 @@ from bench.context import BenchContext
 from bench.http_load import ANSWER_TIMEOUT_S, _content_length
 from bench.mix import SECRETS, Mix, Step, every_gateway_once
 from bench.registry import Metric, Ref, RunOnce, benchmark
-from bench.servers import HOST, Server, free_port, process_server
+from bench.servers import HOST, Server, process_server
 from bench.stats import percentile
 from bench.suites.baseline_http import CONNECTIONS
 from bench.suites.ingestion import (
@@ -61,6 +61,7 @@ from trackai_kit.grpc import AccessPolicy, local_dev_callers, rpc, start_grpc_se
 from trackai_kit.identity import event_id
 from trackai_kit.settings import GrpcSettings
 from trackai_kit.topology import ingestion_topology, matcher_topology
+from trackai_testing.ports import free_port
 from trackai_testing.registry import Destination, FakeTenantRegistry
 
 END_TO_END = "pipeline.end_to_end"

@@ -32,7 +32,7 @@ import asyncpg
 from bench.context import BenchContext
 from bench.http_load import LoadResult, build_request, run_load
 from bench.registry import Metric, Ref, RunOnce, benchmark
-from bench.servers import HOST, free_port, process_server
+from bench.servers import HOST, process_server
 from bench.suites.baseline_http import CONNECTIONS, FASTAPI, http_metrics
 from bench.suites.baseline_postgres import temporary_database
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
@@ -46,6 +46,7 @@ from trackai_kit.amqp import AmqpClient
 from trackai_kit.logging import configure_logging
 from trackai_kit.settings import AmqpSettings, LogSettings
 from trackai_kit.topology import INGEST_EVENTS, ingestion_topology
+from trackai_testing.ports import free_port
 from trackai_testing.registry import FakeTenantRegistry, serve_registry
 
 WEBHOOK = "ingestion.webhook_accept"

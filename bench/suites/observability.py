@@ -29,7 +29,7 @@ import httpx
 from bench.context import BenchContext
 from bench.http_load import build_request, json_body, run_load
 from bench.registry import Metric, RunOnce, benchmark
-from bench.servers import HOST, Server, free_port, process_server, uvicorn_server
+from bench.servers import HOST, Server, process_server, uvicorn_server
 from bench.suites.baseline_http import CONNECTIONS
 from bench.suites.ingestion import (
     KIWIFY_SECRET,
@@ -43,6 +43,7 @@ from bench.suites.ingestion import (
     serve_env,
 )
 from trackai_sandbox.sentry import SentrySink
+from trackai_testing.ports import free_port
 
 SENTRY_COST = "ingestion.sentry_cost"
 METRICS_COST = "ingestion.metrics_cost"

@@ -30,7 +30,7 @@ import asyncpg
 from bench.context import BenchContext
 from bench.http_load import run_load
 from bench.registry import Metric, Ref, RunOnce, benchmark
-from bench.servers import HOST, free_port, process_server
+from bench.servers import HOST, process_server
 from bench.suites.baseline_http import CONNECTIONS
 from bench.suites.ingestion import (
     COLLECT,
@@ -43,6 +43,7 @@ from bench.suites.ingestion import (
 )
 from trackai_kit import migrations
 from trackai_kit.topology import INGEST_EVENTS
+from trackai_testing.ports import free_port
 
 KEEPS_UP = "matcher.keeps_up"
 HITS_PER_SESSION = 4

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from trackai_sandbox.launcher import FAKES, listeners
 from trackai_sandbox.settings import SandboxSettings
+from trackai_testing.ports import free_port
 
 
 def test_listeners_follow_settings() -> None:
@@ -27,15 +27,8 @@ def test_listeners_follow_settings() -> None:
         listeners(settings, only=["openai"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_serve_answers_with_the_demo_pixel_and_stops_on_sigterm() -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SANDBOX_META_PORT": str(port), "LOG_JSON": "false"}
     process = subprocess.Popen(
         # Only Meta: the other fakes would bind their default ports 8011-8013.

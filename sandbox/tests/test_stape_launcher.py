@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,7 @@ import httpx
 
 from trackai_sandbox.cloudflare import DEMO_TOKEN, DEMO_ZONE_ID
 from trackai_sandbox.stape import ANONYMIZE_KEYS, DEMO_KEY
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from trackai_testing.ports import free_port
 
 
 def _wait_healthy(base: str) -> None:
@@ -35,7 +28,7 @@ def _wait_healthy(base: str) -> None:
 
 
 def test_launcher_serves_the_three_and_stape_resolves_through_cloudflare() -> None:
-    ports = {name: _free_port() for name in ("cloudflare", "stape", "gtm")}
+    ports = {name: free_port() for name in ("cloudflare", "stape", "gtm")}
     env = {
         **os.environ,
         "LOG_JSON": "false",

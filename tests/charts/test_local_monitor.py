@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from trackai_testing.plugin import require_tool
+from trackai_testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HINT = "apt-get install prometheus prometheus-alertmanager (`make test` installs them)"
@@ -63,20 +64,12 @@ def test_rendered_configurations_are_valid(tmp_path: Path) -> None:
     assert "4 inhibit rules" in checked.stdout
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """Prometheus and Alertmanager from Debian's packages on free loopback ports."""
     require_tool("prometheus", HINT)
     require_tool("prometheus-alertmanager", HINT)
-    prometheus_port, alertmanager_port = _free_port(), _free_port()
+    prometheus_port, alertmanager_port = free_port(), free_port()
     out = monitor.render(tmp_path, alertmanager_port)
     procs = [
         subprocess.Popen(argv, cwd=out, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

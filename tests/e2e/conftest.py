@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,12 @@ from trackai_sandbox.meta import build_app
 from trackai_sandbox.server import BackgroundServer
 from trackai_sandbox.settings import SandboxSettings
 from trackai_sandbox.testing import MetaSandboxClient
+from trackai_testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The tests call the services as the operator; each service uses its own development token.
 TOKEN = local_dev_token("operator")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -56,28 +50,21 @@ class Stack:
     #: gRPC ports chosen before their server starts, so that a service started earlier can be
     #: told where a later one will answer (the provisioner asks ingestion about webhooks).
     grpc_ports: dict[str, int] = field(default_factory=dict)
-    ports_given: set[int] = field(default_factory=set)
 
     def grpc_target(self, service: str) -> str:
         if service not in self.grpc_ports:
-            self.grpc_ports[service] = self._free_port()
+            self.grpc_ports[service] = free_port()
         return f"127.0.0.1:{self.grpc_ports[service]}"
-
-    def _free_port(self) -> int:
-        # A port handed out is not bound until its process starts, and the OS may offer it
-        # again meanwhile; gRPC servers bind with SO_REUSEPORT, so two would share it silently
-        # (seen in CI: the matcher's and the dispatcher's gRPC servers on one port). Never twice.
-        while (port := free_port()) in self.ports_given:
-            continue
-        self.ports_given.add(port)
-        return port
 
     def start(
         self, service: str, command: str = "serve", *, grpc: bool = True, **extra: str
     ) -> ServiceProcess:
-        http_port = self._free_port()
+        # free_port never hands a port out twice in a process: a port handed out is not bound
+        # until its process starts, and gRPC servers bind with SO_REUSEPORT, so two would share
+        # it silently (seen in CI: the matcher's and the dispatcher's gRPC servers on one port).
+        http_port = free_port()
         reserved = self.grpc_ports.pop(service, None)
-        grpc_port = (reserved or self._free_port()) if grpc else None
+        grpc_port = (reserved or free_port()) if grpc else None
         env = {**self.env, f"{service.upper()}_HTTP_PORT": str(http_port), **extra}
         if grpc_port:
             env[f"{service.upper()}_GRPC_PORT"] = str(grpc_port)

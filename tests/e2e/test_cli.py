@@ -14,9 +14,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.e2e.conftest import TOKEN, free_port
+from tests.e2e.conftest import TOKEN
 from trackai_kit.migrations import grant_service_role
 from trackai_testing.plugin import run_sync
+from trackai_testing.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 TRACKAI = shutil.which("trackai", path=str(Path(sys.executable).parent)) or "trackai"

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.e2e.conftest import free_port
+from trackai_testing.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from trackai_testing.ports import free_port
+
 
 class TcpProxy:
     """Forwards ``127.0.0.1:<port>`` to ``host:port``; :meth:`cut` resets every open connection
@@ -19,9 +21,15 @@ class TcpProxy:
         self.port = 0
 
     async def start(self) -> int:
-        """Listen on a free port and return it."""
+        """Listen on a free port and return it.
+
+        The port comes from :func:`~trackai_testing.ports.free_port`, not from a bind to port 0:
+        :meth:`down` releases it and :meth:`up` binds it again, and a port of the kernel's
+        ephemeral range could meanwhile become the local end of any outgoing connection (or
+        another xdist worker's listener), so that :meth:`up` would fail.
+        """
+        self.port = self.port or free_port()
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

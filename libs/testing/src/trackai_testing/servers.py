@@ -20,16 +20,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from trackai_testing.ports import free_port
+
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 #: A broker or database starting on a loaded two-core machine (measured: RabbitMQ ~25 s).
 START_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listening(port: int) -> bool:

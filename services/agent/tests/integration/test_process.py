@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,17 +20,12 @@ from trackai_kit.grpc import client_channel
 from trackai_kit.settings import local_dev_token
 from trackai_sandbox.llm import DEMO_KEY as DEMO_LLM_KEY
 from trackai_sandbox.testing import MetaSandboxClient
+from trackai_testing.ports import free_port
 
 from .conftest import LlmControl, Wired
 from .harness import PIXEL, web_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:

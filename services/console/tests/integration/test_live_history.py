@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,6 +15,7 @@ from structlog.testing import capture_logs
 
 from trackai_console.adapters.status_history import RedisStatusHistory
 from trackai_console.service_layer.live import LiveUpdate, StatusHub
+from trackai_testing.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -123,14 +123,9 @@ async def test_the_history_is_bounded_per_tenant(redis_url: str, namespace: str)
         await shared.close()
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_without_redis_pages_stay_live_and_resume_in_process() -> None:
-    shared = history(f"redis://127.0.0.1:{closed_port()}/0", "unused:")
+    # A port nothing listens on, and that no other test (or worker) is handed meanwhile.
+    shared = history(f"redis://127.0.0.1:{free_port()}/0", "unused:")
     hub = StatusHub(shared=shared)
     try:
         stream = hub.subscribe("t", heartbeat_s=0.05)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from trackai_kit.settings import AmqpSettings
 from trackai_kit.topology import INGEST_EVENTS, ingestion_topology
 from trackai_testing.faults import TcpProxy
 from trackai_testing.personal_data import find_leaks
+from trackai_testing.ports import free_port
 
 from ..conftest import FIXTURE_PERSONAL_DATA, PLAINTEXT, fixture_bytes
 from .conftest import TOKEN, Registry
@@ -34,13 +34,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[4]
 #: Rows the relay claims and publishes per batch (OutboxRelay's default, as bootstrap wires it).
 RELAY_BATCH = 200
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,10 @@ from trackai.provisioner.v1 import provisioner_service_pb2 as pb
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as pb_grpc
 from trackai_kit.grpc import client_channel, local_dev_token
 from trackai_kit.postgres import asyncpg_dsn
+from trackai_testing.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 TOKEN = local_dev_token("operator")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -79,13 +73,13 @@ async def test_killed_process_resumes_the_run(
     amqp_prefix: str,
 ) -> None:
     log = tmp_path / "provisioner.log"
-    grpc_port = _free_port()
+    grpc_port = free_port()
     env = {
         **os.environ,
         **saga_env,
         "DATABASE_URL": database_url,
         "PROVISIONER_GRPC_PORT": str(grpc_port),
-        "PROVISIONER_HTTP_PORT": str(_free_port()),
+        "PROVISIONER_HTTP_PORT": str(free_port()),
         "GRPC_CLIENT_TOKEN": TOKEN,
         "LOG_JSON": "true",
         "AMQP_URL": amqp_url,
