@@ -132,6 +132,7 @@ SELLER_B = "dono@lojadobruno.com.br"
 
 @dataclass
 class Pipeline:
+    stack: Stack
     console: ServiceProcess
     ingestion: ServiceProcess
     tenant_a: str
@@ -142,13 +143,13 @@ class Pipeline:
     database_url: str
 
 
-def _cli_json(stack: Stack, *args: str) -> dict[str, Any]:
+def _cli_json(stack: Stack, *args: str) -> Any:
     done = subprocess.run(
         [sys.executable, "-m", "trackai_cli.main", *args, "--json"],
         cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
+    return json.loads(done.stdout)
 
 
 def _tenant(stack: Stack, slug: str) -> str:
@@ -159,6 +160,8 @@ def _tenant(stack: Stack, slug: str) -> str:
               "--secret", KIWIFY_TOKEN)  # fmt: skip
     _cli_json(stack, "tenant", "set-meta", tenant_id, "--pixel-id", PIXEL_ID,
               "--access-token", "sandbox-token")  # fmt: skip
+    # The page views name it (the snippet's `funnel`); a webhook's sale gets its click's funnel.
+    _cli_json(stack, "funnel", "create", tenant_id, "--name", "Curso", "--slug", "curso")
     return tenant_id
 
 
@@ -197,6 +200,7 @@ def pipeline(
             trackai(console, stack, "user", "create", "--email", email, "--role", "seller",
                     "--tenant", tenant, "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
         yield Pipeline(
+            stack,
             console,
             apis["ingestion"],
             tenant_a,
@@ -225,6 +229,7 @@ def _post_sale(pipeline: Pipeline, tenant_id: str, order_id: str, session_id: st
                 "session_id": session_id,
                 "event_id": "pv" + uuid.uuid4().hex[:20],
                 "page_url": "https://loja.example.com/curso?utm_source=facebook",
+                "funnel": "curso",
             },
         )
         assert hit.status_code == 204, hit.text
@@ -281,6 +286,32 @@ async def test_events_table_updates_live_and_explains_the_match(
         burst_row = page.locator("tr", has_text=burst_order)
         await burst_row.get_by_text("Enviado à Meta").wait_for(timeout=60_000)
     assert await page.evaluate("window.__notReloaded === true")
+
+    # Each filter is applied by the service that owns it: the delivery status by the dispatcher,
+    # the stage and the funnel (the click's: a webhook names none) by the matcher.
+    funnel = _cli_json(pipeline.stack, "funnel", "list", pipeline.tenant_a)[0]["id"]
+    with _signed_in_client(pipeline, SELLER) as ana:
+        for query, shown in (
+            ("status=sent", True),
+            ("status=dead", False),
+            ("status=matched", False),
+            ("estagio=deterministic", True),
+            ("estagio=probabilistic", False),
+            (f"funil={funnel}", True),
+            (f"funil={uuid.uuid4()}", False),
+            (f"status=sent&estagio=deterministic&funil={funnel}&gateway=kiwify", True),
+            ("status=sent&gateway=hotmart", False),
+            (f"estagio=deterministic&funil={funnel}&gateway=hotmart", False),
+        ):
+            listed = ana.get(f"/eventos?{query}")
+            assert listed.status_code == 200, query
+            assert (f">{order_id}</a>" in listed.text) is shown, query
+    await page.select_option("#status", "sent")
+    await page.select_option("#estagio", "deterministic")
+    await page.get_by_role("button", name="Filtrar").click()
+    await row.get_by_text("Enviado à Meta").wait_for()
+    assert "status=sent" in page.url and "estagio=deterministic" in page.url
+    await shot(page, "eventos-filtro-desktop")
 
     await row.get_by_role("link", name=order_id).click()
     await page.get_by_role("heading", name="Como a venda foi atribuída").wait_for()

@@ -75,7 +75,7 @@ async def test_a_sale_appears_received_then_matched_then_sent_without_reload(
     trackai(console, stack, "user", "create", "--email", SELLER, "--role", "seller",
             "--tenant", tenant, "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
     pipeline = Pipeline(
-        console, stack.procs["ingestion"], tenant, tenant, amqp_url, amqp_prefix, meta_client,
+        stack, console, stack.procs["ingestion"], tenant, tenant, amqp_url, amqp_prefix, meta_client,
         database_url,
     )  # fmt: skip
 
@@ -158,7 +158,7 @@ async def test_a_browser_resumes_on_another_replica_with_exactly_what_it_missed(
     for email, tenant in ((SELLER, ana), (SELLER_B, bruno)):
         trackai(replica_a, stack, "user", "create", "--email", email, "--role", "seller",
                 "--tenant", tenant, "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
-    pipeline = Pipeline(replica_a, replica_a, ana, bruno, amqp_url, amqp_prefix,
+    pipeline = Pipeline(stack, replica_a, replica_a, ana, bruno, amqp_url, amqp_prefix,
                         None, database_url)  # type: ignore[arg-type]  # fmt: skip
 
     async def publish(tenant: str, name: str) -> None:
