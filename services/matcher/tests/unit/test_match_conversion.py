@@ -68,7 +68,13 @@ class Store:
 
 class Unmatched:
     async def decide(
-        self, conn: Conn, purchase: Purchase, at: dt.datetime, lookback: Any
+        self,
+        conn: Conn,
+        purchase: Purchase,
+        at: dt.datetime,
+        lookback: Any,
+        *,
+        deterministic_only: bool = False,
     ) -> MatchDecision:
         return MatchDecision(Stage.NONE, None, None)
 

@@ -116,6 +116,25 @@ async def test_a_carrier_row_for_another_value_does_not_decide() -> None:
     assert (decision.stage, decision.method) == (Stage.SEMI, "fbp")
 
 
+@pytest.mark.parametrize("branches", [[], ["fbc"]], ids=["nothing", "semi"])
+async def test_a_sale_waiting_for_its_session_asks_only_the_deterministic_stage(
+    branches: list[str],
+) -> None:
+    """Its other stages' answer would be rolled back with the wait (SessionNotSeenYet)."""
+    store = Store(exact=[(b, click(i)) for i, b in enumerate(branches)], candidates=[click(1)])
+    decision = await engine(store).decide(
+        CONN, purchase(ip="200.1.2.3", ua=UA), T, dt.timedelta(days=30), deterministic_only=True
+    )
+    assert decision.stage is Stage.NONE and "waiting" in decision.facts["reason"]
+    assert store.asked == ["exact"]
+    carried = click(7)
+    store = Store(exact=[("carrier", carried)])
+    decision = await engine(store).decide(
+        CONN, purchase(sck=carried.session_id), T, dt.timedelta(days=30), deterministic_only=True
+    )
+    assert (decision.stage, decision.click) == (Stage.DETERMINISTIC, carried)
+
+
 async def test_no_ip_nor_user_agent_means_no_stage_three_query() -> None:
     store = Store(candidates=[click(1)])
     decision = await decide(store, purchase())

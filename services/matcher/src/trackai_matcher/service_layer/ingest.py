@@ -139,8 +139,13 @@ class MatchConversion:
                 return ConversionResult(Outcome.REDELIVERY)
             if purchase.status in SALE_STATUSES:
                 decided = match is not None and match.stage is not Stage.NONE
-                match = await self._decide(conn, purchase, match, lookback)
-                if not decided and waited < SESSION_WAITS and _session_in_flight(purchase, match):
+                # Only the deterministic stage counts while the sale may still wait for its
+                # session: the others' answer would be rolled back with the wait.
+                may_wait = not decided and waited < SESSION_WAITS and purchase.script_sessions()
+                match = await self._decide(
+                    conn, purchase, match, lookback, deterministic_only=bool(may_wait)
+                )
+                if may_wait and _session_in_flight(purchase, match):
                     raise SessionNotSeenYet(
                         f"sale {purchase.order_id} names a session not stored yet"
                     )
@@ -178,13 +183,17 @@ class MatchConversion:
         purchase: Purchase,
         match: StoredMatch | None,
         lookback: dt.timedelta,
+        *,
+        deterministic_only: bool = False,
     ) -> StoredMatch:
         if match is not None and match.stage is not Stage.NONE:
             return match  # decided once: a later click never steals it
         # A pending pix/boleto fixed the purchase time; the approval days later keeps it.
         at = match.purchase_time if match is not None else purchase.event_time
         started = time.perf_counter()
-        decision = await self._engine.decide(conn, purchase, at, lookback)
+        decision = await self._engine.decide(
+            conn, purchase, at, lookback, deterministic_only=deterministic_only
+        )
         self._metrics.match_duration.record(
             (time.perf_counter() - started) * 1000, {"stage": decision.stage.value}
         )

@@ -67,13 +67,30 @@ class MatchEngine:
         self.profiles = profiles or ProfileCache()
 
     async def decide(
-        self, conn: Connection, purchase: Purchase, at: dt.datetime, lookback: dt.timedelta
+        self,
+        conn: Connection,
+        purchase: Purchase,
+        at: dt.datetime,
+        lookback: dt.timedelta,
+        *,
+        deterministic_only: bool = False,
     ) -> MatchDecision:
+        """``deterministic_only``: a sale that will wait for its session's hit when no
+        deterministic stage answers (``SessionNotSeenYet``) skips the others, whose answer would
+        be thrown away (NONE, with the reason)."""
         # Windows count back from the purchase; "began before it" allows for the gateway's
         # time precision (Purchase.candidates_as_of).
         as_of = purchase.candidates_as_of(at)
         found = await self._store.exact_candidates(conn, purchase, as_of, lookback)
         decision = self._exact(purchase, found)
+        if deterministic_only and (decision is None or decision.stage is not Stage.DETERMINISTIC):
+            return MatchDecision(
+                Stage.NONE,
+                None,
+                None,
+                threshold=self.model.params.threshold,
+                facts={"reason": "waiting for the session the sale names"},
+            )
         if decision is not None:
             return decision
         return await self._probabilistic(conn, purchase, at, as_of)
