@@ -72,7 +72,7 @@ def health_list(doubles: Doubles) -> TenantHealthList:
     return TenantHealthList(
         doubles,  # type: ignore[arg-type]
         doubles,  # type: ignore[arg-type]
-        doubles,  # type: ignore[arg-type]
+        doubles,
         doubles,  # type: ignore[arg-type]
         doubles,  # type: ignore[arg-type]
         clock=lambda: NOW,
