@@ -18,7 +18,13 @@ from trackai_console.domain.events import (
     Match,
     console_status,
 )
-from trackai_console.service_layer.events import MAX_SCANNED_PAGES, PAGE_SIZE, Events, scope
+from trackai_console.service_layer.events import (
+    MAX_SCANNED_PAGES,
+    MAX_SOURCE_PAGE,
+    PAGE_SIZE,
+    Events,
+    scope,
+)
 from trackai_console.service_layer.ports import ConversionPage, DeliveryPage, MatchPage
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
@@ -202,6 +208,8 @@ async def test_a_delivery_status_page_is_driven_by_the_dispatcher() -> None:
     }
     # "dead" rows are dropped after the read (the status is checked on every row)...
     assert page.rows == [] and len(source.asked) == MAX_SCANNED_PAGES - 1
+    # Each page read on is larger: one round trip each, whatever its size.
+    assert [a["page_size"] for a in source.asked] == [PAGE_SIZE, 4 * PAGE_SIZE, MAX_SOURCE_PAGE]
     # ...and so is a filter the dispatcher cannot apply (the gateway): 9 Hotmart sales in each
     # page of 25, one of them (c*-6) gone from ingestion, read on until the last page.
     page = await events.page("t1", EventFilter(status="dead", gateway="hotmart"))
