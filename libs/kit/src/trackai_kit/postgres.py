@@ -28,6 +28,20 @@ def check_identifier(name: str) -> str:
     return name
 
 
+class Params:
+    """The values of a statement written with only the filters given: ``bind`` keeps a value
+    and answers its placeholder (``$n``). A statement whose optional filters are written as
+    ``($n IS NULL OR ...)`` instead gets a generic plan (asyncpg caches statements) that
+    misjudges every filter left unset."""
+
+    def __init__(self, *values: object) -> None:
+        self.values: list[object] = list(values)
+
+    def bind(self, value: object) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
 def asyncpg_dsn(url: str) -> str:
     """Accept SQLAlchemy-style URLs (``postgresql+asyncpg://``) as well as plain libpq ones."""
     return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", url)

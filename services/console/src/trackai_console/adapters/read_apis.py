@@ -65,6 +65,20 @@ def to_datetime(stamp: Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)
 
 
+def _timestamp(value: datetime | None) -> Timestamp | None:
+    """A request's optional time bound (None leaves the field unset)."""
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _stages(stage: str) -> list[match_events.MatchStage.ValueType]:
+    """The console's stage word as the matcher's enum, for a list filter ("" filters nothing)."""
+    return [match_events.MatchStage.Value("MATCH_STAGE_" + stage.upper())] if stage else []
+
+
 _DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
@@ -199,11 +213,10 @@ class GrpcEventSource:
             gateway=gateway,
             order_id=order_id,
             funnel_id=funnel_id,
+            start_time=_timestamp(since),
             page_size=page_size,
             page_token=page_token,
         )
-        if since is not None:
-            request.start_time.FromDatetime(since)
         response = await self._ingestion.ListConversions(request, timeout=self._timeout)
         return ConversionPage(
             [_conversion(r) for r in response.conversions], response.next_page_token
@@ -243,13 +256,12 @@ class GrpcEventSource:
         request = disp.ListEventStatesRequest(
             tenant_id=tenant_id,
             states=[disp.EventState.Value("EVENT_STATE_" + s.upper()) for s in states],
+            start_time=_timestamp(since),
             funnel_id=funnel_id,
-            stages=[match_events.MatchStage.Value("MATCH_STAGE_" + stage.upper())] if stage else [],
+            stages=_stages(stage),
             page_size=page_size,
             page_token=page_token,
         )
-        if since is not None:
-            request.start_time.FromDatetime(since)
         response = await self._dispatcher.ListEventStates(request, timeout=self._timeout)
         return DeliveryPage(
             [(e.conversion_id, _delivery(e)) for e in response.events if e.conversion_id],
@@ -269,14 +281,13 @@ class GrpcEventSource:
     ) -> MatchPage:
         request = mat.ListMatchesRequest(
             tenant_id=tenant_id,
-            stages=[match_events.MatchStage.Value("MATCH_STAGE_" + stage.upper())] if stage else [],
+            stages=_stages(stage),
+            start_time=_timestamp(since),
             gateway=gateway,
             funnel_id=funnel_id,
             page_size=page_size,
             page_token=page_token,
         )
-        if since is not None:
-            request.start_time.FromDatetime(since)
         response = await self._matcher.ListMatches(request, timeout=self._timeout)
         return MatchPage(
             [(m.conversion_id, _match(m)) for m in response.matches if m.conversion_id],

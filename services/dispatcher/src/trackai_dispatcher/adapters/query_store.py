@@ -28,6 +28,7 @@ from trackai_dispatcher.service_layer.ports import (
     StateFilter,
     StoredDispatch,
 )
+from trackai_kit.postgres import Params
 
 _ATTEMPT_COLUMNS = """
     a.id, a.batch_id, a.tenant_id, a.pixel_id, e.event_id, a.started_at, a.latency_ms,
@@ -106,7 +107,7 @@ async def event_states(conn: Conn, tenant_id: str, event_ids: list[str]) -> list
     )
 
 
-def list_states_query(where: StateFilter) -> tuple[str, list[Any]]:
+def list_states_query(where: StateFilter) -> tuple[str, list[object]]:
     """A tenant's events in some states, newest event time first, keyset-paged on
     (event_time, event_id): the statement and its arguments.
 
@@ -118,12 +119,8 @@ def list_states_query(where: StateFilter) -> tuple[str, list[Any]]:
       asyncpg's cached statement switches to expects one row, and sorts a whole state found
       through another index (80 ms instead of 0.2 ms for 21,000 sent events).
     """
-    args: list[Any] = [where.tenant_id, list(where.states)]
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
+    params = Params(where.tenant_id, list(where.states))
+    arg = params.bind
     conditions = ["tenant_id = $1"]
     if where.start is not None:
         conditions.append(f"event_time >= {arg(where.start)}")
@@ -143,7 +140,7 @@ def list_states_query(where: StateFilter) -> tuple[str, list[Any]]:
         f"WHERE state = ($2::text[])[{n}] AND {' AND '.join(conditions)} {order})"
         for n in range(1, len(where.states) + 1)
     )
-    return f"SELECT * FROM ({branches}) AS s {order}", args
+    return f"SELECT * FROM ({branches}) AS s {order}", params.values
 
 
 async def list_states(conn: Conn, where: StateFilter) -> list[asyncpg.Record]:

@@ -38,6 +38,7 @@ from trackai_ingestion.service_layer.ports import (
     StoredConversion,
 )
 from trackai_kit import outbox
+from trackai_kit.postgres import Params
 from trackai_kit.topology import INGEST_EVENTS, STATUS_EXCHANGE
 
 SCHEMA = "ingestion"
@@ -357,12 +358,8 @@ class ConversionStore(GroupCommit[_Pending]):
     ) -> list[StoredConversion]:
         """Newest event time first; keyset pagination on (event_time, id)."""
         conditions = ["tenant_id = $1", "kind = 'conversion'"]
-        args: list[Any] = [tenant_id]
-
-        def arg(value: Any) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
+        params = Params(tenant_id)
+        arg = params.bind
         if statuses:
             # Also served by events_tenant_status_time_idx: status is not null on conversions.
             conditions.append(f"status = ANY({arg([s.value for s in statuses])}::text[])")
@@ -386,7 +383,7 @@ class ConversionStore(GroupCommit[_Pending]):
             + f" ORDER BY event_time DESC, id DESC LIMIT {arg(limit)}"
         )
         async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
-            rows = await conn.fetch(sql, *args)
+            rows = await conn.fetch(sql, *params.values)
         return [_stored(row) for row in rows]
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
 import asyncpg
 
+from trackai_kit.postgres import Params
 from trackai_matcher.domain.model import Stage
 from trackai_matcher.service_layer.ports import DayStats, PageFilter, SummaryRow
 
@@ -49,18 +49,14 @@ BY_CONVERSION_IDS_SQL = (
 )
 
 
-def list_summaries_query(f: PageFilter) -> tuple[str, list[Any]]:
+def list_summaries_query(f: PageFilter) -> tuple[str, list[object]]:
     """A page of a tenant's events, newest conversion first, keyset-paged on (event_time,
     event_id) along dedupe_registry_tenant_event_time_idx: the statement and its arguments.
     Only the filters given are written, and the limit as a number: with ``$n IS NULL OR ...``
     filters and ``LIMIT $n`` the generic plan a cached statement switches to misjudges how many
     rows a page needs (see the dispatcher's ``list_states_query``)."""
-    args: list[Any] = [f.tenant_id]
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
+    params = Params(f.tenant_id)
+    arg = params.bind
     conditions = ["d.tenant_id = $1"]
     if f.start is not None:
         conditions.append(f"d.event_time >= {arg(f.start)}")
@@ -87,7 +83,7 @@ def list_summaries_query(f: PageFilter) -> tuple[str, list[Any]]:
         + f" WHERE {' AND '.join(conditions)}"
         + f" ORDER BY d.event_time DESC, d.event_id DESC LIMIT {int(f.limit)}"
     )
-    return sql, args
+    return sql, params.values
 
 
 def _row(r: asyncpg.Record) -> SummaryRow:
