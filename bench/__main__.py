@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from contextlib import AsyncExitStack
@@ -43,7 +45,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+#: Exit status of a run stopped by SIGTERM, SIGHUP or SIGINT (128 + SIGTERM, as a shell reports).
+STOPPED = 143
+
+
+def _cancel_on_signals() -> None:
+    """SIGTERM, SIGHUP and SIGINT cancel the run instead of ending the process where it stands,
+    so every suite's teardown runs: the service processes and servers it started are stopped
+    (``process_server``) and its temporary databases dropped. Without this a stopped ``make
+    bench`` left them running, holding their ports."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+
+
 async def run(args: argparse.Namespace) -> int:
+    _cancel_on_signals()
     selected = REGISTRY.select(args.names)
     runs = args.runs or (QUICK_RUNS if args.quick else FULL_RUNS)
     machine = report.machine_info()
@@ -77,7 +96,11 @@ def main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # The whole harness (load generator included) runs on uvloop, like the services will.
-    return uvloop.run(run(args))
+    try:
+        return uvloop.run(run(args))
+    except asyncio.CancelledError:
+        print("\nstopped: every started server and database was cleaned up", file=sys.stderr)
+        return STOPPED
 
 
 if __name__ == "__main__":
