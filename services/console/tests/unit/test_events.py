@@ -22,6 +22,7 @@ from trackai_console.service_layer.events import (
     MAX_SCANNED_PAGES,
     MAX_SOURCE_PAGE,
     PAGE_SIZE,
+    SCAN_BUDGET_S,
     Events,
     scope,
 )
@@ -196,7 +197,7 @@ class DrivenSource(CountingSource):
 
 async def test_a_delivery_status_page_is_driven_by_the_dispatcher() -> None:
     source = DrivenSource()
-    events = Events(source, clock=lambda: NOW)  # type: ignore[arg-type]
+    events = Events(source, clock=lambda: NOW, timer=lambda: 0.0)  # type: ignore[arg-type]
     page = await events.page("t1", EventFilter(status="failed", stage="probabilistic"))
     assert source.asked[0] == {
         "states": ("retrying", "parked"),
@@ -221,7 +222,7 @@ async def test_a_delivery_status_page_is_driven_by_the_dispatcher() -> None:
 
 async def test_a_stage_page_is_driven_by_the_matcher_and_its_token_names_it() -> None:
     source = DrivenSource(gateways=("kiwify",))
-    events = Events(source, clock=lambda: NOW)  # type: ignore[arg-type]
+    events = Events(source, clock=lambda: NOW, timer=lambda: 0.0)  # type: ignore[arg-type]
     where = EventFilter(stage="deterministic", gateway="kiwify", period="tudo")
     first = await events.page("t1", where)
     assert source.asked[0]["gateway"] == "kiwify" and source.asked[0]["since"] is None
@@ -235,3 +236,37 @@ async def test_a_stage_page_is_driven_by_the_matcher_and_its_token_names_it() ->
     # A token another filter's source issued (an edited URL) starts from the first page.
     again = await events.page("t1", where, "d.1")
     assert again.rows[0].conversion.id == "c0-0"
+
+
+async def test_a_status_only_unmatched_sales_have_reads_no_delivery() -> None:
+    source = CountingSource()
+    page = await Events(source, clock=lambda: NOW).page("t1", EventFilter(status="received"))  # type: ignore[arg-type]
+    assert source.calls == {"conversions": 1, "matches": 1}
+    assert [r.conversion.id for r in page.rows] == [f"c{i}" for i in range(1, PAGE_SIZE, 2)]
+    assert {r.status for r in page.rows} == {"received"}
+
+
+async def test_no_further_source_page_is_read_once_the_time_budget_is_spent() -> None:
+    source = DrivenSource()
+    ticks = iter([0.0, SCAN_BUDGET_S / 2, SCAN_BUDGET_S])  # start, after page 1, after page 2
+    events = Events(source, clock=lambda: NOW, timer=lambda: next(ticks))  # type: ignore[arg-type]
+    page = await events.page("t1", EventFilter(status="dead", gateway="hotmart"))
+    assert len(source.asked) == 2 and len(page.rows) == 2 * 8
+    # The gateway is checked after the dispatcher's read: its first page is already larger.
+    assert [a["page_size"] for a in source.asked] == [4 * PAGE_SIZE, MAX_SOURCE_PAGE]
+    assert page.next_token == "d.2"  # the seller reads on with "Carregar mais"
+
+
+@pytest.mark.parametrize(
+    ("where", "checked"),
+    [
+        (EventFilter(), False),
+        (EventFilter(status="received"), True),
+        (EventFilter(stage="none", order_id="o1"), True),
+        (EventFilter(status="dead", stage="none", funnel_id=str(uuid.UUID(int=1))), False),
+        (EventFilter(status="dead", gateway="kiwify"), True),
+        (EventFilter(stage="probabilistic", gateway="kiwify"), False),
+    ],
+)
+def test_what_is_checked_after_the_read(where: EventFilter, checked: bool) -> None:
+    assert where.checked_after_read() is checked

@@ -38,6 +38,9 @@ DELIVERY_STATES: Mapping[str, tuple[str, ...]] = {
     "dead": ("dead",),
     "expired": ("expired",),
 }
+#: Console statuses only a sale without a match has (``console_status``): a matched sale reads
+#: "matched" or its delivery's status.
+UNMATCHED_STATUSES = frozenset({"received", "pending_payment"})
 #: Gateway statuses the pipeline does not send to Meta (no Purchase, no pending event).
 IGNORED_CONVERSION_STATUSES = frozenset(
     {
@@ -255,6 +258,14 @@ class EventFilter:
         if not self.status and (self.stage or self.funnel_id):
             return "matcher"
         return "ingestion"
+
+    def checked_after_read(self) -> bool:
+        """Whether some filter is left for ``keeps`` (the driving owner cannot apply it): the
+        status or the stage when ingestion drives, the gateway when the dispatcher does."""
+        source = self.source()
+        if source == "ingestion":
+            return bool(self.status or self.stage)
+        return source == "dispatcher" and bool(self.gateway)
 
     def delivery_states(self) -> tuple[str, ...]:
         return DELIVERY_STATES.get(self.status, ())

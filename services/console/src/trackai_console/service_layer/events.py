@@ -4,25 +4,39 @@ one conversion in detail. The tenant always comes from the caller's session (see
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from trackai_console.domain.accounts import User
-from trackai_console.domain.events import Attempt, Conversion, EventFilter, EventRow, Explanation
+from trackai_console.domain.events import (
+    UNMATCHED_STATUSES,
+    Attempt,
+    Conversion,
+    EventFilter,
+    EventRow,
+    Explanation,
+)
 from trackai_console.service_layer.ports import EventSource, Funnel, TenantSummary
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 PAGE_SIZE = 25
 #: Source pages read at most to fill one page when rows are dropped after the read (what the
 #: driving owner could not filter), each SCAN_GROWTH times the last, up to MAX_SOURCE_PAGE:
-#: 25, 100, 200, 200 rows. A filter keeping 1 row in 5 after the read fills a page in two
-#: round trips instead of five (dead, probabilistic and Kiwify at 1M: p95 134 ms in 4 pages of
-#: 25, see docs/benchmarks.md).
+#: 100, 200, 200, 200 rows when the filter is known to be checked after the read, else 25, 100,
+#: 200, 200 (dead, probabilistic and Kiwify at 1M: p95 134 ms in 4 pages of 25, see
+#: docs/benchmarks.md).
 MAX_SCANNED_PAGES = 4
 SCAN_GROWTH = 4
 MAX_SOURCE_PAGE = 200
+#: No further source page is read once this much time went into the page, leaving room for one
+#: more round (the largest, 200 rows: ~30 ms at 1M) within the 100 ms a page may take: a rare
+#: combination answers with the rows found so far and the token to read on ("Carregar mais")
+#: instead of keeping the seller waiting (status "received" at 1M, none to find: p95 106 ms in
+#: 4 pages without the budget, 92 ms with 60 ms, see docs/benchmarks.md).
+SCAN_BUDGET_S = 0.04
 
 
 class NotVisible(LookupError):
@@ -55,9 +69,16 @@ def _utcnow() -> datetime:
 
 
 class Events:
-    def __init__(self, source: EventSource, *, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self,
+        source: EventSource,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._source = source
         self._clock = clock
+        self._timer = timer
 
     async def _row(self, tenant_id: str, row: EventRow) -> tuple[EventRow, Explanation | None]:
         explanation = await self._source.match(tenant_id, row.conversion.id)
@@ -65,9 +86,15 @@ class Events:
         delivery = await self._source.delivery(tenant_id, match.event_id) if match else None
         return EventRow(row.conversion, match, delivery), explanation
 
-    async def _rows(self, tenant_id: str, conversions: list[Conversion]) -> list[EventRow]:
-        """A page's rows with two reads whatever its size: every match, then every delivery."""
+    async def _rows(
+        self, tenant_id: str, conversions: list[Conversion], where: EventFilter | None = None
+    ) -> list[EventRow]:
+        """A page's rows with two reads whatever its size: every match, then every delivery.
+        A filter on a status only an unmatched sale has drops the matched ones first and reads
+        no delivery (an unmatched sale has none)."""
         matches = await self._source.matches(tenant_id, [c.id for c in conversions])
+        if where is not None and where.status in UNMATCHED_STATUSES:
+            return [EventRow(c) for c in conversions if c.id not in matches]
         deliveries = await self._source.deliveries(
             tenant_id, list(dict.fromkeys(m.event_id for m in matches.values()))
         )
@@ -96,7 +123,10 @@ class Events:
         # A token from another filter's source (an edited URL) starts from the first page.
         token = page_token.removeprefix(prefix) if page_token.startswith(prefix) else ""
         rows: list[EventRow] = []
-        size = PAGE_SIZE
+        # A filter checked after the read starts with a larger source page: the rarer the rows
+        # it keeps, the fewer round trips (dead + probabilistic + one gateway: one instead of 2).
+        size = PAGE_SIZE * SCAN_GROWTH if where.checked_after_read() else PAGE_SIZE
+        started = self._timer()
         for _ in range(MAX_SCANNED_PAGES):
             found, token = await read(tenant_id, where, since, token, size)
             kept = [row for row in found if where.keeps(row)]
@@ -104,6 +134,8 @@ class Events:
             # Read on only while rows are dropped here (a full source page is a full page), in
             # larger pages: one round trip each, whatever their size.
             if not token or len(rows) >= PAGE_SIZE or len(kept) == len(found):
+                break
+            if self._timer() - started >= SCAN_BUDGET_S:
                 break
             size = min(size * SCAN_GROWTH, MAX_SOURCE_PAGE)
         return EventsPage(rows, prefix + token if token else "")
@@ -121,7 +153,7 @@ class Events:
             page_size=size,
             page_token=token,
         )
-        return await self._rows(tenant_id, read.conversions), read.next_token
+        return await self._rows(tenant_id, read.conversions, where), read.next_token
 
     async def _by_delivery(
         self, tenant_id: str, where: EventFilter, since: datetime | None, token: str, size: int
