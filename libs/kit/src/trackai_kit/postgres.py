@@ -28,6 +28,21 @@ def check_identifier(name: str) -> str:
     return name
 
 
+#: The database is away, stopping or starting, or the connection broke mid-statement: what a
+#: caller answers with "try again" (503, a redelivery) rather than as a bug. asyncpg raises
+#: ``InternalClientError`` ("cannot switch to state 11; another operation is in progress") on a
+#: connection PostgreSQL killed under load; it is neither a PostgresError nor an InterfaceError.
+CONNECTION_TROUBLE: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    # SQLSTATE class 57 (AdminShutdown, CannotConnectNow): not a connection error to asyncpg.
+    asyncpg.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+
 class Params:
     """The values of a statement written with only the filters given: ``bind`` keeps a value
     and answers its placeholder (``$n``). A statement whose optional filters are written as

@@ -38,7 +38,7 @@ from trackai_ingestion.service_layer.ports import (
     StoredConversion,
 )
 from trackai_kit import outbox
-from trackai_kit.postgres import Params
+from trackai_kit.postgres import CONNECTION_TROUBLE, Params
 from trackai_kit.topology import INGEST_EVENTS, STATUS_EXCHANGE
 
 SCHEMA = "ingestion"
@@ -223,15 +223,7 @@ def _unavailable_as_port_error() -> Iterator[None]:
     """The database is away or no connection came in time: the gateway is asked to retry."""
     try:
         yield
-    except (
-        asyncpg.PostgresConnectionError,
-        # SQLSTATE class 57 (AdminShutdown, CannotConnectNow: the database is stopping or
-        # starting) is not a connection error to asyncpg, yet the gateway must retry just the same.
-        asyncpg.OperatorInterventionError,
-        asyncpg.InterfaceError,
-        OSError,
-        TimeoutError,
-    ) as exc:
+    except CONNECTION_TROUBLE as exc:
         raise StorageUnavailable(type(exc).__name__) from exc
 
 
