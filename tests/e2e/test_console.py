@@ -306,6 +306,8 @@ async def test_events_table_updates_live_and_explains_the_match(
             listed = ana.get(f"/eventos?{query}")
             assert listed.status_code == 200, query
             assert (f">{order_id}</a>" in listed.text) is shown, query
+            # The "Atribuído" filter says what it lists (the dispatcher's pending events).
+            assert ('id="filtro-atribuido"' in listed.text) is (query == "status=matched")
     await page.select_option("#status", "sent")
     await page.select_option("#estagio", "deterministic")
     await page.get_by_role("button", name="Filtrar").click()
