@@ -9,7 +9,7 @@ import grpc
 
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as disp
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as disp_grpc
-from trackai_console.adapters.read_apis import answered, or_none, to_datetime
+from trackai_console.adapters.read_apis import answered, or_none, to_datetime, to_timestamp
 from trackai_console.domain.dead_letters import DeadLetter, ReplayOutcome
 from trackai_console.service_layer.ports import DeadLetterPage
 
@@ -35,10 +35,9 @@ class GrpcDeadLetterQueue:
 
     @staticmethod
     def _filter(tenant_id: str, reason: str, since: datetime | None) -> disp.DeadLetterFilter:
-        where = disp.DeadLetterFilter(tenant_id=tenant_id, reason=reason)
-        if since is not None:
-            where.start_time.FromDatetime(since)
-        return where
+        return disp.DeadLetterFilter(
+            tenant_id=tenant_id, reason=reason, start_time=to_timestamp(since)
+        )
 
     async def dead_letters(
         self, tenant_id: str, *, reason: str, since: datetime | None, page_token: str

@@ -7,13 +7,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.dispatcher.v1 import dispatcher_service_pb2 as disp
 from trackai.dispatcher.v1 import dispatcher_service_pb2_grpc as disp_grpc
 from trackai.ingestion.v1 import ingestion_service_pb2 as ing
 from trackai.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
-from trackai_console.adapters.read_apis import answered, to_datetime
+from trackai_console.adapters.read_apis import answered, to_datetime, to_timestamp
 from trackai_console.domain.health import Coverage, CredentialRefusal, DestinationHealth
 from trackai_console.service_layer.ports import WebhookReport
 
@@ -26,12 +25,6 @@ _BREAKERS = {
     disp.BREAKER_STATE_OPEN: "open",
     disp.BREAKER_STATE_HALF_OPEN: "half_open",
 }
-
-
-def _stamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 class GrpcDeliveryHealth:
@@ -65,7 +58,7 @@ class GrpcDeliveryHealth:
         response = await answered(
             self._dispatcher.GetParameterCoverage(
                 disp.GetParameterCoverageRequest(
-                    tenant_id=tenant_id, start_time=_stamp(start), end_time=_stamp(end)
+                    tenant_id=tenant_id, start_time=to_timestamp(start), end_time=to_timestamp(end)
                 ),
                 timeout=self._timeout,
             )
@@ -81,7 +74,7 @@ class GrpcWebhookActivity:
     async def since(self, tenant_id: str, since: datetime) -> WebhookReport:
         response = await answered(
             self._ingestion.GetWebhookActivity(
-                ing.GetWebhookActivityRequest(tenant_id=tenant_id, since_time=_stamp(since)),
+                ing.GetWebhookActivityRequest(tenant_id=tenant_id, since_time=to_timestamp(since)),
                 timeout=self._timeout,
             )
         )

@@ -65,8 +65,8 @@ def to_datetime(stamp: Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)
 
 
-def _timestamp(value: datetime | None) -> Timestamp | None:
-    """A request's optional time bound (None leaves the field unset)."""
+def to_timestamp(value: datetime | None) -> Timestamp | None:
+    """A request's time field (None leaves it unset: proto constructors skip a None)."""
     if value is None:
         return None
     stamp = Timestamp()
@@ -213,7 +213,7 @@ class GrpcEventSource:
             gateway=gateway,
             order_id=order_id,
             funnel_id=funnel_id,
-            start_time=_timestamp(since),
+            start_time=to_timestamp(since),
             page_size=page_size,
             page_token=page_token,
         )
@@ -256,7 +256,7 @@ class GrpcEventSource:
         request = disp.ListEventStatesRequest(
             tenant_id=tenant_id,
             states=[disp.EventState.Value("EVENT_STATE_" + s.upper()) for s in states],
-            start_time=_timestamp(since),
+            start_time=to_timestamp(since),
             funnel_id=funnel_id,
             stages=_stages(stage),
             page_size=page_size,
@@ -282,7 +282,7 @@ class GrpcEventSource:
         request = mat.ListMatchesRequest(
             tenant_id=tenant_id,
             stages=_stages(stage),
-            start_time=_timestamp(since),
+            start_time=to_timestamp(since),
             gateway=gateway,
             funnel_id=funnel_id,
             page_size=page_size,

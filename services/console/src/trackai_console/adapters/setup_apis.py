@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackai.agent.v1 import agent_service_pb2 as agent_pb
 from trackai.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from trackai.provisioner.v1 import provisioner_service_pb2 as prov
 from trackai.provisioner.v1 import provisioner_service_pb2_grpc as prov_grpc
-from trackai_console.adapters.read_apis import answered, or_none, to_datetime
+from trackai_console.adapters.read_apis import answered, or_none, to_datetime, to_timestamp
 from trackai_console.domain.wizard import (
     Check,
     CompanyForm,
@@ -268,15 +267,13 @@ class GrpcSetupChecks:
         self._timeout = timeout_s
 
     async def check(self, tenant_id: str, funnel_slug: str, tool: str, since: datetime) -> Check:
-        started = Timestamp()
-        started.FromDatetime(since)
         answer = await answered(
             self._agent.RunCheck(
                 agent_pb.RunCheckRequest(
                     tenant_id=tenant_id,
                     funnel_slug=funnel_slug,
                     tool=tool,
-                    setup_start_time=started,
+                    setup_start_time=to_timestamp(since),
                 ),
                 timeout=self._timeout,
             )
