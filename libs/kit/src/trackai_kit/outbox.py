@@ -23,18 +23,16 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from trackai_kit.amqp import AmqpClient
 from trackai_kit.logging import get_logger
-from trackai_kit.postgres import CONNECTION_TROUBLE, Connection, check_identifier
+from trackai_kit.postgres import DATABASE_TROUBLE, Connection, check_identifier
 from trackai_kit.telemetry import exported_span, get_meter, inject_headers
 
 log = get_logger(__name__)
 tracer = trace.get_tracer(__name__)
 
+#: A relay round that meets ``DATABASE_TROUBLE`` (trackai_kit.postgres) is retried after a
+#: back-off of at most this long: asyncpg's client-side errors on a broken connection are among
+#: them, and used to crash the relay, and with it the serve process.
 MAX_BACKOFF_S = 30.0
-#: What a relay round survives (retried with back-off): the database away or restarting, and
-#: asyncpg's client-side errors on a connection it broke mid-statement (seen when PostgreSQL
-#: restarts under load: "cannot switch to state 15; another operation is in progress"), which
-#: are not PostgresErrors and used to crash the relay, and with it the serve process.
-DATABASE_TROUBLE: tuple[type[Exception], ...] = (*CONNECTION_TROUBLE, asyncpg.PostgresError)
 #: Failed publishes of one message after which the relay reports it as an error (Sentry), once.
 STUCK_ATTEMPTS = 5
 #: Header naming the tenant a message is about (opaque id; for the relay's error reports).

@@ -41,6 +41,9 @@ CONNECTION_TROUBLE: tuple[type[Exception], ...] = (
     OSError,
     TimeoutError,
 )
+#: :data:`CONNECTION_TROUBLE` or any error PostgreSQL answered: what a writer that can simply try
+#: again later (the outbox relay, a browser hit) survives.
+DATABASE_TROUBLE: tuple[type[Exception], ...] = (*CONNECTION_TROUBLE, asyncpg.PostgresError)
 
 
 class Params:

@@ -21,7 +21,7 @@ from trackai_ingestion.adapters.messages import INGEST_EVENT_TYPE, hit_event
 from trackai_ingestion.domain.collect import BrowserHit
 from trackai_ingestion.service_layer.ports import StorageUnavailable
 from trackai_kit import outbox
-from trackai_kit.postgres import CONNECTION_TROUBLE
+from trackai_kit.postgres import DATABASE_TROUBLE
 from trackai_kit.topology import INGEST_EVENTS
 
 SCHEMA = "ingestion"
@@ -84,10 +84,6 @@ MAX_BATCH = 128
 MAX_IN_FLIGHT = 4
 
 
-#: A hit the database cannot take now (the beacon may be sent again): any PostgreSQL error too.
-_STORE_TROUBLE: tuple[type[Exception], ...] = (*CONNECTION_TROUBLE, asyncpg.PostgresError)
-
-
 @dataclass
 class _Pending:
     row: list[Any]
@@ -106,7 +102,7 @@ class HitStore(GroupCommit[_Pending]):
         row_id, row = hit_row(hit, received_at)
         try:
             stored = await self.write(row)
-        except _STORE_TROUBLE as exc:
+        except DATABASE_TROUBLE as exc:
             # No connection in time, the database away, or its connection broken mid-statement:
             # the beacon may be sent again.
             raise StorageUnavailable(type(exc).__name__) from exc
