@@ -9,7 +9,8 @@ export UV_PYTHON := python3.11
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 # `make test` runs in two pytest-xdist workers, the whole-stack tests (tests/e2e,
-# tests/reliability) kept in one of them, the rest in the other: 19 min instead of 26 serially.
+# tests/reliability) kept in one of them, the rest in the other: 15-17 min of pytest here,
+# against 26-33 serially.
 # The ports tests reserve for their processes come from trackai_testing.ports, a block per worker
 # below the kernel's ephemeral range, so one worker's tests cannot take a port the other's stack
 # reserved. TEST_WORKERS=0 runs the suite serially.

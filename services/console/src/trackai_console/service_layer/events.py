@@ -87,13 +87,13 @@ class Events:
         return EventRow(row.conversion, match, delivery), explanation
 
     async def _rows(
-        self, tenant_id: str, conversions: list[Conversion], where: EventFilter | None = None
+        self, tenant_id: str, conversions: list[Conversion], where: EventFilter
     ) -> list[EventRow]:
         """A page's rows with two reads whatever its size: every match, then every delivery.
         A filter on a status only an unmatched sale has drops the matched ones first and reads
         no delivery (an unmatched sale has none)."""
         matches = await self._source.matches(tenant_id, [c.id for c in conversions])
-        if where is not None and where.status in UNMATCHED_STATUSES:
+        if where.status in UNMATCHED_STATUSES:
             return [EventRow(c) for c in conversions if c.id not in matches]
         deliveries = await self._source.deliveries(
             tenant_id, list(dict.fromkeys(m.event_id for m in matches.values()))

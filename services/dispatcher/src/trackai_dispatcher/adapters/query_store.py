@@ -324,9 +324,9 @@ async def destination_health(conn: Conn, tenant_id: str | None) -> list[asyncpg.
     )
 
 
-#: ``parameter_coverage``'s statement (its plan is checked by ``test_coverage_index_usage``).
 #: The user_data keys of Meta's server event whose coverage is counted.
 COVERED_KEYS = (*HASHED_KEYS, "external_id", "client_ip_address", "client_user_agent", "fbc", "fbp")
+#: ``parameter_coverage``'s statement (its plan is checked by ``test_coverage_index_usage``).
 #: One pass over the tenant's events: each payload's user_data is taken once (``OFFSET 0`` keeps
 #: the subquery from being flattened into one detoasting per key) and every key counted with a
 #: FILTER. About 4x faster than expanding every event's keys and grouping them (30,000 events:

@@ -82,12 +82,20 @@ def _uuid(value: str, field: str) -> str:
         raise ValueError(f"{field} must be a UUID") from None
 
 
+def _bound(message: pb.DeadLetterFilter | pb.ListEventStatesRequest, field: str) -> datetime | None:
+    """An optional time bound of a request (``start_time``/``end_time``), None when unset."""
+    if not message.HasField(field):  # type: ignore[arg-type]
+        return None
+    stamp: Timestamp = getattr(message, field)
+    return stamp.ToDatetime(UTC)
+
+
 def _filter(message: pb.DeadLetterFilter) -> DeadFilter:
     return DeadFilter(
         tenant_id=_uuid(message.tenant_id, "filter.tenant_id") if message.tenant_id else None,
         reason=message.reason or None,
-        start=message.start_time.ToDatetime(UTC) if message.HasField("start_time") else None,
-        end=message.end_time.ToDatetime(UTC) if message.HasField("end_time") else None,
+        start=_bound(message, "start_time"),
+        end=_bound(message, "end_time"),
     )
 
 
@@ -123,8 +131,8 @@ def _state_filter(request: pb.ListEventStatesRequest) -> StateFilter:
     return StateFilter(
         tenant_id=tenant,
         states=tuple(dict.fromkeys(_STATE_NAMES[s] for s in request.states)),
-        start=request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None,
-        end=request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None,
+        start=_bound(request, "start_time"),
+        end=_bound(request, "end_time"),
         funnel_id=_uuid(request.funnel_id, "funnel_id") if request.funnel_id else None,
         stages=tuple(matcher_pb.MatchStage.Name(s) for s in request.stages),
         after=(datetime.fromisoformat(after[0]), after[1]) if after else None,
